@@ -1,0 +1,202 @@
+"""The input contract, read from ``schemas/*.yaml``.
+
+This module only parses and checks the YAML files; it knows no rule of its own. The
+generator, ingest and validation stages all read their rules from here, so the contract
+lives in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import SCHEMAS_DIR
+
+TYPES = ("text", "int", "float", "bool", "date", "timestamp")
+
+#: DuckDB type of each contract type.
+DUCKDB_TYPES = {
+    "text": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+#: Order in which tables are loaded and validated (referenced tables first).
+TABLE_ORDER = (
+    "people",
+    "staff",
+    "referrals",
+    "contacts",
+    "contact_staff",
+    "admissions",
+    "detentions",
+    "crisis_episodes",
+    "prescriptions",
+    "employment",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an input table, as the contract defines it."""
+
+    name: str
+    type: str
+    required: bool
+    description: str = ""
+    vocabulary: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: float | None = None
+    references: tuple[str, str] | None = None  # (table, column)
+    not_before: str | None = None
+    pseudonym: bool = False
+
+    @property
+    def duckdb_type(self) -> str:
+        return DUCKDB_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row rule written as a SQL boolean that must not be false."""
+
+    id: str
+    category: str
+    sql: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """One input table of the contract."""
+
+    name: str
+    grain: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    checks: tuple[Check, ...] = ()
+    source: str = ""
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+class SchemaError(ValueError):
+    """A schema file breaks the schema format."""
+
+
+def _parse_column(table: str, raw: dict) -> Column:
+    name = raw.get("name")
+    if not name:
+        raise SchemaError(f"schemas/{table}.yaml: a column has no name")
+    ctype = raw.get("type")
+    if ctype not in TYPES:
+        raise SchemaError(f"schemas/{table}.yaml: column {name}: type {ctype!r} is not one of {TYPES}")
+    refs = raw.get("references")
+    if refs is not None:
+        parts = str(refs).split(".")
+        if len(parts) != 2:
+            raise SchemaError(f"schemas/{table}.yaml: column {name}: references must be table.column")
+        refs = (parts[0], parts[1])
+    vocab = raw.get("vocabulary")
+    known = {"name", "type", "required", "description", "vocabulary", "min", "max",
+             "min_exclusive", "references", "not_before", "pseudonym"}
+    unknown = set(raw) - known
+    if unknown:
+        raise SchemaError(f"schemas/{table}.yaml: column {name}: unknown keys {sorted(unknown)}")
+    return Column(
+        name=name,
+        type=ctype,
+        required=bool(raw.get("required", False)),
+        description=str(raw.get("description", "")).strip(),
+        vocabulary=tuple(str(v) for v in vocab) if vocab is not None else None,
+        min=raw.get("min"),
+        max=raw.get("max"),
+        min_exclusive=raw.get("min_exclusive"),
+        references=refs,
+        not_before=raw.get("not_before"),
+        pseudonym=bool(raw.get("pseudonym", False)),
+    )
+
+
+def load_table(path: Path) -> Table:
+    """Parse one ``schemas/<table>.yaml`` file."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    name = raw["table"]
+    if name != path.stem:
+        raise SchemaError(f"{path}: table {name!r} must match the file name")
+    columns = tuple(_parse_column(name, c) for c in raw["columns"])
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise SchemaError(f"{path}: duplicate column names")
+    for k in raw["key"]:
+        if k not in names:
+            raise SchemaError(f"{path}: key column {k!r} is not a column")
+    for c in columns:
+        if c.not_before and c.not_before not in names:
+            raise SchemaError(f"{path}: {c.name}.not_before names unknown column {c.not_before!r}")
+    checks = tuple(
+        Check(id=c["id"], category=c["category"], sql=c["sql"], message=c["message"])
+        for c in raw.get("checks", [])
+    )
+    return Table(
+        name=name,
+        grain=raw["grain"],
+        key=tuple(raw["key"]),
+        columns=columns,
+        checks=checks,
+        source=raw.get("source", ""),
+        description=str(raw.get("description", "")).strip(),
+        path=path,
+    )
+
+
+@lru_cache(maxsize=4)
+def load_contract(schemas_dir: Path = SCHEMAS_DIR) -> dict[str, Table]:
+    """All tables of the contract, in load order (referenced tables first)."""
+    tables = {p.stem: load_table(p) for p in sorted(Path(schemas_dir).glob("*.yaml"))
+              if p.stem != "identifiers"}
+    missing = set(TABLE_ORDER) - set(tables)
+    extra = set(tables) - set(TABLE_ORDER)
+    if missing or extra:
+        raise SchemaError(f"{schemas_dir}: tables missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for t in tables.values():
+        for c in t.columns:
+            if c.references:
+                rt, rc = c.references
+                if rt not in tables or rc not in tables[rt].column_names:
+                    raise SchemaError(f"schemas/{t.name}.yaml: {c.name} references unknown {rt}.{rc}")
+    return {name: tables[name] for name in TABLE_ORDER}
+
+
+@lru_cache(maxsize=4)
+def forbidden_columns(schemas_dir: Path = SCHEMAS_DIR) -> frozenset[str]:
+    """Column names that mean an extract carries real identifiers."""
+    raw = yaml.safe_load((Path(schemas_dir) / "identifiers.yaml").read_text(encoding="utf-8"))
+    return frozenset(raw["forbidden_columns"])
+
+
+def normalise_column_name(name: str) -> str:
+    """Lower case, surrounding space removed, runs of non-alphanumerics as one ``_``."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
