@@ -3,4 +3,49 @@
 Every estimator takes a data frame (or arrays) and returns a result object with a tidy
 ``summary`` or ``table``, ``notes`` and ``_repr_html_``; each is checked against R on
 public datasets (``tests/reference/``) and against planted truth in the synthetic study.
+
+Names are imported lazily so that ``import pipeline.stats`` stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # survival.py
+    "kaplan_meier": "survival",
+    "logrank": "survival",
+    # cox.py
+    "cox": "cox",
+    # competing.py
+    "aalen_johansen": "competing",
+    "gray_test": "competing",
+    "fine_gray": "competing",
+    # rates.py
+    "rate_ratio": "rates",
+    # binary.py
+    "risk_difference": "binary",
+    "risk_ratio": "binary",
+    "odds_ratio": "binary",
+    # tableone.py
+    "table_one": "tableone",
+    # meta.py
+    "meta_analysis": "meta",
+    "meta_regression": "meta",
+    # funnel.py
+    "funnel": "funnel",
+    # figures
+    "plot_kaplan_meier": "figures_survival",
+    "plot_cumulative_incidence": "figures_survival",
+    "plot_forest": "figures_sites",
+    "plot_funnel": "figures_sites",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.stats' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pipeline.stats.{module}"), name)
