@@ -1,0 +1,170 @@
+"""The ``odeval`` command line: argument parsing only; the work is in the stage modules."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from pipeline import __version__
+from pipeline.config import DEFAULT_WAREHOUSE, PROJ_ROOT
+from pipeline.errors import OdevalError
+from pipeline.params import load_params, section
+
+app = typer.Typer(
+    name="odeval",
+    help="Reproducible evaluation of Open Dialogue services and trials: "
+    "ingest, validate, derive, metrics, analyse, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+WarehouseOpt = Annotated[
+    Optional[Path],
+    typer.Option("--warehouse", "-w", help="DuckDB warehouse file [default: params.yaml "
+                 "warehouse.path, else data/warehouse.duckdb]"),
+]
+ParamsOpt = Annotated[
+    Optional[Path], typer.Option("--params", help="Parameters file [default: params.yaml]")
+]
+
+
+def _fail(exc: OdevalError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except OdevalError as exc:
+        _fail(exc)
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator:
+    """A rich progress bar; a callback ``update(done, total, text)`` is yielded."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+        console=console, transient=False, disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(description, total=None, detail="")
+
+        def update(done: int, total: int, text: str = "") -> None:
+            bar.update(task, completed=done, total=total, detail=text)
+
+        yield update
+
+
+def _open_warehouse(warehouse: Path | None, params_file: Path | None, *, read_only: bool = False):
+    from pipeline.warehouse import connect
+
+    params = load_params(params_file)
+    wh = section(params, "warehouse")
+    path = warehouse or Path(wh.get("path") or DEFAULT_WAREHOUSE)
+    if not path.is_absolute() and warehouse is None:
+        path = PROJ_ROOT / path
+    return connect(path, read_only=read_only, threads=wh.get("threads"),
+                   memory_limit=wh.get("memory_limit")), params
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"odeval {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the extract to (created).")],
+    people: Annotated[int, typer.Option(help="Number of people in the study.")] = 1400,
+    sites: Annotated[int, typer.Option(help="Number of sites.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 20261125,
+    format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    faults: Annotated[float, typer.Option(help="Share of rows per table given an injected "
+                                          "fault, listed in OUT/faults.csv.")] = 0.0,
+    nhs_numbers: Annotated[bool, typer.Option("--nhs-numbers", help="Also plant a few "
+                                              "NHS-number-shaped person ids (ingest must refuse them).")] = False,
+    design: Annotated[str, typer.Option(help="cluster (GP-practice clusters randomised) or "
+                                        "individual randomisation.")] = "cluster",
+) -> None:
+    """Generate a synthetic multi-site Open Dialogue study with planted truth (OUT/truth.json)."""
+    from pipeline.synth import generate_study
+
+    if format not in ("parquet", "csv"):
+        _fail(OdevalError("--format must be parquet or csv", rule="cli.format"))
+    with _errors(), _progress("synth") as update:
+        summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
+                                 faults=faults, nhs_numbers=nhs_numbers, design=design,
+                                 progress=lambda d, t: update(d, t, "people"))
+    table = RichTable("table", "rows", title=f"synthetic study in {out_dir}")
+    for name, n in (summary.get("rows") or {}).items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+
+
+def _print_ingest(report) -> None:
+    table = RichTable("table", "file", "status", "rows", "untypable rows", "extra columns",
+                      title="ingest")
+    for f in report.loads:
+        table.add_row(f.table, f.path.name, f.status, f"{f.n_rows:,}", f"{f.untyped_rows:,}",
+                      ", ".join(f.extra_columns))
+    out.print(table)
+    if report.n_loaded == 0:
+        out.print("Nothing changed: every file was already loaded.")
+    if report.ignored:
+        out.print("Not contract tables, ignored: " + ", ".join(p.name for p in report.ignored))
+
+
+@app.command()
+def ingest(
+    dirs: Annotated[list[Path], typer.Argument(help="Extract folders: one <table>.csv or "
+                                               "<table>.parquet per contract table.")],
+    warehouse: WarehouseOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Load extract folders into the warehouse's raw schema, typed, with lineage (all or nothing)."""
+    from pipeline.ingest import ingest as run_ingest
+
+    with _errors():
+        con, _ = _open_warehouse(warehouse, params)
+        with _progress("ingest") as update:
+            report = run_ingest(con, dirs, progress=update)
+        con.close()
+    _print_ingest(report)
+
+
+@app.command()
+def run(
+    dirs: Annotated[list[Path], typer.Argument(help="Extract folders to ingest first.")],
+    warehouse: WarehouseOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Run every stage in order: ingest, then each later stage."""
+    from pipeline.ingest import ingest as run_ingest
+
+    with _errors():
+        con, _ = _open_warehouse(warehouse, params)
+        with _progress("ingest") as update:
+            report = run_ingest(con, dirs, progress=update)
+        _print_ingest(report)
+        con.close()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,38 @@
+"""Fixtures shared by every kind of test."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from pipeline.schemas import load_contract
+
+
+def write_extract(folder: Path, rows: dict[str, list[dict]] | None = None, *,
+                  columns: dict[str, list[str]] | None = None) -> Path:
+    """Write a CSV extract: every contract table, header only unless rows are given.
+
+    ``columns`` overrides a table's header (to drop or add columns).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = rows or {}
+    for name, table in load_contract().items():
+        header = (columns or {}).get(name) or list(table.column_names)
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=header, extrasaction="raise")
+            w.writeheader()
+            for r in rows.get(name, []):
+                w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return folder
+
+
+@pytest.fixture
+def extract(tmp_path):
+    """A factory: ``extract(name, rows, columns=...)`` writes a small CSV extract."""
+
+    def make(name: str = "extract", rows: dict | None = None, **kw) -> Path:
+        return write_extract(tmp_path / name, rows, **kw)
+
+    return make
