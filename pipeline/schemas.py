@@ -58,6 +58,7 @@ class Column:
     references: tuple[str, str] | None = None  # (table, column)
     not_before: str | None = None
     pseudonym: bool = False
+    event_date: bool = False
 
     @property
     def duckdb_type(self) -> str:
@@ -121,7 +122,7 @@ def _parse_column(table: str, raw: dict) -> Column:
         refs = (parts[0], parts[1])
     vocab = raw.get("vocabulary")
     known = {"name", "type", "required", "description", "vocabulary", "min", "max",
-             "min_exclusive", "references", "not_before", "pseudonym"}
+             "min_exclusive", "references", "not_before", "pseudonym", "event_date"}
     unknown = set(raw) - known
     if unknown:
         raise SchemaError(f"schemas/{table}.yaml: column {name}: unknown keys {sorted(unknown)}")
@@ -137,6 +138,7 @@ def _parse_column(table: str, raw: dict) -> Column:
         references=refs,
         not_before=raw.get("not_before"),
         pseudonym=bool(raw.get("pseudonym", False)),
+        event_date=bool(raw.get("event_date", False)),
     )
 
 
