@@ -195,8 +195,8 @@ table_one_gold <- function(d, group, cont, nonnormal, cat) {
   smd <- list()
   for (v in c(cont, nonnormal)) smd[[v]] <- smd_cont(d[[v]], d[[group]])
   for (v in cat) smd[[v]] <- smd_cat(d[[v]], d[[group]])
-  list(group = group, groups = lv, n = as.list(table(d[[group]])), continuous = cont,
-       nonnormal = nonnormal, categorical = cat, rows = rows, smd = smd)
+  list(group = group, groups = I(lv), n = as.list(table(d[[group]])), continuous = I(cont),
+       nonnormal = I(nonnormal), categorical = I(cat), rows = rows, smd = smd)
 }
 gold$table_one <- table_one_gold(pbc1, "trt", c("age", "albumin"), c("bili", "chol", "platelet"),
                                  c("sex", "stage", "edema", "ascites"))
