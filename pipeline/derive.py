@@ -1,0 +1,267 @@
+"""Derive stage: analysis datasets built in SQL from the ``clean`` schema.
+
+Each relation is one ``.sql`` file under ``pipeline/sql/derive/``: a plain ``SELECT`` whose
+header comment states its name, grain and key. This module only
+
+1. merges the ``derive:`` parameters over :data:`DEFAULTS` and checks them,
+2. loads the drug reference list (``derive.drug_list``) into ``derived.ref_drugs``,
+3. runs every file as ``CREATE OR REPLACE TABLE derived.<file stem> AS <select>`` in
+   dependency order (a file depends on the ``derived.<name>`` relations it reads),
+   with its ``$name`` parameters bound, never formatted into the SQL text,
+
+all in one transaction: a failure leaves the ``derived`` schema as it was. Nothing here
+loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit``.
+
+Relations (see each file's header for the precise definitions):
+``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
+``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.config import PROJ_ROOT, SQL_DIR
+from pipeline.errors import OdevalError
+
+DERIVE_SQL_DIR = SQL_DIR / "derive"
+
+#: Default outcome definitions (CONTRACT.md); ``params.yaml`` ``derive:`` overrides them.
+DEFAULTS: dict[str, Any] = {
+    "follow_up_days": 730,
+    "relapse_components": ["admissions", "crisis_episodes"],
+    "transfer_gap_days": 1,
+    "involuntary_sections": ["2", "3", "4", "37"],
+    "place_of_safety_sections": ["135", "136"],
+    "holding_power_sections": ["5(2)", "5(4)"],
+    "rtw_window_days": 90,
+    "rtw_statuses": ["employed", "self_employed", "education", "training"],
+    "last_days_antipsychotic": 90,
+    "clinical_roles": ["psychiatrist", "nurse", "psychologist", "social_worker",
+                       "occupational_therapist"],
+    "drug_list": "pipeline/reference/antipsychotics.csv",
+}
+
+RELAPSE_COMPONENTS = ("admissions", "crisis_episodes")
+_INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic")
+_LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_sections",
+                "holding_power_sections", "rtw_statuses", "clinical_roles")
+
+#: Relations every run must produce (the public outputs of the stage).
+OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
+           "fidelity_referral", "unknown_drugs")
+
+_REF_COLUMNS = {
+    "drug": "VARCHAR", "atc_code": "VARCHAR", "antipsychotic": "BOOLEAN", "route": "VARCHAR",
+    "ddd_mg": "DOUBLE", "cpz_equiv_mg": "DOUBLE", "cpz_method": "VARCHAR", "source": "VARCHAR",
+}
+
+Progress = Callable[[int, int, str], None]
+
+
+def resolve_params(params: dict | None = None) -> dict[str, Any]:
+    """``params`` (the ``derive:`` section) merged over :data:`DEFAULTS`, checked and typed."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise OdevalError(f"unknown derive parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
+                          rule="derive.params.unknown", file="params.yaml")
+    merged = {**DEFAULTS, **params}
+    for name in _INT_PARAMS:
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise OdevalError(f"derive.{name} must be a whole number >= 0, got {value!r}",
+                              rule="derive.params.type", file="params.yaml")
+    if merged["follow_up_days"] < 1:
+        raise OdevalError("derive.follow_up_days must be >= 1", rule="derive.params.type",
+                          file="params.yaml")
+    if merged["rtw_window_days"] > merged["follow_up_days"]:
+        raise OdevalError("derive.rtw_window_days must not exceed follow_up_days",
+                          rule="derive.params.type", file="params.yaml")
+    for name in _LIST_PARAMS:
+        value = merged[name]
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise OdevalError(f"derive.{name} must be a list, got {value!r}",
+                              rule="derive.params.type", file="params.yaml")
+        # YAML turns an unquoted 2 into an int; sections and statuses are text.
+        merged[name] = [str(v).strip().lower() for v in value]
+    bad = sorted(set(merged["relapse_components"]) - set(RELAPSE_COMPONENTS))
+    if bad or not merged["relapse_components"]:
+        raise OdevalError(f"derive.relapse_components must be a non-empty subset of "
+                          f"{list(RELAPSE_COMPONENTS)}, got {merged['relapse_components']}",
+                          rule="derive.params.relapse_components", file="params.yaml")
+    merged["drug_list"] = str(merged["drug_list"])
+    return merged
+
+
+def drug_list_path(params: dict[str, Any]) -> Path:
+    path = Path(params["drug_list"])
+    return path if path.is_absolute() else PROJ_ROOT / path
+
+
+def read_drug_list(path: Path) -> list[dict[str, Any]]:
+    """Read and check the drug reference list (key ``(drug, route)``)."""
+    if not path.exists():
+        raise OdevalError("drug reference list not found", rule="derive.drug_list.missing",
+                          file=path)
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = sorted(set(_REF_COLUMNS) - set(reader.fieldnames or ()))
+        if missing:
+            raise OdevalError(f"drug reference list lacks columns {missing}",
+                              rule="derive.drug_list.columns", file=path)
+        rows = []
+        for i, raw in enumerate(reader, start=2):
+            row: dict[str, Any] = {}
+            for col, typ in _REF_COLUMNS.items():
+                value = (raw[col] or "").strip()
+                if typ == "DOUBLE":
+                    row[col] = float(value) if value else None
+                elif typ == "BOOLEAN":
+                    if value.lower() not in ("true", "false"):
+                        raise OdevalError(f"antipsychotic must be true or false, got {value!r}",
+                                          rule="derive.drug_list.value", file=path, row=i,
+                                          column=col)
+                    row[col] = value.lower() == "true"
+                else:
+                    row[col] = value or None
+            if not row["drug"] or row["drug"] != row["drug"].lower():
+                raise OdevalError("drug must be a non-empty lower-case name",
+                                  rule="derive.drug_list.value", file=path, row=i, column="drug")
+            rows.append(row)
+    seen: dict[tuple[str, str], int] = {}
+    kind: dict[str, bool] = {}
+    for row in rows:
+        key = (row["drug"], row["route"])
+        if key in seen:
+            raise OdevalError(f"duplicate (drug, route) {key}", rule="derive.drug_list.key",
+                              file=path)
+        seen[key] = 1
+        if kind.setdefault(row["drug"], row["antipsychotic"]) != row["antipsychotic"]:
+            raise OdevalError(f"{row['drug']}: antipsychotic differs between routes",
+                              rule="derive.drug_list.value", file=path)
+    return rows
+
+
+def _load_drug_list(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    cols = ", ".join(f"{c} {t}" for c, t in _REF_COLUMNS.items())
+    con.execute(f"CREATE OR REPLACE TABLE derived.ref_drugs ({cols})")
+    marks = ", ".join("?" for _ in _REF_COLUMNS)
+    con.executemany(f"INSERT INTO derived.ref_drugs VALUES ({marks})",
+                    [[r[c] for c in _REF_COLUMNS] for r in rows])
+
+
+_COMMENT = re.compile(r"--[^\n]*")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_DERIVED_REF = re.compile(r"\bderived\.([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
+def _code(sql: str) -> str:
+    """The SQL without ``--`` comments (our files put no ``--`` inside string literals)."""
+    return _COMMENT.sub("", sql)
+
+
+def load_relations(sql_dir: Path = DERIVE_SQL_DIR) -> dict[str, str]:
+    """``{relation name: SELECT text}`` in dependency order."""
+    files = {p.stem: p.read_text(encoding="utf-8") for p in sorted(sql_dir.glob("*.sql"))}
+    graph: dict[str, set[str]] = {}
+    for name, sql in files.items():
+        deps = {d.lower() for d in _DERIVED_REF.findall(_code(sql))} - {name}
+        unknown = deps - set(files) - {"ref_drugs"}
+        if unknown:
+            raise OdevalError(f"{name}.sql reads unknown relations {sorted(unknown)}",
+                              rule="derive.sql.dependency", file=sql_dir / f"{name}.sql")
+        graph[name] = deps & set(files)
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise OdevalError(f"cyclic dependency between derive SQL files: {exc.args[1]}",
+                          rule="derive.sql.cycle", file=sql_dir) from None
+    return {name: files[name] for name in order}
+
+
+def sql_parameters(sql: str) -> list[str]:
+    """Names of the ``$name`` parameters a SQL text uses (comments ignored)."""
+    return sorted(set(_PARAM.findall(_code(sql))))
+
+
+def _check_clean(con: duckdb.DuckDBPyConnection) -> None:
+    from pipeline.schemas import TABLE_ORDER
+
+    have = {r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'clean'"
+    ).fetchall()}
+    missing = [t for t in TABLE_ORDER if t not in have]
+    if missing:
+        raise OdevalError(f"clean tables missing: {missing}; run `odeval validate` first",
+                          rule="derive.clean.missing")
+
+
+def derive(
+    con: duckdb.DuckDBPyConnection,
+    params: dict | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Build the ``derived`` schema from ``clean``.
+
+    Parameters
+    ----------
+    con : an open DuckDB connection holding ``clean.<table>`` for every contract table.
+    params : the ``derive:`` section of params.yaml; merged over :data:`DEFAULTS`.
+    progress : optional callback ``progress(done, total, description)`` per relation.
+
+    Returns
+    -------
+    dict with ``rows`` (``{relation: row count}`` for every derived relation),
+    ``unknown_drugs`` (``[{drug, n_prescriptions, n_people}]``, also in
+    ``derived.unknown_drugs``) and ``params`` (the parameters used).
+    """
+    p = resolve_params(params)
+    drug_rows = read_drug_list(drug_list_path(p))
+    relations = load_relations()
+    absent = [name for name in OUTPUTS if name not in relations]
+    if absent:
+        raise OdevalError(f"derive SQL files missing for {absent}", rule="derive.sql.missing",
+                          file=DERIVE_SQL_DIR)
+    bind = {k: v for k, v in p.items() if k != "drug_list"}
+    for name, sql in relations.items():
+        missing = [n for n in sql_parameters(sql) if n not in bind]
+        if missing:
+            raise OdevalError(f"{name}.sql uses unknown parameters {missing}",
+                              rule="derive.sql.parameter", file=DERIVE_SQL_DIR / f"{name}.sql")
+
+    _check_clean(con)
+    total = len(relations) + 1
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS derived")
+        _load_drug_list(con, drug_rows)
+        if progress:
+            progress(1, total, "ref_drugs")
+        for i, (name, sql) in enumerate(relations.items(), start=2):
+            body = sql.strip().rstrip(";")
+            used = {n: bind[n] for n in sql_parameters(sql)}
+            con.execute(f"CREATE OR REPLACE TABLE derived.{name} AS\n{body}\n", used)
+            if progress:
+                progress(i, total, name)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+    rows = {name: con.execute(f"select count(*) from derived.{name}").fetchone()[0]
+            for name in ["ref_drugs", *relations]}
+    unknown = [
+        {"drug": d, "n_prescriptions": n, "n_people": k}
+        for d, n, k in con.execute(
+            "select drug, n_prescriptions, n_people from derived.unknown_drugs order by drug"
+        ).fetchall()
+    ]
+    return {"rows": rows, "unknown_drugs": unknown, "params": p}

@@ -1,0 +1,154 @@
+-- name:  derived.fidelity_referral
+-- grain: one row per referral
+-- key:   referral_id
+--
+-- Fidelity to the seven Open Dialogue principles, per referral, computed from its
+-- attended network meetings (derived.int_network_meetings). Every share is
+-- numerator / denominator over that referral's meetings, null when the denominator is 0;
+-- missing values (null person_present, null network_members_present) are left out of
+-- the denominator, never counted as "no".
+--
+--   n_network_meetings          attended network meetings of the referral
+--   p1_hours_to_first_meeting   hours from received_at to start_at of the first meeting
+--                               (null if none)
+--   p1_within_24h               0 <= hours <= 24; false when there is no meeting; null
+--                               when the first meeting precedes received_at (data error,
+--                               not imputed)
+--   p2_share_network_present    share of meetings with network_members_present >= 1
+--   p3_share_home_or_choice     share of meetings at home or place_of_choice
+--   p4_first_contact_at_first_meeting
+--                               first_contact_staff_id is among the staff at the first
+--                               meeting; null if no meeting or no first_contact_staff_id
+--   p5_share_two_clinical       share of meetings with >= 2 clinical staff
+--                               ($clinical_roles, see int_network_meetings)
+--   p5_core_team_continuity     of the staff attendances at the 2nd and later meetings,
+--                               the share by staff who were at the first meeting; null if
+--                               no staff attended a later meeting
+--   p5_peer_worker_present      a peer worker was at any meeting; null if no meeting
+--   p6_tolerance_of_uncertainty ALWAYS NULL: tolerance of uncertainty is not measurable
+--                               from service records (it is a quality of the dialogue,
+--                               assessed by observation or fidelity scales); it is
+--                               reported as not measurable, never imputed
+--   p7_share_person_present     share of meetings with the person present
+--   discharge_by_network        discharge_decided_by = 'network'; null when not
+--                               recorded (including referrals not yet discharged)
+
+with referrals as (
+    select
+        r.referral_id,
+        r.person_id,
+        p.site_id,
+        p.arm,
+        p.cluster_id,
+        r.received_at,
+        r.first_contact_staff_id,
+        r.discharge_decided_by
+    from clean.referrals as r
+    left join derived.people as p on p.person_id = r.person_id
+),
+
+meetings as (
+    select * from derived.int_network_meetings
+),
+
+per_referral as (
+    select
+        referral_id,
+        count(*) as n_network_meetings,
+        sum(case when network_members_present >= 1 then 1 else 0 end) as n_network_present,
+        sum(case when network_members_present is not null then 1 else 0 end)
+            as n_network_recorded,
+        sum(case when location in ('home', 'place_of_choice') then 1 else 0 end)
+            as n_home_or_choice,
+        sum(case when n_clinical_staff >= 2 then 1 else 0 end) as n_two_clinical,
+        max(case when peer_worker_present then 1 else 0 end) as any_peer_worker,
+        sum(case when person_present then 1 else 0 end) as n_person_present,
+        sum(case when person_present is not null then 1 else 0 end) as n_person_recorded
+    from meetings
+    group by referral_id
+),
+
+first_meeting as (
+    select referral_id, contact_id, start_at
+    from meetings
+    where meeting_seq = 1
+),
+
+first_meeting_staff as (
+    select f.referral_id, cs.staff_id
+    from first_meeting as f
+    inner join clean.contact_staff as cs on cs.contact_id = f.contact_id
+),
+
+continuity as (
+    select
+        m.referral_id,
+        count(*) as n_later_attendances,
+        sum(case when fs.staff_id is not null then 1 else 0 end) as n_core_attendances
+    from meetings as m
+    inner join clean.contact_staff as cs on cs.contact_id = m.contact_id
+    left join first_meeting_staff as fs
+        on fs.referral_id = m.referral_id and fs.staff_id = cs.staff_id
+    where m.meeting_seq > 1
+    group by m.referral_id
+),
+
+timing as (
+    select
+        r.referral_id,
+        date_diff('second', r.received_at, f.start_at) / 3600.0 as hours_to_first_meeting,
+        case
+            when f.contact_id is null or r.first_contact_staff_id is null then null
+            else fs.staff_id is not null
+        end as first_contact_at_first_meeting
+    from referrals as r
+    left join first_meeting as f on f.referral_id = r.referral_id
+    left join first_meeting_staff as fs
+        on fs.referral_id = r.referral_id and fs.staff_id = r.first_contact_staff_id
+),
+
+final as (
+    select
+        r.referral_id,
+        r.person_id,
+        r.site_id,
+        r.arm,
+        r.cluster_id,
+        r.received_at,
+        coalesce(pr.n_network_meetings, 0) as n_network_meetings,
+        t.hours_to_first_meeting as p1_hours_to_first_meeting,
+        case
+            when t.hours_to_first_meeting is null then false
+            when t.hours_to_first_meeting < 0 then null
+            else t.hours_to_first_meeting <= 24
+        end as p1_within_24h,
+        case when pr.n_network_recorded > 0
+             then pr.n_network_present * 1.0 / pr.n_network_recorded
+        end as p2_share_network_present,
+        case when pr.n_network_meetings > 0
+             then pr.n_home_or_choice * 1.0 / pr.n_network_meetings
+        end as p3_share_home_or_choice,
+        t.first_contact_at_first_meeting as p4_first_contact_at_first_meeting,
+        case when pr.n_network_meetings > 0
+             then pr.n_two_clinical * 1.0 / pr.n_network_meetings
+        end as p5_share_two_clinical,
+        case when c.n_later_attendances > 0
+             then c.n_core_attendances * 1.0 / c.n_later_attendances
+        end as p5_core_team_continuity,
+        case when pr.n_network_meetings > 0 then pr.any_peer_worker = 1
+        end as p5_peer_worker_present,
+        cast(null as double) as p6_tolerance_of_uncertainty,  -- not measurable, see header
+        case when pr.n_person_recorded > 0
+             then pr.n_person_present * 1.0 / pr.n_person_recorded
+        end as p7_share_person_present,
+        case when r.discharge_decided_by is not null
+             then r.discharge_decided_by = 'network'
+        end as discharge_by_network
+    from referrals as r
+    left join per_referral as pr on pr.referral_id = r.referral_id
+    left join continuity as c on c.referral_id = r.referral_id
+    left join timing as t on t.referral_id = r.referral_id
+)
+
+select * from final
+order by referral_id

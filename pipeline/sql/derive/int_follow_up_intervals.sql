@@ -1,0 +1,92 @@
+-- name:  derived.int_follow_up_intervals
+-- grain: one row per person, kind and maximal covered interval (overlaps merged)
+-- key:   (person_id, kind, from_day)
+--
+-- Day intervals are half-open [from_day, to_day) in days since index_date, clipped to
+-- follow-up [0, fu_end_day); overlapping or touching intervals of the same kind are
+-- merged (gaps and islands), so a day is counted once however many rows cover it.
+--   kind           rows                                         covers
+--   bed            clean.admissions (any method)                nights admitted_on .. discharged_on - 1
+--   detained       clean.detentions, section in $involuntary_sections
+--                                                               days start_on .. end_on - 1
+--   antipsychotic  derived.int_antipsychotic_exposures          days start_on .. end_on
+-- An open row (discharged_on / end_on null) runs to the end of follow-up. Bed days and
+-- days detained count midnights (discharge - admission, as NHS occupied bed days), so an
+-- admission and a transfer on its discharge day are not counted twice.
+--
+-- parameters: $involuntary_sections
+
+with people as (
+    select person_id, index_date, fu_end_day from derived.people
+),
+
+raw_intervals as (
+    select
+        'bed' as kind,
+        a.person_id,
+        date_diff('day', p.index_date, a.admitted_on) as from_day,
+        coalesce(date_diff('day', p.index_date, a.discharged_on), p.fu_end_day) as to_day,
+        p.fu_end_day
+    from clean.admissions as a
+    inner join people as p on p.person_id = a.person_id
+    union all
+    select
+        'detained',
+        d.person_id,
+        date_diff('day', p.index_date, d.start_on),
+        coalesce(date_diff('day', p.index_date, d.end_on), p.fu_end_day),
+        p.fu_end_day
+    from clean.detentions as d
+    inner join people as p on p.person_id = d.person_id
+    where array_contains($involuntary_sections, d.legal_section)
+    union all
+    select 'antipsychotic', e.person_id, e.from_day, e.to_day, p.fu_end_day
+    from derived.int_antipsychotic_exposures as e
+    inner join people as p on p.person_id = e.person_id
+),
+
+clipped as (
+    select
+        kind,
+        person_id,
+        greatest(from_day, 0)          as from_day,
+        least(to_day, fu_end_day)      as to_day
+    from raw_intervals
+    where greatest(from_day, 0) < least(to_day, fu_end_day)
+),
+
+with_reach as (
+    -- furthest day reached by any earlier interval of the same person and kind
+    select
+        *,
+        max(to_day) over (
+            partition by person_id, kind
+            order by from_day, to_day
+            rows between unbounded preceding and 1 preceding
+        ) as previous_reach
+    from clipped
+),
+
+islands as (
+    select
+        *,
+        sum(case when previous_reach is null or from_day > previous_reach then 1 else 0 end)
+            over (
+                partition by person_id, kind
+                order by from_day, to_day
+                rows between unbounded preceding and current row
+            ) as island_seq
+    from with_reach
+),
+
+final as (
+    select
+        person_id,
+        kind,                             -- bed | detained | antipsychotic
+        min(from_day) as from_day,        -- first covered day
+        max(to_day)   as to_day           -- day after the last covered day
+    from islands
+    group by person_id, kind, island_seq
+)
+
+select * from final  -- intermediate: row order is not part of the contract
