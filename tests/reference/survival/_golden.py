@@ -25,6 +25,8 @@ def data(name: str) -> pd.DataFrame:
 
 def r_array(values) -> np.ndarray:
     """R values as a float array; JSON null (R ``NA``) becomes NaN."""
+    if isinstance(values, np.ndarray):
+        return values.astype(float).ravel()
     if not isinstance(values, (list, tuple)):
         values = [values]
     return np.array([np.nan if v is None else v for v in values], dtype=float)
