@@ -1,0 +1,219 @@
+"""The data-quality report of the validate stage: results tables, HTML and JSON.
+
+Organised as OHDSI's Data Quality Dashboard is (Kahn categories: conformance,
+completeness, plausibility), for these tables: per site and table the rows in, clean and
+quarantined; per rule its failures with a few example file/row references (never a
+person identifier); completeness per site and month so that gaps in a site's submissions
+show. Counts meant for people are suppressed (``disclosure`` in params.yaml).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from pipeline import disclosure
+from pipeline.schemas import Table, load_contract
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.validate import ValidationReport
+
+
+def _site_join(table: Table, alias: str = "r") -> tuple[str, str]:
+    """(join clause, site expression) giving each row of ``table`` its site."""
+    persons = "(select person_id, min(site_id) as site_id from raw.people group by person_id)"
+    if "site_id" in table.column_names:
+        return "", f"{alias}.site_id"
+    if "person_id" in table.column_names:
+        return f"left join {persons} as p on p.person_id = {alias}.person_id", "p.site_id"
+    if table.name == "contact_staff":
+        return (f"left join (select contact_id, min(person_id) as person_id from raw.contacts "
+                f"group by contact_id) as c on c.contact_id = {alias}.contact_id "
+                f"left join {persons} as p on p.person_id = c.person_id", "p.site_id")
+    return "", "null"
+
+
+def rule_catalogue(report: "ValidationReport") -> list[dict[str, Any]]:
+    """Every concrete rule id that can fire, with its table, column, kind, category, message."""
+    tables = load_contract()
+    out = []
+    for r in report.rules:
+        if r.kind == "type":
+            for c in tables[r.table].columns:
+                if c.type != "text":
+                    out.append(dict(id=f"{r.table}.{c.name}.type", table=r.table, column=c.name,
+                                    kind="type", category=r.category,
+                                    message=f"{c.name} cannot be read as {c.type}"))
+        elif r.kind == "key":
+            out.append(dict(id=f"{r.table}.key.duplicate", table=r.table, column=None,
+                            kind="duplicate", category=r.category,
+                            message="exact copy of an earlier row (the first copy is kept)"))
+            out.append(dict(id=f"{r.table}.key.conflict", table=r.table, column=None,
+                            kind="conflict", category=r.category,
+                            message="same key as another row with different values"))
+        else:
+            out.append(dict(id=r.id, table=r.table, column=r.column, kind=r.kind,
+                            category=r.category, message=r.message))
+    return out
+
+
+def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
+                  settings: dict[str, Any]) -> None:
+    """results.dq_tables, dq_rules, dq_examples, dq_completeness (exact counts, in the warehouse)."""
+    tables = load_contract()
+    con.execute("create or replace table results.dq_tables (site_id varchar, table_name varchar, "
+                "n_raw bigint, n_clean bigint, n_quarantined bigint)")
+    con.execute("create or replace table results.dq_completeness (site_id varchar, "
+                "table_name varchar, month varchar, n_clean bigint)")
+    con.execute("create or replace table results.dq_examples (rule_id varchar, source_file varchar, "
+                "row_number bigint)")
+    counts: dict[str, int] = {}
+    for t in tables.values():
+        join, site = _site_join(t)
+        con.execute(f"""
+            insert into results.dq_tables
+            select coalesce({site}, '(unknown)'), $t, count(*),
+                   count(*) filter (where q._load_id is null), count(q._load_id)
+            from raw.{t.name} as r {join}
+            left join quarantine.{t.name} as q using (_load_id, _row_number)
+            group by all order by 1
+        """, {"t": t.name})
+        when = next((c.name for c in t.columns if c.event_date), None)
+        when = when or ("index_date" if t.name == "people" else None)
+        if when:
+            cjoin, csite = _site_join(t, "r")
+            con.execute(f"""
+                insert into results.dq_completeness
+                select coalesce({csite}, '(unknown)'), $t, strftime(cast(r."{when}" as date), '%Y-%m'),
+                       count(*)
+                from clean.{t.name} as r {cjoin}
+                where r."{when}" is not null
+                group by all order by 1, 3
+            """, {"t": t.name})
+        for rule, n in con.execute(f"select rule, count(*) from (select unnest(_rules) as rule "
+                                   f"from quarantine.{t.name}) group by rule").fetchall():
+            counts[rule] = n
+        con.execute(f"""
+            insert into results.dq_examples
+            select rule, source_file, _row_number from (
+                select rule, regexp_extract(l.source_file, '[^/]+$') as source_file, q._row_number,
+                       row_number() over (partition by rule order by q._load_id, q._row_number) as k
+                from (select _load_id, _row_number, unnest(_rules) as rule
+                      from quarantine.{t.name}) as q
+                join meta.loads as l on l.load_id = q._load_id
+            ) where k <= $n order by rule, source_file, _row_number
+        """, {"n": int(settings["examples_per_rule"])})
+    catalogue = rule_catalogue(report)
+    known = {r["id"] for r in catalogue}
+    for rule in sorted(set(counts) - known):  # cascades or checks named outside the catalogue
+        table, _, rest = rule.partition(".")
+        catalogue.append(dict(id=rule, table=table, column=None, kind=rest, category="conformance",
+                              message=rule))
+    con.execute("create or replace table results.dq_rules (rule_id varchar, table_name varchar, "
+                "column_name varchar, kind varchar, category varchar, message varchar, "
+                "n_rows bigint)")
+    con.executemany("insert into results.dq_rules values (?, ?, ?, ?, ?, ?, ?)",
+                    [[r["id"], r["table"], r["column"], r["kind"], r["category"], r["message"],
+                      counts.get(r["id"], 0)] for r in sorted(catalogue, key=lambda r: r["id"])])
+
+
+def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
+            cfg: dict[str, Any]) -> dict[str, Any]:
+    """The JSON summary for machines (small counts null)."""
+    c = lambda n: disclosure.count_or_none(n, cfg)  # noqa: E731
+    return {
+        "extract_date": report.extract_date.isoformat(),
+        "fatal": report.fatal,
+        "disclosure": {"suppressed": f"{cfg['suppress_min']}..{cfg['suppress_max']}",
+                       "shown_as": None},
+        "tables": {name: {"n_raw": c(r.n_raw), "n_clean": c(r.n_clean),
+                          "n_quarantined": c(r.n_quarantined),
+                          "quarantined_share": round(r.quarantined_share, 6)}
+                   for name, r in report.tables.items()},
+        "sites": [dict(site_id=s, table=t, n_raw=c(a), n_clean=c(b), n_quarantined=c(q))
+                  for s, t, a, b, q in con.execute(
+                      "select * from results.dq_tables order by 1, 2").fetchall()],
+        "rules": [dict(id=i, table=t, category=k, message=m, n_rows=c(n))
+                  for i, t, k, m, n in con.execute(
+                      "select rule_id, table_name, category, message, n_rows from results.dq_rules "
+                      "where n_rows > 0 order by rule_id").fetchall()],
+    }
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px}
+th{background:#f3f3f3}td.n{text-align:right}td.gap{background:#fde2e2}
+.fatal{color:#a00;font-weight:bold}caption{text-align:left;font-weight:bold}
+"""
+
+
+def _table(caption: str, header: list[str], rows: list[list[Any]], classes=None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, r in enumerate(rows):
+        cells = []
+        for j, v in enumerate(r):
+            numeric = isinstance(v, str) and (v[:1].isdigit() or v.startswith("<="))
+            cls = (classes[i][j] if classes else "") or ("n" if numeric else "")
+            cells.append(f"<td class='{cls}'>{html.escape(str(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>"
+            + "".join(body) + "</table>")
+
+
+def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
+                cfg: dict[str, Any]) -> str:
+    show = lambda n: disclosure.show_count(n, cfg)  # noqa: E731
+    parts = [f"<h1>Data quality</h1><p>Extract date {report.extract_date}. Every raw row is either "
+             "clean or quarantined with the rules it broke. Counts from "
+             f"{cfg['suppress_min']} to {cfg['suppress_max']} are shown as "
+             f"&lt;={cfg['suppress_max']}.</p>"]
+    if report.fatal:
+        parts += [f"<p class='fatal'>Stopped: {html.escape(f)}</p>" for f in report.fatal]
+    parts.append(_table("Rows per table", ["table", "rows in", "clean", "quarantined", "share"],
+                        [[n, show(r.n_raw), show(r.n_clean), show(r.n_quarantined),
+                          f"{r.quarantined_share:.2%}"] for n, r in report.tables.items()]))
+    rows = con.execute("select * from results.dq_tables order by 1, 2").fetchall()
+    parts.append(_table("Rows per site and table", ["site", "table", "rows in", "clean",
+                                                    "quarantined"],
+                        [[s, t, show(a), show(b), show(q)] for s, t, a, b, q in rows]))
+    examples: dict[str, list[str]] = {}
+    for rule, f, rn in con.execute("select * from results.dq_examples order by 1, 2, 3").fetchall():
+        examples.setdefault(rule, []).append(f"{f} row {rn}")
+    rules = con.execute("select rule_id, category, message, n_rows from results.dq_rules "
+                        "order by category, rule_id").fetchall()
+    parts.append(_table("Rules (Kahn category); rules with no failures are listed too",
+                        ["rule", "category", "what it checks", "rows failing", "examples"],
+                        [[i, k, m, show(n), "; ".join(examples.get(i, []))]
+                         for i, k, m, n in rules]))
+    for table in con.execute("select distinct table_name from results.dq_completeness "
+                             "order by 1").fetchall():
+        t = table[0]
+        data = con.execute("select site_id, month, n_clean from results.dq_completeness "
+                           "where table_name = ? order by 1, 2", [t]).fetchall()
+        months = sorted({m for _, m, _ in data})
+        grid: dict[str, dict[str, int]] = {}
+        for s, m, n in data:
+            grid.setdefault(s, {})[m] = n
+        rows_, cls = [], []
+        for s in sorted(grid):
+            rows_.append([s] + [show(grid[s].get(m, 0)) for m in months])
+            cls.append([""] + ["gap" if grid[s].get(m, 0) == 0 else "n" for m in months])
+        parts.append(_table(f"Completeness: clean {t} rows per site and month (gaps shaded)",
+                            ["site"] + months, rows_, cls))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>odeval data quality</title>"
+            f"<style>{_CSS}</style></head><body>" + "".join(parts) + "</body></html>")
+
+
+def write_files(con: duckdb.DuckDBPyConnection, report: "ValidationReport", out: Path,
+                cfg: dict[str, Any]) -> None:
+    """``out``/data_quality.html and data_quality.json; ``cfg``: disclosure settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_quality.json").write_text(
+        json.dumps(summary(con, report, cfg), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "data_quality.html").write_text(render_html(con, report, cfg), encoding="utf-8")

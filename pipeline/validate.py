@@ -1,0 +1,330 @@
+"""Stage 2, validate: every raw row ends in ``clean.<table>`` or ``quarantine.<table>``.
+
+The rules are generated from ``schemas/``: each kind of rule is one SQL audit under
+``pipeline/sql/validate/`` returning the rows that break it (see the README there), so a
+rule and its check are one thing. Rule ids follow ``schemas/README.md``. Every rule is
+evaluated on every raw row, so a quarantined row lists *all* the rules it broke.
+
+Order matters only for cascades: tables are validated in contract order (people first,
+contacts before contact_staff), so the events of a quarantined person, and the staff rows
+of a quarantined contact, are quarantined with them.
+
+Invariant, checked on every run for each table and load: raw rows = clean + quarantined.
+A table whose quarantined share passes its threshold (``params.yaml``
+``validate.max_quarantine_share``) is fatal: the run stops and the warehouse is left as it
+was (the data-quality report is still written, to show why).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.config import SQL_DIR
+from pipeline.errors import OdevalError
+from pipeline.schemas import Column, Table, load_contract
+from pipeline.warehouse import transaction
+
+SQL = SQL_DIR / "validate"
+
+#: Cascades: a reference whose target, once quarantined, takes the referring row with it.
+CASCADES = {("people", "person_id"): "person_quarantined",
+            ("contacts", "contact_id"): "contact_quarantined"}
+
+DEFAULTS: dict[str, Any] = {
+    "extract_date": None,              # null: the latest people.data_end_date in raw
+    "after_data_end_tolerance_days": 7,
+    "max_quarantine_share": 0.25,      # a number, or {default: .., <table>: ..}
+    "examples_per_rule": 3,
+    "great_expectations": True,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule instance: what it checks, where, and its SQL audit."""
+
+    id: str
+    table: str
+    column: str | None
+    kind: str
+    category: str
+    message: str
+    template: str
+    identifiers: tuple[tuple[str, str], ...] = ()
+    values: tuple[tuple[str, Any], ...] = ()
+
+    def sql(self) -> str:
+        text = (SQL / f"{self.template}.sql").read_text(encoding="utf-8")
+        for name, value in self.identifiers:
+            text = text.replace("{" + name + "}", value)
+        return text
+
+    def params(self) -> dict[str, Any]:
+        p = {"rule": self.id, "table": self.table, **dict(self.values)}
+        # bind only what the template names
+        text = self.sql()
+        return {k: v for k, v in p.items() if f"${k}" in text}
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _kind_rule(table: Table, col: Column, kind: str, category: str, message: str,
+               **values: Any) -> Rule:
+    return Rule(id=f"{table.name}.{col.name}.{kind}", table=table.name, column=col.name,
+                kind=kind, category=category, message=message, template=kind,
+                identifiers=(("table", table.name), ("column", _q(col.name))),
+                values=tuple(values.items()))
+
+
+def row_rules(table: Table) -> list[Rule]:
+    """Rules that look at one row at a time (type, required, vocabulary, range, order, checks)."""
+    rules = [Rule(id=f"{table.name}.<column>.type", table=table.name, column=None, kind="type",
+                  category="conformance", message="value cannot be read as the column's type",
+                  template="type", identifiers=(("table", table.name),))]
+    for c in table.columns:
+        if c.required:
+            rules.append(_kind_rule(table, c, "required", "completeness",
+                                    f"required value {c.name} is empty", column=c.name))
+        if c.vocabulary is not None:
+            rules.append(_kind_rule(table, c, "vocabulary", "conformance",
+                                    f"{c.name} is not one of {', '.join(c.vocabulary)}",
+                                    vocabulary=list(c.vocabulary)))
+        if c.min is not None or c.max is not None or c.min_exclusive is not None:
+            bounds = [f">= {c.min}" if c.min is not None else "",
+                      f"<= {c.max}" if c.max is not None else "",
+                      f"> {c.min_exclusive}" if c.min_exclusive is not None else ""]
+            rules.append(_kind_rule(table, c, "range", "plausibility",
+                                    f"{c.name} must be {' and '.join(b for b in bounds if b)}",
+                                    min=c.min, max=c.max, min_exclusive=c.min_exclusive))
+        if c.not_before:
+            rules.append(Rule(id=f"{table.name}.{c.name}.not_before", table=table.name,
+                              column=c.name, kind="not_before", category="plausibility",
+                              message=f"{c.name} is earlier than {c.not_before}",
+                              template="not_before",
+                              identifiers=(("table", table.name), ("column", _q(c.name)),
+                                           ("other", _q(c.not_before)))))
+    for chk in table.checks:
+        rules.append(Rule(id=chk.id, table=table.name, column=None, kind="check",
+                          category=chk.category, message=chk.message, template="check",
+                          identifiers=(("table", table.name), ("check_sql", chk.sql))))
+    return rules
+
+
+def table_rules(table: Table, tables: dict[str, Table], settings: dict[str, Any],
+                extract_date: dt.date) -> list[Rule]:
+    """Every rule of a table, in a stable order."""
+    rules = row_rules(table)
+    key_cols = [_q(k) for k in table.key]
+    values = []
+    for c in table.columns:
+        values.append(f"lower({_q(c.name)})" if c.vocabulary is not None else _q(c.name))
+    rules.append(Rule(
+        id=f"{table.name}.key", table=table.name, column=None, kind="key",
+        category="conformance", message=f"key ({', '.join(table.key)}) shared by several rows",
+        template="key",
+        identifiers=(("table", table.name),
+                     ("key_columns", key_cols[0] if len(key_cols) == 1
+                      else "struct_pack(" + ", ".join(f"{k} := {k}" for k in key_cols) + ")"),
+                     ("key_not_null", " and ".join(f"{k} is not null" for k in key_cols)),
+                     ("value_columns", ", ".join(values)))))
+    for c in table.columns:
+        if c.references:
+            rt, rc = c.references
+            ids = (("table", table.name), ("column", _q(c.name)), ("ref_table", rt),
+                   ("ref_column", _q(rc)))
+            rules.append(Rule(id=f"{table.name}.{c.name}.reference", table=table.name,
+                              column=c.name, kind="reference", category="conformance",
+                              message=f"{c.name} matches no {rt}.{rc} (orphan)",
+                              template="reference", identifiers=ids))
+            if (rt, rc) in CASCADES:
+                kind = CASCADES[(rt, rc)]
+                rules.append(Rule(id=f"{table.name}.{c.name}.{kind}", table=table.name,
+                                  column=c.name, kind=kind, category="conformance",
+                                  message=f"its {rt} row was quarantined", template="cascade",
+                                  identifiers=ids))
+    for c in table.columns:
+        if c.type in ("date", "timestamp"):
+            rules.append(_kind_rule(table, c, "after_extract", "plausibility",
+                                    f"{c.name} is after the extract date {extract_date}",
+                                    extract_date=extract_date))
+        if c.event_date and "person_id" in table.column_names:
+            tol = int(settings["after_data_end_tolerance_days"])
+            rules.append(_kind_rule(table, c, "after_data_end", "plausibility",
+                                    f"{c.name} is more than {tol} days after the person's "
+                                    "data_end_date", tolerance_days=tol))
+            rules.append(_kind_rule(table, c, "before_birth", "plausibility",
+                                    f"{c.name} is before the person's birth_year"))
+    return rules
+
+
+# --------------------------------------------------------------------------- running
+
+@dataclass
+class TableResult:
+    table: str
+    n_raw: int
+    n_clean: int
+    n_quarantined: int
+    rule_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.n_quarantined / self.n_raw if self.n_raw else 0.0
+
+
+@dataclass
+class ValidationReport:
+    extract_date: dt.date
+    tables: dict[str, TableResult] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)
+
+
+def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {**DEFAULTS, **(params or {})}
+
+
+def _threshold(settings: dict[str, Any], table: str) -> float:
+    v = settings["max_quarantine_share"]
+    if isinstance(v, dict):
+        return float(v.get(table, v.get("default", DEFAULTS["max_quarantine_share"])))
+    return float(v)
+
+
+def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> dt.date:
+    if settings.get("extract_date"):
+        value = settings["extract_date"]
+        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    got = con.execute("select max(data_end_date) from raw.people").fetchone()[0]
+    if got is None:
+        raise OdevalError("raw.people is empty: nothing to validate; run `odeval ingest` first",
+                          rule="validate.no_people")
+    return got
+
+
+def _clean_select(table: Table) -> str:
+    cols = [f"lower({_q(c.name)}) as {_q(c.name)}" if c.vocabulary is not None else _q(c.name)
+            for c in table.columns]
+    return ", ".join(cols + ["_load_id", "_row_number"])
+
+
+def validate_table(con: duckdb.DuckDBPyConnection, table: Table, rules: list[Rule]) -> TableResult:
+    """Run a table's rules and materialise its clean and quarantine tables."""
+    con.execute("create or replace temp table _failures "
+                "(_load_id varchar, _row_number bigint, rule varchar)")
+    for rule in rules:
+        con.execute(f"insert into _failures {rule.sql()}", rule.params())
+    con.execute(f"""
+        create or replace table quarantine.{table.name} as
+        select r.*, f._rules
+        from raw.{table.name} as r
+        join (select _load_id, _row_number, list(distinct rule order by rule) as _rules
+              from _failures group by _load_id, _row_number) as f
+          using (_load_id, _row_number)
+        order by r._load_id, r._row_number
+    """)
+    con.execute(f"""
+        create or replace table clean.{table.name} as
+        select {_clean_select(table)}
+        from raw.{table.name} as r
+        where not exists (select 1 from _failures as f
+                          where f._load_id = r._load_id and f._row_number = r._row_number)
+        order by _load_id, _row_number
+    """)
+    counts = dict(con.execute(
+        "select rule, count(distinct (_load_id, _row_number)) from _failures "
+        "group by rule order by rule").fetchall())
+    n_raw, n_clean, n_q = con.execute(
+        f"select (select count(*) from raw.{table.name}), (select count(*) from clean.{table.name}), "
+        f"(select count(*) from quarantine.{table.name})").fetchone()
+    return TableResult(table.name, n_raw, n_clean, n_q, counts)
+
+
+def _check_invariant(con: duckdb.DuckDBPyConnection) -> None:
+    """raw = clean + quarantined for every table and load, and no row in both."""
+    con.execute("""
+        create or replace table meta.validation_counts (
+            table_name varchar, load_id varchar, n_raw bigint, n_clean bigint,
+            n_quarantined bigint)
+    """)
+    for t in load_contract():
+        con.execute(f"""
+            insert into meta.validation_counts
+            select $t, _load_id, sum(raw), sum(clean), sum(quar) from (
+                select _load_id, 1 as raw, 0 as clean, 0 as quar from raw.{t}
+                union all select _load_id, 0, 1, 0 from clean.{t}
+                union all select _load_id, 0, 0, 1 from quarantine.{t}
+            ) group by _load_id order by _load_id
+        """, {"t": t})
+        both = con.execute(f"select count(*) from clean.{t} join quarantine.{t} "
+                           "using (_load_id, _row_number)").fetchone()[0]
+        if both:
+            raise AssertionError(f"{t}: {both} rows are both clean and quarantined")
+    broken = con.execute("select table_name, load_id, n_raw, n_clean, n_quarantined "
+                         "from meta.validation_counts where n_raw <> n_clean + n_quarantined"
+                         ).fetchall()
+    if broken:
+        raise AssertionError(f"rows lost or duplicated by validation: {broken}")
+
+
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    params: dict[str, Any] | None = None,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    report_dir: Path | None = None,
+    disclosure: dict[str, Any] | None = None,
+) -> ValidationReport:
+    """Validate every raw table into clean and quarantine, all or nothing.
+
+    Parameters
+    ----------
+    con : a writable warehouse connection with the raw tables loaded.
+    params : the ``validate:`` section of params.yaml (see ``DEFAULTS``).
+    progress : optional callback ``progress(done, total, description)`` per table.
+    report_dir : where the data-quality report goes (HTML and JSON); none if ``None``.
+    disclosure : small-count suppression for the report (params.yaml ``disclosure``).
+
+    Raises
+    ------
+    OdevalError : a table's quarantined share passes its threshold; the warehouse is left
+        as it was, and the data-quality report (if asked for) says why.
+    """
+    settings = _settings(params)
+    tables = load_contract()
+    report = ValidationReport(extract_date=_extract_date(con, settings))
+    with transaction(con):
+        for i, table in enumerate(tables.values()):
+            if progress:
+                progress(i, len(tables), table.name)
+            rules = table_rules(table, tables, settings, report.extract_date)
+            report.rules += rules
+            report.tables[table.name] = validate_table(con, table, rules)
+        _check_invariant(con)
+        for name, res in report.tables.items():
+            limit = _threshold(settings, name)
+            if res.quarantined_share > limit:
+                report.fatal.append(
+                    f"table {name}: {res.n_quarantined:,} of {res.n_raw:,} rows quarantined "
+                    f"({res.quarantined_share:.1%}), above the threshold {limit:.0%}")
+        from pipeline import dq_report
+
+        dq_report.write_results(con, report, settings)
+        if report_dir is not None:
+            from pipeline.disclosure import DEFAULTS as DISCLOSURE
+
+            dq_report.write_files(con, report, Path(report_dir), {**DISCLOSURE, **(disclosure or {})})
+        if report.fatal:
+            raise OdevalError("; ".join(report.fatal) + " (params.yaml validate.max_quarantine_share;"
+                              " see the data-quality report)", rule="validate.quarantine_share")
+        if progress:
+            progress(len(tables), len(tables), "done")
+    return report
