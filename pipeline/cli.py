@@ -118,6 +118,17 @@ def synth(
     out.print(table)
 
 
+def _stamp(stage: str, payload: dict) -> None:
+    """data/stamps/<stage>.json: what a stage produced (deterministic; DVC tracks it)."""
+    import json
+
+    from pipeline.config import DATA_DIR
+
+    path = DATA_DIR / "stamps" / f"{stage}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def _print_ingest(report) -> None:
     table = RichTable("table", "file", "status", "rows", "untypable rows", "extra columns",
                       title="ingest")
@@ -131,38 +142,98 @@ def _print_ingest(report) -> None:
         out.print("Not contract tables, ignored: " + ", ".join(p.name for p in report.ignored))
 
 
+def _do_ingest(con, dirs: list[Path], replace: bool) -> None:
+    from pipeline.ingest import ingest as run_ingest
+
+    with _progress("ingest") as update:
+        report = run_ingest(con, dirs, progress=update, replace=replace)
+    _print_ingest(report)
+    _stamp("ingest", {"loads": sorted([f.load_id, f.n_rows] for f in report.loads)})
+
+
+def _do_validate(con, params: dict) -> None:
+    from pipeline.config import REPORTS_DIR
+    from pipeline.validate import validate as run_validate
+
+    with _progress("validate") as update:
+        report = run_validate(con, section(params, "validate"), progress=update,
+                              report_dir=REPORTS_DIR, disclosure=section(params, "disclosure"))
+    table = RichTable("table", "rows in", "clean", "quarantined", "share", title="validate")
+    for name, r in report.tables.items():
+        table.add_row(name, f"{r.n_raw:,}", f"{r.n_clean:,}", f"{r.n_quarantined:,}",
+                      f"{r.quarantined_share:.2%}")
+    out.print(table)
+    out.print(f"Data-quality report: {REPORTS_DIR / 'data_quality.html'}")
+    _stamp("validate", {n: [r.n_raw, r.n_clean, r.n_quarantined, r.rule_counts]
+                        for n, r in report.tables.items()})
+
+
+def _do_derive(con, params: dict) -> None:
+    from pipeline.derive import derive as run_derive
+
+    with _progress("derive") as update:
+        summary = run_derive(con, section(params, "derive"), progress=update)
+    table = RichTable("relation", "rows", title="derive")
+    for name, n in summary["rows"].items():
+        if not name.startswith("int_"):
+            table.add_row(name, f"{n:,}")
+    out.print(table)
+    if summary["unknown_drugs"]:
+        out.print("Drug names not in the reference list (not counted as antipsychotics): "
+                  + ", ".join(f"{d['drug']} ({d['n_prescriptions']})" for d in summary["unknown_drugs"]))
+    _stamp("derive", {"rows": summary["rows"]})
+
+
 @app.command()
 def ingest(
     dirs: Annotated[list[Path], typer.Argument(help="Extract folders: one <table>.csv or "
                                                "<table>.parquet per contract table.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Drop every earlier load first: the "
+                                          "warehouse then holds exactly these folders.")] = False,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
     """Load extract folders into the warehouse's raw schema, typed, with lineage (all or nothing)."""
-    from pipeline.ingest import ingest as run_ingest
-
     with _errors():
         con, _ = _open_warehouse(warehouse, params)
-        with _progress("ingest") as update:
-            report = run_ingest(con, dirs, progress=update)
+        _do_ingest(con, dirs, replace)
         con.close()
-    _print_ingest(report)
+
+
+@app.command()
+def validate(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
+    """Put every raw row in clean or quarantine (with the rules it broke); write the
+    data-quality report (reports/data_quality.html and .json)."""
+    with _errors():
+        con, p = _open_warehouse(warehouse, params)
+        _do_validate(con, p)
+        con.close()
+
+
+@app.command()
+def derive(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
+    """Build the analysis datasets (derived schema): people, time_to_event, recurrent,
+    antipsychotic, activity, fidelity_referral, unknown_drugs."""
+    with _errors():
+        con, p = _open_warehouse(warehouse, params)
+        _do_derive(con, p)
+        con.close()
 
 
 @app.command()
 def run(
-    dirs: Annotated[list[Path], typer.Argument(help="Extract folders to ingest first.")],
+    dirs: Annotated[list[Path], typer.Argument(help="Extract folders to ingest.")],
+    replace: Annotated[bool, typer.Option("--replace/--append", help="Replace earlier loads "
+                                          "(default) or add these folders to them.")] = True,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Run every stage in order: ingest, then each later stage."""
-    from pipeline.ingest import ingest as run_ingest
-
+    """Run every stage in order: ingest, validate, derive."""
     with _errors():
-        con, _ = _open_warehouse(warehouse, params)
-        with _progress("ingest") as update:
-            report = run_ingest(con, dirs, progress=update)
-        _print_ingest(report)
+        con, p = _open_warehouse(warehouse, params)
+        _do_ingest(con, dirs, replace)
+        _do_validate(con, p)
+        _do_derive(con, p)
         con.close()
 
 

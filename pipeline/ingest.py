@@ -295,6 +295,7 @@ def ingest(
     folders: Sequence[str | Path],
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    replace: bool = False,
 ) -> IngestReport:
     """Load extract folders into ``raw.<table>``, all or nothing.
 
@@ -304,6 +305,8 @@ def ingest(
     folders : extract folders, each with one ``<table>.csv`` or ``<table>.parquet`` per
         contract table.
     progress : optional callback ``progress(done, total, description)`` per file.
+    replace : drop every earlier load first, so the warehouse holds exactly these folders
+        (in the same transaction: a failure keeps the earlier loads).
 
     Returns
     -------
@@ -323,8 +326,12 @@ def ingest(
         plan += [(tables[t], *found[t]) for t in tables if t in found]
     with transaction(con):
         for t in tables.values():
+            if replace:
+                con.execute(f"drop table if exists raw.{t.name}")
             if not table_exists(con, "raw", t.name):
                 create_raw_table(con, t)
+        if replace:
+            con.execute("delete from meta.loads")
         for i, (table, path, fmt) in enumerate(plan):
             if progress:
                 progress(i, len(plan), f"{table.name} ← {path.name}")
