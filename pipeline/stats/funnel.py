@@ -1,0 +1,260 @@
+"""Funnel plots for comparing sites or teams (Spiegelhalter 2005), with overdispersion.
+
+Each unit (site, team) has an observed count and a denominator: a number of people
+(``kind="proportion"``), person-time (``"rate"``) or an expected count from indirect
+standardisation (``"ratio"``, an observed/expected ratio such as an SMR). Units are
+compared with a target by control limits that depend on the denominator.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.stats._result import Result
+
+_KINDS = ("proportion", "rate", "ratio")
+_OD = (None, "multiplicative", "additive")
+_WINSOR = 0.1
+
+
+class FunnelResult(Result):
+    """Funnel-plot quantities (see :func:`funnel`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per unit: ``label, observed, denominator, value, z, lower_95, upper_95,
+        lower_998, upper_998, flag`` (column names follow the default ``limits``; other
+        levels give e.g. ``lower_99``). ``z`` is the unadjusted z-score on the
+        transformed scale; ``flag`` is one of ``high_998, high_95, within, low_95,
+        low_998`` against the limits used.
+    target : float
+        Centre line (on the scale of ``value``).
+    phi, tau2 : float
+        Overdispersion ratio (mean squared Winsorised z-score) and the additive
+        between-unit variance on the transformed scale; always computed, used only if
+        ``overdispersion`` asks for it and ``phi > 1``.
+    limits_used : {"exact", "multiplicative", "additive"}
+    """
+
+    title = "Funnel plot"
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self._frame
+
+    def limits_curve(self, denominators: Sequence[float] | np.ndarray) -> pd.DataFrame:
+        """Control limits over a grid of denominators, for drawing the funnel.
+
+        Parameters
+        ----------
+        denominators : array-like, shape = (m,)
+            Denominators (> 0) at which to evaluate the limits.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``denominator`` plus one ``lower_<p>``/``upper_<p>`` pair per limit.
+        """
+        d = np.asarray(denominators, dtype=float)
+        out = {"denominator": d}
+        out.update(_limits(self.kind, d, self.target, self.limits, self.limits_used,
+                           self.phi, self.tau2))
+        return pd.DataFrame(out)
+
+
+def _suffix(level: float) -> str:
+    """0.95 -> '95', 0.998 -> '998', 0.99 -> '99'."""
+    return f"{100 * level:g}".replace(".", "")
+
+
+def _transform(kind, value, target):
+    if kind == "proportion":
+        return np.arcsin(np.sqrt(value)), np.arcsin(np.sqrt(target))
+    return np.sqrt(value), np.sqrt(target)
+
+
+def _back(kind, x):
+    if kind == "proportion":
+        return np.sin(np.clip(x, 0, np.pi / 2)) ** 2
+    return np.maximum(x, 0) ** 2
+
+
+def _exact(kind, p, d, target):
+    """Spiegelhalter's interpolated exact limit at tail probability ``p``."""
+    dist = stats.binom(np.round(d).astype(int), target) if kind == "proportion" else stats.poisson(target * d)
+    r = dist.ppf(p)
+    F, Fm1 = dist.cdf(r), dist.cdf(r - 1)
+    alpha = (F - p) / (F - Fm1)
+    lim = np.maximum((r - alpha) / d, 0)
+    return np.minimum(lim, 1) if kind == "proportion" else lim
+
+
+def _limits(kind, d, target, levels, used, phi, tau2):
+    s = 1 / (2 * np.sqrt(d))
+    _, T = _transform(kind, np.asarray(target), target)
+    out = {}
+    for level in levels:
+        suf = _suffix(level)
+        for side, p in (("lower", (1 - level) / 2), ("upper", 1 - (1 - level) / 2)):
+            if used == "exact":
+                out[f"{side}_{suf}"] = _exact(kind, p, d, target)
+            else:
+                sd = np.sqrt(s**2 + tau2) if used == "additive" else np.sqrt(phi) * s
+                out[f"{side}_{suf}"] = _back(kind, T + stats.norm.ppf(p) * sd)
+    return out
+
+
+def funnel(
+    observed: Sequence[float] | np.ndarray,
+    denominator: Sequence[float] | np.ndarray,
+    kind: str = "proportion",
+    target: float | None = None,
+    overdispersion: str | None = None,
+    limits: tuple[float, float] = (0.95, 0.998),
+    labels: Sequence[str] | None = None,
+) -> FunnelResult:
+    """Control limits, z-scores and outlier flags for a funnel plot.
+
+    Parameters
+    ----------
+    observed : array-like, shape = (k,)
+        Observed counts (events) per unit.
+    denominator : array-like, shape = (k,)
+        People (``"proportion"``; integers), person-time (``"rate"``) or expected counts
+        (``"ratio"``) per unit, > 0.
+    kind : {"proportion", "rate", "ratio"}
+        ``value`` is ``observed / denominator`` in every case.
+    target : float, optional
+        Centre line. Default: the pooled value ``sum(observed) / sum(denominator)`` for
+        proportions and rates, 1 for ratios.
+    overdispersion : {None, "multiplicative", "additive"}
+        ``None``: exact binomial / Poisson limits with Spiegelhalter's interpolation.
+        ``"multiplicative"``: ``T +/- z_p sqrt(phi) s`` on the transformed scale.
+        ``"additive"`` (random effects, as FunnelPlotR): ``T +/- z_p sqrt(s^2 + tau2)``.
+        Both fall back to the exact limits when ``phi <= 1`` (noted), as FunnelPlotR does.
+    limits : tuple of float
+        Two-sided coverage of the control limits (default 95 % and 99.8 %).
+    labels : sequence of str, shape = (k,), optional
+        Unit names.
+
+    Returns
+    -------
+    FunnelResult
+        ``.table`` per unit, ``.target``, ``.phi``, ``.tau2``, ``.limits_curve(...)``.
+
+    Notes
+    -----
+    Transformed scale (variance-stabilising): ``asin(sqrt(value))`` for proportions and
+    ``sqrt(value)`` for rates and ratios, with standard error ``s = 1 / (2 sqrt(denominator))``
+    (so for counts ``z = 2 (sqrt(O) - sqrt(target * denominator))``). ``phi`` is the mean
+    of the squared z-scores Winsorised at their 10th and 90th percentiles;
+    ``tau2 = (k phi - (k - 1)) / (sum(w) - sum(w^2) / sum(w))`` with ``w = 1 / s^2``,
+    0 if ``k phi < k - 1`` (FunnelPlotR's ``phi_func`` and ``tau_func``). Exact limits:
+    ``r_p`` is the ``p`` quantile of Binomial(n, target) or Poisson(target * denominator),
+    ``alpha = (F(r_p) - p) / (F(r_p) - F(r_p - 1))`` and the limit ``(r_p - alpha) /
+    denominator``, truncated at 0 (and 1). For standardised ratios FunnelPlotR's "CQC"
+    method draws the additive limits at ``1 +/- z sqrt(s^2 + tau2)`` without squaring
+    back from the square-root scale; here they are squared, consistent with the z-scores.
+
+    References
+    ----------
+    Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med
+    2005;24:1185-202. Spiegelhalter DJ. Handling over-dispersion of performance
+    indicators. Qual Saf Health Care 2005;14:347-51. Spiegelhalter DJ, Sherlaw-Johnson C,
+    Bardsley M, et al. Statistical methods for healthcare regulation: rating, screening
+    and surveillance. J R Stat Soc A 2012;175:1-47. Wilkinson C. FunnelPlotR: funnel plots
+    for comparing institutional performance (R package, nhs-r-community).
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if overdispersion not in _OD:
+        raise ValueError(f"overdispersion must be one of {_OD}, got {overdispersion!r}")
+    if len(limits) != 2 or not all(0 < lv < 1 for lv in limits):
+        raise ValueError(f"limits must be two coverage levels in (0, 1), got {limits!r}")
+    O = np.asarray(observed, dtype=float).ravel()
+    D = np.asarray(denominator, dtype=float).ravel()
+    if O.shape != D.shape:
+        raise ValueError(f"observed and denominator differ in length: {O.size} vs {D.size}")
+    labs = [str(i + 1) for i in range(O.size)] if labels is None else [str(x) for x in labels]
+    if len(labs) != O.size:
+        raise ValueError(f"labels has {len(labs)} entries for {O.size} units")
+    notes: list[str] = []
+    bad = ~np.isfinite(O) | ~np.isfinite(D) | (D <= 0) | (O < 0)
+    if kind == "proportion":
+        bad |= O > D
+    if bad.any():
+        notes.append(
+            f"{int(bad.sum())} unit(s) dropped for a missing or invalid count or denominator: "
+            + ", ".join(lab for lab, b in zip(labs, bad, strict=True) if b) + "."
+        )
+        O, D = O[~bad], D[~bad]
+        labs = [lab for lab, b in zip(labs, bad, strict=True) if not b]
+    if O.size < 2:
+        raise ValueError("a funnel plot needs at least two units")
+    if kind == "proportion" and np.any(D != np.round(D)):
+        raise ValueError("denominators of proportions must be whole numbers of people")
+    if target is None:
+        target = 1.0 if kind == "ratio" else float(O.sum() / D.sum())
+    if not (target > 0 and (kind != "proportion" or target < 1)):
+        raise ValueError(f"target must be positive (and < 1 for proportions), got {target!r}")
+
+    value = O / D
+    Y, T = _transform(kind, value, target)
+    s = 1 / (2 * np.sqrt(D))
+    z = (Y - T) / s
+    lo, hi = np.quantile(z, [_WINSOR, 1 - _WINSOR])
+    zw = np.clip(z, lo, hi)
+    k = z.size
+    phi = float(np.sum(zw**2) / k)
+    w = 1 / s**2
+    tau2 = 0.0 if k * phi < k - 1 else max(0.0, (k * phi - (k - 1)) / (w.sum() - np.sum(w**2) / w.sum()))
+
+    used = "exact" if overdispersion is None else overdispersion
+    if overdispersion is not None and phi <= 1:
+        used = "exact"
+        notes.append(f"phi = {phi:.3g} <= 1: no overdispersion, exact limits used.")
+    elif overdispersion is not None:
+        notes.append(f"{overdispersion.capitalize()} overdispersion adjustment: phi = {phi:.4g}, "
+                     f"tau2 = {tau2:.4g} (z Winsorised at 10%/90%).")
+
+    levels = tuple(sorted(limits))
+    lims = _limits(kind, D, target, levels, used, phi, tau2)
+    inner, outer = _suffix(levels[0]), _suffix(levels[1])
+    flag = np.select(
+        [value > lims[f"upper_{outer}"], value > lims[f"upper_{inner}"],
+         value < lims[f"lower_{outer}"], value < lims[f"lower_{inner}"]],
+        [f"high_{outer}", f"high_{inner}", f"low_{outer}", f"low_{inner}"],
+        default="within",
+    )
+    table = pd.DataFrame({"label": labs, "observed": O, "denominator": D, "value": value, "z": z})
+    for lv in levels:
+        table[f"lower_{_suffix(lv)}"] = lims[f"lower_{_suffix(lv)}"]
+        table[f"upper_{_suffix(lv)}"] = lims[f"upper_{_suffix(lv)}"]
+    table["flag"] = flag
+    res = FunnelResult(table, notes)
+    res.kind, res.target, res.phi, res.tau2 = kind, float(target), phi, float(tau2)
+    res.limits, res.limits_used, res.overdispersion = levels, used, overdispersion
+    res.title = f"Funnel plot ({kind}, {used} limits, k={k})"
+    return res
+
+
+# ``pipeline.stats`` exports the function ``funnel`` lazily from this module, also named
+# ``funnel``. Once the module is imported, Python binds the package attribute
+# ``pipeline.stats.funnel`` to the module, so ``from pipeline.stats import funnel`` would
+# return the module. Making the module callable (delegating to the function, with its
+# signature and docstring) keeps ``pipeline.stats.funnel(...)`` working either way.
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs) -> FunnelResult:
+        return funnel(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(funnel)
