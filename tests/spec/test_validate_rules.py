@@ -1,0 +1,153 @@
+"""Validation rules, one spec each: a tiny table that breaks the rule, and one that does not.
+
+Each case names the rows of one table (beside a valid person P1 and staff member ST1) and
+the rules each row must end up with: ``[]`` means the row is clean.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.ingest import ingest
+from pipeline.validate import validate
+from pipeline.warehouse import connect
+
+P1 = {"person_id": "P1", "site_id": "S1", "arm": "open_dialogue", "index_date": "2023-01-05",
+      "data_end_date": "2024-01-01", "sex": "female", "diagnosis_group": "psychosis",
+      "birth_year": "1980"}
+ST1 = {"staff_id": "ST1", "site_id": "S1", "role": "nurse"}
+C1 = {"contact_id": "C1", "person_id": "P1", "start_at": "2023-01-06T10:00",
+      "contact_type": "network_meeting", "location": "home", "attended": "true"}
+ADM = {"admission_id": "A1", "person_id": "P1", "admitted_on": "2023-03-01",
+       "discharged_on": "2023-03-10", "admission_method": "emergency"}
+RX = {"prescription_id": "RX1", "person_id": "P1", "drug": "olanzapine", "route": "oral",
+      "daily_dose_mg": "10", "start_on": "2023-02-01"}
+
+CASES = {
+    # table, rows, expected rules per row (in row order)
+    "type: untypable date": ("admissions", [{**ADM, "admitted_on": "01/03/2023"}],
+                             [["admissions.admitted_on.type"]]),
+    "type: typable passes": ("admissions", [ADM], [[]]),
+    "required: empty value": ("contacts", [{**C1, "location": ""}],
+                              [["contacts.location.required"]]),
+    "required: untypable is a type failure, not a missing value": (
+        "contacts", [{**C1, "attended": "maybe"}], [["contacts.attended.type"]]),
+    "vocabulary: unknown value": ("contacts", [{**C1, "location": "car park"}],
+                                  [["contacts.location.vocabulary"]]),
+    "vocabulary: other case passes": ("contacts", [{**C1, "location": "Place_Of_Choice"}], [[]]),
+    "range: above max": ("contacts", [{**C1, "duration_min": "1441"}],
+                         [["contacts.duration_min.range"]]),
+    "range: at max passes": ("contacts", [{**C1, "duration_min": "1440"}], [[]]),
+    "range: below min": ("contacts", [{**C1, "network_members_present": "-1"}],
+                         [["contacts.network_members_present.range"]]),
+    "range: min_exclusive zero dose": ("prescriptions", [{**RX, "daily_dose_mg": "0"}],
+                                       [["prescriptions.daily_dose_mg.range"]]),
+    "range: small positive dose passes": ("prescriptions", [{**RX, "daily_dose_mg": "0.5"}], [[]]),
+    "not_before: discharge before admission": (
+        "admissions", [{**ADM, "discharged_on": "2023-02-28"}],
+        [["admissions.discharged_on.not_before"]]),
+    "not_before: same day passes": ("admissions", [{**ADM, "discharged_on": "2023-03-01"}], [[]]),
+    "check: birth year after index year": ("people", [P1, {**P1, "person_id": "P2",
+                                                           "birth_year": "2024"}],
+                                           [[], ["people.birth_year_not_after_index"]]),
+    "key: exact duplicate keeps the first copy": (
+        "admissions", [ADM, ADM], [[], ["admissions.key.duplicate"]]),
+    "key: duplicate after case normalisation": (
+        "admissions", [ADM, {**ADM, "admission_method": "EMERGENCY"}],
+        [[], ["admissions.key.duplicate"]]),
+    "key: conflicting copies are all quarantined": (
+        "admissions", [ADM, {**ADM, "admission_method": "planned"}],
+        [["admissions.key.conflict"], ["admissions.key.conflict"]]),
+    "key: composite key (employment)": (
+        "employment", [{"person_id": "P1", "recorded_on": "2023-05-01", "status": "employed"},
+                       {"person_id": "P1", "recorded_on": "2023-05-01", "status": "unemployed"},
+                       {"person_id": "P1", "recorded_on": "2023-06-01", "status": "unemployed"}],
+        [["employment.key.conflict"], ["employment.key.conflict"], []]),
+    "reference: orphan person": ("admissions", [{**ADM, "person_id": "P404"}],
+                                 [["admissions.person_id.reference"]]),
+    "reference: orphan staff": ("contact_staff", [{"contact_id": "C1", "staff_id": "ST404"}],
+                                [["contact_staff.staff_id.reference"]]),
+    "reference: optional reference empty passes": ("contacts", [{**C1, "referral_id": ""}], [[]]),
+    "reference: optional reference unknown": ("contacts", [{**C1, "referral_id": "R404"}],
+                                              [["contacts.referral_id.reference"]]),
+    "after_extract: a date after the extract date": (
+        "admissions", [{**ADM, "admitted_on": "2030-01-01", "discharged_on": ""}],
+        [["admissions.admitted_on.after_data_end", "admissions.admitted_on.after_extract"]]),
+    "after_data_end: within tolerance passes": (
+        "admissions", [{**ADM, "admitted_on": "2024-01-01", "discharged_on": ""}], [[]]),
+    "before_birth: event before the birth year": (
+        "admissions", [{**ADM, "admitted_on": "1979-12-31", "discharged_on": "1980-01-02"}],
+        [["admissions.admitted_on.before_birth"]]),
+}
+
+
+def _run(tmp_path, extract, rows: dict) -> object:
+    base = {"people": [P1], "staff": [ST1], "contacts": [C1], **rows}  # `rows` replaces a default
+    con = connect(tmp_path / "w.duckdb")
+    ingest(con, [extract(rows=base)])
+    validate(con, {"max_quarantine_share": 1.0})
+    return con
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_rule(case, tmp_path, extract):
+    table, rows, expected = CASES[case]
+    con = _run(tmp_path, extract, {table: rows})
+    got = dict(con.execute(f"select _row_number, _rules from quarantine.{table}").fetchall())
+    assert [sorted(got.get(i + 1, [])) for i in range(len(rows))] == expected
+    n_clean = con.execute(f"select count(*) from clean.{table}").fetchone()[0]
+    assert n_clean == sum(1 for e in expected if not e)
+
+
+def test_cascade_person_and_contact(tmp_path, extract):
+    """Events of a quarantined person, and staff rows of a quarantined contact, go with them."""
+    con = _run(tmp_path, extract, {
+        "people": [P1, {**P1, "person_id": "P2", "arm": "waiting_list"}],
+        "contacts": [C1, {**C1, "contact_id": "C2", "person_id": "P2"}],
+        "contact_staff": [{"contact_id": "C1", "staff_id": "ST1"},
+                          {"contact_id": "C2", "staff_id": "ST1"}],
+    })
+    assert con.execute("select contact_id, _rules from quarantine.contacts").fetchall() == [
+        ("C2", ["contacts.person_id.person_quarantined"])]
+    assert con.execute("select contact_id, _rules from quarantine.contact_staff").fetchall() == [
+        ("C2", ["contact_staff.contact_id.contact_quarantined"])]
+
+
+def test_clean_rows_are_normalised_to_lower_case(tmp_path, extract):
+    con = _run(tmp_path, extract, {"contacts": [{**C1, "location": " HOME ",
+                                                 "contact_type": "Network_Meeting"}]})
+    assert con.execute("select location, contact_type from clean.contacts").fetchone() == (
+        "home", "network_meeting")
+
+
+def test_every_raw_row_is_clean_or_quarantined_per_load(tmp_path, extract):
+    con = _run(tmp_path, extract, {"admissions": [ADM, ADM, {**ADM, "admission_id": "A2",
+                                                             "person_id": "P404"}]})
+    rows = con.execute("select table_name, n_raw, n_clean, n_quarantined "
+                       "from meta.validation_counts where table_name = 'admissions'").fetchall()
+    assert rows == [("admissions", 3, 1, 2)]
+
+
+def test_quarantined_rows_keep_lineage(tmp_path, extract):
+    con = _run(tmp_path, extract, {"admissions": [ADM, {**ADM, "admission_id": "A2",
+                                                        "person_id": "P404"}]})
+    file, row = con.execute(
+        "select l.source_file, q._row_number from quarantine.admissions q "
+        "join meta.loads l on l.load_id = q._load_id").fetchone()
+    assert file.endswith("admissions.csv") and row == 2
+
+
+def test_quarantine_share_above_threshold_is_fatal_and_changes_nothing(tmp_path, extract):
+    from pipeline.errors import OdevalError
+
+    con = connect(tmp_path / "w.duckdb")
+    ingest(con, [extract(rows={"people": [P1], "staff": [ST1], "admissions": [
+        ADM, {**ADM, "admission_id": "A2", "person_id": "P404"}]})])
+    validate(con, {"max_quarantine_share": 1.0})
+    before = con.execute("select * from quarantine.admissions").fetchall()
+    with pytest.raises(OdevalError) as info:
+        validate(con, {"max_quarantine_share": {"default": 1.0, "admissions": 0.4}})
+    assert info.value.rule == "validate.quarantine_share"
+    assert "table admissions: 1 of 2 rows quarantined (50.0%), above the threshold 40%" in str(
+        info.value)
+    assert con.execute("select * from quarantine.admissions").fetchall() == before
