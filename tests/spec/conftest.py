@@ -7,8 +7,8 @@ Rows are given either as a list of dicts or as an ASCII table::
       p1        | +0         | +900          | +100
     '''
 
-Empty cells are missing values. In date and timestamp columns ``+N`` means N days after
-:data:`D0` (the default index date), and ``+N 09:30`` a time on that day, so a rule can be
+Empty cells are missing values. In date and timestamp columns ``+N`` (or ``-N``) means N days after
+(before) :data:`D0`, the default index date, and ``+N 09:30`` a time on that day, so a rule can be
 read in study days. Every clean table of the contract is created with the schema's
 columns (DuckDB types) and the lineage columns; tables not given stay empty. Required
 columns a test does not care about take the values in :data:`FILL`.
@@ -57,8 +57,8 @@ def parse_table(text: str) -> list[dict[str, str | None]]:
 
 
 def _value(value, ctype: str):
-    if isinstance(value, str) and value.startswith("+") and ctype in ("date", "timestamp"):
-        days, _, clock = value[1:].partition(" ")
+    if isinstance(value, str) and value[:1] in ("+", "-") and ctype in ("date", "timestamp"):
+        days, _, clock = value.partition(" ")
         day = D0 + dt.timedelta(days=int(days))
         if ctype == "date":
             return day.isoformat()
