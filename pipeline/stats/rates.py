@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from pipeline.stats._eff_design import check_columns, check_conf_level, design_matrix
 from pipeline.stats._result import Result
@@ -85,6 +85,48 @@ def _theta_ml(y, mu, start=None, eps=1e-15, limit=200):
 def _glm(y, X, offset, family, start=None):
     model = sm.GLM(y, X, family=family, offset=offset)
     return model.fit(start_params=start, tol=1e-14, maxiter=200, scale=1.0)
+
+
+def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
+    """Joint ML of (beta, theta): root of the profile score of theta.
+
+    By the envelope theorem the derivative of the profile log-likelihood
+    ``max_beta l(beta, theta)`` is the partial score of theta at ``beta(theta)``, so the
+    fixed point of glm.nb's alternation is the root of ``g(theta) = score(theta, mu(theta))``,
+    found by Brent's method on log(theta) to machine precision.
+    """
+    state = {"params": np.asarray(poisson_fit.params), "fit": poisson_fit}
+
+    def fit_at(theta):
+        fam = sm.families.NegativeBinomial(alpha=1.0 / theta)
+        f = _glm(y, X, offset, fam, start=state["params"])
+        state["params"], state["fit"] = np.asarray(f.params), f
+        return f
+
+    def g(log_theta):
+        theta = np.exp(log_theta)
+        return _theta_score(theta, y, fit_at(theta).fittedvalues)
+
+    t0 = np.log(min(max(_theta_ml(y, np.asarray(poisson_fit.fittedvalues), limit=50), 1e-3), theta_max))
+    lo = hi = t0
+    g_lo = g_hi = g(t0)
+    while g_lo < 0 and lo > np.log(1e-8):
+        lo -= 1.0
+        g_lo = g(lo)
+    while g_hi > 0:
+        if hi >= np.log(theta_max):
+            theta = float(np.exp(hi))
+            return theta, fit_at(theta), False
+        hi = min(hi + 1.0, np.log(theta_max))
+        g_hi = g(hi)
+    if g_lo == 0:
+        root = lo
+    elif g_hi == 0:
+        root = hi
+    else:
+        root = optimize.brentq(g, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    theta = float(np.exp(root))
+    return theta, fit_at(theta), True
 
 
 def rate_ratio(
@@ -193,27 +235,12 @@ def rate_ratio(
     fit = _glm(y, X, offset, sm.families.Poisson())
     theta = se_theta = np.nan
     if family == "negbin":
-        mu = fit.fittedvalues
-        theta = _theta_ml(y, mu)
-        converged = False
-        for _ in range(500):
-            fam = sm.families.NegativeBinomial(alpha=1.0 / theta)
-            fit = _glm(y, X, offset, fam, start=fit.params)
-            new = _theta_ml(y, fit.fittedvalues, start=theta)
-            done = abs(new - theta) <= 1e-13 * theta
-            theta = new
-            if done:
-                converged = True
-                break
-            if theta > 1e8:
-                break
-        if not converged:
+        theta, fit, ok = _negbin_theta(y, X, offset, fit)
+        if not ok:
             notes.append(
-                f"theta did not converge (last value {theta:.4g}); the data may show no "
-                "overdispersion: consider family='poisson'."
+                f"theta has no finite maximum (score still positive at theta = {theta:.3g}): "
+                "the counts show no overdispersion; consider family='poisson'."
             )
-        fam = sm.families.NegativeBinomial(alpha=1.0 / theta)
-        fit = _glm(y, X, offset, fam, start=fit.params)
         se_theta = 1.0 / np.sqrt(_theta_info(theta, y, fit.fittedvalues))
 
     beta = np.asarray(fit.params)
