@@ -28,7 +28,8 @@ def complete_rows(
     if n_bad:
         per = ", ".join(f"{c}: {int(bad[c].sum())}" for c in cols if bad[c].any())
         notes.append(f"{n_bad} of {len(df)} rows dropped for missing values ({per}).")
-    return df.loc[~bad.any(axis=1)]
+        return df.loc[~bad.any(axis=1)]
+    return df
 
 
 def durations_events(

@@ -41,6 +41,12 @@ class _Sorted:
     g_stratum_first_group: np.ndarray  # first group of the stratum of each group
     d: np.ndarray  # events per group
     efron: bool
+    g_stratum_last_group: np.ndarray  # last group of the stratum of each group
+    ev_rows: np.ndarray  # event rows (sorted)
+    ev_g: np.ndarray  # their tie group
+    ev_groups: np.ndarray  # tie groups with events
+    ev_starts: np.ndarray  # start of each event group within ev_rows
+    Xev_g: np.ndarray  # (G, p) sum of X over the events of each group
 
 
 def _prepare(X, time, event, strata, efron) -> _Sorted:
@@ -61,14 +67,30 @@ def _prepare(X, time, event, strata, efron) -> _Sorted:
     g_stratum_last = s_last_row[g_s]
     s_first_group = row_g[s_first_row]
     d = np.bincount(row_g, weights=e, minlength=G)
-    return _Sorted(X, t, e, s, order, row_g, g_first, g_stratum_last, s_first_group[g_s], d, efron)
+    s_last_group = row_g[s_last_row]
+    ev_rows = np.nonzero(e)[0]
+    ev_g = row_g[ev_rows]
+    ev_starts = np.nonzero(np.r_[True, ev_g[1:] != ev_g[:-1]])[0] if len(ev_g) else ev_g
+    ev_groups = ev_g[ev_starts]
+    Xev_g = np.zeros((G, X.shape[1]))
+    if len(ev_rows):
+        Xev_g[ev_groups] = np.add.reduceat(X[ev_rows], ev_starts, axis=0)
+    return _Sorted(
+        X, t, e, s, order, row_g, g_first, g_stratum_last, s_first_group[g_s], d, efron,
+        s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g,
+    )
 
 
 def _suffix(v: np.ndarray, sd: _Sorted) -> np.ndarray:
-    """Risk-set sums: sum of v over rows of the same stratum with time >= the group's time."""
-    rcs = np.cumsum(v[::-1], axis=0)[::-1]
+    """Risk-set sums: sum of v over rows of the same stratum with time >= the group's time.
+
+    Rows are summed per tie group first (contiguous, ``reduceat``), then suffix sums run
+    over the groups only.
+    """
+    vg = np.add.reduceat(v, sd.g_first, axis=0)
+    rcs = np.cumsum(vg[::-1], axis=0)[::-1]
     rcs = np.concatenate([rcs, np.zeros((1,) + v.shape[1:])], axis=0)
-    return rcs[sd.g_first] - rcs[sd.g_stratum_last + 1]
+    return rcs[:-1] - rcs[sd.g_stratum_last_group + 1]
 
 
 def _within_stratum_cumsum(a: np.ndarray, sd: _Sorted) -> np.ndarray:
@@ -87,21 +109,20 @@ class _Terms:
         r = np.exp(eta)
         self.r = r
         G = len(sd.g_first)
+        rX = r[:, None] * X
         S0 = _suffix(r, sd)
-        S1 = _suffix(r[:, None] * X, sd)
-        ev_rows = np.nonzero(e)[0]
-        ev_g = sd.row_g[ev_rows]
-        rX_ev = r[ev_rows, None] * X[ev_rows]
-        E0 = np.bincount(ev_g, weights=r[ev_rows], minlength=G)
+        S1 = _suffix(rX, sd)
+        ev_rows, ev_g = sd.ev_rows, sd.ev_g
+        E0 = np.zeros(G)
         E1 = np.zeros_like(S1)
-        _bincount_cols(E1, ev_g, rX_ev)
+        if len(ev_rows):
+            E0[sd.ev_groups] = np.add.reduceat(r[ev_rows], sd.ev_starts)
+            E1[sd.ev_groups] = np.add.reduceat(rX[ev_rows], sd.ev_starts, axis=0)
         d = sd.d
         if sd.efron:
             # expand each tied group into its d sub-steps m = 0..d-1 with fraction f = m / d
-            idx = ev_g  # one entry per event; group order is kept by sorting
-            idx = np.sort(idx)
-            first = np.r_[True, idx[1:] != idx[:-1]]
-            start = np.maximum.accumulate(np.where(first, np.arange(len(idx)), 0))
+            idx = ev_g  # one entry per event, sorted by group
+            start = np.repeat(sd.ev_starts, np.diff(np.r_[sd.ev_starts, len(idx)]))
             f = (np.arange(len(idx)) - start) / d[idx]
             D = S0[idx] - f * E0[idx]
             a = np.bincount(idx, weights=1 / D, minlength=G)
@@ -120,9 +141,7 @@ class _Terms:
         self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
         self.ev_rows, self.ev_g = ev_rows, ev_g
         self.loglik = float(eta[ev_rows].sum() - logterm)
-        self.U_g = np.zeros_like(S1)  # per-group score contribution
-        _bincount_cols(self.U_g, ev_g, X[ev_rows])
-        self.U_g -= a[:, None] * S1 - b[:, None] * E1
+        self.U_g = sd.Xev_g - (a[:, None] * S1 - b[:, None] * E1)  # per-group score
         self.score = self.U_g.sum(axis=0)
         self.sd = sd
 
