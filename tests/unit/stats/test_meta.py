@@ -1,0 +1,66 @@
+"""Edge cases of pipeline.stats.meta not covered by the metafor goldens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pipeline.stats import meta_analysis, meta_regression, plot_forest
+
+
+def test_one_study_gives_its_own_estimate_and_no_heterogeneity():
+    res = meta_analysis([0.4], [0.04], method="REML")
+    assert res.estimate == pytest.approx(0.4)
+    assert res.se == pytest.approx(0.2)
+    assert res.ci == pytest.approx((0.4 - 1.959964 * 0.2, 0.4 + 1.959964 * 0.2), rel=1e-6)
+    assert res.tau2 == 0 and res.i2 == 0 and res.h2 == 1 and np.isnan(res.q_p)
+    assert res.pi == pytest.approx(res.ci)
+    assert any("one study" in n.lower() for n in res.notes)
+
+
+def test_knha_needs_residual_degrees_of_freedom():
+    with pytest.raises(ValueError, match="knha"):
+        meta_analysis([0.4], [0.04], test="knha")
+
+
+def test_identical_estimates_give_tau2_zero_and_knha_se_zero():
+    res = meta_analysis([0.3, 0.3, 0.3], [0.1, 0.2, 0.3], method="REML", test="knha")
+    assert res.tau2 == 0 and res.q == pytest.approx(0)
+    assert res.se == 0  # metafor sets s2 = 0 when the weighted RSS is ~0
+    assert any("tau^2 estimated as 0" in n for n in res.notes)
+
+
+def test_studies_with_missing_or_non_positive_variance_are_dropped_and_named():
+    res = meta_analysis([0.1, 0.2, np.nan, 0.4], [0.1, 0.0, 0.1, 0.2], labels=list("abcd"))
+    assert list(res.table.label) == ["a", "d"]
+    assert "b, c" in res.notes[0]
+
+
+def test_unknown_method_and_test_are_refused():
+    with pytest.raises(ValueError, match="method"):
+        meta_analysis([0.1, 0.2], [0.1, 0.1], method="SJ")
+    with pytest.raises(ValueError, match="test"):
+        meta_analysis([0.1, 0.2], [0.1, 0.1], test="t")
+
+
+def test_r2_is_zero_when_there_is_no_heterogeneity_to_explain():
+    res = meta_regression([0.1, 0.12, 0.11, 0.13], [0.5, 0.5, 0.5, 0.5],
+                          pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}))
+    assert res.r2 == 0 and any("R^2 is set to 0" in n for n in res.notes)
+
+
+def test_collinear_moderators_are_refused():
+    mods = pd.DataFrame({"x": [1.0, 2, 3, 4], "y": [2.0, 4, 6, 8]})
+    with pytest.raises(ValueError, match="collinear"):
+        meta_regression([0.1, 0.3, 0.2, 0.5], [0.1, 0.1, 0.1, 0.1], mods)
+
+
+def test_forest_plot_has_one_row_per_study_plus_pooled():
+    res = meta_analysis([0.1, -0.3, 0.5], [0.04, 0.09, 0.05], labels=["A", "B", "C"])
+    fig = plot_forest(res, exponentiate=True)
+    assert isinstance(fig, Figure)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[:3] == ["A", "B", "C"] and labels[3].startswith("Pooled (REML")
+    assert fig.axes[0].get_xscale() == "log"
