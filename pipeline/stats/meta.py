@@ -418,5 +418,8 @@ def meta_regression(
     res.tau2, res.qm, res.qm_df, res.qm_p = f["tau2"], qm, m, qm_p
     res.qe, res.qe_df, res.qe_p = f["qe"], f["df"], f["qe_p"]
     res.r2, res.i2, res.h2 = r2, f["i2"], f["h2"]
-    res.title = f"Meta-regression ({method}, test={test}, k={k})"
+    res.title = (
+        f"Meta-regression ({method}, test={test}, k={k}): tau^2 = {f['tau2']:.4g}, "
+        f"QM = {qm:.4g} (p = {qm_p:.3g}), R^2 = {r2:.3g}%"
+    )
     return res
