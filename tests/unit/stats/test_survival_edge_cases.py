@@ -1,0 +1,225 @@
+"""Edge cases of the survival estimators not covered by the R reference tests."""
+
+from __future__ import annotations
+
+import matplotlib.figure
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.stats import aalen_johansen, fine_gray, gray_test, kaplan_meier, logrank
+from pipeline.stats.cox import cox
+from pipeline.stats.figures_survival import plot_cumulative_incidence, plot_kaplan_meier
+
+
+def frame(rows: str) -> pd.DataFrame:
+    """Small ASCII table: header line then whitespace-separated rows."""
+    lines = [ln.split() for ln in rows.strip().splitlines()]
+    df = pd.DataFrame(lines[1:], columns=lines[0])
+    for col in df.columns:
+        try:
+            df[col] = pd.to_numeric(df[col])
+        except ValueError:
+            pass
+    return df
+
+
+def test_km_all_censored_stays_at_one_with_undefined_median_and_a_note():
+    df = frame("""
+        t  e  g
+        1  0  a
+        2  0  a
+        3  0  a
+    """)
+    km = kaplan_meier(df, "t", "e", conf_type="log-log")
+    assert (km.table["survival"] == 1).all()
+    assert (km.table["se"] == 0).all()
+    assert (km.table["lower"] == 1).all() and (km.table["upper"] == 1).all()
+    assert np.isnan(km.median["median"].iloc[0])
+    assert any("no events" in n for n in km.notes)
+
+
+def test_km_ties_of_events_and_censoring_at_one_time():
+    # at t=2: two events and one censoring among 4 at risk -> S = 1 * (1 - 2/4)
+    df = frame("""
+        t  e
+        2  1
+        2  1
+        2  0
+        5  1
+    """)
+    tab = kaplan_meier(df, "t", "e").table
+    assert tab["n_risk"].tolist() == [4, 1]
+    assert tab["n_event"].tolist() == [2, 1]
+    assert tab["n_censor"].tolist() == [1, 0]
+    np.testing.assert_allclose(tab["survival"], [0.5, 0.0])
+    # where S reaches 0 the standard error and limits are undefined, as in R
+    assert np.isnan(tab["lower"].iloc[-1])
+
+
+def test_km_flat_at_one_half_gives_midpoint_median():
+    # S drops to exactly 0.5 at t=2 and stays until t=6: median is (2 + 6) / 2
+    df = frame("""
+        t  e
+        2  1
+        2  1
+        6  1
+        7  1
+    """)
+    assert kaplan_meier(df, "t", "e").median["median"].iloc[0] == pytest.approx(4.0)
+
+
+def test_km_group_with_one_person_and_missing_rows_noted():
+    df = frame("""
+        t  e  g
+        1  1  a
+        2  0  a
+        3  1  a
+        4  1  b
+    """)
+    df.loc[len(df)] = [np.nan, 1, "a"]
+    km = kaplan_meier(df, "t", "e", group="g")
+    b = km.table[km.table["group"] == "b"]
+    assert b["survival"].tolist() == [0.0]
+    assert any("1 of 5 rows dropped" in n and "t: 1" in n for n in km.notes)
+
+
+def test_km_rejects_bad_input():
+    df = frame("""
+        t  e
+        1  2
+    """)
+    with pytest.raises(ValueError, match="0 .censored. or 1"):
+        kaplan_meier(df, "t", "e")
+    with pytest.raises(KeyError, match="'nope'"):
+        kaplan_meier(df, "t", "nope")
+    with pytest.raises(ValueError, match="conf_type"):
+        kaplan_meier(df, "t", "e", conf_type="plain")
+
+
+def test_logrank_stratum_without_events_is_noted_and_ignored():
+    df = frame("""
+        t  e  g  s
+        1  1  a  x
+        2  1  b  x
+        3  0  a  x
+        4  1  b  x
+        5  0  a  y
+        6  0  b  y
+    """)
+    res = logrank(df, "t", "e", group="g", strata="s")
+    plain = logrank(df[df["s"] == "x"], "t", "e", group="g")
+    assert res.chisq == pytest.approx(plain.chisq)
+    assert any("without events" in n for n in res.notes)
+
+
+def test_logrank_single_group_with_events_gives_no_test():
+    df = frame("""
+        t    e  g
+        1    1  a
+        0.5  0  b
+    """)
+    res = logrank(df, "t", "e", group="g")
+    assert res.df == 0 and np.isnan(res.p)
+
+
+def test_cox_without_events_or_with_constant_covariate_raises_clearly():
+    df = frame("""
+        t  e  x  k
+        1  0  1  1
+        2  0  2  1
+        3  1  3  1
+    """)
+    with pytest.raises(ValueError, match="no events"):
+        cox(df.assign(e=0), "t", "e", ["x"])
+    with pytest.raises(ValueError, match="constant.*k"):
+        cox(df, "t", "e", ["x", "k"])
+    with pytest.raises(ValueError, match="cluster"):
+        cox(df, "t", "e", ["x"], small_sample="t")
+
+
+def test_cox_small_sample_t_widens_interval_but_keeps_se():
+    rng = np.random.default_rng(3)
+    n = 120
+    df = pd.DataFrame({"x": rng.normal(size=n), "site": np.repeat(np.arange(8), n // 8)})
+    df["t"] = rng.exponential(1 / np.exp(0.5 * df["x"]))
+    df["e"] = (rng.uniform(size=n) < 0.8).astype(int)
+    z = cox(df, "t", "e", ["x"], cluster="site")
+    t = cox(df, "t", "e", ["x"], cluster="site", small_sample="t")
+    assert t.summary["se"].iloc[0] == pytest.approx(z.summary["se"].iloc[0])
+    assert t.summary["p"].iloc[0] > z.summary["p"].iloc[0]
+    assert t.summary["hr_upper"].iloc[0] > z.summary["hr_upper"].iloc[0]
+    assert any("7 df" in n for n in t.notes)
+
+
+def test_cox_stratum_without_events_is_noted_and_does_not_change_fit():
+    rng = np.random.default_rng(4)
+    n = 60
+    df = pd.DataFrame({"x": rng.normal(size=n), "t": rng.exponential(size=n), "e": 1, "s": "a"})
+    extra = pd.DataFrame({"x": [0.3, -1.0], "t": [1.0, 2.0], "e": [0, 0], "s": ["z", "z"]})
+    base = cox(df, "t", "e", ["x"], strata="s")
+    more = cox(pd.concat([df, extra]), "t", "e", ["x"], strata="s")
+    assert more.summary["coef"].iloc[0] == pytest.approx(base.summary["coef"].iloc[0], rel=1e-10)
+    assert any("without events" in n and "z" in n for n in more.notes)
+
+
+def test_cumulative_incidences_and_survival_add_to_one():
+    rng = np.random.default_rng(5)
+    n = 200
+    df = pd.DataFrame({"t": rng.integers(1, 30, n), "e": rng.integers(0, 3, n)})
+    aj = aalen_johansen(df, "t", "e").table
+    km = kaplan_meier(df.assign(any=(df["e"] > 0).astype(int)), "t", "any").table
+    total = aj.pivot(index="time", columns="cause", values="cif").sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total + km["survival"].to_numpy(), 1.0)
+
+
+def test_aalen_johansen_unobserved_cause_is_zero_and_noted():
+    df = frame("""
+        t  e
+        1  1
+        2  0
+        3  1
+    """)
+    res = aalen_johansen(df, "t", "e", cause=[1, 2])
+    assert (res.table.loc[res.table["cause"] == 2, "cif"] == 0).all()
+    assert any("never observed" in n for n in res.notes)
+
+
+def test_fine_gray_without_competing_events_equals_breslow_cox():
+    # with no competing events the Fine-Gray risk set is the Cox risk set
+    rng = np.random.default_rng(6)
+    n = 80
+    df = pd.DataFrame({"x": rng.normal(size=n), "t": rng.integers(1, 20, n), "e": rng.integers(0, 2, n)})
+    fg = fine_gray(df, "t", "e", 1, ["x"])
+    cx = cox(df, "t", "e", ["x"], ties="breslow")
+    assert fg.summary["coef"].iloc[0] == pytest.approx(cx.summary["coef"].iloc[0], rel=1e-8)
+    with pytest.raises(ValueError, match="no events of cause 3"):
+        fine_gray(df, "t", "e", 3, ["x"])
+
+
+def test_gray_test_needs_two_groups():
+    df = frame("""
+        t  e  g
+        1  1  a
+        2  2  a
+    """)
+    with pytest.raises(ValueError, match="two groups"):
+        gray_test(df, "t", "e", group="g")
+
+
+def test_figures_return_figures_with_risk_table():
+    df = frame("""
+        t  e  g
+        1  1  a
+        2  0  a
+        3  1  b
+        4  2  b
+        5  0  b
+    """)
+    km = kaplan_meier(df.assign(e=(df["e"] > 0).astype(int)), "t", "e", group="g")
+    fig = plot_kaplan_meier(km, times=[0, 2, 4])
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 2
+    numbers = [t.get_text() for t in fig.axes[1].texts]
+    assert numbers == ["2", "1", "0", "3", "3", "2"]
+    fig2 = plot_cumulative_incidence(aalen_johansen(df, "t", "e", group="g"), risk_table=False)
+    assert isinstance(fig2, matplotlib.figure.Figure) and len(fig2.axes) == 1
