@@ -186,6 +186,7 @@ class ValidationReport:
     tables: dict[str, TableResult] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
+    expectations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -301,10 +302,14 @@ def validate(
     settings = _settings(params)
     tables = load_contract()
     report = ValidationReport(extract_date=_extract_date(con, settings))
+    from pipeline import dq_report
+    from pipeline.disclosure import DEFAULTS as DISCLOSURE
+
+    cfg = {**DISCLOSURE, **(disclosure or {})}
     with transaction(con):
         for i, table in enumerate(tables.values()):
             if progress:
-                progress(i, len(tables), table.name)
+                progress(i, len(tables) + 1, table.name)
             rules = table_rules(table, tables, settings, report.extract_date)
             report.rules += rules
             report.tables[table.name] = validate_table(con, table, rules)
@@ -315,16 +320,56 @@ def validate(
                 report.fatal.append(
                     f"table {name}: {res.n_quarantined:,} of {res.n_raw:,} rows quarantined "
                     f"({res.quarantined_share:.1%}), above the threshold {limit:.0%}")
-        from pipeline import dq_report
-
         dq_report.write_results(con, report, settings)
-        if report_dir is not None:
-            from pipeline.disclosure import DEFAULTS as DISCLOSURE
-
-            dq_report.write_files(con, report, Path(report_dir), {**DISCLOSURE, **(disclosure or {})})
         if report.fatal:
+            if report_dir is not None:
+                dq_report.write_files(con, report, Path(report_dir), cfg)
             raise OdevalError("; ".join(report.fatal) + " (params.yaml validate.max_quarantine_share;"
                               " see the data-quality report)", rule="validate.quarantine_share")
+    if settings["great_expectations"]:
         if progress:
-            progress(len(tables), len(tables), "done")
+            progress(len(tables), len(tables) + 1, "great-expectations")
+        report.expectations = compare_expectations(con, report, settings)
+    if report_dir is not None:
+        dq_report.write_files(con, report, Path(report_dir), cfg)
+    if progress:
+        progress(len(tables) + 1, len(tables) + 1, "done")
     return report
+
+
+def shared_key_rows(con: duckdb.DuckDBPyConnection, table: Table) -> int:
+    """Raw rows whose complete key is shared with another row (what GE's uniqueness counts)."""
+    keys = ", ".join(_q(k) for k in table.key)
+    not_null = " and ".join(f"{_q(k)} is not null" for k in table.key)
+    return con.execute(f"select coalesce(sum(n), 0) from (select count(*) as n from raw.{table.name} "
+                       f"where {not_null} group by {keys} having count(*) > 1)").fetchone()[0]
+
+
+def compare_expectations(con: duckdb.DuckDBPyConnection, report: ValidationReport,
+                         settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the great-expectations suites and set their counts beside the SQL rules'.
+
+    Returns one row per expectation: rule id, GE unexpected rows, SQL rows, agree. For a
+    key, the SQL side is the number of rows sharing a key (duplicates, their first copies
+    and conflicts), which is what GE's uniqueness expectations count. Also stored in
+    ``results.dq_expectations``.
+    """
+    from pipeline.ge_suites import run_suites
+
+    ge = run_suites(con, report.extract_date, int(settings["after_data_end_tolerance_days"]))
+    tables = load_contract()
+    rows = []
+    for rule, n_ge in ge.items():
+        table = rule.split(".")[0]
+        if rule == f"{table}.key":
+            n_sql = shared_key_rows(con, tables[table])
+        else:
+            n_sql = report.tables[table].rule_counts.get(rule, 0)
+        rows.append({"rule_id": rule, "ge_unexpected": n_ge, "sql_rows": n_sql,
+                     "agree": n_ge == n_sql})
+    with transaction(con):
+        con.execute("create or replace table results.dq_expectations (rule_id varchar, "
+                    "ge_unexpected bigint, sql_rows bigint, agree boolean)")
+        con.executemany("insert into results.dq_expectations values (?, ?, ?, ?)",
+                        [[r["rule_id"], r["ge_unexpected"], r["sql_rows"], r["agree"]] for r in rows])
+    return rows

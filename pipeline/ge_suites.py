@@ -1,0 +1,229 @@
+"""great-expectations suites generated from ``schemas/``, run where the data is (DuckDB).
+
+One expectation per validation rule that looks at the data of one table; each is checked
+against the SQL audits of :mod:`pipeline.validate` (a test compares the counts rule by
+rule). Nothing is loaded into pandas: GE's SQL execution engine runs its metrics as SQL on
+views ``ge.<table>`` over ``raw.<table>``, which present what the rules read:
+
+* vocabulary columns lower-cased (the rules match case-insensitively);
+* ``__present_<column>`` for each required column: non-null when a value was given,
+  typable or not (a missing value breaks ``required``; an untypable one breaks ``type``);
+* ``__untyped_<column>`` for each typed column: the text that could not be typed.
+
+Rules that need another table (references, plausibility against the person) are
+``UnexpectedRowsExpectation`` queries written from the schema. Cascades are a consequence
+of other rules, not a property of the data, and have no expectation.
+
+Two things had to be made to work (measured with great-expectations 1.24.1,
+duckdb-engine 0.17.0, duckdb 2.0.1, SQLAlchemy 2.1.9; see README "Validation"):
+
+1. GE's ``SqlAlchemyExecutionEngine.execute_query`` returns a result after closing its
+   connection; duckdb-engine's results are not buffered, so every metric came back empty
+   (``MetricResolutionError: list index out of range``). GE keeps one persisted
+   connection for SQLite and a few others; :func:`install_duckdb_shim` does the same for
+   DuckDB. Upstream is the right home for this; the version is pinned in pyproject and
+   ``tests/unit/test_ge_suites.py`` fails loudly if GE's internals change.
+2. GE reflects column types with an unqualified table name, so the connection it uses
+   has ``search_path`` set to the ``ge`` schema. The connection is a cursor of the
+   pipeline's own DuckDB connection (DuckDB refuses a second connection to the same file
+   with another configuration), handed to SQLAlchemy through ``creator``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from pipeline.schemas import Table, load_contract
+
+_SHIM_INSTALLED = False
+
+
+def install_duckdb_shim() -> None:
+    """Make GE keep one open connection for the ``duckdb`` dialect (as it does for SQLite)."""
+    global _SHIM_INSTALLED
+    if _SHIM_INSTALLED:
+        return
+    from great_expectations.execution_engine.sqlalchemy_execution_engine import (
+        SqlAlchemyExecutionEngine,
+    )
+
+    original = SqlAlchemyExecutionEngine.get_connection
+
+    @contextlib.contextmanager
+    def get_connection(self):
+        if self.dialect_name == "duckdb":
+            if not self._connection:
+                self._connection = self.engine.connect()
+            yield self._connection
+        else:
+            with original(self) as connection:
+                yield connection
+
+    SqlAlchemyExecutionEngine.get_connection = get_connection
+    _SHIM_INSTALLED = True
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def view_sql(table: Table) -> str:
+    """The ``ge.<table>`` view: what the rules read, one row per raw row."""
+    cols = []
+    for c in table.columns:
+        cols.append(f"lower({_q(c.name)}) as {_q(c.name)}" if c.vocabulary is not None
+                    else _q(c.name))
+        untyped = (f"list_extract(list_transform(list_filter(_untyped, lambda u: u.\"column\" = "
+                   f"'{c.name}'), lambda u: u.\"value\"), 1)")
+        if c.type != "text":
+            cols.append(f"{untyped} as {_q('__untyped_' + c.name)}")
+        if c.required:
+            present = (f"case when {_q(c.name)} is not null or {untyped} is not null then 1 end")
+            cols.append(f"{present} as {_q('__present_' + c.name)}")
+    cols += ["_load_id", "_row_number"]
+    return f"create or replace view ge.{table.name} as select {', '.join(cols)} from raw.{table.name}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One expectation, tied to the validation rule id whose rows it counts."""
+
+    rule: str
+    expectation: str
+    kwargs: tuple[tuple[str, Any], ...]
+
+    def build(self):
+        import great_expectations as gx
+
+        return getattr(gx.expectations, self.expectation)(**dict(self.kwargs))
+
+
+def suite_specs(table: Table, tables: dict[str, Table], extract_date, tolerance_days: int
+                ) -> list[Spec]:
+    """The expectations for one table, generated from its schema."""
+    t = table.name
+    specs: list[Spec] = []
+    for c in table.columns:
+        if c.type != "text":
+            specs.append(Spec(f"{t}.{c.name}.type", "ExpectColumnValuesToBeNull",
+                              (("column", f"__untyped_{c.name}"),)))
+        if c.required:
+            specs.append(Spec(f"{t}.{c.name}.required", "ExpectColumnValuesToNotBeNull",
+                              (("column", f"__present_{c.name}"),)))
+        if c.vocabulary is not None:
+            specs.append(Spec(f"{t}.{c.name}.vocabulary", "ExpectColumnValuesToBeInSet",
+                              (("column", c.name), ("value_set", list(c.vocabulary)))))
+        if c.min is not None or c.max is not None or c.min_exclusive is not None:
+            low = c.min if c.min is not None else c.min_exclusive
+            specs.append(Spec(f"{t}.{c.name}.range", "ExpectColumnValuesToBeBetween",
+                              (("column", c.name), ("min_value", low), ("max_value", c.max),
+                               ("strict_min", c.min_exclusive is not None))))
+        if c.not_before:
+            specs.append(Spec(f"{t}.{c.name}.not_before",
+                              "ExpectColumnPairValuesAToBeGreaterThanB",
+                              (("column_A", c.name), ("column_B", c.not_before),
+                               ("or_equal", True), ("ignore_row_if", "either_value_is_missing"))))
+        if c.references:
+            rt, rc = c.references
+            # GE substitutes {batch} as an aliased subquery: no alias of ours after it
+            query = (f"select * from {{batch}} where {_q(c.name)} is not null and "
+                     f"{_q(c.name)} not in (select {_q(rc)} from raw.{rt} "
+                     f"where {_q(rc)} is not null)")
+            specs.append(Spec(f"{t}.{c.name}.reference", "UnexpectedRowsExpectation",
+                              (("unexpected_rows_query", query),)))
+        if c.type in ("date", "timestamp"):
+            specs.append(Spec(f"{t}.{c.name}.after_extract", "UnexpectedRowsExpectation",
+                              (("unexpected_rows_query",
+                                f"select * from {{batch}} where cast({_q(c.name)} as date) > "
+                                f"date '{extract_date.isoformat()}'"),)))
+        if c.event_date and "person_id" in table.column_names:
+            person = ("(select person_id, max(data_end_date) as data_end_date, "
+                      "max(birth_year) as birth_year from clean.people group by person_id)")
+            specs.append(Spec(f"{t}.{c.name}.after_data_end", "UnexpectedRowsExpectation", ((
+                "unexpected_rows_query",
+                f"select * from {{batch}} join {person} as p using (person_id) "
+                f"where cast({_q(c.name)} as date) - p.data_end_date > {int(tolerance_days)}"),)))
+            specs.append(Spec(f"{t}.{c.name}.before_birth", "UnexpectedRowsExpectation", ((
+                "unexpected_rows_query",
+                f"select * from {{batch}} join {person} as p using (person_id) "
+                f"where extract(year from cast({_q(c.name)} as date)) < p.birth_year"),)))
+    for chk in table.checks:
+        specs.append(Spec(chk.id, "UnexpectedRowsExpectation",
+                          (("unexpected_rows_query",
+                            f"select * from {{batch}} where ({chk.sql}) = false"),)))
+    key = list(table.key)
+    if len(key) == 1:
+        specs.append(Spec(f"{t}.key", "ExpectColumnValuesToBeUnique", (("column", key[0]),)))
+    else:
+        specs.append(Spec(f"{t}.key", "ExpectCompoundColumnsToBeUnique",
+                          (("column_list", key), ("ignore_row_if", "any_value_is_missing"))))
+    return specs
+
+
+def _count(result) -> int:
+    """Rows an expectation found unexpected."""
+    r = result.result or {}
+    if r.get("element_count") == 0 and not result.exception_info.get("raised_exception"):
+        return 0  # GE reports None, not 0, on an empty table
+    if "unexpected_count" in r and r["unexpected_count"] is not None:
+        return int(r["unexpected_count"])
+    if "observed_value" in r:  # UnexpectedRowsExpectation: the number of unexpected rows
+        return int(r["observed_value"])
+    info = result.exception_info or {}
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, dict)]
+    message = info.get("exception_message") or next((m for m in messages if m), str(info))
+    raise RuntimeError(f"{result.expectation_config.type} returned no count: {message[:500]}")
+
+
+def run_suites(con: duckdb.DuckDBPyConnection, extract_date, tolerance_days: int) -> dict[str, int]:
+    """Run every table's suite in DuckDB; ``{rule id: unexpected rows}``.
+
+    ``con`` must have committed ``raw`` and ``clean`` tables (GE reads through a cursor
+    of it, in its own transaction). For a table's key, the count is the number of rows
+    whose key is shared (GE counts every copy; validation keeps the first exact copy).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    import duckdb_engine
+    import great_expectations as gx
+
+    install_duckdb_shim()
+    tables = load_contract()
+    con.execute("create schema if not exists ge")
+    for table in tables.values():
+        con.execute(view_sql(table))
+
+    def connect():
+        cursor = con.cursor()
+        cursor.execute("set search_path = 'ge'")
+        return duckdb_engine.ConnectionWrapper(cursor)
+
+    context = gx.get_context(mode="ephemeral")
+    with contextlib.suppress(Exception):
+        context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    source = context.data_sources.add_sql(name="warehouse", connection_string="duckdb:///:memory:",
+                                          kwargs={"creator": connect})
+    counts: dict[str, int] = {}
+    for table in tables.values():
+        specs = suite_specs(table, tables, extract_date, tolerance_days)
+        asset = source.add_table_asset(name=table.name, table_name=table.name, schema_name="ge")
+        batch = asset.add_batch_definition_whole_table("all rows")
+        suite = context.suites.add(gx.ExpectationSuite(name=f"odeval.{table.name}"))
+        rule_of = {}
+        for spec in specs:
+            rule_of[suite.add_expectation(spec.build()).id] = spec.rule
+        run = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"odeval.{table.name}", data=batch, suite=suite))
+        result = run.run(result_format="SUMMARY")
+        for res in result.results:
+            counts[rule_of[res.expectation_config.id]] = _count(res)
+        if len(result.results) != len(specs):
+            raise RuntimeError(f"{table.name}: {len(specs)} expectations, "
+                               f"{len(result.results)} results")
+    return dict(sorted(counts.items()))
