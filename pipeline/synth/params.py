@@ -1,0 +1,96 @@
+"""Effect sizes and other parameters of the synthetic study's data-generating model.
+
+Every entry of :data:`EFFECTS` can be overridden as a keyword of
+:func:`pipeline.synth.generate_study` (``generate_study(out, ..., hr_relapse=0.7)``).
+Hazards are on the day scale from ``index_date``. ``od`` = open_dialogue, ``uc`` =
+usual_care. The truth written to ``truth.json`` is computed from the values used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: name -> (default, help text). The help text is what ``truth.json`` and ``--help`` show.
+EFFECTS: dict[str, tuple[float, str]] = {
+    # --- relapse components (admissions and crisis episodes) ---------------------------
+    "weibull_shape": (0.8, "Weibull shape shared by the first voluntary admission, first crisis "
+                           "episode and the involuntary-detention intensity (< 1: risk highest "
+                           "early after index)."),
+    "admission_cumhaz_2y": (0.25, "Baseline (usual care, frailties 0) cumulative hazard at day 730 "
+                                  "of the first non-compulsory admission."),
+    "crisis_cumhaz_2y": (0.45, "Baseline cumulative hazard at day 730 of the first crisis episode."),
+    "hr_admission": (0.6, "Hazard ratio od vs uc of the first non-compulsory admission "
+                          "(conditional on site and cluster frailty)."),
+    "hr_crisis": (0.6, "Hazard ratio od vs uc of the first crisis episode (conditional on frailties)."),
+    "readmission_rate_py": (0.5, "Rate per person-year of further non-compulsory admissions after "
+                                 "discharge (times the person's frailties)."),
+    "recrisis_rate_py": (0.7, "Rate per person-year of further crisis episodes after one ends."),
+    # --- involuntary admissions (MHA sections 2, 3, 4, 37) -----------------------------
+    "involuntary_rate_2y": (0.20, "Expected number of involuntary detentions per person in the first "
+                                  "730 days in usual care (all frailties 1)."),
+    "rr_involuntary": (0.6, "Rate ratio od vs uc of involuntary detentions (conditional on frailties; "
+                            "also the marginal rate ratio since every frailty has mean 1 within a site)."),
+    "involuntary_frailty_var": (0.8, "Variance of the person's gamma frailty (mean 1) on the detention "
+                                     "intensity: counts are negative binomial."),
+    # --- frailties ---------------------------------------------------------------------
+    "site_frailty_var": (0.09, "Variance of the site log-frailty (normal, mean 0) shared by admissions, "
+                               "crises and detentions."),
+    "cluster_frailty_var": (0.01, "Variance of the cluster (GP practice) log-frailty (cluster design only)."),
+    # --- death -------------------------------------------------------------------------
+    "death_risk_2y": (0.02, "Two-year risk of death in usual care (exponential hazard, no frailty)."),
+    "hr_death": (1.0, "Hazard ratio od vs uc of death."),
+    # --- return to work or education -----------------------------------------------------
+    "rtw_2y_usual_care": (0.25, "Probability that a person in usual care is in work or education at "
+                                "the 2-year review (UK early-intervention scale)."),
+    "rtw_2y_open_dialogue": (0.45, "Same for open dialogue (between UK usual care and the Western "
+                                   "Lapland reports)."),
+    "rtw_shape": (1.2, "Weibull shape of the time to return to work or education (hazard zero after "
+                       "day 640)."),
+    # --- follow-up -------------------------------------------------------------------------
+    "recruitment_days": (820, "Length of the recruitment period (staggered entry)."),
+    "min_follow_up_days": (300, "Days between the last possible index date and the extract date."),
+    "transfer_out_prob": (0.06, "Probability a person transfers out (earlier data_end_date)."),
+    # --- treatment patterns --------------------------------------------------------------
+    "antipsychotic_ratio_od": (0.6, "Ratio od vs uc of the probability of any antipsychotic "
+                                    "prescription."),
+    "unknown_drug_rate": (0.002, "Share of prescriptions whose drug is deliberately not in "
+                                 "pipeline/reference/antipsychotics.csv (for the unknown-drug report; "
+                                 "not a validation fault)."),
+    "poor_fidelity_share": (0.25, "Share of sites with poor fidelity (at least one when sites >= 3)."),
+}
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The resolved parameter values (defaults overridden by ``**effects``)."""
+
+    values: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(**overrides) -> Effects:
+    """Defaults of :data:`EFFECTS` overridden by ``overrides``; unknown names are an error."""
+    unknown = set(overrides) - set(EFFECTS)
+    if unknown:
+        raise TypeError(f"unknown effect parameter(s): {sorted(unknown)}; known: {sorted(EFFECTS)}")
+    vals = {k: float(v[0]) for k, v in EFFECTS.items()}
+    for k, v in overrides.items():
+        vals[k] = float(v)
+    for k in ("hr_admission", "hr_crisis", "rr_involuntary", "hr_death", "weibull_shape", "rtw_shape"):
+        if vals[k] <= 0:
+            raise ValueError(f"{k} must be > 0")
+    for k in ("rtw_2y_usual_care", "rtw_2y_open_dialogue", "death_risk_2y", "transfer_out_prob",
+              "unknown_drug_rate", "poor_fidelity_share"):
+        if not 0 <= vals[k] < 1:
+            raise ValueError(f"{k} must be in [0, 1)")
+    return Effects(vals)
+
+
+def effects_help() -> str:
+    """One line per parameter: name, default, meaning (for ``--help`` and the docs)."""
+    return "\n".join(f"{k} (default {v[0]}): {v[1]}" for k, v in EFFECTS.items())
