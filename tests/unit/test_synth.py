@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import duckdb
@@ -21,8 +20,7 @@ from pipeline.synth.generate import sha256_files
 from pipeline.synth.params import resolve
 from pipeline.synth.writer import ARROW_TYPES
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _synth_derive import derive, read  # noqa: E402
+from pipeline.synth.oracle import derive, read
 
 CONTRACT = load_contract()
 EXTRACT = pd.Timestamp(studymod.EXTRACT_DATE)

@@ -1,5 +1,7 @@
-"""An independent pandas implementation of the default outcome definitions, used by the
-synth tests to check that the written records reproduce truth_people.parquet exactly."""
+"""Reference (pandas) implementation of the default outcome definitions over written files.
+
+Used by the synth tests to check that the records reproduce truth_people.parquet exactly;
+independent of the simulation code. Not the derive stage (which is SQL in DuckDB)."""
 
 from __future__ import annotations
 
