@@ -32,8 +32,9 @@ _EXPORTS = {
     # meta.py
     "meta_analysis": "meta",
     "meta_regression": "meta",
-    # funnel.py
-    "funnel": "funnel",
+    # funnel_limits.py (a module must not share its function's name: importing it would
+    # rebind the package attribute to the module)
+    "funnel": "funnel_limits",
     # figures
     "plot_kaplan_meier": "figures_survival",
     "plot_cumulative_incidence": "figures_survival",

@@ -9,7 +9,7 @@ from matplotlib.patches import Polygon
 from matplotlib.transforms import blended_transform_factory
 
 from pipeline.stats._style import PALETTE, style
-from pipeline.stats.funnel import FunnelResult
+from pipeline.stats.funnel_limits import FunnelResult
 from pipeline.stats.meta import MetaAnalysisResult
 
 _INK = "#222222"

@@ -8,9 +8,6 @@ compared with a target by control limits that depend on the denominator.
 
 from __future__ import annotations
 
-import inspect
-import sys
-import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -244,17 +241,3 @@ def funnel(
     res.limits, res.limits_used, res.overdispersion = levels, used, overdispersion
     res.title = f"Funnel plot ({kind}, {used} limits, k={k})"
     return res
-
-
-# ``pipeline.stats`` exports the function ``funnel`` lazily from this module, also named
-# ``funnel``. Once the module is imported, Python binds the package attribute
-# ``pipeline.stats.funnel`` to the module, so ``from pipeline.stats import funnel`` would
-# return the module. Making the module callable (delegating to the function, with its
-# signature and docstring) keeps ``pipeline.stats.funnel(...)`` working either way.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs) -> FunnelResult:
-        return funnel(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-__signature__ = inspect.signature(funnel)
