@@ -15,8 +15,8 @@ _EXPORTS = {
     # survival.py
     "kaplan_meier": "survival",
     "logrank": "survival",
-    # cox.py
-    "cox": "cox",
+    # coxph.py
+    "cox": "coxph",
     # competing.py
     "aalen_johansen": "competing",
     "gray_test": "competing",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.stats.cox import cox
+from pipeline.stats.coxph import cox
 from tests.reference.survival._golden import assert_close, data, golden
 
 COX = golden("cox.json")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.stats import aalen_johansen, fine_gray, gray_test, kaplan_meier, logrank
-from pipeline.stats.cox import cox
+from pipeline.stats.coxph import cox
 from pipeline.stats.figures_survival import plot_cumulative_incidence, plot_kaplan_meier
 
 
@@ -223,3 +223,10 @@ def test_figures_return_figures_with_risk_table():
     assert numbers == ["2", "1", "0", "3", "3", "2"]
     fig2 = plot_cumulative_incidence(aalen_johansen(df, "t", "e", group="g"), risk_table=False)
     assert isinstance(fig2, matplotlib.figure.Figure) and len(fig2.axes) == 1
+
+
+def test_cox_stays_the_function_after_its_module_is_imported():
+    import pipeline.stats as st
+    import pipeline.stats.coxph  # noqa: F401
+
+    assert st.cox is cox

@@ -9,8 +9,6 @@ so no ``n x p x p`` array is ever built. Checked against R ``coxph``, ``cox.zph`
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -449,19 +447,3 @@ def cox(
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
     return result
-
-
-class _CallableModule(types.ModuleType):
-    """``pipeline.stats.cox`` is both this module and the function ``cox``.
-
-    ``pipeline/stats/__init__.py`` exports ``cox`` lazily, but importing the submodule
-    sets the package attribute ``cox`` to the module, so ``from pipeline.stats import cox``
-    may return the module. Making the module callable keeps ``cox(df, ...)`` working
-    either way.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return cox(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
