@@ -237,5 +237,24 @@ def run(
         con.close()
 
 
+@app.command()
+def bench(
+    size: Annotated[str, typer.Option(help="pilot, trust or national (params.yaml bench.sizes).")] = "pilot",
+    stages: Annotated[Optional[list[str]], typer.Option("--stages", help="Steps to run (repeat): "
+                      "floor, a stage, run, pandas, cox [default: all that apply to the size].")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Wall time and peak memory per stage, each in a fresh process, beside the floor (plain
+    Parquet load), a plain pandas derive and lifelines: reports/bench/<size>.json and .md."""
+    from pipeline.bench import run_bench
+
+    with _errors():
+        result = run_bench(size, stages=stages, params=load_params(params),
+                           log=lambda m: console.print(m, highlight=False))
+    from pipeline.bench import markdown
+
+    out.print(markdown(result), highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -1,0 +1,440 @@
+"""``odeval bench``: wall time and peak memory per stage, beside the obvious alternatives.
+
+Not a test: nothing here asserts a timing. For one size (``params.yaml`` ``bench.sizes``):
+
+1. the synthetic study is generated once and cached under ``data/bench/study/`` (by size,
+   people, sites and seed; a ``.complete`` marker is written last, so an interrupted
+   generation is redone);
+2. the *floor*: every input file loaded once into a fresh DuckDB file with
+   ``create table ... as select * from read_parquet(...)`` and no checks, the time no
+   pipeline that stores its inputs can beat;
+3. each stage (``odeval ingest``, ``validate``, ``derive`` and the later stages once they
+   exist) in a fresh subprocess, then ``odeval run`` (every stage in one process) on a
+   second fresh warehouse;
+4. where ``bench.pandas_sizes`` says, the plain pandas derive in ``benchmarks/`` on the same
+   Parquet files, its results checked equal to ``derived.*``;
+5. where ``bench.cox_sizes`` says, lifelines ``CoxPHFitter`` beside ``pipeline.stats.cox``
+   on the primary Cox model, coefficients checked equal.
+
+Every step runs in its own subprocess, so that one step's memory cannot hide another's;
+peak memory is that process tree's maximum resident set size (``wait4`` rusage), wall
+time is measured around it. Stage subprocesses write their DVC stamps and reports under
+``data/bench/<size>/`` instead of ``data/stamps`` and ``reports/``, so benchmarking never
+disturbs the project's own outputs. Results: ``reports/bench/<size>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DATA_DIR, PROJ_ROOT, REPORTS_DIR
+from pipeline.errors import OdevalError
+
+#: Stages in pipeline order; those the CLI has are benchmarked.
+STAGES = ("ingest", "validate", "derive", "metrics", "analyse", "report")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 20261125,
+    "sizes": {
+        "pilot": {"people": 1000, "sites": 7},
+        "trust": {"people": 50_000, "sites": 10},
+        "national": {"people": 1_000_000, "sites": 50},
+    },
+    "pandas_sizes": ["pilot", "trust"],
+    "cox_sizes": ["pilot", "trust", "national"],
+    "run": True,
+}
+
+Log = Callable[[str], None]
+
+
+def settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``bench:`` section merged over :data:`DEFAULTS`."""
+    s = {**DEFAULTS, **(params or {})}
+    s["sizes"] = {**DEFAULTS["sizes"], **(params or {}).get("sizes", {})}
+    return s
+
+
+def available_stages() -> list[str]:
+    """The stages of :data:`STAGES` that the CLI has a command for."""
+    from pipeline.cli import app
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    return [s for s in STAGES if s in names]
+
+
+# --------------------------------------------------------------------------- measuring
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        return None
+
+
+def measure(argv: Sequence[str], *, cwd: Path = PROJ_ROOT, log_file: Path | None = None,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``argv`` in a fresh process; its wall time, CPU time and peak memory.
+
+    Peak memory is the largest resident set of the process and of the children it waited
+    for (``ru_maxrss`` from ``wait4``, kB on Linux). Output goes to ``log_file``.
+    """
+    out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    load0 = _loadavg()
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.Popen(list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if log_file:
+            out.close()
+    wall = time.perf_counter() - t0
+    rss = ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return {"wall_s": round(wall, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+            "peak_rss_mb": round(rss / 2**20, 1), "exit_code": proc.returncode,
+            "load_before": load0, "load_after": _loadavg()}
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+# --------------------------------------------------------------------------- steps
+
+def study_dir(size: str, s: dict[str, Any], data_dir: Path) -> Path:
+    spec = s["sizes"][size]
+    return data_dir / "study" / f"{size}-{spec['people']}p-{spec['sites']}s-seed{s['seed']}"
+
+
+def ensure_study(size: str, s: dict[str, Any], data_dir: Path, log: Log) -> tuple[Path, dict]:
+    """The cached study for ``size``; generated (and measured) when not cached yet."""
+    path = study_dir(size, s, data_dir)
+    marker = path / ".complete"
+    if marker.exists():
+        return path, {"cached": True, **json.loads(marker.read_text())}
+    spec = s["sizes"][size]
+    log(f"generating the {size} study ({spec['people']:,} people, {spec['sites']} sites) "
+        f"in {path}")
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    m = measure(_python("-m", "pipeline.bench", "_child", "synth", str(path), str(spec["people"]),
+                        str(spec["sites"]), str(s["seed"])),
+                log_file=path.parent / f"{path.name}.log")
+    if m["exit_code"] != 0:
+        raise OdevalError(f"generating the {size} study failed; see {path.parent / (path.name + '.log')}",
+                          rule="bench.synth")
+    rows = json.loads((path / "rows.json").read_text())
+    info = {"generated": m, "rows": rows}
+    marker.write_text(json.dumps(info, indent=2) + "\n")
+    return path, {"cached": False, **info}
+
+
+def _stage_argv(stage: str, study: Path, warehouse: Path, work: Path) -> list[str]:
+    args = [stage]
+    if stage in ("ingest", "run"):
+        args += [str(study), "--replace"]
+    args += ["--warehouse", str(warehouse)]
+    return _python("-m", "pipeline.bench", "_child", "cli", str(work), *args)
+
+
+def _fresh(db: Path) -> None:
+    for p in (db, db.with_name(db.name + ".wal"), db.with_name(db.name + ".tmp")):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def run_bench(size: str, *, stages: Sequence[str] | None = None,
+              params: dict[str, Any] | None = None, data_dir: Path | None = None,
+              out_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
+    """Benchmark one size; returns the results also written to ``<out_dir>/<size>.json``.
+
+    ``stages``: any of the available stages, ``floor``, ``run``, ``pandas`` and ``cox``
+    (default: all that apply to this size).
+    """
+    from pipeline.params import section
+
+    params = params or {}
+    s = settings(section(params, "bench"))
+    if size not in s["sizes"]:
+        raise OdevalError(f"unknown size {size!r}; params.yaml bench.sizes has "
+                          f"{', '.join(s['sizes'])}", rule="bench.size")
+    data_dir = Path(data_dir or DATA_DIR / "bench")
+    out_dir = Path(out_dir or REPORTS_DIR / "bench")
+    have = available_stages()
+    default = ["floor", *have]
+    if s["run"]:
+        default.append("run")
+    if size in s["pandas_sizes"]:
+        default.append("pandas")
+    if size in s["cox_sizes"]:
+        default.append("cox")
+    wanted = list(stages or default)
+    unknown = [x for x in wanted if x not in (*have, "floor", "run", "pandas", "cox")]
+    if unknown:
+        raise OdevalError(f"unknown bench step(s) {unknown}; have {['floor', *have, 'run', 'pandas', 'cox']}",
+                          rule="bench.stages")
+    wh = section(params, "warehouse")
+    result: dict[str, Any] = {
+        "size": size, **s["sizes"][size], "seed": s["seed"],
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": _machine(), "warehouse_settings": {"threads": wh.get("threads"),
+                                                      "memory_limit": wh.get("memory_limit")},
+        "steps": {},
+    }
+    study, info = ensure_study(size, s, data_dir, log)
+    result["study"] = {"path": str(study), **info}
+    work = data_dir / size
+    work.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    warehouse = work / "warehouse.duckdb"
+
+    def step(name: str, argv: list[str]) -> dict[str, Any]:
+        log(f"{size}: {name} ...")
+        m = measure(argv, log_file=logs / f"{name}.log")
+        result["steps"][name] = m
+        log(f"{size}: {name}: {m['wall_s']:.1f} s, peak {m['peak_rss_mb']:,.0f} MB"
+            + ("" if m["exit_code"] == 0 else f", FAILED (exit {m['exit_code']}, see {logs / (name + '.log')})"))
+        return m
+
+    if "floor" in wanted:
+        floor_db = work / "floor.duckdb"
+        _fresh(floor_db)
+        step("floor", _python("-m", "pipeline.bench", "_child", "floor", str(study), str(floor_db)))
+        _fresh(floor_db)
+    stage_list = [x for x in have if x in wanted]
+    if stage_list and stage_list[0] == "ingest":
+        _fresh(warehouse)
+    for stage in stage_list:
+        if step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] != 0:
+            break
+    if "run" in wanted:
+        run_db = work / "run.duckdb"
+        _fresh(run_db)
+        step("run", _stage_argv("run", study, run_db, work))
+        _fresh(run_db)
+    if "pandas" in wanted:
+        pd_out = work / "pandas_derive"
+        m = step("pandas", _python("-m", "benchmarks.pandas_derive", "derive", str(study), str(pd_out)))
+        if m["exit_code"] == 0:
+            check = _json_child(_python("-m", "benchmarks.pandas_derive", "check", str(pd_out),
+                                        str(warehouse)), logs / "pandas_check.log")
+            m["check"] = check
+            timing = pd_out / "timing.json"
+            if timing.exists():
+                m["inner"] = json.loads(timing.read_text())
+            log(f"{size}: pandas results equal to derived.*: {check.get('equal')}")
+    if "cox" in wanted:
+        cox_json = work / "cox.json"
+        m = step("cox", _python("-m", "benchmarks.cox_lifelines", str(warehouse), str(cox_json)))
+        if m["exit_code"] == 0:
+            m["fit"] = json.loads(cox_json.read_text())
+    result["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+    result["summary"] = summarise(result)
+    _merge_previous(out_dir / f"{size}.json", result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{size}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out_dir / f"{size}.md").write_text(markdown(result))
+    return result
+
+
+def _merge_previous(path: Path, result: dict[str, Any]) -> None:
+    """A partial run (``--stages``) keeps the other steps of the last run of that size,
+    marked with the time they were measured."""
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return
+    if old.get("people") != result.get("people") or old.get("seed") != result.get("seed"):
+        return
+    for name, m in old.get("steps", {}).items():
+        if name not in result["steps"]:
+            result["steps"][name] = {**m, "from_run": m.get("from_run", old.get("started"))}
+    result["summary"] = summarise(result)
+
+
+def _json_child(argv: list[str], log_file: Path) -> dict[str, Any]:
+    proc = subprocess.run(argv, cwd=PROJ_ROOT, capture_output=True, text=True)
+    log_file.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        return {"equal": False, "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> dict[str, Any]:
+    import psutil
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "duckdb": _version("duckdb"), "pandas": _version("pandas"),
+            "lifelines": _version("lifelines")}
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- reporting
+
+def summarise(r: dict[str, Any]) -> dict[str, Any]:
+    """The ratios the targets are about (None where a step is missing)."""
+    st = r["steps"]
+
+    def wall(name):
+        m = st.get(name)
+        return m["wall_s"] if m and m.get("exit_code") == 0 else None
+
+    out: dict[str, Any] = {}
+    stages = [x for x in STAGES if x in st]
+    if stages and all(wall(x) is not None for x in stages):
+        out["stages_total_s"] = round(sum(wall(x) for x in stages), 2)
+        out["stages_peak_mb"] = max(st[x]["peak_rss_mb"] for x in stages)
+    ivd = [wall(x) for x in ("ingest", "validate", "derive")]
+    if wall("floor") and all(v is not None for v in ivd):
+        out["ingest_validate_derive_s"] = round(sum(ivd), 2)
+        out["ivd_over_floor"] = round(sum(ivd) / wall("floor"), 2)
+    if wall("run") is not None:
+        out["run_s"] = wall("run")
+        out["run_peak_mb"] = st["run"]["peak_rss_mb"]
+    if wall("pandas") and wall("derive"):
+        out["pandas_over_derive"] = round(wall("pandas") / wall("derive"), 2)
+        out["pandas_equal"] = (st["pandas"].get("check") or {}).get("equal")
+    fit = (st.get("cox") or {}).get("fit")
+    if fit:
+        out["lifelines_over_cox"] = round(fit["lifelines_s"] / fit["odeval_s"], 2)
+        out["cox_max_abs_coef_diff"] = fit["max_abs_coef_diff"]
+    people = r.get("people")
+    if people and out.get("run_s"):
+        out["run_us_per_person"] = round(out["run_s"] / people * 1e6, 1)
+    return out
+
+
+def _fmt_mb(v) -> str:
+    return f"{v:,.0f}" if v is not None else ""
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The results of one size as a markdown table and the ratios below it."""
+    rows = r.get("study", {}).get("rows", {})
+    lines = [f"# bench: {r['size']} ({r['people']:,} people, {r['sites']} sites, "
+             f"{rows.get('contacts', 0):,} contacts, seed {r['seed']})", "",
+             f"Machine: {r['machine']['cpus']} cores, {r['machine']['memory_gb']} GB; "
+             f"DuckDB threads {r['warehouse_settings']['threads']}, memory_limit "
+             f"{r['warehouse_settings']['memory_limit']}. Started {r['started']}. "
+             "Load = 1-minute load average before / after the step (above 0 means other "
+             "processes were running).", "",
+             "| step | wall s | CPU s | peak RSS MB | load | note |", "|---|---:|---:|---:|---|---|"]
+    order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "pandas", "cox"]
+    notes = {"floor": "read_parquet -> fresh DuckDB, no checks",
+             "run": "`odeval run`: every stage in one process",
+             "pandas": "plain pandas derive (benchmarks/pandas_derive.py)",
+             "cox": "pipeline.stats.cox and lifelines, data loading included"}
+    for name in order:
+        m = r["steps"].get(name)
+        if not m:
+            continue
+        note = notes.get(name, f"`odeval {name}`")
+        if m.get("exit_code") != 0:
+            note += f" FAILED (exit {m['exit_code']})"
+        if name == "pandas" and m.get("check") is not None:
+            note += f"; equal to ours: {m['check'].get('equal')}"
+        if name == "cox" and m.get("fit"):
+            f = m["fit"]
+            note += (f"; fit: ours {f['odeval_s']:.2f} s, lifelines {f['lifelines_s']:.2f} s, "
+                     f"max coef diff {f['max_abs_coef_diff']:.1e}")
+        if m.get("from_run"):
+            note += f" (measured {m['from_run']})"
+        load = f"{m.get('load_before')} / {m.get('load_after')}"
+        lines.append(f"| {name} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | "
+                     f"{_fmt_mb(m['peak_rss_mb'])} | {load} | {note} |")
+    sm = r.get("summary") or {}
+    lines.append("")
+    if "ivd_over_floor" in sm:
+        lines.append(f"- ingest + validate + derive: {sm['ingest_validate_derive_s']:.1f} s = "
+                     f"**{sm['ivd_over_floor']:.1f}x the floor** (target <= 5x)")
+    if "run_s" in sm:
+        lines.append(f"- `odeval run`: {sm['run_s']:.1f} s, peak {sm['run_peak_mb']:,.0f} MB "
+                     "(national target: <= 600 s, <= 4096 MB)")
+    if "pandas_over_derive" in sm:
+        lines.append(f"- pandas derive / our derive: **{sm['pandas_over_derive']:.1f}x** "
+                     f"(target >= 10x), results equal: {sm['pandas_equal']}")
+    if "lifelines_over_cox" in sm:
+        lines.append(f"- lifelines fit / our Cox fit: **{sm['lifelines_over_cox']:.1f}x** "
+                     f"(target >= 1x), max |coef difference| {sm['cox_max_abs_coef_diff']:.1e} "
+                     "(target <= 1e-6)")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- children
+
+def _child(argv: list[str]) -> None:
+    """Entry point of the measured subprocesses (``python -m pipeline.bench _child ...``)."""
+    kind, *rest = argv
+    if kind == "synth":
+        from pipeline.synth import generate_study
+
+        out, people, sites, seed = rest
+        summary = generate_study(Path(out), people=int(people), sites=int(sites),
+                                 seed=int(seed), fmt="parquet")
+        (Path(out) / "rows.json").write_text(json.dumps(summary["rows"], indent=2) + "\n")
+    elif kind == "floor":
+        _floor(Path(rest[0]), Path(rest[1]))
+    elif kind == "cli":
+        # stamps and reports of benchmark runs go under the bench folder, not the project's
+        from pipeline import config
+
+        work = Path(rest[0])
+        config.DATA_DIR = work
+        config.REPORTS_DIR = work / "reports"
+        from pipeline.cli import app
+
+        app(rest[1:], prog_name="odeval")
+    else:
+        raise SystemExit(f"unknown child {kind!r}")
+
+
+def _floor(study: Path, db: Path) -> None:
+    """Every input file once into a fresh DuckDB file, nothing else."""
+    import duckdb
+
+    from pipeline.params import load_params, section
+    from pipeline.schemas import load_contract
+    from pipeline.warehouse import _safe_size
+
+    wh = section(load_params(), "warehouse")
+    con = duckdb.connect(str(db))
+    if wh.get("threads"):
+        con.execute(f"set threads = {int(wh['threads'])}")
+    if wh.get("memory_limit"):
+        con.execute(f"set memory_limit = '{_safe_size(wh['memory_limit'])}'")
+    for name in load_contract():
+        con.execute(f"create table {name} as select * from read_parquet($p)",
+                    {"p": str(study / f"{name}.parquet")})
+    con.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        _child(sys.argv[2:])
