@@ -1,0 +1,590 @@
+"""Metrics stage: each outcome per arm, per site (and ethnicity group) and overall, with
+confidence intervals; the fidelity profile of each site; data-quality figures.
+
+SQL over row-level tables is in ``pipeline/sql/metrics/`` (one relation per file, run as
+temporary tables, so this works on a read-only warehouse too): ``person_outcomes`` (one
+row per person), ``outcome_cells`` and ``fidelity_cells`` (sums per cell) and ``flow``.
+Person-level frames go to :mod:`pipeline.stats` for the Kaplan-Meier and Aalen-Johansen
+estimates; everything else is arithmetic on the cell sums.
+
+Outputs
+-------
+``results.metrics_outcomes``, ``results.metrics_fidelity``, ``results.metrics_dq``: exact
+values, for the warehouse only. ``results.metrics_*_public``: the same after disclosure
+control (:mod:`pipeline.disclosure`), which is what the CSV files
+(``reports/metrics/*.csv``) and the report show.
+
+Estimands and intervals (``conf_level``, 95 % by default)
+--------------------------------------------------------
+* relapse by 1 and 2 years, Kaplan-Meier: ``1 - S(t)``, death censored (the risk in a world
+  without death), log-scale Greenwood interval as R ``survfit``.
+* relapse by 1 and 2 years, Aalen-Johansen: cumulative incidence with death as a competing
+  event (the observable risk), infinitesimal-jackknife interval as R ``survfit``.
+* rates per person-year (relapses, involuntary admissions): events / person-years, with a
+  robust (sandwich) interval on the log scale that allows people to have several events
+  (``var = sum (y_i - r t_i)^2 / T^2``); with no events the exact Poisson upper limit.
+* proportions (any involuntary admission, any antipsychotic, antipsychotic in the last
+  days, in work or education at 2 years, binary fidelity indicators): Wilson score interval.
+* means (days detained per person, share of follow-up days covered by antipsychotics, mean
+  daily dose in DDD and chlorpromazine equivalents among users, fidelity shares per
+  referral): normal interval ``mean +/- z sd / sqrt(n)`` (shares clipped to [0, 1]).
+These describe each cell and do not allow for clustering; the analyses do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from pipeline import disclosure
+from pipeline.config import SQL_DIR
+from pipeline.errors import OdevalError
+
+METRICS_SQL_DIR = SQL_DIR / "metrics"
+
+#: ``params.yaml`` ``metrics:`` defaults.
+DEFAULTS: dict[str, Any] = {
+    "horizons_days": [365, 730],   # relapse by 1 and 2 years
+    "landmark_days": 365,          # relapse-by-1-year proportion (funnel plot)
+    "conf_level": 0.95,
+    "dimensions": ["site", "ethnicity"],
+}
+
+#: SQL files, in dependency order; each becomes a temporary table of the same name.
+RELATIONS = ("person_outcomes", "outcome_cells", "fidelity_cells", "flow")
+
+ARMS = ("open_dialogue", "usual_care")
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Metric:
+    outcome: str
+    metric: str
+    label: str
+    unit: str
+    kind: str            # km | aj | rate | proportion | mean
+    n: str               # cell column: denominator (people)
+    events: str | None   # cell column: the count the estimate rests on
+    extra: tuple = ()    # columns used by the estimator
+
+
+def metric_specs(horizons: list[int]) -> list[Metric]:
+    out = []
+    for h in horizons:
+        yrs = f"{h / 365.25:.3g}".rstrip("0").rstrip(".")
+        out.append(Metric("relapse", f"km_{h}d", f"Relapse by day {h} (~{yrs} y), Kaplan-Meier "
+                          "(death censored)", "proportion", "km", "n_people", f"relapse_{h}d_events",
+                          (h,)))
+        out.append(Metric("relapse", f"aj_{h}d", f"Relapse by day {h} (~{yrs} y), Aalen-Johansen "
+                          "(death competing)", "proportion", "aj", "n_people", f"relapse_{h}d_events",
+                          (h,)))
+    out += [
+        Metric("relapse", "rate", "Relapses per person-year", "per person-year", "rate",
+               "n_people", "relapse_events", ("relapse",)),
+        Metric("involuntary_admission", "rate", "Involuntary admissions per person-year",
+               "per person-year", "rate", "n_people", "involuntary_events", ("involuntary",)),
+        Metric("involuntary_admission", "any", "Any involuntary admission in follow-up",
+               "proportion", "proportion", "n_people", "any_involuntary_n"),
+        Metric("involuntary_admission", "days_detained", "Days detained per person (mean)",
+               "days", "mean", "n_people", "detained_n", ("days_detained",)),
+        Metric("antipsychotic", "any", "Any antipsychotic in follow-up", "proportion",
+               "proportion", "n_people", "ap_any_n"),
+        Metric("antipsychotic", "last_days", "Antipsychotic in the last days of follow-up",
+               "proportion", "proportion", "n_people", "ap_last_n"),
+        Metric("antipsychotic", "days_covered", "Share of follow-up days covered (mean)",
+               "proportion", "mean", "ap_cover_n", "ap_any_n", ("ap_cover",)),
+        Metric("antipsychotic", "ddd", "Mean daily dose among users, WHO DDDs", "DDD/day",
+               "mean", "ap_ddd_n", None, ("ap_ddd",)),
+        Metric("antipsychotic", "cpz", "Mean daily dose among users, chlorpromazine "
+               "equivalents", "mg/day", "mean", "ap_cpz_n", None, ("ap_cpz",)),
+        Metric("return_to_work", "at_2y", "In work or education at 2 years", "proportion",
+               "proportion", "rtw_n", "rtw_events"),
+    ]
+    return out
+
+
+FIDELITY_LABELS = {
+    "p1_within_24h": ("1 Immediate help", "First network meeting within 24 h of referral"),
+    "p1_hours_to_first_meeting": ("1 Immediate help", "Hours from referral to first network "
+                                  "meeting (median)"),
+    "p2_share_network_present": ("2 Social network", "Share of meetings with family, carers or "
+                                 "friends present"),
+    "p3_share_home_or_choice": ("3 Flexibility and mobility", "Share of meetings at home or a "
+                                "place of the person's choice"),
+    "p4_first_contact_at_first_meeting": ("4 Responsibility", "First contact's staff member at "
+                                          "the first meeting"),
+    "p5_share_two_clinical": ("5 Psychological continuity", "Share of meetings with two or "
+                              "more clinical staff"),
+    "p5_core_team_continuity": ("5 Psychological continuity", "Share of later meeting staff "
+                                "who were at the first meeting"),
+    "p5_peer_worker_present": ("5 Psychological continuity", "A peer worker at any meeting"),
+    "p6_tolerance_of_uncertainty": ("6 Tolerance of uncertainty", "Not measurable from records "
+                                    "(needs observation or a fidelity scale)"),
+    "p7_share_person_present": ("7 Dialogism", "Share of meetings with the person present"),
+    "discharge_by_network": ("Discharge", "Discharge decided by the network"),
+}
+
+
+def resolve_params(params: dict | None) -> dict[str, Any]:
+    p = {**DEFAULTS, **(params or {})}
+    unknown = sorted(set(params or {}) - set(DEFAULTS))
+    if unknown:
+        raise OdevalError(f"unknown metrics parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
+                          rule="metrics.params.unknown", file="params.yaml")
+    if not 0 < float(p["conf_level"]) < 1:
+        raise OdevalError("metrics.conf_level must lie in (0, 1)", rule="metrics.params.type",
+                          file="params.yaml")
+    p["horizons_days"] = [int(h) for h in p["horizons_days"]]
+    bad = sorted(set(p["dimensions"]) - {"site", "ethnicity"})
+    if bad:
+        raise OdevalError(f"metrics.dimensions: unknown {bad}; known: site, ethnicity",
+                          rule="metrics.params.dimensions", file="params.yaml")
+    return p
+
+
+# --------------------------------------------------------------------------- SQL
+
+def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> None:
+    """Run every ``pipeline/sql/metrics/*.sql`` as a temporary table (works read-only)."""
+    from pipeline.derive import sql_parameters
+
+    for need in ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
+                 "fidelity_referral"):
+        if not con.execute("select count(*) from information_schema.tables where "
+                           "table_schema = 'derived' and table_name = ?", [need]).fetchone()[0]:
+            raise OdevalError(f"derived.{need} missing; run `odeval derive` first",
+                              rule="metrics.derived.missing")
+    bind = {"landmark_days": int(params["landmark_days"])}
+    for name in RELATIONS:
+        path = METRICS_SQL_DIR / f"{name}.sql"
+        sql = path.read_text(encoding="utf-8").strip().rstrip(";")
+        used = {n: bind[n] for n in sql_parameters(sql)}
+        con.execute(f"create or replace temp table {name} as\n{sql}\n", used)
+
+
+def person_frame(con: duckdb.DuckDBPyConnection, params: dict | None = None) -> pd.DataFrame:
+    """One row per person: arm, site, cluster, covariates and every outcome (for analyses
+    and notebooks; read-only connections are fine)."""
+    p = resolve_params(params)
+    build_temp_tables(con, p)
+    return con.execute("select * from person_outcomes order by person_id").df()
+
+
+# --------------------------------------------------------------------------- intervals
+
+def _z(conf: float) -> float:
+    return float(sps.norm.ppf(1 - (1 - conf) / 2))
+
+
+def wilson(x: float, n: float, conf: float) -> tuple[float, float, float]:
+    if n <= 0:
+        return np.nan, np.nan, np.nan
+    z = _z(conf)
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_ci(n: float, s: float, s2: float, conf: float, clip: bool = False):
+    if n <= 0:
+        return np.nan, np.nan, np.nan
+    m = s / n
+    if n < 2:
+        return m, np.nan, np.nan
+    var = max((s2 - s * s / n) / (n - 1), 0.0)
+    half = _z(conf) * np.sqrt(var / n)
+    lo, hi = m - half, m + half
+    if clip:
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return m, lo, hi
+
+
+def rate_ci(y: float, y2: float, yt: float, t: float, t2: float, conf: float):
+    """Events per unit of time with a robust (sandwich) log-scale interval."""
+    if t <= 0:
+        return np.nan, np.nan, np.nan
+    r = y / t
+    if y == 0:
+        return 0.0, 0.0, float(sps.chi2.ppf(1 - (1 - conf) / 2, 2) / 2 / t)
+    var = max(y2 - 2 * r * yt + r * r * t2, 0.0) / (t * t)
+    se_log = np.sqrt(var) / r
+    z = _z(conf)
+    return r, r * np.exp(-z * se_log), r * np.exp(z * se_log)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+def _cell_keys(df: pd.DataFrame, dim_col: str | None):
+    """(level, arm) labels of every cell a person belongs to, margins included."""
+    level = df[dim_col].astype(str) if dim_col else pd.Series("all", index=df.index)
+    return [(level, df["arm"]), (level, pd.Series("all", index=df.index)),
+            (pd.Series("all", index=df.index), df["arm"]),
+            (pd.Series("all", index=df.index), pd.Series("all", index=df.index))]
+
+
+def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
+                     conf: float) -> pd.DataFrame:
+    """KM (1 - S) and AJ (cause 1, death competing) at each horizon, per cell."""
+    from pipeline.stats import aalen_johansen, kaplan_meier
+
+    rows = []
+    d = persons[["relapse_time", "relapse_event", "arm", dim_col]].copy()
+    d["relapse_only"] = (d["relapse_event"] == 1).astype(int)
+    seen = set()
+    for level, arm in _cell_keys(d, dim_col):
+        d["cell"] = level + "\x1f" + arm
+        if tuple(sorted(d["cell"].unique())) in seen:
+            continue
+        seen.add(tuple(sorted(d["cell"].unique())))
+        km = kaplan_meier(d, "relapse_time", "relapse_only", group="cell", conf_level=conf)
+        rt = km.risk_table(horizons)
+        aj = aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="cell",
+                            conf_level=conf).table
+        for cell in sorted(d["cell"].unique()):
+            lv, ar = cell.split("\x1f")
+            sub = d[d["cell"] == cell]
+            for h in horizons:
+                r = rt[(rt["group"] == cell) & (rt["time"] == h)].iloc[0]
+                a = aj[(aj["group"] == cell) & (aj["time"] <= h)]
+                if len(a):
+                    a = a.iloc[-1]
+                    aj_est, aj_lo, aj_hi = a["cif"], a["lower"], a["upper"]
+                else:
+                    aj_est, aj_lo, aj_hi = 0.0, np.nan, np.nan
+                events = int(((sub.relapse_event == 1) & (sub.relapse_time <= h)).sum())
+                rows.append(dict(level=lv, arm=ar, horizon=h, events=events,
+                                 km=1 - r["survival"], km_lower=1 - r["upper"],
+                                 km_upper=1 - r["lower"], aj=aj_est, aj_lower=aj_lo,
+                                 aj_upper=aj_hi))
+    return pd.DataFrame(rows)
+
+
+def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
+    """Long table: one row per dimension, level, arm and metric, with exact n, events,
+    estimate and interval."""
+    conf = float(p["conf_level"])
+    horizons = p["horizons_days"]
+    specs = metric_specs(horizons)
+    dim_cols = {"site": "site_id", "ethnicity": "ethnicity_group"}
+    rows = []
+    for dim in p["dimensions"]:
+        c = cells[cells["dimension"] == dim].copy()
+        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf)
+        for _, cell in c.iterrows():
+            cv = curves[(curves.level == cell.level) & (curves.arm == cell.arm)]
+            for m in specs:
+                n = int(cell[m.n])
+                events = None
+                if m.kind in ("km", "aj"):
+                    r = cv[cv.horizon == m.extra[0]].iloc[0]
+                    events = int(r.events)
+                    est, lo, hi = ((r.km, r.km_lower, r.km_upper) if m.kind == "km"
+                                   else (r.aj, r.aj_lower, r.aj_upper))
+                    method = ("Kaplan-Meier, log-scale Greenwood" if m.kind == "km"
+                              else "Aalen-Johansen, infinitesimal jackknife")
+                elif m.kind == "rate":
+                    pre = m.extra[0]
+                    events = int(cell[m.events])
+                    est, lo, hi = rate_ci(cell[f"{pre}_events"], cell[f"{pre}_y2"],
+                                          cell[f"{pre}_yt"], cell["person_years"], cell["pt2"], conf)
+                    method = "robust (sandwich), log scale; exact Poisson if no events"
+                elif m.kind == "proportion":
+                    events = int(cell[m.events])
+                    est, lo, hi = wilson(events, n, conf)
+                    method = "Wilson score"
+                else:
+                    pre = m.extra[0]
+                    events = int(cell[m.events]) if m.events else None
+                    est, lo, hi = mean_ci(n, cell[f"{pre}_sum"] if pd.notna(cell[f"{pre}_sum"]) else 0.0,
+                                          cell[f"{pre}_sum2"] if pd.notna(cell[f"{pre}_sum2"]) else 0.0,
+                                          conf, clip=m.unit == "proportion")
+                    method = "normal, mean +/- z sd/sqrt(n)"
+                rows.append(dict(dimension=dim, level=cell.level, arm=cell.arm, outcome=m.outcome,
+                                 metric=m.metric, label=m.label, unit=m.unit, n=n, events=events,
+                                 person_years=float(cell.person_years) if m.kind == "rate" else None,
+                                 estimate=est, lower=lo, upper=hi, ci_method=method))
+    out = pd.DataFrame(rows)
+    return _sort(out, ["dimension", "outcome", "metric", "level", "arm"])
+
+
+def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Sort with 'all' after the levels (then arms in a fixed order)."""
+    def key(col):
+        if col.name in ("level", "site_id", "arm"):
+            return col.map(lambda v: (1, "") if v == "all" else (0, str(v)))
+        return col
+    return df.sort_values(keys, key=key, kind="mergesort").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- disclosure
+
+def _constraints(frame: pd.DataFrame, key_cols: list[str], dim_col: str | None, level_col: str,
+                 arm_col: str = "arm") -> list:
+    """Additive constraints of the (level x arm) grids, one per value of ``dim_col``.
+
+    Cells are keyed by the tuple of ``key_cols`` values; overall cells ('all', 'all'-level)
+    are shared between dimensions by the caller's choice of keys.
+    """
+    cons = []
+    dims = [None] if dim_col is None else sorted(frame[dim_col].unique())
+    for d in dims:
+        f = frame if d is None else frame[frame[dim_col] == d]
+        levels = sorted(set(f[level_col]) - {"all"})
+        arms = sorted(set(f[arm_col]) - {"all"})
+        base = [(d,) if d is not None else ()][0]
+        for total, parts in disclosure.grid_constraints(levels, arms):
+            cons.append((_k(base, *total), [_k(base, *p) for p in parts]))
+    return cons
+
+
+def _margin_first(key) -> int:
+    """Complementary suppression hides a both-arms margin before an arm of a comparison."""
+    return 0 if key[-1] == "all" and key[-2] != "all" else 1
+
+
+def _k(base: tuple, level, arm):
+    """Cell key; the overall cell (all, all) and arm margins share a key across dimensions."""
+    if level == "all":
+        return ("*", "all", arm)
+    return (*base, level, arm)
+
+
+def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    """The outcome metrics after disclosure control (rounded counts, suppressed cells)."""
+    out = exact.copy()
+    out["n"] = None
+    out["events"] = None
+    for (outcome, metric), g in exact.groupby(["outcome", "metric"], sort=False):
+        keys = [_k((d,), lv, a) for d, lv, a in zip(g.dimension, g.level, g.arm)]
+        cons = _constraints(g, [], "dimension", "level")
+        # one value per key (overall cells appear once per dimension with equal values)
+        n_vals = dict(zip(keys, g["n"].astype(int)))
+        hidden_n = disclosure.secondary_suppress(n_vals, cons, disclosure.primary(n_vals, cfg),
+                                                 _margin_first)
+        hidden_e: set = set()
+        if g["events"].notna().all():
+            e_vals = dict(zip(keys, g["events"].astype(int)))
+            prim = disclosure.primary(e_vals, cfg, n_vals) | hidden_n
+            hidden_e = disclosure.secondary_suppress(e_vals, cons, prim, _margin_first)
+        for idx, key in zip(g.index, keys):
+            n_ok = key not in hidden_n
+            e_ok = key not in hidden_e
+            out.at[idx, "n"] = disclosure.round_count(exact.at[idx, "n"], cfg) if n_ok else None
+            if pd.notna(exact.at[idx, "events"]):
+                out.at[idx, "events"] = (disclosure.round_count(exact.at[idx, "events"], cfg)
+                                         if e_ok and n_ok else None)
+            if not (n_ok and e_ok):
+                out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+                out.at[idx, "person_years"] = None
+            elif pd.notna(exact.at[idx, "person_years"]):
+                out.at[idx, "person_years"] = float(round(exact.at[idx, "person_years"]))
+    out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
+    return out
+
+
+def fidelity_metrics(cells: pd.DataFrame, conf: float) -> pd.DataFrame:
+    rows = []
+    for _, c in cells.iterrows():
+        n = int(c.n_referrals)
+        s = c.value_sum if pd.notna(c.value_sum) else 0.0
+        s2 = c.value_sum2 if pd.notna(c.value_sum2) else 0.0
+        events = None
+        if c.kind == "binary":
+            events = int(round(s))
+            est, lo, hi = wilson(events, n, conf)
+            method = "Wilson score"
+        elif c.kind == "share":
+            est, lo, hi = mean_ci(n, s, s2, conf, clip=True)
+            method = "mean of referral shares, normal"
+        else:
+            est, lo, hi = c.value_median, np.nan, np.nan
+            method = "median (no interval)"
+        principle, label = FIDELITY_LABELS[c.indicator]
+        rows.append(dict(site_id=c.site_id, arm=c.arm, principle=principle, indicator=c.indicator,
+                         label=label, kind=c.kind, n=n, events=events, estimate=est, lower=lo,
+                         upper=hi, ci_method=method, measurable=True))
+    for site_id, arm in cells[["site_id", "arm"]].drop_duplicates().itertuples(index=False):
+        principle, label = FIDELITY_LABELS["p6_tolerance_of_uncertainty"]
+        rows.append(dict(site_id=site_id, arm=arm, principle=principle,
+                         indicator="p6_tolerance_of_uncertainty", label=label, kind="not_measurable",
+                         n=None, events=None, estimate=np.nan, lower=np.nan, upper=np.nan,
+                         ci_method="not measurable from records", measurable=False))
+    return _sort(pd.DataFrame(rows), ["indicator", "site_id", "arm"])
+
+
+def protect_fidelity(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    out = exact.copy()
+    out["n"] = None
+    out["events"] = None
+    for ind, g in exact[exact.measurable].groupby("indicator", sort=False):
+        keys = [_k(("site",), lv, a) for lv, a in zip(g.site_id, g.arm)]
+        cons = _constraints(g.assign(dimension="site"), [], "dimension", "site_id")
+        n_vals = dict(zip(keys, g["n"].astype(int)))
+        hidden_n = disclosure.secondary_suppress(n_vals, cons, disclosure.primary(n_vals, cfg),
+                                                 _margin_first)
+        hidden_e: set = set()
+        if g["events"].notna().all():
+            e_vals = dict(zip(keys, g["events"].astype(int)))
+            hidden_e = disclosure.secondary_suppress(
+                e_vals, cons, disclosure.primary(e_vals, cfg, n_vals) | hidden_n, _margin_first)
+        for idx, key in zip(g.index, keys):
+            ok = key not in hidden_n and key not in hidden_e
+            out.at[idx, "n"] = disclosure.round_count(exact.at[idx, "n"], cfg) if key not in hidden_n else None
+            if pd.notna(exact.at[idx, "events"]):
+                out.at[idx, "events"] = disclosure.round_count(exact.at[idx, "events"], cfg) if ok else None
+            if not ok:
+                out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+    out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
+    return out
+
+
+def dq_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    flow = con.execute("select * from flow").df()
+    tot = flow.groupby("table_name", as_index=False)[["n_raw", "n_clean", "n_quarantined"]].sum()
+    tot["site_id"] = "all"
+    out = pd.concat([flow, tot], ignore_index=True)
+    out["quarantined_share"] = np.where(out.n_raw > 0, out.n_quarantined / out.n_raw.clip(lower=1),
+                                        np.nan)
+    return _sort(out[["table_name", "site_id", "n_raw", "n_clean", "n_quarantined",
+                      "quarantined_share"]], ["table_name", "site_id"])
+
+
+def protect_dq(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    out = exact.copy().astype({"n_raw": object, "n_clean": object, "n_quarantined": object})
+    for table, g in exact.groupby("table_name", sort=False):
+        vals = {}
+        for _, r in g.iterrows():
+            vals[(r.site_id, "all")] = int(r.n_raw)
+            vals[(r.site_id, "clean")] = int(r.n_clean)
+            vals[(r.site_id, "quarantined")] = int(r.n_quarantined)
+        sites = sorted(set(g.site_id) - {"all"})
+        cons = disclosure.grid_constraints(sites, ["clean", "quarantined"])
+        hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
+        for idx, r in g.iterrows():
+            for col, kind in (("n_raw", "all"), ("n_clean", "clean"), ("n_quarantined", "quarantined")):
+                key = (r.site_id, kind)
+                out.at[idx, col] = None if key in hidden else disclosure.round_count(vals[key], cfg)
+        # the share reveals the quarantined count when the total is shown: 2 decimals of %
+        for idx in g.index:
+            if out.at[idx, "n_quarantined"] is None or out.at[idx, "n_raw"] is None:
+                out.at[idx, "quarantined_share"] = np.nan
+            elif out.at[idx, "n_raw"]:
+                out.at[idx, "quarantined_share"] = out.at[idx, "n_quarantined"] / out.at[idx, "n_raw"]
+    return out
+
+
+# --------------------------------------------------------------------------- stage
+
+@dataclass
+class MetricsResult:
+    params: dict[str, Any]
+    outcomes: pd.DataFrame
+    outcomes_public: pd.DataFrame
+    fidelity: pd.DataFrame
+    fidelity_public: pd.DataFrame
+    dq: pd.DataFrame
+    dq_public: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Public tables by file stem (for CSV)."""
+        out = {}
+        for dim in sorted(self.outcomes_public["dimension"].unique()):
+            out[f"outcomes_by_{dim}"] = self.outcomes_public[
+                self.outcomes_public["dimension"] == dim].drop(columns="dimension")
+        out["fidelity_by_site"] = self.fidelity_public
+        out["data_quality"] = self.dq_public
+        return out
+
+
+def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
+            disclosure_cfg: dict | None = None, progress: Progress | None = None) -> MetricsResult:
+    """Compute every metric (exact and disclosure-controlled); writes nothing."""
+    p = resolve_params(params)
+    cfg = {**disclosure.DEFAULTS, **(disclosure_cfg or {})}
+    step = (lambda i, s: progress(i, 5, s)) if progress else (lambda i, s: None)
+    build_temp_tables(con, p)
+    step(1, "sql")
+    persons = con.execute("select * from person_outcomes order by person_id").df()
+    cells = con.execute("select * from outcome_cells").df()
+    outcomes = outcome_metrics(cells, persons, p)
+    step(2, "outcomes")
+    fid = fidelity_metrics(con.execute("select * from fidelity_cells").df(), float(p["conf_level"]))
+    step(3, "fidelity")
+    dq = dq_metrics(con)
+    step(4, "data quality")
+    res = MetricsResult(p, outcomes, protect_outcomes(outcomes, cfg), fid,
+                        protect_fidelity(fid, cfg), dq, protect_dq(dq, cfg))
+    step(5, "disclosure control")
+    return res
+
+
+def write_results(con: duckdb.DuckDBPyConnection, res: MetricsResult) -> dict[str, int]:
+    """Store the tables in the ``results`` schema (one transaction)."""
+    tables = {"metrics_outcomes": res.outcomes, "metrics_outcomes_public": res.outcomes_public,
+              "metrics_fidelity": res.fidelity, "metrics_fidelity_public": res.fidelity_public,
+              "metrics_dq": res.dq, "metrics_dq_public": res.dq_public}
+    from pipeline.warehouse import transaction
+
+    with transaction(con):
+        con.execute("create schema if not exists results")
+        for name, df in tables.items():
+            frame = _for_duckdb(df)
+            con.register("_frame", frame)
+            con.execute(f"create or replace table results.{name} as select * from _frame")
+            con.unregister("_frame")
+    return {k: len(v) for k, v in tables.items()}
+
+
+def _for_duckdb(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            vals = out[c].dropna()
+            if len(vals) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in vals):
+                out[c] = out[c].astype("Int64")
+            elif len(vals) and all(isinstance(v, (float, int, np.floating, np.integer))
+                                   and not isinstance(v, bool) for v in vals):
+                out[c] = out[c].astype("Float64")
+            elif len(vals) == 0:
+                out[c] = out[c].astype("Float64") if c in ("person_years",) else out[c].astype("Int64")
+    return out
+
+
+def load_public(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """The public metrics tables from the warehouse (for the report)."""
+    out = {}
+    for name in ("metrics_outcomes_public", "metrics_fidelity_public", "metrics_dq_public"):
+        out[name] = con.execute(f"select * from results.{name}").df()
+    return out
+
+
+def write_csv(res: MetricsResult, out_dir: Path) -> list[Path]:
+    """Disclosure-controlled CSV tables into ``out_dir`` (replaced atomically)."""
+    from pipeline.report import atomic_dir, write_table
+
+    with atomic_dir(out_dir) as tmp:
+        for stem, df in res.tables().items():
+            write_table(df, tmp / f"{stem}.csv")
+    return sorted(out_dir.glob("*.csv"))
+
+
+def run(con: duckdb.DuckDBPyConnection, params: dict, out_dir: Path,
+        progress: Progress | None = None) -> MetricsResult:
+    """The ``odeval metrics`` stage: compute, store in ``results``, write CSV."""
+    from pipeline.params import section
+
+    res = compute(con, section(params, "metrics"), disclosure.settings(params), progress)
+    write_results(con, res)
+    write_csv(res, out_dir)
+    return res

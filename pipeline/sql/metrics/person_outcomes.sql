@@ -1,0 +1,87 @@
+-- name:  person_outcomes (temporary table of the metrics stage)
+-- grain: one row per person in derived.people
+-- key:   person_id
+--
+-- Everything the metrics and analyses need about one person, joined from the derived
+-- tables (each one row per person, or per person and outcome for time_to_event):
+--   ethnicity_group        lower(trim(ethnicity)), 'unknown' when missing
+--   relapse_time/_event    derived.time_to_event, outcome 'relapse': days from index, and
+--                          0 censored, 1 relapse, 2 competing death
+--   involuntary_time/_event  the same for the first involuntary admission
+--   relapse_count, involuntary_count, days_detained, bed_days   derived.recurrent
+--   any_involuntary        involuntary_count > 0
+--   ap_*                   derived.antipsychotic (any use, use in the last days, share of
+--                          follow-up days covered, mean daily dose in DDD and CPZ mg)
+--   rtw_2y                 derived.activity: in work or education at 2 years (null: no
+--                          status recorded in the window)
+--   relapse_landmark_known the person's relapse status by day $landmark_days is known:
+--                          relapse (1) or death (2) by then, or follow-up reaches it
+--   relapse_by_landmark    relapse (event 1) on or before day $landmark_days
+--
+-- parameters: $landmark_days
+
+with people as (
+    select
+        person_id, site_id, arm, cluster_id, sex, age_at_index,
+        coalesce(nullif(lower(trim(ethnicity)), ''), 'unknown') as ethnicity_group,
+        diagnosis_group, prior_admissions_2y, baseline_activity, fu_end_day, end_reason,
+        person_days
+    from derived.people
+),
+
+relapse as (
+    select person_id, time_days as relapse_time, event as relapse_event
+    from derived.time_to_event
+    where outcome = 'relapse'
+),
+
+involuntary as (
+    select person_id, time_days as involuntary_time, event as involuntary_event
+    from derived.time_to_event
+    where outcome = 'involuntary_admission'
+),
+
+final as (
+    select
+        p.person_id,
+        p.site_id,
+        p.arm,
+        p.cluster_id,
+        p.ethnicity_group,
+        p.sex,
+        p.age_at_index,
+        p.diagnosis_group,
+        p.prior_admissions_2y,
+        p.baseline_activity,
+        p.end_reason,
+        p.person_days,
+        r.person_years,
+        rl.relapse_time,
+        rl.relapse_event,
+        iv.involuntary_time,
+        iv.involuntary_event,
+        r.relapse_count,
+        r.involuntary_count,
+        r.involuntary_count > 0                         as any_involuntary,
+        r.days_detained,
+        r.bed_days,
+        a.any_use                                       as ap_any_use,
+        a.use_last_days                                 as ap_use_last_days,
+        a.proportion_covered                            as ap_proportion_covered,
+        a.mean_daily_ddd                                as ap_mean_daily_ddd,
+        a.mean_daily_cpz_mg                             as ap_mean_daily_cpz_mg,
+        act.rtw_2y,
+        (rl.relapse_event > 0 and rl.relapse_time <= $landmark_days)
+            or p.fu_end_day >= $landmark_days           as relapse_landmark_known,
+        rl.relapse_event = 1 and rl.relapse_time <= $landmark_days
+                                                        as relapse_by_landmark
+    from people as p
+    inner join derived.recurrent as r on r.person_id = p.person_id
+    inner join derived.antipsychotic as a on a.person_id = p.person_id
+    inner join derived.activity as act on act.person_id = p.person_id
+    inner join relapse as rl on rl.person_id = p.person_id
+    inner join involuntary as iv on iv.person_id = p.person_id
+)
+
+select * from final
+order by person_id
