@@ -212,7 +212,8 @@ def run_suites(con: duckdb.DuckDBPyConnection, extract_date, tolerance_days: int
     counts: dict[str, int] = {}
     for table in tables.values():
         specs = suite_specs(table, tables, extract_date, tolerance_days)
-        asset = source.add_table_asset(name=table.name, table_name=table.name, schema_name="ge")
+        # the connection's search_path is the ge schema (GE deprecates schema_name)
+        asset = source.add_table_asset(name=table.name, table_name=table.name)
         batch = asset.add_batch_definition_whole_table("all rows")
         suite = context.suites.add(gx.ExpectationSuite(name=f"odeval.{table.name}"))
         rule_of = {}
