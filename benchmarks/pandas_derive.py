@@ -1,0 +1,338 @@
+"""The derive stage's outcomes written the obvious way in pandas: the alternative to beat.
+
+Not part of the product. This is what a researcher would write without the warehouse:
+read the extract's Parquet files into data frames, then merge / sort / groupby, all in
+memory. It is vectorised (no Python loop over people), so the comparison is with good
+pandas, not a straw man. It reads the *raw* extract, so it agrees with ``derived.*`` on an
+extract without faults (validation then quarantines nothing).
+
+Relations (the outcome relations of pipeline/sql/derive/, same definitions):
+``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``.
+
+Usage::
+
+    python -m benchmarks.pandas_derive derive STUDY_DIR OUT_DIR   # writes OUT_DIR/<relation>.parquet
+    python -m benchmarks.pandas_derive check OUT_DIR WAREHOUSE     # prints {"equal": ..., ...}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RELATIONS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity")
+KEYS = {"people": ["person_id"], "time_to_event": ["person_id", "outcome"],
+        "recurrent": ["person_id"], "antipsychotic": ["person_id"], "activity": ["person_id"]}
+OUTCOMES = ["relapse", "involuntary_admission", "first_admission", "first_crisis",
+            "return_to_work", "death"]
+
+
+def _params() -> dict:
+    from pipeline.derive import resolve_params
+    from pipeline.params import load_params, section
+
+    return resolve_params(section(load_params(), "derive"))
+
+
+def _read(study: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    df = pd.read_parquet(study / f"{table}.parquet", columns=columns)
+    for c in columns:
+        if c.endswith("_on") or c.endswith("_date"):
+            df[c] = pd.to_datetime(df[c])
+    return df
+
+
+def _days(later: pd.Series, index: pd.Series) -> pd.Series:
+    return (later - index).dt.days
+
+
+def people(study: Path, p: dict) -> pd.DataFrame:
+    df = _read(study, "people", ["person_id", "site_id", "arm", "cluster_id", "sex", "birth_year",
+                                 "ethnicity", "diagnosis_group", "prior_admissions_2y",
+                                 "baseline_activity", "index_date", "data_end_date", "death_date"])
+    fu = p["follow_up_days"]
+    death_day = _days(df["death_date"], df["index_date"])
+    data_end_day = _days(df["data_end_date"], df["index_date"])
+    end = np.minimum(np.minimum(death_day.fillna(fu), data_end_day), fu).astype("int64")
+    df["age_at_index"] = df["index_date"].dt.year - df["birth_year"]
+    df["fu_end_day"] = end
+    df["fu_end_date"] = df["index_date"] + pd.to_timedelta(end, unit="D")
+    df["end_reason"] = np.where(death_day.notna() & (death_day == end), "death",
+                                np.where((data_end_day == end) & (data_end_day < fu), "data_end",
+                                         "end_of_follow_up"))
+    df["person_days"] = end
+    return df.drop(columns=["birth_year"]).sort_values("person_id", ignore_index=True)
+
+
+def _spell_starts(study: Path, p: dict) -> pd.DataFrame:
+    a = _read(study, "admissions", ["admission_id", "person_id", "admitted_on", "discharged_on",
+                                    "admission_method"])
+    a["transfer"] = (a["admission_method"] == "transfer").astype("int8")
+    a = a.sort_values(["person_id", "admitted_on", "transfer", "discharged_on", "admission_id"],
+                      na_position="last", ignore_index=True)
+    same = a["person_id"].eq(a["person_id"].shift())
+    prev_dis = a["discharged_on"].shift()
+    continues = (same & (a["transfer"] == 1)
+                 & (prev_dis.isna() | (_days(a["admitted_on"], prev_dis) <= p["transfer_gap_days"])))
+    return a.loc[~continues, ["person_id", "admitted_on"]].rename(columns={"admitted_on": "event_on"})
+
+
+def outcome_events(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame,
+                   det: pd.DataFrame) -> pd.DataFrame:
+    crisis = _read(study, "crisis_episodes", ["person_id", "start_on"])
+    emp = _read(study, "employment", ["person_id", "recorded_on", "status"])
+    parts = [_spell_starts(study, p).assign(event_type="admission_spell"),
+             crisis.rename(columns={"start_on": "event_on"}).assign(event_type="crisis_episode")]
+    for kind, key in (("involuntary_detention", "involuntary_sections"),
+                      ("place_of_safety", "place_of_safety_sections"),
+                      ("holding_power", "holding_power_sections")):
+        d = det.loc[det["legal_section"].isin(p[key]), ["person_id", "start_on"]]
+        parts.append(d.rename(columns={"start_on": "event_on"}).assign(event_type=kind))
+    w = emp.loc[emp["status"].isin(p["rtw_statuses"]), ["person_id", "recorded_on"]]
+    parts.append(w.rename(columns={"recorded_on": "event_on"}).assign(event_type="rtw_status"))
+    ev = pd.concat(parts, ignore_index=True).merge(
+        ppl[["person_id", "index_date", "fu_end_day"]], on="person_id", how="inner")
+    ev["event_day"] = _days(ev["event_on"], ev["index_date"])
+    return ev.loc[(ev["event_day"] >= 1) & (ev["event_day"] <= ev["fu_end_day"]),
+                  ["person_id", "event_type", "event_day"]]
+
+
+def time_to_event(ppl: pd.DataFrame, ev: pd.DataFrame, p: dict) -> pd.DataFrame:
+    relapse_types = ([["admission_spell"] if "admissions" in p["relapse_components"] else []][0]
+                     + (["crisis_episode"] if "crisis_episodes" in p["relapse_components"] else []))
+    of_type = {"involuntary_admission": ["involuntary_detention"],
+               "first_admission": ["admission_spell"], "first_crisis": ["crisis_episode"],
+               "return_to_work": ["rtw_status"], "relapse": relapse_types}
+    firsts = []
+    for outcome, types in of_type.items():
+        f = ev.loc[ev["event_type"].isin(types)].groupby("person_id", as_index=False)["event_day"].min()
+        firsts.append(f.assign(outcome=outcome))
+    dead = ppl.loc[(ppl["end_reason"] == "death") & (ppl["fu_end_day"] >= 1), ["person_id", "fu_end_day"]]
+    firsts.append(dead.rename(columns={"fu_end_day": "event_day"}).assign(outcome="death"))
+    first = pd.concat(firsts, ignore_index=True)
+    base = ppl[["person_id", "site_id", "arm", "cluster_id", "index_date", "fu_end_day",
+                "end_reason"]]
+    grid = base.merge(pd.DataFrame({"outcome": OUTCOMES}), how="cross")
+    t = grid.merge(first, on=["person_id", "outcome"], how="left")
+    has = t["event_day"].notna()
+    died = (t["end_reason"] == "death") & (t["outcome"] != "death")
+    t["event"] = np.where(has, 1, np.where(died, 2, 0)).astype("int64")
+    t["time_days"] = np.where(has, t["event_day"], t["fu_end_day"]).astype("int64")
+    t["cnsr"] = np.where(has, 0, 1).astype("int64")
+    t["censor_reason"] = t["end_reason"].where(~has)
+    t["event_date"] = (t["index_date"] + pd.to_timedelta(t["time_days"], unit="D")).where(t["event"] > 0)
+    return t[["person_id", "site_id", "arm", "cluster_id", "outcome", "time_days", "event", "cnsr",
+              "censor_reason", "event_date"]].sort_values(["person_id", "outcome"], ignore_index=True)
+
+
+def _merged(iv: pd.DataFrame) -> pd.DataFrame:
+    """Union of half-open intervals per (person_id, kind): one row per maximal interval."""
+    iv = iv.sort_values(["person_id", "kind", "from_day", "to_day"], ignore_index=True)
+    grp = iv["person_id"] + "\x1f" + iv["kind"]
+    reach = iv.groupby(grp.to_numpy(), sort=False)["to_day"].cummax()
+    prev = reach.shift()
+    new = grp.ne(grp.shift()) | (iv["from_day"] > prev)
+    iv["island"] = new.cumsum()
+    return iv.groupby("island", sort=False).agg(person_id=("person_id", "first"), kind=("kind", "first"),
+                                               from_day=("from_day", "min"), to_day=("to_day", "max"))
+
+
+def _clip(df: pd.DataFrame) -> pd.DataFrame:
+    df["from_day"] = df["from_day"].clip(lower=0)
+    df["to_day"] = np.minimum(df["to_day"], df["fu_end_day"])
+    return df.loc[df["from_day"] < df["to_day"]]
+
+
+def exposures(study: Path, p: dict, ppl: pd.DataFrame) -> pd.DataFrame:
+    from pipeline.derive import drug_list_path
+
+    ref = pd.read_csv(drug_list_path(p))
+    ref["antipsychotic"] = ref["antipsychotic"].astype(str).str.lower() == "true"
+    names = ref.groupby("drug")["antipsychotic"].max()
+    names = set(names.index[names])
+    rx = _read(study, "prescriptions", ["prescription_id", "person_id", "drug", "route",
+                                        "daily_dose_mg", "start_on", "end_on"])
+    rx["drug"] = rx["drug"].str.strip().str.lower()
+    rx = rx.loc[rx["drug"].isin(names)].merge(ppl[["person_id", "index_date", "fu_end_day"]],
+                                              on="person_id", how="inner")
+    rx["from_day"] = _days(rx["start_on"], rx["index_date"])
+    rx["to_day"] = (_days(rx["end_on"], rx["index_date"]) + 1).fillna(rx["fu_end_day"]).astype("int64")
+    rx = _clip(rx)
+    rx = rx.merge(ref[["drug", "route", "ddd_mg", "cpz_equiv_mg"]], on=["drug", "route"], how="left")
+    rx["days"] = rx["to_day"] - rx["from_day"]
+    rx["daily_ddd"] = rx["daily_dose_mg"] / rx["ddd_mg"]
+    rx["daily_cpz_mg"] = rx["daily_dose_mg"] * 100.0 / rx["cpz_equiv_mg"]
+    return rx
+
+
+def intervals(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame, det: pd.DataFrame,
+              rx: pd.DataFrame) -> pd.DataFrame:
+    pp = ppl[["person_id", "index_date", "fu_end_day"]]
+    a = adm.merge(pp, on="person_id")
+    bed = pd.DataFrame({"person_id": a["person_id"], "kind": "bed",
+                        "from_day": _days(a["admitted_on"], a["index_date"]),
+                        "to_day": _days(a["discharged_on"], a["index_date"]).fillna(a["fu_end_day"]),
+                        "fu_end_day": a["fu_end_day"]})
+    d = det.loc[det["legal_section"].isin(p["involuntary_sections"])].merge(pp, on="person_id")
+    detained = pd.DataFrame({"person_id": d["person_id"], "kind": "detained",
+                             "from_day": _days(d["start_on"], d["index_date"]),
+                             "to_day": _days(d["end_on"], d["index_date"]).fillna(d["fu_end_day"]),
+                             "fu_end_day": d["fu_end_day"]})
+    ap = rx[["person_id", "from_day", "to_day", "fu_end_day"]].assign(kind="antipsychotic")
+    iv = pd.concat([_clip(bed), _clip(detained), ap], ignore_index=True)
+    iv["to_day"] = iv["to_day"].astype("int64")
+    iv["from_day"] = iv["from_day"].astype("int64")
+    return _merged(iv)
+
+
+def recurrent(ppl: pd.DataFrame, ev: pd.DataFrame, iv: pd.DataFrame, p: dict) -> pd.DataFrame:
+    counts = pd.crosstab(ev["person_id"], ev["event_type"])
+    out = ppl[["person_id", "site_id", "arm", "cluster_id", "person_days"]].set_index("person_id")
+    for col, t in (("admission_spell_count", "admission_spell"), ("crisis_episode_count", "crisis_episode"),
+                   ("involuntary_count", "involuntary_detention"), ("place_of_safety_count", "place_of_safety"),
+                   ("holding_power_count", "holding_power")):
+        out[col] = (counts[t] if t in counts else pd.Series(dtype="int64")).reindex(out.index).fillna(0).astype("int64")
+    out["relapse_count"] = ((out["admission_spell_count"] if "admissions" in p["relapse_components"] else 0)
+                            + (out["crisis_episode_count"] if "crisis_episodes" in p["relapse_components"] else 0))
+    length = (iv["to_day"] - iv["from_day"]).groupby([iv["person_id"], iv["kind"]]).sum().unstack()
+    for col, kind in (("bed_days", "bed"), ("days_detained", "detained")):
+        out[col] = (length[kind] if kind in length else pd.Series(dtype="int64")).reindex(out.index).fillna(0).astype("int64")
+    out["person_years"] = out["person_days"] / 365.25
+    return out.reset_index().sort_values("person_id", ignore_index=True)
+
+
+def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict) -> pd.DataFrame:
+    out = ppl[["person_id", "site_id", "arm", "cluster_id", "person_days", "fu_end_day"]].set_index("person_id")
+    ap = iv.loc[iv["kind"] == "antipsychotic"].merge(out[["fu_end_day"]], left_on="person_id", right_index=True)
+    ap["len"] = ap["to_day"] - ap["from_day"]
+    ap["late"] = ap["to_day"] > np.maximum(ap["fu_end_day"] - p["last_days_antipsychotic"], 0)
+    cov = ap.groupby("person_id").agg(covered=("len", "sum"), late=("late", "max"))
+    rx = rx.assign(ddd_days=rx["daily_ddd"] * rx["days"], cpz_days=rx["daily_cpz_mg"] * rx["days"],
+                   incomplete=rx["daily_ddd"].isna() | rx["daily_cpz_mg"].isna())
+    g = rx.groupby("person_id")
+    dose = pd.DataFrame({"ddd_days": g["ddd_days"].sum(min_count=1), "cpz_days": g["cpz_days"].sum(min_count=1),
+                         "incomplete": g["incomplete"].max()})
+    covered = cov["covered"].reindex(out.index).fillna(0).astype("int64")
+    out["any_use"] = covered > 0
+    out["use_last_days"] = cov["late"].reindex(out.index).fillna(False).astype(bool)
+    out["covered_days"] = covered
+    out["proportion_covered"] = (covered / out["person_days"]).where(out["person_days"] > 0)
+    out["mean_daily_ddd"] = (dose["ddd_days"].reindex(out.index) / covered).where(covered > 0)
+    out["mean_daily_cpz_mg"] = (dose["cpz_days"].reindex(out.index) / covered).where(covered > 0)
+    out["dose_incomplete"] = dose["incomplete"].reindex(out.index).fillna(False).astype(bool)
+    return out.drop(columns="fu_end_day").reset_index().sort_values("person_id", ignore_index=True)
+
+
+def activity(study: Path, ppl: pd.DataFrame, ev: pd.DataFrame, p: dict) -> pd.DataFrame:
+    emp = _read(study, "employment", ["person_id", "recorded_on", "status"])
+    e = emp.merge(ppl[["person_id", "index_date", "fu_end_day"]], on="person_id")
+    e["record_day"] = _days(e["recorded_on"], e["index_date"])
+    lo = p["follow_up_days"] - p["rtw_window_days"]
+    hi = np.minimum(p["follow_up_days"], e["fu_end_day"])
+    w = e.loc[(e["record_day"] >= lo) & (e["record_day"] <= hi)]
+    last = (w.sort_values(["person_id", "recorded_on", "status"], ascending=[True, False, False])
+            .drop_duplicates("person_id").set_index("person_id"))
+    out = ppl[["person_id", "site_id", "arm", "cluster_id", "baseline_activity"]].set_index("person_id")
+    out["status_2y"] = last["status"].reindex(out.index)
+    out["status_2y_day"] = last["record_day"].reindex(out.index).astype("Int64")
+    out["rtw_2y"] = out["status_2y"].isin(p["rtw_statuses"]).astype("boolean").where(out["status_2y"].notna())
+    first = ev.loc[ev["event_type"] == "rtw_status"].groupby("person_id")["event_day"].min()
+    out["first_rtw_day"] = first.reindex(out.index).astype("Int64")
+    return out.reset_index().sort_values("person_id", ignore_index=True)
+
+
+def derive_all(study: Path, p: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Every outcome relation from the extract's Parquet files."""
+    p = p or _params()
+    study = Path(study)
+    ppl = people(study, p)
+    adm = _read(study, "admissions", ["person_id", "admitted_on", "discharged_on"])
+    det = _read(study, "detentions", ["person_id", "legal_section", "start_on", "end_on"])
+    ev = outcome_events(study, p, ppl, adm, det)
+    rx = exposures(study, p, ppl)
+    iv = intervals(study, p, ppl, adm, det, rx)
+    return {"people": ppl, "time_to_event": time_to_event(ppl, ev, p),
+            "recurrent": recurrent(ppl, ev, iv, p), "antipsychotic": antipsychotic(ppl, rx, iv, p),
+            "activity": activity(study, ppl, ev, p)}
+
+
+# --------------------------------------------------------------------------- checking
+
+def _same(ours: pd.Series, theirs: pd.Series) -> int:
+    """Number of rows where two columns differ (nulls equal; floats to 1e-12 relative)."""
+    a_null, b_null = ours.isna().to_numpy(), theirs.isna().to_numpy()
+    bad = a_null != b_null
+    both = ~(a_null | b_null)
+    num = (pd.api.types.is_numeric_dtype(ours) and not pd.api.types.is_bool_dtype(ours)
+           and pd.api.types.is_numeric_dtype(theirs) and not pd.api.types.is_bool_dtype(theirs))
+    if num:
+        x = ours.to_numpy(dtype=float, na_value=np.nan)[both]
+        y = theirs.to_numpy(dtype=float, na_value=np.nan)[both]
+        bad[both] |= ~np.isclose(x, y, rtol=1e-12, atol=0)
+    elif pd.api.types.is_datetime64_any_dtype(ours) or pd.api.types.is_datetime64_any_dtype(theirs):
+        x = pd.to_datetime(ours).dt.normalize().to_numpy()[both]
+        y = pd.to_datetime(theirs).dt.normalize().to_numpy()[both]
+        bad[both] |= x != y
+    else:
+        x = ours.astype(object).to_numpy()[both]
+        y = theirs.astype(object).to_numpy()[both]
+        bad[both] |= np.array([u != v for u, v in zip(x, y)], dtype=bool)
+    return int(bad.sum())
+
+
+def compare(theirs: dict[str, pd.DataFrame], con) -> dict:
+    """Compare pandas relations with ``derived.*`` column by column; a JSON-able report."""
+    report = {"equal": True, "relations": {}}
+    for name in RELATIONS:
+        df = theirs[name]
+        ours = con.execute(f"select * from derived.{name}").df()
+        cols = [c for c in df.columns if c in ours.columns]
+        key = KEYS[name]
+        ours = ours.sort_values(key, ignore_index=True)
+        df = df.sort_values(key, ignore_index=True)
+        r = {"rows": [len(ours), len(df)], "columns": len(cols), "differences": {}}
+        if len(ours) != len(df) or not ours[key].equals(df[key]):
+            r["differences"]["<keys>"] = abs(len(ours) - len(df)) or 1
+        else:
+            for c in cols:
+                n = _same(ours[c], df[c])
+                if n:
+                    r["differences"][c] = n
+        missing = [c for c in ours.columns if c not in df.columns]
+        r["not_compared"] = missing
+        report["relations"][name] = r
+        report["equal"] = report["equal"] and not r["differences"]
+    return report
+
+
+def main(argv: list[str]) -> None:
+    cmd, *rest = argv
+    if cmd == "derive":
+        study, out = Path(rest[0]), Path(rest[1])
+        t0 = time.perf_counter()
+        rel = derive_all(study)
+        t1 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in rel.items():
+            df.to_parquet(out / f"{name}.parquet", index=False)
+        t2 = time.perf_counter()
+        (out / "timing.json").write_text(json.dumps(
+            {"read_and_compute_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3)}) + "\n")
+    elif cmd == "check":
+        import duckdb
+
+        out, warehouse = Path(rest[0]), rest[1]
+        theirs = {n: pd.read_parquet(out / f"{n}.parquet") for n in RELATIONS}
+        con = duckdb.connect(warehouse, read_only=True)
+        print(json.dumps(compare(theirs, con)))
+    else:
+        raise SystemExit(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
