@@ -219,12 +219,12 @@ def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict
                          "incomplete": g["incomplete"].max()})
     covered = cov["covered"].reindex(out.index).fillna(0).astype("int64")
     out["any_use"] = covered > 0
-    out["use_last_days"] = cov["late"].reindex(out.index).fillna(False).astype(bool)
+    out["use_last_days"] = cov["late"].astype(bool).reindex(out.index, fill_value=False)
     out["covered_days"] = covered
     out["proportion_covered"] = (covered / out["person_days"]).where(out["person_days"] > 0)
     out["mean_daily_ddd"] = (dose["ddd_days"].reindex(out.index) / covered).where(covered > 0)
     out["mean_daily_cpz_mg"] = (dose["cpz_days"].reindex(out.index) / covered).where(covered > 0)
-    out["dose_incomplete"] = dose["incomplete"].reindex(out.index).fillna(False).astype(bool)
+    out["dose_incomplete"] = dose["incomplete"].astype(bool).reindex(out.index, fill_value=False)
     return out.drop(columns="fu_end_day").reset_index().sort_values("person_id", ignore_index=True)
 
 
