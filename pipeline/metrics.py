@@ -106,6 +106,9 @@ def metric_specs(horizons: list[int]) -> list[Metric]:
                "mean", "ap_ddd_n", None, ("ap_ddd",)),
         Metric("antipsychotic", "cpz", "Mean daily dose among users, chlorpromazine "
                "equivalents", "mg/day", "mean", "ap_cpz_n", None, ("ap_cpz",)),
+        Metric("relapse", "by_landmark", "Relapse by the landmark day among people whose status "
+               "then is known (followed up to it, relapsed or died before)", "proportion",
+               "proportion", "landmark_n", "landmark_events"),
         Metric("return_to_work", "at_2y", "In work or education at 2 years", "proportion",
                "proportion", "rtw_n", "rtw_events"),
     ]
@@ -232,46 +235,70 @@ def _cell_keys(df: pd.DataFrame, dim_col: str | None):
             (pd.Series("all", index=df.index), pd.Series("all", index=df.index))]
 
 
-def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
-                     conf: float) -> pd.DataFrame:
-    """KM (1 - S) and AJ (cause 1, death competing) at each horizon, per cell."""
+def _curves_at(d: pd.DataFrame, horizons: list[int], conf: float) -> dict:
+    """``{(cell, horizon): (km, km_lo, km_hi, aj, aj_lo, aj_hi, events)}`` for the cells
+    of ``d['cell']`` (disjoint groups); KM is 1 - S with death censored, AJ the cumulative
+    incidence of relapse with death competing."""
     from pipeline.stats import aalen_johansen, kaplan_meier
 
+    out = {}
+    if len(d) == 0:
+        return out
+    d = d.assign(relapse_only=(d["relapse_event"] == 1).astype(int))
+    rt = kaplan_meier(d, "relapse_time", "relapse_only", group="cell",
+                      conf_level=conf).risk_table(horizons)
+    aj = (aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="cell",
+                         conf_level=conf).table
+          if (d["relapse_event"] == 1).any() else None)
+    for cell in sorted(d["cell"].unique()):
+        sub = d[d["cell"] == cell]
+        for h in horizons:
+            r = rt[(rt["group"] == cell) & (rt["time"] == h)].iloc[0]
+            a = aj[(aj["group"] == cell) & (aj["time"] <= h)] if aj is not None else []
+            if len(a):
+                a = a.iloc[-1]
+                aj_v = (a["cif"], a["lower"], a["upper"])
+            else:
+                aj_v = (0.0, np.nan, np.nan)
+            events = int(((sub.relapse_event == 1) & (sub.relapse_time <= h)).sum())
+            out[(cell, h)] = (1 - r["survival"], 1 - r["upper"], 1 - r["lower"], *aj_v, events)
+    return out
+
+
+def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
+                     conf: float, cfg: dict[str, Any]) -> pd.DataFrame:
+    """KM and AJ at each horizon per cell: exact, and from the disclosure-rounded curve
+    data (:func:`pipeline.disclosure.rounded_curve_data`, what the figures show)."""
     rows = []
     d = persons[["relapse_time", "relapse_event", "arm", dim_col]].copy()
-    d["relapse_only"] = (d["relapse_event"] == 1).astype(int)
     seen = set()
     for level, arm in _cell_keys(d, dim_col):
         d["cell"] = level + "\x1f" + arm
-        if tuple(sorted(d["cell"].unique())) in seen:
+        cells = tuple(sorted(d["cell"].unique()))
+        if cells in seen:
             continue
-        seen.add(tuple(sorted(d["cell"].unique())))
-        km = kaplan_meier(d, "relapse_time", "relapse_only", group="cell", conf_level=conf)
-        rt = km.risk_table(horizons)
-        aj = aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="cell",
-                            conf_level=conf).table
-        for cell in sorted(d["cell"].unique()):
+        seen.add(cells)
+        exact = _curves_at(d, horizons, conf)
+        rounded = disclosure.rounded_curve_data(d, "relapse_time", "relapse_event", cfg, "cell")
+        public = _curves_at(rounded, horizons, conf)
+        for cell in cells:
             lv, ar = cell.split("\x1f")
-            sub = d[d["cell"] == cell]
             for h in horizons:
-                r = rt[(rt["group"] == cell) & (rt["time"] == h)].iloc[0]
-                a = aj[(aj["group"] == cell) & (aj["time"] <= h)]
-                if len(a):
-                    a = a.iloc[-1]
-                    aj_est, aj_lo, aj_hi = a["cif"], a["lower"], a["upper"]
-                else:
-                    aj_est, aj_lo, aj_hi = 0.0, np.nan, np.nan
-                events = int(((sub.relapse_event == 1) & (sub.relapse_time <= h)).sum())
-                rows.append(dict(level=lv, arm=ar, horizon=h, events=events,
-                                 km=1 - r["survival"], km_lower=1 - r["upper"],
-                                 km_upper=1 - r["lower"], aj=aj_est, aj_lower=aj_lo,
-                                 aj_upper=aj_hi))
+                e = exact[(cell, h)]
+                p = public.get((cell, h))
+                rows.append(dict(level=lv, arm=ar, horizon=h, events=e[6],
+                                 km=e[0], km_lower=e[1], km_upper=e[2],
+                                 aj=e[3], aj_lower=e[4], aj_upper=e[5],
+                                 pub=p))
     return pd.DataFrame(rows)
 
 
-def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
+def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any],
+                    cfg: dict[str, Any] | None = None) -> pd.DataFrame:
     """Long table: one row per dimension, level, arm and metric, with exact n, events,
-    estimate and interval."""
+    estimate and interval (and, in ``public_curve``, the KM / AJ values of the rounded
+    curves, used by :func:`protect_outcomes`)."""
+    cfg = {**disclosure.DEFAULTS, **(cfg or {})}
     conf = float(p["conf_level"])
     horizons = p["horizons_days"]
     specs = metric_specs(horizons)
@@ -279,15 +306,19 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
     rows = []
     for dim in p["dimensions"]:
         c = cells[cells["dimension"] == dim].copy()
-        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf)
+        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf, cfg)
         for _, cell in c.iterrows():
             cv = curves[(curves.level == cell.level) & (curves.arm == cell.arm)]
             for m in specs:
                 n = int(cell[m.n])
                 events = None
+                public_curve = None
                 if m.kind in ("km", "aj"):
                     r = cv[cv.horizon == m.extra[0]].iloc[0]
                     events = int(r.events)
+                    if r.pub is not None:
+                        public_curve = r.pub[0:3] if m.kind == "km" else r.pub[3:6]
+                        public_curve = (*public_curve, r.pub[6])
                     est, lo, hi = ((r.km, r.km_lower, r.km_upper) if m.kind == "km"
                                    else (r.aj, r.aj_lower, r.aj_upper))
                     method = ("Kaplan-Meier, log-scale Greenwood" if m.kind == "km"
@@ -312,7 +343,8 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
                 rows.append(dict(dimension=dim, level=cell.level, arm=cell.arm, outcome=m.outcome,
                                  metric=m.metric, label=m.label, unit=m.unit, n=n, events=events,
                                  person_years=float(cell.person_years) if m.kind == "rate" else None,
-                                 estimate=est, lower=lo, upper=hi, ci_method=method))
+                                 estimate=est, lower=lo, upper=hi, ci_method=method,
+                                 public_curve=public_curve))
     out = pd.DataFrame(rows)
     return _sort(out, ["dimension", "outcome", "metric", "level", "arm"])
 
@@ -359,8 +391,12 @@ def _k(base: tuple, level, arm):
     return (*base, level, arm)
 
 
-def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
-    """The outcome metrics after disclosure control (rounded counts, suppressed cells)."""
+def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.95) -> pd.DataFrame:
+    """The outcome metrics after disclosure control: counts rounded or suppressed (primary
+    and secondary); proportions re-estimated from the rounded counts; rates from rounded
+    events and person-years (interval scaled from the exact one); Kaplan-Meier and
+    Aalen-Johansen values read off the rounded curves (events there are the rounded
+    cumulative counts of the curve); means as they are (they rest on no count)."""
     out = exact.copy()
     out["n"] = None
     out["events"] = None
@@ -374,22 +410,43 @@ def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
         hidden_e: set = set()
         if g["events"].notna().all():
             e_vals = dict(zip(keys, g["events"].astype(int)))
-            prim = disclosure.primary(e_vals, cfg, n_vals) | hidden_n
+            # "all but a few" only where events are people among the n (not for rates)
+            per_person = not g["ci_method"].iloc[0].startswith("robust")
+            prim = disclosure.primary(e_vals, cfg, n_vals if per_person else None) | hidden_n
             hidden_e = disclosure.secondary_suppress(e_vals, cons, prim, _margin_first)
         for idx, key in zip(g.index, keys):
             n_ok = key not in hidden_n
             e_ok = key not in hidden_e
-            out.at[idx, "n"] = disclosure.round_count(exact.at[idx, "n"], cfg) if n_ok else None
+            n_r = disclosure.round_count(exact.at[idx, "n"], cfg) if n_ok else None
+            out.at[idx, "n"] = n_r
+            e_r = None
             if pd.notna(exact.at[idx, "events"]):
-                out.at[idx, "events"] = (disclosure.round_count(exact.at[idx, "events"], cfg)
-                                         if e_ok and n_ok else None)
+                e_r = (disclosure.round_count(exact.at[idx, "events"], cfg)
+                       if e_ok and n_ok else None)
+                out.at[idx, "events"] = e_r
             if not (n_ok and e_ok):
                 out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
                 out.at[idx, "person_years"] = None
-            elif pd.notna(exact.at[idx, "person_years"]):
-                out.at[idx, "person_years"] = float(round(exact.at[idx, "person_years"]))
+                continue
+            kind = exact.at[idx, "ci_method"]
+            if kind.startswith("Wilson"):      # proportions from the rounded counts
+                out.loc[idx, ["estimate", "lower", "upper"]] = wilson(e_r, n_r, conf)
+            elif kind.startswith("robust"):    # rate from rounded counts and person-years
+                py = float(round(exact.at[idx, "person_years"]))
+                out.at[idx, "person_years"] = py
+                est, lo, hi = (exact.at[idx, c] for c in ("estimate", "lower", "upper"))
+                r = e_r / py if py > 0 else np.nan
+                out.loc[idx, ["estimate", "lower", "upper"]] = (
+                    (r, r * lo / est, r * hi / est) if est > 0 else (0.0, 0.0, hi))
+            elif kind.startswith(("Kaplan", "Aalen")):  # the rounded curves
+                pc = exact.at[idx, "public_curve"]
+                if pc is None:
+                    out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+                else:
+                    out.loc[idx, ["estimate", "lower", "upper"]] = pc[:3]
+                    out.at[idx, "events"] = int(pc[3])
     out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
-    return out
+    return out.drop(columns="public_curve")
 
 
 def fidelity_metrics(cells: pd.DataFrame, conf: float) -> pd.DataFrame:
@@ -422,7 +479,8 @@ def fidelity_metrics(cells: pd.DataFrame, conf: float) -> pd.DataFrame:
     return _sort(pd.DataFrame(rows), ["indicator", "site_id", "arm"])
 
 
-def protect_fidelity(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+def protect_fidelity(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.95) -> pd.DataFrame:
+    """Fidelity after disclosure control (binary indicators re-estimated from rounded counts)."""
     out = exact.copy()
     out["n"] = None
     out["events"] = None
@@ -444,6 +502,9 @@ def protect_fidelity(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
                 out.at[idx, "events"] = disclosure.round_count(exact.at[idx, "events"], cfg) if ok else None
             if not ok:
                 out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+            elif exact.at[idx, "kind"] == "binary":
+                out.loc[idx, ["estimate", "lower", "upper"]] = wilson(
+                    out.at[idx, "events"], out.at[idx, "n"], conf)
     out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
     return out
 
@@ -516,14 +577,16 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     step(1, "sql")
     persons = con.execute("select * from person_outcomes order by person_id").df()
     cells = con.execute("select * from outcome_cells").df()
-    outcomes = outcome_metrics(cells, persons, p)
+    outcomes = outcome_metrics(cells, persons, p, cfg)
     step(2, "outcomes")
     fid = fidelity_metrics(con.execute("select * from fidelity_cells").df(), float(p["conf_level"]))
     step(3, "fidelity")
     dq = dq_metrics(con)
     step(4, "data quality")
-    res = MetricsResult(p, outcomes, protect_outcomes(outcomes, cfg), fid,
-                        protect_fidelity(fid, cfg), dq, protect_dq(dq, cfg))
+    conf = float(p["conf_level"])
+    res = MetricsResult(p, outcomes.drop(columns="public_curve"),
+                        protect_outcomes(outcomes, cfg, conf), fid,
+                        protect_fidelity(fid, cfg, conf), dq, protect_dq(dq, cfg))
     step(5, "disclosure control")
     return res
 

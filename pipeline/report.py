@@ -9,7 +9,11 @@ breach) leaves the previous report as it was and no partial one.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import html as htmllib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -100,3 +104,645 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
             cells.append(s)
         lines.append(",".join(cells))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- figures
+
+def save_figure(fig, folder: Path, stem: str) -> dict[str, Path]:
+    """``stem``.svg and ``stem``.png without dates or versions (byte-identical reruns)."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.stats._style import style
+
+    svg, png = folder / f"{stem}.svg", folder / f"{stem}.png"
+    with style():
+        fig.savefig(svg, format="svg", bbox_inches="tight",
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+        fig.savefig(png, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return {"svg": svg, "png": png}
+
+
+def _curve_frame(counts: pd.DataFrame) -> pd.DataFrame:
+    """Pseudo person-level rows from the rounded curve counts."""
+    reps = counts["count"].to_numpy(int)
+    return pd.DataFrame({"group": np.repeat(counts["group"].to_numpy(), reps),
+                         "time": np.repeat(counts["time"].to_numpy(), reps),
+                         "event": np.repeat(counts["event"].to_numpy(), reps)})
+
+
+def _arm_label(a: str) -> str:
+    return {"open_dialogue": "Open Dialogue", "usual_care": "Usual care", "all": "Both arms"}.get(
+        a, a)
+
+
+def figures(con, params: dict, folder: Path) -> dict[str, dict]:
+    """Every figure of the report, from the results tables (disclosure-controlled)."""
+    import matplotlib.pyplot as plt
+
+    from pipeline import analyse
+    from pipeline.stats import (aalen_johansen, funnel, kaplan_meier, meta_analysis,
+                                plot_cumulative_incidence, plot_forest, plot_funnel,
+                                plot_kaplan_meier)
+    from pipeline.stats._style import PALETTE, style
+
+    ap = analyse.resolve_params(params.get("analyse"))
+    conf = float(ap["conf_level"])
+    times = [float(t) for t in ap["curve_times"]]
+    out: dict[str, dict] = {}
+    have = {r[0] for r in con.execute("select table_name from information_schema.tables "
+                                      "where table_schema = 'results'").fetchall()}
+    if "analysis_curve_counts" in have:
+        cc = con.execute("select * from results.analysis_curve_counts "
+                         "order by outcome, \"group\", time, event").df()
+        d = _curve_frame(cc[cc.outcome == "relapse"])
+        d["group"] = d["group"].map(_arm_label)
+        d["relapse"] = (d["event"] == 1).astype(int)
+        km = kaplan_meier(d, "time", "relapse", group="group", conf_level=conf)
+        km.group_name = "Arm"
+        fig = plot_kaplan_meier(km, times=times, xlabel="Days since referral accepted",
+                                ylabel="Proportion without relapse")
+        out["relapse_km"] = save_figure(fig, folder, "relapse_km")
+        aj = aalen_johansen(d, "time", "event", cause=1, group="group", conf_level=conf)
+        fig = plot_cumulative_incidence(aj, cause=1, times=times,
+                                        xlabel="Days since referral accepted",
+                                        ylabel="Cumulative incidence of relapse")
+        out["relapse_cif"] = save_figure(fig, folder, "relapse_cif")
+    if "analysis_site_effects_public" in have:
+        se = con.execute("select * from results.analysis_site_effects_public order by site_id").df()
+        if len(se) >= 2:
+            ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=ap["meta_method"],
+                               test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]))
+            fig = plot_forest(ma, exponentiate=True, xlabel="Hazard ratio of relapse, Open "
+                              "Dialogue vs usual care (log scale)",
+                              title="Relapse: site-specific hazard ratios")
+            out["forest_relapse"] = save_figure(fig, folder, "forest_relapse")
+    if "analysis_funnel_public" in have:
+        fu = con.execute("select * from results.analysis_funnel_public "
+                         "order by indicator, site_id").df()
+        for ind, g in fu.groupby("indicator", sort=True):
+            g = g[g["events"].notna() & g["n"].notna()]
+            if len(g) < 2:
+                continue
+            fr = funnel(g["events"].astype(float), g["n"].astype(float), kind="proportion",
+                        overdispersion=ap["funnel_overdispersion"],
+                        limits=tuple(ap["funnel_limits"]), labels=list(g["site_id"]))
+            fig = plot_funnel(fr, xlabel="People (referrals) in the Open Dialogue arm, rounded",
+                              ylabel="Percent", multiplier=100, title=g["title"].iloc[0])
+            out[f"funnel_{ind}"] = save_figure(fig, folder, f"funnel_{ind}")
+    if "analysis_fidelity_by_site_outcome_public" in have and \
+            "analysis_fidelity_meta_regression_public" in have:
+        fo = con.execute("select * from results.analysis_fidelity_by_site_outcome_public "
+                         "order by site_id").df()
+        mr = con.execute("select * from results.analysis_fidelity_meta_regression_public").df()
+        mod = [c for c in fo.columns if c not in ("site_id", "log_hr", "se", "hr")]
+        if len(mod) == 1 and len(fo) >= 3:
+            m = mod[0]
+            with style():
+                fig, ax = plt.subplots(figsize=(6.0, 4.2))
+                w = 1 / fo["se"] ** 2
+                ax.scatter(100 * fo[m], fo["hr"], s=30 + 300 * w / w.max(), color=PALETTE[0],
+                           alpha=0.7, edgecolor="white")
+                for _, r in fo.iterrows():
+                    if pd.notna(r[m]):
+                        ax.annotate(r.site_id, (100 * r[m], r.hr), xytext=(4, 4),
+                                    textcoords="offset points", fontsize=7)
+                coef = mr.set_index("term")["coef"]
+                xs = np.linspace(0, 1, 50)
+                ax.plot(100 * xs, np.exp(coef["(Intercept)"] + coef[m] * xs), color=PALETTE[1],
+                        lw=1.2, label="Meta-regression fit")
+                ax.axhline(1.0, color="#777777", lw=0.8, ls="--")
+                ax.set_yscale("log")
+                ax.set_xlabel(f"Open Dialogue arm: {m.replace('_', ' ')} (percent of referrals)")
+                ax.set_ylabel("Site hazard ratio of relapse (log scale)")
+                ax.legend(loc="upper right")
+                fig.tight_layout()
+            out["fidelity_vs_relapse"] = save_figure(fig, folder, "fidelity_vs_relapse")
+    return out
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Arial,sans-serif;margin:0;color:#1d1d1d;
+background:#fff}main{max-width:68em;margin:0 auto;padding:1.5em 2em 4em}
+h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #005eb8;padding-bottom:.2em;
+margin-top:2em}h3{margin-top:1.5em}p.lead{font-size:1.05em;color:#333}
+table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:.9em}
+td,th{border:1px solid #cfd4d9;padding:3px 7px;vertical-align:top}th{background:#eef2f6;
+text-align:left}td.num,td.count{text-align:right;font-variant-numeric:tabular-nums}
+caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
+figure{margin:1em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.9em;color:#333;max-width:60em}.box{border:1px solid #cfd4d9;
+border-left:5px solid #005eb8;padding:.6em 1em;margin:1em 0;background:#f7f9fb}
+.flow{display:flex;flex-wrap:wrap;gap:.8em;align-items:stretch;margin:1em 0}
+.flow div{border:1px solid #005eb8;border-radius:4px;padding:.5em .9em;min-width:11em;
+background:#f3f7fb}.flow .arrow{border:none;background:none;min-width:0;align-self:center;
+font-size:1.4em}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
+footer code{font-size:.95em}.muted{color:#555}
+"""
+
+
+def _esc(v) -> str:
+    return htmllib.escape(str(v))
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return ""
+    return f"{float(v):.{digits}f}"
+
+
+def _count_td(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return f"<td class='count'>{disclosure.SUPPRESSED}</td>"
+    return f"<td class='count'>{int(v):,}</td>"
+
+
+def _table(caption: str, header: list[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    return (f"<table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _figure(fig: dict | None, alt: str, caption: str) -> str:
+    if not fig:
+        return ""
+    data = base64.b64encode(fig["svg"].read_bytes()).decode("ascii")
+    return (f"<figure><img alt='{_esc(alt)}' src='data:image/svg+xml;base64,{data}'>"
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _pct_ci(est, lo, hi, pct: bool = True) -> str:
+    if est is None or (isinstance(est, float) and np.isnan(est)):
+        return disclosure.SUPPRESSED
+    k = 100 if pct else 1
+    d = 1 if pct else 2
+    s = f"{k * est:.{d}f}"
+    if lo is not None and not (isinstance(lo, float) and np.isnan(lo)):
+        s += f" ({k * lo:.{d}f} to {k * hi:.{d}f})"
+    return s
+
+
+def _estimate_box(e: pd.Series, what: str) -> str:
+    ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
+    p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
+    return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"
+            f"<span class='muted'>Estimand: {_esc(e.estimand)} Method: {_esc(e.method)}.</span>"
+            "</div>")
+
+
+def _outcome_rows(o: pd.DataFrame, outcome: str, metric_list: list[str]) -> list[str]:
+    rows = []
+    for metric in metric_list:
+        sel = o[(o.outcome == outcome) & (o.metric == metric) & (o.level == "all")]
+        if sel.empty:
+            continue
+        label, unit = sel.label.iloc[0], sel.unit.iloc[0]
+        pct = unit == "proportion"
+        cells = [f"<td>{_esc(label)}{' (%)' if pct else ' (' + _esc(unit) + ')'}</td>"]
+        for arm in ("open_dialogue", "usual_care"):
+            r = sel[sel.arm == arm]
+            if r.empty:
+                cells += ["<td></td>", "<td></td>", "<td></td>"]
+                continue
+            r = r.iloc[0]
+            cells.append(_count_td(r.n))
+            cells.append(_count_td(r.events) if pd.notna(r.events) or r.suppressed
+                         else "<td class='num'></td>")
+            cells.append(f"<td class='num'>{_pct_ci(r.estimate, r.lower, r.upper, pct)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
+
+
+_OUTCOME_HEADER = ["Measure", "Open Dialogue: n", "events / people with it", "estimate (95% CI)",
+                   "Usual care: n", "events / people with it", "estimate (95% CI)"]
+
+
+def _site_table(o: pd.DataFrame, metric_sel: list[tuple[str, str]]) -> list[str]:
+    rows = []
+    for level in [lv for lv in dict.fromkeys(o.level) if lv != "all"] + ["all"]:
+        cells = [f"<td>{_esc('All sites' if level == 'all' else level)}</td>"]
+        for outcome, metric in metric_sel:
+            for arm in ("open_dialogue", "usual_care"):
+                r = o[(o.outcome == outcome) & (o.metric == metric) & (o.level == level)
+                      & (o.arm == arm)]
+                if r.empty:
+                    cells += ["<td></td>", "<td></td>"]
+                    continue
+                r = r.iloc[0]
+                cells.append(_count_td(r.n))
+                cells.append(f"<td class='num'>{_pct_ci(r.estimate, r.lower, r.upper, r.unit == 'proportion')}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
+
+
+def provenance(con, params: dict) -> dict:
+    """Input sha256s, params hash, lock-file hash and package versions (no dates)."""
+    import platform
+    from importlib import metadata
+
+    from pipeline.config import PROJ_ROOT
+    from pipeline.params import params_hash
+
+    loads = con.execute("select table_name, source_file, sha256 from meta.loads "
+                        "order by table_name, sha256").fetchall()
+    lock = PROJ_ROOT / "uv.lock"
+    versions = {"python": platform.python_version()}
+    for pkg in ("odeval", "duckdb", "numpy", "pandas", "scipy", "statsmodels", "matplotlib"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {
+        "inputs": [{"table": t, "file": Path(f).name, "sha256": h} for t, f, h in loads],
+        "params_sha256": params_hash(params),
+        "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
+        "versions": versions,
+    }
+
+
+def _metrics_json(est: pd.DataFrame, o: pd.DataFrame) -> dict:
+    """reports/metrics.json for ``dvc metrics show``: headline estimates (6 significant
+    digits) and rounded counts."""
+    def num(v):
+        return None if v is None or pd.isna(v) else float(format(float(v), ".6g"))
+
+    out: dict = {}
+    for _, e in est.iterrows():
+        key = f"{e.analysis}.{e.outcome}.{e.measure}".replace(" ", "_").replace("^", "")
+        out[key] = {"estimate": num(e.estimate), "lower": num(e.lower), "upper": num(e.upper),
+                    "p": num(e.p)}
+    arms = {}
+    for arm in ("open_dialogue", "usual_care", "all"):
+        sel = o[(o.level == "all") & (o.arm == arm)]
+        r = {}
+        for _, m in sel.iterrows():
+            r[f"{m.outcome}.{m.metric}"] = num(m.estimate)
+        people = sel[(sel.outcome == "relapse") & (sel.metric == "rate")]
+        r["n_people"] = None if people.empty or pd.isna(people.n.iloc[0]) else int(people.n.iloc[0])
+        arms[arm] = r
+    out["outcomes"] = arms
+    return out
+
+
+def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
+    """The report as one HTML string (figures embedded; no external resource)."""
+    from pipeline import analyse
+    from pipeline.metrics import FIDELITY_LABELS
+
+    cfg = disclosure.settings(params)
+    ap = analyse.resolve_params(params.get("analyse"))
+    q = lambda sql: con.execute(sql).df()  # noqa: E731
+    o_all = q("select * from results.metrics_outcomes_public")
+    o = o_all[o_all.dimension == "site"]
+    fid = q("select * from results.metrics_fidelity_public")
+    dq = q("select * from results.metrics_dq_public")
+    est = q("select * from results.analysis_estimates_public")
+    step = disclosure.curve_step(cfg)
+    P = []
+    P.append("<h1>Open Dialogue evaluation report</h1>")
+    P.append("<p class='lead'>Outcomes of people offered Open Dialogue compared with usual care "
+             "across the participating sites: relapse, involuntary admission, antipsychotic use "
+             "and being in work or education, with the fidelity of each site to the seven "
+             "principles of Open Dialogue. Every interval is a 95% confidence interval (CI) "
+             "unless it says otherwise.</p>")
+    P.append(f"<div class='box'><strong>Disclosure control.</strong> Counts from "
+             f"{cfg['suppress_min']} to {cfg['suppress_max']} are not shown "
+             f"({disclosure.SUPPRESSED}), nor any other count or estimate from which they could "
+             f"be worked out (secondary suppression); every other count is rounded to the nearest "
+             f"{cfg['round_to']}, so totals may not add up. Percentages are computed from the "
+             f"rounded counts. Curves are drawn from counts rounded to multiples of {step}. No "
+             "person or staff identifier appears in this report.</div>")
+
+    # flow
+    people = dq[(dq.table_name == "people") & (dq.site_id == "all")]
+    n_rows = dq[dq.site_id == "all"]
+    tot_raw = sum(int(v) for v in n_rows.n_raw if v is not None and not pd.isna(v))
+    tot_q = sum(int(v) for v in n_rows.n_quarantined if v is not None and not pd.isna(v))
+    arm_n = {a: o[(o.level == "all") & (o.arm == a) & (o.metric == "rate")
+                  & (o.outcome == "relapse")].n.iloc[0] for a in ("open_dialogue", "usual_care")}
+
+    def c(v):
+        return f"<span class='count'>{disclosure.fmt_count(None if v is None or pd.isna(v) else int(v))}</span>"
+
+    P.append("<h2 id='flow'>1. Who is in the analysis</h2>")
+    pr = people.iloc[0] if len(people) else None
+    P.append("<div class='flow'>"
+             f"<div>Records received<br><strong>{c(disclosure.round_count(tot_raw, cfg))}</strong> rows in "
+             f"{len(n_rows)} tables</div><div class='arrow'>&rarr;</div>"
+             f"<div>Set aside by validation (quarantined)<br><strong>{c(disclosure.round_count(tot_q, cfg))}</strong> rows</div>"
+             "<div class='arrow'>&rarr;</div>"
+             f"<div>People received<br><strong>{c(pr.n_raw if pr is not None else None)}</strong>; "
+             f"quarantined {c(pr.n_quarantined if pr is not None else None)}</div>"
+             "<div class='arrow'>&rarr;</div>"
+             f"<div>People analysed<br>Open Dialogue <strong>{c(arm_n['open_dialogue'])}</strong><br>"
+             f"Usual care <strong>{c(arm_n['usual_care'])}</strong></div></div>")
+    rows = []
+    for level in [lv for lv in dict.fromkeys(o.level) if lv != "all"] + ["all"]:
+        sel = o[(o.level == level) & (o.outcome == "relapse") & (o.metric == "rate")]
+        cells = [f"<td>{_esc('All sites' if level == 'all' else level)}</td>"]
+        for arm in ("open_dialogue", "usual_care", "all"):
+            r = sel[sel.arm == arm]
+            cells.append(_count_td(r.n.iloc[0] if len(r) else None))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    P.append(_table("People analysed per site and arm", ["Site", "Open Dialogue", "Usual care",
+                                                           "Both arms"], rows))
+
+    # data quality
+    P.append("<h2 id='data-quality'>2. Data quality</h2><p>Every row received is either clean "
+             "(used) or quarantined with the rules it broke; the full data-quality report of the "
+             "validation stage lists the rules.</p>")
+    rows = []
+    for _, r in dq[dq.site_id == "all"].iterrows():
+        share = "" if pd.isna(r.quarantined_share) else f"{100 * r.quarantined_share:.1f}"
+        rows.append(f"<tr><td>{_esc(r.table_name)}</td>{_count_td(r.n_raw)}{_count_td(r.n_clean)}"
+                    f"{_count_td(r.n_quarantined)}<td class='num'>{share}</td></tr>")
+    P.append(_table("Rows received, clean and quarantined per input table (all sites)",
+                    ["Table", "Rows received", "Clean", "Quarantined", "Quarantined (%)"], rows))
+
+    # table 1
+    if "analysis_table_one_public" in _results_tables(con):
+        t1 = q("select * from results.analysis_table_one_public")
+        arms = [a for a in ("open_dialogue", "usual_care") if a in set(t1.arm)]
+        rows = []
+        for (var, level), g in t1.groupby(["variable", "level"], sort=False):
+            g = g.set_index("arm")
+            kind = g["kind"].iloc[0]
+            name = var.replace("_", " ") if not level else f"&nbsp;&nbsp;{_esc(level)}"
+            label = f"<td>{name if level else _esc(name)}{'' if level else ', ' + _esc(kind)}</td>"
+            cells = [label]
+            for a in arms:
+                r = g.loc[a]
+                if kind.startswith("n"):
+                    pct = "" if pd.isna(r.percent) else f" ({r.percent:.1f}%)"
+                    cells.append(f"<td class='num'>{c(r.n)}{pct}</td>")
+                else:
+                    cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
+            smd = g["smd"].iloc[0]
+            cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        P.append("<h2 id='table-1'>3. Table 1: the people at the start</h2><p>Characteristics "
+                 "at referral by arm. The standardised difference (SMD) compares the arms: "
+                 "values below 0.1 are usually read as a negligible imbalance.</p>")
+        P.append(_table("Baseline characteristics by arm", ["Characteristic", "Open Dialogue",
+                                                            "Usual care", "SMD"], rows))
+
+    # outcomes
+    def e_row(analysis, outcome, measure):
+        sel = est[(est.analysis == analysis) & (est.outcome == outcome) & (est.measure == measure)]
+        return sel.iloc[0] if len(sel) else None
+
+    horizons = sorted({int(m[3:-1]) for m in o.metric if m.startswith("km_")})
+    P.append("<h2 id='outcomes'>4. Outcomes</h2>")
+    P.append("<h3>4.1 Relapse (primary outcome)</h3><p>A relapse is a hospital admission or a "
+             "crisis resolution / home treatment episode starting after the referral was "
+             "accepted. Death ends follow-up without relapse.</p>")
+    e = e_row("primary", "relapse", "hazard ratio")
+    if e is not None:
+        P.append(_estimate_box(e, "Hazard ratio of relapse, Open Dialogue vs usual care"))
+    ms = [f"km_{h}d" for h in horizons] + [f"aj_{h}d" for h in horizons] + ["rate"]
+    P.append(_table("Relapse per arm (all sites)", _OUTCOME_HEADER, _outcome_rows(o, "relapse", ms)))
+    P.append(_figure(figs.get("relapse_km"), "Kaplan-Meier curves of time to relapse by arm",
+                     "Proportion of people without relapse by days since their referral was "
+                     "accepted, Kaplan-Meier estimate by arm (deaths censored), with 95% "
+                     "pointwise confidence bands; the numbers still followed up and without "
+                     f"relapse are shown below. Drawn from counts rounded to multiples of {step}."))
+    P.append(_figure(figs.get("relapse_cif"), "Cumulative incidence of relapse by arm",
+                     "Cumulative incidence of relapse (Aalen-Johansen, death a competing event) "
+                     "by arm with 95% pointwise confidence bands: the share of people who have "
+                     f"relapsed by each day. Drawn from counts rounded to multiples of {step}."))
+    for m in ("log-rank chi-square", "Gray chi-square"):
+        t = e_row("primary", "relapse", m)
+        if t is not None:
+            P.append(f"<p class='muted'>{_esc(t.estimand)}: chi-square {t.estimate:.2f} "
+                     f"({_esc(t.method)}), p = {t.p:.2g}.</p>")
+    P.append("<h3>4.2 Involuntary admission</h3><p>A detention under section 2, 3, 4 or 37 of "
+             "the Mental Health Act starting during follow-up.</p>")
+    e = e_row("secondary", "involuntary_admission", "rate ratio")
+    if e is not None:
+        P.append(_estimate_box(e, "Rate ratio of involuntary admissions"))
+    P.append(_table("Involuntary admission per arm (all sites)", _OUTCOME_HEADER,
+                    _outcome_rows(o, "involuntary_admission", ["rate", "any", "days_detained"])))
+    P.append("<h3>4.3 Antipsychotic medication</h3><p>Prescriptions of antipsychotics (WHO ATC "
+             "N05A, lithium excluded) overlapping follow-up; doses as WHO defined daily doses "
+             "(DDD) and chlorpromazine (CPZ) equivalents.</p>")
+    for lab, name in (("antipsychotic_any", "any antipsychotic use"),
+                      ("antipsychotic_last_days", "antipsychotic use at the end of follow-up")):
+        for measure in ("risk difference", "risk ratio"):
+            e = e_row("secondary", lab, measure)
+            if e is not None:
+                P.append(_estimate_box(e, f"{measure.capitalize()}, {name}"))
+    P.append(_table("Antipsychotic use per arm (all sites)", _OUTCOME_HEADER,
+                    _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
+    P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
+             "recorded in the last 90 days of the two years is employed, self-employed, education "
+             "or training. People with no status recorded then are left out.</p>")
+    for measure in ("risk difference", "risk ratio"):
+        e = e_row("secondary", "return_to_work", measure)
+        if e is not None:
+            P.append(_estimate_box(e, f"{measure.capitalize()}, in work or education at 2 years"))
+    P.append(_table("In work or education at 2 years per arm (all sites)", _OUTCOME_HEADER,
+                    _outcome_rows(o, "return_to_work", ["at_2y"])))
+
+    # fidelity
+    P.append("<h2 id='fidelity'>5. Fidelity to the principles of Open Dialogue</h2><p>Each "
+             "indicator is measured per referral from the records of its network meetings and "
+             "summarised per site for the Open Dialogue arm: percent of referrals (binary "
+             "indicators) or mean percent of a referral's meetings (shares), with 95% CIs. "
+             "Principle 6, tolerance of uncertainty, cannot be measured from service records and "
+             "is shown as not measurable.</p>")
+    f_od = fid[fid.arm == ap["comparison_arm"]]
+    sites = [s for s in dict.fromkeys(f_od.site_id) if s != "all"] + ["all"]
+    rows = []
+    for ind in FIDELITY_LABELS:
+        g = f_od[f_od.indicator == ind].set_index("site_id")
+        if g.empty:
+            continue
+        principle, label = FIDELITY_LABELS[ind]
+        cells = [f"<td>{_esc(principle)}</td><td>{_esc(label)}</td>"]
+        for s_ in sites:
+            if s_ not in g.index:
+                cells.append("<td></td>")
+                continue
+            r = g.loc[s_]
+            if not r.measurable:
+                cells.append("<td class='num muted'>not measurable</td>")
+            elif r.kind == "hours":
+                cells.append(f"<td class='num'>{_fmt(r.estimate, 0) or disclosure.SUPPRESSED} h</td>")
+            else:
+                cells.append(f"<td class='num'>{_pct_ci(r.estimate, r.lower, r.upper)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    P.append(_table("Fidelity profile of each site, Open Dialogue arm: percent (95% CI)",
+                    ["Principle", "Indicator", *[("All sites" if s_ == "all" else s_) for s_ in sites]],
+                    rows))
+    P.append(_figure(figs.get("funnel_first_meeting_24h"), "Funnel plot of first meeting within 24 hours",
+                     "Percent of Open Dialogue referrals whose first network meeting was within "
+                     "24 hours, per site, against the number of referrals. Sites inside the "
+                     "dashed (95%) and solid (99.8%) control limits differ from the overall "
+                     "percent by no more than chance would suggest. Points from rounded counts; "
+                     "sites with suppressed counts are not drawn."))
+
+    # site comparison
+    P.append("<h2 id='sites'>6. Comparing sites</h2>")
+    e = e_row("site_comparison", "relapse", "pooled hazard ratio")
+    if e is not None:
+        P.append(_estimate_box(e, "Pooled hazard ratio of relapse over sites (random effects)"))
+    P.append(_figure(figs.get("forest_relapse"), "Forest plot of site hazard ratios",
+                     "Hazard ratio of relapse, Open Dialogue vs usual care, in each site (squares, "
+                     "size by weight, with 95% CIs; model-based intervals), pooled by "
+                     "random-effects meta-analysis (diamond: 95% CI of the mean hazard ratio; line: "
+                     "95% prediction interval for the hazard ratio of a new site)."))
+    P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
+                     "Percent of Open Dialogue arm people who relapsed by day "
+                     f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
+                     "status then is known, per site, with 95% and 99.8% control limits."))
+    e = est[est.analysis == "fidelity"]
+    if len(e):
+        P.append(_estimate_box(e.iloc[0], "Fidelity and outcome (meta-regression)"))
+    P.append(_figure(figs.get("fidelity_vs_relapse"), "Fidelity against relapse hazard ratio by site",
+                     "Each site's hazard ratio of relapse against its Open Dialogue arm's percent "
+                     "of first meetings within 24 hours (bubble area by the weight of the site); "
+                     "the line is the meta-regression fit. Few sites: read as a description."))
+    P.append(_table("Relapse and involuntary admission per site and arm",
+                    ["Site", "OD: n", "OD: relapse by 1 year, AJ % (95% CI)", "UC: n",
+                     "UC: relapse by 1 year, AJ % (95% CI)", "OD: n",
+                     "OD: involuntary admissions per person-year", "UC: n",
+                     "UC: involuntary admissions per person-year"],
+                    _site_table(o, [("relapse", f"aj_{horizons[0]}d"),
+                                    ("involuntary_admission", "rate")])))
+
+    # ethnicity
+    oe = o_all[o_all.dimension == "ethnicity"]
+    if len(oe):
+        P.append("<h2 id='ethnicity'>7. Outcomes by ethnicity group</h2><p>The same measures "
+                 "within each recorded ethnicity group ('unknown' where none was recorded). "
+                 "Small groups are suppressed.</p>")
+        P.append(_table("Relapse and involuntary admission by ethnicity group and arm",
+                        ["Ethnicity group", "OD: n", "OD: relapse by 1 year, AJ % (95% CI)",
+                         "UC: n", "UC: relapse by 1 year, AJ % (95% CI)", "OD: n",
+                         "OD: involuntary admissions per person-year", "UC: n",
+                         "UC: involuntary admissions per person-year"],
+                        _site_table(oe, [("relapse", f"aj_{horizons[0]}d"),
+                                         ("involuntary_admission", "rate")])))
+        if "analysis_ethnicity_hr_public" in _results_tables(con):
+            eh = q("select * from results.analysis_ethnicity_hr_public order by ethnicity_group")
+            rows = [f"<tr><td>{_esc(r.ethnicity_group)}</td><td class='num'>"
+                    f"{_pct_ci(r.hr, r.lower, r.upper, pct=False) if pd.notna(r.hr) else _esc(r.note)}</td></tr>"
+                    for _, r in eh.iterrows()]
+            P.append(_table("Hazard ratio of relapse within each ethnicity group (site strata, "
+                            "95% CI)", ["Ethnicity group", "Hazard ratio (95% CI)"], rows))
+
+    # footer
+    inputs = "".join(f"<li><code>{_esc(i['table'])}</code> {_esc(i['file'])}: "
+                     f"<code>{_esc(i['sha256'])}</code></li>" for i in prov["inputs"])
+    versions = ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in prov["versions"].items())
+    P.append(f"<footer><h3>Provenance</h3><p>Inputs (sha256):</p><ul>{inputs}</ul>"
+             f"<p>Parameters (params.yaml) sha256 <code>{_esc(prov['params_sha256'])}</code>; "
+             f"lock file (uv.lock) sha256 <code>{_esc(prov['lock_sha256'])}</code>.</p>"
+             f"<p>Software: {versions}.</p></footer>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+            "img-src data:; style-src 'unsafe-inline'\">"
+            "<title>Open Dialogue evaluation report</title>"
+            f"<style>{_CSS}</style></head><body><main>" + "\n".join(p for p in P if p)
+            + "</main></body></html>\n")
+
+
+def _results_tables(con) -> set[str]:
+    return {r[0] for r in con.execute("select table_name from information_schema.tables "
+                                      "where table_schema = 'results'").fetchall()}
+
+
+REPORT_OUTPUTS = ("report.html", "metrics.json", "figures", "tables")
+
+
+def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
+    """Write report.html, metrics.json, figures/ and tables/ into ``reports_dir`` atomically,
+    after checking them (and the rest of ``reports_dir``) for disclosure breaches."""
+    from pipeline.check_outputs import check
+
+    need = {"metrics_outcomes_public", "metrics_fidelity_public", "metrics_dq_public",
+            "analysis_estimates_public"}
+    missing = sorted(need - _results_tables(con))
+    if missing:
+        raise OdevalError(f"results tables missing: {missing}; run `odeval metrics` and "
+                          "`odeval analyse` first", rule="report.results.missing")
+    cfg = disclosure.settings(params)
+    reports_dir = Path(reports_dir)
+    step = (lambda i, s: progress(i, 4, s)) if progress else (lambda i, s: None)
+    stage = reports_dir / f".report.tmp-{os.getpid()}"
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        (stage / "figures").mkdir(parents=True)
+        (stage / "tables").mkdir()
+    except OSError as exc:
+        raise OdevalError(f"cannot write to {reports_dir}: {exc.strerror or exc}",
+                          rule="report.write", file=reports_dir) from None
+    try:
+        figs = figures(con, params, stage / "figures")
+        step(1, "figures")
+        for name in sorted(_results_tables(con)):
+            if name.endswith("_public") or name == "analysis_curve_counts":
+                df = con.execute(f"select * from results.{name}").df()
+                write_table(df, stage / "tables" / f"{name.removesuffix('_public')}.csv")
+        step(2, "tables")
+        prov = provenance(con, params)
+        (stage / "report.html").write_text(render(con, params, figs, prov), encoding="utf-8")
+        est = con.execute("select * from results.analysis_estimates_public").df()
+        o = con.execute("select * from results.metrics_outcomes_public "
+                        "where dimension = 'site'").df()
+        mj = _metrics_json(est, o)
+        mj["provenance"] = {"params_sha256": prov["params_sha256"],
+                            "lock_sha256": prov["lock_sha256"]}
+        (stage / "metrics.json").write_text(json.dumps(mj, indent=2, sort_keys=True) + "\n",
+                                            encoding="utf-8")
+        step(3, "report")
+        breaches = check(stage, cfg, con)
+        # the rest of reports/ (what stays beside the new report) must pass too
+        others = [b for b in check(reports_dir, cfg, con)
+                  if not b.file.startswith((".", *REPORT_OUTPUTS))]
+        if breaches or others:
+            listing = "\n  ".join(str(b) for b in [*breaches, *others][:20])
+            raise OdevalError("disclosure control failed (odeval check-outputs), the report was "
+                              "not written:\n  " + listing, rule="report.disclosure",
+                              file=reports_dir)
+        step(4, "check-outputs")
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise OdevalError(f"writing the report failed, nothing was replaced: "
+                          f"{exc.strerror or exc}", rule="report.write", file=reports_dir) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _publish(stage, reports_dir)
+    return reports_dir / "report.html"
+
+
+def _publish(staged: Path, reports_dir: Path) -> None:
+    """Move the checked outputs from ``reports/report`` to their places in ``reports/``:
+    each is renamed aside, the new one renamed in, then the old ones removed."""
+    moved = []
+    try:
+        for name in REPORT_OUTPUTS:
+            src, dst = staged / name, reports_dir / name
+            old = reports_dir / f".{name}.old-{os.getpid()}"
+            if dst.exists():
+                dst.rename(old)
+            src.rename(dst)
+            moved.append((dst, old))
+    except OSError as exc:
+        for dst, old in reversed(moved):
+            if old.exists():
+                shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
+                old.rename(dst)
+        raise OdevalError(f"cannot move the report into place: {exc.strerror or exc}",
+                          rule="report.write", file=reports_dir) from None
+    for _, old in moved:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.exists():
+            old.unlink()
+    shutil.rmtree(staged, ignore_errors=True)

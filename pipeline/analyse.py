@@ -1,0 +1,508 @@
+"""Analyse stage: the primary and secondary analyses, Table 1, the site comparison, fidelity
+against outcome and the outcomes by ethnicity group.
+
+Every analysis is a call into :mod:`pipeline.stats` on a person-level frame
+(:func:`pipeline.metrics.person_frame`); which analyses run and their options come from
+``params.yaml`` ``analyse:``. Results go to the ``results`` schema: exact estimates in
+``results.analysis_estimates`` (one row per analysis and measure, with the estimand in
+words), and, for people, disclosure-controlled tables (``*_public``) and the rounded counts
+behind every curve (``results.analysis_curve_counts``).
+
+Estimands (arm contrast: ``open_dialogue`` against the ``reference_arm``, usual care):
+
+* primary: the cause-specific hazard ratio of first relapse (deaths censored), conditional
+  on site (Cox model stratified by site: one baseline hazard per site), with a
+  cluster-robust (sandwich) interval by cluster (the unit of randomisation, e.g. GP
+  practice) where the data have clusters, optionally with a few-cluster correction
+  (``small_sample``: CR1 and t on G - 1 df). Kaplan-Meier (death censored) and
+  Aalen-Johansen (death competing) curves by arm; Gray's test stratified by site.
+* involuntary admissions: rate ratio from a negative binomial model with site as a fixed
+  effect and log person-years as offset (conditional on site), cluster-robust interval.
+* antipsychotic use and back at work or education at 2 years: marginal risk difference
+  and risk ratio, variances inflated by the design effect of the clusters.
+* site comparison: the site-specific hazard ratios pooled by random-effects meta-analysis
+  (the mean of the distribution of site hazard ratios) with a prediction interval (where
+  the hazard ratio of a new site is expected to lie).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pipeline import disclosure, metrics
+from pipeline.errors import OdevalError
+
+DEFAULTS: dict[str, Any] = {
+    "run": ["primary", "secondary", "table_one", "site_meta", "funnel",
+            "fidelity_meta_regression", "ethnicity"],
+    "conf_level": 0.95,
+    "reference_arm": "usual_care",
+    "comparison_arm": "open_dialogue",
+    "ties": "efron",
+    "small_sample": "cr1",           # null | t | cr1 (only with clusters)
+    "rate_family": "negbin",         # poisson | negbin
+    "table_one": ["sex", "age_at_index", "ethnicity_group", "diagnosis_group",
+                  "prior_admissions_2y", "baseline_activity"],
+    "nonnormal": ["prior_admissions_2y"],
+    "meta_method": "REML",
+    "meta_test": "knha",
+    "funnel_overdispersion": None,   # null | multiplicative | additive
+    "funnel_limits": [0.95, 0.998],
+    "moderators": ["p1_within_24h"],  # open-dialogue-arm fidelity indicators per site
+    "curve_times": [0, 90, 180, 365, 545, 730],
+}
+
+Progress = Callable[[int, int, str], None]
+
+PRIMARY_ESTIMAND = (
+    "Cause-specific hazard ratio of first relapse (admission or crisis episode), Open "
+    "Dialogue vs usual care, conditional on site (Cox model stratified by site); deaths "
+    "censored.")
+
+
+def resolve_params(params: dict | None) -> dict[str, Any]:
+    unknown = sorted(set(params or {}) - set(DEFAULTS))
+    if unknown:
+        raise OdevalError(f"unknown analyse parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
+                          rule="analyse.params.unknown", file="params.yaml")
+    p = {**DEFAULTS, **(params or {})}
+    bad = sorted(set(p["run"]) - set(DEFAULTS["run"]))
+    if bad:
+        raise OdevalError(f"analyse.run: unknown analyses {bad}; known: {DEFAULTS['run']}",
+                          rule="analyse.params.run", file="params.yaml")
+    if p["small_sample"] not in (None, "t", "cr1"):
+        raise OdevalError("analyse.small_sample must be null, t or cr1",
+                          rule="analyse.params.small_sample", file="params.yaml")
+    return p
+
+
+@dataclass
+class Analyses:
+    """Everything the analyse stage found: result objects (for notebooks) and tidy tables."""
+
+    params: dict[str, Any]
+    estimates: pd.DataFrame
+    results: dict[str, Any] = field(default_factory=dict)        # pipeline.stats results
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # exact, warehouse only
+    public: dict[str, pd.DataFrame] = field(default_factory=dict)  # disclosure-controlled
+    notes: list[str] = field(default_factory=list)
+
+
+def _has_clusters(df: pd.DataFrame) -> bool:
+    return "cluster_id" in df and df["cluster_id"].notna().all() and df["cluster_id"].nunique() > 1
+
+
+def _row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan, method="",
+         n=None, events=None, n_clusters=None, notes=()):
+    return dict(analysis=analysis, outcome=outcome, measure=measure, estimand=estimand,
+                estimate=float(est), lower=float(lo), upper=float(hi), p=float(p),
+                se=float(se), method=method, n=n, events=events, n_clusters=n_clusters,
+                notes=" ".join(notes))
+
+
+def prepare(persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
+    d = persons.copy()
+    arms = sorted(d["arm"].unique())
+    if set(arms) != {p["reference_arm"], p["comparison_arm"]}:
+        raise OdevalError(f"the analyses compare {p['comparison_arm']} with {p['reference_arm']}; "
+                          f"the data have arms {arms}", rule="analyse.arms")
+    d["od"] = (d["arm"] == p["comparison_arm"]).astype(int)
+    d["relapse_only"] = (d["relapse_event"] == 1).astype(int)
+    d["arm"] = pd.Categorical(d["arm"], categories=[p["reference_arm"], p["comparison_arm"]])
+    return d
+
+
+# --------------------------------------------------------------------------- analyses
+
+def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> None:
+    from pipeline.stats import aalen_johansen, cox, gray_test, kaplan_meier, logrank
+
+    conf = float(p["conf_level"])
+    clusters = _has_clusters(d)
+    fit = cox(d, "relapse_time", "relapse_only", ["od"], strata="site_id",
+              cluster="cluster_id" if clusters else None, ties=p["ties"],
+              small_sample=p["small_sample"] if clusters else None, conf_level=conf)
+    s = fit.summary.loc["od"]
+    se_kind = (f"cluster-robust by cluster ({fit.n_clusters} clusters"
+               + (f", {p['small_sample']} correction)" if p["small_sample"] else ")")
+               if clusters else "model-based (no clusters in the data)")
+    out.results["primary_cox"] = fit
+    out.estimates.loc[len(out.estimates)] = _row(
+        "primary", "relapse", "hazard ratio", PRIMARY_ESTIMAND, s.hr, s.hr_lower, s.hr_upper,
+        s.p, s.se, f"Cox, Efron ties, site strata; {se_kind} interval", fit.n, fit.n_events,
+        fit.n_clusters, fit.notes)
+    lr = logrank(d, "relapse_time", "relapse_only", "arm", strata="site_id")
+    out.results["primary_logrank"] = lr
+    out.estimates.loc[len(out.estimates)] = _row(
+        "primary", "relapse", "log-rank chi-square", "Stratified (site) log-rank test of equal "
+        "relapse hazards", lr.chisq, np.nan, np.nan, lr.p, method=f"{lr.df} df")
+    gray = gray_test(d, "relapse_time", "relapse_event", "arm", cause=1, strata="site_id")
+    g = gray.table.iloc[0]
+    out.results["primary_gray"] = gray
+    out.estimates.loc[len(out.estimates)] = _row(
+        "primary", "relapse", "Gray chi-square", "Gray's test of equal cumulative incidence of "
+        "relapse (death competing), stratified by site", g["stat"], np.nan, np.nan, g["p"],
+        method=f"{int(g['df'])} df")
+    times = [float(t) for t in p["curve_times"]]
+    out.results["primary_km"] = kaplan_meier(d, "relapse_time", "relapse_only", group="arm",
+                                             conf_level=conf, times=times)
+    out.results["primary_aj"] = aalen_johansen(d, "relapse_time", "relapse_event", group="arm",
+                                               conf_level=conf)
+    rc = disclosure.rounded_curve_data(d.assign(arm=d["arm"].astype(str)), "relapse_time",
+                                       "relapse_event", cfg, "arm")
+    counts = (rc.groupby(["arm", "relapse_time", "relapse_event"]).size()
+              .rename("count").reset_index())
+    counts.insert(0, "outcome", "relapse")
+    out.public["curve_counts"] = counts.rename(columns={"arm": "group", "relapse_time": "time",
+                                                        "relapse_event": "event"})
+
+
+def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
+    from pipeline.stats import risk_difference, risk_ratio
+
+    conf = float(p["conf_level"])
+    dd = d[d[outcome_col].notna()].assign(**{outcome_col: lambda x: x[outcome_col].astype(int)})
+    dd = dd.assign(arm=dd["arm"].astype(str))
+    kw = dict(group="arm", reference=p["reference_arm"], conf_level=conf,
+              cluster="cluster_id" if clusters else None)
+    rd = risk_difference(dd, outcome_col, **kw)
+    rr = risk_ratio(dd, outcome_col, **kw)
+    out.results[f"{label}_rd"], out.results[f"{label}_rr"] = rd, rr
+    note = [f"{int(d[outcome_col].isna().sum())} people without the outcome recorded left out."
+            ] if d[outcome_col].isna().any() else []
+    adj = "design-effect inflated (clusters)" if clusters else "no clustering"
+    for res, measure, row in ((rd, "risk difference", rd.summary.iloc[1]),
+                              (rr, "risk ratio", rr.summary.iloc[0])):
+        out.estimates.loc[len(out.estimates)] = _row(
+            "secondary", label, measure, f"Marginal {measure} of {estimand_what}, Open Dialogue "
+            "vs usual care", row.estimate, row.lower, row.upper, row.p, row.se,
+            f"{row.method}; {adj}", len(dd), int(dd[outcome_col].sum()),
+            dd["cluster_id"].nunique() if clusters else None, [*note, *res.notes])
+
+
+def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
+    from pipeline.stats import rate_ratio
+
+    conf = float(p["conf_level"])
+    clusters = _has_clusters(d)
+    dd = d[d["person_years"] > 0]
+    rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
+                    family=p["rate_family"], cluster="cluster_id" if clusters else None,
+                    conf_level=conf)
+    term = f"arm{p['comparison_arm']}"
+    s = rr.summary.loc[term]
+    out.results["involuntary_rate_ratio"] = rr
+    out.estimates.loc[len(out.estimates)] = _row(
+        "secondary", "involuntary_admission", "rate ratio",
+        "Rate ratio of involuntary admissions (detentions under the involuntary sections) per "
+        "person-year, Open Dialogue vs usual care, conditional on site",
+        s.rr, s.rr_lower, s.rr_upper, s.p, s.se,
+        f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years; "
+        + ("cluster-robust interval" if clusters else "model-based interval"),
+        rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, rr.notes)
+    _binary(d, "ap_any_use", "antipsychotic_any", "any antipsychotic use in follow-up", p, out,
+            clusters)
+    _binary(d, "ap_use_last_days", "antipsychotic_last_days",
+            "antipsychotic use in the last days of follow-up", p, out, clusters)
+    _binary(d, "rtw_2y", "return_to_work", "being in work or education at 2 years", p, out,
+            clusters)
+
+
+def table_one(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> None:
+    from pipeline.stats import table_one as t1
+
+    variables = list(p["table_one"])
+    dd = d.assign(arm=d["arm"].astype(str))
+    num = [v for v in variables if pd.api.types.is_numeric_dtype(dd[v])]
+    res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],
+             nonnormal=[v for v in p["nonnormal"] if v in variables])
+    out.results["table_one"] = res
+    out.tables["table_one"] = res.table
+    out.public["table_one"] = protect_table_one(res, dd, cfg, list(p["nonnormal"]))
+
+
+def protect_table_one(res, d: pd.DataFrame, cfg: dict[str, Any],
+                      nonnormal_vars: list[str] = ()) -> pd.DataFrame:
+    """Table 1 for people, long (one row per variable, level and arm): counts rounded or
+    suppressed (the levels and missing of a variable add up to the arm's people: secondary
+    suppression within each), percentages from the rounded counts, summaries of continuous
+    variables as they are, SMD per variable."""
+    t = res.table
+    groups = list(res.groups)
+    n_arm = d.groupby("arm").size().to_dict()
+    n_r = {g: disclosure.round_count(n_arm[g], cfg) for g in groups}
+    rows = [dict(variable="people", level="", kind="n", arm=g, n=n_r[g], percent=None,
+                 summary="", smd=np.nan) for g in groups]
+    for var, tv in t.groupby("variable", sort=False):
+        kind = tv["kind"].iloc[0]
+        smd = float(res.smd.get(var, np.nan))
+        miss = {g: int(tv[tv["group"] == g]["missing"].iloc[0]) for g in groups}
+        if kind == "categorical":
+            levels = list(dict.fromkeys(tv["level"]))
+            vals, cons = {}, []
+            for g in groups:
+                tg = tv[tv["group"] == g].set_index("level")
+                for lv in levels:
+                    vals[(g, lv)] = int(tg.at[lv, "count"]) if lv in tg.index else 0
+                vals[(g, "(missing)")] = miss[g]
+                vals[(g, "(all)")] = n_arm[g]
+                cons.append(((g, "(all)"), [(g, lv) for lv in [*levels, "(missing)"]]))
+            hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
+            shown = levels + (["(missing)"] if any(miss.values()) else [])
+            for i, lv in enumerate(shown):
+                for g in groups:
+                    c = None if (g, lv) in hidden else disclosure.round_count(vals[(g, lv)], cfg)
+                    pct = None if c is None or not n_r[g] else round(100 * c / n_r[g], 1)
+                    rows.append(dict(variable=var, level=lv, kind="n (%)", arm=g, n=c,
+                                     percent=pct, summary="", smd=smd if i == 0 else np.nan))
+        else:
+            nonnormal = var in nonnormal_vars
+            for g in groups:
+                r = tv[tv["group"] == g].iloc[0]
+                summary = (f"{r['median']:.1f} [{r['q1']:.1f}, {r['q3']:.1f}]" if nonnormal
+                           else f"{r['mean']:.1f} ({r['sd']:.1f})")
+                rows.append(dict(variable=var, level="", arm=g, n=None, percent=None,
+                                 kind="median [IQR]" if nonnormal else "mean (SD)",
+                                 summary=summary, smd=smd))
+            if any(miss.values()):
+                vals = {g: miss[g] for g in groups}
+                for g in groups:
+                    rows.append(dict(variable=var, level="(missing)", kind="n", arm=g,
+                                     n=disclosure.round_count(vals[g], cfg), percent=None,
+                                     summary="", smd=np.nan))
+    out = pd.DataFrame(rows)
+    out["suppressed"] = out["kind"].str.startswith("n") & out["n"].isna()
+    return out
+
+
+def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> pd.DataFrame:
+    """Site-specific hazard ratios of relapse (one Cox model per site, model-based se: within
+    a site each arm is usually one cluster, so a robust variance is not estimable)."""
+    from pipeline.stats import cox
+
+    rows, notes = [], []
+    for site, sd in d.groupby("site_id", sort=True):
+        ev = sd.groupby("od")["relapse_only"].sum()
+        if len(ev) < 2 or (ev == 0).any() or (ev == sd.groupby("od").size()).any():
+            notes.append(f"site {site}: an arm without events (or without non-events); no "
+                         "hazard ratio, left out of the meta-analysis.")
+            continue
+        fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
+                  conf_level=float(p["conf_level"]))
+        s = fit.summary.loc["od"]
+        rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
+                         upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum())))
+    out.notes += notes
+    return pd.DataFrame(rows)
+
+
+def site_meta(d, p, cfg, out: Analyses) -> None:
+    from pipeline.stats import meta_analysis
+
+    se = site_effects(d, p, cfg, out)
+    out.tables["site_effects"] = se
+    pub = se.copy()
+    pub["n"] = [disclosure.round_count(v, cfg) for v in se["n"]]
+    pub["events"] = [disclosure.round_count(v, cfg) for v in se["events"]]
+    out.public["site_effects"] = pub
+    if len(se) < 2:
+        out.notes.append("fewer than two sites with a hazard ratio: no meta-analysis.")
+        return
+    ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=p["meta_method"], test=p["meta_test"],
+                       conf_level=float(p["conf_level"]), labels=list(se["site_id"]))
+    out.results["site_meta"] = ma
+    out.estimates.loc[len(out.estimates)] = _row(
+        "site_comparison", "relapse", "pooled hazard ratio",
+        "Mean of the distribution of site-specific hazard ratios of relapse (random effects); "
+        "the prediction interval is where a new site's hazard ratio is expected to lie",
+        np.exp(ma.estimate), np.exp(ma.ci[0]), np.exp(ma.ci[1]), ma.p, ma.se,
+        f"{p['meta_method']} tau^2, {p['meta_test']} test; tau^2 = {ma.tau2:.3g}, "
+        f"I^2 = {ma.i2:.0f}%; prediction interval {np.exp(ma.pi[0]):.2f} to "
+        f"{np.exp(ma.pi[1]):.2f}", None, None, ma.k, ma.notes)
+    out.tables["site_meta"] = pd.DataFrame([dict(
+        estimate=np.exp(ma.estimate), lower=np.exp(ma.ci[0]), upper=np.exp(ma.ci[1]),
+        pi_lower=np.exp(ma.pi[0]), pi_upper=np.exp(ma.pi[1]), tau2=ma.tau2, i2=ma.i2, q=ma.q,
+        q_p=ma.q_p, k=ma.k)])
+    out.public["site_meta"] = out.tables["site_meta"]
+
+
+def funnels(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
+    """Funnel plots of the Open Dialogue arm per site: first meeting within 24 h, relapse by
+    the landmark day. Counts come from the public metrics tables, so a cell hidden there is
+    hidden here."""
+    from pipeline.stats import funnel
+
+    comp = p["comparison_arm"]
+    specs = []
+    f_ex, f_pub = met.fidelity, met.fidelity_public
+    sel = (f_ex.indicator == "p1_within_24h") & (f_ex.arm == comp) & (f_ex.site_id != "all")
+    specs.append(("first_meeting_24h", "First network meeting within 24 h (Open Dialogue arm)",
+                  f_ex[sel], f_pub[sel]))
+    o_ex, o_pub = met.outcomes, met.outcomes_public
+    sel = ((o_ex.dimension == "site") & (o_ex.metric == "by_landmark") & (o_ex.arm == comp)
+           & (o_ex.level != "all"))
+    specs.append(("relapse_by_landmark", f"Relapse by day {met.params['landmark_days']} "
+                  "(Open Dialogue arm)", o_ex[sel].rename(columns={"level": "site_id"}),
+                  o_pub[sel].rename(columns={"level": "site_id"})))
+    rows = []
+    for name, title, ex, pub in specs:
+        ok = ex[(ex["n"] > 0)]
+        if len(ok) < 2:
+            continue
+        fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
+                    overdispersion=p["funnel_overdispersion"],
+                    limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]))
+        out.results[f"funnel_{name}"] = fr
+        pubi = pub.set_index("site_id")
+        for (_, r), (_, fx) in zip(ok.iterrows(), fr.table.iterrows()):
+            pr = pubi.loc[r.site_id]
+            shown = pr["events"] is not None and pr["n"] is not None and not pd.isna(pr["n"]) \
+                and not pd.isna(pr["events"])
+            rows.append(dict(indicator=name, title=title, site_id=r.site_id,
+                             events=int(pr["events"]) if shown else None,
+                             n=int(pr["n"]) if shown else None,
+                             value=(pr["events"] / pr["n"]) if shown and pr["n"] else np.nan,
+                             flag=fx["flag"] if shown else "suppressed",
+                             target=fr.target, limits_used=fr.limits_used))
+    out.public["funnel"] = pd.DataFrame(rows)
+
+
+def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
+    from pipeline.stats import meta_regression
+
+    se = out.tables.get("site_effects")
+    if se is None or len(se) < 3:
+        out.notes.append("fewer than three site hazard ratios: no meta-regression.")
+        return
+    f = met.fidelity
+    mods = {}
+    for ind in p["moderators"]:
+        sel = f[(f.indicator == ind) & (f.arm == p["comparison_arm"])].set_index("site_id")
+        mods[ind] = [sel.at[s, "estimate"] if s in sel.index else np.nan for s in se["site_id"]]
+    mod = pd.DataFrame(mods)
+    mr = meta_regression(se["log_hr"].to_numpy(), (se["se"] ** 2).to_numpy(), mod,
+                         method=p["meta_method"], test=p["meta_test"],
+                         conf_level=float(p["conf_level"]))
+    out.results["fidelity_meta_regression"] = mr
+    tab = mr.summary.reset_index().rename(columns={"index": "term"})
+    tab["tau2"], tab["qm_p"], tab["r2"] = mr.tau2, mr.qm_p, mr.r2
+    out.tables["fidelity_meta_regression"] = tab
+    out.public["fidelity_meta_regression"] = tab
+    fp = met.fidelity_public
+    shown = {}
+    for ind in p["moderators"]:  # what people see: the disclosure-controlled site values
+        sel = fp[(fp.indicator == ind) & (fp.arm == p["comparison_arm"])].set_index("site_id")
+        shown[ind] = [sel.at[s, "estimate"] if s in sel.index else np.nan for s in se["site_id"]]
+    out.public["fidelity_by_site_outcome"] = pd.concat(
+        [se[["site_id", "log_hr", "se", "hr"]].reset_index(drop=True), pd.DataFrame(shown)],
+        axis=1)
+    for ind in p["moderators"]:
+        r = mr.summary.loc[ind]
+        out.estimates.loc[len(out.estimates)] = _row(
+            "fidelity", "relapse", f"change in log hazard ratio per unit of {ind}",
+            f"Meta-regression of site log hazard ratios of relapse on the Open Dialogue arm's "
+            f"{ind} (share 0 to 1): change in log HR from 0 to 1", r.coef, r.ci_lower, r.ci_upper,
+            r.p, r.se, f"{p['meta_method']} mixed-effects meta-regression, {p['meta_test']} test;"
+            f" R^2 = {mr.r2:.0f}%", None, None, len(se), mr.notes)
+
+
+def ethnicity(d, p, cfg, out: Analyses) -> None:
+    """Hazard ratio of relapse within each ethnicity group (site-stratified Cox), where
+    both arms have more than ``suppress_max`` events."""
+    from pipeline.stats import cox
+
+    clusters = _has_clusters(d)
+    rows = []
+    for grp, gd in d.groupby("ethnicity_group", sort=True):
+        ev = gd.groupby("od")["relapse_only"].sum()
+        if len(ev) < 2 or (ev <= cfg["suppress_max"]).any():
+            rows.append(dict(ethnicity_group=grp, hr=np.nan, lower=np.nan, upper=np.nan,
+                             note="too few events in an arm for a hazard ratio"))
+            continue
+        try:
+            fit = cox(gd, "relapse_time", "relapse_only", ["od"], strata="site_id",
+                      cluster="cluster_id" if clusters else None, ties=p["ties"],
+                      small_sample=p["small_sample"] if clusters else None,
+                      conf_level=float(p["conf_level"]))
+        except ValueError as exc:
+            rows.append(dict(ethnicity_group=grp, hr=np.nan, lower=np.nan, upper=np.nan,
+                             note=str(exc)))
+            continue
+        s = fit.summary.loc["od"]
+        rows.append(dict(ethnicity_group=grp, hr=s.hr, lower=s.hr_lower, upper=s.hr_upper,
+                         note=" ".join(fit.notes)))
+    out.public["ethnicity_hr"] = out.tables["ethnicity_hr"] = pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- stage
+
+def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
+            progress: Progress | None = None) -> Analyses:
+    """Run the analyses named in ``analyse.run`` (``params`` is the whole params.yaml)."""
+    params = params or {}
+    p = resolve_params(params.get("analyse"))
+    cfg = disclosure.settings(params)
+    met = metrics.compute(con, params.get("metrics"), cfg)
+    persons = con.execute("select * from person_outcomes order by person_id").df()
+    d = prepare(persons, p)
+    out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))))
+    steps = [("primary", lambda: primary(d, p, cfg, out)),
+             ("secondary", lambda: secondary(d, p, out)),
+             ("table_one", lambda: table_one(d, p, cfg, out)),
+             ("site_meta", lambda: site_meta(d, p, cfg, out)),
+             ("funnel", lambda: funnels(met, p, cfg, out)),
+             ("fidelity_meta_regression", lambda: fidelity_meta_regression(met, p, cfg, out)),
+             ("ethnicity", lambda: ethnicity(d, p, cfg, out))]
+    todo = [(n, f) for n, f in steps if n in p["run"]]
+    for i, (name, fn) in enumerate(todo, start=1):
+        fn()
+        if progress:
+            progress(i, len(todo), name)
+    out.metrics = met
+    out.public["estimates"] = protect_estimates(out.estimates, cfg)
+    return out
+
+
+def protect_estimates(est: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    pub = est.copy()
+    pub["n"] = [disclosure.round_count(v, cfg) if v is not None and not pd.isna(v) else None
+                for v in est["n"]]
+    pub["events"] = [disclosure.round_count(v, cfg) if v is not None and not pd.isna(v) else None
+                     for v in est["events"]]
+    return pub.rename(columns={"n_clusters": "clusters"})
+
+
+def write_results(con: duckdb.DuckDBPyConnection, res: Analyses) -> dict[str, int]:
+    """Store exact and public tables in the ``results`` schema (one transaction)."""
+    from pipeline.warehouse import transaction
+
+    tables = {"analysis_estimates": res.estimates}
+    tables.update({f"analysis_{k}": v for k, v in res.tables.items()})
+    tables.update({f"analysis_{k}_public": v for k, v in res.public.items()
+                   if k != "curve_counts"})
+    if "curve_counts" in res.public:
+        tables["analysis_curve_counts"] = res.public["curve_counts"]
+    with transaction(con):
+        con.execute("create schema if not exists results")
+        for name in [r[0] for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = "
+                "'results' and table_name like 'analysis_%'").fetchall()]:
+            con.execute(f"drop table results.{name}")
+        for name, df in tables.items():
+            con.register("_frame", metrics._for_duckdb(df))
+            con.execute(f"create table results.{name} as select * from _frame")
+            con.unregister("_frame")
+    return {k: len(v) for k, v in tables.items()}
+
+
+def run(con: duckdb.DuckDBPyConnection, params: dict, progress: Progress | None = None) -> Analyses:
+    """The ``odeval analyse`` stage: compute and store in ``results``."""
+    res = compute(con, params, progress)
+    write_results(con, res)
+    return res
