@@ -228,13 +228,125 @@ def run(
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Run every stage in order: ingest, validate, derive."""
+    """Run every stage in order: ingest, validate, derive, metrics, analyse, report; print
+    the path of the report."""
     with _errors():
         con, p = _open_warehouse(warehouse, params)
         _do_ingest(con, dirs, replace)
         _do_validate(con, p)
         _do_derive(con, p)
+        _do_metrics(con, p, None)
+        _do_analyse(con, p)
+        path = _do_report(con, p, None)
         con.close()
+    out.print(f"Report: {path}")
+
+
+def _do_metrics(con, params: dict, out_dir: Path | None) -> None:
+    from pipeline.config import REPORTS_DIR
+    from pipeline.metrics import run as run_metrics
+
+    target = out_dir or REPORTS_DIR / "metrics"
+    with _progress("metrics") as update:
+        res = run_metrics(con, params, target, progress=update)
+    out.print(f"Metrics: results.metrics_* in the warehouse; CSV in {target}")
+    _stamp("metrics", {"csv": _hashes(target, "*.csv"),
+                       "rows": {k: len(v) for k, v in res.tables().items()}})
+
+
+def _do_analyse(con, params: dict) -> None:
+    from pipeline.analyse import run as run_analyse
+
+    with _progress("analyse") as update:
+        res = run_analyse(con, params, progress=update)
+    table = RichTable("analysis", "outcome", "measure", "estimate", "95% CI", title="analyse")
+    for _, e in res.estimates.iterrows():
+        ci = "" if e.lower != e.lower else f"{e.lower:.3f} to {e.upper:.3f}"
+        table.add_row(e.analysis, e.outcome, e.measure, f"{e.estimate:.3f}", ci)
+    out.print(table)
+    _stamp("analyse", {"estimates": [[e.analysis, e.outcome, e.measure, round(float(e.estimate), 6)]
+                                     for _, e in res.estimates.iterrows()]})
+
+
+def _do_report(con, params: dict, out_dir: Path | None) -> Path:
+    from pipeline.config import REPORTS_DIR
+    from pipeline.report import build
+
+    target = out_dir or REPORTS_DIR
+    with _progress("report") as update:
+        path = build(con, params, target, progress=update)
+    _stamp("report", {"files": _hashes(target, "report.html") | _hashes(target, "metrics.json")
+                      | _hashes(target / "tables", "*.csv")})
+    return path
+
+
+def _hashes(folder: Path, pattern: str) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
+
+
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the outputs meant for "
+                                                "people [default: reports/]")]
+
+
+@app.command()
+def metrics(warehouse: WarehouseOpt = None, params: ParamsOpt = None, out_dir: OutOpt = None) -> None:
+    """Outcome metrics per arm, site, ethnicity group and overall with CIs, the fidelity profile
+    of each site and data-quality figures: results.metrics_* and CSV (reports/metrics/)."""
+    with _errors():
+        con, p = _open_warehouse(warehouse, params)
+        _do_metrics(con, p, out_dir / "metrics" if out_dir else None)
+        con.close()
+
+
+@app.command()
+def analyse(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
+    """Primary and secondary analyses, Table 1, site comparison, fidelity meta-regression and
+    outcomes by ethnicity group (params.yaml analyse:): results.analysis_*."""
+    with _errors():
+        con, p = _open_warehouse(warehouse, params)
+        _do_analyse(con, p)
+        con.close()
+
+
+@app.command()
+def report(warehouse: WarehouseOpt = None, params: ParamsOpt = None, out_dir: OutOpt = None) -> None:
+    """reports/report.html (self-contained), metrics.json, figures and tables; refuses to finish
+    if anything breaks disclosure control."""
+    with _errors():
+        con, p = _open_warehouse(warehouse, params, read_only=True)
+        path = _do_report(con, p, out_dir)
+        con.close()
+    out.print(f"Report: {path}")
+
+
+@app.command("check-outputs")
+def check_outputs(
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder to scan [default: reports/].")] = None,
+    warehouse: WarehouseOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Scan the outputs meant for people for small or unrounded counts and identifiers (values
+    from the warehouse when it exists); exit 1 on any breach."""
+    from pipeline.check_outputs import check
+    from pipeline.config import REPORTS_DIR
+    from pipeline.disclosure import settings
+
+    with _errors():
+        p = load_params(params)
+        con = None
+        try:
+            con, _ = _open_warehouse(warehouse, params, read_only=True)
+        except OdevalError:
+            console.print("No warehouse: identifier values are not checked, only their shapes.")
+        breaches = check(folder or REPORTS_DIR, settings(p), con)
+    for b in breaches:
+        out.print(str(b), highlight=False, markup=False)
+    if breaches:
+        console.print(f"[bold red]{len(breaches)} disclosure breach(es)[/]")
+        raise typer.Exit(code=1)
+    out.print("check-outputs: no breach")
 
 
 @app.command()
