@@ -12,7 +12,7 @@ DEMO := data/raw/demo
 env: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 	$(UV) sync --frozen
 
-## Build the synthetic multi-site study, run every stage, write the report
+## Build the synthetic multi-site study, run every stage, write the report (`odeval run` prints its path last)
 demo: env
 	$(UV) run odeval synth $(DEMO)
 	$(UV) run odeval run $(DEMO)

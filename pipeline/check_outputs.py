@@ -263,7 +263,9 @@ def check(folder: Path, cfg: dict[str, Any] | None = None,
         except (UnicodeDecodeError, OSError) as exc:
             breaches.append(Breach(rel, "file.unreadable", str(exc)))
             continue
-        found, toks = scan_text(text, rel, cfg, rounding=rel not in exempt and path.name not in exempt)
+        exempt_here = rel in exempt or path.name in exempt or any(
+            e.endswith("/") and rel.startswith(e) for e in exempt)
+        found, toks = scan_text(text, rel, cfg, rounding=not exempt_here)
         breaches += found
         tokens[rel] = toks
     if con is not None:
