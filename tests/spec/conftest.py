@@ -79,6 +79,7 @@ def create_clean(con: duckdb.DuckDBPyConnection, **tables) -> None:
         if isinstance(rows, str):
             rows = parse_table(rows)
         types = {c.name: c.type for c in table.columns}
+        groups: dict[tuple[str, ...], list[list]] = {}
         for i, row in enumerate(rows, start=1):
             unknown = set(row) - set(types)
             assert not unknown, f"{name}: no such columns {unknown}"
@@ -86,12 +87,14 @@ def create_clean(con: duckdb.DuckDBPyConnection, **tables) -> None:
             for key in table.key:  # surrogate ids for keys a spec does not care about
                 if key not in full and key.endswith("_id"):
                     full[key] = f"{name}-{i}"
-            names = list(full)
+            names = tuple(full)
+            groups.setdefault(names, []).append(
+                [_value(full[n], types[n]) for n in names] + [i])
+        for names, values in groups.items():
             marks = ", ".join(f"CAST(? AS {table.column(n).duckdb_type})" for n in names)
-            con.execute(
+            con.executemany(
                 f"INSERT INTO clean.{name} ({', '.join(names)}, _load_id, _row_number) "
-                f"VALUES ({marks}, 'spec', {i})",
-                [_value(full[n], types[n]) for n in names])
+                f"VALUES ({marks}, 'spec', ?)", values)
 
 
 def run_derive(params: dict | None = None, **tables) -> duckdb.DuckDBPyConnection:

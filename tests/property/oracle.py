@@ -1,0 +1,311 @@
+"""A plain pandas/Python oracle for the derive stage's person-level outcomes.
+
+Written from the definitions (CONTRACT.md, the headers of pipeline/sql/derive/*.sql),
+deliberately the naive way: one person at a time, days as Python sets instead of merged
+intervals, so that agreement with the SQL means something. Small inputs only.
+
+Every function takes ``clean``: ``{table: DataFrame}`` with the contract's columns
+(dates as ``datetime.date``, timestamps as ``datetime.datetime``, missing as None/NaN),
+``p``: the resolved derive parameters, and ``ref``: the drug reference rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+
+OUTCOMES = ("relapse", "involuntary_admission", "first_admission", "first_crisis",
+            "return_to_work", "death")
+
+
+def missing(v) -> bool:
+    return v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def day(index_date: dt.date, d) -> int | None:
+    if missing(d):
+        return None
+    if isinstance(d, dt.datetime):
+        d = d.date()
+    return (d - index_date).days
+
+
+def rows(clean: dict, table: str) -> list[dict]:
+    df = clean.get(table)
+    return [] if df is None else df.to_dict("records")
+
+
+# --- follow-up -------------------------------------------------------------------------
+
+def people(clean, p) -> dict[str, dict]:
+    out = {}
+    for r in rows(clean, "people"):
+        idx = r["index_date"]
+        death = day(idx, r["death_date"])
+        data_end = day(idx, r["data_end_date"])
+        fu = p["follow_up_days"]
+        end = min([x for x in (death, data_end, fu) if x is not None])
+        if death is not None and death == end:
+            reason = "death"
+        elif data_end == end and data_end < fu:
+            reason = "data_end"
+        else:
+            reason = "end_of_follow_up"
+        out[r["person_id"]] = dict(r, fu_end_day=end, end_reason=reason, person_days=end,
+                                   index_date=idx)
+    return out
+
+
+def counted(person: dict, d: int | None) -> bool:
+    return d is not None and 1 <= d <= person["fu_end_day"]
+
+
+# --- admission spells ------------------------------------------------------------------
+
+def spell_starts(clean, p) -> dict[str, list[dt.date]]:
+    """Start date of each spell per person."""
+    by_person: dict[str, list[dict]] = {}
+    for a in rows(clean, "admissions"):
+        by_person.setdefault(a["person_id"], []).append(a)
+    out = {}
+    far = dt.date(9999, 12, 31)
+    for pid, adms in by_person.items():
+        adms.sort(key=lambda a: (a["admitted_on"], a["admission_method"] == "transfer",
+                                 far if missing(a["discharged_on"]) else a["discharged_on"],
+                                 a["admission_id"]))
+        starts = []
+        prev = None
+        for a in adms:
+            continues = (
+                prev is not None and a["admission_method"] == "transfer"
+                and (missing(prev["discharged_on"])
+                     or (a["admitted_on"] - prev["discharged_on"]).days
+                     <= p["transfer_gap_days"]))
+            if not continues:
+                starts.append(a["admitted_on"])
+            prev = a
+        out[pid] = starts
+    return out
+
+
+# --- events ------------------------------------------------------------------------------
+
+def event_days(clean, p, ppl) -> dict[str, dict[str, list[int]]]:
+    """Counted event days per person and event type."""
+    ev = {pid: {k: [] for k in ("spell", "crisis", "invol", "pos", "hold", "rtw")}
+          for pid in ppl}
+
+    def add(pid, kind, d):
+        if pid in ppl and counted(ppl[pid], day(ppl[pid]["index_date"], d)):
+            ev[pid][kind].append(day(ppl[pid]["index_date"], d))
+
+    for pid, starts in spell_starts(clean, p).items():
+        for s in starts:
+            add(pid, "spell", s)
+    for c in rows(clean, "crisis_episodes"):
+        add(c["person_id"], "crisis", c["start_on"])
+    for d in rows(clean, "detentions"):
+        if d["legal_section"] in p["involuntary_sections"]:
+            add(d["person_id"], "invol", d["start_on"])
+        if d["legal_section"] in p["place_of_safety_sections"]:
+            add(d["person_id"], "pos", d["start_on"])
+        if d["legal_section"] in p["holding_power_sections"]:
+            add(d["person_id"], "hold", d["start_on"])
+    for e in rows(clean, "employment"):
+        if e["status"] in p["rtw_statuses"]:
+            add(e["person_id"], "rtw", e["recorded_on"])
+    return ev
+
+
+def time_to_event(clean, p) -> pd.DataFrame:
+    ppl = people(clean, p)
+    ev = event_days(clean, p, ppl)
+    out = []
+    for pid, per in ppl.items():
+        e = ev[pid]
+        relapse = []
+        if "admissions" in p["relapse_components"]:
+            relapse += e["spell"]
+        if "crisis_episodes" in p["relapse_components"]:
+            relapse += e["crisis"]
+        candidates = {
+            "relapse": relapse, "involuntary_admission": e["invol"],
+            "first_admission": e["spell"], "first_crisis": e["crisis"],
+            "return_to_work": e["rtw"],
+            "death": [per["fu_end_day"]] if per["end_reason"] == "death"
+            and per["fu_end_day"] >= 1 else [],
+        }
+        for outcome in OUTCOMES:
+            days = candidates[outcome]
+            if days:
+                event, t = 1, min(days)
+            elif per["end_reason"] == "death" and outcome != "death":
+                event, t = 2, per["fu_end_day"]
+            else:
+                event, t = 0, per["fu_end_day"]
+            out.append(dict(
+                person_id=pid, outcome=outcome, time_days=t, event=event,
+                cnsr=0 if event == 1 else 1,
+                censor_reason=None if event == 1 else per["end_reason"],
+                event_date=per["index_date"] + dt.timedelta(days=t) if event else None))
+    return pd.DataFrame(out, columns=["person_id", "outcome", "time_days", "event", "cnsr",
+                                      "censor_reason", "event_date"])
+
+
+# --- days in hospital, detained, on antipsychotics --------------------------------------
+
+def nights(per, start, end) -> set[int]:
+    """Follow-up nights [0, fu_end_day) between start (incl.) and end (excl.; open = end of FU)."""
+    s = day(per["index_date"], start)
+    e = per["fu_end_day"] if missing(end) else day(per["index_date"], end)
+    return {d for d in range(max(s, 0), min(e, per["fu_end_day"]))}
+
+
+def recurrent(clean, p) -> pd.DataFrame:
+    ppl = people(clean, p)
+    ev = event_days(clean, p, ppl)
+    bed = {pid: set() for pid in ppl}
+    detained = {pid: set() for pid in ppl}
+    for a in rows(clean, "admissions"):
+        if a["person_id"] in ppl:
+            bed[a["person_id"]] |= nights(ppl[a["person_id"]], a["admitted_on"],
+                                          a["discharged_on"])
+    for d in rows(clean, "detentions"):
+        if d["person_id"] in ppl and d["legal_section"] in p["involuntary_sections"]:
+            detained[d["person_id"]] |= nights(ppl[d["person_id"]], d["start_on"], d["end_on"])
+    out = []
+    for pid, per in ppl.items():
+        e = ev[pid]
+        relapse = ((len(e["spell"]) if "admissions" in p["relapse_components"] else 0)
+                   + (len(e["crisis"]) if "crisis_episodes" in p["relapse_components"] else 0))
+        out.append(dict(
+            person_id=pid, relapse_count=relapse, admission_spell_count=len(e["spell"]),
+            crisis_episode_count=len(e["crisis"]), involuntary_count=len(e["invol"]),
+            place_of_safety_count=len(e["pos"]), holding_power_count=len(e["hold"]),
+            bed_days=len(bed[pid]), days_detained=len(detained[pid]),
+            person_days=per["person_days"], person_years=per["person_days"] / 365.25))
+    return pd.DataFrame(out)
+
+
+def antipsychotic(clean, p, ref: list[dict]) -> pd.DataFrame:
+    ppl = people(clean, p)
+    ap_names = {r["drug"] for r in ref if r["antipsychotic"]}
+    conv = {(r["drug"], r["route"]): r for r in ref}
+    covered = {pid: set() for pid in ppl}
+    ddd = {pid: [] for pid in ppl}   # (value or None, days)
+    cpz = {pid: [] for pid in ppl}
+    for rx in rows(clean, "prescriptions"):
+        pid = rx["person_id"]
+        drug = rx["drug"].strip().lower()
+        if pid not in ppl or drug not in ap_names:
+            continue
+        per = ppl[pid]
+        s = day(per["index_date"], rx["start_on"])
+        e = per["fu_end_day"] if missing(rx["end_on"]) else day(per["index_date"], rx["end_on"]) + 1
+        days = {d for d in range(max(s, 0), min(e, per["fu_end_day"]))}
+        if not days:
+            continue
+        covered[pid] |= days
+        c = conv.get((drug, rx["route"]))
+        ddd[pid].append((rx["daily_dose_mg"] / c["ddd_mg"] if c and c["ddd_mg"] else None,
+                         len(days)))
+        cpz[pid].append((rx["daily_dose_mg"] * 100.0 / c["cpz_equiv_mg"]
+                         if c and c["cpz_equiv_mg"] else None, len(days)))
+    out = []
+    for pid, per in ppl.items():
+        cov = covered[pid]
+        last_from = max(per["fu_end_day"] - p["last_days_antipsychotic"], 0)
+
+        def mean(parts):
+            known = [v * n for v, n in parts if v is not None]
+            return sum(known) / len(cov) if cov and known else None
+
+        out.append(dict(
+            person_id=pid, any_use=bool(cov),
+            use_last_days=any(d >= last_from for d in cov),
+            covered_days=len(cov), person_days=per["person_days"],
+            proportion_covered=len(cov) / per["person_days"] if per["person_days"] else None,
+            mean_daily_ddd=mean(ddd[pid]), mean_daily_cpz_mg=mean(cpz[pid]),
+            dose_incomplete=any(v is None for v, _ in ddd[pid] + cpz[pid])))
+    return pd.DataFrame(out)
+
+
+def activity(clean, p) -> pd.DataFrame:
+    ppl = people(clean, p)
+    ev = event_days(clean, p, ppl)
+    recs = {pid: [] for pid in ppl}
+    for e in rows(clean, "employment"):
+        if e["person_id"] in ppl:
+            recs[e["person_id"]].append(e)
+    out = []
+    for pid, per in ppl.items():
+        lo = p["follow_up_days"] - p["rtw_window_days"]
+        hi = min(p["follow_up_days"], per["fu_end_day"])
+        window = [(day(per["index_date"], e["recorded_on"]), e["status"]) for e in recs[pid]
+                  if lo <= day(per["index_date"], e["recorded_on"]) <= hi]
+        last = max(window) if window else (None, None)
+        out.append(dict(
+            person_id=pid, status_2y=last[1], status_2y_day=last[0],
+            rtw_2y=None if last[1] is None else last[1] in p["rtw_statuses"],
+            first_rtw_day=min(ev[pid]["rtw"]) if ev[pid]["rtw"] else None))
+    return pd.DataFrame(out)
+
+
+# --- fidelity ----------------------------------------------------------------------------
+
+def fidelity_referral(clean, p) -> pd.DataFrame:
+    roles = {s["staff_id"]: s["role"] for s in rows(clean, "staff")}
+    staff_at: dict[str, list[str]] = {}
+    for cs in rows(clean, "contact_staff"):
+        staff_at.setdefault(cs["contact_id"], []).append(cs["staff_id"])
+    meetings: dict[str, list[dict]] = {}
+    for c in rows(clean, "contacts"):
+        if (c["contact_type"] == "network_meeting" and not missing(c["attended"])
+                and bool(c["attended"]) and not missing(c["referral_id"])):
+            meetings.setdefault(c["referral_id"], []).append(c)
+
+    def share(num, den):
+        return num / den if den else None
+
+    out = []
+    for r in rows(clean, "referrals"):
+        ms = sorted(meetings.get(r["referral_id"], []),
+                    key=lambda c: (c["start_at"], c["contact_id"]))
+        n = len(ms)
+        first = ms[0] if ms else None
+        hours = ((first["start_at"] - r["received_at"]).total_seconds() / 3600
+                 if first else None)
+        if hours is None:
+            within = False
+        elif hours < 0:
+            within = None
+        else:
+            within = hours <= 24
+        first_staff = set(staff_at.get(first["contact_id"], [])) if first else set()
+        later = [s for m in ms[1:] for s in staff_at.get(m["contact_id"], [])]
+        nmp = [m["network_members_present"] for m in ms
+               if not missing(m["network_members_present"])]
+        pp = [m["person_present"] for m in ms if not missing(m["person_present"])]
+        n_clin = [sum(roles.get(s) in p["clinical_roles"] for s in staff_at.get(m["contact_id"], []))
+                  for m in ms]
+        fcs = r["first_contact_staff_id"]
+        out.append(dict(
+            referral_id=r["referral_id"], n_network_meetings=n,
+            p1_hours_to_first_meeting=hours, p1_within_24h=within,
+            p2_share_network_present=share(sum(x >= 1 for x in nmp), len(nmp)),
+            p3_share_home_or_choice=share(
+                sum(m["location"] in ("home", "place_of_choice") for m in ms), n),
+            p4_first_contact_at_first_meeting=(
+                None if first is None or missing(fcs) else fcs in first_staff),
+            p5_share_two_clinical=share(sum(k >= 2 for k in n_clin), n),
+            p5_core_team_continuity=share(sum(s in first_staff for s in later), len(later)),
+            p5_peer_worker_present=(None if not ms else any(
+                roles.get(s) == "peer_worker"
+                for m in ms for s in staff_at.get(m["contact_id"], []))),
+            p6_tolerance_of_uncertainty=None,
+            p7_share_person_present=share(sum(bool(x) for x in pp), len(pp)),
+            discharge_by_network=(None if missing(r["discharge_decided_by"])
+                                  else r["discharge_decided_by"] == "network")))
+    return pd.DataFrame(out)
