@@ -80,9 +80,8 @@ def spell_starts(clean, p) -> dict[str, list[dt.date]]:
         for a in adms:
             continues = (
                 prev is not None and a["admission_method"] == "transfer"
-                and (missing(prev["discharged_on"])
-                     or (a["admitted_on"] - prev["discharged_on"]).days
-                     <= p["transfer_gap_days"]))
+                and not missing(prev["discharged_on"])
+                and (a["admitted_on"] - prev["discharged_on"]).days <= p["transfer_gap_days"])
             if not continues:
                 starts.append(a["admitted_on"])
             prev = a

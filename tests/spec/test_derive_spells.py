@@ -56,13 +56,14 @@ def test_transfer_gap_days_is_a_parameter():
     assert by_person(con, "recurrent", "admission_spell_count") == {"p1": 1, "p2": 2}
 
 
-def test_a_transfer_while_still_in_hospital_continues_the_spell():
+def test_a_transfer_after_an_admission_without_discharge_date_starts_a_spell():
+    # admitted_on <= missing + gap is not true: the contract's rule read literally
     con = run_derive(people=PEOPLE, admissions="""
       person_id | admitted_on | discharged_on | admission_method
       p1        | -10         |               | emergency
       p1        | +50         | +60           | transfer
     """)
-    assert tte(con, "first_admission", "event") == {"p1": 0, "p2": 0}
+    assert tte(con, "first_admission", "time_days") == {"p1": 50, "p2": 730}
 
 
 def test_a_transfer_with_no_earlier_admission_starts_a_spell():

@@ -6,9 +6,10 @@
 -- then discharged_on (open last), then admission_id. An admission continues the spell of
 -- the admission just before it in that order iff
 --     admission_method = 'transfer'
---     and (previous discharged_on is null                        -- still in hospital
---          or admitted_on <= previous discharged_on + $transfer_gap_days)
--- otherwise it starts a new spell. A spell starts on the admitted_on of its first
+--     and admitted_on <= previous discharged_on + $transfer_gap_days
+-- otherwise it starts a new spell. As in SQL, a comparison with a missing discharged_on is
+-- not true: a transfer after an admission with no discharge date starts a new spell (the
+-- contract's rule taken literally, shared with the synthetic-data generator). A spell starts on the admitted_on of its first
 -- admission, so a transfer continuing a spell that began before index_date does not start
 -- a spell of its own (and is not a relapse).
 --
@@ -35,9 +36,7 @@ with_previous as (
     select
         *,
         lag(discharged_on) over (partition by person_id order by admission_seq)
-            as previous_discharged_on,
-        lag(admission_seq) over (partition by person_id order by admission_seq)
-            as previous_seq
+            as previous_discharged_on
     from admissions
 ),
 
@@ -46,10 +45,9 @@ flagged as (
         *,
         case
             when admission_method = 'transfer'
-                 and previous_seq is not null
-                 and (previous_discharged_on is null
-                      or date_diff('day', previous_discharged_on, admitted_on)
-                         <= $transfer_gap_days)
+                 and previous_discharged_on is not null
+                 and date_diff('day', previous_discharged_on, admitted_on)
+                     <= $transfer_gap_days
             then 0 else 1
         end as starts_spell
     from with_previous
