@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
@@ -40,7 +41,8 @@ ParamsOpt = Annotated[
 
 
 def _fail(exc: OdevalError) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    # escape: the message ends in "[rule ...]", which rich would take for markup and drop
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

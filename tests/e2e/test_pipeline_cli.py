@@ -1,0 +1,116 @@
+"""End to end: the CLI and ``dvc repro`` on a small synthetic study, in a copy of the project.
+
+The copy (``ODEVAL_PROJECT_ROOT``) keeps the runs from writing into the repository's own
+data/ and reports/. Each command runs in a subprocess, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipeline.config import PROJ_ROOT
+
+BIN = Path(sys.executable).parent
+OUTCOMES = {"relapse": "relapse", "involuntary_admission": "involuntary_admission",
+            "first_admission": "first_admission", "first_crisis": "first_crisis",
+            "return_to_work": "rtw", "death": "death"}
+
+
+def _copy_project(dest: Path, **synth) -> Path:
+    """The files a run reads (params, dvc.yaml, schemas, pipeline) in a fresh folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        if (PROJ_ROOT / name).exists():
+            shutil.copy2(PROJ_ROOT / name, dest / name)
+    for name in ("schemas", "pipeline"):
+        shutil.copytree(PROJ_ROOT / name, dest / name,
+                        ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["synth"].update(synth)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def _run(args: list[str], root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ODEVAL_PROJECT_ROOT": str(root), "COLUMNS": "200"}
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """synth + run on a 500-person, 4-site CSV study; returns the project copy."""
+    root = _copy_project(tmp_path_factory.mktemp("project"))
+    _run([str(BIN / "odeval"), "synth", "data/raw/s", "--people", "500", "--sites", "4",
+          "--seed", "7", "--format", "csv"], root)
+    _run([str(BIN / "odeval"), "run", "data/raw/s"], root)
+    return root
+
+
+def test_derived_outcomes_equal_the_generators_simulated_ones_exactly(study_run):
+    """Issue 5's planted-truth test: every person, every outcome, exactly."""
+    con = duckdb.connect(str(study_run / "data" / "warehouse.duckdb"), read_only=True)
+    truth = str(study_run / "data" / "raw" / "s" / "truth_people.parquet")
+    n = con.execute(f"select count(*) from '{truth}'").fetchone()[0]
+    assert n == 500
+    for outcome, col in OUTCOMES.items():
+        mismatched = con.execute(f"""
+            select count(*) from '{truth}' as t
+            left join derived.time_to_event as d on d.person_id = t.person_id and d.outcome = $o
+            where d.time_days is distinct from t.{col}_time or d.event is distinct from t.{col}_event
+        """, {"o": outcome}).fetchone()[0]
+        assert mismatched == 0, outcome
+    for query in (
+        "select count(*) from '{t}' as t left join derived.people as p using (person_id) "
+        "where p.fu_end_day is distinct from t.fu_end_day or p.end_reason is distinct from t.end_reason",
+        "select count(*) from '{t}' as t left join derived.recurrent as r using (person_id) "
+        "where r.relapse_count is distinct from t.relapse_count "
+        "or r.involuntary_count is distinct from t.involuntary_count",
+        "select count(*) from '{t}' as t left join derived.activity as a using (person_id) "
+        "where a.rtw_2y is distinct from t.rtw_2y",
+    ):
+        assert con.execute(query.format(t=truth)).fetchone()[0] == 0, query
+
+
+def test_run_accounts_for_every_row_and_writes_the_dq_report(study_run):
+    con = duckdb.connect(str(study_run / "data" / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select count(*) from meta.validation_counts "
+                       "where n_raw <> n_clean + n_quarantined").fetchone()[0] == 0
+    assert con.execute("select sum(n_quarantined) from meta.validation_counts").fetchone()[0] == 0
+    assert con.execute("select count(*) from results.dq_expectations where not agree"
+                       ).fetchone()[0] == 0
+    assert (study_run / "reports" / "data_quality.html").stat().st_size > 1000
+
+
+def test_fatal_error_is_one_line_without_traceback(study_run, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(study_run / "data" / "raw" / "s", bad)
+    (bad / "staff.csv").unlink()
+    proc = _run([str(BIN / "odeval"), "ingest", str(bad), "-w", str(tmp_path / "w.duckdb")],
+                study_run, check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "missing staff.csv" in proc.stderr and "[rule ingest.table_missing]" in proc.stderr
+
+
+def test_dvc_repro_runs_the_graph_then_does_nothing(tmp_path):
+    root = _copy_project(tmp_path / "project", people=300, sites=3)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    _run([str(BIN / "dvc"), "init", "-q"], root)
+    _run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
+    first = _run([str(BIN / "dvc"), "repro"], root)
+    for stage in ("synth", "ingest", "validate", "derive"):
+        assert f"Running stage '{stage}'" in first.stdout
+    second = _run([str(BIN / "dvc"), "repro"], root)
+    assert "Running stage" not in second.stdout
+    assert "Data and pipelines are up to date." in second.stdout
