@@ -37,7 +37,7 @@ CASCADES = {("people", "person_id"): "person_quarantined",
             ("contacts", "contact_id"): "contact_quarantined"}
 
 DEFAULTS: dict[str, Any] = {
-    "extract_date": None,              # null: the latest people.data_end_date in raw
+    "extract_date": None,              # null: the most common people.data_end_date in raw
     "after_data_end_tolerance_days": 7,
     "max_quarantine_share": 0.25,      # a number, or {default: .., <table>: ..}
     "examples_per_rule": 3,
@@ -204,7 +204,12 @@ def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> d
     if settings.get("extract_date"):
         value = settings["extract_date"]
         return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-    got = con.execute("select max(data_end_date) from raw.people").fetchone()[0]
+    # the most common data_end_date (latest on ties): everyone not transferred out ends at
+    # the extract date, and unlike max() one mistyped far-future date cannot move it
+    got = con.execute("select data_end_date from raw.people where data_end_date is not null "
+                      "group by data_end_date order by count(*) desc, data_end_date desc "
+                      "limit 1").fetchone()
+    got = got[0] if got else None
     if got is None:
         raise OdevalError("raw.people is empty: nothing to validate; run `odeval ingest` first",
                           rule="validate.no_people")
