@@ -1,0 +1,32 @@
+"""The notebooks run top to bottom against a small synthetic study's warehouse, read-only."""
+
+from __future__ import annotations
+
+import hashlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from pipeline.config import PROJ_ROOT
+
+NOTEBOOKS = sorted((PROJ_ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_three_notebooks_exist():
+    assert {p.stem for p in NOTEBOOKS} >= {"outcomes", "site_comparison", "fidelity"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch):
+    before = hashlib.sha256(study.warehouse.read_bytes()).hexdigest()
+    monkeypatch.setenv("ODEVAL_WAREHOUSE", str(study.warehouse))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any(o.get("output_type") in ("execute_result", "display_data") for o in outputs)
+    assert hashlib.sha256(study.warehouse.read_bytes()).hexdigest() == before
+    assert "from pipeline" in "".join(c.source for c in nb.cells if c.cell_type == "code")
