@@ -2,16 +2,26 @@
 -- grain: one row per raw row that shares its (complete) key with another raw row:
 --   all copies identical (after normalisation): every copy but the first is a duplicate;
 --   the copies differ: every row of that key is a conflict.
-with keyed as (
+-- Only keys held by more than one row are hashed and ranked (found first by grouping the
+-- key alone): on a national extract almost every key is unique, and hashing every row's
+-- values and grouping the hashes made this the slowest rule.
+with shared_keys as (
+    select {key_columns} as k
+    from raw.{table}
+    where {key_not_null}
+    group by all
+    having count(*) > 1
+),
+keyed as (
     select _load_id, _row_number, {key_columns} as k, hash({value_columns}) as h
     from raw.{table}
     where {key_not_null}
+      and {key_columns} in (select k from shared_keys)
 ),
 shared as (
     select k, count(distinct h) as n_versions
     from keyed
     group by k
-    having count(*) > 1
 ),
 ranked as (
     select keyed._load_id, keyed._row_number, shared.n_versions,
