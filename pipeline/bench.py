@@ -179,14 +179,17 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
     default = ["floor", *have]
     if s["run"]:
         default.append("run")
+    if "derive" in have:
+        default.append("derive_sql")
     if size in s["pandas_sizes"]:
         default.append("pandas")
     if size in s["cox_sizes"]:
         default.append("cox")
     wanted = list(stages or default)
-    unknown = [x for x in wanted if x not in (*have, "floor", "run", "pandas", "cox")]
+    extra = ("floor", "run", "derive_sql", "pandas", "cox")
+    unknown = [x for x in wanted if x not in (*have, *extra)]
     if unknown:
-        raise OdevalError(f"unknown bench step(s) {unknown}; have {['floor', *have, 'run', 'pandas', 'cox']}",
+        raise OdevalError(f"unknown bench step(s) {unknown}; have {[*have, *extra]}",
                           rule="bench.stages")
     wh = section(params, "warehouse")
     result: dict[str, Any] = {
@@ -196,6 +199,7 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
                                                       "memory_limit": wh.get("memory_limit")},
         "steps": {},
     }
+    result["git"] = _git_state()
     study, info = ensure_study(size, s, data_dir, log)
     result["study"] = {"path": str(study), **info}
     work = data_dir / size
@@ -237,6 +241,12 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         _fresh(run_db)
         step("run", _stage_argv("run", study, run_db, work))
         _fresh(run_db)
+    if "derive_sql" in wanted:
+        prof = work / "derive_sql.json"
+        m = step("derive_sql", _python("-m", "pipeline.bench", "_child", "derive_sql", str(warehouse),
+                                       str(prof)))
+        if m["exit_code"] == 0:
+            m["relations"] = json.loads(prof.read_text())
     if "pandas" in wanted:
         pd_out = work / "pandas_derive"
         m = step("pandas", _python("-m", "benchmarks.pandas_derive", "derive", str(study), str(pd_out)))
@@ -355,9 +365,10 @@ def markdown(r: dict[str, Any]) -> str:
              "Load = 1-minute load average before / after the step (above 0 means other "
              "processes were running).", "",
              "| step | wall s | CPU s | peak RSS MB | load | note |", "|---|---:|---:|---:|---|---|"]
-    order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "pandas", "cox"]
+    order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "derive_sql", "pandas", "cox"]
     notes = {"floor": "read_parquet -> fresh DuckDB, no checks",
              "run": "`odeval run`: every stage in one process",
+             "derive_sql": "derive again in one process, each relation's SQL timed",
              "pandas": "plain pandas derive (benchmarks/pandas_derive.py)",
              "cox": "pipeline.stats.cox and lifelines, data loading included"}
     for name in order:
@@ -380,6 +391,16 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{_fmt_mb(m['peak_rss_mb'])} | {load} | {note} |")
     sm = r.get("summary") or {}
     lines.append("")
+    rel = (r["steps"].get("derive_sql") or {}).get("relations")
+    if rel:
+        lines.append("derive, wall s per relation: " + ", ".join(
+            f"{k} {v['wall_s']:.2f}" for k, v in rel.items() if v["wall_s"] >= 0.01) + "")
+        lines.append("")
+    g = r.get("git") or {}
+    if g:
+        lines.append(f"Commit {g.get('commit')}" + (f"; files differing from it while measured: "
+                     f"{', '.join(g['dirty'])}" if g.get("dirty") else "; clean tree") + ".")
+        lines.append("")
     if "ivd_over_floor" in sm:
         lines.append(f"- ingest + validate + derive: {sm['ingest_validate_derive_s']:.1f} s = "
                      f"**{sm['ivd_over_floor']:.1f}x the floor** (target <= 5x)")
@@ -424,6 +445,8 @@ def _child(argv: list[str]) -> None:
         import great_expectations  # imports most of itself lazily, while validating
 
         compileall.compile_dir(Path(great_expectations.__file__).parent, quiet=1)
+    elif kind == "derive_sql":
+        _derive_sql(Path(rest[0]), Path(rest[1]))
     elif kind == "floor":
         _floor(Path(rest[0]), Path(rest[1]))
     elif kind == "cli":
@@ -438,6 +461,53 @@ def _child(argv: list[str]) -> None:
         app(rest[1:], prog_name="odeval")
     else:
         raise SystemExit(f"unknown child {kind!r}")
+
+
+def _derive_sql(warehouse: Path, out: Path) -> None:
+    """Run the derive stage in this process, timing each relation's SQL (where derive's time goes)."""
+    import re
+
+    from pipeline.derive import derive
+    from pipeline.params import load_params, section
+    from pipeline.warehouse import connect
+
+    params = load_params()
+    wh = section(params, "warehouse")
+    con = connect(warehouse, threads=wh.get("threads"), memory_limit=wh.get("memory_limit"))
+    times: dict[str, dict[str, float]] = {}
+
+    class Timed:
+        def __init__(self, con):
+            self._con = con
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+        def execute(self, sql, *args, **kwargs):
+            m = re.match(r"\s*create or replace table derived\.(\w+)", sql, flags=re.I)
+            name = m.group(1) if m else sql.split()[0].lower()
+            t, c = time.perf_counter(), time.process_time()
+            r = self._con.execute(sql, *args, **kwargs)
+            got = times.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            got["wall_s"] += time.perf_counter() - t
+            got["cpu_s"] += time.process_time() - c
+            return r
+
+    derive(Timed(con), section(params, "derive"))
+    con.close()
+    out.write_text(json.dumps({k: {a: round(b, 3) for a, b in v.items()} for k, v in
+                               sorted(times.items(), key=lambda kv: -kv[1]["wall_s"])}, indent=2) + "\n")
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit, and files of the package that differ from it (others edit the same tree)."""
+    def git(*args):
+        p = subprocess.run(["git", *args], cwd=PROJ_ROOT, capture_output=True, text=True)
+        return p.stdout if p.returncode == 0 else None
+
+    dirty = git("status", "--porcelain", "--", "pipeline", "schemas", "params.yaml", "benchmarks")
+    return {"commit": (git("rev-parse", "--short", "HEAD") or "").strip() or None,
+            "dirty": [ln[3:] for ln in (dirty or "").splitlines() if ln.strip()]}
 
 
 def _floor(study: Path, db: Path) -> None:
