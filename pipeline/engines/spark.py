@@ -114,20 +114,6 @@ def _sql(spark, duckdb_sql: str, args: dict[str, Any] | None = None):
     return spark.sql(to_spark(duckdb_sql), args=args or None)
 
 
-def _normalise_types(df):
-    """Integers as BIGINT, as DuckDB gives them (Spark's datediff, row_number are INT)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import ByteType, IntegerType, ShortType
-
-    cols = []
-    for f in df.schema.fields:
-        if isinstance(f.dataType, ByteType | ShortType | IntegerType):
-            cols.append(F.col(f"`{f.name}`").cast("bigint").alias(f.name))
-        else:
-            cols.append(F.col(f"`{f.name}`"))
-    return df.select(*cols)
-
-
 class Store:
     """Where a run writes its tables: ``<root>/<schema>/<table>/`` Parquet, one view each."""
 
@@ -141,7 +127,7 @@ class Store:
     def write(self, schema: str, table: str, df) -> None:
         """Materialise ``df`` as Parquet and point the view ``schema__table`` at it."""
         path = self.path(schema, table)
-        _normalise_types(df).write.mode("overwrite").parquet(str(path))
+        df.write.mode("overwrite").parquet(str(path))
         self.register(schema, table)
 
     def register(self, schema: str, table: str) -> None:
@@ -386,8 +372,9 @@ def validate_table(spark, store: Store, table: Table,
     r = view_name("raw", table.name)
     # quarantine: every rule a row broke, sorted and distinct (DuckDB:
     # list(distinct rule order by rule)); clean: the rows that broke none.
+    raw_cols = ", ".join(f"r.`{c}`" for c in _raw_columns(table))
     store.write("quarantine", table.name, spark.sql(f"""
-        select r.*, f._rules
+        select {raw_cols}, f._rules
         from {r} as r
         join (select _load_id, _row_number, array_sort(collect_set(rule)) as _rules
               from {f} group by _load_id, _row_number) as f

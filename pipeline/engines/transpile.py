@@ -30,6 +30,13 @@ decimal literals (``1.0``, ``365.25``)
     any other raises.
 ``isfinite(x)``
     ``abs(x) < CAST('Infinity' AS DOUBLE)`` (false for NaN and infinities, NULL for NULL).
+``struct_pack(...) IN (SELECT k ...)``
+    Spark reads a struct on the left of ``IN (subquery)`` as a row of values, one per
+    field, and then finds one column on the right; ``COALESCE(struct)`` (the same value)
+    keeps it one value.
+``date_diff``, ``extract``, ``year``, ``len``, ``row_number``, ``rank``, ...
+    BIGINT in DuckDB, INT in Spark: cast to BIGINT, so both engines write the same column
+    types.
 """
 
 from __future__ import annotations
@@ -143,9 +150,32 @@ def _isfinite(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _struct_in_subquery(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.In) and node.args.get("query") is not None and isinstance(node.this, exp.Struct):
+        node = node.copy()
+        node.set("this", exp.Coalesce(this=node.this))
+    return node
+
+
+#: Functions whose result is BIGINT in DuckDB but INT in Spark.
+_BIGINT_FUNCTIONS = (exp.DateDiff, exp.Extract, exp.Year, exp.Month, exp.Day, exp.Length,
+                     exp.ArraySize)
+_BIGINT_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank)
+
+
+def _bigint_results(node: exp.Expression) -> exp.Expression:
+    if isinstance(node.parent, exp.Cast):
+        return node
+    if isinstance(node, _BIGINT_FUNCTIONS) or (
+            isinstance(node, exp.Window) and isinstance(node.this, _BIGINT_WINDOWS)):
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("bigint"))
+    return node
+
+
 #: Applied in this order to every node of the parsed DuckDB statement.
 REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
-    _qualified_tables, _hash_to_struct, _decimal_literals, _full_match, _strptime, _isfinite,
+    _qualified_tables, _hash_to_struct, _struct_in_subquery, _decimal_literals, _full_match,
+    _strptime, _isfinite, _bigint_results,
 )
 
 
