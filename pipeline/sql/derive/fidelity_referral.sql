@@ -3,7 +3,8 @@
 -- key:   referral_id
 --
 -- Fidelity to the seven Open Dialogue principles, per referral, computed from its
--- attended network meetings (derived.int_network_meetings). Every share is
+-- attended network meetings (derived.int_network_meetings) and the staff present at them
+-- (derived.int_network_meeting_staff). Every share is
 -- numerator / denominator over that referral's meetings, null when the denominator is 0;
 -- missing values (null person_present, null network_members_present) are left out of
 -- the denominator, never counted as "no".
@@ -20,7 +21,7 @@
 --                               first_contact_staff_id is among the staff at the first
 --                               meeting; null if no meeting or no first_contact_staff_id
 --   p5_share_two_clinical       share of meetings with >= 2 clinical staff
---                               ($clinical_roles, see int_network_meetings)
+--                               ($clinical_roles, see int_network_meeting_staff)
 --   p5_core_team_continuity     of the staff attendances at the 2nd and later meetings,
 --                               the share by staff who were at the first meeting; null if
 --                               no staff attended a later meeting
@@ -47,8 +48,22 @@ with referrals as (
     left join derived.people as p on p.person_id = r.person_id
 ),
 
+staff_per_meeting as (
+    select
+        contact_id,
+        sum(case when is_clinical then 1 else 0 end)                 as n_clinical_staff,
+        max(case when role = 'peer_worker' then 1 else 0 end)       as peer_worker_present
+    from derived.int_network_meeting_staff
+    group by contact_id
+),
+
 meetings as (
-    select * from derived.int_network_meetings
+    select
+        m.*,
+        coalesce(s.n_clinical_staff, 0)                  as n_clinical_staff,
+        coalesce(s.peer_worker_present, 0) = 1           as peer_worker_present
+    from derived.int_network_meetings as m
+    left join staff_per_meeting as s on s.contact_id = m.contact_id
 ),
 
 per_referral as (
@@ -75,22 +90,21 @@ first_meeting as (
 ),
 
 first_meeting_staff as (
-    select f.referral_id, cs.staff_id
-    from first_meeting as f
-    inner join clean.contact_staff as cs on cs.contact_id = f.contact_id
+    select referral_id, staff_id
+    from derived.int_network_meeting_staff
+    where meeting_seq = 1
 ),
 
 continuity as (
     select
-        m.referral_id,
+        ms.referral_id,
         count(*) as n_later_attendances,
         sum(case when fs.staff_id is not null then 1 else 0 end) as n_core_attendances
-    from meetings as m
-    inner join clean.contact_staff as cs on cs.contact_id = m.contact_id
+    from derived.int_network_meeting_staff as ms
     left join first_meeting_staff as fs
-        on fs.referral_id = m.referral_id and fs.staff_id = cs.staff_id
-    where m.meeting_seq > 1
-    group by m.referral_id
+        on fs.referral_id = ms.referral_id and fs.staff_id = ms.staff_id
+    where ms.meeting_seq > 1
+    group by ms.referral_id
 ),
 
 timing as (
