@@ -222,10 +222,17 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
                    log_file=logs / "warm.log")
     result["warm_up"] = warm
 
+    def save() -> None:
+        # after every step, so that an interrupted run keeps what it measured
+        result["summary"] = summarise(result)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{size}.partial.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+
     def step(name: str, argv: list[str]) -> dict[str, Any]:
         log(f"{size}: {name} ...")
         m = measure(argv, log_file=logs / f"{name}.log", env=env)
         result["steps"][name] = m
+        save()
         log(f"{size}: {name}: {m['wall_s']:.1f} s, peak {m['peak_rss_mb']:,.0f} MB"
             + ("" if m["exit_code"] == 0 else f", FAILED (exit {m['exit_code']}, see {logs / (name + '.log')})"))
         return m
@@ -241,17 +248,13 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
     for stage in stage_list:
         if step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] != 0:
             break
-    if "run" in wanted:
-        run_db = work / "run.duckdb"
-        _fresh(run_db)
-        step("run", _stage_argv("run", study, run_db, work))
-        _fresh(run_db)
     if "derive_sql" in wanted:
         prof = work / "derive_sql.json"
         m = step("derive_sql", _python("-m", "pipeline.bench", "_child", "derive_sql", str(warehouse),
                                        str(prof)))
         if m["exit_code"] == 0:
             m["relations"] = json.loads(prof.read_text())
+            save()
     if "pandas" in wanted:
         pd_out = work / "pandas_derive"
         m = step("pandas", _python("-m", "benchmarks.pandas_derive", "derive", str(study), str(pd_out)))
@@ -263,17 +266,25 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
             if timing.exists():
                 m["inner"] = json.loads(timing.read_text())
             log(f"{size}: pandas results equal to derived.*: {check.get('equal')}")
+            save()
     if "cox" in wanted:
         cox_json = work / "cox.json"
         m = step("cox", _python("-m", "benchmarks.cox_lifelines", str(warehouse), str(cox_json)))
         if m["exit_code"] == 0:
             m["fit"] = json.loads(cox_json.read_text())
+            save()
+    if "run" in wanted:  # last: the longest step, and a repeat of the stages above
+        run_db = work / "run.duckdb"
+        _fresh(run_db)
+        step("run", _stage_argv("run", study, run_db, work))
+        _fresh(run_db)
     result["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     result["summary"] = summarise(result)
     _merge_previous(out_dir / f"{size}.json", result)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{size}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out_dir / f"{size}.md").write_text(markdown(result))
+    (out_dir / f"{size}.partial.json").unlink(missing_ok=True)
     return result
 
 
