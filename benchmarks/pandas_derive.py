@@ -77,8 +77,9 @@ def _spell_starts(study: Path, p: dict) -> pd.DataFrame:
                       na_position="last", ignore_index=True)
     same = a["person_id"].eq(a["person_id"].shift())
     prev_dis = a["discharged_on"].shift()
-    continues = (same & (a["transfer"] == 1)
-                 & (prev_dis.isna() | (_days(a["admitted_on"], prev_dis) <= p["transfer_gap_days"])))
+    # a transfer after an admission with no discharge date starts a spell (contract, literally)
+    continues = (same & (a["transfer"] == 1) & prev_dis.notna()
+                 & (_days(a["admitted_on"], prev_dis) <= p["transfer_gap_days"]))
     return a.loc[~continues, ["person_id", "admitted_on"]].rename(columns={"admitted_on": "event_on"})
 
 
