@@ -158,6 +158,14 @@ def suite_specs(table: Table, tables: dict[str, Table], extract_date, tolerance_
                           (("unexpected_rows_query",
                             f"select * from {{batch}} where ({chk.sql}) = false"),)))
     key = list(table.key)
+    referenced = {c.references[1] for other in tables.values() for c in other.columns
+                  if c.references and c.references[0] == t}
+    for col in sorted(c for c in referenced if [c] != key):
+        others = [k for k in key if k != col]
+        specs.append(Spec(f"{t}.{col}.ambiguous", "UnexpectedRowsExpectation", ((
+            "unexpected_rows_query",
+            f"select * from {{batch}} where {_q(col)} in (select {_q(col)} from ge.{t} "
+            f"group by {_q(col)} having count(distinct ({', '.join(_q(k) for k in others)})) > 1)"),)))
     if len(key) == 1:
         specs.append(Spec(f"{t}.key", "ExpectColumnValuesToBeUnique", (("column", key[0]),)))
     else:

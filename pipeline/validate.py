@@ -135,6 +135,17 @@ def table_rules(table: Table, tables: dict[str, Table], settings: dict[str, Any]
                       else "struct_pack(" + ", ".join(f"{k} := {k}" for k in key_cols) + ")"),
                      ("key_not_null", " and ".join(f"{k} is not null" for k in key_cols)),
                      ("value_columns", ", ".join(values)))))
+    referenced = {c.references[1] for t in tables.values() for c in t.columns
+                  if c.references and c.references[0] == table.name}
+    for col in sorted(c for c in referenced if (c,) != tuple(table.key)):
+        rules.append(Rule(
+            id=f"{table.name}.{col}.ambiguous", table=table.name, column=col, kind="ambiguous",
+            category="conformance",
+            message=f"{col} belongs to more than one ({', '.join(table.key)}); other tables "
+                    f"refer to it on its own", template="ambiguous",
+            identifiers=(("table", table.name), ("column", _q(col)),
+                         ("key_columns", "struct_pack(" + ", ".join(
+                             f"{_q(k)} := {_q(k)}" for k in table.key) + ")"))))
     for c in table.columns:
         if c.references:
             rt, rc = c.references

@@ -63,6 +63,9 @@ CASES = {
                        {"person_id": "P1", "recorded_on": "2023-05-01", "status": "unemployed"},
                        {"person_id": "P1", "recorded_on": "2023-06-01", "status": "unemployed"}],
         [["employment.key.conflict"], ["employment.key.conflict"], []]),
+    "ambiguous: one person_id at two sites": (
+        "people", [P1, {**P1, "site_id": "S2"}, {**P1, "person_id": "P2"}],
+        [["people.person_id.ambiguous"], ["people.person_id.ambiguous"], []]),
     "reference: orphan person": ("admissions", [{**ADM, "person_id": "P404"}],
                                  [["admissions.person_id.reference"]]),
     "reference: orphan staff": ("contact_staff", [{"contact_id": "C1", "staff_id": "ST404"}],
