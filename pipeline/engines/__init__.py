@@ -72,7 +72,7 @@ def read_table(source: str | Path, name: str, schema: str = "derived", *, as_arr
             if not exists:
                 raise OdevalError(f"no table {schema}.{name} in the warehouse", rule="engine.read",
                                   file=source)
-            table = con.execute(f'select * from "{schema}"."{name}"').to_arrow_table()
+            table = con.sql(f'select * from "{schema}"."{name}"').to_arrow_table()
         finally:
             con.close()
     return table if as_arrow else table.to_pandas()

@@ -299,9 +299,9 @@ def type_inputs(spark, store: Store, folders: Sequence[str | Path],
         else:  # pragma: no cover - find_files requires every table
             df = spark.createDataFrame([], _raw_schema(table))
         store.write("raw", name, df.select(*[f"`{c}`" for c in _raw_columns(table)]))
-    counts = {r["_load_id"]: (r["n"], r["u"]) for name in tables for r in _sql(
-        spark, f"select _load_id, count(*) as n, count(_untyped) as u from raw.{name} "
-               "group by _load_id").collect()}
+    counts = {r["_load_id"]: (r["n"], r["u"]) for r in _sql(spark, " union all ".join(
+        f"select _load_id, count(*) as n, count(_untyped) as u from raw.{name} group by _load_id"
+        for name in tables)).collect()}
     for load in loads:
         load.n_rows, load.untyped_rows = counts.get(load.load_id, (0, 0))
     _refuse_nhs_numbers(spark, tables, loads)
@@ -319,20 +319,25 @@ def _raw_schema(table: Table) -> str:
 
 
 def _refuse_nhs_numbers(spark, tables: dict[str, Table], loads: list[SparkLoad]) -> None:
+    """ingest's NHS-number refusal, all pseudonym columns in one query; the first hit in
+    load order (table, column, row) is reported, as ingest reports it."""
     paths = {ld.load_id: ld.path for ld in loads}
-    for table in tables.values():
-        for c in table.columns:
-            if not c.pseudonym:
-                continue
-            hit = _sql(spark, f"select _load_id, _row_number from raw.{table.name} where "
-                              f"{ingest_mod.nhs_number_sql(_quote(c.name))} "
-                              "order by _load_id, _row_number limit 1").collect()
-            if hit:
-                raise OdevalError(
-                    "a value shaped like an NHS number (10 digits passing the Modulus 11 check): "
-                    "the extract is not pseudonymised and is refused whole",
-                    rule=f"{table.name}.{c.name}.nhs_number", file=paths.get(hit[0][0]),
-                    column=c.name, row=hit[0][1])
+    order = {ld.load_id: i for i, ld in enumerate(loads)}
+    checks = [(t.name, c.name) for t in tables.values() for c in t.columns if c.pseudonym]
+    if not checks:
+        return
+    hits = _sql(spark, " union all ".join(
+        f"select * from (select _load_id, '{t}' as tbl, '{c}' as col, min(_row_number) as row "
+        f"from raw.{t} where {ingest_mod.nhs_number_sql(_quote(c))} group by _load_id)"
+        for t, c in checks)).collect()
+    if hits:
+        cols = {tc: i for i, tc in enumerate(checks)}
+        hit = min(hits, key=lambda h: (order.get(h["_load_id"], 0), cols[(h["tbl"], h["col"])], h["row"]))
+        raise OdevalError(
+            "a value shaped like an NHS number (10 digits passing the Modulus 11 check): "
+            "the extract is not pseudonymised and is refused whole",
+            rule=f"{hit['tbl']}.{hit['col']}.nhs_number", file=paths.get(hit["_load_id"]),
+            column=hit["col"], row=hit["row"])
 
 
 # --------------------------------------------------------------------------- validate
@@ -391,34 +396,33 @@ def validate_table(spark, store: Store, table: Table,
     counts = {row[0]: row[1] for row in spark.sql(
         f"select rule, count(distinct _load_id, _row_number) from {f} group by rule order by rule"
     ).collect()}
-    n_raw, n_clean, n_q = spark.sql(
-        f"select (select count(*) from {r}), (select count(*) from {view_name('clean', table.name)}),"
-        f" (select count(*) from {view_name('quarantine', table.name)})").collect()[0]
-    return validate_mod.TableResult(table.name, n_raw, n_clean, n_q, counts)
+    per_load = _check_invariant(spark, table.name)
+    return validate_mod.TableResult(table.name, sum(n[0] for n in per_load.values()),
+                                    sum(n[1] for n in per_load.values()),
+                                    sum(n[2] for n in per_load.values()), counts)
 
 
-def _check_invariant(spark, tables) -> list[dict[str, Any]]:
-    """raw = clean + quarantined for every table and load, and no row in both."""
-    rows = []
-    for t in tables:
-        raw, clean, quar = (view_name(s, t) for s in ("raw", "clean", "quarantine"))
-        got = spark.sql(f"""
-            select _load_id, sum(raw) as n_raw, sum(clean) as n_clean, sum(quar) as n_q from (
-                select _load_id, 1 as raw, 0 as clean, 0 as quar from {raw}
-                union all select _load_id, 0, 1, 0 from {clean}
-                union all select _load_id, 0, 0, 1 from {quar}
-            ) group by _load_id order by _load_id
-        """).collect()
-        both = spark.sql(f"select count(*) from {clean} join {quar} using (_load_id, _row_number)"
-                         ).collect()[0][0]
-        if both:
-            raise AssertionError(f"{t}: {both} rows are both clean and quarantined")
-        for g in got:
-            if g["n_raw"] != g["n_clean"] + g["n_q"]:
-                raise AssertionError(f"rows lost or duplicated by validation: {t} {g}")
-            rows.append({"table_name": t, "load_id": g["_load_id"], "n_raw": g["n_raw"],
-                         "n_clean": g["n_clean"], "n_quarantined": g["n_q"]})
-    return rows
+def _check_invariant(spark, table: str) -> dict[str, tuple[int, int, int]]:
+    """raw = clean + quarantined for every load of a table, and no row in both.
+
+    Returns ``{load_id: (n_raw, n_clean, n_quarantined)}``.
+    """
+    raw, clean, quar = (view_name(s, table) for s in ("raw", "clean", "quarantine"))
+    got = spark.sql(f"""
+        select _load_id, sum(raw) as n_raw, sum(clean) as n_clean, sum(quar) as n_q,
+               (select count(*) from {clean} join {quar} using (_load_id, _row_number)) as both
+        from (
+            select _load_id, 1 as raw, 0 as clean, 0 as quar from {raw}
+            union all select _load_id, 0, 1, 0 from {clean}
+            union all select _load_id, 0, 0, 1 from {quar}
+        ) group by _load_id order by _load_id
+    """).collect()
+    if got and got[0]["both"]:
+        raise AssertionError(f"{table}: {got[0]['both']} rows are both clean and quarantined")
+    broken = [g for g in got if g["n_raw"] != g["n_clean"] + g["n_q"]]
+    if broken:
+        raise AssertionError(f"rows lost or duplicated by validation: {table} {broken}")
+    return {g["_load_id"]: (g["n_raw"], g["n_clean"], g["n_q"]) for g in got}
 
 
 def validate(spark, store: Store, params: dict[str, Any] | None = None,
@@ -436,7 +440,6 @@ def validate(spark, store: Store, params: dict[str, Any] | None = None,
             progress(i, len(tables), f"validate {table.name}")
         rules = validate_mod.table_rules(table, tables, settings, report.extract_date)
         report.tables[table.name] = validate_table(spark, store, table, rules)
-    _check_invariant(spark, tables)
     for name, res in report.tables.items():
         limit = validate_mod._threshold(settings, name)
         if res.quarantined_share > limit:
