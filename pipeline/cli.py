@@ -229,10 +229,19 @@ def run(
                                           "(default) or add these folders to them.")] = True,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="duckdb (embedded) or spark: "
+                      "where ingest, validate and derive run; spark writes Parquet to params.yaml "
+                      "engine.spark_output and stops after derive [default: params.yaml engine]")] = None,
 ) -> None:
     """Run every stage in order: ingest, validate, derive, metrics, analyse, report; print
     the path of the report."""
     with _errors():
+        from pipeline.engines import engine_settings
+
+        settings = engine_settings(load_params(params), engine)
+        if settings["name"] == "spark":
+            _do_spark_run(dirs, replace, load_params(params), settings)
+            return
         con, p = _open_warehouse(warehouse, params)
         _do_ingest(con, dirs, replace)
         _do_validate(con, p)
@@ -280,6 +289,32 @@ def _do_report(con, params: dict, out_dir: Path | None) -> Path:
     _stamp("report", {"files": _hashes(target, "report.html") | _hashes(target, "metrics.json")
                       | _hashes(target / "tables", "*.csv")})
     return path
+
+
+def _do_spark_run(dirs: list[Path], replace: bool, params: dict, settings: dict) -> None:
+    """``run --engine spark``: typing, validate and derive on Spark (pipeline/engines)."""
+    from pipeline.engines import spark as engine
+
+    if not replace:
+        raise OdevalError("--append is DuckDB only: a Spark run types exactly the folders given",
+                          rule="engine.spark.append")
+    target = Path(settings["spark_output"])
+    target = target if target.is_absolute() else PROJ_ROOT / target
+    session = engine.session(settings["spark_master"], settings["spark_conf"])
+    with _progress("spark") as update:
+        summary = engine.run(session, dirs, target, params, progress=update)
+    table = RichTable("table", "rows in", "clean", "quarantined", title="validate (spark)")
+    for name, r in summary["validate"].items():
+        table.add_row(name, f"{r['n_raw']:,}", f"{r['n_clean']:,}", f"{r['n_quarantined']:,}")
+    out.print(table)
+    table = RichTable("relation", "rows", title="derive (spark)")
+    for name, n in summary["derive"]["rows"].items():
+        if not name.startswith("int_"):
+            table.add_row(name, f"{n:,}")
+    out.print(table)
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
+    out.print(f"Spark {summary['spark_version']}: {secs}. Parquet under {target}/<schema>/<table>/ "
+              "(pipeline.engines.read_table); metrics, analyse and report run on DuckDB only.")
 
 
 def _hashes(folder: Path, pattern: str) -> dict[str, str]:
