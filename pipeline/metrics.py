@@ -80,11 +80,12 @@ class Metric:
 def metric_specs(horizons: list[int]) -> list[Metric]:
     out = []
     for h in horizons:
-        yrs = f"{h / 365.25:.3g}".rstrip("0").rstrip(".")
-        out.append(Metric("relapse", f"km_{h}d", f"Relapse by day {h} (~{yrs} y), Kaplan-Meier "
+        y = round(h / 365.25, 1)
+        yrs = f"{y:g} year{'s' if y != 1 else ''}"
+        out.append(Metric("relapse", f"km_{h}d", f"Relapse by day {h} ({yrs}), Kaplan-Meier "
                           "(death censored)", "proportion", "km", "n_people", f"relapse_{h}d_events",
                           (h,)))
-        out.append(Metric("relapse", f"aj_{h}d", f"Relapse by day {h} (~{yrs} y), Aalen-Johansen "
+        out.append(Metric("relapse", f"aj_{h}d", f"Relapse by day {h} ({yrs}), Aalen-Johansen "
                           "(death competing)", "proportion", "aj", "n_people", f"relapse_{h}d_events",
                           (h,)))
     out += [

@@ -466,9 +466,16 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         t1 = q("select * from results.analysis_table_one_public")
         arms = [a for a in ("open_dialogue", "usual_care") if a in set(t1.arm)]
         rows = []
+        seen = set()
         for (var, level), g in t1.groupby(["variable", "level"], sort=False):
             g = g.set_index("arm")
             kind = g["kind"].iloc[0]
+            if level and var not in seen and kind == "n (%)":
+                smd = g["smd"].iloc[0]
+                rows.append(f"<tr><td>{_esc(var.replace('_', ' '))}, n (%)</td>"
+                            + "<td></td>" * len(arms)
+                            + f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td></tr>")
+            seen.add(var)
             name = var.replace("_", " ") if not level else f"&nbsp;&nbsp;{_esc(level)}"
             label = f"<td>{name if level else _esc(name)}{'' if level else ', ' + _esc(kind)}</td>"
             cells = [label]
@@ -479,7 +486,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                     cells.append(f"<td class='num'>{c(r.n)}{pct}</td>")
                 else:
                     cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
-            smd = g["smd"].iloc[0]
+            smd = g["smd"].iloc[0] if not (level and kind == "n (%)") else np.nan
             cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         P.append("<h2 id='table-1'>3. Table 1: the people at the start</h2><p>Characteristics "
