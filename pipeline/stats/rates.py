@@ -241,7 +241,9 @@ def rate_ratio(
                 f"theta has no finite maximum (score still positive at theta = {theta:.3g}): "
                 "the counts show no overdispersion; consider family='poisson'."
             )
-        se_theta = 1.0 / np.sqrt(_theta_info(theta, y, fit.fittedvalues))
+        info = _theta_info(theta, y, fit.fittedvalues)
+        # no finite maximum: the information is not positive and theta has no standard error
+        se_theta = 1.0 / np.sqrt(info) if ok and info > 0 else np.nan
 
     beta = np.asarray(fit.params)
     mu = np.asarray(fit.fittedvalues)
