@@ -15,7 +15,10 @@ and the warehouse is left exactly as it was.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ import duckdb
 
 from pipeline.errors import OdevalError
 from pipeline.schemas import Column, Table, forbidden_columns, load_contract, normalise_column_name
-from pipeline.warehouse import table_exists, transaction
+from pipeline.warehouse import disk_full_error, table_exists, transaction
 
 FORMATS = ("csv", "parquet")
 
@@ -122,6 +125,9 @@ def _typed_from_native(col: Column, src: str, src_type: str) -> str:
         return f"nullif(trim(cast({src} as varchar)), '')"
     if col.type == "int" and (src_type in ("FLOAT", "DOUBLE") or src_type.startswith("DECIMAL")):
         return f"case when {src} = floor({src}) then try_cast({src} as bigint) end"
+    if col.type == "date" and src_type.startswith("TIMESTAMP"):
+        # a date written as a timestamp: only midnight is a date, any other time is untypable
+        return f"case when cast({src} as date) = {src} then cast({src} as date) end"
     if col.type == "float":
         return f"case when isfinite(try_cast({src} as double)) then try_cast({src} as double) end"
     return f"try_cast({src} as {col.duckdb_type})"
@@ -133,20 +139,167 @@ def _quote(name: str) -> str:
 
 # --------------------------------------------------------------------------- files
 
-def sha256_of(path: Path) -> str:
+#: Longest physical line accepted in a CSV input. No record of the contract comes near it;
+#: a longer line is damage (or not a CSV export), and DuckDB's parallel reader can drop
+#: such a line without an error, so it is refused before DuckDB reads the file.
+MAX_LINE_BYTES = 1 << 20
+
+
+class _LineScan:
+    """Fed the blocks of a file: the longest physical line (CR, LF or CRLF ended) and its number.
+
+    Only runs that cross a block boundary can exceed the block size, so one ``find`` and one
+    ``rfind`` per block suffice when blocks are ``MAX_LINE_BYTES`` long.
+    """
+
+    def __init__(self) -> None:
+        self.run = 0          # bytes since the last line break
+        self.breaks = 0       # line feeds seen (a CR-only file counts CRs below)
+        self.longest = 0
+        self.longest_line = 0
+        self.nul_line = 0     # first line holding a NUL byte (0: none)
+
+    def _end_run(self, extra: int) -> None:
+        if self.run + extra > self.longest:
+            self.longest, self.longest_line = self.run + extra, self.breaks + 1
+
+    def feed(self, block: bytes) -> None:
+        if not self.nul_line and b"\x00" in block:
+            at = block.index(b"\x00")
+            self.nul_line = self.breaks + 1 + (block.count(b"\n", 0, at) or block.count(b"\r", 0, at))
+        firsts = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+        if not firsts:
+            self.run += len(block)
+            return
+        self._end_run(min(firsts))
+        n = block.count(b"\n") or block.count(b"\r")
+        self.breaks += n
+        self.run = len(block) - 1 - max(block.rfind(b"\n"), block.rfind(b"\r"))
+
+    def close(self) -> None:
+        self._end_run(0)
+
+
+def sha256_of(path: Path, scan: _LineScan | None = None) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(MAX_LINE_BYTES), b""):
             h.update(block)
+            if scan is not None:
+                scan.feed(block)
+    if scan is not None:
+        scan.close()
     return h.hexdigest()
 
 
-def _reader(path: Path, fmt: str) -> str:
-    """The table function reading one input file; the path is bound as ``$path``."""
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reader(fmt: str, header: Sequence[str] = ()) -> str:
+    """The table function reading one input file; the path is bound as ``$path``.
+
+    CSV is read as the contract says (comma, double quote, UTF-8, a header line), with
+    DuckDB's sniffer off: the header was read and checked by :func:`csv_header`, so nothing
+    is guessed (no skipped lines, no comment lines, no renamed columns).
+    """
     if fmt == "csv":
-        return ("read_csv($path, header = true, delim = ',', quote = '\"', escape = '\"', "
-                "all_varchar = true, encoding = 'utf-8', strict_mode = true)")
+        columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in header) + "}"
+        return ("read_csv($path, header = true, auto_detect = false, "
+                f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
+                "encoding = 'utf-8', strict_mode = true, null_padding = false)")
     return "read_parquet($path)"
+
+
+# --------------------------------------------------------------------------- CSV checks
+
+_OTHER_DELIMITERS = {";": "semicolon ';'", "\t": "tab", "|": "pipe '|'"}
+_UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                 (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+_REEXPORT = "re-export it as UTF-8 (Excel: Save As 'CSV UTF-8 (Comma delimited)')"
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV input, after the checks that need no full read.
+
+    Raises :class:`OdevalError` for an empty file, a UTF-16/32 or binary file, a header
+    line that is not UTF-8, has an unclosed quote, is separated by something other than
+    commas, or has a nameless or repeated column. A UTF-8 byte-order mark is allowed.
+    """
+    with open(path, "rb") as f:
+        head = f.read(MAX_LINE_BYTES + 1)
+    if not head:
+        raise OdevalError("the file is empty (0 bytes): a table with no rows still needs its "
+                          "header line", rule="ingest.empty_file", file=path)
+    for bom, name in _UNICODE_BOMS:
+        if head.startswith(bom):
+            raise OdevalError(f"the file is {name}-encoded (it starts with a {name} byte-order "
+                              f"mark), not UTF-8: {_REEXPORT}", rule="ingest.unreadable", file=path)
+    head = head.removeprefix(codecs.BOM_UTF8)
+    end = re.search(rb"[\r\n]", head)
+    line = head[:end.start()] if end else head
+    if b"\x00" in line:
+        raise OdevalError("the header line holds NUL bytes: the file is binary (or UTF-16 without "
+                          f"a byte-order mark), not CSV text; {_REEXPORT}", rule="ingest.unreadable",
+                          file=path)
+    if end is None and len(head) > MAX_LINE_BYTES:
+        raise OdevalError(f"no line break in the first {MAX_LINE_BYTES:,} bytes: this is not a CSV "
+                          "file with a header line", rule="ingest.unreadable", file=path)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OdevalError(
+            f"the header line is not UTF-8 (byte 0x{line[exc.start]:02x} at position {exc.start + 1}"
+            f"; Latin-1 or Windows-1252 are not guessed): {_REEXPORT}",
+            rule="ingest.unreadable", file=path) from None
+    if text.count('"') % 2:
+        raise OdevalError("the header line has an unclosed quote (a header name must not span "
+                          "lines)", rule="ingest.header", file=path)
+    if not text.strip():
+        raise OdevalError("the first line is empty: the file must start with its header line",
+                          rule="ingest.header", file=path)
+    names = next(csv.reader([text]), [])
+    if len(names) <= 1:
+        found = [label for d, label in _OTHER_DELIMITERS.items() if d in text]
+        if found:
+            raise OdevalError(f"the header is separated by {found[0]}, not by commas: the contract "
+                              "wants comma-separated values; re-export with comma as the "
+                              "delimiter", rule="ingest.delimiter", file=path)
+    for i, name in enumerate(names, start=1):
+        if not name.strip():
+            raise OdevalError(f"column {i} of the header has no name (a column of values needs a "
+                              "name; remove it if it is empty)", rule="ingest.header", file=path)
+        first = names.index(name) + 1
+        if first != i:
+            raise OdevalError(f"the header names {name!r} twice (columns {first} and {i})",
+                              rule="ingest.duplicate_column", file=path, column=name)
+    return names
+
+
+def _csv_error(exc: Exception, path: Path) -> OdevalError:
+    """DuckDB's CSV error as a message an analyst can act on (never echoing the line)."""
+    text = str(exc)
+    m = re.search(r"CSV Error on Line: (\d+)", text)
+    row = int(m.group(1)) - 1 if m else None  # DuckDB counts records with the header as 1
+    this = "the row" if m else "the file"
+    m_cols = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    if "Invalid unicode" in text:
+        why = f"{this} is not UTF-8 text (Latin-1 or Windows-1252 are not guessed): {_REEXPORT}"
+    elif m_cols:
+        why = (f"{this} has {m_cols.group(2)} fields where the header has {m_cols.group(1)} (a "
+               "stray comma, or a value holding a comma that is not in double quotes)")
+    elif "unterminated quote" in text:
+        why = (f"{this} opens a double quote that is not closed (or a quote inside a value is "
+               "not doubled as \"\")")
+    elif "Maximum line size" in text:
+        why = f"{this} is longer than DuckDB's maximum record size (damaged, or not a CSV file)"
+    elif "invalid state" in text:
+        why = ("the CSV parser stopped in an invalid state: most often the lines end in a mix of "
+               "CRLF (Windows) and LF (Unix), e.g. files joined together; save the file again "
+               "with one kind of line end")
+    else:
+        why = f"{this} cannot be read as CSV: {_first_line(exc)}"
+    return OdevalError(why, rule="ingest.unreadable", file=path, row=row)
 
 
 def find_files(folder: Path, tables: dict[str, Table]) -> tuple[dict[str, tuple[Path, str]], list[Path]]:
@@ -174,17 +327,58 @@ def find_files(folder: Path, tables: dict[str, Table]) -> tuple[dict[str, tuple[
 
 
 def _describe(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[tuple[str, str]]:
+    if fmt == "csv":
+        return [(n, "VARCHAR") for n in csv_header(path)]
     try:
-        rows = con.execute(f"describe select * from {_reader(path, fmt)}", {"path": str(path)}).fetchall()
-    except _FILE_ERRORS as exc:
-        raise OdevalError(f"cannot read the file as {fmt}: {_first_line(exc)}",
-                          rule="ingest.unreadable", file=path) from None
+        rows = con.execute(f"describe select * from {_reader(fmt)}", {"path": str(path)}).fetchall()
+    except duckdb.Error as exc:
+        if not _is_file_error(exc):
+            raise
+        raise _parquet_error(exc, path) from None
     return [(r[0], r[1]) for r in rows]
 
 
+def _parquet_error(exc: Exception, path: Path) -> OdevalError:
+    text = _first_line(exc)
+    if "magic bytes" in text or "too small" in text:
+        text = f"it is not a complete Parquet file (truncated, or not Parquet at all): {text}"
+    return OdevalError(f"cannot read the file as parquet: {text}", rule="ingest.unreadable",
+                       file=path)
+
+
 #: Errors that mean the file cannot be read; anything else (binder, parser) is our bug and
-#: is raised as it is.
-_FILE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
+#: is raised as it is. NotImplementedException: DuckDB's parallel CSV reader gives up on
+#: some malformed files with it.
+_FILE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException,
+                duckdb.NotImplementedException)
+
+
+
+def _is_file_error(exc: duckdb.Error) -> bool:
+    """Whether a DuckDB error is about the file read (so: an OdevalError for the analyst).
+
+    A damaged Parquet file raises plain ``duckdb.Error`` (Thrift "Invalid data", "Out of
+    buffer", corrupt dictionary offsets, ...); the subclasses that mean a bug in our SQL
+    (binder, parser, catalog) or a broken database (internal, fatal) are not file errors.
+    """
+    return isinstance(exc, _FILE_ERRORS) or type(exc) is duckdb.Error
+
+
+#: Parquet types no contract column can be read from without guessing: nested values,
+#: raw bytes (not text), and zoned timestamps (the contract's times are local, no zone).
+_REFUSED_NATIVE = (("STRUCT", "nested"), ("MAP", "nested"), ("UNION", "nested"),
+                   ("BLOB", "binary (bytes, not UTF-8 text)"),
+                   ("TIMESTAMP WITH TIME ZONE", "a timestamp with a time zone (the contract's "
+                                                "dates and times are local, with no zone)"))
+
+
+def _native_type_problem(src_type: str) -> str | None:
+    if src_type.endswith("]"):
+        return "a list"
+    for prefix, why in _REFUSED_NATIVE:
+        if src_type.startswith(prefix):
+            return why
+    return None
 
 
 def _first_line(exc: Exception) -> str:
@@ -198,7 +392,7 @@ def create_raw_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:
 
 
 def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
-               sha: str, load_id: str) -> FileLoad:
+               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
     columns = _describe(con, path, fmt)
     by_norm: dict[str, tuple[str, str]] = {}
     for name, ctype in columns:
@@ -213,11 +407,33 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
             raise OdevalError(
                 "a column named like a real identifier: the extract must be pseudonymised, "
                 "so it is refused whole", rule="identifier.forbidden_column", file=path, column=name)
+    if table.column_names and not any(n in table.column_names for n in by_norm):
+        raise OdevalError(
+            f"no column of table {table.name} in the {'header line' if fmt == 'csv' else 'file'} "
+            f"({len(by_norm)} column(s), none named like {', '.join(table.required_columns[:3])}, "
+            "...): " + ("the first line must be the header naming the columns" if fmt == "csv"
+                     else "the file's columns must be named as in the contract"),
+            rule="ingest.header", file=path)
     for c in table.columns:
         if c.required and c.name not in by_norm:
             raise OdevalError(f"required column {c.name!r} of table {table.name} is missing",
                               rule=f"{table.name}.{c.name}.required_column", file=path, column=c.name)
     extras = sorted(n for n in by_norm if n not in table.column_names)
+    for c in table.columns:
+        problem = c.name in by_norm and _native_type_problem(by_norm[c.name][1])
+        if problem:
+            raise OdevalError(f"column {by_norm[c.name][0]!r} is {problem} ({by_norm[c.name][1]}); "
+                              f"the contract wants {c.type}: write it as {c.type}" + (" or as text" if c.type != "text" else " (UTF-8 strings)"),
+                              rule="ingest.column_type", file=path, column=c.name)
+    if scan is not None and scan.nul_line:
+        raise OdevalError(
+            f"line {scan.nul_line} of the file holds a NUL byte: the file is damaged or binary, "
+            "not CSV text", rule="ingest.unreadable", file=path)
+    if scan is not None and scan.longest > MAX_LINE_BYTES:
+        raise OdevalError(
+            f"line {scan.longest_line} of the file is {scan.longest:,} bytes long, more than the "
+            f"{MAX_LINE_BYTES:,} any record of the contract needs: the file is damaged or not "
+            "a CSV export", rule="ingest.unreadable", file=path)
 
     inner, outer, failures = [], [], []
     for c in table.columns:
@@ -249,7 +465,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
     # Parquet numbers its rows; for CSV a streaming row_number() over the ordered scan does
     # (preserve_insertion_order is on): both give the 1-based data row, header excluded.
     source = ("read_parquet($path, file_row_number = true)" if fmt == "parquet"
-              else f"(select *, row_number() over () as __rn from {_reader(path, fmt)})")
+              else f"(select *, row_number() over () as __rn from {_reader(fmt, [c for c, _ in columns])})")
     rn = "file_row_number + 1" if fmt == "parquet" else "__rn"
     untyped = (f"list_filter([{', '.join(failures)}], lambda x: x is not null)" if failures
                else "cast([] as struct(\"column\" varchar, \"value\" varchar)[])")
@@ -264,9 +480,10 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
     """
     try:
         con.execute(sql, {"path": str(path), "load_id": load_id})
-    except _FILE_ERRORS as exc:
-        raise OdevalError(f"cannot read the file as {fmt}: {_first_line(exc)}",
-                          rule="ingest.unreadable", file=path) from None
+    except duckdb.Error as exc:
+        if disk_full_error(exc) is not None or not _is_file_error(exc):
+            raise  # transaction() rolls back and explains a full disk
+        raise (_csv_error(exc, path) if fmt == "csv" else _parquet_error(exc, path)) from None
     n_rows, n_untyped = con.execute(
         f"select count(*), count(_untyped) from raw.{table.name} where _load_id = $l", {"l": load_id}
     ).fetchone()
@@ -335,7 +552,8 @@ def ingest(
         for i, (table, path, fmt) in enumerate(plan):
             if progress:
                 progress(i, len(plan), f"{table.name} ← {path.name}")
-            sha = sha256_of(path)
+            scan = _LineScan() if fmt == "csv" else None
+            sha = sha256_of(path, scan)
             load_id = f"{table.name}-{sha[:16]}"
             seen = con.execute("select n_rows from meta.loads where load_id = $l",
                                {"l": load_id}).fetchone()
@@ -343,7 +561,7 @@ def ingest(
                 report.loads.append(FileLoad(table=table.name, path=path, sha256=sha, format=fmt,
                                              load_id=load_id, status="unchanged", n_rows=seen[0]))
                 continue
-            report.loads.append(_load_file(con, table, path, fmt, sha, load_id))
+            report.loads.append(_load_file(con, table, path, fmt, sha, load_id, scan))
         if progress:
             progress(len(plan), len(plan), "done")
     return report

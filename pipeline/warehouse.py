@@ -8,6 +8,7 @@ runs, parameters, versions).
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,15 +49,18 @@ def connect(
         raise OdevalError(f"no warehouse at {path}; run `odeval ingest` first",
                           rule="warehouse.missing", file=path)
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "a file is in the way (not a folder)" if isinstance(
+                exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+            raise OdevalError(f"cannot create the warehouse's folder {exc.filename}: {why}",
+                              rule="warehouse.open", file=path) from None
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise WarehouseInUse(
-                "warehouse in use: another odeval process has it open for writing; "
-                "wait for it to finish (read-only commands can run once it has)",
-                rule="warehouse.in_use", file=path) from None
+            raise _in_use(str(exc), path) from None
         raise OdevalError(f"cannot open the warehouse: {exc}", rule="warehouse.open",
                           file=path) from None
     if threads:
@@ -71,6 +75,20 @@ def connect(
     return con
 
 
+def _in_use(text: str, path: Path) -> WarehouseInUse:
+    """DuckDB's lock error as a message saying who holds the warehouse and what to do."""
+    m = re.search(r"held in (.+?) \(PID (\d+)\)", text)
+    who = f"another process (PID {m.group(2)}, {Path(m.group(1)).name})" if m else "another process"
+    if "read-only mode" in text:  # DuckDB adds this hint when the holder only reads
+        return WarehouseInUse(
+            f"warehouse in use: {who} has it open read-only (a notebook, or `odeval report`?); "
+            "a command that writes must wait until it is closed (read-only commands can share it)",
+            rule="warehouse.in_use", file=path)
+    return WarehouseInUse(
+        f"warehouse in use: {who} has it open for writing (another odeval run?); wait for it to "
+        "finish (read-only commands can open it once it has)", rule="warehouse.in_use", file=path)
+
+
 def _safe_size(value: str) -> str:
     """A memory size such as '3GB' (checked: it is pasted into a SET statement)."""
     v = str(value).strip()
@@ -80,17 +98,51 @@ def _safe_size(value: str) -> str:
     return v
 
 
+def disk_full_error(exc: BaseException) -> OdevalError | None:
+    """The error to show for a DuckDB write that failed on a full disk, else None.
+
+    DuckDB reports it as an IO error while writing, or as a failed commit when the
+    write-ahead log cannot grow; either way the transaction is rolled back.
+    """
+    text = str(exc)
+    if not isinstance(exc, duckdb.Error) or not (
+            "No space left on device" in text or f"errno {errno.ENOSPC}" in text.lower()):
+        return None
+    m = re.search(r'file "([^"]+)"', text)
+    return OdevalError(
+        "the disk is full (No space left on device) while writing the warehouse: nothing was "
+        "written and the warehouse is as it was; free some space (DuckDB also needs room for "
+        "its write-ahead log and temporary files) and run again",
+        rule="warehouse.disk_full", file=m.group(1) if m else None)
+
+
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: commit on success, roll back on any exception."""
+    """All or nothing: commit on success, roll back on any exception.
+
+    A full disk (while writing or at commit) becomes an :class:`OdevalError` with rule
+    ``warehouse.disk_full``.
+    """
     con.execute("begin transaction")
     try:
         yield con
-    except BaseException:
-        con.execute("rollback")
+    except BaseException as exc:
+        try:
+            con.execute("rollback")
+        except duckdb.Error:
+            pass  # a failed commit or a dead connection has no transaction left: say why it failed
+        full = disk_full_error(exc)
+        if full is not None:
+            raise full from None
         raise
     else:
-        con.execute("commit")
+        try:
+            con.execute("commit")
+        except duckdb.Error as exc:
+            full = disk_full_error(exc)
+            if full is not None:
+                raise full from None
+            raise
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
