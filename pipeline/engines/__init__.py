@@ -68,7 +68,7 @@ def read_table(source: str | Path, name: str, schema: str = "derived", *, as_arr
         con = duckdb.connect(str(source), read_only=True)
         try:
             exists = con.execute("select count(*) from information_schema.tables "
-                                 "where table_schema = ? and table_name = ?", [schema, name]).fetchone()[0]
+                                 "where table_schema = ? and table_name = ?", [schema, name]).fetchall()[0][0]
             if not exists:
                 raise OdevalError(f"no table {schema}.{name} in the warehouse", rule="engine.read",
                                   file=source)
