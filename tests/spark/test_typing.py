@@ -136,3 +136,12 @@ def test_refusals_are_ingests(spark, tmp_path, rows, columns, rule):
         type_inputs(spark, Store(spark, tmp_path / "spark"), [folder])
     assert spk.value.rule == duck.value.rule == rule
     assert (spk.value.row, spk.value.column) == (duck.value.row, duck.value.column)
+
+
+def test_spark_submit_entry_point_refuses_like_the_cli(spark, tmp_path, capsys):
+    from pipeline.engines.submit import main
+
+    folder = write_extract(tmp_path / "bad", {"people": [{**PERSON, "person_id": "943 476 5919"}]})
+    assert main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "people.person_id.nhs_number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
