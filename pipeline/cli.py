@@ -165,6 +165,13 @@ def _do_validate(con, params: dict) -> None:
         table.add_row(name, f"{r.n_raw:,}", f"{r.n_clean:,}", f"{r.n_quarantined:,}",
                       f"{r.quarantined_share:.2%}")
     out.print(table)
+    if report.expectations or report.expectations_skipped:
+        bad = [r["rule_id"] for r in report.expectations if not r["agree"]]
+        out.print(f"great-expectations cross-check: {len(report.expectations) - len(bad)} of "
+                  f"{len(report.expectations)} expectations agree with the SQL rules"
+                  + (f"; DISAGREE: {', '.join(bad)}" if bad else "")
+                  + (f"; not cross-checked (too large): {', '.join(report.expectations_skipped)}"
+                     if report.expectations_skipped else ""))
     out.print(f"Data-quality report: {REPORTS_DIR / 'data_quality.html'}")
     _stamp("validate", {n: [r.n_raw, r.n_clean, r.n_quarantined, r.rule_counts]
                         for n, r in report.tables.items()})

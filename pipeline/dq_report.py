@@ -128,6 +128,7 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
     return {
         "extract_date": report.extract_date.isoformat(),
         "fatal": report.fatal,
+        "great_expectations": ge_summary(report),
         "disclosure": {"suppressed": f"{cfg['suppress_min']}..{cfg['suppress_max']}",
                        "shown_as": None},
         "tables": {name: {"n_raw": c(r.n_raw), "n_clean": c(r.n_clean),
@@ -166,6 +167,30 @@ def _table(caption: str, header: list[str], rows: list[list[Any]], classes=None)
             + "".join(body) + "</table>")
 
 
+def ge_summary(report: "ValidationReport") -> dict[str, Any]:
+    """The great-expectations cross-check in a few figures (no counts of people)."""
+    rows = report.expectations
+    return {"expectations": len(rows), "agree": sum(r["agree"] for r in rows),
+            "disagree": sorted(r["rule_id"] for r in rows if not r["agree"]),
+            "tables_not_cross_checked": dict(sorted(report.expectations_skipped.items()))}
+
+
+def _ge_html(report: "ValidationReport") -> str:
+    g = ge_summary(report)
+    if not g["expectations"] and not g["tables_not_cross_checked"]:
+        return "<p>The great-expectations cross-check was not run (validate.great_expectations).</p>"
+    text = (f"<p>Cross-check: {g['expectations']} great-expectations expectations, generated from "
+            f"the same schemas and run in DuckDB, counted the same rows as the SQL rules for "
+            f"{g['agree']} of them.")
+    if g["disagree"]:
+        text += " <span class='fatal'>They disagree on: " + html.escape(", ".join(g["disagree"])) + "</span>."
+    if g["tables_not_cross_checked"]:
+        text += (" Not cross-checked (more rows than validate.great_expectations_max_rows; the "
+                 "SQL rules apply to them in full): "
+                 + html.escape(", ".join(g["tables_not_cross_checked"])) + ".")
+    return text + "</p>"
+
+
 def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                 cfg: dict[str, Any]) -> str:
     show = lambda n: disclosure.show_count(n, cfg)  # noqa: E731
@@ -191,6 +216,7 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                         ["rule", "category", "what it checks", "rows failing", "examples"],
                         [[i, k, m, show(n), "; ".join(examples.get(i, []))]
                          for i, k, m, n in rules]))
+    parts.append(_ge_html(report))
     for table in con.execute("select distinct table_name from results.dq_completeness "
                              "order by 1").fetchall():
         t = table[0]
