@@ -258,7 +258,8 @@ def validate_table(con: duckdb.DuckDBPyConnection, table: Table, rules: list[Rul
         from raw.{table.name} as r
         where not exists (select 1 from _failures as f
                           where f._load_id = r._load_id and f._row_number = r._row_number)
-    """)  # no sort: a filtered scan keeps raw's insertion order (preserve_insertion_order)
+        order by _load_id, _row_number
+    """)  # the sort is needed: the parallel anti-join does not keep raw's order (measured)
     counts = dict(con.execute(
         "select rule, count(distinct (_load_id, _row_number)) from _failures "
         "group by rule order by rule").fetchall())
