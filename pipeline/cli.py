@@ -73,6 +73,8 @@ def _progress(description: str) -> Iterator:
 def _open_warehouse(warehouse: Path | None, params_file: Path | None, *, read_only: bool = False):
     from pipeline.warehouse import connect
 
+    global _STAMPS
+    _STAMPS = warehouse is None  # an explicit --warehouse is outside the DVC graph
     params = load_params(params_file)
     wh = section(params, "warehouse")
     path = warehouse or Path(wh.get("path") or DEFAULT_WAREHOUSE)
@@ -120,10 +122,17 @@ def synth(
     out.print(table)
 
 
+#: Stamps are written only for the warehouse of params.yaml, the one dvc.yaml's stages use;
+#: a run on another warehouse (--warehouse) must not change what DVC sees.
+_STAMPS = True
+
+
 def _stamp(stage: str, payload: dict) -> None:
     """data/stamps/<stage>.json: what a stage produced (deterministic; DVC tracks it)."""
     import json
 
+    if not _STAMPS:
+        return
     from pipeline.config import DATA_DIR
 
     path = DATA_DIR / "stamps" / f"{stage}.json"
