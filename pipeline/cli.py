@@ -403,6 +403,40 @@ def check_outputs(
 
 
 @app.command()
+def export(
+    site: Annotated[str, typer.Option("--site", help="The site_id whose bundle to write.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write (new or empty).")],
+    warehouse: WarehouseOpt = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Write a site's aggregate bundle for federated analysis (risk sets, site hazard ratio,
+    manifest.json with sha256s): no row-level data, no identifiers."""
+    from pipeline.federated import export_bundle
+
+    with _errors():
+        con, p = _open_warehouse(warehouse, params, read_only=True)
+        path = export_bundle(con, site, out_dir, p)
+        con.close()
+    out.print(f"Bundle: {path}")
+
+
+@app.command()
+def pool(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundle folders written by `odeval export`.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the pooled CSVs.")],
+    params: ParamsOpt = None,
+) -> None:
+    """Check site bundles (sha256, schema version, parameters) and pool them: exact Kaplan-Meier
+    and Aalen-Johansen, random-effects meta-analysis of the site hazard ratios (CSV in --out)."""
+    from pipeline.federated import pool_bundles
+
+    with _errors():
+        res = pool_bundles(bundles, out_dir, load_params(params))
+    out.print(f"Pooled {len(res['bundles'])} bundles: " + ", ".join(res["bundles"]["site"])
+              + f"; CSV in {out_dir}")
+
+
+@app.command()
 def bench(
     size: Annotated[str, typer.Option(help="pilot, trust or national (params.yaml bench.sizes).")] = "pilot",
     stages: Annotated[Optional[list[str]], typer.Option("--stages", help="Steps to run (repeat): "
