@@ -8,9 +8,11 @@ by DuckDB from ``schemas/``; a value that cannot be typed is not dropped: the ty
 is NULL and ``_untyped`` keeps the column name and the original text, so that validation
 quarantines the row. Columns not in the contract are kept in ``_extra`` and reported.
 
-A whole ``ingest`` call is one transaction: a missing required column, an unreadable file,
-a column named like a real identifier, or a pseudonym shaped like an NHS number stops it,
-and the warehouse is left exactly as it was.
+A whole ``ingest`` call is one transaction: a missing required column, an unreadable or
+malformed file (encoding, delimiter, header, ragged rows, damaged Parquet: see README
+"Ingest: what stops a load"), a column named like a real identifier, a pseudonym shaped
+like an NHS number, or a free-text column holding identifier-shaped values stops it, and
+the warehouse is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+import yaml
 
+from pipeline.config import SCHEMAS_DIR
 from pipeline.errors import OdevalError
 from pipeline.schemas import Column, Table, forbidden_columns, load_contract, normalise_column_name
 from pipeline.warehouse import disk_full_error, table_exists, transaction
@@ -85,6 +90,116 @@ def nhs_number_sql(expr: str) -> str:
         f"(case when {check} = 11 then 0 else {check} end) = cast(substr({s}, 10, 1) as integer) "
         f"else false end)"
     )
+
+
+_POSTCODE_RE = "(GIR ?0AA|[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2})"
+_EMAIL_RE = "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+([.][A-Za-z0-9-]+)*[.][A-Za-z]{2,}"
+_NAME_RE = ("([A-Z][a-z]+(['-][A-Z]?[a-z]+)?( [A-Z][a-z]+(['-][A-Z]?[a-z]+)?){1,2}"
+            "|[A-Z]{2,}(['-][A-Z]+)?, ?[A-Z][a-z]+( [A-Z][a-z]+)?)")
+_KINDS = {
+    "nhs_number": "NHS numbers (10 digits passing the Modulus 11 check)",
+    "postcode": "UK postcodes",
+    "email": "email addresses",
+    "date_of_birth": "dates of birth",
+    "person_name": "person names",
+}
+
+
+@lru_cache(maxsize=1)
+def value_checks() -> dict:
+    """The ``value_checks`` section of ``schemas/identifiers.yaml``."""
+    raw = yaml.safe_load((SCHEMAS_DIR / "identifiers.yaml").read_text(encoding="utf-8"))
+    return raw.get("value_checks") or {}
+
+
+def _year_of_full_date(v: str) -> str:
+    return (f"(case when regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([T ].*)?') "
+            f"then try_cast(substr({v}, 1, 4) as integer) "
+            f"when regexp_full_match({v}, '[0-9]{{1,2}}/[0-9]{{1,2}}/[0-9]{{4}}') "
+            f"then try_cast(right({v}, 4) as integer) end)")
+
+
+def check_identifier_values(con: duckdb.DuckDBPyConnection, table: Table, path: Path,
+                            load_id: str, present: dict[str, str], extras: dict[str, str]) -> None:
+    """Refuse the load when a free-text or extra column holds identifiers (rule
+    ``identifier.<kind>``); see ``value_checks`` in ``schemas/identifiers.yaml``.
+
+    ``present``: contract column name -> input column name, for the columns in the file;
+    ``extras``: the same for the extra columns (normalised name, as kept in ``_extra``).
+    """
+    cfg = value_checks()
+    if not cfg:
+        return
+    cols: list[tuple[str, str, str]] = []  # (input name, SQL text expression, contract name or '')
+    for name in (cfg.get("columns") or {}).get(table.name, []):
+        if name in present:
+            cols.append((present[name], f"nullif(trim({_quote(name)}), '')", name))
+    for norm, shown in extras.items():
+        cols.append((shown, f"nullif(trim(_extra[{_sql_str(norm)}]), '')", ""))
+    if not cols:
+        return
+    names_cfg = cfg.get("person_name") or {}
+    dob_cfg = cfg.get("date_of_birth") or {}
+    has_birth_year = "birth_year" in present
+    tests: list[dict[str, str]] = []
+    aggs = []
+    for i, (_, v, contract) in enumerate(cols):
+        year = _year_of_full_date(v)
+        t = {
+            # (a CASE on the length first: DuckDB does not short-circuit AND)
+            "postcode": f"(case when length({v}) between 5 and 8 then "
+                        f"regexp_full_match(upper({v}), {_sql_str(_POSTCODE_RE)}) else false end)",
+            "nhs_number": f"(case when length({v}) between 10 and 12 then {nhs_number_sql(v)} "
+                          "else false end)",
+            "email": f"regexp_matches({v}, {_sql_str(_EMAIL_RE)})",
+            "date": f"{year} is not null",
+        }
+        if has_birth_year:
+            t["dob"] = f"coalesce({year} = birth_year, false)"
+            t["dob_pairs"] = f"{year} is not null and birth_year is not null"
+        if table.name in (names_cfg.get("tables") or ()) and contract not in (
+                names_cfg.get("not_columns") or ()):
+            t["person_name"] = f"regexp_full_match({v}, {_sql_str(_NAME_RE)})"
+        tests.append(t)
+        aggs.append(f"count({v}) as c{i}_n")
+        aggs += [f"count_if({test}) as c{i}_{kind}" for kind, test in t.items()]
+    where = f"from raw.{table.name} where _load_id = $l"
+    cur = con.execute(f"select {', '.join(aggs)} {where}", {"l": load_id})
+    got = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+
+    def refuse(i: int, kind: str, test: str, hits: int, n: int, extra: str = "") -> None:
+        row = con.execute(f"select min(_row_number) {where} and ({test})", {"l": load_id}).fetchone()[0]
+        raise OdevalError(
+            f"column {cols[i][0]!r} holds {_KINDS[kind]} ({hits:,} of {n:,} values, the first in "
+            f"row {row}{extra}): the extract must be pseudonymised, so it is refused whole; drop "
+            "or pseudonymise the column", rule=f"identifier.{kind}", file=path, column=cols[i][0],
+            row=row)
+
+    for i, (name, v, _) in enumerate(cols):
+        n, t = got[f"c{i}_n"], tests[i]
+        if not n:
+            continue
+        for kind in ("email", "nhs_number", "postcode"):
+            hits, rule = got[f"c{i}_{kind}"], cfg.get(kind) or {}
+            if hits >= max(1, int(rule.get("min_count", 1))) and hits / n >= float(
+                    rule.get("min_share", 0)):
+                refuse(i, kind, t[kind], hits, n)
+        tokens = set(normalise_column_name(name).split("_"))
+        if got[f"c{i}_date"] and tokens & set(dob_cfg.get("name_tokens") or ()):
+            refuse(i, "date_of_birth", t["date"], got[f"c{i}_date"], n,
+                   ", full dates in a column named like a birth date")
+        pairs = got.get(f"c{i}_dob_pairs") or 0
+        if pairs and got[f"c{i}_dob"] / pairs >= float(dob_cfg.get("min_share", 0.5)):
+            refuse(i, "date_of_birth", t["dob"], got[f"c{i}_dob"], n,
+                   ", full dates in the year of the person's birth_year")
+        hits = got.get(f"c{i}_person_name") or 0
+        if hits and hits / n >= float(names_cfg.get("min_share", 0.5)):
+            distinct, named = con.execute(
+                f"select count(distinct {v}), count(distinct {v}) filter (where "
+                f"{t['person_name']}) {where}", {"l": load_id}).fetchone()
+            if (named >= int(names_cfg.get("min_distinct", 20))
+                    and distinct / n >= float(names_cfg.get("min_unique_share", 0.8))):
+                refuse(i, "person_name", t["person_name"], hits, n)
 
 
 # --------------------------------------------------------------------------- typing
@@ -498,6 +613,9 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
                     "a value shaped like an NHS number (10 digits passing the Modulus 11 check): "
                     "the extract is not pseudonymised and is refused whole",
                     rule=f"{table.name}.{c.name}.nhs_number", file=path, column=c.name, row=hit[0])
+    check_identifier_values(con, table, path, load_id,
+                            {c.name: by_norm[c.name][0] for c in table.columns if c.name in by_norm},
+                            {n: by_norm[n][0] for n in extras})
     con.execute(
         "insert into meta.loads values ($load_id, $table, $file, $sha, $fmt, $n, $extra, "
         "cast(current_timestamp as timestamp))",

@@ -40,7 +40,9 @@ PEOPLE = load_contract()["people"]
 #: Every rule an input file can be refused with (anything else is a new, unexplained path).
 FILE_RULES = {"ingest.unreadable", "ingest.empty_file", "ingest.delimiter", "ingest.header",
               "ingest.duplicate_column", "ingest.column_type", "identifier.forbidden_column",
-              "identifier.value"} | {f"people.{c}.required_column" for c in PEOPLE.required_columns} \
+              "identifier.nhs_number", "identifier.postcode", "identifier.email",
+              "identifier.date_of_birth", "identifier.person_name"} \
+    | {f"people.{c}.required_column" for c in PEOPLE.required_columns} \
     | {f"people.{c.name}.nhs_number" for c in PEOPLE.columns}
 VALIDATE = {"great_expectations": False, "max_quarantine_share": 1.0}
 

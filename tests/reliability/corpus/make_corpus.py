@@ -91,6 +91,8 @@ def csv_cases() -> dict[str, bytes]:
         "binary_after_header": H.encode() + b"\n" + junk,
         "nul_in_row": lines(H, R1, R2.replace("male", "ma\x00le")).encode(),
         "identifier_column": lines(H + ",NHS Number", R1 + ",9434765919").encode(),
+        "postcodes_in_extra_column": lines(H + ",area", R1 + ",LS1 4AP", R2 + ",SW1A 1AA",
+                                           R3 + ",M1 1AE").encode(),
     }
 
 
