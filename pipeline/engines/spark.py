@@ -257,6 +257,12 @@ def _check_header(table: Table, path: Path, columns: list[tuple[str, str]]):
             raise OdevalError(f"required column {c.name!r} of table {table.name} is missing",
                               rule=f"{table.name}.{c.name}.required_column", file=path, column=c.name)
     extras = sorted(n for n in by_norm if n not in table.column_names)
+    for c in table.columns:  # ingest refuses the same native types, with the same rule
+        problem = c.name in by_norm and ingest_mod._native_type_problem(by_norm[c.name][1])
+        if problem:
+            raise OdevalError(f"column {by_norm[c.name][0]!r} is {problem} ({by_norm[c.name][1]}); "
+                              f"the contract wants {c.type}", rule="ingest.column_type",
+                              file=path, column=c.name)
     return by_norm, extras
 
 

@@ -145,3 +145,17 @@ def test_spark_submit_entry_point_refuses_like_the_cli(spark, tmp_path, capsys):
     assert main([str(folder), "--out", str(tmp_path / "out")]) == 2
     assert "people.person_id.nhs_number" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zoned_parquet_timestamp_is_refused_like_ingest(spark, tmp_path):
+    folder = write_extract(tmp_path / "pq", {"people": [PERSON]})
+    (folder / "referrals.csv").unlink()
+    pq.write_table(pa.table({
+        "referral_id": ["R1"], "person_id": ["P1"],
+        "received_at": pa.array([0], pa.timestamp("us", tz="UTC"))}), folder / "referrals.parquet")
+    with pytest.raises(OdevalError) as duck:
+        ingest(connect(tmp_path / "w.duckdb"), [folder])
+    with pytest.raises(OdevalError) as spk:
+        type_inputs(spark, Store(spark, tmp_path / "spark"), [folder])
+    assert spk.value.rule == duck.value.rule == "ingest.column_type"
+    assert spk.value.column == duck.value.column == "received_at"
