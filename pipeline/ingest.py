@@ -220,8 +220,9 @@ def _typed_from_text(col: Column, v: str) -> str:
     if t == "int":
         return f"case when regexp_full_match({v}, '{_INT_RE}') then try_cast({v} as bigint) end"
     if t == "float":
+        # finite only: '1e400' matches the pattern but overflows to infinity
         return (f"case when regexp_full_match({v}, '{_FLOAT_RE}') "
-                f"then try_cast({v} as double) end")
+                f"and isfinite(try_cast({v} as double)) then try_cast({v} as double) end")
     if t == "bool":
         return (f"case when lower({v}) in {_TRUE} then true "
                 f"when lower({v}) in {_FALSE} then false end")

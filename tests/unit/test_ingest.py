@@ -68,6 +68,21 @@ def test_booleans_accept_the_contract_spellings(con, extract, text, expected):
         assert value is expected and untyped is None
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("10", 10.0), ("2.5", 2.5), ("1e2", 100.0), ("1e400", "untyped"), ("inf", "untyped"),
+    ("nan", "untyped"), ("1,5", "untyped"),
+])
+def test_floats_must_be_finite_numbers(con, extract, text, expected):
+    rx = {"prescription_id": "RX1", "person_id": "P1", "drug": "olanzapine", "route": "oral",
+          "daily_dose_mg": text, "start_on": "2023-02-01"}
+    ingest(con, [extract(rows={"people": [PERSON], "prescriptions": [rx]})])
+    value, untyped = con.execute("select daily_dose_mg, _untyped from raw.prescriptions").fetchone()
+    if expected == "untyped":
+        assert value is None and untyped == [{"column": "daily_dose_mg", "value": text}]
+    else:
+        assert value == expected and untyped is None
+
+
 def test_timestamps_with_and_without_seconds(con, extract):
     base = {"referral_id": "R1", "person_id": "P1"}
     ingest(con, [extract(rows={"people": [PERSON], "referrals": [
