@@ -42,6 +42,8 @@ import duckdb
 from pipeline.schemas import Table, load_contract
 
 _SHIM_INSTALLED = False
+#: execution engines holding a persisted DuckDB connection, closed by :func:`_close_engines`
+_ENGINES: list = []
 
 
 def install_duckdb_shim() -> None:
@@ -60,6 +62,7 @@ def install_duckdb_shim() -> None:
         if self.dialect_name == "duckdb":
             if not self._connection:
                 self._connection = self.engine.connect()
+                _ENGINES.append(self)
             yield self._connection
         else:
             with original(self) as connection:
@@ -67,6 +70,17 @@ def install_duckdb_shim() -> None:
 
     SqlAlchemyExecutionEngine.get_connection = get_connection
     _SHIM_INSTALLED = True
+
+
+def _close_engines() -> None:
+    """Close the persisted connections while the DuckDB connection under them is open
+    (else SQLAlchemy's pool tries to roll them back at exit, after it has closed)."""
+    while _ENGINES:
+        engine = _ENGINES.pop()
+        if engine._connection is not None:
+            engine._connection.close()
+            engine._connection = None
+        engine.engine.dispose()
 
 
 def _q(name: str) -> str:
@@ -219,6 +233,16 @@ def run_suites(con: duckdb.DuckDBPyConnection, extract_date, tolerance_days: int
     source = context.data_sources.add_sql(name="warehouse", connection_string="duckdb:///:memory:",
                                           kwargs={"creator": connect})
     counts: dict[str, int] = {}
+    try:
+        _run_tables(context, source, contract, tables, extract_date, tolerance_days, counts)
+    finally:
+        _close_engines()
+    return dict(sorted(counts.items()))
+
+
+def _run_tables(context, source, contract, tables, extract_date, tolerance_days, counts) -> None:
+    import great_expectations as gx
+
     for table in contract.values():
         if tables is not None and table.name not in tables:
             continue
@@ -238,4 +262,3 @@ def run_suites(con: duckdb.DuckDBPyConnection, extract_date, tolerance_days: int
         if len(result.results) != len(specs):
             raise RuntimeError(f"{table.name}: {len(specs)} expectations, "
                                f"{len(result.results)} results")
-    return dict(sorted(counts.items()))
