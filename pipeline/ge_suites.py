@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +47,32 @@ _SHIM_INSTALLED = False
 _ENGINES: list = []
 
 
+def import_gx():
+    """Import great_expectations without letting pyspark end the process.
+
+    GE imports ``pyspark.sql.connect`` when pyspark is installed (it is, for the Spark
+    engine); without grpc, pyspark 4's ``check_dependencies`` calls ``sys.exit(0)`` when
+    ``__main__`` has no file (``python -c``, a script on stdin), which ended a user's
+    validate run silently with status 0. Spark Connect is hidden while GE loads (GE
+    treats it as absent); the classic Spark session the engine uses is unaffected.
+    """
+    if "great_expectations" not in sys.modules and "pyspark.sql.connect" not in sys.modules:
+        sys.modules["pyspark.sql.connect"] = None  # type: ignore[assignment]
+        try:
+            import great_expectations
+        finally:
+            del sys.modules["pyspark.sql.connect"]
+    import great_expectations
+
+    return great_expectations
+
+
 def install_duckdb_shim() -> None:
     """Make GE keep one open connection for the ``duckdb`` dialect (as it does for SQLite)."""
     global _SHIM_INSTALLED
     if _SHIM_INSTALLED:
         return
+    import_gx()
     from great_expectations.execution_engine.sqlalchemy_execution_engine import (
         SqlAlchemyExecutionEngine,
     )
@@ -214,8 +236,8 @@ def run_suites(con: duckdb.DuckDBPyConnection, extract_date, tolerance_days: int
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import duckdb_engine
-    import great_expectations as gx
 
+    gx = import_gx()
     install_duckdb_shim()
     contract = load_contract()
     con.execute("create schema if not exists ge")

@@ -86,3 +86,16 @@ def test_the_duckdb_shim_still_fits_great_expectations():
     install_duckdb_shim()
     assert SqlAlchemyExecutionEngine.get_connection.__qualname__.endswith(
         "install_duckdb_shim.<locals>.get_connection")
+
+
+def test_importing_great_expectations_does_not_end_a_python_c_process():
+    """pyspark (installed for the Spark engine) exits 0 on import of Spark Connect when
+    __main__ has no file, and GE imports it: a `python -c` validate stopped silently."""
+    import subprocess
+    import sys
+
+    code = ("from pipeline.ge_suites import import_gx, install_duckdb_shim; import_gx(); "
+            "install_duckdb_shim(); print('still running')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "still running", proc.stderr[-2000:]
