@@ -69,7 +69,7 @@ class Holder:
 
 def _odeval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(ODEVAL), *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd, env={**os.environ, "COLUMNS": "300",
+                          cwd=cwd, env={**os.environ, "COLUMNS": "2000",
                                         "ODEVAL_PROJECT_ROOT": str(cwd)})
 
 

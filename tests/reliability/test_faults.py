@@ -67,7 +67,7 @@ def project(tmp_path_factory):
 
 
 def _odeval(project: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "ODEVAL_PROJECT_ROOT": str(project), "COLUMNS": "200"}
+    env = {**os.environ, "ODEVAL_PROJECT_ROOT": str(project), "COLUMNS": "2000"}
     return subprocess.Popen([str(ODEVAL), *args], cwd=project, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
