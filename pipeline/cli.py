@@ -137,7 +137,9 @@ def _stamp(stage: str, payload: dict) -> None:
 
     path = DATA_DIR / "stamps" / f"{stage}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    tmp = path.with_suffix(".json.tmp")  # written whole, then renamed: never half a stamp
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
 
 
 def _print_ingest(report) -> None:

@@ -30,6 +30,7 @@ import duckdb
 
 from pipeline.config import PROJ_ROOT, SQL_DIR
 from pipeline.errors import OdevalError
+from pipeline.warehouse import transaction
 
 DERIVE_SQL_DIR = SQL_DIR / "derive"
 
@@ -239,8 +240,7 @@ def derive(
 
     _check_clean(con)
     total = len(relations) + 1
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):  # all or nothing; a full disk becomes a clear error
         con.execute("CREATE SCHEMA IF NOT EXISTS derived")
         _load_drug_list(con, drug_rows)
         if progress:
@@ -251,10 +251,6 @@ def derive(
             con.execute(f"CREATE OR REPLACE TABLE derived.{name} AS\n{body}\n", used)
             if progress:
                 progress(i, total, name)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
     rows = {name: con.execute(f"select count(*) from derived.{name}").fetchone()[0]
             for name in ["ref_drugs", *relations]}

@@ -226,8 +226,12 @@ def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> d
                       "limit 1").fetchone()
     got = got[0] if got else None
     if got is None:
-        raise OdevalError("raw.people is empty: nothing to validate; run `odeval ingest` first",
-                          rule="validate.no_people")
+        if not con.execute("select count(*) from raw.people").fetchone()[0]:
+            raise OdevalError("raw.people is empty: nothing to validate; run `odeval ingest` "
+                              "first", rule="validate.no_people")
+        raise OdevalError("no people.data_end_date could be typed, so the extract date is "
+                          "unknown: set validate.extract_date in params.yaml",
+                          rule="validate.extract_date")
     return got
 
 

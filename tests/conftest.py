@@ -28,6 +28,17 @@ def write_extract(folder: Path, rows: dict[str, list[dict]] | None = None, *,
     return folder
 
 
+def snapshot(con) -> dict[str, list[str]]:
+    """Every table's sorted rows: what 'the warehouse as it was' means."""
+    out = {}
+    for schema, table in con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = current_database() order by 1, 2").fetchall():
+        out[f"{schema}.{table}"] = sorted(map(repr, con.execute(
+            f'select * from "{schema}"."{table}"').fetchall()))
+    return out
+
+
 @pytest.fixture
 def extract(tmp_path):
     """A factory: ``extract(name, rows, columns=...)`` writes a small CSV extract."""

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.reliability.tally import COUNTS
+from tests.conftest import snapshot  # noqa: F401  (re-exported for the reliability tests)
 
 settings.register_profile(
     "reliability-ci", derandomize=True, deadline=None, database=None, print_blob=True,
@@ -43,16 +44,6 @@ def fingerprint(con, *, stable: bool = False) -> dict[str, tuple[int, int]]:
         ).fetchone()
     return out
 
-
-def snapshot(con) -> dict[str, list[str]]:
-    """Every table's sorted rows: what 'the warehouse as it was' means."""
-    out = {}
-    for schema, table in con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_catalog = current_database() order by 1, 2").fetchall():
-        out[f"{schema}.{table}"] = sorted(map(repr, con.execute(
-            f'select * from "{schema}"."{table}"').fetchall()))
-    return out
 
 
 @pytest.fixture

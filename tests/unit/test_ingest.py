@@ -12,20 +12,10 @@ import pytest
 from pipeline.errors import OdevalError
 from pipeline.ingest import ingest, nhs_number_sql
 from pipeline.warehouse import connect
+from tests.conftest import snapshot
 
 PERSON = {"person_id": "P1", "site_id": "S1", "arm": "open_dialogue", "index_date": "2023-01-05",
           "data_end_date": "2024-01-01", "sex": "female", "diagnosis_group": "psychosis"}
-
-
-def _snapshot(con) -> dict:
-    """Every table's sorted rows: what 'the warehouse as it was' means."""
-    out = {}
-    for schema, table in con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_catalog = current_database() order by 1, 2").fetchall():
-        out[f"{schema}.{table}"] = sorted(map(repr, con.execute(
-            f'select * from "{schema}"."{table}"').fetchall()))
-    return out
 
 
 @pytest.fixture
@@ -136,11 +126,11 @@ def test_extra_columns_are_kept_and_reported(con, extract):
 def test_same_file_again_changes_nothing_and_says_so(con, extract):
     folder = extract(rows={"people": [PERSON]})
     first = ingest(con, [folder])
-    before = _snapshot(con)
+    before = snapshot(con)
     second = ingest(con, [folder])
     assert first.n_loaded == 10 and second.n_loaded == 0
     assert {f.status for f in second.loads} == {"unchanged"}
-    assert _snapshot(con) == before
+    assert snapshot(con) == before
 
 
 def test_lineage_names_file_and_sha256(con, extract):
@@ -156,12 +146,12 @@ def test_lineage_names_file_and_sha256(con, extract):
 
 def test_a_failure_midway_leaves_the_warehouse_as_it_was(con, extract):
     ingest(con, [extract("first", rows={"people": [PERSON]})])
-    before = _snapshot(con)
+    before = snapshot(con)
     good = extract("second", rows={"people": [{**PERSON, "person_id": "P9"}]})
     bad = extract("third", rows={"people": [{**PERSON, "person_id": "943 476 5919"}]})
     with pytest.raises(OdevalError):
         ingest(con, [good, bad])  # `good` loads fully before `bad` fails
-    assert _snapshot(con) == before
+    assert snapshot(con) == before
 
 
 # ---------------------------------------------------------------- fatal errors, by rule
