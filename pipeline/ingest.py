@@ -507,9 +507,15 @@ def create_raw_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     con.execute(f"create table if not exists raw.{table.name} ({', '.join(cols)})")
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
-               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
-    columns = _describe(con, path, fmt)
+def check_header(table: Table, path: Path, fmt: str,
+                 columns: list[tuple[str, str]]) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """The header rules of one input file, whichever engine reads it.
+
+    ``columns`` are the file's (name, DuckDB type) pairs. Returns the columns by
+    normalised name and the extra (non-contract) column names; raises
+    :class:`OdevalError` for a column given twice, a column named like an identifier, no
+    contract column at all, a missing required column, or an unusable native type.
+    """
     by_norm: dict[str, tuple[str, str]] = {}
     for name, ctype in columns:
         norm = normalise_column_name(name)
@@ -541,6 +547,13 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
             raise OdevalError(f"column {by_norm[c.name][0]!r} is {problem} ({by_norm[c.name][1]}); "
                               f"the contract wants {c.type}: write it as {c.type}" + (" or as text" if c.type != "text" else " (UTF-8 strings)"),
                               rule="ingest.column_type", file=path, column=c.name)
+    return by_norm, extras
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
+               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
+    columns = _describe(con, path, fmt)
+    by_norm, extras = check_header(table, path, fmt, columns)
     if scan is not None and scan.nul_line:
         raise OdevalError(
             f"line {scan.nul_line} of the file holds a NUL byte: the file is damaged or binary, "

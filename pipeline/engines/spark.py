@@ -42,7 +42,7 @@ from pipeline import ingest as ingest_mod
 from pipeline import validate as validate_mod
 from pipeline.engines.transpile import spark_type, to_spark, view_name
 from pipeline.errors import OdevalError
-from pipeline.schemas import Table, forbidden_columns, load_contract, normalise_column_name
+from pipeline.schemas import Table, load_contract
 
 Progress = Callable[[int, int, str], None]
 
@@ -237,35 +237,6 @@ def _typing_sql(table: Table, by_norm: dict[str, tuple[str, str]], extras: list[
     """
 
 
-def _check_header(table: Table, path: Path, columns: list[tuple[str, str]]):
-    """ingest's header rules: same column twice, identifier columns, required columns."""
-    by_norm: dict[str, tuple[str, str]] = {}
-    for name, ctype in columns:
-        norm = normalise_column_name(name)
-        if norm in by_norm:
-            raise OdevalError(f"two columns mean the same thing ({by_norm[norm][0]!r} and {name!r})",
-                              rule="ingest.duplicate_column", file=path, column=name)
-        by_norm[norm] = (name, ctype)
-    forbidden = forbidden_columns()
-    for norm, (name, _) in by_norm.items():
-        if norm in forbidden:
-            raise OdevalError(
-                "a column named like a real identifier: the extract must be pseudonymised, "
-                "so it is refused whole", rule="identifier.forbidden_column", file=path, column=name)
-    for c in table.columns:
-        if c.required and c.name not in by_norm:
-            raise OdevalError(f"required column {c.name!r} of table {table.name} is missing",
-                              rule=f"{table.name}.{c.name}.required_column", file=path, column=c.name)
-    extras = sorted(n for n in by_norm if n not in table.column_names)
-    for c in table.columns:  # ingest refuses the same native types, with the same rule
-        problem = c.name in by_norm and ingest_mod._native_type_problem(by_norm[c.name][1])
-        if problem:
-            raise OdevalError(f"column {by_norm[c.name][0]!r} is {problem} ({by_norm[c.name][1]}); "
-                              f"the contract wants {c.type}", rule="ingest.column_type",
-                              file=path, column=c.name)
-    return by_norm, extras
-
-
 def type_inputs(spark, store: Store, folders: Sequence[str | Path],
                 progress: Progress | None = None) -> list[SparkLoad]:
     """Read extract folders into ``raw.<table>`` (Parquet), typed as ingest types them.
@@ -292,7 +263,7 @@ def type_inputs(spark, store: Store, folders: Sequence[str | Path],
         seen.add(load_id)
         src = _read_source(spark, path, fmt)
         columns = [(f.name, _duckdb_type_of(f.dataType)) for f in src.schema.fields if f.name != "__rn"]
-        by_norm, extras = _check_header(table, path, columns)
+        by_norm, extras = ingest_mod.check_header(table, path, fmt, columns)
         src.createOrReplaceTempView("__src")
         frames[table.name].append(_sql(spark, _typing_sql(table, by_norm, extras), {"load_id": load_id}))
         loads.append(SparkLoad(table.name, str(path), sha, fmt, load_id, extra_columns=extras))
