@@ -550,20 +550,15 @@ def check_header(table: Table, path: Path, fmt: str,
     return by_norm, extras
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
-               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
-    columns = _describe(con, path, fmt)
-    by_norm, extras = check_header(table, path, fmt, columns)
-    if scan is not None and scan.nul_line:
-        raise OdevalError(
-            f"line {scan.nul_line} of the file holds a NUL byte: the file is damaged or binary, "
-            "not CSV text", rule="ingest.unreadable", file=path)
-    if scan is not None and scan.longest > MAX_LINE_BYTES:
-        raise OdevalError(
-            f"line {scan.longest_line} of the file is {scan.longest:,} bytes long, more than the "
-            f"{MAX_LINE_BYTES:,} any record of the contract needs: the file is damaged or not "
-            "a CSV export", rule="ingest.unreadable", file=path)
+def typing_columns(table: Table, by_norm: dict[str, tuple[str, str]], extras: list[str]
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """SQL pieces typing one source into ``raw.<table>`` rows, for either engine.
 
+    Returns ``inner`` (typed values, their source text and ``_extra``, selected from the
+    source), ``outer`` (the contract columns in order, selected from ``inner``) and
+    ``failures`` (one ``{column, value}`` struct or NULL per typed column, for
+    ``_untyped``).
+    """
     inner, outer, failures = [], [], []
     for c in table.columns:
         if c.name not in by_norm:
@@ -591,6 +586,24 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
         inner.append(f"map([{keys}], [{vals}]) as _extra")
     else:
         inner.append("cast(null as map(varchar, varchar)) as _extra")
+    return inner, outer, failures
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
+               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
+    columns = _describe(con, path, fmt)
+    by_norm, extras = check_header(table, path, fmt, columns)
+    if scan is not None and scan.nul_line:
+        raise OdevalError(
+            f"line {scan.nul_line} of the file holds a NUL byte: the file is damaged or binary, "
+            "not CSV text", rule="ingest.unreadable", file=path)
+    if scan is not None and scan.longest > MAX_LINE_BYTES:
+        raise OdevalError(
+            f"line {scan.longest_line} of the file is {scan.longest:,} bytes long, more than the "
+            f"{MAX_LINE_BYTES:,} any record of the contract needs: the file is damaged or not "
+            "a CSV export", rule="ingest.unreadable", file=path)
+
+    inner, outer, failures = typing_columns(table, by_norm, extras)
     # Parquet numbers its rows; for CSV a streaming row_number() over the ordered scan does
     # (preserve_insertion_order is on): both give the 1-based data row, header excluded.
     source = ("read_parquet($path, file_row_number = true)" if fmt == "parquet"

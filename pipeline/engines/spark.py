@@ -195,36 +195,10 @@ def _read_source(spark, path: Path, fmt: str):
 def _typing_sql(table: Table, by_norm: dict[str, tuple[str, str]], extras: list[str]) -> str:
     """The DuckDB SELECT typing one source (view ``__src``) into ``raw.<table>`` rows.
 
-    The same expressions as ingest's: ``ingest._typed_from_text`` / ``_typed_from_native``,
+    The same pieces as ingest uses (``ingest.typing_columns``), framed for Spark:
     ``_untyped`` listing (column, original text) of values that did not type.
     """
-    inner, outer, failures = [], [], []
-    for c in table.columns:
-        if c.name not in by_norm:
-            outer.append(f"cast(null as {c.duckdb_type}) as {_quote(c.name)}")
-            continue
-        src_name, src_type = by_norm[c.name]
-        src = _quote(src_name)
-        if src_type == "VARCHAR":
-            v = f"nullif(trim({src}), '')"
-            typed = ingest_mod._typed_from_text(c, v)
-            text = v
-        else:
-            typed = ingest_mod._typed_from_native(c, src, src_type)
-            text = f"cast({src} as varchar)"
-        inner.append(f"{typed} as {_quote(c.name)}")
-        outer.append(_quote(c.name))
-        if c.type != "text":
-            s = _quote("__src_" + c.name)
-            inner.append(f"{text} as {s}")
-            failures.append(f"case when {s} is not null and {_quote(c.name)} is null "
-                            f"then {{'column': '{c.name}', 'value': {s}}} end")
-    if extras:
-        keys = ", ".join(f"'{n}'" for n in extras)
-        vals = ", ".join(f"cast({_quote(by_norm[n][0])} as varchar)" for n in extras)
-        inner.append(f"map([{keys}], [{vals}]) as _extra")
-    else:
-        inner.append("cast(null as map(varchar, varchar)) as _extra")
+    inner, outer, failures = ingest_mod.typing_columns(table, by_norm, extras)
     untyped = (f"list_filter([{', '.join(failures)}], lambda x: x is not null)" if failures
                else "cast(null as struct(\"column\" varchar, \"value\" varchar)[])")
     return f"""
