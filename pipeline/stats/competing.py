@@ -22,7 +22,6 @@ __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_joh
 # --------------------------------------------------------------------- Aalen-Johansen
 def _aj_one(t: np.ndarray, e: np.ndarray, causes: Sequence[int]) -> dict:
     """Cumulative incidence of each cause with IJ and delta-method (cuminc) variances."""
-    n = len(t)
     times, inv = np.unique(t, return_inverse=True)
     nt = len(times)
     n_risk = np.bincount(inv, minlength=nt)[::-1].cumsum()[::-1].astype(float)
@@ -31,7 +30,13 @@ def _aj_one(t: np.ndarray, e: np.ndarray, causes: Sequence[int]) -> dict:
     for j, c in enumerate(causes):
         dk[:, j] = np.bincount(inv, weights=(e == c), minlength=nt)
     d_all = np.bincount(inv, weights=(e > 0), minlength=nt)
-    # influence (infinitesimal jackknife) of each subject on the state probabilities
+    # Influence (infinitesimal jackknife) on the state probabilities. A subject's influence
+    # depends only on its (time, status) pair, so it is computed once per distinct pair and
+    # weighted by the pair's count: O(pairs x times) instead of O(subjects x times), the
+    # same sums (2,000-odd pairs for a million people followed for two years).
+    pairs, w = np.unique(np.column_stack([inv, e]), axis=0, return_counts=True)
+    inv, e, w = pairs[:, 0].astype(np.int64), pairs[:, 1], w.astype(float)
+    n = len(inv)
     U0 = np.zeros(n)
     Uk = np.zeros((n, K))
     p0 = 1.0
@@ -85,7 +90,7 @@ def _aj_one(t: np.ndarray, e: np.ndarray, causes: Sequence[int]) -> dict:
             cif = cif_new
             p0 = fkn
         out_cif[i] = cif
-        out_var[i] = (Uk**2).sum(axis=0)
+        out_var[i] = (w[:, None] * Uk**2).sum(axis=0)
         out_vd[i] = vd_last
     return {"time": times, "n_risk": n_risk, "n_event": dk, "cif": out_cif, "var": out_var, "var_delta": out_vd}
 
