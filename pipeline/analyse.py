@@ -443,12 +443,17 @@ def ethnicity(d, p, cfg, out: Analyses) -> None:
 # --------------------------------------------------------------------------- stage
 
 def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
-            progress: Progress | None = None) -> Analyses:
-    """Run the analyses named in ``analyse.run`` (``params`` is the whole params.yaml)."""
+            progress: Progress | None = None, met: metrics.MetricsResult | None = None) -> Analyses:
+    """Run the analyses named in ``analyse.run`` (``params`` is the whole params.yaml).
+
+    ``met``: the metrics stage's result for the same warehouse and parameters, when the
+    caller has it (``odeval run``); computed here otherwise.
+    """
     params = params or {}
     p = resolve_params(params.get("analyse"))
     cfg = disclosure.settings(params)
-    met = metrics.compute(con, params.get("metrics"), cfg)
+    if met is None:
+        met = metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
     d = prepare(persons, p)
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))))
@@ -501,8 +506,9 @@ def write_results(con: duckdb.DuckDBPyConnection, res: Analyses) -> dict[str, in
     return {k: len(v) for k, v in tables.items()}
 
 
-def run(con: duckdb.DuckDBPyConnection, params: dict, progress: Progress | None = None) -> Analyses:
-    """The ``odeval analyse`` stage: compute and store in ``results``."""
-    res = compute(con, params, progress)
+def run(con: duckdb.DuckDBPyConnection, params: dict, progress: Progress | None = None,
+        met: metrics.MetricsResult | None = None) -> Analyses:
+    """The ``odeval analyse`` stage: compute and store in ``results`` (``met``: see :func:`compute`)."""
+    res = compute(con, params, progress, met)
     write_results(con, res)
     return res

@@ -264,14 +264,14 @@ def run(
         _do_ingest(con, dirs, replace)
         _do_validate(con, p)
         _do_derive(con, p)
-        _do_metrics(con, p, None)
-        _do_analyse(con, p)
+        met = _do_metrics(con, p, None)
+        _do_analyse(con, p, met)
         path = _do_report(con, p, None)
         con.close()
     out.print(f"Report: {path}")
 
 
-def _do_metrics(con, params: dict, out_dir: Path | None) -> None:
+def _do_metrics(con, params: dict, out_dir: Path | None):
     from pipeline.config import REPORTS_DIR
     from pipeline.metrics import run as run_metrics
 
@@ -281,13 +281,14 @@ def _do_metrics(con, params: dict, out_dir: Path | None) -> None:
     out.print(f"Metrics: results.metrics_* in the warehouse; CSV in {target}")
     _stamp("metrics", {"csv": _hashes(target, "*.csv"),
                        "rows": {k: len(v) for k, v in res.tables().items()}})
+    return res
 
 
-def _do_analyse(con, params: dict) -> None:
+def _do_analyse(con, params: dict, met=None) -> None:
     from pipeline.analyse import run as run_analyse
 
     with _progress("analyse") as update:
-        res = run_analyse(con, params, progress=update)
+        res = run_analyse(con, params, progress=update, met=met)
     table = RichTable("analysis", "outcome", "measure", "estimate", "95% CI", title="analyse")
     for _, e in res.estimates.iterrows():
         ci = "" if e.lower != e.lower else f"{e.lower:.3f} to {e.upper:.3f}"
