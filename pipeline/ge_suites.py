@@ -278,7 +278,7 @@ def _run_tables(context, source, contract, tables, extract_date, tolerance_days,
             rule_of[suite.add_expectation(spec.build()).id] = spec.rule
         run = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"odeval.{table.name}", data=batch, suite=suite))
-        result = run.run(result_format="SUMMARY")
+        result = run.run(result_format="BASIC")
         for res in result.results:
             counts[rule_of[res.expectation_config.id]] = _count(res)
         if len(result.results) != len(specs):
