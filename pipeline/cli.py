@@ -412,31 +412,43 @@ def export(
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Write a site's aggregate bundle for federated analysis (risk sets, site hazard ratio,
-    manifest.json with sha256s): no row-level data, no identifiers."""
+    """Write a site's aggregate bundle for federated analysis, after `odeval run`: risk sets
+    per outcome, arm and time; the site's log hazard ratio, log rate ratio and risk
+    difference with variances; Table 1 sums; fidelity numerators and denominators; the
+    validation summary; manifest.json with sha256s. No row-level data, no identifiers;
+    counts exact unless params.yaml federated: rounds them."""
     from pipeline.federated import export_bundle
 
     with _errors():
         con, p = _open_warehouse(warehouse, params, read_only=True)
-        path = export_bundle(con, site, out_dir, p)
-        con.close()
+        try:
+            path = export_bundle(con, site, out_dir, p)
+        finally:
+            con.close()
     out.print(f"Bundle: {path}")
 
 
 @app.command()
 def pool(
     bundles: Annotated[list[Path], typer.Argument(help="Bundle folders written by `odeval export`.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the pooled CSVs.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the pooled report "
+                       "(report.html, tables/, figures/); new, empty or a previous pooled "
+                       "report, which is replaced.")],
+    exact: Annotated[Optional[Path], typer.Option("--exact", help="Also write the exact pooled "
+                     "tables (CSV, counts not rounded: not for publication) to this folder.")] = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Check site bundles (sha256, schema version, parameters) and pool them: exact Kaplan-Meier
-    and Aalen-Johansen, random-effects meta-analysis of the site hazard ratios (CSV in --out)."""
-    from pipeline.federated import pool_bundles
+    """Check site bundles (manifest, sha256s, columns, types, totals; same schema version,
+    derive parameters, analysis and disclosure settings) and pool them: exact Kaplan-Meier
+    and Aalen-Johansen, random-effects meta-analysis with prediction intervals of the site
+    hazard ratios, rate ratios and risk differences, Table 1, fidelity and validation
+    totals; a disclosure-controlled report checked by check-outputs."""
+    from pipeline.federated import pool as pool_bundles
 
     with _errors():
-        res = pool_bundles(bundles, out_dir, load_params(params))
-    out.print(f"Pooled {len(res['bundles'])} bundles: " + ", ".join(res["bundles"]["site"])
-              + f"; CSV in {out_dir}")
+        res, path = pool_bundles(bundles, out_dir, load_params(params), exact_dir=exact)
+    out.print(f"Pooled {len(res.bundles)} bundles: " + ", ".join(res.bundles["site"])
+              + f"; report: {path}" + (f"; exact tables in {exact}" if exact else ""))
 
 
 @app.command()
