@@ -61,3 +61,50 @@ def design_matrix(
         else:
             cols[name] = s.to_numpy(float)
     return pd.DataFrame(cols, index=df.index)
+
+
+def sparse_design(
+    df: pd.DataFrame, covariates: Sequence[str], intercept: bool = True
+) -> tuple[list[str], "sparse.csr_matrix"]:
+    """The model matrix of :func:`design_matrix` (same columns, names and order) as a
+    ``scipy.sparse`` CSR matrix: a categorical column of k levels costs one stored value
+    per row instead of k - 1, so a site term over a national extract stays small."""
+    from scipy import sparse
+
+    n = len(df)
+    names: list[str] = []
+    blocks = []
+    if intercept:
+        names.append("(Intercept)")
+        blocks.append(sparse.csr_matrix(np.ones((n, 1))))
+    for name in covariates:
+        s = df[name]
+        if is_categorical(s):
+            levels = levels_of(s)
+            if pd.api.types.is_bool_dtype(s):
+                levels = [False, True]
+            code = pd.Categorical(s, categories=levels).codes.astype(np.int64)
+            rows = np.flatnonzero(code > 0)
+            blocks.append(sparse.csr_matrix((np.ones(len(rows)), (rows, code[rows] - 1)),
+                                            shape=(n, max(len(levels) - 1, 0))))
+            names += [f"{name}{'TRUE' if lev is True else lev}" for lev in levels[1:]]
+        else:
+            blocks.append(sparse.csr_matrix(s.to_numpy(float).reshape(-1, 1)))
+            names.append(name)
+    X = sparse.hstack(blocks, format="csr") if blocks else sparse.csr_matrix((n, 0))
+    return names, X
+
+
+def sparse_rank(X, chunk: int = 200_000) -> int:
+    """``numpy.linalg.matrix_rank`` of a tall sparse matrix without densifying it: the R
+    factor of a QR decomposition has the singular values of ``X``; it is built a block of
+    rows at a time (TSQR) and its rank taken with matrix_rank's default tolerance for ``X``."""
+    n, p = X.shape
+    r = np.zeros((0, p))
+    for start in range(0, n, chunk):
+        block = X[start:start + chunk].toarray()
+        r = np.linalg.qr(np.vstack([r, block]), mode="r")
+    if p == 0:
+        return 0
+    s = np.linalg.svd(r, compute_uv=False)
+    return int(np.sum(s > s.max() * max(n, p) * np.finfo(float).eps))
