@@ -238,10 +238,10 @@ def rounded_curve_data(df: pd.DataFrame, duration: str, event: str, cfg: dict[st
     DataFrame with columns ``duration``, ``event`` (and ``group``), sorted.
     """
     k = curve_step(cfg)
-    groups = [None] if group is None else sorted(df[group].dropna().unique())
+    # groupby's sorted keys are sorted(df[group].dropna().unique())
+    by_group = [(None, df)] if group is None else df.groupby(group, sort=True)
     parts = []
-    for g in groups:
-        d = df if g is None else df[df[group] == g]
+    for g, d in by_group:
         tab = (d.groupby([duration, event]).size().unstack(event, fill_value=0).sort_index())
         cum = tab.cumsum()
         rounded = (np.floor(cum / k + 0.5) * k).astype(int)

@@ -251,17 +251,23 @@ def _curves_at(d: pd.DataFrame, horizons: list[int], conf: float) -> dict:
     aj = (aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="cell",
                          conf_level=conf).table
           if (d["relapse_event"] == 1).any() else None)
+    # one pass per table, then lookups per cell (a national extract has hundreds of cells)
+    rt = rt.drop_duplicates(["group", "time"]).set_index(["group", "time"])
+    aj_of = dict(tuple(aj.groupby("group", sort=False))) if aj is not None else {}
+    event_times = {c: np.sort(s.to_numpy()) for c, s in
+                   d.loc[d["relapse_event"] == 1].groupby("cell")["relapse_time"]}
     for cell in sorted(d["cell"].unique()):
-        sub = d[d["cell"] == cell]
+        a_cell = aj_of.get(cell)
+        times = event_times.get(cell, np.empty(0))
         for h in horizons:
-            r = rt[(rt["group"] == cell) & (rt["time"] == h)].iloc[0]
-            a = aj[(aj["group"] == cell) & (aj["time"] <= h)] if aj is not None else []
+            r = rt.loc[(cell, h)]
+            a = a_cell[a_cell["time"] <= h] if a_cell is not None else []
             if len(a):
                 a = a.iloc[-1]
                 aj_v = (a["cif"], a["lower"], a["upper"])
             else:
                 aj_v = (0.0, np.nan, np.nan)
-            events = int(((sub.relapse_event == 1) & (sub.relapse_time <= h)).sum())
+            events = int(np.searchsorted(times, h, side="right"))
             out[(cell, h)] = (1 - r["survival"], 1 - r["upper"], 1 - r["lower"], *aj_v, events)
     return out
 

@@ -62,3 +62,10 @@ def z_value(conf_level: float) -> float:
 def group_labels(values: pd.Series) -> list:
     """Sorted distinct labels of a grouping column (as R orders factor levels)."""
     return sorted(pd.unique(values), key=lambda v: (str(type(v)), v))
+
+
+def group_codes(values: pd.Series) -> tuple[list, np.ndarray]:
+    """:func:`group_labels` and each row's position among them: one pass over the rows,
+    after which selecting a group compares integers, not (object) labels."""
+    labels = group_labels(values)
+    return labels, pd.Index(labels).get_indexer(values)

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._result import Result
-from pipeline.stats._surv_data import complete_rows, durations_events, group_labels, z_value
+from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
 
@@ -34,8 +34,9 @@ def _aj_one(t: np.ndarray, e: np.ndarray, causes: Sequence[int]) -> dict:
     # depends only on its (time, status) pair, so it is computed once per distinct pair and
     # weighted by the pair's count: O(pairs x times) instead of O(subjects x times), the
     # same sums (2,000-odd pairs for a million people followed for two years).
-    pairs, w = np.unique(np.column_stack([inv, e]), axis=0, return_counts=True)
-    inv, e, w = pairs[:, 0].astype(np.int64), pairs[:, 1], w.astype(float)
+    base = int(e.max()) + 1 if len(e) else 1
+    pairs, w = np.unique(inv.astype(np.int64) * base + e.astype(np.int64), return_counts=True)
+    inv, e, w = pairs // base, pairs % base, w.astype(float)
     n = len(inv)
     U0 = np.zeros(n)
     Uk = np.zeros((n, K))
@@ -179,10 +180,10 @@ def aalen_johansen(
     if not present:
         notes.append("no events of any cause.")
     gvals = d[group] if group is not None else pd.Series("all", index=d.index)
-    groups = group_labels(gvals)
+    groups, gcode = group_codes(gvals)
     frames = []
-    for g in groups:
-        m = (gvals == g).to_numpy()
+    for k, g in enumerate(groups):
+        m = gcode == k
         res = _aj_one(t[m], e[m], causes)
         for j, c in enumerate(causes):
             if c not in report:

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._result import Result
-from pipeline.stats._surv_data import complete_rows, durations_events, group_labels, z_value
+from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
 
 __all__ = ["KaplanMeierResult", "LogrankResult", "kaplan_meier", "logrank"]
 
@@ -223,10 +223,10 @@ def kaplan_meier(
         raise ValueError("no rows left after dropping missing values")
     t, e = durations_events(d, duration, event)
     gvals = d[group] if group is not None else pd.Series("all", index=d.index)
-    groups = group_labels(gvals)
+    groups, gcode = group_codes(gvals)
     tables, medians = [], []
-    for g in groups:
-        m = (gvals == g).to_numpy()
+    for k, g in enumerate(groups):
+        m = gcode == k
         tab = _km_one(t[m], e[m])
         lower, upper = _conf_limits(tab["survival"].to_numpy(), tab["se_cumhaz"].to_numpy(), z, conf_type)
         with np.errstate(invalid="ignore"):
