@@ -1061,45 +1061,6 @@ def freq_quantiles(values: Sequence[float], counts: Sequence[int],
     return out
 
 
-def smd_from_moments(means: Sequence[float], variances: Sequence[float]) -> float:
-    """Continuous SMD as :func:`pipeline.stats.tableone.smd_continuous`, from each group's
-    mean and variance (ddof 1): mean over pairs of ``|m_i - m_j| / sqrt((v_i + v_j) / 2)``."""
-    from itertools import combinations
-
-    out = []
-    for i, j in combinations(range(len(means)), 2):
-        diff, pooled = means[i] - means[j], (variances[i] + variances[j]) / 2
-        out.append(0.0 if diff == 0 and pooled == 0 else abs(diff) / np.sqrt(pooled))
-    return float(np.mean(out))
-
-
-def smd_from_counts(counts: np.ndarray) -> float:
-    """Categorical SMD as :func:`pipeline.stats.tableone.smd_categorical` (Yang-Dalton,
-    Moore-Penrose inverse), from a groups x levels table of counts."""
-    from itertools import combinations
-
-    from pipeline.stats.tableone import _GINV_TOL
-
-    counts = np.asarray(counts, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        props = counts / counts.sum(axis=1, keepdims=True)
-    if props.shape[1] > 1:
-        props = props[:, 1:]
-    out = []
-    for i, j in combinations(range(props.shape[0]), 2):
-        p1, p2 = props[i], props[j]
-        S1 = -np.outer(p1, p1)
-        np.fill_diagonal(S1, p1 * (1 - p1))
-        S2 = -np.outer(p2, p2)
-        np.fill_diagonal(S2, p2 * (1 - p2))
-        S, T = (S1 + S2) / 2, p1 - p2
-        if np.all(S[~np.isnan(S)] == 0):
-            out.append(0.0 if np.all(T == 0) else np.nan)
-        else:
-            out.append(float(np.sqrt(T @ np.linalg.pinv(S, rcond=_GINV_TOL) @ T)))
-    return float(np.mean(out))
-
-
 def pool_table_one(frames: Sequence[pd.DataFrame], variables: Sequence[str],
                    nonnormal: Sequence[str] = ()):
     """Pooled Table 1 from the sites' ``table_one`` frames, as a
@@ -1111,7 +1072,7 @@ def pool_table_one(frames: Sequence[pd.DataFrame], variables: Sequence[str],
     otherwise it is shown as mean (SD) and ``.notes`` says so, and it is left out of
     ``.nonnormal`` (the variables whose pooled median is exact).
     """
-    from pipeline.stats.tableone import TableOneResult
+    from pipeline.stats.tableone import TableOneResult, smd_from_counts, smd_from_moments
 
     allt = pd.concat(frames, ignore_index=True)
     people = allt[allt["kind"] == "people"].groupby("arm", sort=True)["n"].sum()

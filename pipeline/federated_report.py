@@ -32,7 +32,7 @@ from pipeline import disclosure
 from pipeline.errors import OdevalError
 from pipeline.federated import MEASURES, Pooled, _versions
 from pipeline.report import (_CSS, _arm_label, _count_td, _curve_frame, _esc, _figure, _fmt,
-                             _pct_ci, _table, atomic_dir, save_figure, write_table)
+                             _pct_ci, _table, atomic_dir, save_figure, table_one_rows, write_table)
 
 ARMS = ("open_dialogue", "usual_care")
 
@@ -306,30 +306,8 @@ def render(pooled: Pooled, tables: dict[str, pd.DataFrame], figs: dict[str, dict
 
     # table 1
     t1 = tables["table_one"]
-    rows, seen = [], set()
     arms = [a for a in ARMS if a in set(t1.arm)]
-    for (var, level), g in t1.groupby(["variable", "level"], sort=False):
-        g = g.set_index("arm")
-        kind = g["kind"].iloc[0]
-        if level and var not in seen and kind == "n (%)":
-            smd = g["smd"].iloc[0]
-            rows.append(f"<tr><td>{_esc(var.replace('_', ' '))}, n (%)</td>"
-                        + "<td></td>" * len(arms)
-                        + f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td></tr>")
-        seen.add(var)
-        name = _esc(var.replace("_", " ")) + ", " + _esc(kind) if not level \
-            else f"&nbsp;&nbsp;{_esc(level)}"
-        cells = [f"<td>{name}</td>"]
-        for a in arms:
-            r = g.loc[a]
-            if kind.startswith("n"):
-                pct = "" if pd.isna(r.percent) else f" ({r.percent:.1f}%)"
-                cells.append(f"<td class='num'>{_c(r.n)}{pct}</td>")
-            else:
-                cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
-        smd = g["smd"].iloc[0] if not (level and kind == "n (%)") else np.nan
-        cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    rows = table_one_rows(t1, arms, _c)
     P.append("<h2 id='table-1'>4. Table 1: the people at the start</h2><p>Counts summed over "
              "the sites; means and SDs from the sites' sums and sums of squares; medians and "
              "quartiles from the people per value where the sites carry them. The standardised "

@@ -337,6 +337,37 @@ def _site_table(o: pd.DataFrame, metric_sel: list[tuple[str, str]]) -> list[str]
     return rows
 
 
+def table_one_rows(t1: pd.DataFrame, arms: list[str], count) -> list[str]:
+    """HTML rows of a Table 1 (``variable, level, arm, kind, n, percent, summary, smd``):
+    a heading row per categorical variable, a row per level or summary, one column per
+    arm (counts through ``count``, the disclosure formatter) and the SMD."""
+    rows: list[str] = []
+    seen = set()
+    for (var, level), g in t1.groupby(["variable", "level"], sort=False):
+        g = g.set_index("arm")
+        kind = g["kind"].iloc[0]
+        if level and var not in seen and kind == "n (%)":
+            smd = g["smd"].iloc[0]
+            rows.append(f"<tr><td>{_esc(var.replace('_', ' '))}, n (%)</td>"
+                        + "<td></td>" * len(arms)
+                        + f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td></tr>")
+        seen.add(var)
+        name = _esc(var.replace("_", " ")) + ", " + _esc(kind) if not level \
+            else f"&nbsp;&nbsp;{_esc(level)}"
+        cells = [f"<td>{name}</td>"]
+        for a in arms:
+            r = g.loc[a]
+            if kind.startswith("n"):
+                pct = "" if pd.isna(r.percent) else f" ({r.percent:.1f}%)"
+                cells.append(f"<td class='num'>{count(r.n)}{pct}</td>")
+            else:
+                cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
+        smd = g["smd"].iloc[0] if not (level and kind == "n (%)") else np.nan
+        cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
+
+
 def provenance(con, params: dict) -> dict:
     """Input sha256s, params hash, lock-file hash and package versions (no dates)."""
     import platform
@@ -465,30 +496,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     if "analysis_table_one_public" in _results_tables(con):
         t1 = q("select * from results.analysis_table_one_public")
         arms = [a for a in ("open_dialogue", "usual_care") if a in set(t1.arm)]
-        rows = []
-        seen = set()
-        for (var, level), g in t1.groupby(["variable", "level"], sort=False):
-            g = g.set_index("arm")
-            kind = g["kind"].iloc[0]
-            if level and var not in seen and kind == "n (%)":
-                smd = g["smd"].iloc[0]
-                rows.append(f"<tr><td>{_esc(var.replace('_', ' '))}, n (%)</td>"
-                            + "<td></td>" * len(arms)
-                            + f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td></tr>")
-            seen.add(var)
-            name = var.replace("_", " ") if not level else f"&nbsp;&nbsp;{_esc(level)}"
-            label = f"<td>{name if level else _esc(name)}{'' if level else ', ' + _esc(kind)}</td>"
-            cells = [label]
-            for a in arms:
-                r = g.loc[a]
-                if kind.startswith("n"):
-                    pct = "" if pd.isna(r.percent) else f" ({r.percent:.1f}%)"
-                    cells.append(f"<td class='num'>{c(r.n)}{pct}</td>")
-                else:
-                    cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
-            smd = g["smd"].iloc[0] if not (level and kind == "n (%)") else np.nan
-            cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
-            rows.append("<tr>" + "".join(cells) + "</tr>")
+        rows = table_one_rows(t1, arms, c)
         P.append("<h2 id='table-1'>3. Table 1: the people at the start</h2><p>Characteristics "
                  "at referral by arm. The standardised difference (SMD) compares the arms: "
                  "values below 0.1 are usually read as a negligible imbalance.</p>")

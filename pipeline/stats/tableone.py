@@ -57,11 +57,15 @@ def _label(v) -> str:
 
 def smd_continuous(x: pd.Series, g: pd.Series, groups: Sequence) -> float:
     """Mean over group pairs of ``|m_i - m_j| / sqrt((s_i^2 + s_j^2) / 2)``."""
-    m = [x[g == k].mean() for k in groups]
-    v = [x[g == k].var(ddof=1) for k in groups]
+    return smd_from_moments([x[g == k].mean() for k in groups], [x[g == k].var(ddof=1) for k in groups])
+
+
+def smd_from_moments(means: Sequence[float], variances: Sequence[float]) -> float:
+    """:func:`smd_continuous` from each group's mean and variance (ddof 1), e.g. pooled
+    from sites' sums and sums of squares."""
     out = []
-    for i, j in combinations(range(len(groups)), 2):
-        diff, pooled = m[i] - m[j], (v[i] + v[j]) / 2
+    for i, j in combinations(range(len(means)), 2):
+        diff, pooled = means[i] - means[j], (variances[i] + variances[j]) / 2
         out.append(0.0 if diff == 0 and pooled == 0 else abs(diff) / np.sqrt(pooled))
     return float(np.mean(out))
 
@@ -75,11 +79,18 @@ def smd_categorical(x: pd.Series, g: pd.Series, groups: Sequence, levels: Sequen
     """
     ok = x.notna()
     tab = pd.crosstab(g[ok], x[ok]).reindex(index=list(groups), columns=list(levels), fill_value=0)
-    props = tab.div(tab.sum(axis=1), axis=0).to_numpy(float)
+    return smd_from_counts(tab.to_numpy(float))
+
+
+def smd_from_counts(counts: np.ndarray) -> float:
+    """:func:`smd_categorical` from a groups x levels table of counts."""
+    counts = np.asarray(counts, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        props = counts / counts.sum(axis=1, keepdims=True)
     if props.shape[1] > 1:
         props = props[:, 1:]
     out = []
-    for i, j in combinations(range(len(groups)), 2):
+    for i, j in combinations(range(props.shape[0]), 2):
         p1, p2 = props[i], props[j]
         S1 = -np.outer(p1, p1)
         np.fill_diagonal(S1, p1 * (1 - p1))

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from pipeline import federated
 from pipeline.stats import table_one
-from pipeline.stats.tableone import smd_categorical, smd_continuous
 
 
 @settings(max_examples=200, deadline=None)
@@ -28,26 +27,6 @@ def test_quantiles_from_people_per_value_equal_numpy_on_the_rows(xs, p):
 def test_quantiles_of_nothing_are_nan_and_zero_counts_are_ignored():
     assert all(np.isnan(federated.freq_quantiles([], [])))
     assert federated.freq_quantiles([1, 5, 9], [2, 0, 2], [0.5]) == [5.0]  # (1 + 9) / 2
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.integers(0, 2**32 - 1))
-def test_smds_from_sums_and_counts_equal_tableone_on_the_rows(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(4, 60))
-    g = pd.Series(rng.choice(["a", "b"], n))
-    if g.nunique() < 2:
-        g.iloc[0], g.iloc[1] = "a", "b"
-    x = pd.Series(rng.normal(30, 8, n).round(1))
-    means = [x[g == k].mean() for k in ("a", "b")]
-    variances = [x[g == k].var(ddof=1) for k in ("a", "b")]
-    assert federated.smd_from_moments(means, variances) == pytest.approx(
-        smd_continuous(x, g, ["a", "b"]), rel=1e-12, nan_ok=True)
-    c = pd.Series(rng.choice(["p", "q", "r", "s"], n, p=[0.5, 0.3, 0.15, 0.05]))
-    levels = sorted(c.unique())
-    counts = pd.crosstab(g, c).reindex(index=["a", "b"], columns=levels, fill_value=0)
-    assert federated.smd_from_counts(counts.to_numpy()) == pytest.approx(
-        smd_categorical(c, g, ["a", "b"], levels), rel=1e-12, nan_ok=True)
 
 
 def _persons(rng, n):
