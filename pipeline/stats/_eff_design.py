@@ -45,30 +45,19 @@ def design_matrix(
     Numeric columns enter as they are; categorical (category, object, string or bool)
     columns enter as indicators of every level but the first (the reference), named
     ``<column><level>`` exactly as R names them. Levels follow the categorical order if
-    the column is a ``pd.Categorical``, else sorted order.
+    the column is a ``pd.Categorical``, else sorted order. The dense form of
+    :func:`sparse_design`.
     """
-    cols: dict[str, np.ndarray] = {}
-    if intercept:
-        cols["(Intercept)"] = np.ones(len(df))
-    for name in covariates:
-        s = df[name]
-        if is_categorical(s):
-            levels = levels_of(s)
-            if pd.api.types.is_bool_dtype(s):
-                levels = [False, True]
-            for lev in levels[1:]:
-                cols[f"{name}{'TRUE' if lev is True else lev}"] = (s == lev).to_numpy(float)
-        else:
-            cols[name] = s.to_numpy(float)
-    return pd.DataFrame(cols, index=df.index)
+    names, X = sparse_design(df, covariates, intercept)
+    return pd.DataFrame(X.toarray(), columns=names, index=df.index)
 
 
 def sparse_design(
     df: pd.DataFrame, covariates: Sequence[str], intercept: bool = True
 ) -> tuple[list[str], "sparse.csr_matrix"]:
-    """The model matrix of :func:`design_matrix` (same columns, names and order) as a
-    ``scipy.sparse`` CSR matrix: a categorical column of k levels costs one stored value
-    per row instead of k - 1, so a site term over a national extract stays small."""
+    """Column names and the model matrix of :func:`design_matrix` as a ``scipy.sparse``
+    CSR matrix: a categorical column of k levels costs one stored value per row instead
+    of k - 1, so a site term over a national extract stays small."""
     from scipy import sparse
 
     n = len(df)

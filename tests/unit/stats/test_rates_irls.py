@@ -28,13 +28,17 @@ def data():
     return df
 
 
-def test_sparse_design_equals_the_dense_design(data):
-    cov = ["arm", "site", "age"]
-    names, X = sparse_design(data, cov)
-    dense = design_matrix(data, cov)
-    assert names == list(dense.columns)
-    np.testing.assert_array_equal(X.toarray(), dense.to_numpy(float))
-    assert sparse_rank(X, chunk=700) == np.linalg.matrix_rank(dense.to_numpy(float))
+def test_design_is_r_model_matrix_and_rank_is_numpys(data):
+    tiny = pd.DataFrame({"arm": ["b", "a", "c", "a"], "flag": [True, False, True, True],
+                         "age": [30.0, 41.5, 22.0, 35.0]})
+    names, X = sparse_design(tiny, ["arm", "flag", "age"])
+    # R: model.matrix(~ arm + flag + age, tiny)
+    assert names == ["(Intercept)", "armb", "armc", "flagTRUE", "age"]
+    np.testing.assert_array_equal(X.toarray(), [[1, 1, 0, 1, 30.0], [1, 0, 0, 0, 41.5],
+                                                [1, 0, 1, 1, 22.0], [1, 0, 0, 1, 35.0]])
+    dense = design_matrix(data, ["arm", "site", "age"]).to_numpy(float)
+    assert sparse_rank(sparse_design(data, ["arm", "site", "age"])[1], chunk=700) == \
+        np.linalg.matrix_rank(dense) == dense.shape[1]
     collinear = sparse_design(data.assign(age2=data["age"] * 2), ["age", "age2"])[1]
     assert sparse_rank(collinear, chunk=700) == 2
 
