@@ -108,6 +108,11 @@ def _deviance(y, mu, theta):
     return float(2 * np.sum(special.xlogy(y, y / mu) - (y + theta) * np.log((y + theta) / (mu + theta))))
 
 
+def _xtwx(X, w):
+    """``X' diag(w) X`` as a dense p x p array, from the sparse ``X``."""
+    return (X.T.multiply(w).tocsr() @ X).toarray()
+
+
 def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
     """Poisson (``theta=None``) or NB2 with known ``theta``, log link, by Newton-Raphson
     on a sparse model matrix.
@@ -141,8 +146,7 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
             w = theta * mu * (theta + y) / (theta + mu) ** 2
             score = (y - mu) * theta / (theta + mu)
         z = eta - offset + score / w
-        XtW = X.T.multiply(w).tocsr()
-        new = np.linalg.solve((XtW @ X).toarray(), XtW @ z)
+        new = np.linalg.solve(_xtwx(X, w), X.T @ (w * z))
         eta_new = X @ new + offset
         dev_new = _deviance(y, np.exp(eta_new), theta)
         halvings = 0
@@ -327,7 +331,7 @@ def rate_ratio(
     # model-based covariance: inverse expected information with dispersion 1
     var_mu = mu if family == "poisson" else mu + mu**2 / theta
     w = mu**2 / var_mu
-    bread = np.linalg.inv((X.T.multiply(w).tocsr() @ X).toarray())
+    bread = np.linalg.inv(_xtwx(X, w))
     vcov = bread
     n_clusters = None
     if cluster:
