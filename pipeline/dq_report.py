@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pipeline.validate import ValidationReport
 
 
-def _site_join(table: Table, alias: str = "r") -> tuple[str, str]:
+def site_join(table: Table, alias: str = "r") -> tuple[str, str]:
     """(join clause, site expression) giving each row of ``table`` its site."""
     persons = "(select person_id, min(site_id) as site_id from raw.people group by person_id)"
     if "site_id" in table.column_names:
@@ -73,7 +73,7 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                 "row_number bigint)")
     counts: dict[str, int] = {}
     for t in tables.values():
-        join, site = _site_join(t)
+        join, site = site_join(t)
         con.execute(f"""
             insert into results.dq_tables
             select coalesce({site}, '(unknown)'), $t, count(*),
@@ -85,7 +85,7 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
         when = next((c.name for c in t.columns if c.event_date), None)
         when = when or ("index_date" if t.name == "people" else None)
         if when:
-            cjoin, csite = _site_join(t, "r")
+            cjoin, csite = site_join(t, "r")
             con.execute(f"""
                 insert into results.dq_completeness
                 select coalesce({csite}, '(unknown)'), $t, strftime(cast(r."{when}" as date), '%Y-%m'),

@@ -158,11 +158,6 @@ FIDELITY_KINDS = {
 
 TABLE_ONE_KINDS = ("people", "level", "missing", "continuous", "value")
 
-#: The contract tables validation_rows.sql places in sites (checked against schemas/).
-VALIDATION_TABLE_NAMES = ("admissions", "contact_staff", "contacts", "crisis_episodes",
-                          "detentions", "employment", "people", "prescriptions", "referrals",
-                          "staff")
-
 #: ``params.yaml`` ``federated:`` defaults.
 DEFAULTS: dict[str, Any] = {"round_risk_sets": False, "round_counts": False}
 
@@ -463,18 +458,17 @@ def site_fidelity(con: duckdb.DuckDBPyConnection, site: str) -> pd.DataFrame:
 
 def site_validation(con: duckdb.DuckDBPyConnection, site: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``validation_tables`` and ``validation_rules`` of the site, and their scope."""
+    from pipeline.dq_report import site_join as place
     from pipeline.schemas import load_contract
 
-    contract = sorted(load_contract())
-    if contract != sorted(VALIDATION_TABLE_NAMES):
-        raise OdevalError(f"the contract's tables {contract} differ from those the federated "
-                          f"validation summary places in sites {sorted(VALIDATION_TABLE_NAMES)}; "
-                          "update pipeline/sql/federated/validation_rows.sql",
-                          rule="federated.export.validation",
-                          file=FEDERATED_SQL_DIR / "validation_rows.sql")
+    con.execute("create or replace temp table fed_validation_rows (table_name varchar, "
+                "_load_id varchar, _row_number bigint, site_id varchar, rules varchar[])")
+    template = _sql("validation_rows")
     try:
-        con.execute("create or replace temp table fed_validation_rows as\n"
-                    + _sql("validation_rows"))
+        for table in load_contract().values():
+            join, site_expr = place(table)
+            con.execute("insert into fed_validation_rows\n" + template.format(
+                table=table.name, site_join=join, site=site_expr), {"table_name": table.name})
     except duckdb.CatalogException:
         raise OdevalError("the warehouse has no validated tables (raw and quarantine); run "
                           "`odeval validate` first", rule="federated.export.validated") from None
