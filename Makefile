@@ -10,7 +10,7 @@ DEMO := data/raw/demo
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv
 
 env: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 ## Build the synthetic multi-site study, run every stage, write the report (`odeval run` prints its path last)
 demo: env
