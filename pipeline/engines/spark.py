@@ -198,12 +198,9 @@ def _typing_sql(table: Table, by_norm: dict[str, tuple[str, str]], extras: list[
     The same pieces as ingest uses (``ingest.typing_columns``), framed for Spark:
     ``_untyped`` listing (column, original text) of values that did not type.
     """
-    inner, outer, failures = ingest_mod.typing_columns(table, by_norm, extras)
-    untyped = (f"list_filter([{', '.join(failures)}], lambda x: x is not null)" if failures
-               else "cast(null as struct(\"column\" varchar, \"value\" varchar)[])")
+    inner, outer, untyped = ingest_mod.typing_columns(table, by_norm, extras)
     return f"""
-        select {', '.join(outer)}, $load_id as _load_id, _row_number, _extra,
-               case when array_length(_u) = 0 then null else _u end as _untyped
+        select {', '.join(outer)}, $load_id as _load_id, _row_number, _extra, _u as _untyped
         from (
             select *, {untyped} as _u
             from (select {', '.join(inner)}, __rn as _row_number from __src)
