@@ -10,7 +10,9 @@ Not a test: nothing here asserts a timing. For one size (``params.yaml`` ``bench
    pipeline that stores its inputs can beat;
 3. each stage (``odeval ingest``, ``validate``, ``derive`` and the later stages once they
    exist) in a fresh subprocess, then ``odeval run`` (every stage in one process) on a
-   second fresh warehouse;
+   second fresh warehouse; ``validate_sql`` is validate again with its great-expectations
+   cross-check switched off (``validate.great_expectations: false``), so that the SQL
+   rules' time and the cross-check's show apart;
 4. where ``bench.pandas_sizes`` says, the plain pandas derive in ``benchmarks/`` on the same
    Parquet files, its results checked equal to ``derived.*``;
 5. where ``bench.cox_sizes`` says, lifelines ``CoxPHFitter`` beside ``pipeline.stats.cox``
@@ -186,12 +188,14 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         default.append("run")
     if "derive" in have:
         default.append("derive_sql")
+    if "validate" in have:
+        default.append("validate_sql")
     if size in s["pandas_sizes"]:
         default.append("pandas")
     if size in s["cox_sizes"]:
         default.append("cox")
     wanted = list(stages or default)
-    extra = ("floor", "run", "derive_sql", "pandas", "cox")
+    extra = ("floor", "run", "derive_sql", "validate_sql", "pandas", "cox")
     unknown = [x for x in wanted if x not in (*have, *extra)]
     if unknown:
         raise OdevalError(f"unknown bench step(s) {unknown}; have {[*have, *extra]}",
@@ -248,6 +252,17 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
     for stage in stage_list:
         if step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] != 0:
             break
+    if "validate_sql" in wanted:  # validate once more, the SQL rules alone
+        import yaml
+
+        from pipeline.params import load_params
+
+        no_ge = load_params()
+        no_ge["validate"] = {**(no_ge.get("validate") or {}), "great_expectations": False}
+        params_file = work / "params_validate_sql.yaml"
+        params_file.write_text(yaml.safe_dump(no_ge, sort_keys=False))
+        step("validate_sql", [*_stage_argv("validate", study, warehouse, work),
+                              "--params", str(params_file)])
     if "derive_sql" in wanted:
         prof = work / "derive_sql.json"
         m = step("derive_sql", _python("-m", "pipeline.bench", "_child", "derive_sql", str(warehouse),
@@ -350,6 +365,10 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     if wall("floor") and all(v is not None for v in ivd):
         out["ingest_validate_derive_s"] = round(sum(ivd), 2)
         out["ivd_over_floor"] = round(sum(ivd) / wall("floor"), 2)
+    ivd_sql = [wall(x) for x in ("ingest", "validate_sql", "derive")]
+    if wall("floor") and all(v is not None for v in ivd_sql):
+        out["ingest_validate_sql_derive_s"] = round(sum(ivd_sql), 2)
+        out["ivd_sql_over_floor"] = round(sum(ivd_sql) / wall("floor"), 2)
     if wall("run") is not None:
         out["run_s"] = wall("run")
         out["run_peak_mb"] = st["run"]["peak_rss_mb"]
@@ -391,8 +410,10 @@ def markdown(r: dict[str, Any]) -> str:
              "Load = 1-minute load average before / after the step (above 0 means other "
              "processes were running).", "",
              "| step | wall s | CPU s | peak RSS MB | load | note |", "|---|---:|---:|---:|---|---|"]
-    order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "derive_sql", "pandas", "cox"]
+    order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "validate_sql", "derive_sql",
+             "pandas", "cox"]
     notes = {"floor": "read_parquet -> fresh DuckDB, no checks",
+             "validate_sql": "validate again without its great-expectations cross-check",
              "run": "`odeval run`: every stage in one process",
              "derive_sql": "derive again in one process, each relation's SQL timed",
              "pandas": "plain pandas derive (benchmarks/pandas_derive.py)",
@@ -430,6 +451,10 @@ def markdown(r: dict[str, Any]) -> str:
     if "ivd_over_floor" in sm:
         lines.append(f"- ingest + validate + derive: {sm['ingest_validate_derive_s']:.1f} s = "
                      f"**{sm['ivd_over_floor']:.1f}x the floor** (target <= 5x)")
+    if "ivd_sql_over_floor" in sm:
+        lines.append(f"- the same with validate's SQL rules alone (no great-expectations "
+                     f"cross-check): {sm['ingest_validate_sql_derive_s']:.1f} s = "
+                     f"**{sm['ivd_sql_over_floor']:.1f}x the floor**")
     if "run_s" in sm:
         lines.append(f"- `odeval run`: {sm['run_s']:.1f} s, peak {sm['run_peak_mb']:,.0f} MB "
                      "(national target: <= 600 s, <= 4096 MB)")
