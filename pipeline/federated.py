@@ -491,8 +491,8 @@ def site_validation(con: duckdb.DuckDBPyConnection, site: str) -> tuple[pd.DataF
                  "(meta.validation_counts), orphans included")
     else:
         scope = (f"rows placed in site {site} of a warehouse of {len(sites)} sites (by the "
-                 "row's own or its person's site_id); rows that cannot be placed in a site "
-                 "(orphans) are in no site's bundle")
+                 "row's own, its person's or, for contact staff, its staff member's site_id); "
+                 "rows that cannot be placed in a site (orphans) are in no site's bundle")
     tables = tables.astype({"n_raw": "int64", "n_clean": "int64", "n_quarantined": "int64"})
     rules = rules.astype({"n_rows": "int64"})
     return tables, rules, scope
