@@ -562,9 +562,9 @@ def typing_columns(table: Table, by_norm: dict[str, tuple[str, str]], extras: li
     ``untyped``: over ``inner``, the list of ``{column, value}`` structs of the values that
     did not type, NULL for a row where every value typed.
 
-    The list is built, and a source value written as text, only for rows with a failure:
-    building an empty list and casting every typed value to text for every row was about a
-    third of ingest's own time on 47 M contacts (measured).
+    The list is built, and a source value written as text, only for rows with a failure
+    (it was built, and every typed value cast to text, for every row: loading 47 M
+    contacts took 21.3 s then, 20.2 s now, measured).
     """
     inner, outer, failures, tests = [], [], [], []
     for c in table.columns:
