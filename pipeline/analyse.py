@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import disclosure, metrics
+from pipeline import params as params_mod
 from pipeline.errors import OdevalError
 
 DEFAULTS: dict[str, Any] = {
@@ -67,11 +68,7 @@ PRIMARY_ESTIMAND = (
 
 
 def resolve_params(params: dict | None) -> dict[str, Any]:
-    unknown = sorted(set(params or {}) - set(DEFAULTS))
-    if unknown:
-        raise OdevalError(f"unknown analyse parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
-                          rule="analyse.params.unknown", file="params.yaml")
-    p = {**DEFAULTS, **(params or {})}
+    p = params_mod.merged("analyse", params, DEFAULTS)
     bad = sorted(set(p["run"]) - set(DEFAULTS["run"]))
     if bad:
         raise OdevalError(f"analyse.run: unknown analyses {bad}; known: {DEFAULTS['run']}",

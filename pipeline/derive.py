@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import params as params_mod
 from pipeline.config import PROJ_ROOT, SQL_DIR
 from pipeline.errors import OdevalError
 from pipeline.warehouse import transaction
@@ -69,12 +70,7 @@ Progress = Callable[[int, int, str], None]
 
 def resolve_params(params: dict | None = None) -> dict[str, Any]:
     """``params`` (the ``derive:`` section) merged over :data:`DEFAULTS`, checked and typed."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise OdevalError(f"unknown derive parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
-                          rule="derive.params.unknown", file="params.yaml")
-    merged = {**DEFAULTS, **params}
+    merged = params_mod.merged("derive", params, DEFAULTS)
     for name in _INT_PARAMS:
         value = merged[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -103,7 +103,7 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
-from pipeline.params import params_hash, section
+from pipeline.params import merged, params_hash, section
 
 #: Bump when a bundle's files or columns change; pooling refuses bundles of other versions.
 SCHEMA_VERSION = 2
@@ -193,12 +193,7 @@ def disclosure_settings(params: dict[str, Any]) -> dict[str, Any]:
     (``disclosure.round_to``) and the curve step it implies: what the manifest records."""
     from pipeline import disclosure
 
-    fed = section(params, "federated")
-    unknown = sorted(set(fed) - set(DEFAULTS))
-    if unknown:
-        raise OdevalError(f"unknown federated parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
-                          rule="federated.params.unknown", file="params.yaml")
-    out = {**DEFAULTS, **fed}
+    out = merged("federated", section(params, "federated"), DEFAULTS)
     for k in DEFAULTS:
         if not isinstance(out[k], bool):
             raise OdevalError(f"federated.{k} must be true or false, not {out[k]!r}",

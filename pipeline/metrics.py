@@ -44,6 +44,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from pipeline import disclosure
+from pipeline import params as params_mod
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
 
@@ -139,11 +140,7 @@ FIDELITY_LABELS = {
 
 
 def resolve_params(params: dict | None) -> dict[str, Any]:
-    p = {**DEFAULTS, **(params or {})}
-    unknown = sorted(set(params or {}) - set(DEFAULTS))
-    if unknown:
-        raise OdevalError(f"unknown metrics parameter(s) {unknown}; known: {sorted(DEFAULTS)}",
-                          rule="metrics.params.unknown", file="params.yaml")
+    p = params_mod.merged("metrics", params, DEFAULTS)
     if not 0 < float(p["conf_level"]) < 1:
         raise OdevalError("metrics.conf_level must lie in (0, 1)", rule="metrics.params.type",
                           file="params.yaml")

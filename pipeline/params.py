@@ -37,6 +37,17 @@ def section(params: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def merged(name: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ``name:`` section ``given`` over ``defaults``, refusing keys ``defaults`` lacks
+    (rule ``<name>.params.unknown``, naming them and the known ones)."""
+    given = given or {}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise OdevalError(f"unknown {name} parameter(s) {unknown}; known: {sorted(defaults)}",
+                          rule=f"{name}.params.unknown", file="params.yaml")
+    return {**defaults, **given}
+
+
 def params_hash(params: dict[str, Any]) -> str:
     """sha256 of the parameters in canonical JSON (sorted keys): the same for equal values."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
