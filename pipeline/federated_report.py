@@ -32,7 +32,8 @@ from pipeline import disclosure
 from pipeline.errors import OdevalError
 from pipeline.federated import MEASURES, Pooled, _versions
 from pipeline.report import (_CSS, _arm_label, _count_td, _curve_frame, _esc, _figure, _fmt,
-                             _pct_ci, _table, atomic_dir, save_figure, table_one_rows, write_table)
+                             _pct_ci, _table, atomic_dir, save_figure, site_arm_rows, table_one_rows,
+                             write_table)
 
 ARMS = ("open_dialogue", "usual_care")
 
@@ -247,13 +248,11 @@ def render(pooled: Pooled, tables: dict[str, pd.DataFrame], figs: dict[str, dict
              f"{_esc(settings['reference_arm'])}; meta-analysis {_esc(settings['meta_method'])} "
              f"with {_esc(settings['meta_test'])} test) and the disclosure settings.</p>")
     people = tables["people"]
-    rows = []
-    for s in [*sites, "all"]:
-        cells = [f"<td>{_esc('All sites' if s == 'all' else s)}</td>"]
-        for a in (*ARMS, "all"):
-            r = people[(people.site_id == s) & (people.arm == a)]
-            cells.append(_count_td(r.n.iloc[0] if len(r) else None))
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    def received(site, arm):
+        r = people[(people.site_id == site) & (people.arm == arm)]
+        return r.n.iloc[0] if len(r) else None
+
+    rows = site_arm_rows(list(sites), received)
     P.append(_table("People per site and arm", ["Site", "Open Dialogue", "Usual care",
                                                  "Both arms"], rows))
 

@@ -259,6 +259,17 @@ def _count_td(v) -> str:
     return f"<td class='count'>{int(v):,}</td>"
 
 
+def site_arm_rows(sites: list[str], n_of) -> list[str]:
+    """HTML rows of people per site and arm: a row per site, then "All sites" (``all``);
+    a cell per arm, then both arms (``all``). ``n_of(site, arm)``: the count, or None."""
+    rows = []
+    for s in [*sites, "all"]:
+        cells = [f"<td>{_esc('All sites' if s == 'all' else s)}</td>"]
+        cells += [_count_td(n_of(s, a)) for a in ("open_dialogue", "usual_care", "all")]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return rows
+
+
 def _table(caption: str, header: list[str], rows: list[str]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     return (f"<table><caption>{_esc(caption)}</caption><thead><tr>{head}</tr></thead>"
@@ -469,14 +480,13 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
              "<div class='arrow'>&rarr;</div>"
              f"<div>People analysed<br>Open Dialogue <strong>{c(arm_n['open_dialogue'])}</strong><br>"
              f"Usual care <strong>{c(arm_n['usual_care'])}</strong></div></div>")
-    rows = []
-    for level in [lv for lv in dict.fromkeys(o.level) if lv != "all"] + ["all"]:
-        sel = o[(o.level == level) & (o.outcome == "relapse") & (o.metric == "rate")]
-        cells = [f"<td>{_esc('All sites' if level == 'all' else level)}</td>"]
-        for arm in ("open_dialogue", "usual_care", "all"):
-            r = sel[sel.arm == arm]
-            cells.append(_count_td(r.n.iloc[0] if len(r) else None))
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    rate = o[(o.outcome == "relapse") & (o.metric == "rate")]
+
+    def analysed(level, arm):
+        r = rate[(rate.level == level) & (rate.arm == arm)]
+        return r.n.iloc[0] if len(r) else None
+
+    rows = site_arm_rows([lv for lv in dict.fromkeys(o.level) if lv != "all"], analysed)
     P.append(_table("People analysed per site and arm", ["Site", "Open Dialogue", "Usual care",
                                                            "Both arms"], rows))
 
