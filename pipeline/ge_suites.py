@@ -272,13 +272,15 @@ def _run_tables(context, source, contract, tables, extract_date, tolerance_days,
         # the connection's search_path is the ge schema (GE deprecates schema_name)
         asset = source.add_table_asset(name=table.name, table_name=table.name)
         batch = asset.add_batch_definition_whole_table("all rows")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"odeval.{table.name}"))
-        rule_of = {}
-        for spec in specs:
-            rule_of[suite.add_expectation(spec.build()).id] = spec.rule
+        # the suite is stored once with all its expectations (adding them one by one
+        # serialises the whole suite each time: 1.4 s of 9 s at trust size)
+        suite = context.suites.add(gx.ExpectationSuite(
+            name=f"odeval.{table.name}", expectations=[spec.build() for spec in specs]))
+        rule_of = {e.id: spec.rule for e, spec in zip(suite.expectations, specs, strict=True)}
         run = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"odeval.{table.name}", data=batch, suite=suite))
-        result = run.run(result_format="BASIC")
+        # counts only: no sample of unexpected values is fetched (a query per expectation)
+        result = run.run(result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
         for res in result.results:
             counts[rule_of[res.expectation_config.id]] = _count(res)
         if len(result.results) != len(specs):
