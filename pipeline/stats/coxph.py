@@ -185,9 +185,9 @@ def _bincount_cols(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
 
 
 def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-12):
+    """Newton-Raphson with step halving; returns the terms at the start (``init``) too."""
     beta = np.zeros(p) if init is None else np.asarray(init, dtype=float)
-    terms = _Terms(beta, sd)
-    loglik0 = terms.loglik
+    terms = terms0 = _Terms(beta, sd)
     converged = False
     for it in range(max_iter):
         info = terms.information()
@@ -205,7 +205,15 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
         if change <= tol * max(1.0, abs(terms.loglik)) and np.max(np.abs(step)) < 1e-8 * max(1.0, np.max(np.abs(beta))):
             converged = True
             break
-    return beta, terms, loglik0, converged, it + 1
+    return beta, terms, terms0, converged, it + 1
+
+
+def _chi2_test(u: np.ndarray, v: np.ndarray, dist_df: int | None = None) -> dict:
+    """``u' v^-1 u`` on ``len(u)`` df; with ``dist_df``, p from F(len(u), dist_df) of chisq / df."""
+    chisq = float(u @ np.linalg.solve(v, u))
+    df = len(u)
+    p = stats.chi2.sf(chisq, df) if dist_df is None else stats.f.sf(chisq / df, df, dist_df)
+    return {"chisq": chisq, "df": df, "p": float(p)}
 
 
 class CoxResult(Result):
@@ -222,6 +230,16 @@ class CoxResult(Result):
         Partial log-likelihood at beta = 0 and at the estimate (R ``fit$loglik``).
     lr_test : dict
         Likelihood-ratio test against the null model: ``chisq, df, p``.
+    score_test : dict
+        Score (log-rank) test of beta = 0 with the model-based information: ``chisq, df,
+        p`` (R ``summary(fit)$sctest``). With one binary covariate and Breslow ties it is
+        the (stratified) log-rank test.
+    robust_score_test : dict or None
+        With a ``cluster``: the score test of beta = 0 with the cluster-robust variance of
+        the score (Lin & Wei 1989; R ``summary(fit)$robscore``): the log-rank test for
+        clustered data. With ``small_sample``, the variance takes the same G / (G - 1)
+        factor as the coefficients (``"cr1"``) and ``p`` is from F(df, G - 1) of
+        ``chisq / df``. None without a cluster.
     vcov, vcov_naive : ndarray, shape (n_covariates, n_covariates)
     n, n_events, n_clusters : int
     """
@@ -390,7 +408,8 @@ def cox(
     if const:
         raise ValueError(f"covariate(s) constant in the data used: {', '.join(const)}")
     sd = _prepare(X, t, e, s_codes, ties == "efron")
-    beta, terms, loglik0, converged, n_iter = _newton(sd, len(covariates))
+    beta, terms, terms0, converged, n_iter = _newton(sd, len(covariates))
+    loglik0 = terms0.loglik
     if not converged:
         notes.append(f"Newton-Raphson did not converge in {n_iter} iterations; estimates may be infinite.")
     vcov_naive = np.linalg.inv(terms.information())
@@ -398,6 +417,8 @@ def cox(
     vcov = vcov_naive
     n_clusters = None
     dist = stats.norm
+    score_test = _chi2_test(terms0.score, terms0.information())
+    robust_score_test = None
     if cluster is not None:
         dfbeta = terms.score_residuals() @ vcov_naive
         cl = pd.factorize(d[cluster].to_numpy()[sd.order])[0]
@@ -405,8 +426,15 @@ def cox(
         D = np.zeros((n_clusters, len(beta)))
         _bincount_cols(D, cl, dfbeta)
         vcov = D.T @ D
+        # robust score test at beta = 0: per-cluster sums of the score residuals there
+        U0 = np.zeros((n_clusters, len(beta)))
+        _bincount_cols(U0, cl, terms0.score_residuals())
+        B0 = U0.T @ U0
         if small_sample == "cr1":
             vcov = vcov * n_clusters / (n_clusters - 1)
+            B0 = B0 * n_clusters / (n_clusters - 1)
+        robust_score_test = _chi2_test(terms0.score, B0,
+                                       n_clusters - 1 if small_sample is not None else None)
         if small_sample is not None:
             dist = stats.t(n_clusters - 1)
             notes.append(f"{small_sample!r} small-sample correction with {n_clusters} clusters: "
@@ -434,6 +462,8 @@ def cox(
         notes,
         loglik=(loglik0, terms.loglik),
         lr_test={"chisq": lr, "df": len(beta), "p": float(stats.chi2.sf(lr, len(beta)))},
+        score_test=score_test,
+        robust_score_test=robust_score_test,
         vcov=vcov,
         vcov_naive=vcov_naive,
         n=len(d),

@@ -26,12 +26,16 @@ CASES = {
     "colon_cluster_efron": ("colon", COLON, {"cluster": "id"}),
     "colon_cluster_breslow": ("colon", COLON, {"cluster": "id", "ties": "breslow"}),
     "colon_cluster_strata": ("colon", ["rxLev", "rxLev5FU", "age"], {"cluster": "id", "strata": "sex"}),
+    # the trial's primary analysis in miniature: a binary covariate, strata, 18 clusters
+    "lung_inst_strata_binary": ("lung", ["female"], {"cluster": "inst", "strata": "ph.ecog"}),
 }
 
 
 def fit(case):
     dataset, covs, kw = CASES[case]
     df = data(dataset)
+    if case == "lung_inst_strata_binary":
+        df = df[df["inst"].notna() & df["ph.ecog"].notna()].assign(female=lambda x: (x["sex"] == 2).astype(int))
     return cox(df, "time", "status", covs, **kw)
 
 
@@ -67,6 +71,24 @@ def test_loglik_and_likelihood_ratio_match_coxph(fits, case):
     assert_close(res.loglik, g["loglik"])
     assert_close(res.lr_test["chisq"], g["lr_chisq"])
     assert res.lr_test["df"] == g["lr_df"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_score_tests_match_coxph(fits, case):
+    """R: ``summary(fit)$sctest`` and, with ``cluster =``, ``summary(fit)$robscore``.
+
+    The robust score test is the log-rank test for clustered data (Lin & Wei 1989): the
+    score at beta = 0 against the per-cluster sums of the score residuals there.
+    """
+    g, res = COX[case], fits[case]
+    for name in ("score_test", "robust_score_test"):
+        got = getattr(res, name)
+        if name not in g:
+            assert got is None
+            continue
+        assert_close(got["chisq"], g[name]["chisq"])
+        assert got["df"] == g[name]["df"]
+        assert_close(got["p"], g[name]["p"])
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -105,7 +105,7 @@ wjson(c(list(versions = versions), lr), "logrank.json")
 # ---------------------------------------------------------------- Cox
 cox_out <- function(fit, call, zph = TRUE, naive = NULL) {
   s <- summary(fit)$coefficients
-  out <- list(call = call, term = rownames(s), coef = unname(coef(fit)),
+  out <- list(call = call, term = I(rownames(s)), coef = unname(coef(fit)),
     se = unname(sqrt(diag(fit$var))), loglik = fit$loglik,
     lr_chisq = 2 * diff(fit$loglik), lr_df = length(coef(fit)),
     n = fit$n, nevent = fit$nevent,
@@ -113,6 +113,12 @@ cox_out <- function(fit, call, zph = TRUE, naive = NULL) {
     ci_upper = unname(summary(fit)$conf.int[, "upper .95"]),
     z = unname(s[, "z"]), p = unname(s[, "Pr(>|z|)"]))
   if (!is.null(fit$naive.var)) out$se_naive <- unname(sqrt(diag(fit$naive.var)))
+  sm <- summary(fit)
+  out$score_test <- list(chisq = unname(sm$sctest["test"]), df = unname(sm$sctest["df"]),
+                         p = unname(sm$sctest["pvalue"]))
+  if (!is.null(sm$robscore))  # robust score test (Lin & Wei 1989): fits with a cluster
+    out$robust_score_test <- list(chisq = unname(sm$robscore["test"]),
+                                  df = unname(sm$robscore["df"]), p = unname(sm$robscore["pvalue"]))
   cc <- concordance(fit)
   out$concordance <- unname(cc$concordance); out$concordance_se <- sqrt(unname(cc$var))
   if (zph) {
@@ -148,6 +154,12 @@ cx$lung_inst_small <- c(cox_out(f1, "coxph(Surv(time, status) ~ age + sex + ph.e
   list(n_clusters = G,
        vcov_hc0 = unname(vcovCL(f0, cluster = d$inst[-f0$na.action], type = "HC0", cadjust = FALSE)),
        vcov_cr1 = unname(vcovCL(f0, cluster = d$inst[-f0$na.action], type = "HC0", cadjust = TRUE))))
+# The trial's primary analysis in miniature: one binary covariate, strata, and clusters
+# (18 institutions); its robust score test is the cluster-robust stratified log-rank test.
+d2 <- subset(lung2, !is.na(inst) & !is.na(ph.ecog))
+d2$female <- as.integer(d2$sex == 2)
+f <- coxph(Surv(time, status) ~ female + strata(ph.ecog), data = d2, cluster = inst)
+cx$lung_inst_strata_binary <- cox_out(f, "coxph(Surv(time, status) ~ I(sex == 2) + strata(ph.ecog), data = subset(lung, !is.na(inst) & !is.na(ph.ecog)), cluster = inst)", zph = FALSE)
 wjson(c(list(versions = versions), cx), "cox.json")
 
 # ---------------------------------------------------------------- competing risks
