@@ -15,7 +15,9 @@ Estimands (arm contrast: ``open_dialogue`` against the ``reference_arm``, usual 
   cluster-robust (sandwich) interval by cluster (the unit of randomisation, e.g. GP
   practice) where the data have clusters, optionally with a few-cluster correction
   (``small_sample``: CR1 and t on G - 1 df). Kaplan-Meier (death censored) and
-  Aalen-Johansen (death competing) curves by arm; Gray's test stratified by site.
+  Aalen-Johansen (death competing) curves by arm. The log-rank test stratified by site:
+  with clusters, the robust score test of the Cox model (Lin and Wei 1989), and no Gray's
+  test (it assumes independent people); without clusters, the log-rank and Gray's tests.
 * involuntary admissions: rate ratio from a negative binomial model with site as a fixed
   effect and log person-years as offset (conditional on site), cluster-robust interval.
 * antipsychotic use and back at work or education at 2 years: marginal risk difference
@@ -103,6 +105,10 @@ def _row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan,
                 notes=" ".join(notes))
 
 
+_GRAY_WITH_CLUSTERS = ("Gray's test of the cumulative incidence is not reported: it treats "
+                       "people as independent, and the data are clustered.")
+
+
 def prepare(persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
     d = persons.copy()
     arms = sorted(d["arm"].unique())
@@ -132,20 +138,34 @@ def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analys
     out.results["primary_cox"] = fit
     out.estimates.loc[len(out.estimates)] = _row(
         "primary", "relapse", "hazard ratio", PRIMARY_ESTIMAND, s.hr, s.hr_lower, s.hr_upper,
-        s.p, s.se, f"Cox, Efron ties, site strata; {se_kind} interval", fit.n, fit.n_events,
-        fit.n_clusters, fit.notes)
-    lr = logrank(d, "relapse_time", "relapse_only", "arm", strata="site_id")
-    out.results["primary_logrank"] = lr
-    out.estimates.loc[len(out.estimates)] = _row(
-        "primary", "relapse", "log-rank chi-square", "Stratified (site) log-rank test of equal "
-        "relapse hazards", lr.chisq, np.nan, np.nan, lr.p, method=f"{lr.df} df")
-    gray = gray_test(d, "relapse_time", "relapse_event", "arm", cause=1, strata="site_id")
-    g = gray.table.iloc[0]
-    out.results["primary_gray"] = gray
-    out.estimates.loc[len(out.estimates)] = _row(
-        "primary", "relapse", "Gray chi-square", "Gray's test of equal cumulative incidence of "
-        "relapse (death competing), stratified by site", g["stat"], np.nan, np.nan, g["p"],
-        method=f"{int(g['df'])} df")
+        s.p, s.se, f"Cox, {p['ties'].capitalize()} ties, site strata; {se_kind} interval",
+        fit.n, fit.n_events, fit.n_clusters,
+        [*fit.notes, *([_GRAY_WITH_CLUSTERS] if clusters else [])])
+    if clusters:
+        # people in a cluster are not independent: the log-rank test is the score test of
+        # the stratified Cox model with the cluster-robust variance of the score
+        rs = fit.robust_score_test
+        out.results["primary_logrank"] = rs
+        dist = (f"; p from F({rs['df']}, {fit.n_clusters - 1}) after the "
+                f"{p['small_sample']!r} correction" if p["small_sample"] else "")
+        out.estimates.loc[len(out.estimates)] = _row(
+            "primary", "relapse", "log-rank chi-square", "Stratified (site) log-rank test of "
+            "equal relapse hazards, robust to clustering (score test of the primary Cox model "
+            "with the cluster-robust variance, Lin and Wei 1989)", rs["chisq"], np.nan, np.nan,
+            rs["p"], method=f"{rs['df']} df{dist}", n_clusters=fit.n_clusters)
+    else:
+        lr = logrank(d, "relapse_time", "relapse_only", "arm", strata="site_id")
+        out.results["primary_logrank"] = lr
+        out.estimates.loc[len(out.estimates)] = _row(
+            "primary", "relapse", "log-rank chi-square", "Stratified (site) log-rank test of "
+            "equal relapse hazards", lr.chisq, np.nan, np.nan, lr.p, method=f"{lr.df} df")
+        gray = gray_test(d, "relapse_time", "relapse_event", "arm", cause=1, strata="site_id")
+        g = gray.table.iloc[0]
+        out.results["primary_gray"] = gray
+        out.estimates.loc[len(out.estimates)] = _row(
+            "primary", "relapse", "Gray chi-square", "Gray's test of equal cumulative incidence "
+            "of relapse (death competing), stratified by site", g["stat"], np.nan, np.nan,
+            g["p"], method=f"{int(g['df'])} df")
     times = [float(t) for t in p["curve_times"]]
     out.results["primary_km"] = kaplan_meier(d, "relapse_time", "relapse_only", group="arm",
                                              conf_level=conf, times=times)
