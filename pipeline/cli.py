@@ -30,13 +30,16 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+# Defaults that are not the parameter's Python default are given as show_default strings,
+# which typer prints as "[default: (...)]". Never write "[default: ...]" into a help text:
+# rich takes the brackets for markup and drops them with their content.
 WarehouseOpt = Annotated[
     Optional[Path],
-    typer.Option("--warehouse", "-w", help="DuckDB warehouse file [default: params.yaml "
-                 "warehouse.path, else data/warehouse.duckdb]"),
+    typer.Option("--warehouse", "-w", help="DuckDB warehouse file.",
+                 show_default="params.yaml warehouse.path, else data/warehouse.duckdb"),
 ]
 ParamsOpt = Annotated[
-    Optional[Path], typer.Option("--params", help="Parameters file [default: params.yaml]")
+    Optional[Path], typer.Option("--params", help="Parameters file.", show_default="params.yaml")
 ]
 
 
@@ -208,12 +211,16 @@ def _do_derive(con, params: dict) -> None:
 def ingest(
     dirs: Annotated[list[Path], typer.Argument(help="Extract folders: one <table>.csv or "
                                                "<table>.parquet per contract table.")],
-    replace: Annotated[bool, typer.Option("--replace", help="Drop every earlier load first: the "
-                                          "warehouse then holds exactly these folders.")] = False,
+    replace: Annotated[bool, typer.Option("--replace/--append", help="Drop every earlier load "
+                                          "first, so the warehouse holds exactly these folders, "
+                                          "or add these folders to the earlier loads (the "
+                                          "default; a file already loaded is not loaded again)."
+                                          )] = False,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
-    """Load extract folders into the warehouse's raw schema, typed, with lineage (all or nothing)."""
+    """Load extract folders into the warehouse's raw schema, typed, with lineage (all or nothing);
+    adds to the earlier loads unless --replace."""
     with _errors():
         con, _ = _open_warehouse(warehouse, params)
         _do_ingest(con, dirs, replace)
@@ -243,16 +250,19 @@ def derive(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
 @app.command()
 def run(
     dirs: Annotated[list[Path], typer.Argument(help="Extract folders to ingest.")],
-    replace: Annotated[bool, typer.Option("--replace/--append", help="Replace earlier loads "
-                                          "(default) or add these folders to them.")] = True,
+    replace: Annotated[bool, typer.Option("--replace/--append", help="Drop every earlier load "
+                                          "first, so the warehouse holds exactly these folders "
+                                          "(the default, unlike `odeval ingest`), or add these "
+                                          "folders to the earlier loads.")] = True,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help="duckdb (embedded) or spark: "
                       "where ingest, validate and derive run; spark writes Parquet to params.yaml "
-                      "engine.spark_output and stops after derive [default: params.yaml engine]")] = None,
+                      "engine.spark_output and stops after derive.",
+                      show_default="params.yaml engine.name, else duckdb")] = None,
 ) -> None:
-    """Run every stage in order: ingest, validate, derive, metrics, analyse, report; print
-    the path of the report."""
+    """Run every stage in order: ingest (replacing earlier loads unless --append), validate,
+    derive, metrics, analyse, report; print the path of the report."""
     with _errors():
         from pipeline.engines import engine_settings
 
@@ -343,7 +353,8 @@ def _hashes(folder: Path, pattern: str) -> dict[str, str]:
 
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the outputs meant for "
-                                                "people [default: reports/]")]
+                                                "people (metrics: its metrics/ subfolder).",
+                                                show_default="reports/")]
 
 
 @app.command()
@@ -379,7 +390,8 @@ def report(warehouse: WarehouseOpt = None, params: ParamsOpt = None, out_dir: Ou
 
 @app.command("check-outputs")
 def check_outputs(
-    folder: Annotated[Optional[Path], typer.Argument(help="Folder to scan [default: reports/].")] = None,
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder to scan.",
+                                                          show_default="reports/")] = None,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
 ) -> None:
@@ -455,7 +467,8 @@ def pool(
 def bench(
     size: Annotated[str, typer.Option(help="pilot, trust or national (params.yaml bench.sizes).")] = "pilot",
     stages: Annotated[Optional[list[str]], typer.Option("--stages", help="Steps to run (repeat): "
-                      "floor, a stage, run, pandas, cox [default: all that apply to the size].")] = None,
+                      "floor, a stage, run, pandas, cox.",
+                      show_default="all that apply to the size")] = None,
     params: ParamsOpt = None,
 ) -> None:
     """Wall time and peak memory per stage, each in a fresh process, beside the floor (plain
