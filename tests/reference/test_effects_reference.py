@@ -157,3 +157,11 @@ def test_table_one_matches_tableone_formulas(which):
     n_expected = len(g["rows"])
     assert len(res.table) == n_expected
     close(res.smd[list(g["smd"])].to_numpy(), list(g["smd"].values()))
+
+
+def test_categorical_smd_with_a_level_in_one_group_only_uses_the_generalised_inverse():
+    """R: ``smd_cat`` of make_effects_goldens.R, i.e. ``MASS::ginv`` of the singular S
+    (level 'c' only in group B), as tableone computes it."""
+    g = GOLD["smd_singular"]
+    res = table_one(pd.DataFrame({"g": g["g"], "x": g["x"]}), "g", ["x"])
+    close(res.smd["x"], g["smd"])

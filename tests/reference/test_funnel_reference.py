@@ -50,3 +50,8 @@ def test_funnel_matches_r(case):
     for col in ("value", "z", "lower_95", "upper_95", "lower_998", "upper_998"):
         np.testing.assert_allclose(t[col].to_numpy(), case[col], rtol=RTOL, atol=ATOL, err_msg=col)
     assert list(t.flag) == case["flag"]
+    # the curve drawn in the figure passes through R's limits at the units' denominators
+    curve = res.limits_curve(u.denominator.to_numpy(dtype=float))
+    for col in ("lower_95", "upper_95", "lower_998", "upper_998"):
+        np.testing.assert_allclose(curve[col].to_numpy(), case[col], rtol=RTOL, atol=ATOL,
+                                   err_msg=f"curve {col}")

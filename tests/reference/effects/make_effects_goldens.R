@@ -205,4 +205,9 @@ pbc3 <- pbc1; pbc3$edema <- paste0("edema ", pbc3$edema)
 gold$table_one_3groups <- table_one_gold(pbc3, "edema", c("age", "albumin"), c("bili"),
                                          c("sex", "stage"))
 
+# a level present in one group only ('c' only in B): S is singular, and tableone's
+# generalised inverse (MASS::ginv) decides the SMD
+sing <- data.frame(g = rep(c("A", "B"), each = 4), x = c("a", "a", "b", "b", "a", "b", "c", "c"))
+gold$smd_singular <- list(g = I(sing$g), x = I(sing$x), smd = smd_cat(sing$x, sing$g))
+
 writeLines(toJSON(gold, digits = NA, auto_unbox = TRUE, pretty = TRUE), "effects_goldens.json")
