@@ -1130,7 +1130,7 @@ def pool_table_one(frames: Sequence[pd.DataFrame], variables: Sequence[str],
 def pool_fidelity(frames: dict[str, pd.DataFrame], conf: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pooled fidelity cells (per site and arm, with the site, arm and overall margins) and
     their metrics, as :func:`pipeline.metrics.fidelity_metrics` computes them. The median
-    hours to the first meeting cannot be pooled: its rows carry the mean (normal interval)."""
+    hours to the first meeting cannot be pooled: its rows carry the mean (t interval)."""
     from pipeline.metrics import fidelity_metrics, mean_ci
 
     allf = pd.concat([f.assign(site_id=s) for s, f in frames.items()], ignore_index=True)

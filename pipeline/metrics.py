@@ -27,7 +27,7 @@ Estimands and intervals (``conf_level``, 95 % by default)
   days, in work or education at 2 years, binary fidelity indicators): Wilson score interval.
 * means (days detained per person, share of follow-up days covered by antipsychotics, mean
   daily dose in DDD and chlorpromazine equivalents among users, fidelity shares per
-  referral): normal interval ``mean +/- z sd / sqrt(n)`` (shares clipped to [0, 1]).
+  referral): t interval ``mean +/- t(n - 1) sd / sqrt(n)`` (shares clipped to [0, 1]).
 These describe each cell and do not allow for clustering; the analyses do.
 """
 
@@ -197,13 +197,15 @@ def wilson(x: float, n: float, conf: float) -> tuple[float, float, float]:
 
 
 def mean_ci(n: float, s: float, s2: float, conf: float, clip: bool = False):
+    """Mean of ``n`` values from their sum ``s`` and sum of squares ``s2``, with the t
+    interval ``mean +/- t(n - 1) sd / sqrt(n)`` (clipped to [0, 1] with ``clip``)."""
     if n <= 0:
         return np.nan, np.nan, np.nan
     m = s / n
     if n < 2:
         return m, np.nan, np.nan
     var = max((s2 - s * s / n) / (n - 1), 0.0)
-    half = _z(conf) * np.sqrt(var / n)
+    half = float(sps.t.ppf(1 - (1 - conf) / 2, n - 1)) * np.sqrt(var / n)
     lo, hi = m - half, m + half
     if clip:
         lo, hi = max(lo, 0.0), min(hi, 1.0)
@@ -343,7 +345,7 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
                     est, lo, hi = mean_ci(n, cell[f"{pre}_sum"] if pd.notna(cell[f"{pre}_sum"]) else 0.0,
                                           cell[f"{pre}_sum2"] if pd.notna(cell[f"{pre}_sum2"]) else 0.0,
                                           conf, clip=m.unit == "proportion")
-                    method = "normal, mean +/- z sd/sqrt(n)"
+                    method = "t, mean +/- t(n-1) sd/sqrt(n)"
                 rows.append(dict(dimension=dim, level=cell.level, arm=cell.arm, outcome=m.outcome,
                                  metric=m.metric, label=m.label, unit=m.unit, n=n, events=events,
                                  person_years=float(cell.person_years) if m.kind == "rate" else None,
@@ -466,7 +468,7 @@ def fidelity_metrics(cells: pd.DataFrame, conf: float) -> pd.DataFrame:
             method = "Wilson score"
         elif c.kind == "share":
             est, lo, hi = mean_ci(n, s, s2, conf, clip=True)
-            method = "mean of referral shares, normal"
+            method = "mean of referral shares, t interval"
         else:
             est, lo, hi = c.value_median, np.nan, np.nan
             method = "median (no interval)"

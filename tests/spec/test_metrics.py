@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from pipeline.metrics import mean_ci, rate_ci, wilson
@@ -39,6 +40,12 @@ def test_proportions_have_wilson_intervals():
             proportion_confint(x, n, method="wilson"), rel=1e-9, abs=1e-12)
 
 
-def test_shares_are_means_with_a_normal_interval_clipped_to_0_1():
-    m, lo, hi = mean_ci(3, 2.9, 2.81, 0.95, clip=True)   # shares 0.9, 1.0, 1.0
-    assert m == pytest.approx(2.9 / 3) and hi == 1.0 and lo < m
+def test_means_have_the_t_interval_and_shares_are_clipped_to_0_1():
+    from scipy import stats  # an independent implementation of the t interval
+
+    x = [0.9, 1.0, 1.0]
+    m, lo, hi = mean_ci(3, 2.9, 2.81, 0.95)
+    t = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+    assert (m, lo, hi) == pytest.approx((np.mean(x), *t), rel=1e-12)
+    m, lo, hi = mean_ci(3, 2.9, 2.81, 0.95, clip=True)
+    assert hi == 1.0 and lo == pytest.approx(t[0], rel=1e-12)

@@ -6,7 +6,7 @@
 -- Sums from which every count-based outcome metric and its confidence interval follow
 -- (pipeline/metrics.py turns them into estimates): counts of people and events, person-
 -- years, and the sums of squares and cross-products a robust (sandwich) variance of a
--- rate or a normal interval of a mean needs. Reads the temporary table person_outcomes.
+-- rate or a t interval of a mean needs. Reads the temporary table person_outcomes.
 --   n_people                  people
 --   person_years              follow-up in years (days / 365.25)
 --   relapse_events            relapses (admission spells + crisis episodes) in follow-up
