@@ -14,7 +14,14 @@ checked for
   JSON keys named as counts (:data:`pipeline.disclosure.COUNT_NAME`), HTML elements of
   class ``count`` (odeval's report) or ``n`` (the data-quality report);
 * ``count.unrounded``: such a count that is not a multiple of ``round_to``, except in the
-  files listed in ``disclosure.unrounded_ok`` (outputs of other stages that only suppress).
+  files listed in ``disclosure.unrounded_ok`` (outputs of other stages that only suppress);
+* ``count.derivable``: a row (HTML table row, CSV row, JSON object) whose counts include
+  exactly one suppressed cell and whose largest shown count exceeds the sum of its other
+  shown counts by 1..``suppress_max``, the shape of "rows in 84, clean 81, quarantined
+  [c]": the suppressed cell is that difference wherever the row adds up, which secondary
+  suppression (:func:`pipeline.disclosure.secondary_suppress`) rules out. Sums across
+  rows or tables (sites to a total) are not checked: the scan cannot know which rows add
+  up; :mod:`pipeline.disclosure` protects them where the counts are made.
 
 PNG files cannot be read for text; every PNG odeval writes has an SVG twin that is checked.
 """
@@ -75,7 +82,9 @@ class _Cells(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.stack: list[tuple[str, bool]] = []
         self.counts: list[str] = []
+        self.rows: list[list[str]] = []  # count cells of each table row
         self.headings: list[str] = []
+        self._row: list[str] | None = None
         self._buf: list[str] | None = None
         self._heading: list[str] | None = None
 
@@ -88,15 +97,22 @@ class _Cells(HTMLParser):
             self.stack.append((tag, False))
         if tag == "th":
             self._heading = []
+        if tag == "tr":
+            self._row = []
+            self.rows.append(self._row)
 
     def handle_endtag(self, tag):
         while self.stack:
             t, is_count = self.stack.pop()
             if is_count and self._buf is not None:
                 self.counts.append("".join(self._buf).strip())
+                if self._row is not None:
+                    self._row.append(self.counts[-1])
                 self._buf = None
             if t == tag:
                 break
+        if tag in ("tr", "table"):
+            self._row = None
         if tag == "th" and self._heading is not None:
             self.headings.append("".join(self._heading).strip())
             self._heading = None
@@ -132,8 +148,39 @@ def _check_count(text: str, file: str, where: str, cfg: dict[str, Any], rounding
                           f"{cfg['round_to']}"))
 
 
+def _suppressed(text: str) -> bool:
+    t = text.strip()
+    return t in (disclosure.SUPPRESSED, "null", "None") or t.startswith("<=")
+
+
+def _shown(text: str) -> int | None:
+    t = text.strip()
+    if _INT.match(t):
+        return int(t.replace(",", ""))
+    return None
+
+
+def _check_row(cells: list[str], file: str, where: str, cfg: dict[str, Any],
+               out: list[Breach]) -> None:
+    """``count.derivable``: one suppressed count in a row that gives it away as the
+    difference of the largest shown count and the others (``84, 81, [c]``)."""
+    if sum(_suppressed(c) for c in cells) != 1:
+        return
+    shown = sorted(n for n in (_shown(c) for c in cells) if n is not None)
+    if len(shown) < 2:
+        return
+    diff = shown[-1] - sum(shown[:-1])
+    if disclosure.is_small(diff, cfg):
+        out.append(Breach(file, "count.derivable", f"{where}: the suppressed count is "
+                          f"{shown[-1]} - {' - '.join(map(str, shown[:-1]))} = {diff}"))
+
+
 def _json_counts(obj, path: str, file: str, cfg, rounding, out):
     if isinstance(obj, dict):
+        row = ["null" if v is None else str(v) for k, v in obj.items()
+               if disclosure.COUNT_NAME.match(str(k)) and (v is None or (
+                   isinstance(v, int) and not isinstance(v, bool)))]
+        _check_row(row, file, f"object {path.rstrip('.') or '(top)'}", cfg, out)
         for k, v in obj.items():
             if str(k).lower() in IDENTIFIER_COLUMNS:
                 out.append(Breach(file, "identifier.column", f"key {path}{k}"))
@@ -163,6 +210,7 @@ def _csv_counts(text: str, file: str, cfg, rounding, out):
         for i in idx:
             if i < len(row):
                 _check_count(row[i], file, f"row {r} column {header[i]}", cfg, rounding, out)
+        _check_row([row[i] for i in idx if i < len(row)], file, f"row {r}", cfg, out)
 
 
 def scan_text(text: str, name: str, cfg: dict[str, Any], rounding: bool) -> tuple[list[Breach], set[str]]:
@@ -181,6 +229,8 @@ def scan_text(text: str, name: str, cfg: dict[str, Any], rounding: bool) -> tupl
         parser.feed(body)
         for t in parser.counts:
             _check_count(htmllib.unescape(t), name, "count cell", cfg, rounding, out)
+        for i, row in enumerate(parser.rows, start=1):
+            _check_row([htmllib.unescape(t) for t in row], name, f"table row {i}", cfg, out)
         for h in parser.headings:
             if h.strip().lower() in IDENTIFIER_COLUMNS:
                 out.append(Breach(name, "identifier.column", f"table heading {h}"))

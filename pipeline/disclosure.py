@@ -186,6 +186,33 @@ def grid_constraints(rows: Sequence[Hashable], cols: Sequence[Hashable],
     return cons
 
 
+#: The three counts of a data-quality flow row: rows in (``all``) = clean + quarantined.
+FLOW_KINDS = ("all", "clean", "quarantined")
+
+
+def flow_suppress(by_site: dict[Hashable, Sequence[int]], cfg: dict[str, Any]
+                  ) -> tuple[dict[tuple[Hashable, str], int], set[tuple[Hashable, str]]]:
+    """The suppressed cells of one input table's data-quality flow, rows in = clean +
+    quarantined per site, sites adding up to the ``all`` row.
+
+    ``by_site``: ``{site: (rows in, clean, quarantined)}`` (exact, without the ``all`` row).
+    Returns ``({(site, kind): exact count}, hidden cells)`` with ``kind`` in
+    :data:`FLOW_KINDS` and the ``all`` row added. Every output of these counts (the
+    data-quality report, metrics/data_quality.csv, the study report) hides the same cells,
+    so none can be recovered from another output: primary suppression, then secondary over
+    both sums (``all = clean + quarantined`` in a row, sites to ``all`` in a column).
+    """
+    vals: dict[tuple[Hashable, str], int] = {}
+    for s, row in by_site.items():
+        for kind, n in zip(FLOW_KINDS, row):
+            vals[(s, kind)] = int(n)
+    sites = sorted(by_site, key=str)
+    for kind in FLOW_KINDS:
+        vals[("all", kind)] = sum(vals[(s, kind)] for s in sites)
+    cons = grid_constraints(sites, ["clean", "quarantined"])
+    return vals, secondary_suppress(vals, cons, primary(vals, cfg))
+
+
 def protect_grid(frame: pd.DataFrame, keys: Sequence[str], count: str, cfg: dict[str, Any], *,
                  total: str | None = None, constraints=None) -> pd.Series:
     """Rounded counts of one column of a long table, after primary and secondary suppression.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,26 +139,140 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                       counts.get(r["id"], 0)] for r in sorted(catalogue, key=lambda r: r["id"])])
 
 
+#: how validate words a table over its quarantine threshold (pipeline.validate.validate)
+_FATAL_SHARE = re.compile(r"^table (?P<t>\S+): [\d,]+ of [\d,]+ rows quarantined \([\d.]+%\)(?P<rest>.*)$",
+                          re.S)
+
+
+@dataclass
+class Protected:
+    """The data-quality counts as shown: exact, or ``None`` where suppressed.
+
+    One suppression pattern for every count of the report (HTML and JSON), built from
+    additive sums so that no hidden count can be worked out from the shown ones:
+
+    * per input table, rows in = clean + quarantined per site, and the sites add up to the
+      table's total (:func:`pipeline.disclosure.flow_suppress`, the same cells the metrics
+      stage hides in metrics/data_quality.csv and the study report);
+    * a site's clean rows per month add up to (at most) its clean rows;
+    * the rows failing each rule of a table add up to (at least) its quarantined rows.
+
+    Complementary cells are taken among months and rules first, so the flow cells stay those
+    of the metrics stage.
+    """
+
+    flow: dict[tuple[str, str, str], int | None]  # (table, site, all|clean|quarantined)
+    months: dict[tuple[str, str, str], int | None]  # (table, site, month)
+    rules: dict[str, int | None]  # rule id
+    hidden_rules: set[str]
+
+    def share(self, table: str, site: str = "all") -> float | None:
+        """Quarantined share of a table (None when either count is suppressed)."""
+        n = self.flow.get((table, site, "all"), 0)
+        q = self.flow.get((table, site, "quarantined"), 0)
+        if n is None or q is None:
+            return None
+        return q / n if n else 0.0
+
+
+def protect(con: duckdb.DuckDBPyConnection, cfg: dict[str, Any]) -> Protected:
+    """Primary and secondary suppression of every count of the data-quality report."""
+    flow_rows = con.execute("select site_id, table_name, n_raw, n_clean, n_quarantined "
+                            "from results.dq_tables order by 2, 1").fetchall()
+    comp = con.execute("select table_name, site_id, month, n_clean from results.dq_completeness "
+                       "order by 1, 2, 3").fetchall()
+    rule_rows = con.execute("select rule_id, table_name, n_rows from results.dq_rules "
+                            "order by 1").fetchall()
+    vals: dict[tuple, int] = {}
+    hidden: set[tuple] = set()
+    flow_cons: list[tuple[tuple, list[tuple]]] = []
+    tables = sorted({t for _, t, *_ in flow_rows})
+    for t in tables:
+        by_site = {s: (a, b, q) for s, tt, a, b, q in flow_rows if tt == t}
+        v, h = disclosure.flow_suppress(by_site, cfg)
+        vals.update({(t, *k): n for k, n in v.items()})
+        hidden |= {(t, *k) for k in h}
+        for total, parts in disclosure.grid_constraints(sorted(by_site, key=str),
+                                                        ["clean", "quarantined"]):
+            flow_cons.append(((t, *total), [(t, *p) for p in parts]))
+    extra_cons: list[tuple[tuple, list[tuple]]] = []
+    extra: dict[tuple, int] = {}
+    month_cells: dict[tuple[str, str], list[tuple]] = {}
+    for t, s, m, n in comp:
+        key = ("month", t, s, m)
+        extra[key] = int(n)
+        month_cells.setdefault((t, s), []).append(key)
+    for (t, s), parts in month_cells.items():
+        extra_cons.append(((t, s, "clean") if (t, s, "clean") in vals else None, parts))
+    rule_cells: dict[str, list[tuple]] = {}
+    for rid, t, n in rule_rows:
+        extra[("rule", rid)] = int(n)
+        rule_cells.setdefault(t, []).append(("rule", rid))
+    for t, parts in rule_cells.items():
+        extra_cons.append(((t, "all", "quarantined") if (t, "all", "quarantined") in vals else None,
+                           parts))
+    vals.update(extra)
+    hidden |= disclosure.primary(extra, cfg)
+    first = lambda c: 0 if c[0] in ("month", "rule") else 1  # noqa: E731
+    while True:  # each pass only adds cells: it ends
+        grown = disclosure.secondary_suppress(vals, extra_cons, hidden, first)
+        grown = disclosure.secondary_suppress(vals, flow_cons, grown)
+        if grown == hidden:
+            break
+        hidden = grown
+    shown = lambda k: None if k in hidden else vals[k]  # noqa: E731
+    return Protected(
+        flow={k: shown(k) for k in vals if k[0] not in ("month", "rule")},
+        months={k[1:]: shown(k) for k in vals if k[0] == "month"},
+        rules={k[1]: shown(k) for k in vals if k[0] == "rule"},
+        hidden_rules={k[1] for k in hidden if k[0] == "rule"})
+
+
+def _fatal(messages: list[str], prot: Protected) -> list[str]:
+    """validate's reasons for stopping, with their counts as the tables show them."""
+    out = []
+    for f in messages:
+        m = _FATAL_SHARE.match(f)
+        if m and (m["t"], "all", "all") in prot.flow:
+            t = m["t"]
+            share = prot.share(t)
+            f = (f"table {t}: {disclosure.fmt_count(prot.flow[(t, 'all', 'quarantined')])} of "
+                 f"{disclosure.fmt_count(prot.flow[(t, 'all', 'all')])} rows quarantined "
+                 f"({disclosure.SUPPRESSED if share is None else f'{share:.1%}'}){m['rest']}")
+        out.append(f)
+    return out
+
+
+def _table_counts(prot: Protected, name: str) -> tuple[int | None, int | None, int | None]:
+    return tuple(prot.flow.get((name, "all", k), 0) for k in disclosure.FLOW_KINDS)
+
+
 def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
-            cfg: dict[str, Any]) -> dict[str, Any]:
-    """The JSON summary for machines (small counts null)."""
-    c = lambda n: disclosure.count_or_none(n, cfg)  # noqa: E731
+            cfg: dict[str, Any], prot: Protected | None = None) -> dict[str, Any]:
+    """The JSON summary for machines (suppressed counts null)."""
+    prot = prot or protect(con, cfg)
+    tables = {}
+    for name in report.tables:
+        a, b, q = _table_counts(prot, name)
+        share = prot.share(name)
+        tables[name] = {"n_raw": a, "n_clean": b, "n_quarantined": q,
+                        "quarantined_share": None if share is None else round(share, 6)}
     return {
         "extract_date": report.extract_date.isoformat(),
-        "fatal": report.fatal,
+        "fatal": _fatal(report.fatal, prot),
         "great_expectations": ge_summary(report),
         "disclosure": {"suppressed": f"{cfg['suppress_min']}..{cfg['suppress_max']}",
+                       "secondary": "cells from which a suppressed count could be worked out",
                        "shown_as": None},
-        "tables": {name: {"n_raw": c(r.n_raw), "n_clean": c(r.n_clean),
-                          "n_quarantined": c(r.n_quarantined),
-                          "quarantined_share": round(r.quarantined_share, 6)}
-                   for name, r in report.tables.items()},
-        "sites": [dict(site_id=s, table=t, n_raw=c(a), n_clean=c(b), n_quarantined=c(q))
-                  for s, t, a, b, q in con.execute(
-                      "select * from results.dq_tables order by 1, 2").fetchall()],
-        "rules": [dict(id=i, table=t, category=k, message=m, n_rows=c(n))
-                  for i, t, k, m, n in con.execute(
-                      "select rule_id, table_name, category, message, n_rows from results.dq_rules "
+        "tables": tables,
+        "sites": [dict(site_id=s, table=t, n_raw=prot.flow[(t, s, "all")],
+                       n_clean=prot.flow[(t, s, "clean")],
+                       n_quarantined=prot.flow[(t, s, "quarantined")])
+                  for s, t in con.execute(
+                      "select site_id, table_name from results.dq_tables order by 1, 2").fetchall()],
+        "rules": [dict(id=i, table=t, category=k, message=m, n_rows=prot.rules[i])
+                  for i, t, k, m in con.execute(
+                      "select rule_id, table_name, category, message from results.dq_rules "
                       "where n_rows > 0 order by rule_id").fetchall()],
     }
 
@@ -164,7 +280,7 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px}
-th{background:#f3f3f3}td.n{text-align:right}td.gap{background:#fde2e2}
+th{background:#f3f3f3}td.n,td.pct{text-align:right}td.gap{background:#fde2e2}
 .fatal{color:#a00;font-weight:bold}caption{text-align:left;font-weight:bold}
 """
 
@@ -175,7 +291,7 @@ def _table(caption: str, header: list[str], rows: list[list[Any]], classes=None)
     for i, r in enumerate(rows):
         cells = []
         for j, v in enumerate(r):
-            numeric = isinstance(v, str) and (v[:1].isdigit() or v.startswith("<="))
+            numeric = isinstance(v, str) and (v[:1].isdigit() or v == disclosure.SUPPRESSED)
             cls = (classes[i][j] if classes else "") or ("n" if numeric else "")
             cells.append(f"<td class='{cls}'>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -208,38 +324,52 @@ def _ge_html(report: "ValidationReport") -> str:
 
 
 def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
-                cfg: dict[str, Any]) -> str:
-    show = lambda n: disclosure.show_count(n, cfg)  # noqa: E731
+                cfg: dict[str, Any], prot: Protected | None = None) -> str:
+    prot = prot or protect(con, cfg)
+    show = disclosure.fmt_count
     parts = [f"<h1>Data quality</h1><p>Extract date {report.extract_date}. Every raw row is either "
              "clean or quarantined with the rules it broke. Counts from "
-             f"{cfg['suppress_min']} to {cfg['suppress_max']} are shown as "
-             f"&lt;={cfg['suppress_max']}.</p>"]
+             f"{cfg['suppress_min']} to {cfg['suppress_max']} are not shown "
+             f"({disclosure.SUPPRESSED}), nor any count or share from which one of them could be "
+             "worked out by adding or subtracting others (rows in = clean + quarantined, sites "
+             "to the table total, months to a site's clean rows, rules to a table's quarantined "
+             "rows); a rule whose count is not shown lists one example row at most.</p>"]
     if report.fatal:
-        parts += [f"<p class='fatal'>Stopped: {html.escape(f)}</p>" for f in report.fatal]
+        parts += [f"<p class='fatal'>Stopped: {html.escape(f)}</p>"
+                  for f in _fatal(report.fatal, prot)]
+    rows_ = []
+    for n in report.tables:
+        share = prot.share(n)
+        rows_.append([n, *(show(v) for v in _table_counts(prot, n)),
+                      disclosure.SUPPRESSED if share is None else f"{share:.2%}"])
     parts.append(_table("Rows per table", ["table", "rows in", "clean", "quarantined", "share"],
-                        [[n, show(r.n_raw), show(r.n_clean), show(r.n_quarantined),
-                          f"{r.quarantined_share:.2%}"] for n, r in report.tables.items()]))
-    rows = con.execute("select * from results.dq_tables order by 1, 2").fetchall()
+                        rows_, [["", "n", "n", "n", "pct"]] * len(rows_)))
+    rows = con.execute("select site_id, table_name from results.dq_tables order by 1, 2").fetchall()
     parts.append(_table("Rows per site and table", ["site", "table", "rows in", "clean",
                                                     "quarantined"],
-                        [[s, t, show(a), show(b), show(q)] for s, t, a, b, q in rows]))
+                        [[s, t, *(show(prot.flow[(t, s, k)]) for k in disclosure.FLOW_KINDS)]
+                         for s, t in rows]))
     examples: dict[str, list[str]] = {}
     for rule, f, rn in con.execute("select * from results.dq_examples order by 1, 2, 3").fetchall():
         examples.setdefault(rule, []).append(f"{f} row {rn}")
-    rules = con.execute("select rule_id, category, message, n_rows from results.dq_rules "
+    # fewer examples than examples_per_rule would give a suppressed count away: one at most
+    for rule in prot.hidden_rules:
+        examples[rule] = examples.get(rule, [])[:1]
+    rules = con.execute("select rule_id, category, message from results.dq_rules "
                         "order by category, rule_id").fetchall()
     parts.append(_table("Rules (Kahn category); rules with no failures are listed too",
                         ["rule", "category", "what it checks", "rows failing", "examples"],
-                        [[i, k, m, show(n), "; ".join(examples.get(i, []))]
-                         for i, k, m, n in rules]))
+                        [[i, k, m, show(prot.rules[i]), "; ".join(examples.get(i, []))]
+                         for i, k, m in rules]))
     parts.append(_ge_html(report))
     for table in con.execute("select distinct table_name from results.dq_completeness "
                              "order by 1").fetchall():
         t = table[0]
-        data = con.execute("select site_id, month, n_clean from results.dq_completeness "
-                           "where table_name = ? order by 1, 2", [t]).fetchall()
+        data = [(s, m, prot.months[(t, s, m)]) for s, m in con.execute(
+            "select site_id, month from results.dq_completeness where table_name = ? "
+            "order by 1, 2", [t]).fetchall()]
         months = sorted({m for _, m, _ in data})
-        grid: dict[str, dict[str, int]] = {}
+        grid: dict[str, dict[str, int | None]] = {}
         for s, m, n in data:
             grid.setdefault(s, {})[m] = n
         rows_, cls = [], []
@@ -256,6 +386,8 @@ def write_files(con: duckdb.DuckDBPyConnection, report: "ValidationReport", out:
                 cfg: dict[str, Any]) -> None:
     """``out``/data_quality.html and data_quality.json; ``cfg``: disclosure settings."""
     out.mkdir(parents=True, exist_ok=True)
+    prot = protect(con, cfg)
     (out / "data_quality.json").write_text(
-        json.dumps(summary(con, report, cfg), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (out / "data_quality.html").write_text(render_html(con, report, cfg), encoding="utf-8")
+        json.dumps(summary(con, report, cfg, prot), indent=2, sort_keys=True) + "\n",
+        encoding="utf-8")
+    (out / "data_quality.html").write_text(render_html(con, report, cfg, prot), encoding="utf-8")

@@ -64,3 +64,29 @@ def test_person_and_staff_ids_are_caught_anywhere_even_inside_an_embedded_figure
 def test_nhs_number_shapes_are_caught(tmp_path):
     (tmp_path / "a.txt").write_text("ref 943 476 5919 and 1234567890\n")  # valid, invalid
     assert rules(tmp_path) == [("a.txt", "identifier.nhs_number")]
+
+
+def test_a_suppressed_cell_that_is_the_difference_of_two_shown_cells_is_caught(tmp_path):
+    # the audit's data_quality.html row: rows in 84, clean 81, quarantined hidden (= 3)
+    (tmp_path / "data_quality.html").write_text(
+        "<table><tr><th>table</th><th>rows in</th><th>clean</th><th>quarantined</th></tr>"
+        "<tr><td>staff</td><td class='n'>84</td><td class='n'>81</td><td class='n'>&lt;=7</td>"
+        "</tr></table>")
+    (tmp_path / "t.csv").write_text("site_id,n_raw,n_clean,n_quarantined\nS01,110,105,[c]\n"
+                                    "S02,110,[c],[c]\n")
+    (tmp_path / "dq.json").write_text('{"sites": [{"n_raw": 110, "n_clean": 105, '
+                                      '"n_quarantined": null}]}')
+    assert rules(tmp_path) == [("data_quality.html", "count.derivable"),
+                               ("dq.json", "count.derivable"), ("t.csv", "count.derivable")]
+    details = [b.detail for b in check(tmp_path, CFG) if b.file == "data_quality.html"]
+    assert details == ["table row 2: the suppressed count is 84 - 81 = 3"]
+
+
+def test_rows_that_do_not_give_a_hidden_cell_away_pass(tmp_path):
+    # two hidden cells; a difference above the threshold; counts of months that do not add up
+    (tmp_path / "t.csv").write_text("site_id,n_raw,n_clean,n_quarantined\nS01,110,[c],[c]\n"
+                                    "S02,110,90,[c]\n")
+    (tmp_path / "r.html").write_text("<table><tr><td class='count'>[c]</td><td class='count'>"
+                                     "40</td><td class='count'>20</td><td class='count'>30</td>"
+                                     "</tr></table>")
+    assert rules(tmp_path) == []  # 110 - 90 = 20 and 40 - 20 - 30 < 0 give nothing away
