@@ -57,3 +57,34 @@ def test_negative_binomial_on_equidispersed_counts_has_large_theta_and_poisson_e
     nb = rate_ratio(people, "admissions", "years", ["arm"], family="negbin")
     assert nb.theta > 5
     assert nb.summary.loc["armtau", "rr"] == pytest.approx(pois.summary.loc["armtau", "rr"], rel=0.02)
+
+
+def _underdispersed(seed: int = 8) -> pd.DataFrame:
+    """Binomial counts (variance below the mean): theta's likelihood rises to infinity."""
+    rng = np.random.default_rng(seed)
+    d = pd.DataFrame({"x": rng.integers(0, 2, 1000), "t": rng.uniform(0.5, 2, 1000)})
+    return d.assign(y=rng.binomial(2, 0.05 * d.t))
+
+
+def test_underdispersed_counts_end_at_the_poisson_fit_with_a_note_not_an_error():
+    # seed 8 made Brent's method stop on a NaN: the textbook theta score is rounding noise
+    # (about 1e-12, sign random) above theta ~ 1e6 on these data
+    d = _underdispersed()
+    nb = rate_ratio(d, "y", "t", ["x"], family="negbin")
+    pois = rate_ratio(d, "y", "t", ["x"])
+    assert "no finite maximum" in nb.notes[0] and np.isnan(nb.se_theta)
+    np.testing.assert_allclose(nb.summary.coef, pois.summary.coef, rtol=0, atol=1e-8)
+
+
+def test_theta_score_keeps_its_sign_at_large_theta():
+    """d log L / d theta ~ -sum((y - mu)^2 - y) / (2 theta^2) as theta grows: positive for
+    underdispersed counts, however large theta is."""
+    from pipeline.stats.rates import _theta_score
+
+    d = _underdispersed()
+    y = d.y.to_numpy(float)
+    mu = np.full(len(y), y.mean())
+    lead = -np.sum((y - mu) ** 2 - y) / 2
+    assert lead > 0
+    for th in (1e4, 1e6, 1e8):
+        assert _theta_score(th, y, mu) * th**2 == pytest.approx(lead, rel=1e-2 + 1e2 / th)
