@@ -68,9 +68,15 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _cell(v, count: bool) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return disclosure.SUPPRESSED if count else ""
+def _missing(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
+
+
+def _cell(v, count: bool, suppressed: bool = True) -> str:
+    """A CSV cell; a missing count is ``[c]`` only if it was suppressed (``suppressed``),
+    else empty (not applicable, as every missing non-count)."""
+    if _missing(v):
+        return disclosure.SUPPRESSED if count and suppressed else ""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
@@ -85,9 +91,15 @@ def _cell(v, count: bool) -> str:
 ESTIMATE_COLUMNS = ("estimate", "lower", "upper")
 
 
-def write_table(df: pd.DataFrame, path: Path) -> None:
+def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None) -> None:
     """A CSV for people: fixed float format (6 significant digits), counts as integers,
-    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order."""
+    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order.
+
+    ``[c]`` means suppressed, never "not applicable" (left empty). A missing count is
+    suppressed when ``exact`` (the exact table, row for row, e.g. from
+    :func:`exact_counterpart`) holds a value there; without ``exact``, when the row's
+    ``suppressed`` column says so; in a table with neither, every missing count is ``[c]``.
+    """
     cols = list(df.columns)
     is_count = [bool(disclosure.COUNT_NAME.match(c)) for c in cols]
     supp = df["suppressed"].to_numpy() if "suppressed" in df.columns else np.zeros(len(df), bool)
@@ -98,12 +110,36 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
             if supp[i] and c in ESTIMATE_COLUMNS:
                 cells.append(disclosure.SUPPRESSED)
                 continue
-            s = _cell(v, cnt)
+            hidden = True
+            if cnt and _missing(v):
+                if exact is not None and c in exact.columns:
+                    hidden = not _missing(exact[c].iat[i])
+                elif "suppressed" in df.columns:
+                    hidden = bool(supp[i])
+            s = _cell(v, cnt, hidden)
             if any(ch in s for ch in ',"\n'):
                 s = '"' + s.replace('"', '""') + '"'
             cells.append(s)
         lines.append(",".join(cells))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def exact_counterpart(con, public: str, df: pd.DataFrame) -> pd.DataFrame | None:
+    """The exact table ``results.X`` of ``results.X_public`` (``df``), when it holds the same
+    rows in the same order (checked on the text columns both have), else None."""
+    name = public.removesuffix("_public")
+    if name == public or name not in _results_tables(con):
+        return None
+    ex = con.execute(f"select * from results.{name} order by rowid").df()
+    if len(ex) != len(df):
+        return None
+    keys = [c for c in df.columns if c in ex.columns and df[c].dtype == object
+            and ex[c].dtype == object and not disclosure.COUNT_NAME.match(c)
+            and c not in ("suppressed", "notes")]
+    if not keys or any((df[c].fillna("").astype(str).to_numpy()
+                        != ex[c].fillna("").astype(str).to_numpy()).any() for c in keys):
+        return None
+    return ex.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- figures
@@ -131,20 +167,66 @@ def _curve_frame(counts: pd.DataFrame) -> pd.DataFrame:
                          "event": np.repeat(counts["event"].to_numpy(), reps)})
 
 
+def _fidelity_label(indicator: str) -> str:
+    """'first network meeting within 24 h of referral' for ``p1_within_24h``."""
+    from pipeline.metrics import FIDELITY_LABELS
+
+    label = FIDELITY_LABELS.get(indicator, (None, indicator.replace("_", " ")))[1]
+    return label[:1].lower() + label[1:]
+
+
 def _arm_label(a: str) -> str:
     return {"open_dialogue": "Open Dialogue", "usual_care": "Usual care", "all": "Both arms"}.get(
         a, a)
 
 
-def figures(con, params: dict, folder: Path) -> dict[str, dict]:
-    """Every figure of the report, from the results tables (disclosure-controlled)."""
+def fidelity_figure(fo: pd.DataFrame, mr: pd.DataFrame):
+    """Each site's hazard ratio of relapse against its fidelity indicator, with the
+    meta-regression line (None with fewer than 3 sites or not one indicator).
+
+    ``fo``: ``site_id, log_hr, se, hr`` and the indicator (a share 0..1) per site;
+    ``mr``: the meta-regression's ``term, coef``. Plain tick labels on the log axis
+    (0.5, 1, 2), site labels placed clear of each other and of the bubbles."""
     import matplotlib.pyplot as plt
 
+    from pipeline.stats._style import PALETTE, label_points, plain_log_ticks, style
+
+    mod = [c for c in fo.columns if c not in ("site_id", "log_hr", "se", "hr")]
+    if len(mod) != 1 or len(fo) < 3:
+        return None
+    m = mod[0]
+    with style():
+        fig, ax = plt.subplots(figsize=(6.0, 4.2))
+        w = 1 / fo["se"] ** 2
+        sizes = (30 + 300 * w / w.max()).to_numpy()
+        ax.scatter(100 * fo[m], fo["hr"], s=sizes, color=PALETTE[0], alpha=0.7,
+                   edgecolor="white")
+        coef = mr.set_index("term")["coef"]
+        xs = np.linspace(0, 1, 50)
+        fit = np.exp(coef["(Intercept)"] + coef[m] * xs)
+        ax.plot(100 * xs, fit, color=PALETTE[1], lw=1.2, label="Meta-regression fit")
+        ax.axhline(1.0, color="#777777", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ys = np.r_[fo["hr"].dropna().to_numpy(), fit, 1.0]
+        ax.set_ylim(ys.min() / 1.25, ys.max() * 1.25)
+        ax.set_xlim(-5, 105)
+        ax.set_xlabel(f"Open Dialogue arm: {_fidelity_label(m)} (percent of referrals)")
+        ax.set_ylabel("Site hazard ratio of relapse (log scale)")
+        ax.legend(loc="upper right")
+        fig.tight_layout()
+        plain_log_ticks(ax, "y", min_gap_in=0.22)
+        shown = (fo[m].notna() & fo["hr"].notna()).to_numpy()
+        label_points(ax, 100 * fo.loc[shown, m], fo.loc[shown, "hr"],
+                     list(fo.loc[shown, "site_id"]), sizes=sizes[shown])
+    return fig
+
+
+def figures(con, params: dict, folder: Path) -> dict[str, dict]:
+    """Every figure of the report, from the results tables (disclosure-controlled)."""
     from pipeline import analyse
     from pipeline.stats import (aalen_johansen, funnel, kaplan_meier, meta_analysis,
                                 plot_cumulative_incidence, plot_forest, plot_funnel,
                                 plot_kaplan_meier)
-    from pipeline.stats._style import PALETTE, style
 
     ap = analyse.resolve_params(params.get("analyse"))
     conf = float(ap["conf_level"])
@@ -184,39 +266,24 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
             g = g[g["events"].notna() & g["n"].notna()]
             if len(g) < 2:
                 continue
+            # points at the rounded counts, limits around the published (exact) target, and
+            # each site's flag from tables/analysis_funnel.csv (exact counts): one source
+            target = g["target"].iloc[0] if "target" in g.columns else None
             fr = funnel(g["events"].astype(float), g["n"].astype(float), kind="proportion",
                         overdispersion=ap["funnel_overdispersion"],
-                        limits=tuple(ap["funnel_limits"]), labels=list(g["site_id"]))
+                        limits=tuple(ap["funnel_limits"]), labels=list(g["site_id"]),
+                        target=None if target is None or pd.isna(target) else float(target))
             fig = plot_funnel(fr, xlabel="People (referrals) in the Open Dialogue arm, rounded",
-                              ylabel="Percent", multiplier=100, title=g["title"].iloc[0])
+                              ylabel="Percent", multiplier=100, title=g["title"].iloc[0],
+                              flags=list(g["flag"]) if "flag" in g.columns else None)
             out[f"funnel_{ind}"] = save_figure(fig, folder, f"funnel_{ind}")
     if "analysis_fidelity_by_site_outcome_public" in have and \
             "analysis_fidelity_meta_regression_public" in have:
         fo = con.execute("select * from results.analysis_fidelity_by_site_outcome_public "
                          "order by site_id").df()
         mr = con.execute("select * from results.analysis_fidelity_meta_regression_public").df()
-        mod = [c for c in fo.columns if c not in ("site_id", "log_hr", "se", "hr")]
-        if len(mod) == 1 and len(fo) >= 3:
-            m = mod[0]
-            with style():
-                fig, ax = plt.subplots(figsize=(6.0, 4.2))
-                w = 1 / fo["se"] ** 2
-                ax.scatter(100 * fo[m], fo["hr"], s=30 + 300 * w / w.max(), color=PALETTE[0],
-                           alpha=0.7, edgecolor="white")
-                for _, r in fo.iterrows():
-                    if pd.notna(r[m]):
-                        ax.annotate(r.site_id, (100 * r[m], r.hr), xytext=(4, 4),
-                                    textcoords="offset points", fontsize=7)
-                coef = mr.set_index("term")["coef"]
-                xs = np.linspace(0, 1, 50)
-                ax.plot(100 * xs, np.exp(coef["(Intercept)"] + coef[m] * xs), color=PALETTE[1],
-                        lw=1.2, label="Meta-regression fit")
-                ax.axhline(1.0, color="#777777", lw=0.8, ls="--")
-                ax.set_yscale("log")
-                ax.set_xlabel(f"Open Dialogue arm: {m.replace('_', ' ')} (percent of referrals)")
-                ax.set_ylabel("Site hazard ratio of relapse (log scale)")
-                ax.legend(loc="upper right")
-                fig.tight_layout()
+        fig = fidelity_figure(fo, mr)
+        if fig is not None:
             out["fidelity_vs_relapse"] = save_figure(fig, folder, "fidelity_vs_relapse")
     return out
 
@@ -301,6 +368,68 @@ def _estimate_box(e: pd.Series, what: str) -> str:
     return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"
             f"<span class='muted'>Estimand: {_esc(e.estimand)} Method: {_esc(e.method)}.</span>"
             "</div>")
+
+
+def _slope_box(e: pd.Series) -> str:
+    """The fidelity meta-regression slope: a change in log hazard ratio, not a hazard ratio.
+
+    ``e``: the ``fidelity`` row of the estimates (``measure`` "change in log hazard ratio per
+    unit of <indicator>", the indicator a share from 0 to 1)."""
+    ind = str(e.measure).rsplit("per unit of ", 1)[-1]
+    what = _fidelity_label(ind)
+    ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
+    p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
+    per10 = f"{np.exp(0.1 * e.estimate):.2f}"
+    if not np.isnan(e.lower):
+        per10 += f" (95% CI {np.exp(0.1 * e.lower):.2f} to {np.exp(0.1 * e.upper):.2f})"
+    k = getattr(e, "clusters", None)
+    sites = f"{int(k)} sites" if k is not None and not pd.isna(k) else "few sites"
+    return (f"<div class='box'><strong>Fidelity and outcome (meta-regression): slope "
+            f"{e.estimate:+.2f}{ci} in log hazard ratio of relapse from 0% to 100% of "
+            f"referrals with {_esc(what)}{p}.</strong> This is a change in the log hazard "
+            f"ratio, not a hazard ratio. As a ratio of hazard ratios it is {per10} for every 10 "
+            f"percentage points more. Above 0 (a ratio above 1) means that sites with more "
+            f"referrals meeting this standard have a higher hazard ratio, that is less benefit "
+            f"from Open Dialogue; below 0, more benefit. {sites}: read as a description.<br>"
+            f"<span class='muted'>Estimand: {_esc(e.estimand)} Method: {_esc(e.method)}.</span>"
+            "</div>")
+
+
+def _horizon_words(days: int) -> str:
+    """'1 year' for 365 days, '2 years' for 730, else 'day N'."""
+    if days % 365 == 0:
+        y = days // 365
+        return f"{y} year{'s' if y > 1 else ''}"
+    return f"day {days}"
+
+
+def _relapse_site_header(first: str, horizon: int) -> list[str]:
+    """Header of the per-site (per-group) relapse and involuntary admission table."""
+    rel = f"% relapsed by {_horizon_words(horizon)} (95% CI), from rounded counts"
+    return [first, "OD: n", f"OD: {rel}", "UC: n", f"UC: {rel}", "OD: n",
+            "OD: involuntary admissions per person-year", "UC: n",
+            "UC: involuntary admissions per person-year"]
+
+
+def _funnel_note(cfg: dict) -> str:
+    """What the points of a funnel plot are and where their flags come from."""
+    return (f"Each point is a site's percent from its counts rounded to the nearest "
+            f"{cfg['round_to']} (events and people); the limits are drawn around the overall "
+            "percent of the exact counts. The colour and label of a site are its flag from its "
+            "exact counts, the flag column of tables/analysis_funnel.csv (orange: above the 95% "
+            "limit, green: below), so a flagged site can be drawn just inside a limit. Sites "
+            "with suppressed counts are not drawn.")
+
+
+def _rounded_note(step: int) -> str:
+    return (f"<p class='muted'>Percent relapsed: the Aalen-Johansen cumulative incidence (death "
+            f"a competing event) read off the curve re-drawn from cumulative counts rounded to "
+            f"multiples of {step}, the curves of section 4.1; with its 95% CI from the same "
+            f"rounded counts. In a small group it can differ from the exact estimate by several "
+            f"percentage points (exact estimates of small groups could give their counts away), "
+            f"so compare groups with the hazard ratios and the funnel plot, which use the exact "
+            f"data. Involuntary admissions per person-year: rounded admissions over rounded "
+            f"person-years.</p>")
 
 
 def _outcome_rows(o: pd.DataFrame, outcome: str, metric_list: list[str]) -> list[str]:
@@ -527,7 +656,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     if e is not None:
         P.append(_estimate_box(e, "Hazard ratio of relapse, Open Dialogue vs usual care"))
     ms = [f"km_{h}d" for h in horizons] + [f"aj_{h}d" for h in horizons] + ["rate"]
-    P.append(_table("Relapse per arm (all sites)", _OUTCOME_HEADER, _outcome_rows(o, "relapse", ms)))
+    P.append(_table("Relapse per arm (all sites); Kaplan-Meier and Aalen-Johansen percentages "
+                    f"read off the curves drawn from counts rounded to multiples of {step}",
+                    _OUTCOME_HEADER, _outcome_rows(o, "relapse", ms)))
     P.append(_figure(figs.get("relapse_km"), "Kaplan-Meier curves of time to relapse by arm",
                      "Proportion of people without relapse by days since their referral was "
                      "accepted, Kaplan-Meier estimate by arm (deaths censored), with 95% "
@@ -605,8 +736,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "Percent of Open Dialogue referrals whose first network meeting was within "
                      "24 hours, per site, against the number of referrals. Sites inside the "
                      "dashed (95%) and solid (99.8%) control limits differ from the overall "
-                     "percent by no more than chance would suggest. Points from rounded counts; "
-                     "sites with suppressed counts are not drawn."))
+                     "percent by no more than chance would suggest. " + _funnel_note(cfg)))
 
     # site comparison
     P.append("<h2 id='sites'>6. Comparing sites</h2>")
@@ -621,21 +751,20 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
                      "Percent of Open Dialogue arm people who relapsed by day "
                      f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
-                     "status then is known, per site, with 95% and 99.8% control limits."))
+                     "status then is known, per site, with 95% and 99.8% control limits. "
+                     + _funnel_note(cfg)))
     e = est[est.analysis == "fidelity"]
     if len(e):
-        P.append(_estimate_box(e.iloc[0], "Fidelity and outcome (meta-regression)"))
+        P.append(_slope_box(e.iloc[0]))
     P.append(_figure(figs.get("fidelity_vs_relapse"), "Fidelity against relapse hazard ratio by site",
                      "Each site's hazard ratio of relapse against its Open Dialogue arm's percent "
                      "of first meetings within 24 hours (bubble area by the weight of the site); "
                      "the line is the meta-regression fit. Few sites: read as a description."))
     P.append(_table("Relapse and involuntary admission per site and arm",
-                    ["Site", "OD: n", "OD: relapse by 1 year, AJ % (95% CI)", "UC: n",
-                     "UC: relapse by 1 year, AJ % (95% CI)", "OD: n",
-                     "OD: involuntary admissions per person-year", "UC: n",
-                     "UC: involuntary admissions per person-year"],
+                    _relapse_site_header("Site", horizons[0]),
                     _site_table(o, [("relapse", f"aj_{horizons[0]}d"),
                                     ("involuntary_admission", "rate")])))
+    P.append(_rounded_note(step))
 
     # ethnicity
     oe = o_all[o_all.dimension == "ethnicity"]
@@ -644,12 +773,10 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                  "within each recorded ethnicity group ('unknown' where none was recorded). "
                  "Small groups are suppressed.</p>")
         P.append(_table("Relapse and involuntary admission by ethnicity group and arm",
-                        ["Ethnicity group", "OD: n", "OD: relapse by 1 year, AJ % (95% CI)",
-                         "UC: n", "UC: relapse by 1 year, AJ % (95% CI)", "OD: n",
-                         "OD: involuntary admissions per person-year", "UC: n",
-                         "UC: involuntary admissions per person-year"],
+                        _relapse_site_header("Ethnicity group", horizons[0]),
                         _site_table(oe, [("relapse", f"aj_{horizons[0]}d"),
                                          ("involuntary_admission", "rate")])))
+        P.append(_rounded_note(step))
         if "analysis_ethnicity_hr_public" in _results_tables(con):
             eh = q("select * from results.analysis_ethnicity_hr_public order by ethnicity_group")
             rows = [f"<tr><td>{_esc(r.ethnicity_group)}</td><td class='num'>"
@@ -711,8 +838,9 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
         step(1, "figures")
         for name in sorted(_results_tables(con)):
             if name.endswith("_public") or name == "analysis_curve_counts":
-                df = con.execute(f"select * from results.{name}").df()
-                write_table(df, stage / "tables" / f"{name.removesuffix('_public')}.csv")
+                df = con.execute(f"select * from results.{name} order by rowid").df()
+                write_table(df, stage / "tables" / f"{name.removesuffix('_public')}.csv",
+                            exact=exact_counterpart(con, name, df))
         step(2, "tables")
         prov = provenance(con, params)
         (stage / "report.html").write_text(render(con, params, figs, prov), encoding="utf-8")

@@ -6,9 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
-from matplotlib.transforms import blended_transform_factory
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from pipeline.stats._style import PALETTE, style
+from pipeline.stats._style import PALETTE, plain_log_ticks, style
 from pipeline.stats.funnel_limits import FunnelResult
 from pipeline.stats.meta import MetaAnalysisResult
 
@@ -80,6 +80,10 @@ def plot_forest(
                    color=_GREY, lw=0.8, ls="--", zorder=1)
         if exponentiate:
             ax.set_xscale("log")
+            ends = np.r_[f(t.ci_lower), f(t.ci_upper), f(lo), f(hi), f(np.asarray(meta_result.pi)),
+                         null_value if null_value is not None else 1.0]
+            ends = ends[np.isfinite(ends) & (ends > 0)]
+            ax.set_xlim(ends.min() / 1.15, ends.max() * 1.15)
         labels = list(t["label"]) + [f"Pooled ({meta_result.method}, k={meta_result.k})"]
         ax.set_yticks(list(ys) + [y0], labels)
         ax.tick_params(axis="y", length=0)
@@ -103,10 +107,16 @@ def plot_forest(
                f"Q = {meta_result.q:.2f} (df = {meta_result.q_df}, p = {meta_result.q_p:.3g})"
                if meta_result.k > 1 else "one study")
         ax.set_title(title or "", loc="left")
-        ax.annotate(het, xy=(0, 0), xycoords="axes fraction", xytext=(0, -30),
-                    textcoords="offset points", fontsize=7.5, color=_GREY, va="top")
-        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, fontsize=7.5)
-        fig.subplots_adjust(left=0.28, right=0.64, bottom=max(0.12, 1.1 / fig.get_figheight()))
+        fig.subplots_adjust(left=0.28, right=0.64, bottom=max(0.12, 1.25 / fig.get_figheight()))
+        if exponentiate:
+            plain_log_ticks(ax, "x")
+        # below the axis, in this order and fixed distances (inches) from it: tick labels
+        # and axis label, the legend, the heterogeneity footnote (never on top of each other)
+        below = lambda inches: ax.transAxes + ScaledTranslation(  # noqa: E731
+            0, -inches, fig.dpi_scale_trans)
+        ax.legend(loc="upper left", bbox_to_anchor=(0, 0), bbox_transform=below(0.5), ncol=2,
+                  fontsize=7.5, borderaxespad=0)
+        ax.text(0, 0, het, transform=below(0.78), fontsize=7.5, color=_GREY, va="top")
     return fig
 
 
@@ -118,6 +128,7 @@ def plot_funnel(
     multiplier: float = 1.0,
     label_outliers: bool = True,
     ax: plt.Axes | None = None,
+    flags=None,
 ) -> Figure:
     """Funnel plot: units against their denominator, the target and the control limits.
 
@@ -130,14 +141,19 @@ def plot_funnel(
     multiplier : float
         Scale for the y axis (e.g. 100 for percent, 1000 for a rate per 1,000).
     label_outliers : bool
-        Annotate units outside the outer limits with their label.
+        Annotate flagged units (outside the inner limits) with their label.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure is made if omitted.
+    flags : sequence of str, optional
+        Each unit's flag as published elsewhere (``high_95``, ``within``, ...; same order as
+        the table), e.g. from the exact counts when the points are drawn from rounded ones,
+        so that the figure and the table never disagree; default the result's own flags.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Inner limits dashed, outer limits solid; units outside the inner limits coloured.
+        Inner limits dashed, outer limits solid; units flagged above the limits orange,
+        below green (a legend entry for each that occurs), and labelled.
 
     References
     ----------
@@ -164,14 +180,22 @@ def plot_funnel(
             ax.plot(grid, multiplier * curve[f"lower_{suf}"], color=_GREY, ls=ls, lw=0.9, label=lab)
             ax.plot(grid, multiplier * curve[f"upper_{suf}"], color=_GREY, ls=ls, lw=0.9)
         ax.axhline(multiplier * funnel_result.target, color=_INK, lw=0.9, label="Target")
+        flag = list(t["flag"] if flags is None else flags)
+        if len(flag) != len(t):
+            raise ValueError(f"flags: {len(flag)} given for {len(t)} units")
         colours = {"within": PALETTE[0], f"high_{s_in}": PALETTE[1], f"high_{s_out}": PALETTE[1],
                    f"low_{s_in}": PALETTE[2], f"low_{s_out}": PALETTE[2]}
-        ax.scatter(d, multiplier * t["value"], s=22, c=[colours[x] for x in t["flag"]],
+        ax.scatter(d, multiplier * t["value"], s=22, c=[colours.get(x, _GREY) for x in flag],
                    edgecolor="white", linewidth=0.5, zorder=3)
+        for side, colour, text in (("high", PALETTE[1], f"above the {100 * inner:g}% limit"),
+                                   ("low", PALETTE[2], f"below the {100 * inner:g}% limit")):
+            if any(str(x).startswith(side) for x in flag):
+                ax.scatter([], [], s=22, color=colour, label=f"Flagged {text}")
         if label_outliers:
-            for _, r in t[t["flag"].isin([f"high_{s_out}", f"low_{s_out}"])].iterrows():
-                ax.annotate(r.label, (r.denominator, multiplier * r.value), xytext=(3, 3),
-                            textcoords="offset points", fontsize=7)
+            for (_, r), fl in zip(t.iterrows(), flag):
+                if fl in colours and fl != "within":
+                    ax.annotate(r.label, (r.denominator, multiplier * r.value), xytext=(3, 3),
+                                textcoords="offset points", fontsize=7)
         default_x = {"proportion": "Number of people", "rate": "Person-time",
                      "ratio": "Expected events"}[kind]
         default_y = {"proportion": "Proportion", "rate": "Rate",
