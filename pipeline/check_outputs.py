@@ -54,7 +54,9 @@ ID_SOURCES = [("people", "person_id"), ("staff", "staff_id"), ("referrals", "ref
               ("crisis_episodes", "episode_id")]
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*")
-_NHS = re.compile(r"(?<![\d.])(\d{3}[ -]?\d{3}[ -]?\d{4})(?![\d.])")
+#: ten digits (spaced 3-3-4 or not) standing on their own: not inside a longer run of
+#: letters and digits such as a sha256 in the provenance footer ("...5fe3160535339ed6...")
+_NHS = re.compile(r"(?<![0-9A-Za-z.])(\d{3}[ -]?\d{3}[ -]?\d{4})(?![0-9A-Za-z.])")
 _DATA_URI = re.compile(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)")
 _INT = re.compile(r"^\d{1,3}(,\d{3})*$|^\d+$")
 

@@ -90,3 +90,16 @@ def test_rows_that_do_not_give_a_hidden_cell_away_pass(tmp_path):
                                      "40</td><td class='count'>20</td><td class='count'>30</td>"
                                      "</tr></table>")
     assert rules(tmp_path) == []  # 110 - 90 = 20 and 40 - 20 - 30 < 0 give nothing away
+
+
+def test_a_hash_that_happens_to_hold_ten_valid_digits_is_not_an_nhs_number(tmp_path):
+    # a real input sha256 of a synthetic study (400 people, faults 0.04): "3160535339"
+    # passes the Modulus 11 check, and stopped `odeval report` for that study
+    (tmp_path / "r.html").write_text("<li><code>crisis_episodes</code> crisis_episodes.parquet: "
+                                     "<code>5fe3160535339ed60f8eefd2bafe5410f16c11584115315e0d5e8"
+                                     "8fdd86a2f2d</code></li>")
+    (tmp_path / "s.html").write_text("<p>NHS 3160535339</p>")
+    (tmp_path / "t.txt").write_text("nhs_316 053 5339\n")
+    assert [(b.file, b.detail) for b in check(tmp_path, CFG)] == [
+        ("s.html", "3160535339 is shaped like an NHS number"),
+        ("t.txt", "316 053 5339 is shaped like an NHS number")]
