@@ -124,6 +124,47 @@ def _xtwx(X, w):
     return (X.T.multiply(w).tocsr() @ X).toarray()
 
 
+#: longest Newton step of any log-linear coefficient (a factor e^10 on a rate)
+MAX_STEP = 10.0
+
+
+def _mu(eta):
+    """The inverse log link as R's ``make.link("log")`` computes it: ``pmax(exp(eta),
+    .Machine$double.eps)``. Where a covariate level has no events its coefficient runs
+    off to minus infinity; without the floor ``mu`` underflows to 0 and the Newton
+    weights to 0 / 0."""
+    return np.maximum(np.exp(eta), np.finfo(float).eps)
+
+
+def _solve(A, b, beta=None):
+    """``A^-1 b``; for a numerically singular ``A`` (a covariate level without events: its
+    rows' weights are ~0) the least-squares step from ``beta``, which leaves the flat
+    direction where it is."""
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        if beta is None:
+            return np.linalg.lstsq(A, b, rcond=None)[0]
+        return beta + np.linalg.lstsq(A, b - A @ beta, rcond=None)[0]
+
+
+def _inverse(A) -> tuple[np.ndarray, np.ndarray]:
+    """``A^-1`` and which coefficients have no finite variance: those loading on the
+    directions where ``A`` is numerically singular (the inverse is then taken on the
+    others; their variances are unaffected)."""
+    try:
+        inv = np.linalg.inv(A)
+        if np.all(np.isfinite(inv)) and np.all(np.diag(inv) > 0):
+            return inv, np.zeros(len(A), bool)
+    except np.linalg.LinAlgError:
+        pass
+    lam, V = np.linalg.eigh(A)
+    keep = lam > lam.max() * len(A) * np.finfo(float).eps
+    inv = (V[:, keep] / lam[keep]) @ V[:, keep].T
+    flat = np.any(np.abs(V[:, ~keep]) > 1e-8, axis=1)
+    return inv, flat
+
+
 def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
     """Poisson (``theta=None``) or NB2 with known ``theta``, log link, by Newton-Raphson
     on a sparse model matrix.
@@ -146,9 +187,9 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
         eta = np.log(mu)
     else:
         eta = X @ start + offset
-        mu = np.exp(eta)
+        mu = _mu(eta)
     dev = _deviance(y, mu, theta)
-    beta = None
+    beta = None if start is None else np.asarray(start, dtype=float)
     converged = False
     for it in range(1, maxiter + 1):
         if theta is None:
@@ -157,16 +198,23 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
             w = theta * mu * (theta + y) / (theta + mu) ** 2
             score = (y - mu) * theta / (theta + mu)
         z = eta - offset + score / w
-        new = np.linalg.solve(_xtwx(X, w), X.T @ (w * z))
+        new = _solve(_xtwx(X, w), X.T @ (w * z), beta)
+        if beta is not None:
+            # a coefficient whose level has no events has its maximum at minus infinity
+            # and a flat likelihood there: Newton's step along that direction is rounding
+            # noise and can overflow exp; no step moves a log rate by more than MAX_STEP
+            longest = np.max(np.abs(new - beta))
+            if not longest <= MAX_STEP:
+                new = beta + (new - beta) * (MAX_STEP / longest if np.isfinite(longest) else 0.0)
         eta_new = X @ new + offset
-        dev_new = _deviance(y, np.exp(eta_new), theta)
+        dev_new = _deviance(y, _mu(eta_new), theta)
         halvings = 0
         while beta is not None and not dev_new <= dev * (1 + 1e-15) and halvings < 30:
             new = (new + beta) / 2
             eta_new = X @ new + offset
-            dev_new = _deviance(y, np.exp(eta_new), theta)
+            dev_new = _deviance(y, _mu(eta_new), theta)
             halvings += 1
-        beta_old, beta, eta, mu = beta, new, eta_new, np.exp(eta_new)
+        beta_old, beta, eta, mu = beta, new, eta_new, _mu(eta_new)
         dev_old, dev = dev, dev_new
         # quadratic convergence: once a step moves the deviance by less than tol, the
         # coefficients it produced are at the precision the sums allow (about 1e-10 at a
@@ -185,20 +233,24 @@ def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
     fixed point of glm.nb's alternation is the root of ``g(theta) = score(theta, mu(theta))``,
     found by Brent's method on log(theta) to machine precision.
     """
-    state = {"params": np.asarray(poisson_fit.params), "fit": poisson_fit}
+    start = {"params": np.asarray(poisson_fit.params)}
 
     def fit_at(theta):
-        f = _glm(y, X, offset, theta=theta, start=state["params"])
-        state["params"], state["fit"] = np.asarray(f.params), f
-        return f
+        # every fit starts from the same coefficients (the fit at the first guess), so g is
+        # a function of theta alone: Brent's method evaluates the bracket's ends again, and
+        # a start carried over from the previous evaluation moved g there by rounding,
+        # enough to flip its sign next to a root (a covariate level without events, whose
+        # coefficient wanders along a flat likelihood, made it raise)
+        return _glm(y, X, offset, theta=theta, start=start["params"])
 
     def g(log_theta):
         theta = np.exp(log_theta)
         return _theta_score(theta, y, fit_at(theta).fittedvalues, yu)
 
     yu = _distinct(y)
-    t0 = np.log(min(max(_theta_ml(y, np.asarray(poisson_fit.fittedvalues), limit=50, yu=yu), 1e-3),
-                    theta_max))
+    guess = _theta_ml(y, np.asarray(poisson_fit.fittedvalues), limit=50, yu=yu)
+    t0 = np.log(min(max(guess, 1e-3), theta_max) if np.isfinite(guess) else 1.0)
+    start["params"] = np.asarray(fit_at(np.exp(t0)).params)
     lo = hi = t0
     g_lo = g_hi = g(t0)
     while g_lo < 0 and lo > np.log(1e-8):
@@ -342,7 +394,7 @@ def rate_ratio(
     # model-based covariance: inverse expected information with dispersion 1
     var_mu = mu if family == "poisson" else mu + mu**2 / theta
     w = mu**2 / var_mu
-    bread = np.linalg.inv(_xtwx(X, w))
+    bread, flat_terms = _inverse(_xtwx(X, w))
     vcov = bread
     n_clusters = None
     if cluster:
@@ -364,17 +416,26 @@ def rate_ratio(
             f"{n_clusters} clusters of {cluster!r}"
             + ("; with fewer than 30 clusters they tend to be too small." if n_clusters < 30 else ".")
         )
-    se = np.sqrt(np.diag(vcov))
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(vcov))
+    flat = [t for t, v, f in zip(terms, se, flat_terms) if f or not np.isfinite(v)]
+    if flat:
+        se = np.where(flat_terms, np.nan, se)
+        se = np.where(np.isfinite(se), se, np.nan)
+        notes.append(f"no finite estimate for {', '.join(flat)}: a covariate level without "
+                     "events puts its maximum at infinity (R's glm reports a huge standard "
+                     "error); the other coefficients are unaffected.")
     zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
     z = beta / se
-    summary = pd.DataFrame(
-        {
-            "coef": beta, "se": se, "rr": np.exp(beta),
-            "rr_lower": np.exp(beta - zcrit * se), "rr_upper": np.exp(beta + zcrit * se),
-            "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
-        },
-        index=pd.Index(terms, name="term"),
-    )
+    with np.errstate(over="ignore"):  # a level without events: exp(huge) is inf, as in R
+        summary = pd.DataFrame(
+            {
+                "coef": beta, "se": se, "rr": np.exp(beta),
+                "rr_lower": np.exp(beta - zcrit * se), "rr_upper": np.exp(beta + zcrit * se),
+                "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+            },
+            index=pd.Index(terms, name="term"),
+        )
     res = RateRatioResult(summary, notes)
     res.family, res.conf_level, res.n, res.n_clusters = family, conf_level, n, n_clusters
     res.theta, res.se_theta = float(theta), float(se_theta)

@@ -58,6 +58,16 @@ gold$negbin <- list(
   cluster_HC1 = glm_summary(nb, vcovCL(nb, cluster = ~site, type = "HC1")),
   loglik = as.numeric(logLik(nb)))
 
+# A level without events (quine, age group F3 given no days absent): its coefficient's
+# maximum is at minus infinity; glm.nb stops with a huge standard error there, and the
+# other coefficients, their standard errors and theta are well defined.
+qs <- q; qs$Days[qs$Age == "F3"] <- 0
+nbs <- glm.nb(Days ~ Eth + Sex + Age + Lrn, data = qs,
+              control = glm.control(epsilon = 1e-14, maxit = 100))
+gold$negbin_level_without_events <- list(
+  zero_level = list(column = "Age", level = "F3"), theta = nbs$theta,
+  model = glm_summary(nbs, vcov(nbs)))
+
 # ------------------------------------------------------------------ binary effects
 # Hand-coded formulas (no package): Wald for RD, log RR and log OR; Wilson score interval
 # for each proportion (equals prop.test(correct = FALSE)$conf.int, checked below);

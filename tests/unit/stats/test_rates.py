@@ -88,3 +88,24 @@ def test_theta_score_keeps_its_sign_at_large_theta():
     assert lead > 0
     for th in (1e4, 1e6, 1e8):
         assert _theta_score(th, y, mu) * th**2 == pytest.approx(lead, rel=1e-2 + 1e2 / th)
+
+
+def test_a_level_without_events_leaves_the_other_terms_as_without_its_rows():
+    """Rows with no events whose level's coefficient runs to minus infinity add nothing to
+    the likelihood in the limit: the arm's rate ratio, its standard error and theta equal
+    the fit without those rows. Here the reference site has no events, so the intercept
+    and every other site's coefficient have no finite estimate (noted). Seed 8 raised
+    before (a NaN in Brent's method, then a singular Newton system)."""
+    rng = np.random.default_rng(8)
+    n = 900
+    d = pd.DataFrame({"site": rng.choice(list("ABCDE"), n), "arm": rng.choice(["od", "uc"], n),
+                      "py": rng.uniform(0.3, 2.0, n)})
+    mu = 0.15 * d.py * np.where(d.arm == "od", 0.6, 1.0)
+    d["y"] = np.where(d.site == "A", 0, rng.negative_binomial(1.5, 1.5 / (1.5 + mu)))
+    res = rate_ratio(d, "y", "py", ["arm", "site"], family="negbin")
+    ref = rate_ratio(d[d.site != "A"], "y", "py", ["arm", "site"], family="negbin")
+    for col in ("coef", "se"):
+        assert res.summary.loc["armuc", col] == pytest.approx(ref.summary.loc["armuc", col], rel=1e-6)
+    assert res.theta == pytest.approx(ref.theta, rel=1e-6)
+    assert any("no finite estimate for (Intercept), siteB" in note for note in res.notes)
+    assert res.summary.loc[["(Intercept)", "siteB"], "se"].isna().all()
