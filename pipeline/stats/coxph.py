@@ -208,6 +208,23 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
     return beta, terms, terms0, converged, it + 1
 
 
+def _jackknife_vcov(X, t, e, s_codes, cl, n_clusters, efron, beta) -> np.ndarray:
+    """Delete-one-cluster jackknife covariance of the coefficients (rows in data order)."""
+    fits = np.empty((n_clusters, len(beta)))
+    for g in range(n_clusters):
+        keep = cl != g
+        if e[keep].sum() == 0:
+            raise ValueError("the jackknife needs events outside every cluster")
+        b, _, _, converged, _ = _newton(_prepare(X[keep], t[keep], e[keep], s_codes[keep], efron),
+                                        len(beta), init=beta)
+        if not converged:
+            raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
+                             "converge: the jackknife cannot be computed")
+        fits[g] = b
+    dev = fits - fits.mean(axis=0)
+    return dev.T @ dev * (n_clusters - 1) / n_clusters
+
+
 def _chi2_test(u: np.ndarray, v: np.ndarray, dist_df: int | None = None) -> dict:
     """``u' v^-1 u`` on ``len(u)`` df; with ``dist_df``, p from F(len(u), dist_df) of chisq / df."""
     chisq = float(u @ np.linalg.solve(v, u))
@@ -237,9 +254,9 @@ class CoxResult(Result):
     robust_score_test : dict or None
         With a ``cluster``: the score test of beta = 0 with the cluster-robust variance of
         the score (Lin & Wei 1989; R ``summary(fit)$robscore``): the log-rank test for
-        clustered data. With ``small_sample``, the variance takes the same G / (G - 1)
-        factor as the coefficients (``"cr1"``) and ``p`` is from F(df, G - 1) of
-        ``chisq / df``. None without a cluster.
+        clustered data. With ``small_sample``, ``p`` is from F(df, G - 1) of ``chisq / df``
+        and, with ``"cr1"`` or ``"jackknife"``, the variance is multiplied by G / (G - 1).
+        None without a cluster.
     vcov, vcov_naive : ndarray, shape (n_covariates, n_covariates)
     n, n_events, n_clusters : int
     """
@@ -348,12 +365,17 @@ def cox(
         dfbeta residuals, as R ``coxph(..., cluster = id)``.
     ties : {"efron", "breslow"}
         Handling of tied event times; Efron is R's default.
-    small_sample : {None, "t", "cr1"}
+    small_sample : {None, "t", "cr1", "jackknife"}
         Corrections for few clusters (about 6-30), only with ``cluster``:
         ``"t"`` keeps the sandwich variance and uses a t reference distribution with
         G - 1 degrees of freedom for p-values and intervals; ``"cr1"`` also multiplies the
         sandwich by G / (G - 1) (the Stata / ``sandwich::vcovCL(cadjust = TRUE)``
-        correction) and uses t with G - 1 df.
+        correction) and uses t with G - 1 df; ``"jackknife"`` replaces the sandwich by the
+        delete-one-cluster jackknife ``(G - 1) / G * sum_g (b_g - b_mean)(b_g - b_mean)'``,
+        ``b_g`` the model refitted without cluster g (CV3; Stata ``vce(jackknife)``), with
+        t on G - 1 df. The sandwich is biased small when a covariate is constant within
+        clusters and there are few clusters per stratum (it leaves out the clusters'
+        leverage); the jackknife is not, at the cost of G refits.
     conf_level : float, default 0.95
 
     Returns
@@ -373,15 +395,17 @@ def cox(
     Efron B. The efficiency of Cox's likelihood function for censored data. JASA 1977;
     72:557-565. Breslow N. Covariance analysis of censored survival data. Biometrics 1974;
     30:89-99. Lin DY, Wei LJ. The robust inference for the Cox proportional hazards model.
-    JASA 1989;84:1074-1078. Cameron AC, Gelbach JB, Miller DL. Bootstrap-based
+    JASA 1989;84:1074-1078. MacKinnon JG, Nielsen MO, Webb MD. Cluster-robust inference:
+    a guide to empirical practice. J Econometrics 2023;232:272-299 (CV3). Cameron AC,
+    Gelbach JB, Miller DL. Bootstrap-based
     improvements for inference with clustered errors. Rev Econ Stat 2008;90:414-427 (few
     clusters; G/(G-1) and t(G-1)). Therneau TM, Grambsch PM. Modeling Survival Data:
     Extending the Cox Model. Springer 2000.
     """
     if ties not in ("efron", "breslow"):
         raise ValueError("ties must be 'efron' or 'breslow'")
-    if small_sample not in (None, "t", "cr1"):
-        raise ValueError("small_sample must be None, 't' or 'cr1'")
+    if small_sample not in (None, "t", "cr1", "jackknife"):
+        raise ValueError("small_sample must be None, 't', 'cr1' or 'jackknife'")
     if small_sample is not None and cluster is None:
         raise ValueError("small_sample corrections need a cluster column")
     covariates = list(covariates)
@@ -430,9 +454,13 @@ def cox(
         U0 = np.zeros((n_clusters, len(beta)))
         _bincount_cols(U0, cl, terms0.score_residuals())
         B0 = U0.T @ U0
+        if small_sample in ("cr1", "jackknife"):
+            B0 = B0 * n_clusters / (n_clusters - 1)
         if small_sample == "cr1":
             vcov = vcov * n_clusters / (n_clusters - 1)
-            B0 = B0 * n_clusters / (n_clusters - 1)
+        elif small_sample == "jackknife":
+            vcov = _jackknife_vcov(X, t, e, s_codes, pd.factorize(d[cluster].to_numpy())[0],
+                                   n_clusters, ties == "efron", beta)
         robust_score_test = _chi2_test(terms0.score, B0,
                                        n_clusters - 1 if small_sample is not None else None)
         if small_sample is not None:

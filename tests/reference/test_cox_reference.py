@@ -129,3 +129,25 @@ def test_few_clusters_sandwich_matches_vcovcl():
     assert_close(plain.summary["se"], g["se"])
     assert_close(plain.vcov.ravel(), np.ravel(g["vcov_hc0"]))  # symmetric: order moot
     assert_close(cr1.vcov.ravel(), np.ravel(g["vcov_cr1"]))
+
+
+@pytest.mark.parametrize("case", ["lung_inst_small", "lung_inst_strata_binary"])
+def test_jackknife_matches_refits_by_coxph(fits, case):
+    """R: ``coxph`` refitted without each institution, ``(G - 1) / G * crossprod(b_g -
+    mean b)`` (``jackknife_vcov`` in make_golden.R); t on G - 1 df for the interval."""
+    from scipy import stats
+
+    g = COX[case]
+    df = data("lung")
+    df = df[df["inst"].notna()]
+    if case == "lung_inst_small":
+        covs, kw = ["age", "sex", "ph.ecog"], {}
+    else:
+        df = df[df["ph.ecog"].notna()].assign(female=lambda x: (x["sex"] == 2).astype(int))
+        covs, kw = ["female"], {"strata": "ph.ecog"}
+    res = cox(df, "time", "status", covs, cluster="inst", small_sample="jackknife", **kw)
+    assert_close(res.summary["coef"], g["coef"])
+    assert_close(res.vcov.ravel(), np.ravel(g["vcov_jackknife"]))
+    q = stats.t.ppf(0.975, res.n_clusters - 1)
+    se = np.sqrt(np.diag(np.atleast_2d(g["vcov_jackknife"])))
+    assert_close(res.summary["hr_upper"], np.exp(np.asarray(g["coef"]) + q * se))

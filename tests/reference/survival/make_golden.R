@@ -154,12 +154,25 @@ cx$lung_inst_small <- c(cox_out(f1, "coxph(Surv(time, status) ~ age + sex + ph.e
   list(n_clusters = G,
        vcov_hc0 = unname(vcovCL(f0, cluster = d$inst[-f0$na.action], type = "HC0", cadjust = FALSE)),
        vcov_cr1 = unname(vcovCL(f0, cluster = d$inst[-f0$na.action], type = "HC0", cadjust = TRUE))))
+# Delete-one-cluster jackknife (CV3): coxph refitted without each cluster in turn,
+# (G - 1) / G * sum_g (b_g - mean b)(b_g - mean b)'.
+jackknife_vcov <- function(formula, data, cluster) {
+  ids <- sort(unique(data[[cluster]]))
+  fits <- sapply(ids, function(g) coef(coxph(formula, data = data[data[[cluster]] != g, ])))
+  b <- matrix(fits, nrow = length(ids), byrow = TRUE)  # one row per cluster left out
+  dev <- sweep(b, 2, colMeans(b))
+  (length(ids) - 1) / length(ids) * crossprod(dev)
+}
+dj <- d[complete.cases(d[, c("age", "sex", "ph.ecog")]), ]
+cx$lung_inst_small$vcov_jackknife <- unname(jackknife_vcov(Surv(time, status) ~ age + sex + ph.ecog, dj, "inst"))
+
 # The trial's primary analysis in miniature: one binary covariate, strata, and clusters
 # (18 institutions); its robust score test is the cluster-robust stratified log-rank test.
 d2 <- subset(lung2, !is.na(inst) & !is.na(ph.ecog))
 d2$female <- as.integer(d2$sex == 2)
 f <- coxph(Surv(time, status) ~ female + strata(ph.ecog), data = d2, cluster = inst)
 cx$lung_inst_strata_binary <- cox_out(f, "coxph(Surv(time, status) ~ I(sex == 2) + strata(ph.ecog), data = subset(lung, !is.na(inst) & !is.na(ph.ecog)), cluster = inst)", zph = FALSE)
+cx$lung_inst_strata_binary$vcov_jackknife <- unname(jackknife_vcov(Surv(time, status) ~ female + strata(ph.ecog), d2, "inst"))
 wjson(c(list(versions = versions), cx), "cox.json")
 
 # ---------------------------------------------------------------- competing risks
