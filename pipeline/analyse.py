@@ -21,7 +21,10 @@ Estimands (arm contrast: ``open_dialogue`` against the ``reference_arm``, usual 
   with clusters, the robust score test of the Cox model (Lin and Wei 1989), and no Gray's
   test (it assumes independent people); without clusters, the log-rank and Gray's tests.
 * involuntary admissions: rate ratio from a negative binomial model with site as a fixed
-  effect and log person-years as offset (conditional on site), cluster-robust interval.
+  effect and log person-years as offset (conditional on site); with clusters the same
+  ``small_sample`` choice: the delete-one-cluster jackknife (t on G - 1 df) by default,
+  else the HC0 sandwich (74% coverage of a 95% interval with 2 clusters per site in the
+  synthetic trial; the jackknife 98%).
 * antipsychotic use and back at work or education at 2 years: marginal risk difference
   and risk ratio, variances inflated by the design effect of the clusters.
 * site comparison: the site-specific hazard ratios pooled by random-effects meta-analysis
@@ -228,9 +231,11 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
     dd = d[d["person_years"] > 0]
+    small, small_note = _small_sample(p, dd)
+    kind = "jackknife" if small == "jackknife" else "HC0"
     rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
                     family=p["rate_family"], cluster="cluster_id" if clusters else None,
-                    conf_level=conf)
+                    cluster_type=kind, conf_level=conf)
     term = f"arm{p['comparison_arm']}"
     s = rr.summary.loc[term]
     out.results["involuntary_rate_ratio"] = rr
@@ -240,8 +245,9 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
         "person-year, Open Dialogue vs usual care, conditional on site",
         s.rr, s.rr_lower, s.rr_upper, s.p, s.se,
         f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years; "
-        + ("cluster-robust interval" if clusters else "model-based interval"),
-        rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, rr.notes)
+        + ((f"{'jackknife (delete one cluster)' if kind == 'jackknife' else 'cluster-robust'} "
+            "interval") if clusters else "model-based interval"),
+        rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, [*rr.notes, *small_note])
     _binary(d, "ap_any_use", "antipsychotic_any", "any antipsychotic use in follow-up", p, out,
             clusters)
     _binary(d, "ap_use_last_days", "antipsychotic_last_days",

@@ -18,7 +18,7 @@ from pipeline.stats._eff_design import check_columns, check_conf_level, sparse_d
 from pipeline.stats._result import Result
 
 _FAMILIES = ("poisson", "negbin")
-_CLUSTER_TYPES = ("HC0", "HC1")
+_CLUSTER_TYPES = ("HC0", "HC1", "jackknife")
 
 
 class RateRatioResult(Result):
@@ -225,6 +225,33 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
     return _Fit(beta, mu, _loglik(y, mu, theta), converged, it)
 
 
+def _coefficients(y, X, offset, family) -> np.ndarray:
+    """The fitted coefficients alone (a jackknife replicate)."""
+    fit = _glm(y, X, offset)
+    if family == "negbin":
+        _, fit, _ = _negbin_theta(y, X, offset, fit)
+    return np.asarray(fit.params)
+
+
+def _jackknife_vcov(y, X, offset, family, codes, n_clusters) -> np.ndarray:
+    """Delete-one-cluster jackknife covariance; a column left without rows in a replicate
+    (its level only in that cluster) makes its term's row and column NaN."""
+    X = X.tocsr()
+    reps = np.full((n_clusters, X.shape[1]), np.nan)
+    for g in range(n_clusters):
+        keep = codes != g
+        Xg = X[keep]
+        cols = np.flatnonzero(Xg.getnnz(axis=0) > 0)
+        Xg = Xg[:, cols]
+        b = _coefficients(y[keep], Xg, offset[keep], family)
+        # a level left only in the reference makes the intercept and that factor's other
+        # terms collinear: those are not estimable in this replicate
+        b[_inverse(_xtwx(Xg, np.ones(Xg.shape[0])))[1]] = np.nan
+        reps[g, cols] = b
+    dev = reps - reps.mean(axis=0)
+    return dev.T @ dev * (n_clusters - 1) / n_clusters
+
+
 def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
     """Joint ML of (beta, theta): root of the profile score of theta.
 
@@ -314,8 +341,14 @@ def rate_ratio(
         for a glm). ``cluster_type="HC1"`` multiplies further by ``(n-1)/(n-p)``.
     conf_level : float
         Level of the Wald confidence intervals.
-    cluster_type : {"HC0", "HC1"}
-        Small-sample factor of the cluster-robust variance (see ``cluster``).
+    cluster_type : {"HC0", "HC1", "jackknife"}
+        Small-sample factor of the cluster-robust variance (see ``cluster``), or
+        ``"jackknife"``: the delete-one-cluster jackknife ``(G - 1) / G * sum_g (b_g -
+        b_mean)(b_g - b_mean)'``, ``b_g`` the model (and theta) refitted without cluster g
+        (CV3), with t on G - 1 df for intervals and p-values. The sandwich is biased small
+        when there are few clusters per level of a fixed effect (e.g. two per site); the
+        jackknife is not. A term that some refit cannot estimate (its level only in the
+        left-out cluster) gets no standard error.
 
     Returns
     -------
@@ -397,6 +430,7 @@ def rate_ratio(
     bread, flat_terms = _inverse(_xtwx(X, w))
     vcov = bread
     n_clusters = None
+    dist = stats.norm
     if cluster:
         g = d[cluster].to_numpy()
         codes, uniq = pd.factorize(g)
@@ -404,18 +438,26 @@ def rate_ratio(
         if n_clusters < 2:
             raise ValueError("cluster-robust standard errors need at least two clusters")
         # summed score contributions per cluster: (cluster indicator)' (X * residual)
-        member = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_clusters, n))
-        summed = (member @ X.multiply(((y - mu) * mu / var_mu)[:, None]).tocsr()).toarray()
-        meat = summed.T @ summed
-        adj = n_clusters / (n_clusters - 1)
-        if cluster_type == "HC1":
-            adj *= (n - 1) / (n - p)
-        vcov = adj * bread @ meat @ bread
-        notes.append(
-            f"Cluster-robust standard errors ({cluster_type}, G/(G-1) adjusted) over "
-            f"{n_clusters} clusters of {cluster!r}"
-            + ("; with fewer than 30 clusters they tend to be too small." if n_clusters < 30 else ".")
-        )
+        if cluster_type == "jackknife":
+            vcov = _jackknife_vcov(y, X, offset, family, codes, n_clusters)
+            dist = stats.t(n_clusters - 1)
+            notes.append(f"Delete-one-cluster jackknife standard errors over {n_clusters} "
+                         f"clusters of {cluster!r}; t reference distribution on "
+                         f"{n_clusters - 1} df.")
+        else:
+            member = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_clusters, n))
+            summed = (member @ X.multiply(((y - mu) * mu / var_mu)[:, None]).tocsr()).toarray()
+            meat = summed.T @ summed
+            adj = n_clusters / (n_clusters - 1)
+            if cluster_type == "HC1":
+                adj *= (n - 1) / (n - p)
+            vcov = adj * bread @ meat @ bread
+            notes.append(
+                f"Cluster-robust standard errors ({cluster_type}, G/(G-1) adjusted) over "
+                f"{n_clusters} clusters of {cluster!r}"
+                + ("; with fewer than 30 clusters they tend to be too small."
+                   if n_clusters < 30 else ".")
+            )
     with np.errstate(invalid="ignore"):
         se = np.sqrt(np.diag(vcov))
     flat = [t for t, v, f in zip(terms, se, flat_terms) if f or not np.isfinite(v)]
@@ -425,14 +467,14 @@ def rate_ratio(
         notes.append(f"no finite estimate for {', '.join(flat)}: a covariate level without "
                      "events puts its maximum at infinity (R's glm reports a huge standard "
                      "error); the other coefficients are unaffected.")
-    zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
+    zcrit = dist.ppf(1 - (1 - conf_level) / 2)
     z = beta / se
     with np.errstate(over="ignore"):  # a level without events: exp(huge) is inf, as in R
         summary = pd.DataFrame(
             {
                 "coef": beta, "se": se, "rr": np.exp(beta),
                 "rr_lower": np.exp(beta - zcrit * se), "rr_upper": np.exp(beta + zcrit * se),
-                "z": z, "p": 2 * stats.norm.sf(np.abs(z)),
+                "z": z, "p": 2 * dist.sf(np.abs(z)),
             },
             index=pd.Index(terms, name="term"),
         )

@@ -68,7 +68,7 @@ def test_poisson_rate_ratios_match_glm(insurance, variant):
     assert np.isnan(res.theta)
 
 
-@pytest.mark.parametrize("variant", ["model", "cluster_HC0", "cluster_HC1"])
+@pytest.mark.parametrize("variant", ["model", "cluster_HC0", "cluster_HC1", "cluster_jackknife"])
 def test_negbin_rate_ratios_match_glm_nb(quine, variant):
     g = GOLD["negbin"]
     kw = {"cluster": "site", "cluster_type": variant.split("_")[1]} if variant != "model" else {}

@@ -57,6 +57,18 @@ gold$negbin <- list(
   cluster_HC0 = glm_summary(nb, vcovCL(nb, cluster = ~site, type = "HC0")),
   cluster_HC1 = glm_summary(nb, vcovCL(nb, cluster = ~site, type = "HC1")),
   loglik = as.numeric(logLik(nb)))
+# delete-one-cluster jackknife (CV3): glm.nb refitted without each site,
+# (G - 1) / G * crossprod(b_g - mean b); intervals and p-values on t with G - 1 df
+jk <- t(sapply(sort(unique(q$site)), function(g)
+  coef(glm.nb(Days ~ Eth + Sex + Age + Lrn, data = q[q$site != g, ],
+              control = glm.control(epsilon = 1e-14, maxit = 100)))))
+G <- nrow(jk)
+vjk <- (G - 1) / G * crossprod(sweep(jk, 2, colMeans(jk)))
+se_jk <- sqrt(diag(vjk)); tq <- qt(0.975, G - 1)
+gold$negbin$cluster_jackknife <- list(terms = names(coef(nb)), coef = unname(coef(nb)),
+  se = unname(se_jk), rr = unname(exp(coef(nb))),
+  rr_lower = unname(exp(coef(nb) - tq * se_jk)), rr_upper = unname(exp(coef(nb) + tq * se_jk)),
+  z = unname(coef(nb) / se_jk), p = unname(2 * pt(-abs(coef(nb) / se_jk), G - 1)))
 
 # A level without events (quine, age group F3 given no days absent): its coefficient's
 # maximum is at minus infinity; glm.nb stops with a huge standard error there, and the
