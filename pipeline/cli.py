@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,10 @@ from pipeline import __version__
 from pipeline.config import DEFAULT_WAREHOUSE, PROJ_ROOT
 from pipeline.errors import OdevalError
 from pipeline.params import load_params, section
+
+# the CLI only writes figures to files; a notebook importing pipeline.stats keeps its own
+# (inline) backend
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 app = typer.Typer(
     name="odeval",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 #: Okabe-Ito palette (colour-blind safe); arms take the first two.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -30,9 +28,17 @@ RC = {
 
 @contextlib.contextmanager
 def style():
-    """Context manager applying the odeval figure style."""
-    with plt.rc_context(RC):
+    """Context manager applying the odeval figure style: sets :data:`RC` and restores
+    those keys, and only those, on exit. (``plt.rc_context`` restores every parameter:
+    a notebook's inline backend switches interactive mode on when it draws its first
+    figure, inside the context, and the restore switched it off again, so that no figure
+    after the first one was shown.)"""
+    old = {k: matplotlib.rcParams[k] for k in RC}
+    matplotlib.rcParams.update(RC)
+    try:
         yield
+    finally:
+        matplotlib.rcParams.update(old)
 
 
 #: Tick values per decade on a log axis, finest first (see :func:`plain_log_ticks`).

@@ -21,7 +21,7 @@ def test_the_three_notebooks_exist():
 def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch):
     before = hashlib.sha256(study.warehouse.read_bytes()).hexdigest()
     monkeypatch.setenv("ODEVAL_WAREHOUSE", str(study.warehouse))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -29,4 +29,12 @@ def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, mo
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") in ("execute_result", "display_data") for o in outputs)
     assert hashlib.sha256(study.warehouse.read_bytes()).hexdigest() == before
+    # every cell that draws shows its figure (pipeline's style once switched interactive
+    # mode off after the first figure, and figures were silently not shown)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    drawing = [c for c in code if any(f"{name}(" in c.source for name in
+                                      ("plot_kaplan_meier", "plot_cumulative_incidence",
+                                       "plot_forest", "plot_funnel"))]
+    shown = [c for c in drawing if any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert len(shown) == len(drawing)
     assert "from pipeline" in "".join(c.source for c in nb.cells if c.cell_type == "code")
