@@ -225,17 +225,13 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
     return _Fit(beta, mu, _loglik(y, mu, theta), converged, it)
 
 
-def _coefficients(y, X, offset, family) -> np.ndarray:
-    """The fitted coefficients alone (a jackknife replicate)."""
-    fit = _glm(y, X, offset)
-    if family == "negbin":
-        _, fit, _ = _negbin_theta(y, X, offset, fit)
-    return np.asarray(fit.params)
-
-
-def _jackknife_vcov(y, X, offset, family, codes, n_clusters) -> np.ndarray:
+def _jackknife_vcov(y, X, offset, family, codes, n_clusters, beta, theta) -> np.ndarray:
     """Delete-one-cluster jackknife covariance; a column left without rows in a replicate
-    (its level only in that cluster) makes its term's row and column NaN."""
+    (its level only in that cluster) makes its term's row and column NaN. Each replicate
+    starts from the full fit's ``beta`` and, for the negative binomial, holds theta at the
+    full fit's estimate: the coefficients and theta are orthogonal (their information is
+    block diagonal), which is also why glm.nb's standard errors condition on theta; a
+    replicate is then one fit of a few Newton steps instead of a search over theta."""
     X = X.tocsr()
     reps = np.full((n_clusters, X.shape[1]), np.nan)
     for g in range(n_clusters):
@@ -243,7 +239,8 @@ def _jackknife_vcov(y, X, offset, family, codes, n_clusters) -> np.ndarray:
         Xg = X[keep]
         cols = np.flatnonzero(Xg.getnnz(axis=0) > 0)
         Xg = Xg[:, cols]
-        b = _coefficients(y[keep], Xg, offset[keep], family)
+        b = np.asarray(_glm(y[keep], Xg, offset[keep], theta=theta if family == "negbin" else None,
+                            start=beta[cols]).params)
         # a level left only in the reference makes the intercept and that factor's other
         # terms collinear: those are not estimable in this replicate
         b[_inverse(_xtwx(Xg, np.ones(Xg.shape[0])))[1]] = np.nan
@@ -344,8 +341,9 @@ def rate_ratio(
     cluster_type : {"HC0", "HC1", "jackknife"}
         Small-sample factor of the cluster-robust variance (see ``cluster``), or
         ``"jackknife"``: the delete-one-cluster jackknife ``(G - 1) / G * sum_g (b_g -
-        b_mean)(b_g - b_mean)'``, ``b_g`` the model (and theta) refitted without cluster g
-        (CV3), with t on G - 1 df for intervals and p-values. The sandwich is biased small
+        b_mean)(b_g - b_mean)'``, ``b_g`` the model refitted without cluster g (CV3; the
+        negative binomial's theta held at its estimate, to which the coefficients are
+        orthogonal), with t on G - 1 df for intervals and p-values. The sandwich is biased small
         when there are few clusters per level of a fixed effect (e.g. two per site); the
         jackknife is not. A term that some refit cannot estimate (its level only in the
         left-out cluster) gets no standard error.
@@ -439,7 +437,7 @@ def rate_ratio(
             raise ValueError("cluster-robust standard errors need at least two clusters")
         # summed score contributions per cluster: (cluster indicator)' (X * residual)
         if cluster_type == "jackknife":
-            vcov = _jackknife_vcov(y, X, offset, family, codes, n_clusters)
+            vcov = _jackknife_vcov(y, X, offset, family, codes, n_clusters, beta, theta)
             dist = stats.t(n_clusters - 1)
             notes.append(f"Delete-one-cluster jackknife standard errors over {n_clusters} "
                          f"clusters of {cluster!r}; t reference distribution on "
