@@ -85,8 +85,9 @@ gold$negbin_level_without_events <- list(
   model = glm_summary(nbs, vcov(nbs)))
 
 # ------------------------------------------------------------------ binary effects
-# Hand-coded formulas (no package): Wald for RD, log RR and log OR; Wilson score interval
-# for each proportion (equals prop.test(correct = FALSE)$conf.int, checked below);
+# Hand-coded formulas (no package): Wald for RD, log RR and log OR (equal to binomial GLMs,
+# checked below); Wilson score interval for each proportion (equals
+# prop.test(correct = FALSE)$conf.int, checked below);
 # Newcombe (1998) method 10 hybrid score interval for the risk difference.
 wilson <- function(x, n, conf = 0.95) {
   z <- qnorm(1 - (1 - conf) / 2); p <- x / n
@@ -122,6 +123,24 @@ x0 <- sum(bw$low[bw$smoke == "non-smoker"]); n0 <- sum(bw$smoke == "non-smoker")
 be <- binary_effects(x1, n1, x0, n0)
 pt1 <- prop.test(x1, n1, correct = FALSE, conf.level = 0.95)$conf.int
 stopifnot(max(abs(pt1 - be$wilson1)) < 1e-12)   # Wilson == prop.test without correction
+# The Wald formulas == binomial GLMs on the arm (identity, log and logit links): estimate,
+# standard error and Wald interval of an independent implementation (glm, confint.default)
+bw$arm1 <- as.integer(bw$smoke == "smoker")
+for (chk in list(list(link = "identity", est = be$rd, se = be$rd_se, tr = identity),
+                 list(link = "log", est = log(be$rr), se = be$log_rr_se, tr = exp),
+                 list(link = "logit", est = log(be$or), se = be$log_or_se, tr = exp))) {
+  g <- glm(low ~ arm1, family = binomial(link = chk$link), data = bw,
+           control = glm.control(epsilon = 1e-14, maxit = 100),
+           # started at the maximum (the arms' own proportions): the log link's iterations
+           # otherwise stop about 1e-8 short of it
+           start = with(list(l = binomial(link = chk$link)$linkfun(c(x0 / n0, x1 / n1))),
+                        c(l[1], l[2] - l[1])))
+  stopifnot(abs(coef(g)[["arm1"]] - chk$est) < 1e-9,
+            abs(sqrt(vcov(g)["arm1", "arm1"]) - chk$se) < 1e-9)
+}
+stopifnot(max(abs(exp(confint.default(glm(low ~ arm1, family = binomial, data = bw,
+                                           control = glm.control(epsilon = 1e-14)))["arm1", ])
+                  - be$or_ci)) < 1e-9)
 be90 <- binary_effects(x1, n1, x0, n0, conf = 0.90)
 gold$binary <- list(data = "birthwt.csv", outcome = "low", group = "smoke",
                     reference = "non-smoker", comparison = "smoker",
