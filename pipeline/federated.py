@@ -26,9 +26,10 @@ A bundle holds (bundle schema version :data:`SCHEMA_VERSION`; columns and types 
     (Wald variance; the single-site report shows the Newcombe interval of the same
     estimate, which has no single variance). Each with its variance, or a null estimate
     and the reason when it is not estimable. Variances allow for clustering within the
-    site (cluster-robust rate ratio, design-effect inflated risk difference, as the
-    whole-study analysis does) when the site has at least two clusters in each arm;
-    otherwise they are model-based and ``method`` says so.
+    site (HC0 cluster-robust rate ratio, design-effect inflated risk difference) when the
+    site has at least two clusters in each arm; otherwise they are model-based and
+    ``method`` says so. (The whole-study analysis uses the delete-one-cluster jackknife
+    for its rate ratio by default; within a site the sandwich is kept.)
 ``table_one.parquet``
     Table 1 sufficient statistics per arm for each ``analyse.table_one`` variable: the
     arm's people (``kind`` ``people``); categorical variables: people per level
