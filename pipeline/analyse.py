@@ -173,7 +173,8 @@ def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analys
         out.estimates.loc[len(out.estimates)] = _row(
             "primary", "relapse", "log-rank chi-square", "Stratified (site) log-rank test of "
             "equal relapse hazards, robust to clustering (score test of the primary Cox model "
-            "with the cluster-robust variance, Lin and Wei 1989)", rs["chisq"], np.nan, np.nan,
+            f"with the {'jackknife' if small == 'jackknife' else 'cluster-robust'} variance "
+            "of the score, Lin and Wei 1989)", rs["chisq"], np.nan, np.nan,
             rs["p"], method=f"{rs['df']} df{dist}", n_clusters=fit.n_clusters)
     else:
         lr = logrank(d, "relapse_time", "relapse_only", "arm", strata="site_id")

@@ -151,3 +151,19 @@ def test_jackknife_matches_refits_by_coxph(fits, case):
     q = stats.t.ppf(0.975, res.n_clusters - 1)
     se = np.sqrt(np.diag(np.atleast_2d(g["vcov_jackknife"])))
     assert_close(res.summary["hr_upper"], np.exp(np.asarray(g["coef"]) + q * se))
+
+
+def test_jackknife_robust_score_test_matches_r():
+    """R: the score at beta = 0 (``residuals(type = "score")`` of ``coxph(..., init = 0,
+    iter.max = 0)``, summed) and its delete-one-institution jackknife variance
+    (``jackknife_score_var`` in make_golden.R); the test refers chisq / df to F(df, G - 1)."""
+    from scipy import stats
+
+    g = COX["lung_inst_strata_binary"]
+    df = data("lung")
+    df = df[df["inst"].notna() & df["ph.ecog"].notna()].assign(female=lambda x: (x["sex"] == 2).astype(int))
+    res = cox(df, "time", "status", ["female"], strata="ph.ecog", cluster="inst",
+              small_sample="jackknife")
+    u, v = g["score_at_0"], np.ravel(g["score_var_jackknife"])[0]
+    assert_close(res.robust_score_test["chisq"], u * u / v)
+    assert_close(res.robust_score_test["p"], stats.f.sf(u * u / v, 1, res.n_clusters - 1))

@@ -163,6 +163,18 @@ jackknife_vcov <- function(formula, data, cluster) {
   dev <- sweep(b, 2, colMeans(b))
   (length(ids) - 1) / length(ids) * crossprod(dev)
 }
+# ... and of the score at beta = 0: the score residuals of a fit stopped at init = 0
+jackknife_score_var <- function(formula, data, cluster, p) {
+  ids <- sort(unique(data[[cluster]]))
+  u <- sapply(ids, function(g) {
+    sub <- data[data[[cluster]] != g, ]
+    f0 <- suppressWarnings(coxph(formula, data = sub, init = rep(0, p), x = TRUE, y = TRUE,
+                                 control = coxph.control(iter.max = 0)))
+    colSums(as.matrix(residuals(f0, type = "score")))
+  })
+  u <- matrix(u, nrow = length(ids), byrow = TRUE)
+  (length(ids) - 1) / length(ids) * crossprod(sweep(u, 2, colMeans(u)))
+}
 dj <- d[complete.cases(d[, c("age", "sex", "ph.ecog")]), ]
 cx$lung_inst_small$vcov_jackknife <- unname(jackknife_vcov(Surv(time, status) ~ age + sex + ph.ecog, dj, "inst"))
 
@@ -173,6 +185,10 @@ d2$female <- as.integer(d2$sex == 2)
 f <- coxph(Surv(time, status) ~ female + strata(ph.ecog), data = d2, cluster = inst)
 cx$lung_inst_strata_binary <- cox_out(f, "coxph(Surv(time, status) ~ I(sex == 2) + strata(ph.ecog), data = subset(lung, !is.na(inst) & !is.na(ph.ecog)), cluster = inst)", zph = FALSE)
 cx$lung_inst_strata_binary$vcov_jackknife <- unname(jackknife_vcov(Surv(time, status) ~ female + strata(ph.ecog), d2, "inst"))
+cx$lung_inst_strata_binary$score_var_jackknife <- unname(jackknife_score_var(Surv(time, status) ~ female + strata(ph.ecog), d2, "inst", 1))
+cx$lung_inst_strata_binary$score_at_0 <- unname(colSums(as.matrix(residuals(suppressWarnings(
+  coxph(Surv(time, status) ~ female + strata(ph.ecog), data = d2, init = 0, x = TRUE, y = TRUE,
+        control = coxph.control(iter.max = 0))), type = "score"))))
 wjson(c(list(versions = versions), cx), "cox.json")
 
 # ---------------------------------------------------------------- competing risks

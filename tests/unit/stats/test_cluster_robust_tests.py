@@ -28,12 +28,12 @@ ALPHA = 0.05
 MC_SE = math.sqrt(ALPHA * (1 - ALPHA) / REPS)
 
 
-def _study(rng: np.random.Generator) -> pd.DataFrame:
-    sites, clusters, people = 4, 10, 25
+def _study(rng: np.random.Generator, sites: int = 4, clusters: int = 10, people: int = 25,
+           sd: float = 0.5) -> pd.DataFrame:
     site = np.repeat(np.arange(sites), clusters * people)
     cluster = np.repeat(np.arange(sites * clusters), people)
     arm_of_cluster = np.concatenate([rng.permutation([0, 1] * (clusters // 2)) for _ in range(sites)])
-    frailty = np.exp(rng.normal(0, 0.5, sites * clusters))[cluster]
+    frailty = np.exp(rng.normal(0, sd, sites * clusters))[cluster]
     t = rng.exponential(1 / frailty)
     return pd.DataFrame({"site": site, "cluster": cluster, "od": arm_of_cluster[cluster],
                          "time": np.minimum(t, 1.0), "event": (t <= 1.0).astype(int)})
@@ -74,3 +74,20 @@ def test_cr1_scales_the_score_variance_and_refers_to_f():
     assert cr1["chisq"] == pytest.approx(plain["chisq"] * (g - 1) / g, rel=1e-12)
     assert cr1["p"] == pytest.approx(stats.f.sf(cr1["chisq"], 1, g - 1), rel=1e-12)
     assert plain["p"] == pytest.approx(stats.chi2.sf(plain["chisq"], 1), rel=1e-12)
+
+
+def test_with_two_clusters_per_site_the_jackknife_score_test_keeps_its_size():
+    """The trial design at its smallest (5 sites, one cluster per arm in each, 100 people a
+    cluster, frailty SD 0.3): with the delete-one-cluster jackknife variance of the score
+    (analyse's default) the test must reject a true null within 3 Monte Carlo standard
+    errors (0.013) of 5% of 300 trials (6.3% here; the CR1 sandwich's 7.3% here and 9%
+    with another seed: too close to tell apart at this size, so this checks the default's
+    size, not that it beats the sandwich)."""
+    rng = np.random.default_rng(7)
+    reps, hits = 300, 0
+    for _ in range(reps):
+        d = _study(rng, sites=5, clusters=2, people=100, sd=0.3)
+        hits += cox(d, "time", "event", ["od"], strata="site", cluster="cluster",
+                    small_sample="jackknife").robust_score_test["p"] < ALPHA
+    se = math.sqrt(ALPHA * (1 - ALPHA) / reps)
+    assert abs(hits / reps - ALPHA) <= 3 * se, hits / reps
