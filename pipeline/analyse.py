@@ -149,9 +149,17 @@ def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analys
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
     small, small_note = _small_sample(p, d)
-    fit = cox(d, "relapse_time", "relapse_only", ["od"], strata="site_id",
-              cluster="cluster_id" if clusters else None, ties=p["ties"],
-              small_sample=small, conf_level=conf)
+    kw = dict(strata="site_id", cluster="cluster_id" if clusters else None, ties=p["ties"],
+              conf_level=conf)
+    try:
+        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
+    except ValueError as exc:
+        if small != "jackknife":
+            raise
+        # e.g. a cluster holding every event of an arm: say so and keep the sandwich
+        small, small_note = "cr1", [*small_note, f"The jackknife is not computable ({exc}): "
+                                                 "cr1 instead."]
+        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
     s = fit.summary.loc["od"]
     kind = "jackknife (delete one cluster)" if small == "jackknife" else "cluster-robust"
     se_kind = (f"{kind} by cluster ({fit.n_clusters} clusters"

@@ -1,0 +1,47 @@
+"""analyse's few-cluster choice for the primary Cox model (params ``analyse.small_sample``,
+``analyse.jackknife_max_clusters``), on small hand-made person frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import analyse, disclosure
+
+
+def _persons(events_in: set[str]) -> pd.DataFrame:
+    """2 sites x 2 clusters (one per arm), 30 people a cluster; relapses only in the
+    clusters named, at times 1..30 (censored at 60 elsewhere)."""
+    rows = []
+    for site, clusters in (("S1", ("A", "B")), ("S2", ("C", "D"))):
+        for cluster, arm in zip(clusters, ("open_dialogue", "usual_care")):
+            for i in range(30):
+                ev = cluster in events_in and i % 2 == 0
+                rows.append(dict(site_id=site, cluster_id=cluster, arm=arm,
+                                 relapse_time=float(i + 1 if ev else 60), relapse_event=int(ev)))
+    return pd.DataFrame(rows)
+
+
+def _primary(d: pd.DataFrame, **params) -> pd.Series:
+    p = analyse.resolve_params(params)
+    d = analyse.prepare(d, p)
+    out = analyse.Analyses(p, pd.DataFrame(columns=list(analyse._row("", "", "", "", 0, 0, 0))))
+    analyse.primary(d, p, disclosure.settings({}), out)
+    return out.estimates.set_index("measure").loc["hazard ratio"]
+
+
+def test_the_jackknife_is_the_default_and_named_in_the_method():
+    e = _primary(_persons({"A", "B", "C", "D"}))
+    assert "jackknife (delete one cluster) by cluster (4 clusters, jackknife correction)" in e.method
+
+
+def test_when_the_jackknife_cannot_be_computed_cr1_is_used_and_the_notes_say_why():
+    # every relapse in clusters A and B (site S1): without A, only usual care has events
+    e = _primary(_persons({"A", "B"}))
+    assert "cr1 correction" in e.method
+    assert "The jackknife is not computable" in e.notes and np.isfinite(e.estimate)
+
+
+def test_above_jackknife_max_clusters_cr1_is_used_with_a_note():
+    e = _primary(_persons({"A", "B", "C", "D"}), jackknife_max_clusters=3)
+    assert "cr1 correction" in e.method and "more than analyse.jackknife_max_clusters" in e.notes
