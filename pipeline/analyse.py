@@ -125,6 +125,25 @@ def _row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan,
                 notes=" ".join(notes))
 
 
+def _cox_arm(d: pd.DataFrame, p: dict[str, Any], clusters: bool):
+    """The Cox model of relapse on arm, stratified by site, with the few-cluster choice of
+    :func:`_small_sample`: ``(fit, correction used, notes)``. Where the jackknife cannot be
+    computed (e.g. a cluster holding every event of an arm) it gives way to cr1, noted."""
+    from pipeline.stats import cox
+
+    small, notes = _small_sample(p, d) if clusters else (None, [])
+    kw = dict(strata="site_id", cluster="cluster_id" if clusters else None, ties=p["ties"],
+              conf_level=float(p["conf_level"]))
+    try:
+        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
+    except ValueError as exc:
+        if small != "jackknife":
+            raise
+        small, notes = "cr1", [*notes, f"The jackknife is not computable ({exc}): cr1 instead."]
+        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
+    return fit, small, notes
+
+
 _GRAY_WITH_CLUSTERS = ("Gray's test of the cumulative incidence is not reported: it treats "
                        "people as independent, and the data are clustered.")
 
@@ -144,22 +163,11 @@ def prepare(persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- analyses
 
 def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> None:
-    from pipeline.stats import aalen_johansen, cox, gray_test, kaplan_meier, logrank
+    from pipeline.stats import aalen_johansen, gray_test, kaplan_meier, logrank
 
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
-    small, small_note = _small_sample(p, d)
-    kw = dict(strata="site_id", cluster="cluster_id" if clusters else None, ties=p["ties"],
-              conf_level=conf)
-    try:
-        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
-    except ValueError as exc:
-        if small != "jackknife":
-            raise
-        # e.g. a cluster holding every event of an arm: say so and keep the sandwich
-        small, small_note = "cr1", [*small_note, f"The jackknife is not computable ({exc}): "
-                                                 "cr1 instead."]
-        fit = cox(d, "relapse_time", "relapse_only", ["od"], small_sample=small, **kw)
+    fit, small, small_note = _cox_arm(d, p, clusters)
     s = fit.summary.loc["od"]
     kind = "jackknife (delete one cluster)" if small == "jackknife" else "cluster-robust"
     se_kind = (f"{kind} by cluster ({fit.n_clusters} clusters"
@@ -466,21 +474,16 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) 
 def ethnicity(d, p, cfg, out: Analyses) -> None:
     """Hazard ratio of relapse within each ethnicity group (site-stratified Cox), where
     both arms have more than ``suppress_max`` events."""
-    from pipeline.stats import cox
-
     clusters = _has_clusters(d)
     rows = []
     for grp, gd in d.groupby("ethnicity_group", sort=True):
-        small, small_note = _small_sample(p, gd)
         ev = gd.groupby("od")["relapse_only"].sum()
         if len(ev) < 2 or (ev <= cfg["suppress_max"]).any():
             rows.append(dict(ethnicity_group=grp, hr=np.nan, lower=np.nan, upper=np.nan,
                              note="too few events in an arm for a hazard ratio"))
             continue
         try:
-            fit = cox(gd, "relapse_time", "relapse_only", ["od"], strata="site_id",
-                      cluster="cluster_id" if clusters else None, ties=p["ties"],
-                      small_sample=small, conf_level=float(p["conf_level"]))
+            fit, _, small_note = _cox_arm(gd, p, clusters)
         except ValueError as exc:
             rows.append(dict(ethnicity_group=grp, hr=np.nan, lower=np.nan, upper=np.nan,
                              note=str(exc)))
