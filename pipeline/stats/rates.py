@@ -257,24 +257,23 @@ def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
     fixed point of glm.nb's alternation is the root of ``g(theta) = score(theta, mu(theta))``,
     found by Brent's method on log(theta) to machine precision.
     """
-    start = {"params": np.asarray(poisson_fit.params)}
+    yu = _distinct(y)
+    guess = _theta_ml(y, np.asarray(poisson_fit.fittedvalues), limit=50, yu=yu)
+    t0 = np.log(min(max(guess, 1e-3), theta_max) if np.isfinite(guess) else 1.0)
+    # every fit starts from the same coefficients (the fit at the first guess), so g is a
+    # function of theta alone: Brent's method evaluates the bracket's ends again, and a
+    # start carried over from the previous evaluation moved g there by rounding, enough to
+    # flip its sign next to a root (a covariate level without events, whose coefficient
+    # wanders along a flat likelihood, made it raise)
+    start = np.asarray(_glm(y, X, offset, theta=np.exp(t0), start=poisson_fit.params).params)
 
     def fit_at(theta):
-        # every fit starts from the same coefficients (the fit at the first guess), so g is
-        # a function of theta alone: Brent's method evaluates the bracket's ends again, and
-        # a start carried over from the previous evaluation moved g there by rounding,
-        # enough to flip its sign next to a root (a covariate level without events, whose
-        # coefficient wanders along a flat likelihood, made it raise)
-        return _glm(y, X, offset, theta=theta, start=start["params"])
+        return _glm(y, X, offset, theta=theta, start=start)
 
     def g(log_theta):
         theta = np.exp(log_theta)
         return _theta_score(theta, y, fit_at(theta).fittedvalues, yu)
 
-    yu = _distinct(y)
-    guess = _theta_ml(y, np.asarray(poisson_fit.fittedvalues), limit=50, yu=yu)
-    t0 = np.log(min(max(guess, 1e-3), theta_max) if np.isfinite(guess) else 1.0)
-    start["params"] = np.asarray(fit_at(np.exp(t0)).params)
     lo = hi = t0
     g_lo = g_hi = g(t0)
     while g_lo < 0 and lo > np.log(1e-8):
@@ -343,10 +342,10 @@ def rate_ratio(
         ``"jackknife"``: the delete-one-cluster jackknife ``(G - 1) / G * sum_g (b_g -
         b_mean)(b_g - b_mean)'``, ``b_g`` the model refitted without cluster g (CV3; the
         negative binomial's theta held at its estimate, to which the coefficients are
-        orthogonal), with t on G - 1 df for intervals and p-values. The sandwich is biased small
-        when there are few clusters per level of a fixed effect (e.g. two per site); the
-        jackknife is not. A term that some refit cannot estimate (its level only in the
-        left-out cluster) gets no standard error.
+        orthogonal), with t on G - 1 df for intervals and p-values. The sandwich is
+        biased small when there are few clusters per level of a fixed effect (e.g. two
+        per site); the jackknife is not. A term that some refit cannot estimate (its
+        level only in the left-out cluster) gets no standard error.
 
     Returns
     -------
@@ -458,13 +457,12 @@ def rate_ratio(
             )
     with np.errstate(invalid="ignore"):
         se = np.sqrt(np.diag(vcov))
-    flat = [t for t, v, f in zip(terms, se, flat_terms) if f or not np.isfinite(v)]
-    if flat:
-        se = np.where(flat_terms, np.nan, se)
-        se = np.where(np.isfinite(se), se, np.nan)
-        notes.append(f"no finite estimate for {', '.join(flat)}: a covariate level without "
-                     "events puts its maximum at infinity (R's glm reports a huge standard "
-                     "error); the other coefficients are unaffected.")
+    flat = flat_terms | ~np.isfinite(se)
+    if flat.any():
+        se = np.where(flat, np.nan, se)
+        notes.append(f"no finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate "
+                     "level without events puts its maximum at infinity (R's glm reports a "
+                     "huge standard error); the other coefficients are unaffected.")
     zcrit = dist.ppf(1 - (1 - conf_level) / 2)
     z = beta / se
     with np.errstate(over="ignore"):  # a level without events: exp(huge) is inf, as in R
