@@ -220,7 +220,7 @@ def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta) -> tuple[np.ndarra
         if e[keep].sum() == 0:
             raise ValueError("the jackknife needs events outside every cluster")
         sd = _prepare(X[keep], t[keep], e[keep], s_codes[keep], efron)
-        b, _, terms0, converged, _ = _newton(sd, p, init=beta)
+        b, _, _, converged, _ = _newton(sd, p, init=beta)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
                              "converge: the jackknife cannot be computed")
