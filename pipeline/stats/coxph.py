@@ -454,22 +454,22 @@ def cox(
     score_test = _chi2_test(terms0.score, terms0.information())
     robust_score_test = None
     if cluster is not None:
-        dfbeta = terms.score_residuals() @ vcov_naive
-        cl = pd.factorize(d[cluster].to_numpy()[sd.order])[0]
-        n_clusters = int(cl.max() + 1)
-        D = np.zeros((n_clusters, len(beta)))
-        _bincount_cols(D, cl, dfbeta)
-        vcov = D.T @ D
-        # robust score test at beta = 0: per-cluster sums of the score residuals there
-        U0 = np.zeros((n_clusters, len(beta)))
-        _bincount_cols(U0, cl, terms0.score_residuals())
-        B0 = U0.T @ U0
-        if small_sample == "cr1":
-            vcov = vcov * n_clusters / (n_clusters - 1)
-            B0 = B0 * n_clusters / (n_clusters - 1)
-        elif small_sample == "jackknife":
-            vcov, B0 = _jackknife(X, t, e, s_codes, pd.factorize(d[cluster].to_numpy())[0],
-                                  n_clusters, ties == "efron", beta)
+        codes = pd.factorize(d[cluster].to_numpy())[0]  # rows in data order
+        cl = codes[sd.order]
+        n_clusters = int(codes.max() + 1)
+        if small_sample == "jackknife":
+            vcov, B0 = _jackknife(X, t, e, s_codes, codes, n_clusters, ties == "efron", beta)
+        else:
+            D = np.zeros((n_clusters, len(beta)))
+            _bincount_cols(D, cl, terms.score_residuals() @ vcov_naive)  # dfbeta per cluster
+            vcov = D.T @ D
+            # robust score test at beta = 0: per-cluster sums of the score residuals there
+            U0 = np.zeros((n_clusters, len(beta)))
+            _bincount_cols(U0, cl, terms0.score_residuals())
+            B0 = U0.T @ U0
+            if small_sample == "cr1":
+                vcov = vcov * n_clusters / (n_clusters - 1)
+                B0 = B0 * n_clusters / (n_clusters - 1)
         robust_score_test = _chi2_test(terms0.score, B0,
                                        n_clusters - 1 if small_sample is not None else None)
         if small_sample is not None:
