@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,11 +138,6 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                       counts.get(r["id"], 0)] for r in sorted(catalogue, key=lambda r: r["id"])])
 
 
-#: how validate words a table over its quarantine threshold (pipeline.validate.validate)
-_FATAL_SHARE = re.compile(r"^table (?P<t>\S+): [\d,]+ of [\d,]+ rows quarantined \([\d.]+%\)(?P<rest>.*)$",
-                          re.S)
-
-
 @dataclass
 class Protected:
     """The data-quality counts as shown: exact, or ``None`` where suppressed.
@@ -228,18 +222,17 @@ def protect(con: duckdb.DuckDBPyConnection, cfg: dict[str, Any]) -> Protected:
         hidden_rules={k[1] for k in hidden if k[0] == "rule"})
 
 
-def _fatal(messages: list[str], prot: Protected) -> list[str]:
+def _fatal(report: "ValidationReport", prot: Protected) -> list[str]:
     """validate's reasons for stopping, with their counts as the tables show them."""
+    from pipeline.validate import quarantine_message
+
     out = []
-    for f in messages:
-        m = _FATAL_SHARE.match(f)
-        if m and (m["t"], "all", "all") in prot.flow:
-            t = m["t"]
-            share = prot.share(t)
-            f = (f"table {t}: {disclosure.fmt_count(prot.flow[(t, 'all', 'quarantined')])} of "
-                 f"{disclosure.fmt_count(prot.flow[(t, 'all', 'all')])} rows quarantined "
-                 f"({disclosure.SUPPRESSED if share is None else f'{share:.1%}'}){m['rest']}")
-        out.append(f)
+    for t, limit in report.over_threshold.items():
+        share = prot.share(t)
+        out.append(quarantine_message(
+            t, disclosure.fmt_count(prot.flow[(t, "all", "quarantined")]),
+            disclosure.fmt_count(prot.flow[(t, "all", "all")]),
+            disclosure.SUPPRESSED if share is None else f"{share:.1%}", limit))
     return out
 
 
@@ -259,7 +252,7 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                         "quarantined_share": None if share is None else round(share, 6)}
     return {
         "extract_date": report.extract_date.isoformat(),
-        "fatal": _fatal(report.fatal, prot),
+        "fatal": _fatal(report, prot),
         "great_expectations": ge_summary(report),
         "disclosure": {"suppressed": f"{cfg['suppress_min']}..{cfg['suppress_max']}",
                        "secondary": "cells from which a suppressed count could be worked out",
@@ -334,9 +327,7 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
              "worked out by adding or subtracting others (rows in = clean + quarantined, sites "
              "to the table total, months to a site's clean rows, rules to a table's quarantined "
              "rows); a rule whose count is not shown lists one example row at most.</p>"]
-    if report.fatal:
-        parts += [f"<p class='fatal'>Stopped: {html.escape(f)}</p>"
-                  for f in _fatal(report.fatal, prot)]
+    parts += [f"<p class='fatal'>Stopped: {html.escape(f)}</p>" for f in _fatal(report, prot)]
     rows_ = []
     for n in report.tables:
         share = prot.share(n)

@@ -193,12 +193,21 @@ class TableResult:
         return self.n_quarantined / self.n_raw if self.n_raw else 0.0
 
 
+def quarantine_message(table: str, quarantined: str, rows: str, share: str, limit: float) -> str:
+    """Why a table stops the run, its counts and share given as text (exact here and in the
+    Spark engine; as the tables show them in the data-quality report)."""
+    return (f"table {table}: {quarantined} of {rows} rows quarantined ({share}), above the "
+            f"threshold {limit:.0%}")
+
+
 @dataclass
 class ValidationReport:
     extract_date: dt.date
     tables: dict[str, TableResult] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
+    #: tables whose quarantined share broke their limit: {table: limit} (the fatal reasons)
+    over_threshold: dict[str, float] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
     expectations_skipped: dict[str, int] = field(default_factory=dict)  # table: raw rows
 
@@ -373,9 +382,10 @@ def validate(
         for name, res in report.tables.items():
             limit = _threshold(settings, name)
             if res.quarantined_share > limit:
-                report.fatal.append(
-                    f"table {name}: {res.n_quarantined:,} of {res.n_raw:,} rows quarantined "
-                    f"({res.quarantined_share:.1%}), above the threshold {limit:.0%}")
+                report.over_threshold[name] = limit
+                report.fatal.append(quarantine_message(
+                    name, f"{res.n_quarantined:,}", f"{res.n_raw:,}", f"{res.quarantined_share:.1%}",
+                    limit))
         dq_report.write_results(con, report, settings)
         if report.fatal:
             if report_dir is not None:

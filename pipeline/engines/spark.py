@@ -391,9 +391,9 @@ def validate(spark, store: Store, params: dict[str, Any] | None = None,
     for name, res in report.tables.items():
         limit = validate_mod._threshold(settings, name)
         if res.quarantined_share > limit:
-            report.fatal.append(
-                f"table {name}: {res.n_quarantined:,} of {res.n_raw:,} rows quarantined "
-                f"({res.quarantined_share:.1%}), above the threshold {limit:.0%}")
+            report.fatal.append(validate_mod.quarantine_message(
+                name, f"{res.n_quarantined:,}", f"{res.n_raw:,}", f"{res.quarantined_share:.1%}",
+                limit))
     if report.fatal:
         raise OdevalError("; ".join(report.fatal) + " (params.yaml validate.max_quarantine_share)",
                           rule="validate.quarantine_share")

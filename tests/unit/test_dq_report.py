@@ -58,12 +58,13 @@ def con():
     c.close()
 
 
-def _report(fatal=()):
+def _report(over_threshold=None):
     tables = {}
     for t in ("people", "staff"):
         rows = [r for r in FLOW if r[1] == t]
         tables[t] = TableResult(t, *(sum(r[i] for r in rows) for i in (2, 3, 4)))
-    return ValidationReport(extract_date=dt.date(2025, 3, 31), tables=tables, fatal=list(fatal))
+    return ValidationReport(extract_date=dt.date(2025, 3, 31), tables=tables,
+                            over_threshold=dict(over_threshold or {}))
 
 
 def _html_rows(text: str) -> dict[tuple[str, ...], list[str]]:
@@ -140,7 +141,7 @@ def test_a_hidden_rule_count_lists_one_example_so_the_number_of_examples_tells_n
 
 
 def test_the_reason_for_stopping_shows_the_counts_as_the_tables_do(con):
-    fatal = ["table staff: 3 of 84 rows quarantined (3.6%), above the threshold 2%"]
+    fatal = {"staff": 0.02}  # validate: "table staff: 3 of 84 rows quarantined (3.6%), ..."
     text = dq_report.render_html(con, _report(fatal), CFG)
     assert "3 of 84" not in text and "3.6%" not in text
     assert "table staff: [c] of 84 rows quarantined ([c]), above the threshold 2%" in text \
