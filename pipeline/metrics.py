@@ -529,14 +529,10 @@ def dq_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def protect_dq(exact: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
     out = exact.copy().astype({"n_raw": object, "n_clean": object, "n_quarantined": object})
     for table, g in exact.groupby("table_name", sort=False):
-        vals = {}
-        for _, r in g.iterrows():
-            vals[(r.site_id, "all")] = int(r.n_raw)
-            vals[(r.site_id, "clean")] = int(r.n_clean)
-            vals[(r.site_id, "quarantined")] = int(r.n_quarantined)
-        sites = sorted(set(g.site_id) - {"all"})
-        cons = disclosure.grid_constraints(sites, ["clean", "quarantined"])
-        hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
+        # the same cells as the data-quality report hides (its ``all`` row: the sites' sum)
+        vals, hidden = disclosure.flow_suppress(
+            {r.site_id: (r.n_raw, r.n_clean, r.n_quarantined)
+             for r in g.itertuples() if r.site_id != "all"}, cfg)
         for idx, r in g.iterrows():
             for col, kind in (("n_raw", "all"), ("n_clean", "clean"), ("n_quarantined", "quarantined")):
                 key = (r.site_id, kind)
