@@ -178,9 +178,8 @@ def figures(pooled: Pooled, tables: dict[str, pd.DataFrame], folder: Path) -> di
 
 def _forest(ma, log: bool, xlabel: str, title: str):
     """:func:`pipeline.stats.plot_forest` on axes tall enough for its legend and notes
-    below the axis with few sites, ratios labelled at plain ticks (0.2, 0.5, 1, 2, ...)."""
+    below the axis with few sites (it labels ratios at plain ticks itself)."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
     from pipeline.stats import plot_forest
     from pipeline.stats._style import style
@@ -188,14 +187,6 @@ def _forest(ma, log: bool, xlabel: str, title: str):
     with style():
         fig, ax = plt.subplots(figsize=(7.0, 2.6 + 0.28 * (ma.k + 3)))
     plot_forest(ma, exponentiate=log, xlabel=xlabel, title=f"{title}: site estimates", ax=ax)
-    if log:
-        lo, hi = ax.get_xlim()
-        ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
-                 if lo <= t <= hi]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_minor_formatter(NullFormatter())
     return fig
 
 
