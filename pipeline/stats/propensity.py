@@ -365,7 +365,8 @@ def _prepare_covariates(d: pd.DataFrame, covariates: Sequence[str], missing: str
     return out, names
 
 
-def _fit_logistic(X: np.ndarray, a: np.ndarray, tol: float = 1e-12, max_iter: int = 100):
+def _fit_logistic(X: np.ndarray, a: np.ndarray, tol: float = 1e-12, max_iter: int = 100,
+                  what: str = "the propensity model"):
     """Maximum likelihood logistic regression by Newton-Raphson from zero with step
     halving (R ``glm``'s IRLS reaches the same maximum). Returns ``(alpha, bread,
     converged)`` with ``bread = (X'WX)^-1`` at the estimate."""
@@ -385,8 +386,8 @@ def _fit_logistic(X: np.ndarray, a: np.ndarray, tol: float = 1e-12, max_iter: in
         try:
             step = np.linalg.solve(info, X.T @ (y - e))
         except np.linalg.LinAlgError:
-            raise ValueError("the propensity model's information matrix is singular: "
-                             "collinear covariates or a covariate level in one arm only") from None
+            raise ValueError(f"{what}: the information matrix is singular (collinear "
+                             "covariates, or a covariate level in one arm only)") from None
         new, dev_new = alpha + step, deviance(alpha + step)
         halvings = 0
         while dev_new > dev + 1e-12 * abs(dev) and halvings < 30:

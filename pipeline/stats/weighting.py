@@ -624,21 +624,30 @@ def weighted_risk(
         X = design_matrix(cov, names).to_numpy(float)
         e_fit = ps.ps.to_numpy()
         gam, infl_g = {}, {}
+        Xa = {}
         for arm_flag in (True, False):
             m = (a_all == arm_flag) & have
-            g, bread, ok = _fit_logistic(X[m], y_all[m].astype(bool))
+            # terms without variation in this arm (a rare level absent from it) leave its model
+            cols = [0] + [j for j in range(1, X.shape[1]) if np.ptp(X[m, j]) > 0]
+            dropped = X.shape[1] - len(cols)
+            if dropped:
+                notes.append(f"the {'compared' if arm_flag else 'reference'} arm's outcome model "
+                             f"leaves out {dropped} term(s) constant in that arm.")
+            Xa[arm_flag] = X[:, cols]
+            g, bread, ok = _fit_logistic(Xa[arm_flag][m], y_all[m].astype(bool),
+                                         what="the outcome model")
             if not ok:
-                notes.append("an outcome model did not converge.")
+                notes.append("an outcome model did not converge (a level with only one outcome?).")
             gam[arm_flag] = g
-            mu = 1 / (1 + np.exp(-(X @ g)))
+            mu = 1 / (1 + np.exp(-(Xa[arm_flag] @ g)))
             ig = np.zeros((n, len(g)))
-            ig[m] = (X[m] * (y_all[m] - mu[m])[:, None]) @ bread
+            ig[m] = (Xa[arm_flag][m] * (y_all[m] - mu[m])[:, None]) @ bread
             infl_g[arm_flag] = ig
         yy = np.nan_to_num(y_all)
 
         def psi(e, g1, g0):
-            m1 = 1 / (1 + np.exp(-(X @ g1)))
-            m0 = 1 / (1 + np.exp(-(X @ g0)))
+            m1 = 1 / (1 + np.exp(-(Xa[True] @ g1)))
+            m0 = 1 / (1 + np.exp(-(Xa[False] @ g0)))
             # people without the outcome: their augmentation term is zero (missing at
             # random given covariates and arm is assumed)
             r1 = np.where(have, a_all * (yy - m1) / e, 0.0)
@@ -653,11 +662,12 @@ def weighted_risk(
         p1, p0 = s1.mean(), s0.mean()
         i1, i0 = (s1 - p1) / n, (s0 - p0) / n
         design = ps._design
-        hx = _steps(X)
         nuis = [(ps.alpha, ps.influence, _steps(design.X),
                  lambda al: risks_at(design.scores(al), gam[True], gam[False])),
-                (gam[True], infl_g[True], hx, lambda g: risks_at(e_fit, g, gam[False])),
-                (gam[False], infl_g[False], hx, lambda g: risks_at(e_fit, gam[True], g))]
+                (gam[True], infl_g[True], _steps(Xa[True]),
+                 lambda g: risks_at(e_fit, g, gam[False])),
+                (gam[False], infl_g[False], _steps(Xa[False]),
+                 lambda g: risks_at(e_fit, gam[True], g))]
         method_words = ("augmented inverse probability weighting (doubly robust; logistic "
                         f"outcome model per arm on {', '.join(ocov)})")
         if np.any(~have):
