@@ -334,6 +334,27 @@ def _arm_vectors(cells: list[str], total: set[int], cfg) -> np.ndarray:
     return np.array(sorted(set(rows)), dtype=float).reshape(-1, len(cells))
 
 
+def _smd_is_public(vr, levels, arms, rows, target, tol) -> bool:
+    from pipeline.output_policy import smd_from_public
+
+    counts, totals = [], []
+    for a in arms:
+        counts.append([_int_or_none(next(r["n"] for r in vr if r["level"] == lv and r["arm"] == a))
+                       for lv in levels if lv != "(missing)"])
+        people = _int_or_none(next((r["n"] for r in rows if r["variable"] == "people"
+                                    and r["arm"] == a), None))
+        miss = [r["n"] for r in vr if r["level"] == "(missing)" and r["arm"] == a]
+        m = _int_or_none(miss[0]) if miss else 0
+        totals.append(None if people is None else people - (m or 0))
+    v = smd_from_public(counts, totals)
+    return bool(np.isfinite(v) and abs(v - target) <= tol)
+
+
+def _int_or_none(text) -> int | None:
+    v = _num(text)
+    return None if v is None else int(round(v))
+
+
 def smd(pub: Published, cfg, know, out: list[Finding]) -> None:
     """Table 1's SMD of each categorical variable with its level counts and arm sizes."""
     for t in [*pub.find("analysis_table_one.csv"), *pub.find("table_one.csv")]:
@@ -359,6 +380,8 @@ def smd(pub: Published, cfg, know, out: list[Finding]) -> None:
             if smd_txt is None:
                 continue
             target, tol = float(smd_txt), halfulp(smd_txt) * 1.000001
+            if _smd_is_public(vr, levels, arms, rows, target, tol):
+                continue  # recomputed from the published cells: it adds nothing
             cells = {a: [next(r["n"] for r in vr if r["level"] == lv and r["arm"] == a)
                          for lv in levels] for a in arms}
             va = _arm_vectors(cells[arms[0]], people[arms[0]], cfg)
@@ -378,6 +401,24 @@ def smd(pub: Published, cfg, know, out: list[Finding]) -> None:
                     shown = cells[a][j]
                     _check(shown, sol[:, j].astype(int), cfg, t.file, f"{var}={lv}, {a}", "smd",
                            f"the SMD {smd_txt} with the other cells and the arm sizes", out)
+
+
+def _refits_from_published(fo: Table, mod: str, b0: float, b1: float, tau2: float) -> bool:
+    """Whether weighted least squares on the published site values (log HR, se, the
+    moderator as shown) with the published tau^2 gives the published coefficients."""
+    try:
+        y = np.array([float(r["log_hr"]) for r in fo.rows])
+        v = np.array([float(r["se"]) ** 2 for r in fo.rows])
+        x = np.array([float(r[mod]) for r in fo.rows])
+    except (KeyError, ValueError):
+        return False
+    w = 1 / (v + tau2)
+    X = np.column_stack([np.ones_like(x), x])
+    try:
+        b = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * y))
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.allclose(b, [b0, b1], rtol=1e-4, atol=1e-5))
 
 
 def meta_regression(pub: Published, cfg, know, out: list[Finding]) -> None:
@@ -406,6 +447,8 @@ def meta_regression(pub: Published, cfg, know, out: list[Finding]) -> None:
         if any(v is None for v in vals) or vals[1] == 0:
             continue
         b0, b1, s0, s1, tau2 = vals
+        if _refits_from_published(fo, mod, b0, b1, tau2):
+            continue  # fitted on the published values: it adds nothing
         sites = [r["site_id"] for r in fo.rows]
         y = np.array([float(r["log_hr"]) for r in fo.rows])
         se = np.array([float(r["se"]) for r in fo.rows])
@@ -562,6 +605,9 @@ def funnel_target(pub: Published, cfg, know, out: list[Finding]) -> None:
             if target is None:
                 continue
             h = halfulp(rs[0]["target"])
+            se_, sn_ = (sum(_num(r[c]) or 0 for r in rs) for c in ("events", "n"))
+            if sn_ and abs(se_ / sn_ - target) <= h:
+                continue  # the target of the published counts: it adds nothing
             nds = [domain(r["n"], cfg) for r in rs]
             eds = [domain(r["events"], cfg) for r in rs]
             if any(d is None for d in nds + eds):
@@ -588,14 +634,16 @@ def dq_people(pub: Published, cfg, know, out: list[Finding]) -> None:
             if row.get("table") != "people" or not isinstance(row.get("n_clean"), int):
                 continue
             n = row["n_clean"]
+            dq_dom = set(domain(str(n), cfg)) if n % max(int(cfg.get("round_to") or 1), 1) == 0 \
+                else {n}
             for t in pub.find("metrics_outcomes.csv"):
                 for i, r in enumerate(t.rows, start=2):
                     if (r.get("dimension"), r.get("level"), r.get("arm"), r.get("outcome"),
                             r.get("metric")) != ("site", row["site_id"], "all", "relapse", "rate"):
                         continue
                     d = domain(r["n"], cfg)
-                    if d is not None and n in d:
-                        _check(r["n"], [n], cfg, t.file, f"row {i} n (site {row['site_id']}, "
+                    if d is not None and set(d) & dq_dom:
+                        _check(r["n"], set(d) & dq_dom, cfg, t.file, f"row {i} n (site {row['site_id']}, "
                                "both arms)", "dq_people", f"{rel} shows {n} clean people rows "
                                f"for the site", out)
 

@@ -258,3 +258,36 @@ def curve_point(public: float | None, exact: float | None, lower: float | None,
     if exact is not None and not np.isnan(exact) and abs(public - exact) > tol:
         return None, f"rounded curve: differs from the exact value by more than {tol:g}"
     return public, ""
+
+
+# --------------------------------------------------------------------------- from published values
+
+def smd_from_public(counts: Sequence[Sequence[int | None]], totals: Sequence[int | None]) -> float:
+    """A categorical SMD (Yang-Dalton, as Table 1's) from the *published* counts of each
+    group (rows; ``None`` where hidden) and the published group sizes less the published
+    missing: the hidden levels of a group are pooled into one level holding what the shown
+    levels leave of the total (at least 0). NaN when a total is hidden. Anyone can
+    recompute it from the tables, so it gives no hidden cell back."""
+    from pipeline.stats.tableone import smd_from_counts
+
+    if any(t is None for t in totals):
+        return float("nan")
+    rows = []
+    hidden_any = any(c is None for row in counts for c in row)
+    for row, tot in zip(counts, totals):
+        shown = [0 if c is None else int(c) for c in row]
+        levels = [c for c, r in zip(shown, row) if r is not None or not hidden_any]
+        if hidden_any:
+            # the same levels shown in every group, the rest pooled
+            keep = [j for j in range(len(row)) if all(r2[j] is not None for r2 in counts)]
+            levels = [int(row[j]) for j in keep]
+            levels.append(max(int(tot) - sum(levels), 0))
+        rows.append(levels)
+    return smd_from_counts(np.array(rows, float))
+
+
+def smd_continuous_public(means: Sequence[float], sds: Sequence[float]) -> float:
+    """A continuous SMD from the published means and SDs."""
+    from pipeline.stats.tableone import smd_from_moments
+
+    return smd_from_moments(list(means), [float(s) ** 2 for s in sds])

@@ -854,7 +854,8 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
         (stage / "metrics.json").write_text(json.dumps(mj, indent=2, sort_keys=True) + "\n",
                                             encoding="utf-8")
         step(3, "report")
-        breaches = check(stage, cfg, con)
+        # the attacker reads the staged report with what stays beside it (data_quality.json)
+        breaches = check(stage, cfg, con, attack=True, beside=(reports_dir,))
         # the rest of reports/ (what stays beside the new report) must pass too
         others = [b for b in check(reports_dir, cfg, con)
                   if not b.file.startswith((".", *REPORT_OUTPUTS))]
