@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.schemas import Table, load_contract
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -387,6 +387,7 @@ def write_files(con: duckdb.DuckDBPyConnection, report: "ValidationReport", out:
     out.mkdir(parents=True, exist_ok=True)
     prot = protect(con, cfg)
     (out / "data_quality.json").write_text(
-        json.dumps(summary(con, report, cfg, prot), indent=2, sort_keys=True) + "\n",
+        json.dumps(output_policy.neutralise(summary(con, report, cfg, prot)), indent=2,
+                   sort_keys=True) + "\n",
         encoding="utf-8")
     (out / "data_quality.html").write_text(render_html(con, report, cfg, prot), encoding="utf-8")

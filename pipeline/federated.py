@@ -101,7 +101,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline import __version__
+from pipeline import __version__, output_policy
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
 from pipeline.params import merged, params_hash, section
@@ -1326,6 +1326,9 @@ def write_exact(pooled: Pooled, out_dir: str | Path) -> dict[str, Path]:
     files = {}
     for name, t in pooled.exact_tables().items():
         files[name] = out_dir / f"{name}.csv"
+        t = t.copy()
+        for c in t.columns[t.dtypes == object]:  # no spreadsheet formulas (OWASP)
+            t[c] = t[c].map(output_policy.text)
         t.to_csv(files[name], index=False)
     return files
 

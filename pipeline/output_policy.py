@@ -272,15 +272,13 @@ def smd_from_public(counts: Sequence[Sequence[int | None]], totals: Sequence[int
 
     if any(t is None for t in totals):
         return float("nan")
+    # the levels shown in every group, and (when any is hidden) the rest pooled into one
+    keep = [j for j in range(len(counts[0])) if all(row[j] is not None for row in counts)]
+    pooled = len(keep) < len(counts[0])
     rows = []
-    hidden_any = any(c is None for row in counts for c in row)
     for row, tot in zip(counts, totals):
-        shown = [0 if c is None else int(c) for c in row]
-        levels = [c for c, r in zip(shown, row) if r is not None or not hidden_any]
-        if hidden_any:
-            # the same levels shown in every group, the rest pooled
-            keep = [j for j in range(len(row)) if all(r2[j] is not None for r2 in counts)]
-            levels = [int(row[j]) for j in keep]
+        levels = [int(row[j]) for j in keep]
+        if pooled:
             levels.append(max(int(tot) - sum(levels), 0))
         rows.append(levels)
     return smd_from_counts(np.array(rows, float))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
 
 
@@ -93,7 +93,9 @@ ESTIMATE_COLUMNS = ("estimate", "lower", "upper")
 
 def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None) -> None:
     """A CSV for people: fixed float format (6 significant digits), counts as integers,
-    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order.
+    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order;
+    a text cell that a spreadsheet would run as a formula gets a leading ``'``
+    (:func:`pipeline.output_policy.text`, the OWASP rule; numbers untouched).
 
     ``[c]`` means suppressed, never "not applicable" (left empty). A missing count is
     suppressed when ``exact`` (the exact table, row for row, e.g. from
@@ -103,7 +105,7 @@ def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None)
     cols = list(df.columns)
     is_count = [bool(disclosure.COUNT_NAME.match(c)) for c in cols]
     supp = df["suppressed"].to_numpy() if "suppressed" in df.columns else np.zeros(len(df), bool)
-    lines = [",".join(cols)]
+    lines = [",".join(output_policy.text(c) for c in cols)]
     for i, row in enumerate(df.itertuples(index=False, name=None)):
         cells = []
         for c, v, cnt in zip(cols, row, is_count):
@@ -116,7 +118,7 @@ def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None)
                     hidden = not _missing(exact[c].iat[i])
                 elif "suppressed" in df.columns:
                     hidden = bool(supp[i])
-            s = _cell(v, cnt, hidden)
+            s = output_policy.text(_cell(v, cnt, hidden))  # no spreadsheet formulas (OWASP)
             if any(ch in s for ch in ',"\n'):
                 s = '"' + s.replace('"', '""') + '"'
             cells.append(s)
@@ -851,7 +853,8 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
         mj = _metrics_json(est, o)
         mj["provenance"] = {"params_sha256": prov["params_sha256"],
                             "lock_sha256": prov["lock_sha256"]}
-        (stage / "metrics.json").write_text(json.dumps(mj, indent=2, sort_keys=True) + "\n",
+        (stage / "metrics.json").write_text(json.dumps(output_policy.neutralise(mj), indent=2,
+                                                       sort_keys=True) + "\n",
                                             encoding="utf-8")
         step(3, "report")
         # the attacker reads the staged report with what stays beside it (data_quality.json)
