@@ -368,31 +368,37 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
         fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
                   conf_level=float(p["conf_level"]))
         s = fit.summary.loc["od"]
+        n_arm = sd.groupby("od").size()
         rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
-                         upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum())))
+                         upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum()),
+                         cells=[int(n_arm.get(1, 0)), int(n_arm.get(0, 0)), int(ev.get(1, 0)),
+                                int(ev.get(0, 0))]))
     out.notes += notes
     return pd.DataFrame(rows)
 
 
-def site_cells(met: metrics.MetricsResult | None, site: str, outcome: str = "relapse",
-               metric: str = "rate") -> list:
-    """The public counts a site's effect rests on: people and events per arm in the
-    site (``[None]`` when they are not all there to check)."""
+def site_cells(met: metrics.MetricsResult | None, site: str, exact_cells, cfg) -> list:
+    """The counts a site's hazard ratio rests on, as they could be published: people and
+    first relapses per arm (``exact_cells``, rounded or None where small), and the people
+    per arm of the site as the public tables show them (None where hidden there)."""
+    cells = [disclosure.round_count(v, cfg) for v in exact_cells]
     if met is None:
-        return [None]
+        return [*cells, None]
     o = met.outcomes_public
-    sel = o[(o.dimension == "site") & (o.level == site) & (o.outcome == outcome)
-            & (o.metric == metric) & (o.arm != "all")]
-    return [*sel["n"], *sel["events"]] if len(sel) == 2 else [None]
+    sel = o[(o.dimension == "site") & (o.level == site) & (o.outcome == "relapse")
+            & (o.metric == "rate") & (o.arm != "all")]
+    return [*cells, *sel["n"]] if len(sel) == 2 else [*cells, None]
 
 
 def public_site_effects(se: pd.DataFrame, met, cfg: dict[str, Any]) -> pd.DataFrame:
-    """Site hazard ratios for people: a site's only when every count it rests on is shown
-    (:func:`pipeline.output_policy.meta_input`), to 3 significant digits; counts rounded."""
+    """Site hazard ratios for people: a site's only when every count it rests on could be
+    shown (people and first relapses per arm above ``suppress_max``, people per arm shown
+    in the tables; :func:`pipeline.output_policy.meta_input`), to 3 significant digits;
+    counts rounded."""
     pol = output_policy.settings(cfg)
-    pub = se.copy()
+    pub = se.drop(columns="cells")
     for i, r in se.iterrows():
-        cells = site_cells(met, r.site_id)
+        cells = site_cells(met, r.site_id, r.cells, cfg)
         log_hr, s = output_policy.meta_input(r.log_hr, r.se, cells, pol)
         hr, lo, hi = output_policy.effect(r.hr, r.lower, r.upper, cells, pol)
         pub.loc[i, ["log_hr", "se", "hr", "lower", "upper"]] = [
@@ -407,8 +413,9 @@ def site_meta(d, p, cfg, out: Analyses, met: metrics.MetricsResult | None = None
     from pipeline.stats import meta_analysis
 
     se = site_effects(d, p, cfg, out)
-    out.tables["site_effects"] = se
     out.public["site_effects"] = public_site_effects(se, met, cfg) if len(se) else se
+    se = se.drop(columns="cells", errors="ignore")
+    out.tables["site_effects"] = se
     if len(se) < 2:
         out.notes.append("fewer than two sites with a hazard ratio: no meta-analysis.")
         return
@@ -489,7 +496,8 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) 
     # coefficients give back no hidden or rounded count (fitted on exact fidelity they did)
     pse = out.public.get("site_effects")
     if pse is None or len(pse) != len(se):
-        pse = public_site_effects(se, met, cfg)
+        out.notes.append("no published site hazard ratios: no meta-regression.")
+        return
     f = met.fidelity_public
     mods = {}
     for ind in p["moderators"]:

@@ -767,13 +767,13 @@ def hidden_sums(pub: Published, cfg, know, out: list[Finding]) -> None:
 
 
 def exposed(pub: Published, cfg, know, out: list[Finding]) -> None:
-    """Site estimates published exactly while a count they rest on is hidden."""
+    """Site estimates published while a count they rest on is hidden (the site's people
+    in an arm in the main report; n or events in the pooled report)."""
     hidden_sites: dict[tuple[str, str], set[str]] = {}
     for t in pub.find("metrics_outcomes.csv"):
         for r in t.rows:
             if r.get("dimension") == "site" and r.get("arm") != "all" and \
-                    r.get("metric") in ("rate", "at_2y") and (
-                    _num(r.get("n")) is None or _num(r.get("events")) is None):
+                    r.get("metric") == "rate" and _num(r.get("n")) is None:
                 hidden_sites.setdefault((r["outcome"], r["level"]), set()).add(r["arm"])
     for name, outcome in (("analysis_site_effects.csv", "relapse"),
                           ("analysis_fidelity_by_site_outcome.csv", "relapse")):
