@@ -102,7 +102,11 @@ def test_secondary_suppression_leaving_a_small_known_sum_is_found(tmp_path):
     (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
     fs = attack.attack(tmp_path, cfg=cfg)
     assert any(f.channel == "hidden_sum" and "their sum is 5" in f.detail for f in fs)
-    assert old <= disclosure.secondary_suppress(counts, cons, set(old))
+    # secondary suppression now hides 15 as well: the hidden sum is 20, not small
+    assert disclosure.secondary_suppress(counts, cons, set(old)) == old | {("s", "c")}
+    table[0].update(n_raw=20, n_clean=None, n_quarantined=None)
+    (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
+    assert not [f for f in attack.attack(tmp_path, cfg=cfg) if f.channel == "hidden_sum"]
 
 
 def test_csv_and_json_formula_cells_are_found(tmp_path):
