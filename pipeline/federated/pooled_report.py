@@ -30,7 +30,8 @@ import pandas as pd
 
 from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
-from pipeline.federated import MEASURES, Pooled, _versions
+from pipeline.federated.bundle import MEASURES, _versions
+from pipeline.federated.pooling import Pooled
 from pipeline.report import (_CSS, _arm_label, _count_td, _curve_frame, _esc, _figure, _fmt,
                              _pct_ci, _table, atomic_dir, save_figure, site_arm_rows, table_one_rows,
                              write_table)
