@@ -55,7 +55,6 @@ import io
 import itertools
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,13 +168,9 @@ def domain(text: str | None, cfg: dict[str, Any], upper: int | None = None) -> r
         if text is not None and str(text).strip() in (disclosure.SUPPRESSED, "null", "None"):
             return range(0, upper + 1) if upper is not None else None
         return None
-    c = int(round(v))
-    r = int(cfg.get("round_to") or 1)
-    if c == 0 or r <= 1:
-        return range(c, c + 1)
-    lo = max(c - r // 2, cfg["suppress_max"] + 1) if c - r // 2 <= cfg["suppress_max"] else c - r // 2
-    hi = c + (r - 1) // 2
-    return range(lo, hi + 1)
+    from pipeline.output_policy import rounding_interval
+
+    return rounding_interval(int(round(v)), cfg)
 
 
 def _fmt_set(vals: Iterable[int]) -> str:
@@ -856,5 +851,3 @@ def attack(*roots: Path, cfg: dict[str, Any] | None = None) -> list[Finding]:
         ch(pub, cfg, know, out)
     return sorted(set(out), key=lambda f: (f.file, f.channel, f.cell, f.detail))
 
-
-_FORMULA = re.compile(r"^[=+\-@\t\r]")
