@@ -197,6 +197,15 @@ def _clusters_of(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return [order[bounds[j]:bounds[j + 1]] for j in range(n_clusters)]
 
 
+def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
+    """Rank of a tall ``X`` and its null-space directions, from the p x p eigenproblem of
+    ``X'X`` (singular values squared) with ``numpy.linalg.matrix_rank``'s tolerance."""
+    lam, V = np.linalg.eigh(X.T @ X)
+    sv = np.sqrt(np.clip(lam, 0, None))
+    small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
+    return int(np.sum(~small)), V[:, small].T
+
+
 def _power(lam: np.ndarray, kind: str) -> np.ndarray:
     """``f(1 - lambda)`` for the eigenvalues ``lambda`` of the cluster's hat matrix:
     ``(1 - lambda)^-1/2`` (CR2) or ``(1 - lambda)^-1`` (CR3), 0 where ``1 - lambda`` is
@@ -240,8 +249,11 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
     HZ = np.empty((J, p, p)) if satterthwaite else None
     for j, idx in enumerate(groups):
         Zj = Z[idx]
-        if kind == "CR2":
-            th = theta[idx]
+        th = theta[idx]
+        # with a working variance constant within the cluster (a logistic model whose
+        # covariates are the cluster's: arm and site) clubSandwich's CR2 is KC, which the
+        # low-rank path computes without the n_j x n_j eigenproblem
+        if kind == "CR2" and np.ptp(th) > 1e-12 * np.max(th):
             Gm = th[:, None] * (np.eye(len(idx)) - Zj @ M @ Zj.T) * th[None, :]
             lam, Q = np.linalg.eigh(Gm)
             pw = np.zeros_like(lam)
@@ -254,7 +266,7 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
             continue
         q, r = np.linalg.qr(Zj, mode="reduced")
         lam, V = np.linalg.eigh(r @ M @ r.T)
-        f = _power(lam, {"KC": "CR2"}.get(kind, kind))
+        f = _power(lam, "CR2" if kind == "KC" else kind)
         RV = r.T @ V  # p x k
         U[j] = RV @ (f * (V.T @ (q.T @ e[idx])))
         if satterthwaite:
@@ -392,7 +404,7 @@ def glm_clustered(
     terms = list(Xdf.columns)
     X = Xdf.to_numpy(float)
     n, p = X.shape
-    if np.linalg.matrix_rank(X) < p:
+    if _rank(X)[0] < p:
         raise ValueError("the covariates are collinear (model matrix not of full column rank)")
     off = np.zeros(n)
     if offset:
@@ -499,8 +511,7 @@ def _jackknife(y, X, off, family, link, theta, groups, beta):
         Xc = Xj[:, cols]
         # a level left only in the reference makes some columns aliased (the intercept and
         # that factor's other terms): fit on a full-rank subset, report those terms as NaN
-        _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
-        null = Vt[s <= s.max() * max(Xc.shape) * np.finfo(float).eps]
+        null = _rank(Xc)[1]
         aliased = np.any(np.abs(null) > 1e-8, axis=0) if len(null) else np.zeros(len(cols), bool)
         fit_cols = np.arange(len(cols))
         if aliased.any():
