@@ -42,6 +42,7 @@ from scipy import special, stats
 
 from pipeline.stats._eff_design import check_columns, check_conf_level, design_matrix
 from pipeline.stats._result import Result
+from pipeline.stats.rates import _inverse
 
 __all__ = ["ClusteredGLMResult", "glm_clustered", "VCOV_TYPES", "DF_METHODS"]
 
@@ -96,11 +97,20 @@ class ClusteredGLMResult(Result):
 
 # ----------------------------------------------------------------------------- families
 
+_EPS = np.finfo(float).eps
+#: longest IRLS step of any coefficient (a level without events runs to -infinity; its
+#: steps are capped so that exp does not overflow, as in :mod:`pipeline.stats.rates`)
+MAX_STEP = 10.0
+
+
 def _linkinv(eta, link):
+    """Inverse links as R's ``make.link`` / ``binomial()`` compute them: the log link
+    floored at machine epsilon, the logit kept within ``[eps, 1 - eps]``."""
     if link == "logit":
-        return special.expit(eta)
+        return np.clip(special.expit(eta), _EPS, 1 - _EPS)
     if link == "log":
-        return np.exp(eta)
+        with np.errstate(over="ignore"):
+            return np.maximum(np.exp(eta), _EPS)
     return eta
 
 
@@ -171,6 +181,10 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
             new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
         except np.linalg.LinAlgError:
             new = np.linalg.lstsq(X * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
+        if beta is not None:
+            longest = np.max(np.abs(new - beta))
+            if not longest <= MAX_STEP:
+                new = beta + (new - beta) * (MAX_STEP / longest if np.isfinite(longest) else 0.0)
         eta_new = X @ new + offset
         mu_new = _linkinv(eta_new, link)
         dev_new = _deviance(y, mu_new, family, theta)
@@ -275,7 +289,8 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
     meat = U.T @ U
     if not satterthwaite:
         return meat, None
-    L = np.linalg.cholesky(M)
+    lam, Vm = np.linalg.eigh(M)
+    L = Vm * np.sqrt(np.clip(lam, 0, None))  # L L' = M (M may be a pseudo-inverse)
     dfs = np.empty(p)
     for i in range(p):
         h = HZ[:, i, :] @ L  # J x p
@@ -426,7 +441,9 @@ def glm_clustered(
     var = _variance(mu, family, theta)
     Z = X * (dmu / np.sqrt(var))[:, None]
     e = (y - mu) / np.sqrt(var)
-    M = np.linalg.inv(Z.T @ Z)
+    # a level without events has its coefficient at -infinity and no information: the
+    # inverse is taken on the other directions and those terms get no standard error
+    M, flat = _inverse(Z.T @ Z)
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -465,16 +482,21 @@ def glm_clustered(
             dfs = np.full(p, float(J - p))
         elif df_method == "K-1":
             dfs = np.full(p, float(J - 1))
-    with np.errstate(invalid="ignore"):
-        se = np.sqrt(np.diag(V))
-    tstat = beta / se
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(flat, np.nan, np.sqrt(np.diag(V)))
+        tstat = beta / se
     q = np.where(np.isinf(dfs), stats.norm.ppf(1 - (1 - conf_level) / 2),
                  stats.t.ppf(1 - (1 - conf_level) / 2, np.where(np.isinf(dfs), 1, dfs)))
     pval = np.where(np.isinf(dfs), 2 * stats.norm.sf(np.abs(tstat)),
                     2 * stats.t.sf(np.abs(tstat), np.where(np.isinf(dfs), 1, dfs)))
+    with np.errstate(invalid="ignore"):
+        se_model = np.where(flat, np.nan, np.sqrt(np.diag(vcov_model)))
+    if flat.any():
+        notes.append(f"no finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate level "
+                     "without events (or with only events) puts its maximum at infinity; the other "
+                     "coefficients are unaffected.")
     summary = pd.DataFrame({"coef": beta, "se": se, "df": dfs, "lower": beta - q * se,
-                            "upper": beta + q * se, "t": tstat, "p": pval,
-                            "se_model": np.sqrt(np.diag(vcov_model))},
+                            "upper": beta + q * se, "t": tstat, "p": pval, "se_model": se_model},
                            index=pd.Index(terms, name="term"))
     if vcov == "jackknife":
         words = f"jackknife deleting one {cluster} at a time ({n_clusters} of them)"
