@@ -32,6 +32,9 @@ _EXPORTS = {
     # two_stage.py: two-stage cluster-level analysis, stratified permutation test
     "cluster_level": "two_stage",
     "permutation_test": "two_stage",
+    # icc.py: ANOVA ICC with Searle's interval, shared gamma frailty variance
+    "icc_anova": "icc",
+    "frailty_variance": "icc",
     # tableone.py
     "table_one": "tableone",
     # meta.py
