@@ -212,6 +212,87 @@ def _do_derive(con, params: dict) -> None:
     _stamp("derive", {"rows": summary["rows"]})
 
 
+import_app = typer.Typer(
+    name="import",
+    help="Stage 0 (optional): turn a source's own tables into a contract extract that "
+    "`odeval ingest` (or `odeval run`) then loads.",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("mhsds")
+def import_mhsds(
+    source: Annotated[Path, typer.Argument(help="Folder of MHSDS table files as delivered: "
+                      "<table>[_anything].csv, .txt (comma- or pipe-delimited) or .parquet, e.g. "
+                      "MHS001MPI.csv, MHS201CareContact_v5.txt; several files per table allowed.")],
+    allocation: Annotated[Path, typer.Option("--allocation", help="The trial's allocation list "
+                          "(CSV or Parquet): Person_ID, site_id, arm, index_date; optionally "
+                          "cluster_id, data_end_date, data_end_reason, birth_year, diagnosis_group, "
+                          "prior_admissions_2y, baseline_activity.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Extract folder to write (new, empty, or "
+                       "an earlier import, which is replaced whole).")],
+    mapping: Annotated[Optional[list[Path]], typer.Option("--mapping", help="Local mapping file "
+                       "(CSV: list,code,contract_value[,meaning]) adding codes to the code lists of "
+                       "pipeline/reference/mhsds/ or changing what one maps to; repeat for several.")] = None,
+    local: Annotated[Optional[Path], typer.Option("--local", help="Folder with the contract tables "
+                     "MHSDS does not hold, in contract format: staff.csv (the staff register, "
+                     "ids as MHS202 CareProfLocalId) and prescriptions.csv (or .parquet).")] = None,
+    format: Annotated[str, typer.Option("--format", help="parquet or csv for the extract's files.")] = "parquet",
+    extract_end: Annotated[Optional[str], typer.Option("--extract-end", help="Last day the extract "
+                           "covers (YYYY-MM-DD): data_end_date of people whose allocation has none.",
+                           show_default="the latest ReportingPeriodEndDate in the tables")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for import_report.html "
+                      "and .json (disclosure-controlled).", show_default="reports/import")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Import an NHS trust's MHSDS submission tables: keep the latest version of each record
+    (by UniqMonthID, then UniqSubmissionID), drop rows flagged invalid, map codes through the
+    code lists (codes not listed are reported and get the contract's unknown/other value), join
+    the allocation list, and write a contract extract for `odeval ingest`; nothing is written
+    when an input is refused."""
+    import datetime as dt
+
+    from pipeline.config import REPORTS_DIR
+    from pipeline.importers.mhsds import import_mhsds as run_import
+
+    with _errors():
+        end = None
+        if extract_end is not None:
+            try:
+                end = dt.date.fromisoformat(extract_end)
+            except ValueError:
+                raise OdevalError(f"--extract-end {extract_end!r} is not a date YYYY-MM-DD",
+                                  rule="cli.extract_end") from None
+        p = load_params(params)
+        wh = section(p, "warehouse")
+        with _progress("import mhsds") as update:
+            res = run_import(source, allocation, out_dir, mappings=mapping or [], local=local,
+                             fmt=format, extract_end=end, report_dir=report or REPORTS_DIR / "import",
+                             disclosure=section(p, "disclosure"), threads=wh.get("threads"),
+                             memory_limit=wh.get("memory_limit"), progress=update)
+    f = res.facts
+    table = RichTable("MHSDS table", "rows read", "kept", "superseded", "duplicate", "invalid",
+                      "kept, not allocated", title="import mhsds: versions")
+    for name, r in f["tables"].items():
+        table.add_row(name, *(f"{r[k]:,}" for k in ("rows_read", "kept", "superseded", "duplicate",
+                                                     "invalid", "kept_not_allocated")))
+    out.print(table)
+    unmapped = [c for c in f["codes"] if c["kind"] == "unmapped"]
+    if unmapped:
+        out.print("Codes not in their code list (written as the contract's unknown/other value): "
+                  + "; ".join(f"{c['table']}.{c['column']} {c['code']!r} ({c['rows']:,} rows, as "
+                              f"{c['contract_value'] or 'empty'!r})" for c in unmapped), highlight=False)
+    a = f["allocation"]
+    out.print(f"Allocated people {a['allocated_people']:,} ({a['without_mhs001mpi']:,} without an "
+              f"MHS001MPI record); people in the tables without an allocation "
+              f"{a['people_without_allocation']:,} (not written).")
+    out.print("Extract: " + ", ".join(f"{t} {n:,}" for t, n in f["contract"].items()))
+    if res.report_files:
+        out.print(f"Import report: {res.report_files[0]}")
+    out.print(f"Extract written to {res.out}; load it with `odeval ingest {res.out}` or `odeval run {res.out}`")
+
+
 @app.command()
 def ingest(
     dirs: Annotated[list[Path], typer.Argument(help="Extract folders: one <table>.csv or "
