@@ -51,6 +51,12 @@ LOCAL_TABLES = ("staff", "prescriptions")
 OUTPUTS = ("people", "referrals", "crisis_episodes", "contacts", "contact_staff", "admissions",
            "detentions", "employment")
 MANIFEST = "import_manifest.json"
+#: SQL twin of :func:`pipeline.importers.mhsds_spec.code_key` (tested to agree)
+CODE_KEY_MACRO = (
+    "create or replace macro code_key(c) as "
+    "case when regexp_full_match(trim(cast(c as varchar)), '[0-9]+') "
+    "then coalesce(nullif(ltrim(trim(cast(c as varchar)), '0'), ''), '0') "
+    "else upper(trim(cast(c as varchar))) end")
 
 
 @dataclass
@@ -448,9 +454,7 @@ def import_mhsds(
     try:
         con = connect(work / "scratch.duckdb", threads=threads, memory_limit=memory_limit)
         con.execute("create schema if not exists imp")
-        con.execute("create macro code_key(c) as case when regexp_full_match(upper(trim(cast(c as varchar))), "
-                    "'[0-9]+') then coalesce(nullif(ltrim(trim(cast(c as varchar)), '0'), ''), '0') "
-                    "else upper(trim(cast(c as varchar))) end")
+        con.execute(CODE_KEY_MACRO)
         plan = [(spec.tables[t], p, f) for t in spec.tables for p, f in found[t]]
         loaded: dict[str, SourceFile] = {}
         for st in [*spec.tables.values(), spec.allocation]:
