@@ -107,7 +107,10 @@ def synth(
     people: Annotated[int, typer.Option(help="Number of people in the study.")] = 1400,
     sites: Annotated[int, typer.Option(help="Number of sites.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 20261125,
-    format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    format: Annotated[str, typer.Option("--format", help="parquet or csv (the contract), or mhsds: "
+                                        "the study as an NHS trust's MHSDS tables (OUT/mhsds/, with "
+                                        "OUT/allocation.csv, OUT/local/, OUT/local_mapping.csv and "
+                                        "OUT/mhsds_truth.json) for `odeval import mhsds`.")] = "parquet",
     faults: Annotated[float, typer.Option(help="Share of rows per table given an injected "
                                           "fault, listed in OUT/faults.csv.")] = 0.0,
     nhs_numbers: Annotated[bool, typer.Option("--nhs-numbers", help="Also plant a few "
@@ -118,12 +121,22 @@ def synth(
     """Generate a synthetic multi-site Open Dialogue study with planted truth (OUT/truth.json)."""
     from pipeline.synth import generate_study
 
-    if format not in ("parquet", "csv"):
-        _fail(OdevalError("--format must be parquet or csv", rule="cli.format"))
+    if format not in ("parquet", "csv", "mhsds"):
+        _fail(OdevalError("--format must be parquet, csv or mhsds", rule="cli.format"))
+    if format == "mhsds" and (faults or nhs_numbers):
+        _fail(OdevalError("--faults and --nhs-numbers are for the contract formats; the mhsds "
+                          "format plants MHSDS's own faults (resubmissions, duplicates, invalid "
+                          "rows, unlisted codes)", rule="cli.format"))
     with _errors(), _progress("synth") as update:
-        summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
-                                 faults=faults, nhs_numbers=nhs_numbers, design=design,
-                                 progress=lambda d, t: update(d, t, "people"))
+        if format == "mhsds":
+            from pipeline.synth.mhsds import write_mhsds
+
+            summary = write_mhsds(out_dir, people=people, sites=sites, seed=seed, design=design,
+                                  progress=lambda d, t: update(d, t, "people"))
+        else:
+            summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
+                                     faults=faults, nhs_numbers=nhs_numbers, design=design,
+                                     progress=lambda d, t: update(d, t, "people"))
     table = RichTable("table", "rows", title=f"synthetic study in {out_dir}")
     for name, n in (summary.get("rows") or {}).items():
         table.add_row(name, f"{n:,}")

@@ -298,15 +298,18 @@ def _facts(con: duckdb.DuckDBPyConnection, spec, lists: dict[str, CodeList], fil
             cl = lists[c.code_list]
             for raw, shown in zip(c.raw_names, c.names):
                 # the rows of this name: a file has one of a column's names
+                # grouped by the compared form (Parquet's 2 and CSV's '02' are one code),
+                # shown as the list writes it, or as the data do when it is not listed
                 rows = con.execute(f"""
-                    select r."{raw}" as code, count(*) as n, any_value(k.contract_value) as value,
+                    select coalesce(any_value(k.code), min(trim(cast(r."{raw}" as varchar)))) as code,
+                           count(*) as n, any_value(k.contract_value) as value,
                            bool_or(k.code_key is not null) as listed
                     from raw.{st.raw_table} as r
                     join imp.ver_{st.raw_table} as v using (_load_id, _row_number)
                     left join imp.codes as k on k.list = $list and k.code_key = code_key(r."{raw}")
                     where v._fate = 'kept' and v.person_id in (select person_id from imp.alloc)
                       and r."{raw}" is not null
-                    group by 1 order by 1""", {"list": cl.name}).fetchall()
+                    group by code_key(r."{raw}") order by 1""", {"list": cl.name}).fetchall()
                 for code, n, value, listed in rows:
                     if not listed:
                         if cl.unmapped is None:
