@@ -14,7 +14,7 @@ import shutil
 import duckdb
 import pytest
 
-from tests.e2e.test_pipeline_cli import BIN, OUTCOMES, _copy_project, _run
+from tests.e2e.test_pipeline_cli import BIN, _copy_project, _run, assert_planted_truth
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +32,7 @@ def mhsds_run(tmp_path_factory):
 def test_import_then_run_recovers_the_planted_truth_exactly(mhsds_run):
     root, _ = mhsds_run
     con = duckdb.connect(str(root / "data" / "warehouse.duckdb"), read_only=True)
-    truth = str(root / "data" / "raw" / "m" / "truth_people.parquet")
-    assert con.execute(f"select count(*) from '{truth}'").fetchone()[0] == 400
-    for outcome, col in OUTCOMES.items():
-        mismatched = con.execute(f"""
-            select count(*) from '{truth}' as t
-            left join derived.time_to_event as d on d.person_id = t.person_id and d.outcome = $o
-            where d.time_days is distinct from t.{col}_time or d.event is distinct from t.{col}_event
-        """, {"o": outcome}).fetchone()[0]
-        assert mismatched == 0, outcome
-    for query in (
-        "select count(*) from '{t}' as t left join derived.people as p using (person_id) "
-        "where p.fu_end_day is distinct from t.fu_end_day or p.end_reason is distinct from t.end_reason",
-        "select count(*) from '{t}' as t left join derived.recurrent as r using (person_id) "
-        "where r.relapse_count is distinct from t.relapse_count "
-        "or r.involuntary_count is distinct from t.involuntary_count",
-        "select count(*) from '{t}' as t left join derived.activity as a using (person_id) "
-        "where a.rtw_2y is distinct from t.rtw_2y",
-    ):
-        assert con.execute(query.format(t=truth)).fetchone()[0] == 0, query
+    assert_planted_truth(con, root / "data" / "raw" / "m" / "truth_people.parquet", 400)
     assert con.execute("select sum(n_quarantined) from meta.validation_counts").fetchone()[0] == 0
 
 
