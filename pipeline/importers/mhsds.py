@@ -277,7 +277,7 @@ def _facts(con: duckdb.DuckDBPyConnection, spec, lists: dict[str, CodeList], fil
         reasons = dict(con.execute(f"select _why_invalid, count(*) from imp.ver_{t} "
                                    "where _fate = 'invalid' group by 1 order by 1").fetchall())
         not_alloc = con.execute(f"select count(*) from imp.ver_{t} where _fate = 'kept' and person_id "
-                                "not in (select person_id from imp.alloc)").fetchone()[0]
+                                "not in (select person_id from imp.alloc where person_id is not null)").fetchone()[0]
         tables[name] = {"files": sum(1 for f in files if f.table == name and f.status == "read"),
                         "rows_read": row[0], "kept": row[1], "superseded": row[2], "duplicate": row[3],
                         "invalid": row[4], "invalid_reasons": reasons,
@@ -329,7 +329,7 @@ def _facts(con: duckdb.DuckDBPyConnection, spec, lists: dict[str, CodeList], fil
     union = " union ".join(f"select person_id from imp.ver_{st.raw_table} where _fate = 'kept'"
                            for st in spec.tables.values())
     not_alloc = con.execute(f"select count(*) from ({union}) where person_id not in "
-                            "(select person_id from imp.alloc)").fetchone()[0]
+                            "(select person_id from imp.alloc where person_id is not null)").fetchone()[0]
     contract = {t: con.execute(f"select count(*) from imp.out_{t}").fetchone()[0]
                 for t in OUTPUTS}
     contract.update({t: con.execute(f"select count(*) from raw.{t}").fetchone()[0]

@@ -180,7 +180,7 @@ def render_html(result: "ImportResult", cfg: dict[str, Any], shown: dict[Hashabl
              "UniqSubmissionID, then the first file (by name) and row. <b>superseded</b>: an earlier "
              "month or submission of a record; <b>duplicate</b>: another copy of the kept version "
              "(a commissioner copy or a repeated row); <b>invalid</b>: a validity flag N, or no "
-             "UniqMonthID or record key.</p>")
+             "UniqMonthID, Person_ID or record key.</p>")
     p.append(_table("Rows per MHSDS table", ["table", "rows read", "kept", "superseded",
                                              "duplicate", "invalid"],
                     [[t, *(show(shown[("t", t, k)]) for k in KINDS)] for t in f["tables"]],

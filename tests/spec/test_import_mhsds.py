@@ -62,12 +62,13 @@ def test_a_row_flagged_invalid_never_wins_even_when_later(tmp_path):
         C1             | P1        | R1            | 2024-01-06   | 10:00        | 01              | A01            | 3               | 1500        | Y
         C1             | P1        | R1            | 2024-01-06   | 10:00        | 01              | A01            | 5               | 1501        | N
         C2             | P1        | R1            | 2024-01-07   | 10:00        | 02              |                | 5               |             |
+        C3             |           | R1            | 2024-01-07   | 10:00        | 02              |                | 5               | 1500        |
     """)
     res = run_import(tmp_path)
     assert [(r["contact_id"], r["attended"]) for r in read_out(tmp_path, "contacts")] == [("C1", "false")]
     t = res.facts["tables"]["MHS201CareContact"]
-    assert (t["kept"], t["invalid"]) == (1, 2)
-    assert t["invalid_reasons"] == {"flagged invalid": 1, "no UniqMonthID": 1}
+    assert (t["kept"], t["invalid"]) == (1, 3)
+    assert t["invalid_reasons"] == {"flagged invalid": 1, "no UniqMonthID": 1, "no Person_ID": 1}
 
 
 def test_the_latest_set_of_other_attendees_wins_whole(tmp_path):

@@ -8,7 +8,8 @@
 -- and row, a stable tie-break for exact copies.
 --
 --   invalid     the validity flag says N (a submission that is not valid or not the
---               latest), or UniqMonthID or a record column is empty; never a version
+--               latest), or UniqMonthID, Person_ID or a record column is empty; never
+--               a version
 --   kept        the one row of the latest version (set tables: every distinct row of the
 --               latest version of the set; rows are told apart by {row_id_text})
 --   duplicate   another row of the same UniqMonthID and UniqSubmissionID as the kept one
@@ -25,6 +26,7 @@ with staged as (
         case
             when upper(validity_flag) = 'N' then 'flagged invalid'
             when uniq_month_id is null then 'no UniqMonthID'
+            when person_id is null then 'no Person_ID'
             when {record_missing} then 'no record key'
         end as _why_invalid
     from imp.stg_{table}
