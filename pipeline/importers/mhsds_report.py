@@ -12,9 +12,11 @@ ones: primary suppression, then secondary suppression
   (+ rows whose code says they are not carried: MHS401 "informal" periods);
 * allocated people = those with an MHS001MPI record + those without.
 
-Counts are of rows and people, never an identifier; codes shown are code-list codes.
-Like the data-quality report, counts are suppressed but not rounded (params.yaml
-``disclosure.unrounded_ok`` lists the report's folder).
+Counts are of rows and people, never an identifier. Like the data-quality report, counts
+of rows are suppressed but not rounded (params.yaml ``disclosure.unrounded_ok`` lists the
+report's folder), and counts of people (the allocation counts, the people written, the
+rows of MHS001MPI: one kept row per person) are also rounded to ``round_to``. Text from
+the data (codes) in the JSON goes through :func:`pipeline.output_policy.neutralise`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.importers.mhsds import ImportResult
@@ -90,7 +92,16 @@ def protect(facts: dict[str, Any], cfg: dict[str, Any]) -> dict[Hashable, int | 
     # months, reasons and codes are hidden before a table's totals
     first = lambda c: 0 if c[0] in ("m", "reason", "code") else 1  # noqa: E731
     hidden = disclosure.secondary_suppress(cells, cons, hidden, first)
-    return {k: (None if k in hidden else v) for k, v in cells.items()}
+    return {k: (None if k in hidden else disclosure.round_count(v, cfg) if _people(k) else v)
+            for k, v in cells.items()}
+
+
+def _people(cell: Hashable) -> bool:
+    """Counts of people, rounded as every count of people is (the data-quality report rounds
+    its people rows the same way): the allocation counts, the people written, and the rows
+    of MHS001MPI (one kept row per person)."""
+    return (cell[0] == "alloc" or cell == ("contract", "people")
+            or (cell[0] in ("t", "m", "reason", "code") and cell[1] == "MHS001MPI"))
 
 
 def _written(facts: dict[str, Any], table: str) -> int:
@@ -172,7 +183,9 @@ def render_html(result: "ImportResult", cfg: dict[str, Any], shown: dict[Hashabl
     p = [f"<h1>MHSDS import</h1><p>Extract written to <code>{html.escape(result.out.name)}</code>; "
          f"end of the extract {html.escape(str(f['extract_end']))} "
          f"({html.escape(f['extract_end_source'])}). Counts from {cfg['suppress_min']} to "
-         f"{cfg['suppress_max']} are not shown ({disclosure.SUPPRESSED}), nor any count from which "
+         f"{cfg['suppress_max']} are not shown ({disclosure.SUPPRESSED}), counts of people "
+         f"(allocation, people written, MHS001MPI rows) are rounded to {cfg['round_to']}, and no "
+         "count is shown from which "
          "one of them could be worked out (rows read = kept + superseded + duplicate + invalid, "
          "months to their table, reasons to the invalid rows, kept rows to those written and those "
          "of people without allocation, allocated people to those with and without records).</p>"]
@@ -248,6 +261,7 @@ def write(result: "ImportResult", out: Path, cfg: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     shown = protect(result.facts, cfg)
     paths = [out / name for name in FILES]
-    _atomic_write(paths[1], json.dumps(summary(result, cfg, shown), indent=2, sort_keys=True) + "\n")
+    _atomic_write(paths[1], json.dumps(output_policy.neutralise(summary(result, cfg, shown)), indent=2,
+                                       sort_keys=True) + "\n")
     _atomic_write(paths[0], render_html(result, cfg, shown))
     return paths
