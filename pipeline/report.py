@@ -255,6 +255,7 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         out["relapse_cif"] = save_figure(fig, folder, "relapse_cif")
     if "analysis_site_effects_public" in have:
         se = con.execute("select * from results.analysis_site_effects_public order by site_id").df()
+        se = se[se["log_hr"].notna() & (se["se"] > 0)]  # sites whose ratio may be shown
         if len(se) >= 2:
             ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=ap["meta_method"],
                                test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]))
@@ -777,6 +778,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     e = e_row("site_comparison", "relapse", "pooled hazard ratio")
     if e is not None:
         P.append(_estimate_box(e, "Pooled hazard ratio of relapse over sites (random effects)"))
+    left_out = (str(e.notes) if e is not None and e.method != "not estimated"
+                and "left out of the meta-analysis" in str(e.notes) else "")
     P.append(_figure(figs.get("forest_relapse"), "Forest plot of site hazard ratios",
                      "Hazard ratio of relapse, Open Dialogue vs usual care, in each site (squares, "
                      "size by weight, with 95% CIs; model-based intervals), pooled by "
@@ -785,8 +788,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "people or first relapses in an arm are too few to show is left out, and the "
                      "figure pools the sites as published (3 significant digits), so its diamond "
                      "can differ a little from the pooled estimate above, which uses every site."
-                     + (f" {_esc(e.notes)}" if e is not None and "left out of the meta-analysis"
-                        in str(e.notes) else "")))
+                     + (f" {_esc(left_out)}" if left_out else ""),
+                     "fewer than two sites have a hazard ratio that can be shown. " + left_out))
     P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
                      "Percent of Open Dialogue arm people who relapsed by day "
                      f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
