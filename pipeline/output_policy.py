@@ -36,6 +36,8 @@ curve point                 re-estimated from counts rounded to the    1 decimal
                             else hidden and flagged
 meta-analysis input         the site's cells all shown                 3 significant
 (:func:`meta_input`)                                                   digits
+histogram bar               cumulative counts of its group rounded to  multiples of the
+(:func:`histogram`)         the curve step (10), differenced           curve step
 text cell (:func:`text`)    no leading ``= + - @ tab CR`` (OWASP)      prefixed with ``'``
 ==========================  =========================================  ====================
 
@@ -258,6 +260,18 @@ def curve_point(public: float | None, exact: float | None, lower: float | None,
     if exact is not None and not np.isnan(exact) and abs(public - exact) > tol:
         return None, f"rounded curve: differs from the exact value by more than {tol:g}"
     return public, ""
+
+
+def histogram(counts: Sequence[int], cfg: dict[str, Any]) -> list[int]:
+    """The bars of one group's histogram (bins in order) for a figure: the cumulative counts
+    rounded to the nearest multiple of :func:`pipeline.disclosure.curve_step` (10), then
+    differenced, as the curves are (:func:`pipeline.disclosure.rounded_curve_data`). Every
+    bar is a multiple of the step (or 0) and no bar or run of bars gives a small count:
+    each cumulative count is known only to within half a step."""
+    k = disclosure.curve_step(cfg)
+    cum = np.cumsum(np.asarray(counts, dtype=np.int64))
+    rounded = (np.floor(cum / k + 0.5) * k).astype(np.int64)
+    return np.diff(np.r_[0, rounded]).tolist()
 
 
 # --------------------------------------------------------------------------- from published values

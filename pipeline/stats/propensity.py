@@ -327,6 +327,23 @@ class PropensityResult(Result):
         """Weights of the kept people were the coefficients ``alpha``."""
         return self._design.weights_at(np.asarray(alpha, float))
 
+    def unweighted(self) -> "PropensityResult":
+        """The same people with every weight 1 and nothing estimated: the weighted
+        estimators then give the unadjusted comparison (with a robust variance), so that
+        adjusted and unadjusted differ only by the weights."""
+        import copy
+
+        u = copy.copy(self)
+        n = len(self.weights)
+        u._design = _Design(np.zeros((n, 0)), [], self.treated.to_numpy(), "ATE", True)
+        u.alpha = np.zeros(0)
+        u.influence = np.zeros((n, 0))
+        u.weights = pd.Series(np.ones(n), index=self.weights.index, name="weight")
+        u.ps = pd.Series(np.full(n, 0.5), index=self.weights.index, name="ps")
+        u.estimand = "unweighted"
+        u.notes = []
+        return u
+
 
 def _prepare_covariates(d: pd.DataFrame, covariates: Sequence[str], missing: str,
                         notes: list[str]) -> tuple[pd.DataFrame, list[str]]:

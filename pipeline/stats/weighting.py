@@ -495,6 +495,8 @@ def weighted_rate_ratio(
 ) -> WeightedEffectResult:
     """Ratio of weighted event rates per person-time (compared / reference arm).
 
+    People without person-time (and so without events) add nothing to either sum.
+
     ``rate_a = sum_{arm a} w y / sum_{arm a} w t``: the estimate of a weighted Poisson
     model of ``count`` on arm with offset ``log(person_time)`` (R ``glm(y ~ arm +
     offset(log(t)), quasipoisson, weights = w)``), whose sandwich variance
@@ -507,9 +509,11 @@ def weighted_rate_ratio(
     sandwich estimators. J Stat Softw 2006;16(9).
     """
     d = _aligned(df, ps, [count, person_time, *([cluster] if cluster else [])])
-    if d[[count, person_time]].isna().any().any() or (d[person_time] <= 0).any():
-        raise ValueError("counts and person-time (> 0) are needed for everyone the propensity "
+    if d[[count, person_time]].isna().any().any() or (d[person_time] < 0).any():
+        raise ValueError("counts and person-time (>= 0) are needed for everyone the propensity "
                          "model kept")
+    if ((d[person_time] == 0) & (d[count] > 0)).any():
+        raise ValueError("events without person-time")
     y, pt = d[count].to_numpy(float), d[person_time].to_numpy(float)
     a = ps.treated.to_numpy()
     codes, G = _clusters(d, cluster)

@@ -80,3 +80,11 @@ def test_smd_from_public_pools_hidden_levels():
 
     got = output_policy.smd_from_public([[360, 420, None], [270, 310, 10]], [795, 605])
     assert got == pytest.approx(smd_from_counts(np.array([[360, 420, 15], [270, 310, 25]], float)))
+
+
+def test_histogram_bars_come_from_rounded_cumulative_counts():
+    bars = output_policy.histogram([0, 3, 4, 12, 1, 0, 30], CFG)
+    assert all(b % 10 == 0 for b in bars)
+    # cumulative 0, 3, 7, 19, 20, 20, 50 -> rounded 0, 0, 10, 20, 20, 20, 50
+    assert bars == [0, 0, 10, 10, 0, 0, 30]
+    assert sum(bars) == 50

@@ -1,0 +1,407 @@
+"""Observational comparison: propensity-score weighting with its diagnostics, weighted
+outcome analyses beside the unadjusted ones, and E-values.
+
+For a plan whose ``design.type`` is ``observational`` (arms not allocated at random: an
+Open Dialogue team's people against usual care elsewhere in the trust, or before and
+after), the analyse stage runs this family as the primary analysis:
+
+1. a logistic propensity model of the arm on the plan's baseline covariates with site
+   (``design.weighting``: estimand, splines, interactions, trimming), its weights, and the
+   diagnostics an evaluator checks first: standardised differences before and after
+   weighting (love plot), the overlap of the scores (figure), effective sample sizes, the
+   share of each arm's weight its largest weights carry, and flags where balance or
+   overlap fail;
+2. every outcome of the plan by the weighted estimator (marginal hazard ratio and
+   Aalen-Johansen risks by the curve times for relapse, rate ratio for involuntary
+   admissions, risk difference and ratio for the binary outcomes, by weighting or the
+   doubly robust augmented estimator), intervals carrying the estimation of the weights
+   (:mod:`pipeline.stats.weighting`); the same estimator with every weight 1 beside it
+   (the unadjusted comparison);
+3. E-values of every weighted ratio and its confidence limit (VanderWeele & Ding 2017).
+
+Wording: the weighted estimates are associations adjusted for the measured
+covariates; they estimate the effect of Open Dialogue only if there is no unmeasured
+confounding, every kind of person could have been in either arm (positivity) and the
+propensity model is right. The estimands, notes and the report say so.
+
+Public tables go through :mod:`pipeline.output_policy`: standardised differences before
+weighting are computed from the published (rounded) counts, means and SDs, as Table 1's;
+after weighting to two decimals; no individual value (a weight, a score's minimum or
+maximum) is published: the largest weights as the share of the arm's weight they carry
+(at least ``suppress_max + 1`` people), the overlap as a histogram of cumulative counts
+rounded to the curve step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import disclosure, output_policy
+
+#: Baseline covariates of the propensity model when the plan names none.
+DEFAULT_COVARIATES = ("sex", "age_at_index", "ethnicity_group", "diagnosis_group",
+                      "prior_admissions_2y", "baseline_activity")
+ESTIMANDS = ("ATE", "ATT", "ATO")
+ESTIMAND_WORDS = {
+    "ATE": "everyone compared (the average effect over the study's people)",
+    "ATT": "the people in Open Dialogue (the average effect in those treated)",
+    "ATO": "the overlap population (people who could have gone to either arm)",
+}
+CAUTION = ("An association adjusted for the measured covariates, not a randomised "
+           "comparison: it estimates the effect of Open Dialogue only if no unmeasured "
+           "characteristic drives both the arm and the outcome, every kind of person could "
+           "have been in either arm, and the propensity model is right.")
+HIST_BINS = 20
+TOP_WEIGHTS = 10
+
+
+@dataclass(frozen=True)
+class WeightingPlan:
+    """``design.weighting`` of params.yaml (observational designs)."""
+
+    estimand: str = "ATE"
+    covariates: tuple[str, ...] = ()      # default: the plan's covariates, else DEFAULT_COVARIATES
+    splines: tuple[str, ...] = ()         # numeric covariates as restricted cubic splines (4 knots)
+    interactions: tuple[tuple[str, str], ...] = ()
+    trim: float | None = None             # drop scores outside [trim, 1 - trim], refit
+    augmented: bool = False               # binary outcomes: AIPW (ATE) instead of weighting
+    extra: dict = field(default_factory=dict)
+
+    def describe(self, covariates: tuple[str, ...], strata: str | None) -> str:
+        words = (f"propensity score: logistic model of the arm on {', '.join(covariates)}"
+                 + (f" and {strata}" if strata else "")
+                 + (f", with restricted cubic splines of {', '.join(self.splines)}" if self.splines else "")
+                 + (f", interactions {', '.join(f'{a}:{b}' for a, b in self.interactions)}"
+                    if self.interactions else "")
+                 + f"; {self.estimand} weights ({ESTIMAND_WORDS[self.estimand]})"
+                 + (f"; people with a score outside [{self.trim:g}, {1 - self.trim:g}] left out"
+                    if self.trim else "")
+                 + ("; binary outcomes by the doubly robust augmented estimator" if self.augmented
+                    else ""))
+        return words
+
+
+def parse_weighting(raw: dict | None) -> WeightingPlan:
+    """``design.weighting`` into a :class:`WeightingPlan` (errors name the key)."""
+    from pipeline.errors import OdevalError
+
+    raw = dict(raw or {})
+
+    def err(msg, key):
+        return OdevalError(f"design.weighting.{key}: {msg}", rule="design.weighting",
+                           file="params.yaml")
+
+    est = str(raw.pop("estimand", "ATE")).upper()
+    if est not in ESTIMANDS:
+        raise err(f"must be one of {', '.join(ESTIMANDS)}, got {est!r}", "estimand")
+    covs = tuple(raw.pop("covariates", None) or ())
+    spl = tuple(raw.pop("splines", None) or ())
+    inter = []
+    for x in raw.pop("interactions", None) or ():
+        pair = x.split(":") if isinstance(x, str) else list(x)
+        if len(pair) != 2:
+            raise err(f"{x!r} is not a pair 'a:b'", "interactions")
+        inter.append((pair[0].strip(), pair[1].strip()))
+    trim = raw.pop("trim", None)
+    if trim is not None and not 0 < float(trim) < 0.5:
+        raise err("must lie strictly between 0 and 0.5 (or null)", "trim")
+    aug = bool(raw.pop("augmented", False))
+    if aug and est != "ATE":
+        raise err("the augmented estimator targets the ATE: set estimand ATE", "augmented")
+    if raw:
+        raise err(f"unknown key(s) {sorted(raw)}", sorted(raw)[0])
+    return WeightingPlan(est, covs, spl, tuple(inter), None if trim is None else float(trim), aug)
+
+
+# --------------------------------------------------------------------------- public tables
+
+def public_balance(res, d: pd.DataFrame, cov: pd.DataFrame, treated: np.ndarray,
+                   cfg: dict[str, Any]) -> pd.DataFrame:
+    """The balance table for people: SMDs before weighting from published counts (each
+    arm's count of every level, protected with its arm total) or published means and SDs;
+    after weighting to two decimals; variance ratios to two decimals."""
+    tab = res.balance.table
+    arms = {"treated": treated, "control": ~treated}
+    n_arm = {a: int(m.sum()) for a, m in arms.items()}
+    n_pub = {a: output_policy.count(n, cfg) for a, n in n_arm.items()}
+    rows = []
+    for var, tv in tab.groupby("variable", sort=False):
+        if (tv["level"] != "").any():
+            # every level of a categorical covariate: counts per arm, levels add up to the arm
+            vals, cons = {}, []
+            levels = list(tv["level"])
+            x = cov[var].astype(str).to_numpy()
+            for a, m in arms.items():
+                for lv in levels:
+                    vals[(a, lv)] = int(np.sum(x[m] == lv))
+                vals[(a, "(all)")] = n_arm[a]
+                cons.append(((a, "(all)"), [(a, lv) for lv in levels]))
+            hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
+            for lv, (_, r) in zip(levels, tv.iterrows()):
+                p = {}
+                for a in arms:
+                    c = None if (a, lv) in hidden else output_policy.count(vals[(a, lv)], cfg)
+                    p[a] = None if c is None or not n_pub[a] else c / n_pub[a]
+                if p["treated"] is None or p["control"] is None:
+                    smd_b = None
+                else:
+                    v1, v0 = p["treated"] * (1 - p["treated"]), p["control"] * (1 - p["control"])
+                    sd = np.sqrt(v1) if res.estimand == "ATT" else np.sqrt((v1 + v0) / 2)
+                    diff = p["treated"] - p["control"]
+                    smd_b = 0.0 if diff == 0 else (diff / sd if sd > 0 else None)
+                rows.append(_bal_row(r, smd_b, None))
+        else:
+            r = tv.iloc[0]
+            x = cov[var].to_numpy(float)
+            whole = bool(np.all(x == np.round(x)))
+            m_ = {a: output_policy.mean(x[m].mean(), n_pub[a], cfg, whole) for a, m in arms.items()}
+            s_ = {a: output_policy.mean(x[m].std(ddof=1), n_pub[a], cfg, whole) for a, m in arms.items()}
+            if None in m_.values() or None in s_.values():
+                smd_b = vr_b = None
+            else:
+                sd = (s_["treated"] if res.estimand == "ATT"
+                      else np.sqrt((s_["treated"] ** 2 + s_["control"] ** 2) / 2))
+                diff = m_["treated"] - m_["control"]
+                smd_b = 0.0 if diff == 0 else (diff / sd if sd > 0 else None)
+                vr_b = s_["treated"] ** 2 / s_["control"] ** 2 if s_["control"] else None
+            rows.append(_bal_row(r, smd_b, vr_b))
+    return pd.DataFrame(rows)
+
+
+def _r2(v):
+    return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else round(float(v), 2)
+
+
+def _bal_row(r, smd_before, vr_before) -> dict:
+    return dict(term=output_policy.text(r["term"]), variable=r["variable"], level=r["level"],
+                type=r["type"], smd_before=_r2(smd_before), smd_after=_r2(r["smd_after"]),
+                vr_before=_r2(vr_before), vr_after=_r2(r["vr_after"]), flag=r["flag"])
+
+
+def public_weights(res, cfg: dict[str, Any]) -> pd.DataFrame:
+    """Per arm: people (rounded), Kish effective sample size (rounded like a count), the
+    share of the arm's weight carried by its ``TOP_WEIGHTS`` largest weights and by its
+    largest 1% (when that is more than ``suppress_max`` people)."""
+    a = res.treated.to_numpy()
+    w = res.weights.to_numpy()
+    rows = []
+    for arm, m in (("treated", a), ("control", ~a)):
+        ww = np.sort(w[m])[::-1]
+        k1 = int(np.floor(0.01 * len(ww)))
+        top = max(TOP_WEIGHTS, cfg["suppress_max"] + 1)
+        rows.append(dict(
+            arm=arm, n=output_policy.count(int(m.sum()), cfg),
+            ess=output_policy.count(int(round((ww.sum() ** 2) / np.sum(ww**2))), cfg),
+            top_weights=top, share_top_weights=round(100 * ww[:top].sum() / ww.sum(), 1)
+            if len(ww) > top else None,
+            share_top_1pct=round(100 * ww[:k1].sum() / ww.sum(), 1)
+            if k1 > cfg["suppress_max"] else None))
+    return pd.DataFrame(rows)
+
+
+def public_histogram(res, cfg: dict[str, Any]) -> pd.DataFrame:
+    """The score histogram per arm (all people before any trimming), counts from
+    :func:`pipeline.output_policy.histogram`."""
+    from pipeline.stats.figures_weighting import score_histogram
+
+    h = score_histogram(res.ps_all, res.treated_all, bins=HIST_BINS)
+    out = []
+    for arm, g in h.groupby("arm", sort=False):
+        out.append(g.assign(count=output_policy.histogram(g["count"].tolist(), cfg)))
+    return pd.concat(out, ignore_index=True)
+
+
+def public_flags(res, cfg: dict[str, Any]) -> list[str]:
+    """The flags in words for people: counts rounded, no score minimum or maximum."""
+    flags = [f for f in res.flags if f.startswith(("balance", "weights"))]
+    ov = res.overlap
+    n_out = output_policy.count(ov["treated_outside"] + ov["control_outside"], cfg)
+    raw_out = ov["treated_outside"] + ov["control_outside"]
+    if raw_out:
+        flags.append("overlap: " + (f"about {n_out}" if n_out else "a few") + " people have a "
+                     "propensity score outside the range of the other arm's")
+    if ov["extreme_scores"] and res.estimand != "ATO":
+        n_ext = output_policy.count(ov["extreme_scores"], cfg)
+        flags.append("overlap: " + (f"about {n_ext}" if n_ext else "a few") + " people have a "
+                     "score below 0.05 or above 0.95, where inverse probability weights become "
+                     "extreme")
+    # ESS in the words of the public table (rounded)
+    out = []
+    for f in flags:
+        if f.startswith("weights:"):
+            arm = "treated" if "treated" in f else "control"
+            r = res.ess[res.ess["arm"] == arm].iloc[0]
+            f = (f"weights: the effective sample size of the {arm} arm is about "
+                 f"{output_policy.count(int(round(r['ess'])), cfg)}, under half its "
+                 f"{output_policy.count(int(r['n']), cfg)} people")
+        out.append(output_policy.text(f))
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+def run_weighting(d: pd.DataFrame, *, wplan: WeightingPlan, covariates: tuple[str, ...],
+                  strata: str | None, comparison_arm: str, reference_arm: str,
+                  outcomes: list[tuple[str, str, str]], cluster: str | None, cfg: dict[str, Any],
+                  conf_level: float = 0.95, curve_times: tuple[float, ...] = (365.0, 730.0),
+                  ) -> dict[str, Any]:
+    """The propensity model, its diagnostics and the weighted and unadjusted estimates.
+
+    ``outcomes``: (name, kind, words) for each outcome of the plan, ``kind`` in
+    ``time_to_event``, ``count``, ``binary``; ``d`` the person frame (analyse's
+    ``prepare``: ``od``, ``relapse_only``, ``relapse_time``, ``relapse_event``, ...).
+    Returns ``{"ps", "rows", "evalues", "tables", "public", "results", "notes"}``.
+    """
+    from pipeline.stats import (evalue, propensity_weights, weighted_cox, weighted_curves,
+                                weighted_rate_ratio, weighted_risk)
+
+    covs = tuple(c for c in (wplan.covariates or covariates or DEFAULT_COVARIATES))
+    dd = d.assign(arm=d["arm"].astype(str))
+    ps = propensity_weights(dd, "arm", list(covs), treated_level=comparison_arm, strata=strata,
+                            estimand=wplan.estimand, splines=list(wplan.splines),
+                            interactions=list(wplan.interactions), trim=wplan.trim)
+    unit = ps.unweighted()
+    kept = dd.loc[ps.weights.index]
+    a = ps.treated.to_numpy()
+    labels = (comparison_arm, reference_arm)
+    results: dict[str, Any] = {"propensity": ps}
+    rows, evs = [], []
+    who = ESTIMAND_WORDS[wplan.estimand]
+    method_ps = wplan.describe(covs, strata)
+
+    def add(name, words, measure, kind, w_res, u_res, row_measure, n, events, log_ratio):
+        for which, r, res_ in (("weighted", w_res.summary.set_index("measure").loc[row_measure], w_res),
+                               ("unadjusted", u_res.summary.set_index("measure").loc[row_measure], u_res)):
+            rows.append(dict(
+                analysis=f"observational_{which}", outcome=name, measure=measure,
+                estimand=(f"Marginal {measure} of {words}, Open Dialogue vs usual care, in "
+                          f"{who}: {'weighted for' if which == 'weighted' else 'NOT adjusted for'} "
+                          f"the measured covariates. " + (CAUTION if which == "weighted" else
+                                                           "Confounded: shown for comparison.")),
+                estimate=float(r["estimate"]), lower=float(r["lower"]), upper=float(r["upper"]),
+                p=float(r["p"]) if "p" in r and pd.notna(r.get("p")) else np.nan,
+                se=float(r["se"]),
+                method=(f"{res_.method}; {method_ps}" if which == "weighted" else
+                        "the same estimator with every weight 1 (robust variance)"),
+                n=n, events=events, n_clusters=None,
+                notes=" ".join(getattr(res_, "notes", []) or [])))
+        if log_ratio:
+            r = w_res.summary.set_index("measure").loc[row_measure]
+            rare = kind == "time_to_event" and events is not None and n and events / n < 0.15
+            mname = {"hazard ratio": "HR", "rate ratio": "rate ratio",
+                     "risk ratio": "RR"}[measure.split(" by ")[0] if " by " in measure else measure]
+            ev = evalue(r["estimate"], r["lower"], r["upper"], measure=mname, rare=bool(rare))
+            evs.append(dict(outcome=name, measure=measure, estimate=r["estimate"],
+                            lower=r["lower"], upper=r["upper"],
+                            evalue_estimate=ev.evalue_estimate, evalue_ci=ev.evalue_ci,
+                            note=" ".join(ev.notes)))
+
+    for name, kind, words in outcomes:
+        if kind == "time_to_event":
+            sub = kept
+            w_cox = weighted_cox(sub, ps, "relapse_time", "relapse_only", cluster=cluster)
+            u_cox = weighted_cox(sub, unit, "relapse_time", "relapse_only", cluster=cluster)
+            results[f"{name}_weighted_cox"] = w_cox
+            ev_n = int(sub["relapse_only"].sum())
+            add(name, words + " (deaths censored)", "hazard ratio", kind, w_cox, u_cox,
+                "hazard ratio", len(sub), ev_n, True)
+            w_aj = weighted_curves(sub, ps, "relapse_time", "relapse_event", cause=1,
+                                   times=curve_times, cluster=cluster, labels=labels)
+            u_aj = weighted_curves(sub, unit, "relapse_time", "relapse_event", cause=1,
+                                   times=curve_times, cluster=cluster, labels=labels)
+            results[f"{name}_weighted_aj"] = w_aj
+            for t in curve_times:
+                for meas in ("risk difference", "risk ratio"):
+                    wr = _curve_effect(w_aj, t, meas, w_cox.method)
+                    ur = _curve_effect(u_aj, t, meas, "")
+                    if wr is None or ur is None:
+                        continue
+                    add(name, words + f" by day {int(t)} (death competing)",
+                        f"{meas} by day {int(t)}", kind, wr, ur, meas, len(sub), ev_n,
+                        meas == "risk ratio")
+        elif kind == "count":
+            sub = kept  # people without person-time add nothing to the rates
+            sub_ps = ps
+            w_rr = weighted_rate_ratio(sub, sub_ps, "involuntary_count", "person_years",
+                                       cluster=cluster)
+            u_rr = weighted_rate_ratio(sub, sub_ps.unweighted(), "involuntary_count",
+                                       "person_years", cluster=cluster)
+            results[f"{name}_weighted_rate_ratio"] = w_rr
+            add(name, words, "rate ratio", kind, w_rr, u_rr, "rate ratio", len(sub),
+                int(sub["involuntary_count"].sum()), True)
+        else:
+            col = {"antipsychotic_any": "ap_any_use", "antipsychotic_last_days": "ap_use_last_days",
+                   "return_to_work": "rtw_2y"}.get(name, name)
+            sub = kept.assign(_y=kept[col].astype(float))
+            method = "aipw" if wplan.augmented else "ipw"
+            w_b = weighted_risk(sub, ps, "_y", method=method, cluster=cluster,
+                                outcome_covariates=list(covs))
+            u_b = weighted_risk(sub, unit, "_y", cluster=cluster)
+            results[f"{name}_weighted_risk"] = w_b
+            have = sub["_y"].notna()
+            for meas in ("risk difference", "risk ratio"):
+                add(name, words, meas, kind, w_b, u_b, meas, int(have.sum()),
+                    int(sub.loc[have, "_y"].sum()), meas == "risk ratio")
+
+    cov, _names = _covariate_frame(kept, covs, strata)
+    tables = {"weighting_balance": ps.balance.table, "weighting_ess": ps.ess,
+              "weighting_largest": ps.largest,
+              "weighting_model": ps.coef.reset_index()}
+    public = {"weighting_balance": public_balance(ps, kept, cov, a, cfg),
+              "weighting_weights": public_weights(ps, cfg),
+              "weighting_histogram": public_histogram(ps, cfg),
+              "weighting_flags": pd.DataFrame({"flag": public_flags(ps, cfg)}, dtype=object),
+              "weighting_evalues": _public_evalues(pd.DataFrame(evs), cfg)}
+    tables["weighting_evalues"] = pd.DataFrame(evs)
+    return {"ps": ps, "rows": rows, "tables": tables, "public": public, "results": results,
+            "notes": list(ps.notes), "method": method_ps, "estimand": wplan.estimand}
+
+
+def _covariate_frame(kept, covs, strata):
+    from pipeline.stats.propensity import _prepare_covariates
+
+    notes: list[str] = []
+    cov, names = _prepare_covariates(kept, covs, "indicator", notes)
+    if strata:
+        cov[strata] = kept[strata].astype(str)
+        names.append(strata)
+    return cov, names
+
+
+def _public_evalues(ev: pd.DataFrame, cfg) -> pd.DataFrame:
+    if ev.empty:
+        return ev
+    d = int(cfg.get("effect_digits", 3))
+    out = ev.copy()
+    for c in ("estimate", "lower", "upper", "evalue_estimate", "evalue_ci"):
+        out[c] = [output_policy.significant(float(v), d) for v in ev[c]]
+    return out
+
+
+class _Row:
+    """A one-row effect for :func:`run_weighting`'s ``add`` from a curve comparison."""
+
+    def __init__(self, frame, method):
+        self.summary = frame
+        self.method = method
+        self.notes = []
+
+
+def _curve_effect(res, t: float, measure: str, method: str):
+    at = res.at
+    sel = at[(at["time"] == t) & (at["measure"] == measure)]
+    if sel.empty:
+        return None
+    r = sel.iloc[0]
+    from scipy import stats as st
+
+    log = measure == "risk ratio"
+    z = np.log(r["estimate"]) / r["se"] if log else r["estimate"] / r["se"]
+    frame = pd.DataFrame([dict(measure=measure, estimate=r["estimate"], lower=r["lower"],
+                               upper=r["upper"], se=r["se"], se_known=r["se_known"], z=z,
+                               p=2 * st.norm.sf(abs(z)))])
+    return _Row(frame, f"weighted Aalen-Johansen (death competing); {method}".strip("; "))
