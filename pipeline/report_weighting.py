@@ -22,7 +22,7 @@ def _have(con) -> set[str]:
                                       "where table_schema = 'results'").fetchall()}
 
 
-def figures(con, folder: Path, save_figure) -> dict[str, dict]:
+def figures(con, folder: Path, save_figure, cfg: dict) -> dict[str, dict]:
     """Love plot and score overlap figure (empty without an observational analysis)."""
     from pipeline.stats import plot_love, plot_ps_overlap
 
@@ -41,7 +41,7 @@ def figures(con, folder: Path, save_figure) -> dict[str, dict]:
         fig = plot_ps_overlap(h, labels=("Open Dialogue", "Usual care"),
                               title="Overlap of the propensity scores",
                               note="Bars from cumulative counts rounded to multiples of "
-                                   f"{disclosure.curve_step(disclosure.DEFAULTS)}: no bar shows "
+                                   f"{disclosure.curve_step(cfg)}: no bar shows "
                                    "a small number of people.")
         out["weighting_overlap"] = save_figure(fig, folder, "weighting_overlap")
     return out
@@ -67,21 +67,25 @@ def _ci(e) -> str:
             f"{k * e['upper']:.{d}f})")
 
 
-def section(con, figs: dict, number: str, figure_html) -> str:
-    """HTML of the section (``number``: its heading number); empty without the analysis."""
+def section(con, figs: dict, figure_html) -> str:
+    """HTML of the section, right after the plan (it is the primary analysis of an
+    observational design); empty without the analysis."""
     from pipeline.report import _count_td as _count, _table
 
     have = _have(con)
     if "analysis_weighting_balance_public" not in have:
         return ""
-    est = con.execute("select * from results.analysis_estimates_public where analysis like "
-                      "'observational_%' order by outcome, measure, analysis desc").df()
+    est = con.execute("select * from results.analysis_estimates_public where analysis in "
+                      "('primary', 'secondary', 'observational_weighted', "
+                      "'observational_unadjusted')").df()
+    est["weighted"] = est["analysis"] != "observational_unadjusted"
     w = con.execute("select * from results.analysis_weighting_weights_public").df()
     flags = con.execute("select * from results.analysis_weighting_flags_public").df()["flag"].tolist()
     ev = con.execute("select * from results.analysis_weighting_evalues_public").df()
     bal = con.execute("select * from results.analysis_weighting_balance_public").df()
-    method = est[est["analysis"] == "observational_weighted"]["method"]
-    P = [f"<h2 id='observational'>{number}. Adjusted comparison (observational design)</h2>"]
+    method = est[est["analysis"] == "primary"]["method"]
+    P = ["<h2 id='observational'>Adjusted comparison: the primary analysis of this "
+         "observational design</h2>"]
     P.append("<div class='box'><p><strong>Not a randomised comparison.</strong> People were "
              "not allocated to Open Dialogue at random, so the arms differ in who they serve. "
              "The estimates below weight each person by the inverse of their estimated chance "
@@ -96,7 +100,7 @@ def section(con, figs: dict, number: str, figure_html) -> str:
     if len(method):
         P.append(f"<p class='muted'>Method: {_esc(method.iloc[0])}.</p>")
     # diagnostics
-    P.append(f"<h3>{number}.1 Balance and overlap</h3>")
+    P.append("<h3>Balance and overlap</h3>")
     n_bad = int((bal["smd_after"].abs() > 0.1).sum())
     P.append(f"<p>Standardised mean differences of {len(bal)} covariate terms: before "
              f"weighting the largest is {_num(bal['smd_before'].abs().max())}, after weighting "
@@ -125,7 +129,8 @@ def section(con, figs: dict, number: str, figure_html) -> str:
                      f"% of the arm's weight on its {top} largest weights",
                      "% on its largest 1%"], rows))
     P.append("<p class='muted'>Effective sample size: (sum of weights)<sup>2</sup> / sum of "
-             "squared weights (Kish), rounded like a count. Individual weights are not "
+             "squared weights (Kish), rounded like a count; [c] in the last column: the "
+             "largest 1% of the arm is too few people to show. Individual weights are not "
              "published; a few large weights carrying a large share of an arm would make its "
              "estimates rest on a few people.</p>")
     if flags:
@@ -137,11 +142,11 @@ def section(con, figs: dict, number: str, figure_html) -> str:
                  "range or below 0.05 or above 0.95, effective sample sizes above half of "
                  "each arm.</p>")
     # estimates
-    P.append(f"<h3>{number}.2 Weighted estimates, with the unadjusted ones beside them</h3>")
+    P.append("<h3>Weighted estimates, with the unadjusted ones beside them</h3>")
     rows = []
     for (outcome, measure), g in est.groupby(["outcome", "measure"], sort=False):
-        wr = g[g["analysis"] == "observational_weighted"]
-        ur = g[g["analysis"] == "observational_unadjusted"]
+        wr = g[g["weighted"]]
+        ur = g[~g["weighted"]]
         if wr.empty:
             continue
         rows.append("<tr>" + "".join([
@@ -159,7 +164,7 @@ def section(con, figs: dict, number: str, figure_html) -> str:
              "measured confounders did.</p>")
     # E-values
     if len(ev):
-        P.append(f"<h3>{number}.3 Sensitivity to unmeasured confounding (E-values)</h3>")
+        P.append("<h3>Sensitivity to unmeasured confounding (E-values)</h3>")
         rows = []
         for _, r in ev.iterrows():
             rows.append("<tr>" + "".join([

@@ -144,10 +144,11 @@ def plot_ps_overlap(hist: pd.DataFrame, labels: tuple[str, str] = ("Compared arm
         ax.set_yticklabels([f"{abs(v):g}" for v in ticks])
         ax.set_xlabel("Propensity score (probability of the compared arm given the covariates)")
         ax.set_ylabel("% of the arm")
-        ax.text(0.995, 0.97, f"{labels[0]} (above)", transform=ax.transAxes, ha="right",
-                va="top", color=PALETTE[0], fontsize=8)
-        ax.text(0.995, 0.03, f"{labels[1]} (below)", transform=ax.transAxes, ha="right",
-                va="bottom", color=PALETTE[1], fontsize=8)
+        # arm names outside the plotting area, beside the axis they label
+        ax.text(1.01, 0.75, f"{labels[0]}\n(above)", transform=ax.transAxes, ha="left",
+                va="center", color=PALETTE[0], fontsize=8)
+        ax.text(1.01, 0.25, f"{labels[1]}\n(below)", transform=ax.transAxes, ha="left",
+                va="center", color=PALETTE[1], fontsize=8)
         if title:
             ax.set_title(title, loc="left")
         if note:
