@@ -138,13 +138,13 @@ def truth(cell: Cell, structure) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- replicates
 
-def replicate(cell: Cell, rep: int, outcomes=None, methods=None) -> list[dict]:
+def replicate(cell: Cell, rep: int, outcomes=None, methods=None, base_seed: int = BASE_SEED) -> list[dict]:
     """One trial of ``cell``: every method on every outcome (or those given), with the
-    truth. The trial depends on the cell and ``rep`` only."""
+    truth. The trial depends on the cell, ``rep`` and ``base_seed`` only."""
     from pipeline.simulation.methods import METHODS, OUTCOMES, analyse_trial, scale_of
 
     shape = SHAPES[cell.shape]
-    ss = np.random.SeedSequence([BASE_SEED, cell.id, rep])
+    ss = np.random.SeedSequence([base_seed, cell.id, rep])
     rng = np.random.default_rng(ss)
     eff = cell.effects()
     structure = draw_structure(shape, rng, **eff)
