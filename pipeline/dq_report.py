@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.schemas import Table, load_contract
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,7 +214,15 @@ def protect(con: duckdb.DuckDBPyConnection, cfg: dict[str, Any]) -> Protected:
         if grown == hidden:
             break
         hidden = grown
-    shown = lambda k: None if k in hidden else vals[k]  # noqa: E731
+    def shown(k):
+        if k in hidden:
+            return None
+        # rows of the people table are people: rounded as every count of people is, so the
+        # report's rounded people per site cannot be read back from here (policy: count)
+        people = (k[0] == "people" or (k[0] == "month" and k[1] == "people")
+                  or (k[0] == "rule" and str(k[1]).startswith("people.")))
+        return disclosure.round_count(vals[k], cfg) if people else vals[k]
+
     return Protected(
         flow={k: shown(k) for k in vals if k[0] not in ("month", "rule")},
         months={k[1:]: shown(k) for k in vals if k[0] == "month"},
@@ -379,6 +387,7 @@ def write_files(con: duckdb.DuckDBPyConnection, report: "ValidationReport", out:
     out.mkdir(parents=True, exist_ok=True)
     prot = protect(con, cfg)
     (out / "data_quality.json").write_text(
-        json.dumps(summary(con, report, cfg, prot), indent=2, sort_keys=True) + "\n",
+        json.dumps(output_policy.neutralise(summary(con, report, cfg, prot)), indent=2,
+                   sort_keys=True) + "\n",
         encoding="utf-8")
     (out / "data_quality.html").write_text(render_html(con, report, cfg, prot), encoding="utf-8")
