@@ -45,6 +45,7 @@ import pandas as pd
 from pipeline import disclosure, output_policy, metrics
 from pipeline import params as params_mod
 from pipeline.errors import OdevalError
+from pipeline.stats._result import NotEstimable
 
 DEFAULTS: dict[str, Any] = {
     "run": ["primary", "secondary", "table_one", "site_meta", "funnel",
@@ -111,6 +112,8 @@ class Analyses:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # exact, warehouse only
     public: dict[str, pd.DataFrame] = field(default_factory=dict)  # disclosure-controlled
     notes: list[str] = field(default_factory=list)
+    site_notes: list[str] = field(default_factory=list)  # sites without a hazard ratio, why
+    not_shown: list[dict] = field(default_factory=list)  # figures and tables not built, why
 
 
 def _has_clusters(df: pd.DataFrame) -> bool:
@@ -123,6 +126,46 @@ def _row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan,
                 estimate=float(est), lower=float(lo), upper=float(hi), p=float(p),
                 se=float(se), method=method, n=n, events=events, n_clusters=n_clusters,
                 notes=" ".join(notes))
+
+
+def _not_estimated(out: "Analyses", analysis: str, outcome: str, measure: str, estimand: str,
+                   reason: str, n=None, events=None) -> None:
+    """An estimate the data do not hold: a row with no value, ``method`` "not estimated" and
+    the reason in ``notes`` (the report prints it where the estimate would be)."""
+    out.estimates.loc[len(out.estimates)] = _row(
+        analysis, outcome, measure, estimand, np.nan, np.nan, np.nan, method="not estimated",
+        n=n, events=events, notes=[f"Not estimated: {reason}"])
+
+
+def _arms_without(d: pd.DataFrame, events: pd.Series, what: str) -> str | None:
+    """Why a ratio of the arms cannot be estimated from ``events`` (per person, aligned with
+    ``d``), or None: an arm without people or without a single event."""
+    p_arm = d["arm"].astype(str)
+    for arm in d["arm"].cat.categories:
+        n = int((p_arm == arm).sum())
+        if n == 0:
+            return f"no one in the {_ARM_WORDS.get(arm, arm)} arm"
+        if float(events[p_arm == arm].sum()) == 0:
+            return (f"no {what} in the {_ARM_WORDS.get(arm, arm)} arm: the ratio would be 0 "
+                    "or infinite")
+    return None
+
+
+def _not_shown(out: "Analyses", item: str, reason: str) -> None:
+    """Why a figure or table of the report is not built (``results.analysis_not_shown_public``,
+    one row per item; the report prints the reason where the item would be)."""
+    out.not_shown.append(dict(item=item, reason=reason))
+
+
+def _no_site_with_both_arms(d: pd.DataFrame) -> str | None:
+    """Why an arm contrast conditional on site has no information, or None."""
+    if (d.groupby("site_id", observed=True)["od"].nunique() == 2).any():
+        return None
+    return ("no site has people in both arms, so an arm contrast within sites (conditional "
+            "on site) has no information (e.g. one cluster per site)")
+
+
+_ARM_WORDS = {"open_dialogue": "Open Dialogue", "usual_care": "usual care"}
 
 
 def _cox_arm(d: pd.DataFrame, p: dict[str, Any], clusters: bool):
@@ -151,7 +194,9 @@ _GRAY_WITH_CLUSTERS = ("Gray's test of the cumulative incidence is not reported:
 def prepare(persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
     d = persons.copy()
     arms = sorted(d["arm"].unique())
-    if set(arms) != {p["reference_arm"], p["comparison_arm"]}:
+    # one of the two arms alone is a study too (a pilot site offering only Open Dialogue):
+    # its comparisons are "not estimated", with the reason; any other arm is an error
+    if not arms or not set(arms) <= {p["reference_arm"], p["comparison_arm"]}:
         raise OdevalError(f"the analyses compare {p['comparison_arm']} with {p['reference_arm']}; "
                           f"the data have arms {arms}", rule="analyse.arms")
     d["od"] = (d["arm"] == p["comparison_arm"]).astype(int)
@@ -163,11 +208,33 @@ def prepare(persons: pd.DataFrame, p: dict[str, Any]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- analyses
 
 def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> None:
+    """The primary Cox model and tests, and the curves by arm (drawn whether or not the
+    hazard ratio can be estimated)."""
     from pipeline.stats import aalen_johansen, gray_test, kaplan_meier, logrank
 
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
-    fit, small, small_note = _cox_arm(d, p, clusters)
+    times = [float(t) for t in p["curve_times"]]
+    out.results["primary_km"] = kaplan_meier(d, "relapse_time", "relapse_only", group="arm",
+                                             conf_level=conf, times=times)
+    out.results["primary_aj"] = aalen_johansen(d, "relapse_time", "relapse_event", group="arm",
+                                               conf_level=conf)
+    rc = disclosure.rounded_curve_data(d.assign(arm=d["arm"].astype(str)), "relapse_time",
+                                       "relapse_event", cfg, "arm")
+    counts = (rc.groupby(["arm", "relapse_time", "relapse_event"]).size()
+              .rename("count").reset_index())
+    counts.insert(0, "outcome", "relapse")
+    out.public["curve_counts"] = counts.rename(columns={"arm": "group", "relapse_time": "time",
+                                                        "relapse_event": "event"})
+    why = _arms_without(d, d["relapse_only"], "relapse") or _no_site_with_both_arms(d)
+    try:
+        if why:
+            raise NotEstimable(why)
+        fit, small, small_note = _cox_arm(d, p, clusters)
+    except NotEstimable as exc:
+        _not_estimated(out, "primary", "relapse", "hazard ratio", PRIMARY_ESTIMAND, str(exc),
+                       len(d), int(d["relapse_only"].sum()))
+        return
     s = fit.summary.loc["od"]
     kind = "jackknife (delete one cluster)" if small == "jackknife" else "cluster-robust"
     se_kind = (f"{kind} by cluster ({fit.n_clusters} clusters"
@@ -205,18 +272,6 @@ def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analys
             "primary", "relapse", "Gray chi-square", "Gray's test of equal cumulative incidence "
             "of relapse (death competing), stratified by site", g["stat"], np.nan, np.nan,
             g["p"], method=f"{int(g['df'])} df")
-    times = [float(t) for t in p["curve_times"]]
-    out.results["primary_km"] = kaplan_meier(d, "relapse_time", "relapse_only", group="arm",
-                                             conf_level=conf, times=times)
-    out.results["primary_aj"] = aalen_johansen(d, "relapse_time", "relapse_event", group="arm",
-                                               conf_level=conf)
-    rc = disclosure.rounded_curve_data(d.assign(arm=d["arm"].astype(str)), "relapse_time",
-                                       "relapse_event", cfg, "arm")
-    counts = (rc.groupby(["arm", "relapse_time", "relapse_event"]).size()
-              .rename("count").reset_index())
-    counts.insert(0, "outcome", "relapse")
-    out.public["curve_counts"] = counts.rename(columns={"arm": "group", "relapse_time": "time",
-                                                        "relapse_event": "event"})
 
 
 def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
@@ -227,17 +282,31 @@ def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
     dd = dd.assign(arm=dd["arm"].astype(str))
     kw = dict(group="arm", reference=p["reference_arm"], conf_level=conf,
               cluster="cluster_id" if clusters else None)
-    rd = risk_difference(dd, outcome_col, **kw)
-    rr = risk_ratio(dd, outcome_col, **kw)
-    out.results[f"{label}_rd"], out.results[f"{label}_rr"] = rd, rr
     note = [f"{int(d[outcome_col].isna().sum())} people without the outcome recorded left out."
             ] if d[outcome_col].isna().any() else []
     adj = "design-effect inflated (clusters)" if clusters else "no clustering"
-    for res, measure, row in ((rd, "risk difference", rd.summary.iloc[1]),
-                              (rr, "risk ratio", rr.summary.iloc[0])):
+    for fn, measure, line in ((risk_difference, "risk difference", 1), (risk_ratio, "risk ratio", 0)):
+        estimand = (f"Marginal {measure} of {estimand_what}, Open Dialogue vs usual care")
+        missing = [a for a in (p["comparison_arm"], p["reference_arm"]) if not (dd["arm"] == a).any()]
+        try:
+            if missing:
+                raise NotEstimable(f"no one in the {_ARM_WORDS.get(missing[0], missing[0])} arm "
+                                   "has this outcome recorded" + (f" ({note[0]})" if note else ""))
+            if measure == "risk ratio":
+                why = _arms_without(dd.assign(arm=pd.Categorical(
+                    dd["arm"], categories=[p["reference_arm"], p["comparison_arm"]])),
+                    dd[outcome_col], estimand_what)
+                if why:
+                    raise NotEstimable(why)
+            res = fn(dd, outcome_col, **kw)
+        except NotEstimable as exc:
+            _not_estimated(out, "secondary", label, measure, estimand, str(exc), len(dd),
+                           int(dd[outcome_col].sum()))
+            continue
+        out.results[f"{label}_{'rd' if line else 'rr'}"] = res
+        row = res.summary.iloc[line]
         out.estimates.loc[len(out.estimates)] = _row(
-            "secondary", label, measure, f"Marginal {measure} of {estimand_what}, Open Dialogue "
-            "vs usual care", row.estimate, row.lower, row.upper, row.p, row.se,
+            "secondary", label, measure, estimand, row.estimate, row.lower, row.upper, row.p, row.se,
             f"{row.method}; {adj}", len(dd), int(dd[outcome_col].sum()),
             dd["cluster_id"].nunique() if clusters else None, [*note, *res.notes])
 
@@ -250,21 +319,22 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
     dd = d[d["person_years"] > 0]
     small, small_note = _small_sample(p, dd)
     kind = "jackknife" if small == "jackknife" else "HC0"
-    rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
-                    family=p["rate_family"], cluster="cluster_id" if clusters else None,
-                    cluster_type=kind, conf_level=conf)
-    term = f"arm{p['comparison_arm']}"
-    s = rr.summary.loc[term]
-    out.results["involuntary_rate_ratio"] = rr
-    out.estimates.loc[len(out.estimates)] = _row(
-        "secondary", "involuntary_admission", "rate ratio",
-        "Rate ratio of involuntary admissions (detentions under the involuntary sections) per "
-        "person-year, Open Dialogue vs usual care, conditional on site",
-        s.rr, s.rr_lower, s.rr_upper, s.p, s.se,
-        f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years; "
-        + ((f"{'jackknife (delete one cluster)' if kind == 'jackknife' else 'cluster-robust'} "
-            "interval") if clusters else "model-based interval"),
-        rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, [*rr.notes, *small_note])
+    estimand = ("Rate ratio of involuntary admissions (detentions under the involuntary "
+                "sections) per person-year, Open Dialogue vs usual care, conditional on site")
+    try:
+        why = (_arms_without(dd, dd["involuntary_count"], "involuntary admission")
+               or _no_site_with_both_arms(dd))
+        if why:
+            raise NotEstimable(why)
+        rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
+                        family=p["rate_family"], cluster="cluster_id" if clusters else None,
+                        cluster_type=kind, conf_level=conf)
+    except NotEstimable as exc:
+        _not_estimated(out, "secondary", "involuntary_admission", "rate ratio", estimand,
+                       str(exc), len(dd), int(dd["involuntary_count"].sum()))
+        rr = None
+    if rr is not None:
+        _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out)
     _binary(d, "ap_any_use", "antipsychotic_any", "any antipsychotic use in follow-up", p, out,
             clusters)
     _binary(d, "ap_use_last_days", "antipsychotic_last_days",
@@ -273,14 +343,31 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
             clusters)
 
 
+def _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out: Analyses) -> None:
+    term = f"arm{p['comparison_arm']}"
+    s = rr.summary.loc[term]
+    out.results["involuntary_rate_ratio"] = rr
+    out.estimates.loc[len(out.estimates)] = _row(
+        "secondary", "involuntary_admission", "rate ratio", estimand,
+        s.rr, s.rr_lower, s.rr_upper, s.p, s.se,
+        f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years; "
+        + ((f"{'jackknife (delete one cluster)' if kind == 'jackknife' else 'cluster-robust'} "
+            "interval") if clusters else "model-based interval"),
+        rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, [*rr.notes, *small_note])
+
+
 def table_one(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analyses) -> None:
     from pipeline.stats import table_one as t1
 
     variables = list(p["table_one"])
     dd = d.assign(arm=d["arm"].astype(str))
     num = [v for v in variables if pd.api.types.is_numeric_dtype(dd[v])]
-    res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],
-             nonnormal=[v for v in p["nonnormal"] if v in variables])
+    try:
+        res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],
+                 nonnormal=[v for v in p["nonnormal"] if v in variables])
+    except NotEstimable as exc:
+        _not_shown(out, "table_one", f"Table 1 compares the arms: {exc}")
+        return
     out.results["table_one"] = res
     out.tables["table_one"] = res.table
     out.public["table_one"] = protect_table_one(res, dd, cfg, list(p["nonnormal"]))
@@ -358,23 +445,34 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
     a site each arm is usually one cluster, so a robust variance is not estimable)."""
     from pipeline.stats import cox
 
-    rows, notes = [], []
+    rows, left_out = [], {}
     for site, sd in d.groupby("site_id", sort=True):
         ev = sd.groupby("od")["relapse_only"].sum()
-        if len(ev) < 2 or (ev == 0).any() or (ev == sd.groupby("od").size()).any():
-            notes.append(f"site {site}: an arm without events (or without non-events); no "
-                         "hazard ratio, left out of the meta-analysis.")
+        if len(ev) < 2:
+            left_out.setdefault("people in one arm only", []).append(site)
             continue
-        fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
-                  conf_level=float(p["conf_level"]))
+        if (ev == 0).any() or (ev == sd.groupby("od").size()).any():
+            left_out.setdefault("an arm without relapses (or without people free of "
+                                "relapse)", []).append(site)
+            continue
+        try:
+            fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
+                      conf_level=float(p["conf_level"]))
+        except NotEstimable as exc:
+            left_out.setdefault(str(exc), []).append(site)
+            continue
         s = fit.summary.loc["od"]
         n_arm = sd.groupby("od").size()
         rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
                          upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum()),
                          cells=[int(n_arm.get(1, 0)), int(n_arm.get(0, 0)), int(ev.get(1, 0)),
                                 int(ev.get(0, 0))]))
-    out.notes += notes
-    return pd.DataFrame(rows)
+    out.site_notes = [f"{len(sites)} site{'s' if len(sites) > 1 else ''} without a hazard ratio, "
+                      f"left out of the meta-analysis ({why}): {', '.join(sites)}."
+                      for why, sites in left_out.items()]
+    out.notes += out.site_notes
+    return pd.DataFrame(rows, columns=["site_id", "log_hr", "se", "hr", "lower", "upper", "n",
+                                       "events", "cells"])
 
 
 def site_cells(met: metrics.MetricsResult | None, site: str, exact_cells, cfg) -> list:
@@ -413,23 +511,26 @@ def site_meta(d, p, cfg, out: Analyses, met: metrics.MetricsResult | None = None
     from pipeline.stats import meta_analysis
 
     se = site_effects(d, p, cfg, out)
-    out.public["site_effects"] = public_site_effects(se, met, cfg) if len(se) else se
+    out.public["site_effects"] = public_site_effects(se, met, cfg)
     se = se.drop(columns="cells", errors="ignore")
     out.tables["site_effects"] = se
+    estimand = ("Mean of the distribution of site-specific hazard ratios of relapse (random "
+                "effects); the prediction interval is where a new site's hazard ratio is "
+                "expected to lie")
     if len(se) < 2:
-        out.notes.append("fewer than two sites with a hazard ratio: no meta-analysis.")
+        _not_estimated(out, "site_comparison", "relapse", "pooled hazard ratio", estimand,
+                       f"{len(se)} site{'' if len(se) == 1 else 's'} with a hazard ratio; a "
+                       "meta-analysis needs two or more. " + " ".join(out.site_notes))
         return
     ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=p["meta_method"], test=p["meta_test"],
                        conf_level=float(p["conf_level"]), labels=list(se["site_id"]))
     out.results["site_meta"] = ma
     out.estimates.loc[len(out.estimates)] = _row(
-        "site_comparison", "relapse", "pooled hazard ratio",
-        "Mean of the distribution of site-specific hazard ratios of relapse (random effects); "
-        "the prediction interval is where a new site's hazard ratio is expected to lie",
+        "site_comparison", "relapse", "pooled hazard ratio", estimand,
         np.exp(ma.estimate), np.exp(ma.ci[0]), np.exp(ma.ci[1]), ma.p, ma.se,
         f"{p['meta_method']} tau^2, {p['meta_test']} test; tau^2 = {ma.tau2:.3g}, "
         f"I^2 = {ma.i2:.0f}%; prediction interval {np.exp(ma.pi[0]):.2f} to "
-        f"{np.exp(ma.pi[1]):.2f}", None, None, ma.k, ma.notes)
+        f"{np.exp(ma.pi[1]):.2f}", None, None, ma.k, [*ma.notes, *out.site_notes])
     out.tables["site_meta"] = pd.DataFrame([dict(
         estimate=np.exp(ma.estimate), lower=np.exp(ma.ci[0]), upper=np.exp(ma.ci[1]),
         pi_lower=np.exp(ma.pi[0]), pi_upper=np.exp(ma.pi[1]), tau2=ma.tau2, i2=ma.i2, q=ma.q,
@@ -458,17 +559,23 @@ def funnels(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
     rows = []
     for name, title, ex, pub in specs:
         ok = ex[(ex["n"] > 0)]
-        if len(ok) < 2:
-            continue
         # the target from the published (rounded) counts of the sites shown: anyone can
         # recompute it, so it gives back no total (an exact target would)
         pubs = pub.set_index("site_id").loc[list(ok["site_id"])]
         shown_ = pubs["n"].notna() & pubs["events"].notna()
         tgt = (float(pubs.loc[shown_, "events"].astype(float).sum())
                / float(pubs.loc[shown_, "n"].astype(float).sum())) if shown_.any() else None
-        fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
-                    overdispersion=p["funnel_overdispersion"],
-                    limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
+        try:
+            if tgt is not None and not 0 < tgt < 1:
+                raise NotEstimable(f"the overall proportion of the published counts is {tgt:g} "
+                                   "(no site shows an event, or every site only events): "
+                                   "control limits around it are not defined")
+            fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
+                        overdispersion=p["funnel_overdispersion"],
+                        limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
+        except NotEstimable as exc:
+            _not_shown(out, f"funnel_{name}", str(exc))
+            continue
         out.results[f"funnel_{name}"] = fr
         pubi = pub.set_index("site_id")
         for (_, r), (_, fx) in zip(ok.iterrows(), fr.table.iterrows()):
@@ -481,7 +588,8 @@ def funnels(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
                              value=(pr["events"] / pr["n"]) if shown and pr["n"] else np.nan,
                              flag=fx["flag"] if shown else "suppressed",
                              target=fr.target, limits_used=fr.limits_used))
-    out.public["funnel"] = pd.DataFrame(rows)
+    out.public["funnel"] = pd.DataFrame(rows, columns=[
+        "indicator", "title", "site_id", "events", "n", "value", "flag", "target", "limits_used"])
 
 
 def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
@@ -489,7 +597,13 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) 
 
     se = out.tables.get("site_effects")
     if se is None or len(se) < 3:
-        out.notes.append("fewer than three site hazard ratios: no meta-regression.")
+        for ind in p["moderators"]:
+            _not_estimated(out, "fidelity", "relapse",
+                           f"change in log hazard ratio per unit of {ind}",
+                           f"Meta-regression of site log hazard ratios of relapse on the Open "
+                           f"Dialogue arm's {ind}", "fewer than three sites with a hazard "
+                           f"ratio ({0 if se is None else len(se)}); a meta-regression needs "
+                           "three or more.")
         return
     # fitted on the published values (site log HRs and ses as shown, moderators from the
     # rounded counts), sites with any of them hidden left out: anyone can refit it, so its
@@ -585,6 +699,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             progress(i, len(todo), name)
     out.metrics = met
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
+    out.public["not_shown"] = pd.DataFrame(out.not_shown, columns=["item", "reason"])
     return out
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    # _result.py: raised where the data hold no estimate (the message says why)
+    "NotEstimable": "_result",
     # survival.py
     "kaplan_meier": "survival",
     "logrank": "survival",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 from pipeline.stats._surv_concordance import concordance as _concordance
 from pipeline.stats._surv_data import complete_rows, durations_events, z_value
 
@@ -191,7 +191,13 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
     converged = False
     for it in range(max_iter):
         info = terms.information()
-        step = np.linalg.solve(info, terms.score)
+        try:
+            step = np.linalg.solve(info, terms.score)
+        except np.linalg.LinAlgError:
+            raise NotEstimable(
+                "the information matrix is singular: no finite estimate (e.g. at every event "
+                "time the people at risk in its stratum share one covariate value, or every "
+                "event is in one group)") from None
         new = _Terms(beta + step, sd)
         halvings = 0
         while not np.isfinite(new.loglik) or new.loglik < terms.loglik - 1e-12 * abs(terms.loglik):
@@ -437,10 +443,10 @@ def cox(
     else:
         s_codes = np.zeros(len(d), dtype=np.int64)
     if e.sum() == 0:
-        raise ValueError("no events: the Cox model cannot be fitted")
+        raise NotEstimable("no events: the Cox model cannot be fitted")
     const = [c for c, sdv in zip(covariates, X.std(axis=0)) if sdv == 0]
     if const:
-        raise ValueError(f"covariate(s) constant in the data used: {', '.join(const)}")
+        raise NotEstimable(f"covariate(s) constant in the data used: {', '.join(const)}")
     sd = _prepare(X, t, e, s_codes, ties == "efron")
     beta, terms, terms0, converged, n_iter = _newton(sd, len(covariates))
     loglik0 = terms0.loglik
