@@ -14,7 +14,7 @@ Estimands (arm contrast: ``open_dialogue`` against the ``reference_arm``, usual 
   on site (Cox model stratified by site: one baseline hazard per site), with a
   cluster-robust interval by cluster (the unit of randomisation, e.g. GP practice) where
   the data have clusters: by default the delete-one-cluster jackknife with t on G - 1 df
-  (``small_sample``; the sandwich, even with CR1, is biased narrow with few clusters per
+  (the plan's ``small_sample``, :mod:`pipeline.plan`; the sandwich, even with CR1, is biased narrow with few clusters per
   site: 82% coverage of a 95% interval with 2 clusters per site in the synthetic trial),
   CR1 above ``jackknife_max_clusters``. Kaplan-Meier (death censored) and
   Aalen-Johansen (death competing) curves by arm. The log-rank test stratified by site:
@@ -22,7 +22,7 @@ Estimands (arm contrast: ``open_dialogue`` against the ``reference_arm``, usual 
   test (it assumes independent people); without clusters, the log-rank and Gray's tests.
 * involuntary admissions: rate ratio from a negative binomial model with site as a fixed
   effect and log person-years as offset (conditional on site); with clusters the same
-  ``small_sample`` choice: the delete-one-cluster jackknife (t on G - 1 df) by default,
+  plan's choice: the delete-one-cluster jackknife (t on G - 1 df) by default,
   else the HC0 sandwich (74% coverage of a 95% interval with 2 clusters per site in the
   synthetic trial; the jackknife 98%).
 * antipsychotic use and back at work or education at 2 years: marginal risk difference
@@ -44,6 +44,7 @@ import pandas as pd
 
 from pipeline import disclosure, metrics
 from pipeline import params as params_mod
+from pipeline import plan as plan_mod
 from pipeline.errors import OdevalError
 
 DEFAULTS: dict[str, Any] = {
@@ -53,7 +54,6 @@ DEFAULTS: dict[str, Any] = {
     "reference_arm": "usual_care",
     "comparison_arm": "open_dialogue",
     "ties": "efron",
-    "small_sample": "jackknife",     # null | t | cr1 | jackknife (only with clusters)
     "jackknife_max_clusters": 200,   # above it the jackknife gives way to cr1
     "rate_family": "negbin",         # poisson | negbin
     "table_one": ["sex", "age_at_index", "ethnicity_group", "diagnosis_group",
@@ -75,15 +75,21 @@ PRIMARY_ESTIMAND = (
     "censored.")
 
 
+#: The plan's small-sample method (pipeline.plan.METHODS) as the Cox and rate-ratio
+#: functions name their corrections.
+COX_CORRECTION = {"model": None, "cr1": "cr1", "jackknife_cluster": "jackknife"}
+RATE_CORRECTION = {"model": None, "cr0": "HC0", "jackknife_cluster": "jackknife"}
+
+
 def resolve_params(params: dict | None) -> dict[str, Any]:
     p = params_mod.merged("analyse", params, DEFAULTS)
     bad = sorted(set(p["run"]) - set(DEFAULTS["run"]))
     if bad:
         raise OdevalError(f"analyse.run: unknown analyses {bad}; known: {DEFAULTS['run']}",
                           rule="analyse.params.run", file="params.yaml")
-    if p["small_sample"] not in (None, "t", "cr1", "jackknife"):
-        raise OdevalError("analyse.small_sample must be null, t, cr1 or jackknife",
-                          rule="analyse.params.small_sample", file="params.yaml")
+    # the few-cluster corrections come from the analysis plan (design:), set by compute()
+    p["small_sample"] = "jackknife"
+    p["rate_small_sample"] = "jackknife"
     return p
 
 
@@ -107,6 +113,7 @@ class Analyses:
 
     params: dict[str, Any]
     estimates: pd.DataFrame
+    plan: Any = None                                               # pipeline.plan.AnalysisPlan
     results: dict[str, Any] = field(default_factory=dict)        # pipeline.stats results
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # exact, warehouse only
     public: dict[str, pd.DataFrame] = field(default_factory=dict)  # disclosure-controlled
@@ -248,7 +255,7 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
     dd = d[d["person_years"] > 0]
-    small, small_note = _small_sample(p, dd)
+    small, small_note = _small_sample({**p, "small_sample": p["rate_small_sample"]}, dd)
     kind = "jackknife" if small == "jackknife" else "HC0"
     rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
                     family=p["rate_family"], cluster="cluster_id" if clusters else None,
@@ -509,8 +516,13 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     if met is None:
         met = metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
+    plan = plan_mod.parse(params).check_data(persons, clusters_frame(con))
+    p["small_sample"] = COX_CORRECTION[plan.method("relapse")]
+    if "involuntary_admission" in {o.name for o in plan.outcomes}:
+        p["rate_small_sample"] = RATE_CORRECTION[plan.method("involuntary_admission")]
     d = prepare(persons, p)
-    out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))))
+    out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
+    out.public["plan"] = pd.DataFrame(plan.describe(), columns=["item", "plan"])
     steps = [("primary", lambda: primary(d, p, cfg, out)),
              ("secondary", lambda: secondary(d, p, out)),
              ("table_one", lambda: table_one(d, p, cfg, out)),
@@ -526,6 +538,13 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     out.metrics = met
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
     return out
+
+
+def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    """``derived.clusters`` (None when the warehouse predates it)."""
+    have = con.execute("select count(*) from information_schema.tables where table_schema = "
+                       "'derived' and table_name = 'clusters'").fetchone()[0]
+    return con.execute("select * from derived.clusters order by cluster_id").df() if have else None
 
 
 def protect_estimates(est: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:

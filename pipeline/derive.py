@@ -14,7 +14,7 @@ loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit
 
 Relations (see each file's header for the precise definitions):
 ``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
-``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
+``fidelity_referral``, ``unknown_drugs``, ``clusters``, and intermediates ``int_*``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_s
 
 #: Relations every run must produce (the public outputs of the stage).
 OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
-           "fidelity_referral", "unknown_drugs")
+           "fidelity_referral", "unknown_drugs", "clusters")
 
 _REF_COLUMNS = {
     "drug": "VARCHAR", "atc_code": "VARCHAR", "antipsychotic": "BOOLEAN", "route": "VARCHAR",

@@ -586,6 +586,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
              f"rounded counts. Curves are drawn from counts rounded to multiples of {step}. No "
              "person or staff identifier appears in this report.</div>")
 
+    P.append(_plan_section(con, est))
+
     # flow
     people = dq[(dq.table_name == "people") & (dq.site_id == "all")]
     n_rows = dq[dq.site_id == "all"]
@@ -801,6 +803,25 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
             "<title>Open Dialogue evaluation report</title>"
             f"<style>{_CSS}</style></head><body><main>" + "\n".join(p for p in P if p)
             + "</main></body></html>\n")
+
+
+def _plan_section(con, est: pd.DataFrame) -> str:
+    """The declared design and analysis plan (params.yaml ``design:``) and the one primary
+    result with its test, before any other result."""
+    if "analysis_plan_public" not in _results_tables(con):
+        return ""
+    plan = con.execute("select item, plan from results.analysis_plan_public").fetchall()
+    rows = [f"<tr><th scope='row'>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in plan]
+    prim = est[(est.analysis == "primary") & (est.measure == "hazard ratio")]
+    res = ""
+    if len(prim) and not pd.isna(prim.estimate.iloc[0]):
+        r = prim.iloc[0]
+        res = (f"<p class='lead'><strong>Primary result:</strong> hazard ratio "
+               f"{_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to {_fmt(r.upper)}), "
+               f"p = {_fmt(r.p, 4)}: {_esc(r.method)}.</p>")
+    return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
+            "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
+            + _table("The analysis plan", ["", "Declared"], rows) + res)
 
 
 def _results_tables(con) -> set[str]:

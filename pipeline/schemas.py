@@ -30,6 +30,7 @@ DUCKDB_TYPES = {
 
 #: Order in which tables are loaded and validated (referenced tables first).
 TABLE_ORDER = (
+    "clusters",
     "people",
     "staff",
     "referrals",
@@ -59,6 +60,7 @@ class Column:
     not_before: str | None = None
     pseudonym: bool = False
     event_date: bool = False
+    same_as: tuple[str, str, str] | None = None  # (table, column, via): equals that row's value
 
     @property
     def duckdb_type(self) -> str:
@@ -87,6 +89,8 @@ class Table:
     source: str = ""
     description: str = ""
     path: Path | None = field(default=None, compare=False)
+    optional: bool = False      # an extract may leave the file out (the table is then empty)
+    keep_extra: bool = False    # clean keeps the non-contract columns (``_extra``), e.g. covariates
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -121,8 +125,16 @@ def _parse_column(table: str, raw: dict) -> Column:
             raise SchemaError(f"schemas/{table}.yaml: column {name}: references must be table.column")
         refs = (parts[0], parts[1])
     vocab = raw.get("vocabulary")
+    same = raw.get("same_as")
+    if same is not None:
+        if not isinstance(same, dict) or set(same) != {"column", "via"} or \
+                len(str(same["column"]).split(".")) != 2:
+            raise SchemaError(f"schemas/{table}.yaml: column {name}: same_as must be "
+                              "{column: table.column, via: <column of this table>}")
+        st, sc = str(same["column"]).split(".")
+        same = (st, sc, str(same["via"]))
     known = {"name", "type", "required", "description", "vocabulary", "min", "max",
-             "min_exclusive", "references", "not_before", "pseudonym", "event_date"}
+             "min_exclusive", "references", "not_before", "pseudonym", "event_date", "same_as"}
     unknown = set(raw) - known
     if unknown:
         raise SchemaError(f"schemas/{table}.yaml: column {name}: unknown keys {sorted(unknown)}")
@@ -139,6 +151,7 @@ def _parse_column(table: str, raw: dict) -> Column:
         not_before=raw.get("not_before"),
         pseudonym=bool(raw.get("pseudonym", False)),
         event_date=bool(raw.get("event_date", False)),
+        same_as=same,
     )
 
 
@@ -158,6 +171,12 @@ def load_table(path: Path) -> Table:
     for c in columns:
         if c.not_before and c.not_before not in names:
             raise SchemaError(f"{path}: {c.name}.not_before names unknown column {c.not_before!r}")
+        if c.same_as and c.same_as[2] not in names:
+            raise SchemaError(f"{path}: {c.name}.same_as.via names unknown column {c.same_as[2]!r}")
+    unknown = set(raw) - {"table", "source", "grain", "description", "key", "columns", "checks",
+                          "optional", "keep_extra_columns"}
+    if unknown:
+        raise SchemaError(f"{path}: unknown keys {sorted(unknown)}")
     checks = tuple(
         Check(id=c["id"], category=c["category"], sql=c["sql"], message=c["message"])
         for c in raw.get("checks", [])
@@ -171,6 +190,8 @@ def load_table(path: Path) -> Table:
         source=raw.get("source", ""),
         description=str(raw.get("description", "")).strip(),
         path=path,
+        optional=bool(raw.get("optional", False)),
+        keep_extra=bool(raw.get("keep_extra_columns", False)),
     )
 
 
@@ -189,6 +210,13 @@ def load_contract(schemas_dir: Path = SCHEMAS_DIR) -> dict[str, Table]:
                 rt, rc = c.references
                 if rt not in tables or rc not in tables[rt].column_names:
                     raise SchemaError(f"schemas/{t.name}.yaml: {c.name} references unknown {rt}.{rc}")
+            if c.same_as:
+                st, sc, via = c.same_as
+                if st not in tables or sc not in tables[st].column_names or \
+                        tuple(tables[st].key) != (t.column(via).references or ("", ""))[1:] or \
+                        (t.column(via).references or ("",))[0] != st:
+                    raise SchemaError(f"schemas/{t.name}.yaml: {c.name}.same_as needs {st}.{sc} "
+                                      f"and {via} referencing {st}'s key")
     return {name: tables[name] for name in TABLE_ORDER}
 
 

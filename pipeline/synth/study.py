@@ -144,6 +144,7 @@ class Study:
     cluster_arm: np.ndarray = None         # 1 = open_dialogue
     cluster_weight: np.ndarray = None      # within its site
     cluster_logfrailty: np.ndarray = None
+    clusters: dict = field(default_factory=dict)   # columns of the clusters table (cluster design)
     fidelity: dict = field(default_factory=dict)   # name -> array [site, arm]
     staff: dict = field(default_factory=dict)      # columns of the staff table
     pool_start: np.ndarray = None          # [site, arm] offset into pool_clin
@@ -187,6 +188,35 @@ def _clusters_per_site(people: int, sites: int) -> int:
     else:
         total = int(min(people // 1000, 3000))
     return max(2, int(round(total / sites)))
+
+
+def _cluster_table(st: Study, rng: np.random.Generator, k: int) -> dict:
+    """The clusters table (randomisation list) of the cluster design, drawn from its own
+    stream so that every other draw of the study is as without it.
+
+    list_size: about 9,000 registered people a practice, in proportion to the cluster's
+    share of its site's referrals. imd_decile: deprivation decile (1 most deprived), a
+    noisy proxy of the cluster's log-frailty (correlation about -0.7 on the normal scale),
+    so that adjusting for it can explain part of the between-cluster variation, as a
+    restriction variable of a real trial would; the outcome model is unchanged.
+    randomised_on: 7 to 60 days before the site starts recruiting."""
+    from scipy.stats import norm
+
+    n = len(st.cluster_ids)
+    list_size = np.round(9000 * k * st.cluster_weight * np.exp(rng.normal(0, 0.15, n)))
+    sd = float(np.sqrt(st.effects.cluster_frailty_var))
+    c = st.cluster_logfrailty / sd if sd > 0 else np.zeros(n)
+    z = -0.7 * c + np.sqrt(1 - 0.49) * rng.standard_normal(n)
+    decile = np.clip(np.ceil(norm.cdf(z) * 10), 1, 10).astype(np.int64)
+    start = st.site_start[st.cluster_site] - rng.integers(7, 61, n)
+    return {
+        "cluster_id": list(st.cluster_ids),
+        "site_id": [st.site_ids[s] for s in st.cluster_site],
+        "arm": ["open_dialogue" if a else "usual_care" for a in st.cluster_arm],
+        "randomised_on": [EPOCH + dt.timedelta(days=int(d)) for d in start],
+        "list_size": list_size.astype(np.int64).tolist(),
+        "imd_decile": decile.tolist(),
+    }
 
 
 def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
@@ -234,6 +264,8 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     st.cluster_arm = np.array(cl_arm, np.int8)
     st.cluster_weight = np.array(cl_w)
     st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), len(cl_ids))
+    if design == "cluster":
+        st.clusters = _cluster_table(st, np.random.default_rng(root.spawn(1)[0]), k)
 
     # fidelity: data-generating probabilities per site and arm (column 0 uc, 1 od)
     def lvl(good: tuple, bad: tuple, uc: float | None) -> np.ndarray:
