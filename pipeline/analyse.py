@@ -48,8 +48,8 @@ from pipeline import plan as plan_mod
 from pipeline.errors import OdevalError
 
 DEFAULTS: dict[str, Any] = {
-    "run": ["primary", "secondary", "table_one", "site_meta", "funnel",
-            "fidelity_meta_regression", "ethnicity"],
+    "run": ["flow", "primary", "secondary", "table_one", "cluster_table_one", "site_meta",
+            "funnel", "fidelity_meta_regression", "ethnicity"],
     "conf_level": 0.95,
     "reference_arm": "usual_care",
     "comparison_arm": "open_dialogue",
@@ -125,11 +125,22 @@ def _has_clusters(df: pd.DataFrame) -> bool:
 
 
 def _row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan, method="",
-         n=None, events=None, n_clusters=None, notes=()):
+         n=None, events=None, n_clusters=None, notes=(), df=np.nan):
     return dict(analysis=analysis, outcome=outcome, measure=measure, estimand=estimand,
                 estimate=float(est), lower=float(lo), upper=float(hi), p=float(p),
                 se=float(se), method=method, n=n, events=events, n_clusters=n_clusters,
-                notes=" ".join(notes))
+                notes=" ".join(notes), df=float(df))
+
+
+def _add(out: Analyses, res) -> None:
+    """Store what one family of :mod:`pipeline.analyses` found."""
+    for r in res.estimates:
+        out.estimates.loc[len(out.estimates)] = {**_row("", "", "", "", np.nan, np.nan, np.nan),
+                                                 **r}
+    out.results.update(res.results)
+    out.tables.update(res.tables)
+    out.public.update(res.public)
+    out.notes += res.notes
 
 
 def _cox_arm(d: pd.DataFrame, p: dict[str, Any], clusters: bool):
@@ -516,16 +527,22 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     if met is None:
         met = metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
-    plan = plan_mod.parse(params).check_data(persons, clusters_frame(con))
+    plan = plan_mod.parse(params).check_data(persons, clusters_frame(con))  # before any estimate
     p["small_sample"] = COX_CORRECTION[plan.method("relapse")]
     if "involuntary_admission" in {o.name for o in plan.outcomes}:
         p["rate_small_sample"] = RATE_CORRECTION[plan.method("involuntary_admission")]
     d = prepare(persons, p)
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
     out.public["plan"] = pd.DataFrame(plan.describe(), columns=["item", "plan"])
-    steps = [("primary", lambda: primary(d, p, cfg, out)),
+    from pipeline.analyses import baseline, flow
+
+    clusters = clusters_frame(con)
+    steps = [("flow", lambda: _add(out, flow.consort_flow(d, clusters, plan, cfg))),
+             ("primary", lambda: primary(d, p, cfg, out)),
              ("secondary", lambda: secondary(d, p, out)),
              ("table_one", lambda: table_one(d, p, cfg, out)),
+             ("cluster_table_one",
+              lambda: _add(out, baseline.cluster_table_one(d, clusters, plan, cfg))),
              ("site_meta", lambda: site_meta(d, p, cfg, out)),
              ("funnel", lambda: funnels(met, p, cfg, out)),
              ("fidelity_meta_regression", lambda: fidelity_meta_regression(met, p, cfg, out)),

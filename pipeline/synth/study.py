@@ -194,8 +194,10 @@ def _cluster_table(st: Study, rng: np.random.Generator, k: int) -> dict:
     """The clusters table (randomisation list) of the cluster design, drawn from its own
     stream so that every other draw of the study is as without it.
 
-    list_size: about 9,000 registered people a practice, in proportion to the cluster's
-    share of its site's referrals. imd_decile: deprivation decile (1 most deprived), a
+    list_size: about 9,000 registered people a practice, loosely related to the cluster's
+    share of its site's referrals (to its 0.3 power, times lognormal noise of SD 0.35:
+    recruitment per registered person varies between practices, as in real trials, which
+    the recruitment-imbalance flag of the CONSORT flow looks at). imd_decile: deprivation decile (1 most deprived), a
     noisy proxy of the cluster's log-frailty (correlation about -0.7 on the normal scale),
     so that adjusting for it can explain part of the between-cluster variation, as a
     restriction variable of a real trial would; the outcome model is unchanged.
@@ -203,7 +205,7 @@ def _cluster_table(st: Study, rng: np.random.Generator, k: int) -> dict:
     from scipy.stats import norm
 
     n = len(st.cluster_ids)
-    list_size = np.round(9000 * k * st.cluster_weight * np.exp(rng.normal(0, 0.15, n)))
+    list_size = np.round(9000 * (k * st.cluster_weight) ** 0.3 * np.exp(rng.normal(0, 0.35, n)))
     sd = float(np.sqrt(st.effects.cluster_frailty_var))
     c = st.cluster_logfrailty / sd if sd > 0 else np.zeros(n)
     z = -0.7 * c + np.sqrt(1 - 0.49) * rng.standard_normal(n)

@@ -1,0 +1,32 @@
+"""The analyses the plan declares, one module per family.
+
+Each family is a function from the person frame and the :class:`~pipeline.plan.AnalysisPlan`
+(with what else it needs: disclosure settings, the clusters frame) to an
+:class:`AnalysisResult`: the estimates it makes, each with its estimand, method in words,
+degrees of freedom and notes; the result objects of :mod:`pipeline.stats` (for notebooks);
+exact tables (warehouse only); and disclosure-controlled public tables.
+:mod:`pipeline.analyse` only orchestrates: it parses the plan, runs the families the plan
+and ``analyse.run`` ask for, and stores what they return.
+
+Families: :mod:`~pipeline.analyses.flow` (CONSORT-cluster flow, recruitment per cluster),
+:mod:`~pipeline.analyses.baseline` (cluster-level Table 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class AnalysisResult:
+    """What one family of analyses found."""
+
+    family: str
+    estimates: list[dict[str, Any]] = field(default_factory=list)  # analysis_estimates rows
+    results: dict[str, Any] = field(default_factory=dict)           # pipeline.stats results
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # exact, warehouse only
+    public: dict[str, pd.DataFrame] = field(default_factory=dict)   # disclosure-controlled
+    notes: list[str] = field(default_factory=list)
