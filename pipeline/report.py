@@ -305,7 +305,10 @@ border-left:5px solid #005eb8;padding:.6em 1em;margin:1em 0;background:#f7f9fb}
 .flow{display:flex;flex-wrap:wrap;gap:.8em;align-items:stretch;margin:1em 0}
 .flow div{border:1px solid #005eb8;border-radius:4px;padding:.5em .9em;min-width:11em;
 background:#f3f7fb}.flow .arrow{border:none;background:none;min-width:0;align-self:center;
-font-size:1.4em}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
+font-size:1.4em}.consort{display:flex;gap:2em;margin:1em 0}.cf-col{flex:1;display:flex;
+flex-direction:column;gap:.5em}.cf-head{font-weight:700;text-align:center;border-bottom:2px solid
+#005eb8}.cf-box{border:1px solid #005eb8;border-radius:4px;padding:.4em .8em;background:#f3f7fb}
+.cf-out{margin-left:2em;border-style:dashed;background:#fff}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
 footer code{font-size:.95em}.muted{color:#555}
 """
 
@@ -620,6 +623,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     rows = site_arm_rows([lv for lv in dict.fromkeys(o.level) if lv != "all"], analysed)
     P.append(_table("People analysed per site and arm", ["Site", "Open Dialogue", "Usual care",
                                                            "Both arms"], rows))
+    P.append(_consort_section(con, c))
 
     # data quality
     P.append("<h2 id='data-quality'>2. Data quality</h2><p>Every row received is either clean "
@@ -822,6 +826,82 @@ def _plan_section(con, est: pd.DataFrame) -> str:
     return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
             "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
             + _table("The analysis plan", ["", "Declared"], rows) + res)
+
+
+_ARMS = (("open_dialogue", "Open Dialogue"), ("usual_care", "Usual care"))
+
+
+def _consort_section(con, c) -> str:
+    """The CONSORT-cluster flow diagram (one column per arm, from the clusters randomised to
+    each outcome's analysis), recruitment per cluster with the imbalance flags, and the
+    cluster-level Table 1; empty when the analyse stage wrote no flow."""
+    have = _results_tables(con)
+    if "analysis_flow_public" not in have:
+        return ""
+    fl = con.execute("select * from results.analysis_flow_public").df()
+    cols = []
+    for arm, words in _ARMS:
+        f = fl[fl.arm == arm]
+        boxes = [f"<div class='cf-head'>{_esc(words)}</div>"]
+        for _, r in f.iterrows():
+            if r.unit == "clusters" and r.stage == "without_people" and not r.clusters:
+                continue
+            v = (f"<strong>{int(r.clusters)}</strong> clusters" if r.unit == "clusters"
+                 else f"<strong>{c(r.n)}</strong> people")
+            cls = "cf-box cf-out" if r.stage in ("died", "ended_early", "without_people") \
+                else "cf-box"
+            boxes.append(f"<div class='{cls}'>{_esc(r.label)}<br>{v}</div>")
+        cols.append(f"<div class='cf-col'>{''.join(boxes)}</div>")
+    out = ["<h3 id='consort'>CONSORT-cluster flow</h3><p>Clusters and people per arm, from "
+           "randomisation to each outcome's analysis (CONSORT 2010 extension to cluster "
+           "randomised trials). Follow-up ends early for people recruited less than two years "
+           "before the extract, and on transfer out or withdrawal; those people are analysed "
+           "with the follow-up they have (censored).</p>",
+           f"<figure><div class='consort' role='img' aria-label='CONSORT-cluster flow "
+           f"diagram'>{''.join(cols)}</div><figcaption>CONSORT-cluster flow diagram. People "
+           "counts rounded, small ones hidden ([c]); clusters are not people and are shown "
+           "as they are.</figcaption></figure>"]
+    if "analysis_recruitment_public" in have:
+        rec = con.execute("select * from results.analysis_recruitment_public").df()
+        sites = con.execute("select * from results.analysis_recruitment_sites_public").df()
+        flag = dict(zip(sites.site_id, sites.imbalanced))
+        ratio = dict(zip(sites.site_id, sites.ratio))
+        per = sites.per.iloc[0] if len(sites) else "cluster"
+        rows = []
+        for _, r in rec.iterrows():
+            rr = ratio.get(r.site_id)
+            rows.append(
+                f"<tr><td>{_esc(r.site_id)}</td><td>{_esc(dict(_ARMS).get(r.arm, r.arm))} "
+                f"{int(r.cluster)}</td>{_count_td(r.n)}<td class='num'>"
+                f"{'' if pd.isna(r.list_size) else f'{int(r.list_size):,}'}</td><td class='num'>"
+                f"{'' if pd.isna(r.per_1000) else f'{r.per_1000:.1f}'}</td><td class='num'>"
+                f"{'' if rr is None or pd.isna(rr) else f'{rr:.2f}'}</td><td>"
+                f"{'<strong>imbalanced</strong>' if flag.get(r.site_id) else ''}</td></tr>")
+        out.append(_table(f"Recruitment per cluster (people per {per}); a site is flagged when "
+                          "one arm recruited more than twice as fast as the other",
+                          ["Site", "Cluster", "People", "List size", "Per 1,000 registered",
+                           "Rate ratio (Open Dialogue / usual care)", "Flag"], rows))
+    if "analysis_cluster_table_one_public" in have:
+        t = con.execute("select * from results.analysis_cluster_table_one_public").df()
+        rows = []
+        for (var, lv), g in t.groupby(["variable", "level"], sort=False):
+            vals = []
+            for arm, _ in _ARMS:
+                r = g[g.arm == arm]
+                if not len(r) or pd.isna(r.value.iloc[0]):
+                    vals.append("<td class='num'>[c]</td>")
+                    continue
+                r = r.iloc[0]
+                txt = (f"{r.value:.1f} ({r.sd:.1f})" if r.kind == "mean (SD)" else
+                       f"{r.value:.1f}" if r.kind == "mean" else f"{int(r.value)}")
+                vals.append(f"<td class='num'>{txt}</td>")
+            smd = g.smd.iloc[0]
+            rows.append(f"<tr><td>{_esc(var)}{(' ' + _esc(lv)) if lv else ''} "
+                        f"<span class='muted'>{_esc(g.kind.iloc[0])}</span></td>{''.join(vals)}"
+                        f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.2f}'}</td></tr>")
+        out.append(_table("Table 1 of the clusters (the unit of randomisation)",
+                          ["Characteristic", "Open Dialogue", "Usual care", "SMD"], rows))
+    return "".join(out)
 
 
 def _results_tables(con) -> set[str]:
