@@ -66,7 +66,26 @@ def people(study: Path, p: dict) -> pd.DataFrame:
                                 np.where((data_end_day == end) & (data_end_day < fu), "data_end",
                                          "end_of_follow_up"))
     df["person_days"] = end
+    df["last_data_day"] = np.minimum(death_day.fillna(data_end_day), data_end_day).astype("int64")
     return df.drop(columns=["birth_year"]).sort_values("person_id", ignore_index=True)
+
+
+def _open_end_day(table: str, start_day: pd.Series, detail: pd.Series | None,
+                  last_day: pd.Series, p: dict) -> pd.Series:
+    """The day an open record ends (derive.open_end): the last day of data (never before the
+    start), or start + N days if sooner (prescriptions: N days covered, so one less)."""
+    from pipeline.derive import open_end_rows
+
+    last = np.maximum(start_day, last_day)
+    rows = [r for r in open_end_rows(p) if r["table_name"] == table]
+    cap = pd.Series(np.nan, index=start_day.index)
+    for r in rows:
+        if r["end_rule"] != "cap":
+            continue
+        where = pd.Series(True, index=start_day.index) if r["detail"] is None else detail == r["detail"]
+        cap = cap.mask(where & cap.isna(), float(r["max_days"]))
+    shift = 1 if table == "prescriptions" else 0
+    return np.minimum(last, (start_day + cap - shift).fillna(last)).astype("int64")
 
 
 def _spell_starts(study: Path, p: dict) -> pd.DataFrame:
@@ -159,10 +178,11 @@ def exposures(study: Path, p: dict, ppl: pd.DataFrame) -> pd.DataFrame:
     rx = _read(study, "prescriptions", ["prescription_id", "person_id", "drug", "route",
                                         "daily_dose_mg", "start_on", "end_on"])
     rx["drug"] = rx["drug"].str.strip().str.lower()
-    rx = rx.loc[rx["drug"].isin(names)].merge(ppl[["person_id", "index_date", "fu_end_day"]],
-                                              on="person_id", how="inner")
+    rx = rx.loc[rx["drug"].isin(names)].merge(
+        ppl[["person_id", "index_date", "fu_end_day", "last_data_day"]], on="person_id", how="inner")
     rx["from_day"] = _days(rx["start_on"], rx["index_date"])
-    rx["to_day"] = (_days(rx["end_on"], rx["index_date"]) + 1).fillna(rx["fu_end_day"]).astype("int64")
+    open_to = _open_end_day("prescriptions", rx["from_day"], None, rx["last_data_day"], p)
+    rx["to_day"] = (_days(rx["end_on"], rx["index_date"]).fillna(open_to) + 1).astype("int64")
     rx = _clip(rx)
     rx = rx.merge(ref[["drug", "route", "ddd_mg", "cpz_equiv_mg"]], on=["drug", "route"], how="left")
     rx["days"] = rx["to_day"] - rx["from_day"]
@@ -173,16 +193,18 @@ def exposures(study: Path, p: dict, ppl: pd.DataFrame) -> pd.DataFrame:
 
 def intervals(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame, det: pd.DataFrame,
               rx: pd.DataFrame) -> pd.DataFrame:
-    pp = ppl[["person_id", "index_date", "fu_end_day"]]
+    pp = ppl[["person_id", "index_date", "fu_end_day", "last_data_day"]]
     a = adm.merge(pp, on="person_id")
-    bed = pd.DataFrame({"person_id": a["person_id"], "kind": "bed",
-                        "from_day": _days(a["admitted_on"], a["index_date"]),
-                        "to_day": _days(a["discharged_on"], a["index_date"]).fillna(a["fu_end_day"]),
+    a_from = _days(a["admitted_on"], a["index_date"])
+    bed = pd.DataFrame({"person_id": a["person_id"], "kind": "bed", "from_day": a_from,
+                        "to_day": _days(a["discharged_on"], a["index_date"]).fillna(
+                            _open_end_day("admissions", a_from, None, a["last_data_day"], p)),
                         "fu_end_day": a["fu_end_day"]})
     d = det.loc[det["legal_section"].isin(p["involuntary_sections"])].merge(pp, on="person_id")
-    detained = pd.DataFrame({"person_id": d["person_id"], "kind": "detained",
-                             "from_day": _days(d["start_on"], d["index_date"]),
-                             "to_day": _days(d["end_on"], d["index_date"]).fillna(d["fu_end_day"]),
+    d_from = _days(d["start_on"], d["index_date"])
+    detained = pd.DataFrame({"person_id": d["person_id"], "kind": "detained", "from_day": d_from,
+                             "to_day": _days(d["end_on"], d["index_date"]).fillna(_open_end_day(
+                                 "detentions", d_from, d["legal_section"], d["last_data_day"], p)),
                              "fu_end_day": d["fu_end_day"]})
     ap = rx[["person_id", "from_day", "to_day", "fu_end_day"]].assign(kind="antipsychotic")
     iv = pd.concat([_clip(bed), _clip(detained), ap], ignore_index=True)

@@ -42,7 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure, metrics
+from pipeline import disclosure, output_policy, metrics
 from pipeline import params as params_mod
 from pipeline import plan as plan_mod
 from pipeline.errors import OdevalError
@@ -309,7 +309,9 @@ def protect_table_one(res, d: pd.DataFrame, cfg: dict[str, Any],
     """Table 1 for people, long (one row per variable, level and arm): counts rounded or
     suppressed (the levels and missing of a variable add up to the arm's people: secondary
     suppression within each), percentages from the rounded counts, summaries of continuous
-    variables as they are, SMD per variable."""
+    variables to 1 decimal, SMD per variable from the published values
+    (:func:`pipeline.output_policy.smd_from_public`: hidden levels pooled into one, and
+    :func:`~pipeline.output_policy.smd_continuous_public`), so it gives no cell back."""
     t = res.table
     groups = list(res.groups)
     n_arm = d.groupby("arm").size().to_dict()
@@ -332,14 +334,25 @@ def protect_table_one(res, d: pd.DataFrame, cfg: dict[str, Any],
                 cons.append(((g, "(all)"), [(g, lv) for lv in [*levels, "(missing)"]]))
             hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
             shown = levels + (["(missing)"] if any(miss.values()) else [])
+            pub = {(g, lv): None if (g, lv) in hidden else disclosure.round_count(vals[(g, lv)], cfg)
+                   for g in groups for lv in shown}
+            smd = output_policy.smd_from_public(
+                [[pub[(g, lv)] for lv in levels] for g in groups],
+                [None if n_r[g] is None else n_r[g] - (pub.get((g, "(missing)")) or 0)
+                 for g in groups])
             for i, lv in enumerate(shown):
                 for g in groups:
-                    c = None if (g, lv) in hidden else disclosure.round_count(vals[(g, lv)], cfg)
+                    c = pub[(g, lv)]
                     pct = None if c is None or not n_r[g] else round(100 * c / n_r[g], 1)
                     rows.append(dict(variable=var, level=lv, kind="n (%)", arm=g, n=c,
                                      percent=pct, summary="", smd=smd if i == 0 else np.nan))
         else:
             nonnormal = var in nonnormal_vars
+            # the SMD from the means and SDs as shown (1 decimal), as anyone can recompute it
+            sh = {g: tv[tv["group"] == g].iloc[0] for g in groups}
+            smd = output_policy.smd_continuous_public(
+                [round(float(sh[g]["mean"]), 1) for g in groups],
+                [round(float(sh[g]["sd"]), 1) for g in groups])
             for g in groups:
                 r = tv[tv["group"] == g].iloc[0]
                 summary = (f"{r['median']:.1f} [{r['q1']:.1f}, {r['q3']:.1f}]" if nonnormal
@@ -373,21 +386,54 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
         fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
                   conf_level=float(p["conf_level"]))
         s = fit.summary.loc["od"]
+        n_arm = sd.groupby("od").size()
         rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
-                         upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum())))
+                         upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum()),
+                         cells=[int(n_arm.get(1, 0)), int(n_arm.get(0, 0)), int(ev.get(1, 0)),
+                                int(ev.get(0, 0))]))
     out.notes += notes
     return pd.DataFrame(rows)
 
 
-def site_meta(d, p, cfg, out: Analyses) -> None:
+def site_cells(met: metrics.MetricsResult | None, site: str, exact_cells, cfg) -> list:
+    """The counts a site's hazard ratio rests on, as they could be published: people and
+    first relapses per arm (``exact_cells``, rounded or None where small), and the people
+    per arm of the site as the public tables show them (None where hidden there)."""
+    cells = [disclosure.round_count(v, cfg) for v in exact_cells]
+    if met is None:
+        return [*cells, None]
+    o = met.outcomes_public
+    sel = o[(o.dimension == "site") & (o.level == site) & (o.outcome == "relapse")
+            & (o.metric == "rate") & (o.arm != "all")]
+    return [*cells, *sel["n"]] if len(sel) == 2 else [*cells, None]
+
+
+def public_site_effects(se: pd.DataFrame, met, cfg: dict[str, Any]) -> pd.DataFrame:
+    """Site hazard ratios for people: a site's only when every count it rests on could be
+    shown (people and first relapses per arm above ``suppress_max``, people per arm shown
+    in the tables; :func:`pipeline.output_policy.meta_input`), to 3 significant digits;
+    counts rounded."""
+    pol = output_policy.settings(cfg)
+    pub = se.drop(columns="cells")
+    for i, r in se.iterrows():
+        cells = site_cells(met, r.site_id, r.cells, cfg)
+        log_hr, s = output_policy.meta_input(r.log_hr, r.se, cells, pol)
+        hr, lo, hi = output_policy.effect(r.hr, r.lower, r.upper, cells, pol)
+        pub.loc[i, ["log_hr", "se", "hr", "lower", "upper"]] = [
+            np.nan if v is None else v for v in (log_hr, s, hr, lo, hi)]
+    pub["n"] = [disclosure.round_count(v, cfg) for v in se["n"]]
+    pub["events"] = [disclosure.round_count(v, cfg) for v in se["events"]]
+    pub["suppressed"] = pub["log_hr"].isna()
+    return pub
+
+
+def site_meta(d, p, cfg, out: Analyses, met: metrics.MetricsResult | None = None) -> None:
     from pipeline.stats import meta_analysis
 
     se = site_effects(d, p, cfg, out)
+    out.public["site_effects"] = public_site_effects(se, met, cfg) if len(se) else se
+    se = se.drop(columns="cells", errors="ignore")
     out.tables["site_effects"] = se
-    pub = se.copy()
-    pub["n"] = [disclosure.round_count(v, cfg) for v in se["n"]]
-    pub["events"] = [disclosure.round_count(v, cfg) for v in se["events"]]
-    out.public["site_effects"] = pub
     if len(se) < 2:
         out.notes.append("fewer than two sites with a hazard ratio: no meta-analysis.")
         return
@@ -432,9 +478,15 @@ def funnels(met: metrics.MetricsResult, p, cfg, out: Analyses) -> None:
         ok = ex[(ex["n"] > 0)]
         if len(ok) < 2:
             continue
+        # the target from the published (rounded) counts of the sites shown: anyone can
+        # recompute it, so it gives back no total (an exact target would)
+        pubs = pub.set_index("site_id").loc[list(ok["site_id"])]
+        shown_ = pubs["n"].notna() & pubs["events"].notna()
+        tgt = (float(pubs.loc[shown_, "events"].astype(float).sum())
+               / float(pubs.loc[shown_, "n"].astype(float).sum())) if shown_.any() else None
         fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
                     overdispersion=p["funnel_overdispersion"],
-                    limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]))
+                    limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
         out.results[f"funnel_{name}"] = fr
         pubi = pub.set_index("site_id")
         for (_, r), (_, fx) in zip(ok.iterrows(), fr.table.iterrows()):
@@ -457,12 +509,26 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) 
     if se is None or len(se) < 3:
         out.notes.append("fewer than three site hazard ratios: no meta-regression.")
         return
-    f = met.fidelity
+    # fitted on the published values (site log HRs and ses as shown, moderators from the
+    # rounded counts), sites with any of them hidden left out: anyone can refit it, so its
+    # coefficients give back no hidden or rounded count (fitted on exact fidelity they did)
+    pse = out.public.get("site_effects")
+    if pse is None or len(pse) != len(se):
+        out.notes.append("no published site hazard ratios: no meta-regression.")
+        return
+    f = met.fidelity_public
     mods = {}
     for ind in p["moderators"]:
         sel = f[(f.indicator == ind) & (f.arm == p["comparison_arm"])].set_index("site_id")
         mods[ind] = [sel.at[s, "estimate"] if s in sel.index else np.nan for s in se["site_id"]]
-    mod = pd.DataFrame(mods)
+    keep = (pse["log_hr"].notna() & pse["se"].notna()).to_numpy() & pd.DataFrame(
+        mods).notna().all(axis=1).to_numpy()
+    if keep.sum() < 3:
+        out.notes.append("fewer than three sites with a published hazard ratio and fidelity: "
+                         "no meta-regression.")
+        return
+    se = pse[keep].reset_index(drop=True).astype({"log_hr": float, "se": float})
+    mod = pd.DataFrame(mods)[keep].reset_index(drop=True).astype(float)
     mr = meta_regression(se["log_hr"].to_numpy(), (se["se"] ** 2).to_numpy(), mod,
                          method=p["meta_method"], test=p["meta_test"],
                          conf_level=float(p["conf_level"]))
@@ -471,14 +537,8 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg, out: Analyses) 
     tab["tau2"], tab["qm_p"], tab["r2"] = mr.tau2, mr.qm_p, mr.r2
     out.tables["fidelity_meta_regression"] = tab
     out.public["fidelity_meta_regression"] = tab
-    fp = met.fidelity_public
-    shown = {}
-    for ind in p["moderators"]:  # what people see: the disclosure-controlled site values
-        sel = fp[(fp.indicator == ind) & (fp.arm == p["comparison_arm"])].set_index("site_id")
-        shown[ind] = [sel.at[s, "estimate"] if s in sel.index else np.nan for s in se["site_id"]]
     out.public["fidelity_by_site_outcome"] = pd.concat(
-        [se[["site_id", "log_hr", "se", "hr"]].reset_index(drop=True), pd.DataFrame(shown)],
-        axis=1)
+        [se[["site_id", "log_hr", "se", "hr"]].reset_index(drop=True), mod], axis=1)
     for ind in p["moderators"]:
         r = mr.summary.loc[ind]
         out.estimates.loc[len(out.estimates)] = _row(
@@ -543,7 +603,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("table_one", lambda: table_one(d, p, cfg, out)),
              ("cluster_table_one",
               lambda: _add(out, baseline.cluster_table_one(d, clusters, plan, cfg))),
-             ("site_meta", lambda: site_meta(d, p, cfg, out)),
+             ("site_meta", lambda: site_meta(d, p, cfg, out, met)),
              ("funnel", lambda: funnels(met, p, cfg, out)),
              ("fidelity_meta_regression", lambda: fidelity_meta_regression(met, p, cfg, out)),
              ("ethnicity", lambda: ethnicity(d, p, cfg, out))]

@@ -23,6 +23,15 @@ checked for
   rows or tables (sites to a total) are not checked: the scan cannot know which rows add
   up; :mod:`pipeline.disclosure` protects them where the counts are made.
 
+* ``injection.formula``: a CSV cell, JSON key or JSON string that a spreadsheet would run
+  as a formula (starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return and is not a
+  number; the OWASP CSV-injection rule, :func:`pipeline.output_policy.is_formula`).
+
+With ``attack=True`` (``odeval check-outputs --attack``, and always inside ``odeval report``
+and ``odeval pool``) the attacker of :mod:`pipeline.attack` also runs over every published
+file together; each count it narrows below the policy's protection interval is a breach
+``attack.<channel>`` naming the file and the cell.
+
 PNG files cannot be read for text; every PNG odeval writes has an SVG twin that is checked.
 """
 
@@ -40,6 +49,7 @@ from typing import Any
 import duckdb
 
 from pipeline import disclosure
+from pipeline.output_policy import is_formula
 
 TEXT_SUFFIXES = {".html", ".htm", ".csv", ".json", ".svg", ".md", ".txt", ".tsv"}
 
@@ -178,7 +188,14 @@ def _check_row(cells: list[str], file: str, where: str, cfg: dict[str, Any],
 
 
 def _json_counts(obj, path: str, file: str, cfg, rounding, out):
+    if isinstance(obj, str) and is_formula(obj):
+        out.append(Breach(file, "injection.formula", f"value {path.rstrip('.') or '(top)'}: a "
+                          f"text starting with {obj[:1]!r} runs as a spreadsheet formula"))
     if isinstance(obj, dict):
+        for k in obj:
+            if is_formula(str(k)):
+                out.append(Breach(file, "injection.formula", f"key {path}{k!s:.30}: starts like a "
+                                  "spreadsheet formula"))
         row = ["null" if v is None else str(v) for k, v in obj.items()
                if disclosure.COUNT_NAME.match(str(k)) and (v is None or (
                    isinstance(v, int) and not isinstance(v, bool)))]
@@ -208,6 +225,13 @@ def _csv_counts(text: str, file: str, cfg, rounding, out):
         if c.strip().lower() in IDENTIFIER_COLUMNS:
             out.append(Breach(file, "identifier.column", f"column {c}"))
     idx = [i for i, c in enumerate(header) if disclosure.COUNT_NAME.match(c.strip())]
+    for r, row in enumerate(rows, start=1):
+        for i, v in enumerate(row):
+            if is_formula(v):
+                where = f"header column {i + 1}" if r == 1 else \
+                    f"row {r} column {header[i] if i < len(header) else i + 1}"
+                out.append(Breach(file, "injection.formula", f"{where}: a text cell starting "
+                                  f"with {v[:1]!r} runs as a spreadsheet formula"))
     for r, row in enumerate(rows[1:], start=2):
         for i in idx:
             if i < len(row):
@@ -297,10 +321,23 @@ def _id_hits(con: duckdb.DuckDBPyConnection, tokens: dict[str, set[str]]) -> lis
             for f, kind, _ in hits]
 
 
+def attack_breaches(folder: Path, cfg: dict[str, Any] | None = None,
+                    beside: tuple[Path, ...] = ()) -> list[Breach]:
+    """The attacker's findings (:func:`pipeline.attack.attack`) over ``folder`` read together
+    with the published files in ``beside`` (e.g. the data-quality report next to a report
+    being staged; a file in ``folder`` wins over one of the same path there), as breaches."""
+    from pipeline.attack import attack
+
+    return [Breach(f.file, f"attack.{f.channel}", f"{f.cell}: {f.detail}")
+            for f in attack(Path(folder), *beside, cfg=cfg)]
+
+
 def check(folder: Path, cfg: dict[str, Any] | None = None,
           con: duckdb.DuckDBPyConnection | None = None,
-          unrounded_ok: list[str] | None = None) -> list[Breach]:
-    """Every breach under ``folder`` (sorted). ``con``: warehouse for identifier values."""
+          unrounded_ok: list[str] | None = None, attack: bool = False,
+          beside: tuple[Path, ...] = ()) -> list[Breach]:
+    """Every breach under ``folder`` (sorted). ``con``: warehouse for identifier values;
+    ``attack``: run the attacker over ``folder`` and ``beside`` too."""
     cfg = {**disclosure.DEFAULTS, **(cfg or {})}
     exempt = set(unrounded_ok if unrounded_ok is not None else cfg.get("unrounded_ok") or [])
     folder = Path(folder)
@@ -322,4 +359,6 @@ def check(folder: Path, cfg: dict[str, Any] | None = None,
         tokens[rel] = toks
     if con is not None:
         breaches += _id_hits(con, tokens)
+    if attack:
+        breaches += attack_breaches(folder, cfg, beside)
     return sorted(set(breaches), key=lambda b: (b.file, b.rule, b.detail))

@@ -399,9 +399,15 @@ def check_outputs(
                                                           show_default="reports/")] = None,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
+    attack: Annotated[bool, typer.Option(
+        "--attack/--no-attack", help="Also try to rebuild every suppressed or rounded count "
+        "from all the published files together (means, SMDs, model coefficients, effects, "
+        "totals; README \"Output policy\"); a count pinned or narrowed below its protection "
+        "interval is a breach. odeval report and pool always do.")] = False,
 ) -> None:
-    """Scan the outputs meant for people for small or unrounded counts and identifiers (values
-    from the warehouse when it exists); exit 1 on any breach."""
+    """Scan the outputs meant for people for small or unrounded counts, identifiers (values
+    from the warehouse when it exists) and spreadsheet formulas; with --attack, rebuild
+    hidden counts as an attacker would; exit 1 on any breach."""
     from pipeline.check_outputs import check
     from pipeline.config import REPORTS_DIR
     from pipeline.disclosure import settings
@@ -413,7 +419,7 @@ def check_outputs(
             con, _ = _open_warehouse(warehouse, params, read_only=True)
         except OdevalError:
             console.print("No warehouse: identifier values are not checked, only their shapes.")
-        breaches = check(folder or REPORTS_DIR, settings(p), con)
+        breaches = check(folder or REPORTS_DIR, settings(p), con, attack=attack)
     for b in breaches:
         out.print(str(b), highlight=False, markup=False)
     if breaches:

@@ -4,7 +4,9 @@ Each relation is one ``.sql`` file under ``pipeline/sql/derive/``: a plain ``SEL
 header comment states its name, grain and key. This module only
 
 1. merges the ``derive:`` parameters over :data:`DEFAULTS` and checks them,
-2. loads the drug reference list (``derive.drug_list``) into ``derived.ref_drugs``,
+2. loads the reference relations: the drug list (``derive.drug_list``) into
+   ``derived.ref_drugs``, and how each table's open records end (``derive.open_end``
+   with the plausible maxima of ``schemas/``) into ``derived.ref_open_end``,
 3. runs every file as ``CREATE OR REPLACE TABLE derived.<file stem> AS <select>`` in
    dependency order (a file depends on the ``derived.<name>`` relations it reads),
    with its ``$name`` parameters bound, never formatted into the SQL text,
@@ -15,6 +17,11 @@ loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit
 Relations (see each file's header for the precise definitions):
 ``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
 ``fidelity_referral``, ``unknown_drugs``, ``clusters``, and intermediates ``int_*``.
+
+Open records (no end date) end as ``derive.open_end`` says, per table: ``data_end`` (the
+person's last day of data: still in hospital, still prescribed, as the contract reads a
+missing end), ``max`` (the plausible maximum declared in ``schemas/`` as ``open_max_days``,
+or the last day of data if sooner) or a number of days.
 """
 
 from __future__ import annotations
@@ -49,12 +56,22 @@ DEFAULTS: dict[str, Any] = {
     "clinical_roles": ["psychiatrist", "nurse", "psychologist", "social_worker",
                        "occupational_therapist"],
     "drug_list": "pipeline/reference/antipsychotics.csv",
+    # how a record with no end date ends, per table: data_end | max | a number of days
+    "open_end": {"admissions": "data_end", "crisis_episodes": "max", "detentions": "max",
+                 "prescriptions": "data_end"},
 }
+
+#: Tables whose records may be left open, and their end column.
+OPEN_END_COLUMNS = {"admissions": "discharged_on", "crisis_episodes": "end_on",
+                    "detentions": "end_on", "prescriptions": "end_on"}
 
 RELAPSE_COMPONENTS = ("admissions", "crisis_episodes")
 _INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic")
 _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_sections",
                 "holding_power_sections", "rtw_statuses", "clinical_roles")
+
+#: Reference relations loaded from files and parameters before the SQL runs.
+REFERENCES = ("ref_drugs", "ref_open_end")
 
 #: Relations every run must produce (the public outputs of the stage).
 OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
@@ -95,7 +112,59 @@ def resolve_params(params: dict | None = None) -> dict[str, Any]:
                           f"{list(RELAPSE_COMPONENTS)}, got {merged['relapse_components']}",
                           rule="derive.params.relapse_components", file="params.yaml")
     merged["drug_list"] = str(merged["drug_list"])
+    merged["open_end"] = _open_end(merged["open_end"])
     return merged
+
+
+def _open_end(value: Any) -> dict[str, str | int]:
+    """``derive.open_end`` checked: every table of :data:`OPEN_END_COLUMNS` gets
+    ``data_end``, ``max`` (only where ``schemas/`` declares ``open_max_days``) or days >= 1."""
+    from pipeline.schemas import load_contract
+
+    given = dict(DEFAULTS["open_end"])
+    if not isinstance(value, dict):
+        raise OdevalError(f"derive.open_end must map tables to data_end, max or days, got {value!r}",
+                          rule="derive.params.open_end", file="params.yaml")
+    unknown = sorted(set(value) - set(OPEN_END_COLUMNS))
+    if unknown:
+        raise OdevalError(f"derive.open_end: unknown tables {unknown}; known: "
+                          f"{sorted(OPEN_END_COLUMNS)}", rule="derive.params.open_end",
+                          file="params.yaml")
+    given.update(value)
+    tables = load_contract()
+    for table, rule in given.items():
+        declared = tables[table].column(OPEN_END_COLUMNS[table]).open_max_days
+        whole = isinstance(rule, int) and not isinstance(rule, bool) and rule >= 1
+        if not (whole or rule in ("data_end", "max")) or (rule == "max" and declared is None):
+            raise OdevalError(
+                f"derive.open_end.{table} must be data_end, a number of days >= 1"
+                + (" or max" if declared else " (schemas/ declares no open_max_days for it)")
+                + f", got {rule!r}", rule="derive.params.open_end", file="params.yaml")
+    return given
+
+
+def open_end_rows(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``derived.ref_open_end``: for each table (and, where the maximum depends on
+    a column such as ``legal_section``, each value of it) how an open record ends:
+    ``end_rule`` ``data_end`` or ``cap`` with ``max_days``. A row with ``detail`` null applies
+    to every record of the table that no row with its value matches."""
+    from pipeline.schemas import load_contract
+
+    tables = load_contract()
+    rows = []
+    for table, rule in params["open_end"].items():
+        if rule == "data_end":
+            rows.append(dict(table_name=table, detail=None, end_rule="data_end", max_days=None))
+        elif rule == "max":
+            om = tables[table].column(OPEN_END_COLUMNS[table]).open_max_days
+            for value, days in om.rows():
+                rows.append(dict(table_name=table, detail=value, end_rule="cap", max_days=days))
+            if om.by is not None:  # values without a maximum: the last day of data
+                rows.append(dict(table_name=table, detail=None, end_rule="data_end",
+                                 max_days=None))
+        else:
+            rows.append(dict(table_name=table, detail=None, end_rule="cap", max_days=int(rule)))
+    return rows
 
 
 def drug_list_path(params: dict[str, Any]) -> Path:
@@ -147,12 +216,25 @@ def read_drug_list(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _load_drug_list(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    cols = ", ".join(f"{c} {t}" for c, t in _REF_COLUMNS.items())
-    con.execute(f"CREATE OR REPLACE TABLE derived.ref_drugs ({cols})")
-    marks = ", ".join("?" for _ in _REF_COLUMNS)
-    con.executemany(f"INSERT INTO derived.ref_drugs VALUES ({marks})",
-                    [[r[c] for c in _REF_COLUMNS] for r in rows])
+_OPEN_END_COLUMNS = {"table_name": "VARCHAR", "detail": "VARCHAR", "end_rule": "VARCHAR",
+                     "max_days": "BIGINT"}
+
+
+def reference_relations(params: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[dict]]]:
+    """``{name: (columns with DuckDB types, rows)}`` of the reference relations the SQL reads
+    (``derived.ref_drugs``, ``derived.ref_open_end``), from the resolved parameters."""
+    return {"ref_drugs": (_REF_COLUMNS, read_drug_list(drug_list_path(params))),
+            "ref_open_end": (_OPEN_END_COLUMNS, open_end_rows(params))}
+
+
+def _load_reference(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str],
+                    rows: list[dict[str, Any]]) -> None:
+    cols = ", ".join(f"{c} {t}" for c, t in columns.items())
+    con.execute(f"CREATE OR REPLACE TABLE derived.{name} ({cols})")
+    if rows:
+        marks = ", ".join("?" for _ in columns)
+        con.executemany(f"INSERT INTO derived.{name} VALUES ({marks})",
+                        [[r[c] for c in columns] for r in rows])
 
 
 _COMMENT = re.compile(r"--[^\n]*")
@@ -171,7 +253,7 @@ def load_relations(sql_dir: Path = DERIVE_SQL_DIR) -> dict[str, str]:
     graph: dict[str, set[str]] = {}
     for name, sql in files.items():
         deps = {d.lower() for d in _DERIVED_REF.findall(_code(sql))} - {name}
-        unknown = deps - set(files) - {"ref_drugs"}
+        unknown = deps - set(files) - set(REFERENCES)
         if unknown:
             raise OdevalError(f"{name}.sql reads unknown relations {sorted(unknown)}",
                               rule="derive.sql.dependency", file=sql_dir / f"{name}.sql")
@@ -182,6 +264,12 @@ def load_relations(sql_dir: Path = DERIVE_SQL_DIR) -> dict[str, str]:
         raise OdevalError(f"cyclic dependency between derive SQL files: {exc.args[1]}",
                           rule="derive.sql.cycle", file=sql_dir) from None
     return {name: files[name] for name in order}
+
+
+def bind_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The resolved parameters the SQL can bind (``$name``): scalars and lists; the drug list
+    and ``open_end`` reach the SQL as reference relations instead."""
+    return {k: v for k, v in params.items() if k not in ("drug_list", "open_end")}
 
 
 def sql_parameters(sql: str) -> list[str]:
@@ -221,13 +309,13 @@ def derive(
     ``derived.unknown_drugs``) and ``params`` (the parameters used).
     """
     p = resolve_params(params)
-    drug_rows = read_drug_list(drug_list_path(p))
+    refs = reference_relations(p)
     relations = load_relations()
     absent = [name for name in OUTPUTS if name not in relations]
     if absent:
         raise OdevalError(f"derive SQL files missing for {absent}", rule="derive.sql.missing",
                           file=DERIVE_SQL_DIR)
-    bind = {k: v for k, v in p.items() if k != "drug_list"}
+    bind = bind_parameters(p)
     for name, sql in relations.items():
         missing = [n for n in sql_parameters(sql) if n not in bind]
         if missing:
@@ -235,13 +323,14 @@ def derive(
                               rule="derive.sql.parameter", file=DERIVE_SQL_DIR / f"{name}.sql")
 
     _check_clean(con)
-    total = len(relations) + 1
+    total = len(relations) + len(refs)
     with transaction(con):  # all or nothing; a full disk becomes a clear error
         con.execute("CREATE SCHEMA IF NOT EXISTS derived")
-        _load_drug_list(con, drug_rows)
-        if progress:
-            progress(1, total, "ref_drugs")
-        for i, (name, sql) in enumerate(relations.items(), start=2):
+        for i, (name, (columns, rows)) in enumerate(refs.items(), start=1):
+            _load_reference(con, name, columns, rows)
+            if progress:
+                progress(i, total, name)
+        for i, (name, sql) in enumerate(relations.items(), start=len(refs) + 1):
             body = sql.strip().rstrip(";")
             used = {n: bind[n] for n in sql_parameters(sql)}
             con.execute(f"CREATE OR REPLACE TABLE derived.{name} AS\n{body}\n", used)
@@ -249,7 +338,7 @@ def derive(
                 progress(i, total, name)
 
     rows = {name: con.execute(f"select count(*) from derived.{name}").fetchone()[0]
-            for name in ["ref_drugs", *relations]}
+            for name in [*refs, *relations]}
     unknown = [
         {"drug": d, "n_prescriptions": n, "n_people": k}
         for d, n, k in con.execute(

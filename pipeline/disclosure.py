@@ -128,8 +128,22 @@ def secondary_suppress(
     constraints: Iterable[tuple[Hashable, Sequence[Hashable]]],
     suppressed: set[Hashable],
     priority: Callable[[Hashable], int] | None = None,
+    cfg: dict[str, Any] | None = None,
 ) -> set[Hashable]:
     """Complementary suppression over additive constraints ``total = sum(parts)``.
+
+    Two conditions, repeated to a fixed point: (1) no sum has exactly one hidden cell (it
+    would be the total minus the shown cells); (2) where a sum's total is shown, the hidden
+    cells of that sum do not add up to a small count (``suppress_min..suppress_max`` of
+    ``cfg``, default 1..7): "3 + 2 hidden in a row of 20 with 15 shown" discloses the total
+    5 of the two. Either way the smallest non-zero shown cell of the sum is hidden as well
+    (the total where no part is left). This is the singleton / sum rule of secondary cell
+    suppression (Hundepool et al. 2012, *Statistical Disclosure Control*, Wiley, ch. 4;
+    the "sum2" singleton handling of Langsrud's Gaussian-elimination suppression, SSBtools
+    ``GaussSuppression``); it is a heuristic, so ``odeval check-outputs --attack`` then solves
+    the attacker's integer programme over every published table (as sdcTable's
+    ``simpleheuristic`` audits its result) and fails if any hidden cell or hidden sum is
+    still narrowed below the protection interval.
 
     Parameters
     ----------
@@ -148,6 +162,7 @@ def secondary_suppress(
     exactly one suppressed cell. Without ``priority`` the extra cell is the smallest
     non-zero unsuppressed part (ties by the sort order of the keys), else the total.
     """
+    small = settings(None) if cfg is None else cfg
     out = set(suppressed)
     constraints = [(t, list(p)) for t, p in constraints if t is not None]
     changed = True
@@ -155,7 +170,10 @@ def secondary_suppress(
         changed = False
         for total, parts in constraints:
             cells = [total, *parts]
-            if sum(c in out for c in cells) != 1:
+            hidden_parts = [p for p in parts if p in out]
+            small_sum = (total not in out and len(hidden_parts) >= 2
+                         and is_small(sum(counts.get(p, 0) for p in hidden_parts), small))
+            if sum(c in out for c in cells) != 1 and not small_sum:
                 continue
             pool = parts if priority is None else cells
             candidates = sorted((c for c in pool if c not in out and counts.get(c, 0) > 0),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.schemas import Table, load_contract
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,6 +124,7 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                 join meta.loads as l on l.load_id = q._load_id
             ) where k <= $n order by rule, source_file, _row_number
         """, {"n": int(settings["examples_per_rule"])})
+    _open_records(con, tables)
     catalogue = rule_catalogue(report)
     known = {r["id"] for r in catalogue}
     for rule in sorted(set(counts) - known):  # cascades or checks named outside the catalogue
@@ -136,6 +137,51 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
     con.executemany("insert into results.dq_rules values (?, ?, ?, ?, ?, ?, ?)",
                     [[r["id"], r["table"], r["column"], r["kind"], r["category"], r["message"],
                       counts.get(r["id"], 0)] for r in sorted(catalogue, key=lambda r: r["id"])])
+
+
+def open_rule_id(table: Table) -> str:
+    """The id of the plausibility rule on a table's open records (schemas/README.md)."""
+    return f"{table.name}.{table.period[1].name}.open_beyond_max"
+
+
+def _open_records(con: duckdb.DuckDBPyConnection, tables: dict[str, Table]) -> None:
+    """results.dq_open_records: per table with periods (schemas/ ``period_end``) and site, the
+    clean rows, those with no end date, and those of them open for longer than the table's
+    ``open_max_days`` by the person's last day of data (least of data_end_date and
+    death_date): rule ``<table>.<end column>.open_beyond_max``, a plausibility warning (the
+    rows stay clean; the derive stage ends them by ``derive.open_end``)."""
+    con.execute("create or replace table results.dq_open_records (site_id varchar, "
+                "table_name varchar, column_name varchar, rule_id varchar, n_rows bigint, "
+                "n_open bigint, n_open_beyond_max bigint)")
+    con.execute("create or replace temp table _open_max (table_name varchar, detail varchar, "
+                "max_days bigint)")
+    for t in tables.values():
+        if not t.period:
+            continue
+        start, end = t.period
+        om = end.open_max_days
+        if om:
+            con.executemany("insert into _open_max values (?, ?, ?)",
+                            [[t.name, v, d] for v, d in om.rows()])
+        by = f'r."{om.by}"' if om and om.by else "cast(null as varchar)"
+        match = "m.detail = d.detail" if om and om.by else "m.detail is null"
+        join, site = site_join(t, "r", persons="_person_sites")
+        con.execute(f"""
+            insert into results.dq_open_records
+            select site_id, $t, $c, $rule, count(*), count(*) filter (where is_open),
+                   count(*) filter (where is_open and open_days > max_days)
+            from (
+                select coalesce({site}, '(unknown)') as site_id, {by} as detail,
+                       r."{end.name}" is null as is_open,
+                       date_diff('day', cast(r."{start.name}" as date),
+                                 least(pe.data_end_date,
+                                       coalesce(pe.death_date, pe.data_end_date))) as open_days
+                from clean.{t.name} as r {join}
+                left join clean.people as pe on pe.person_id = r.person_id
+            ) as d
+            left join _open_max as m on m.table_name = $t and {match}
+            group by site_id order by site_id
+        """, {"t": t.name, "c": end.name, "rule": open_rule_id(t)})
 
 
 @dataclass
@@ -159,6 +205,7 @@ class Protected:
     months: dict[tuple[str, str, str], int | None]  # (table, site, month)
     rules: dict[str, int | None]  # rule id
     hidden_rules: set[str]
+    open: dict[tuple[str, str, str], int | None]  # (table, site or all, open|beyond)
 
     def share(self, table: str, site: str = "all") -> float | None:
         """Quarantined share of a table (None when either count is suppressed)."""
@@ -214,12 +261,62 @@ def protect(con: duckdb.DuckDBPyConnection, cfg: dict[str, Any]) -> Protected:
         if grown == hidden:
             break
         hidden = grown
-    shown = lambda k: None if k in hidden else vals[k]  # noqa: E731
+    def shown(k):
+        if k in hidden:
+            return None
+        # rows of the people table are people: rounded as every count of people is, so the
+        # report's rounded people per site cannot be read back from here (policy: count)
+        people = (k[0] == "people" or (k[0] == "month" and k[1] == "people")
+                  or (k[0] == "rule" and str(k[1]).startswith("people.")))
+        return disclosure.round_count(vals[k], cfg) if people else vals[k]
+
     return Protected(
+        open=_protect_open(con, cfg),
         flow={k: shown(k) for k in vals if k[0] not in ("month", "rule")},
         months={k[1:]: shown(k) for k in vals if k[0] == "month"},
         rules={k[1]: shown(k) for k in vals if k[0] == "rule"},
         hidden_rules={k[1] for k in hidden if k[0] == "rule"})
+
+
+def _protect_open(con: duckdb.DuckDBPyConnection, cfg: dict[str, Any]
+                  ) -> dict[tuple[str, str, str], int | None]:
+    """Open-record counts as shown: small ones hidden, and the sites of a table hidden in
+    pairs with its total (``all``) so that no hidden count is their difference."""
+    vals: dict[tuple[str, str, str], int] = {}
+    cons = []
+    for t, s, n_open, n_beyond in con.execute(
+            "select table_name, site_id, n_open, n_open_beyond_max from results.dq_open_records "
+            "order by 1, 2").fetchall():
+        vals[(t, s, "open")], vals[(t, s, "beyond")] = int(n_open), int(n_beyond)
+    for t in sorted({k[0] for k in vals}):
+        for kind in ("open", "beyond"):
+            parts = sorted(k for k in vals if k[0] == t and k[2] == kind)
+            vals[(t, "all", kind)] = sum(vals[k] for k in parts)
+            cons.append(((t, "all", kind), parts))
+    hidden = disclosure.secondary_suppress(vals, cons, disclosure.primary(vals, cfg))
+    return {k: None if k in hidden else n for k, n in vals.items()}
+
+
+def open_records(con: duckdb.DuckDBPyConnection, prot: Protected) -> list[dict[str, Any]]:
+    """Per table with periods and site (and ``all``): open records and those beyond the
+    table's plausible maximum, as shown (suppressed counts None)."""
+    tables = load_contract()
+    out = []
+    for t, c, rule in con.execute("select distinct table_name, column_name, rule_id "
+                                  "from results.dq_open_records order by 1").fetchall():
+        om = tables[t].column(c).open_max_days
+        if om is None:
+            bound = None
+        elif om.by is None:
+            bound = f"{om.days} days"
+        else:
+            bound = f"by {om.by}: " + ", ".join(f"{v} {d} d" for v, d in om.values)
+        sites = [s for (tt, s, k) in prot.open if tt == t and k == "open" and s != "all"]
+        for s in [*sorted(sites), "all"]:
+            out.append(dict(table=t, column=c, site_id=s, n_open=prot.open[(t, s, "open")],
+                            n_open_beyond_max=prot.open[(t, s, "beyond")] if om else None,
+                            open_max=bound, rule=rule if om else None))
+    return out
 
 
 def _fatal(report: "ValidationReport", prot: Protected) -> list[str]:
@@ -267,6 +364,7 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                   for i, t, k, m in con.execute(
                       "select rule_id, table_name, category, message from results.dq_rules "
                       "where n_rows > 0 order by rule_id").fetchall()],
+        "open_records": open_records(con, prot),
     }
 
 
@@ -353,6 +451,19 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                         [[i, k, m, show(prot.rules[i]), "; ".join(examples.get(i, []))]
                          for i, k, m in rules]))
     parts.append(_ge_html(report))
+    parts.append("<p>Records with no end date stay clean (an admission with no discharge date "
+                 "is read as still in hospital); the derive stage ends them as "
+                 "<code>derive.open_end</code> says. Those open for longer than the table's "
+                 "plausible maximum (<code>open_max_days</code> in <code>schemas/</code>) by "
+                 "the person's last day of data break a plausibility rule and should be "
+                 "checked at the site.</p>")
+    parts.append(_table("Open records (no end date) per table and site",
+                        ["table", "end column", "site", "open", "open beyond the maximum",
+                         "maximum", "rule"],
+                        [[r["table"], r["column"], r["site_id"], show(r["n_open"]),
+                          "" if r["rule"] is None else show(r["n_open_beyond_max"]),
+                          r["open_max"] or "none", r["rule"] or ""]
+                         for r in open_records(con, prot)]))
     for table in con.execute("select distinct table_name from results.dq_completeness "
                              "order by 1").fetchall():
         t = table[0]
@@ -379,6 +490,7 @@ def write_files(con: duckdb.DuckDBPyConnection, report: "ValidationReport", out:
     out.mkdir(parents=True, exist_ok=True)
     prot = protect(con, cfg)
     (out / "data_quality.json").write_text(
-        json.dumps(summary(con, report, cfg, prot), indent=2, sort_keys=True) + "\n",
+        json.dumps(output_policy.neutralise(summary(con, report, cfg, prot)), indent=2,
+                   sort_keys=True) + "\n",
         encoding="utf-8")
     (out / "data_quality.html").write_text(render_html(con, report, cfg, prot), encoding="utf-8")

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline import params as params_mod
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
@@ -402,10 +402,14 @@ def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.9
     and secondary); proportions re-estimated from the rounded counts; rates from rounded
     events and person-years (interval scaled from the exact one); Kaplan-Meier and
     Aalen-Johansen values read off the rounded curves (events there are the rounded
-    cumulative counts of the curve); means as they are (they rest on no count)."""
+    cumulative counts of the curve), hidden with a ``flag`` where they have no interval or
+    stray from the exact value (:func:`pipeline.output_policy.curve_point`); means to the
+    decimals :func:`pipeline.output_policy.mean` allows."""
+    cfg = output_policy.settings(cfg)
     out = exact.copy()
     out["n"] = None
     out["events"] = None
+    out["flag"] = ""
     for (outcome, metric), g in exact.groupby(["outcome", "metric"], sort=False):
         keys = [_k((d,), lv, a) for d, lv, a in zip(g.dimension, g.level, g.arm)]
         cons = _constraints(g, [], "dimension", "level")
@@ -449,8 +453,16 @@ def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.9
                 if pc is None:
                     out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
                 else:
-                    out.loc[idx, ["estimate", "lower", "upper"]] = pc[:3]
+                    est, flag = output_policy.curve_point(
+                        pc[0], exact.at[idx, "estimate"], pc[1], pc[2], cfg)
+                    out.loc[idx, ["estimate", "lower", "upper"]] = pc[:3] if est is not None \
+                        else (np.nan, np.nan, np.nan)
+                    out.at[idx, "flag"] = flag
                     out.at[idx, "events"] = int(pc[3])
+            elif kind.startswith("t"):  # means: no more decimals than keep every n possible
+                whole = exact.at[idx, "unit"] == "days"
+                for c in ("estimate", "lower", "upper"):
+                    out.at[idx, c] = output_policy.mean(exact.at[idx, c], n_r, cfg, whole)
     out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
     return out.drop(columns="public_curve")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
 
 
@@ -93,7 +93,9 @@ ESTIMATE_COLUMNS = ("estimate", "lower", "upper")
 
 def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None) -> None:
     """A CSV for people: fixed float format (6 significant digits), counts as integers,
-    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order.
+    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order;
+    a text cell that a spreadsheet would run as a formula gets a leading ``'``
+    (:func:`pipeline.output_policy.text`, the OWASP rule; numbers untouched).
 
     ``[c]`` means suppressed, never "not applicable" (left empty). A missing count is
     suppressed when ``exact`` (the exact table, row for row, e.g. from
@@ -103,7 +105,7 @@ def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None)
     cols = list(df.columns)
     is_count = [bool(disclosure.COUNT_NAME.match(c)) for c in cols]
     supp = df["suppressed"].to_numpy() if "suppressed" in df.columns else np.zeros(len(df), bool)
-    lines = [",".join(cols)]
+    lines = [",".join(output_policy.text(c) for c in cols)]
     for i, row in enumerate(df.itertuples(index=False, name=None)):
         cells = []
         for c, v, cnt in zip(cols, row, is_count):
@@ -116,7 +118,7 @@ def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None)
                     hidden = not _missing(exact[c].iat[i])
                 elif "suppressed" in df.columns:
                     hidden = bool(supp[i])
-            s = _cell(v, cnt, hidden)
+            s = output_policy.text(_cell(v, cnt, hidden))  # no spreadsheet formulas (OWASP)
             if any(ch in s for ch in ',"\n'):
                 s = '"' + s.replace('"', '""') + '"'
             cells.append(s)
@@ -418,20 +420,24 @@ def _funnel_note(cfg: dict) -> str:
     """What the points of a funnel plot are and where their flags come from."""
     return (f"Each point is a site's percent from its counts rounded to the nearest "
             f"{cfg['round_to']} (events and people); the limits are drawn around the overall "
-            "percent of the exact counts. The colour and label of a site are its flag from its "
+            "percent of those rounded counts (an exact overall percent would give the exact "
+            "total back). The colour and label of a site are its flag from its "
             "exact counts, the flag column of tables/analysis_funnel.csv (orange: above the 95% "
             "limit, green: below), so a flagged site can be drawn just inside a limit. Sites "
             "with suppressed counts are not drawn.")
 
 
-def _rounded_note(step: int) -> str:
+def _rounded_note(step: int, tol: float = 0.05) -> str:
     return (f"<p class='muted'>Percent relapsed: the Aalen-Johansen cumulative incidence (death "
             f"a competing event) read off the curve re-drawn from cumulative counts rounded to "
             f"multiples of {step}, the curves of section 4.1; with its 95% CI from the same "
             f"rounded counts. In a small group it can differ from the exact estimate by several "
             f"percentage points (exact estimates of small groups could give their counts away), "
             f"so compare groups with the hazard ratios and the funnel plot, which use the exact "
-            f"data. Involuntary admissions per person-year: rounded admissions over rounded "
+            f"data. Where the re-drawn estimate has no interval or differs from the exact one by "
+            f"more than {100 * float(tol):g} percentage points it is not shown "
+            f"({disclosure.SUPPRESSED}; the flag column of tables/metrics_outcomes.csv says why). "
+            f"Involuntary admissions per person-year: rounded admissions over rounded "
             f"person-years.</p>")
 
 
@@ -753,7 +759,10 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "Hazard ratio of relapse, Open Dialogue vs usual care, in each site (squares, "
                      "size by weight, with 95% CIs; model-based intervals), pooled by "
                      "random-effects meta-analysis (diamond: 95% CI of the mean hazard ratio; line: "
-                     "95% prediction interval for the hazard ratio of a new site)."))
+                     "95% prediction interval for the hazard ratio of a new site). A site whose "
+                     "people or first relapses in an arm are too few to show is left out, and the "
+                     "figure pools the sites as published (3 significant digits), so its diamond "
+                     "can differ a little from the pooled estimate above, which uses every site."))
     P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
                      "Percent of Open Dialogue arm people who relapsed by day "
                      f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
@@ -771,7 +780,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                     _relapse_site_header("Site", horizons[0]),
                     _site_table(o, [("relapse", f"aj_{horizons[0]}d"),
                                     ("involuntary_admission", "rate")])))
-    P.append(_rounded_note(step))
+    P.append(_rounded_note(step, output_policy.settings(cfg)['curve_tolerance']))
 
     # ethnicity
     oe = o_all[o_all.dimension == "ethnicity"]
@@ -783,7 +792,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                         _relapse_site_header("Ethnicity group", horizons[0]),
                         _site_table(oe, [("relapse", f"aj_{horizons[0]}d"),
                                          ("involuntary_admission", "rate")])))
-        P.append(_rounded_note(step))
+        P.append(_rounded_note(step, output_policy.settings(cfg)['curve_tolerance']))
         if "analysis_ethnicity_hr_public" in _results_tables(con):
             eh = q("select * from results.analysis_ethnicity_hr_public order by ethnicity_group")
             rows = [f"<tr><td>{_esc(r.ethnicity_group)}</td><td class='num'>"
@@ -952,10 +961,12 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
         mj = _metrics_json(est, o)
         mj["provenance"] = {"params_sha256": prov["params_sha256"],
                             "lock_sha256": prov["lock_sha256"]}
-        (stage / "metrics.json").write_text(json.dumps(mj, indent=2, sort_keys=True) + "\n",
+        (stage / "metrics.json").write_text(json.dumps(output_policy.neutralise(mj), indent=2,
+                                                       sort_keys=True) + "\n",
                                             encoding="utf-8")
         step(3, "report")
-        breaches = check(stage, cfg, con)
+        # the attacker reads the staged report with what stays beside it (data_quality.json)
+        breaches = check(stage, cfg, con, attack=True, beside=(reports_dir,))
         # the rest of reports/ (what stays beside the new report) must pass too
         others = [b for b in check(reports_dir, cfg, con)
                   if not b.file.startswith((".", *REPORT_OUTPUTS))]

@@ -45,6 +45,25 @@ TABLE_ORDER = (
 
 
 @dataclass(frozen=True)
+class OpenMax:
+    """The plausible maximum length, in days, of a record left open (no end date).
+
+    ``days`` applies to every row; with ``by`` (a column of the same table), ``values``
+    gives the maximum per value of that column and rows with other values have none.
+    Read by the data-quality report (open records beyond it are counted) and by the derive
+    stage when ``derive.open_end`` caps a table's open records at it.
+    """
+
+    days: int | None = None
+    by: str | None = None
+    values: tuple[tuple[str, int], ...] = ()
+
+    def rows(self) -> list[tuple[str | None, int]]:
+        """``[(value of by or None for every row, days)]``."""
+        return [(None, self.days)] if self.by is None else list(self.values)
+
+
+@dataclass(frozen=True)
 class Column:
     """One column of an input table, as the contract defines it."""
 
@@ -61,6 +80,8 @@ class Column:
     pseudonym: bool = False
     event_date: bool = False
     same_as: tuple[str, str, str] | None = None  # (table, column, via): equals that row's value
+    period_end: bool = False              # ends the period the table's event_date starts
+    open_max_days: OpenMax | None = None  # period ends: plausible maximum of an open record
 
     @property
     def duckdb_type(self) -> str:
@@ -100,6 +121,14 @@ class Table:
     def required_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.required)
 
+    @property
+    def period(self) -> tuple[Column, Column] | None:
+        """(start, end) of the period a row records (its event_date and period_end columns),
+        or None for tables of events without a duration."""
+        end = next((c for c in self.columns if c.period_end), None)
+        start = next((c for c in self.columns if c.event_date), None)
+        return (start, end) if end and start else None
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -134,7 +163,8 @@ def _parse_column(table: str, raw: dict) -> Column:
         st, sc = str(same["column"]).split(".")
         same = (st, sc, str(same["via"]))
     known = {"name", "type", "required", "description", "vocabulary", "min", "max",
-             "min_exclusive", "references", "not_before", "pseudonym", "event_date", "same_as"}
+             "min_exclusive", "references", "not_before", "pseudonym", "event_date",
+             "period_end", "open_max_days", "same_as"}
     unknown = set(raw) - known
     if unknown:
         raise SchemaError(f"schemas/{table}.yaml: column {name}: unknown keys {sorted(unknown)}")
@@ -151,8 +181,29 @@ def _parse_column(table: str, raw: dict) -> Column:
         not_before=raw.get("not_before"),
         pseudonym=bool(raw.get("pseudonym", False)),
         event_date=bool(raw.get("event_date", False)),
+        period_end=bool(raw.get("period_end", False)),
+        open_max_days=_parse_open_max(table, name, raw.get("open_max_days")),
         same_as=same,
     )
+
+
+def _parse_open_max(table: str, column: str, raw) -> OpenMax | None:
+    """``open_max_days: 365`` or ``open_max_days: {by: <column>, days: {<value>: N, ...}}``."""
+    if raw is None:
+        return None
+    where = f"schemas/{table}.yaml: column {column}: open_max_days"
+
+    def whole(v) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise SchemaError(f"{where} must be whole numbers of days >= 0, got {v!r}")
+        return v
+
+    if isinstance(raw, dict):
+        if set(raw) != {"by", "days"} or not isinstance(raw["days"], dict):
+            raise SchemaError(f"{where}: a mapping needs exactly `by` and `days` (value: days)")
+        return OpenMax(by=str(raw["by"]),
+                       values=tuple((str(k), whole(v)) for k, v in raw["days"].items()))
+    return OpenMax(days=whole(raw))
 
 
 def load_table(path: Path) -> Table:
@@ -171,6 +222,11 @@ def load_table(path: Path) -> Table:
     for c in columns:
         if c.not_before and c.not_before not in names:
             raise SchemaError(f"{path}: {c.name}.not_before names unknown column {c.not_before!r}")
+        if c.open_max_days and not c.period_end:
+            raise SchemaError(f"{path}: {c.name}: open_max_days needs period_end: true")
+        if c.open_max_days and c.open_max_days.by and c.open_max_days.by not in names:
+            raise SchemaError(f"{path}: {c.name}.open_max_days.by names unknown column "
+                              f"{c.open_max_days.by!r}")
         if c.same_as and c.same_as[2] not in names:
             raise SchemaError(f"{path}: {c.name}.same_as.via names unknown column {c.same_as[2]!r}")
     unknown = set(raw) - {"table", "source", "grain", "description", "key", "columns", "checks",

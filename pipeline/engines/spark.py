@@ -408,20 +408,20 @@ def derive(spark, store: Store, params: dict[str, Any] | None = None,
     from pyspark.sql import functions as F
 
     p = derive_mod.resolve_params(params)
-    drug_rows = derive_mod.read_drug_list(derive_mod.drug_list_path(p))
+    refs = derive_mod.reference_relations(p)
     relations = derive_mod.load_relations()
     absent = [n for n in derive_mod.OUTPUTS if n not in relations]
     if absent:
         raise OdevalError(f"derive SQL files missing for {absent}", rule="derive.sql.missing")
-    bind = {k: v for k, v in p.items() if k != "drug_list"}
-    ref_cols = derive_mod._REF_COLUMNS
-    ddl = ", ".join(f"{c} {spark_type(t)}" for c, t in ref_cols.items())
-    ref = spark.createDataFrame([tuple(r[c] for c in ref_cols) for r in drug_rows], ddl)
-    store.write("derived", "ref_drugs", ref.coalesce(1))
-    total = len(relations) + 1
-    if progress:
-        progress(1, total, "ref_drugs")
-    for i, (name, sql) in enumerate(relations.items(), start=2):
+    bind = derive_mod.bind_parameters(p)
+    total = len(relations) + len(refs)
+    for i, (name, (columns, rows)) in enumerate(refs.items(), start=1):
+        ddl = ", ".join(f"{c} {spark_type(t)}" for c, t in columns.items())
+        ref = spark.createDataFrame([tuple(r[c] for c in columns) for r in rows], ddl)
+        store.write("derived", name, ref.coalesce(1))
+        if progress:
+            progress(i, total, name)
+    for i, (name, sql) in enumerate(relations.items(), start=len(refs) + 1):
         used = {n: bind[n] for n in derive_mod.sql_parameters(sql)}
         missing = [n for n in derive_mod.sql_parameters(sql) if n not in bind]
         if missing:
@@ -430,7 +430,7 @@ def derive(spark, store: Store, params: dict[str, Any] | None = None,
         store.write("derived", name, spark.sql(to_spark(sql.strip().rstrip(";")), args=used or None))
         if progress:
             progress(i, total, name)
-    rows = {name: store.count("derived", name) for name in ["ref_drugs", *relations]}
+    rows = {name: store.count("derived", name) for name in [*refs, *relations]}
     unknown = [{"drug": r["drug"], "n_prescriptions": r["n_prescriptions"], "n_people": r["n_people"]}
                for r in spark.table(view_name("derived", "unknown_drugs")).orderBy(F.col("drug")).collect()]
     return {"rows": rows, "unknown_drugs": unknown, "params": p}

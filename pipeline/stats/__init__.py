@@ -27,6 +27,14 @@ _EXPORTS = {
     "risk_difference": "binary",
     "risk_ratio": "binary",
     "odds_ratio": "binary",
+    # clustered.py: GLMs with few-cluster inference (CR1, CR2, CR3/MD, KC, jackknife)
+    "glm_clustered": "clustered",
+    # two_stage.py: two-stage cluster-level analysis, stratified permutation test
+    "cluster_level": "two_stage",
+    "permutation_test": "two_stage",
+    # icc.py: ANOVA ICC with Searle's interval, shared gamma frailty variance
+    "icc_anova": "icc",
+    "frailty_variance": "icc",
     # tableone.py
     "table_one": "tableone",
     # meta.py

@@ -53,19 +53,14 @@ def _anova_icc(cells: pd.DataFrame) -> float:
     """ANOVA estimator of the ICC for a binary outcome, clusters nested in two arms.
 
     ``cells`` has one row per cluster: ``arm, y`` (events), ``m`` (size).
-    Donner & Klar (2000), section 6.2.1; truncated at 0.
+    Donner & Klar (2000), section 6.2.1 (:func:`pipeline.stats.icc.anova_icc_components`);
+    truncated at 0.
     """
-    N, K = cells.m.sum(), len(cells)
-    if K <= 2:
+    from pipeline.stats.icc import anova_icc_components
+
+    if len(cells) <= 2:
         raise ValueError("estimating the ICC needs more than two clusters; give icc=")
-    M = cells.groupby("arm").m.transform("sum")
-    P = cells.groupby("arm").y.transform("sum") / M
-    p = cells.y / cells.m
-    msc = np.sum(cells.m * (p - P) ** 2) / (K - 2)
-    msw = np.sum(cells.m * p * (1 - p)) / (N - K)
-    m0 = (N - np.sum(cells.m**2 / M)) / (K - 2)
-    denom = msc + (m0 - 1) * msw
-    return max(0.0, float((msc - msw) / denom)) if denom > 0 else 0.0
+    return max(0.0, anova_icc_components(cells.m, cells.y, cells.y, cells.arm)["icc"])
 
 
 def _prepare(df, outcome, group, reference, cluster, icc, conf_level):

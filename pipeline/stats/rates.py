@@ -379,6 +379,7 @@ def rate_ratio(
     covariates = list(covariates)
     used = [count] + ([person_time] if person_time else []) + covariates
     used += [cluster] if cluster else []
+    used = list(dict.fromkeys(used))  # the cluster may also be a covariate (delete-one-site jackknife)
     check_columns(df, used)
     notes: list[str] = []
 

@@ -36,6 +36,10 @@ EFFECTS: dict[str, tuple[float, str]] = {
     "site_frailty_var": (0.09, "Variance of the site log-frailty (normal, mean 0) shared by admissions, "
                                "crises and detentions."),
     "cluster_frailty_var": (0.01, "Variance of the cluster (GP practice) log-frailty (cluster design only)."),
+    "rtw_cluster_logit_var": (0.0, "Variance of a normal cluster effect on the log-odds of being in work "
+                                   "or education at 2 years (cluster design only; 0 = none): makes that "
+                                   "binary outcome correlated within clusters (ICC on the latent scale "
+                                   "v / (v + pi^2 / 3))."),
     # --- death -------------------------------------------------------------------------
     "death_risk_2y": (0.02, "Two-year risk of death in usual care (exponential hazard, no frailty)."),
     "hr_death": (1.0, "Hazard ratio od vs uc of death."),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from scipy import special
 
 from pipeline.schemas import load_contract
 from pipeline.synth import arrowutil as au
@@ -299,6 +300,8 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
 
     # ------------------------------------------------------------------ return to work or education
     p_rtw = np.where(od, e.rtw_2y_open_dialogue, e.rtw_2y_usual_care)
+    if st.design == "cluster" and e.rtw_cluster_logit_var > 0:
+        p_rtw = special.expit(special.logit(p_rtw) + st.cluster_rtw_logit[cluster])
     t_w = RTW_WINDOW_START * (rng.exponential(1.0, n) / -np.log1p(-p_rtw)) ** (1.0 / e.rtw_shape)
     rtw_day = np.where(t_w <= RTW_WINDOW_START, _ceil_day(t_w), NEVER)
     n_rev = 12

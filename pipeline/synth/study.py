@@ -145,6 +145,7 @@ class Study:
     cluster_weight: np.ndarray = None      # within its site
     cluster_logfrailty: np.ndarray = None
     clusters: dict = field(default_factory=dict)   # columns of the clusters table (cluster design)
+    cluster_rtw_logit: np.ndarray = None   # cluster effect on the log-odds of rtw_2y
     fidelity: dict = field(default_factory=dict)   # name -> array [site, arm]
     staff: dict = field(default_factory=dict)      # columns of the staff table
     pool_start: np.ndarray = None          # [site, arm] offset into pool_clin
@@ -224,7 +225,9 @@ def _cluster_table(st: Study, rng: np.random.Generator, k: int) -> dict:
 def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
     check_groups()
     root = np.random.SeedSequence(seed)
-    study_ss, chunks_ss, faults_ss, study_faults_ss = root.spawn(4)
+    # a fifth child for draws added later, so that the first four streams (and every study
+    # made before it) stay as they were
+    study_ss, chunks_ss, faults_ss, study_faults_ss, extra_ss = root.spawn(5)
     rng = np.random.default_rng(study_ss)
     st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects)
     st.id_width = max(7, len(str(people)))
@@ -268,6 +271,8 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), len(cl_ids))
     if design == "cluster":
         st.clusters = _cluster_table(st, np.random.default_rng(root.spawn(1)[0]), k)
+    st.cluster_rtw_logit = np.random.default_rng(extra_ss).normal(
+        0.0, np.sqrt(e.rtw_cluster_logit_var), len(cl_ids))
 
     # fidelity: data-generating probabilities per site and arm (column 0 uc, 1 od)
     def lvl(good: tuple, bad: tuple, uc: float | None) -> np.ndarray:

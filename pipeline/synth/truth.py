@@ -80,6 +80,16 @@ def expected_cox(comps, inv, st: Study) -> dict:
     return {"expected_site_stratified_cox_hr": round(float(np.exp(num / den)), 4) if den > 0 else None}
 
 
+def _rtw_marginal(p: float, st: Study) -> float:
+    """P(rtw_2y) of an arm averaged over the cluster effect on its log-odds (the arm's
+    probability itself without one)."""
+    v = st.effects.rtw_cluster_logit_var
+    if st.design != "cluster" or v <= 0:
+        return p
+    x, w = _gh(40)
+    return round(float(np.sum(w / (1 + np.exp(-(np.log(p / (1 - p)) + np.sqrt(v) * x))))), 6)
+
+
 def _cluster_imbalance(st: Study) -> float:
     tot = 0.0
     for s in range(st.sites):
@@ -220,9 +230,13 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
             "max_simulated_per_person": KI,
         },
         "rtw_2y": {
-            "usual_care": e.rtw_2y_usual_care, "open_dialogue": e.rtw_2y_open_dialogue,
+            "usual_care": _rtw_marginal(e.rtw_2y_usual_care, st), "open_dialogue": _rtw_marginal(e.rtw_2y_open_dialogue, st),
             "definition": "data-generating probability that rtw_2y is true among people with a record in the "
-                          "window (independent of follow-up, so it is also the expected observed proportion)",
+                          "window (independent of follow-up, so it is also the expected observed proportion)"
+                          + ("; averaged over the normal cluster effect on the log-odds (variance "
+                             f"{e.rtw_cluster_logit_var}) by quadrature: the population-averaged risk, "
+                             "whose difference is the marginal risk difference"
+                             if cluster and e.rtw_cluster_logit_var > 0 else ""),
             "work_statuses": list(WORK_STATUSES),
         },
         "recurrences": {

@@ -53,9 +53,38 @@ def people(clean, p) -> dict[str, dict]:
             reason = "data_end"
         else:
             reason = "end_of_follow_up"
+        last = min(x for x in (death, data_end) if x is not None)
         out[r["person_id"]] = dict(r, fu_end_day=end, end_reason=reason, person_days=end,
-                                   index_date=idx)
+                                   index_date=idx, last_data_day=last)
     return out
+
+
+# --- open records --------------------------------------------------------------------------
+
+END_COLUMN = {"admissions": "discharged_on", "crisis_episodes": "end_on", "detentions": "end_on",
+              "prescriptions": "end_on"}
+
+
+def open_end_day(per: dict, table: str, detail, start: int, p) -> int:
+    """The day an open record (no end date) of ``table`` ends, by derive.open_end: the
+    person's last day of data (never before its start), or ``start + N`` if sooner, N the
+    number of days given or, for ``max``, schemas/ open_max_days (per section for detentions;
+    a section without one: the last day of data). For prescriptions (ends inclusive) one
+    less: N days covered."""
+    from pipeline.schemas import load_contract
+
+    last = max(start, per["last_data_day"])
+    rule = p["open_end"][table]
+    if rule == "data_end":
+        return last
+    if rule == "max":
+        om = load_contract()[table].column(END_COLUMN[table]).open_max_days
+        n = dict(om.rows()).get(detail if om.by else None)
+        if n is None:
+            return last
+    else:
+        n = rule
+    return min(start + n - (1 if table == "prescriptions" else 0), last)
 
 
 def counted(person: dict, d: int | None) -> bool:
@@ -155,10 +184,11 @@ def time_to_event(clean, p) -> pd.DataFrame:
 
 # --- days in hospital, detained, on antipsychotics --------------------------------------
 
-def nights(per, start, end) -> set[int]:
-    """Follow-up nights [0, fu_end_day) between start (incl.) and end (excl.; open = end of FU)."""
+def nights(per, start, end, table, detail, p) -> set[int]:
+    """Follow-up nights [0, fu_end_day) between start (incl.) and end (excl.; open: by
+    :func:`open_end_day`)."""
     s = day(per["index_date"], start)
-    e = per["fu_end_day"] if missing(end) else day(per["index_date"], end)
+    e = open_end_day(per, table, detail, s, p) if missing(end) else day(per["index_date"], end)
     return {d for d in range(max(s, 0), min(e, per["fu_end_day"]))}
 
 
@@ -170,10 +200,11 @@ def recurrent(clean, p) -> pd.DataFrame:
     for a in rows(clean, "admissions"):
         if a["person_id"] in ppl:
             bed[a["person_id"]] |= nights(ppl[a["person_id"]], a["admitted_on"],
-                                          a["discharged_on"])
+                                          a["discharged_on"], "admissions", None, p)
     for d in rows(clean, "detentions"):
         if d["person_id"] in ppl and d["legal_section"] in p["involuntary_sections"]:
-            detained[d["person_id"]] |= nights(ppl[d["person_id"]], d["start_on"], d["end_on"])
+            detained[d["person_id"]] |= nights(ppl[d["person_id"]], d["start_on"], d["end_on"],
+                                               "detentions", d["legal_section"], p)
     out = []
     for pid, per in ppl.items():
         e = ev[pid]
@@ -202,7 +233,8 @@ def antipsychotic(clean, p, ref: list[dict]) -> pd.DataFrame:
             continue
         per = ppl[pid]
         s = day(per["index_date"], rx["start_on"])
-        e = per["fu_end_day"] if missing(rx["end_on"]) else day(per["index_date"], rx["end_on"]) + 1
+        e = 1 + (open_end_day(per, "prescriptions", None, s, p) if missing(rx["end_on"])
+                 else day(per["index_date"], rx["end_on"]))
         days = {d for d in range(max(s, 0), min(e, per["fu_end_day"]))}
         if not days:
             continue

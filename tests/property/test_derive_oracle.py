@@ -153,6 +153,12 @@ params_strategy = st.one_of(
             [["admissions"], ["crisis_episodes"], ["admissions", "crisis_episodes"]]),
         "rtw_window_days": st.sampled_from([30, 90]),
         "last_days_antipsychotic": st.sampled_from([30, 90]),
+        "open_end": st.fixed_dictionaries({
+            "admissions": st.sampled_from(["data_end", "max", 1, 30]),
+            "crisis_episodes": st.sampled_from(["data_end", "max", 3]),
+            "detentions": st.sampled_from(["data_end", "max", 2]),
+            "prescriptions": st.sampled_from(["data_end", 1, 60]),
+        }),
     }),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.derive import load_relations
+from pipeline.derive import REFERENCES, load_relations
 from pipeline.engines import read_table
 from pipeline.schemas import load_contract
 from tests.spark.compare import assert_same_rows
@@ -25,7 +25,7 @@ FLOAT_SUMS = {("derived", "antipsychotic"): {"mean_daily_ddd": 1e-12, "mean_dail
 
 TABLES = ([("raw", t) for t in load_contract()] + [("clean", t) for t in load_contract()]
           + [("quarantine", t) for t in load_contract()]
-          + [("derived", n) for n in ["ref_drugs", *load_relations()]])
+          + [("derived", n) for n in [*REFERENCES, *load_relations()]])
 
 
 @pytest.mark.parametrize(("schema", "name"), TABLES, ids=[f"{s}.{n}" for s, n in TABLES])
@@ -69,4 +69,4 @@ def test_summary_counts_match_the_tables(spark_run):
     out, summary = spark_run
     for name, n in summary["derive"]["rows"].items():
         assert len(read_table(out, name)) == n
-    assert set(summary["derive"]["rows"]) == {"ref_drugs", *load_relations()}
+    assert set(summary["derive"]["rows"]) == {*REFERENCES, *load_relations()}

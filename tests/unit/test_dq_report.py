@@ -28,6 +28,8 @@ MONTHS = [("people", "S03", "2024-01", 87), ("people", "S03", "2024-02", 3),
 #: (rule, table, rows failing): people's quarantined 14 = 12 + 2
 RULES = [("people.sex.vocabulary", "people", 12), ("people.key.duplicate", "people", 2),
          ("staff.role.required", "staff", 3)]
+#: (site, clean admissions, open, open beyond a year): S02's 9 = 3 + ... hidden in pairs
+OPEN = [("S01", 400, 25, 0), ("S02", 500, 30, 3), ("S03", 90, 9, 9)]
 
 
 @pytest.fixture
@@ -46,6 +48,12 @@ def con():
               "n_rows bigint)")
     c.executemany("insert into results.dq_rules values (?, ?, null, 'x', 'conformance', ?, ?)",
                   [(r, t, r, n) for r, t, n in RULES])
+    c.execute("create table results.dq_open_records (site_id varchar, table_name varchar, "
+              "column_name varchar, rule_id varchar, n_rows bigint, n_open bigint, "
+              "n_open_beyond_max bigint)")
+    c.executemany("insert into results.dq_open_records values (?, 'admissions', "
+                  "'discharged_on', 'admissions.discharged_on.open_beyond_max', ?, ?, ?)",
+                  OPEN)
     c.execute("create table results.dq_examples (rule_id varchar, source_file varchar, "
               "row_number bigint)")
     c.executemany("insert into results.dq_examples values (?, ?, ?)",
@@ -148,3 +156,63 @@ def test_the_reason_for_stopping_shows_the_counts_as_the_tables_do(con):
         or "table staff: [c] of [c] rows quarantined ([c]), above the threshold 2%" in text
     summary = dq_report.summary(con, _report(fatal), CFG)
     assert "3 of 84" not in summary["fatal"][0]
+
+
+def test_open_record_counts_hide_small_counts_and_their_complements(con):
+    prot = dq_report.protect(con, CFG)
+    assert prot.open[("admissions", "S01", "open")] == 25
+    assert prot.open[("admissions", "all", "open")] == 64
+    beyond = {s: prot.open[("admissions", s, "beyond")] for s in ("S01", "S02", "S03", "all")}
+    # 3 is small; the total 12 would give it away (12 - 0 - 9), so a second cell is hidden
+    assert beyond["S02"] is None and sum(v is None for v in beyond.values()) >= 2
+    assert beyond["S01"] == 0
+    rows = {(r["table"], r["site_id"]): r for r in dq_report.open_records(con, prot)}
+    assert rows[("admissions", "all")]["rule"] == "admissions.discharged_on.open_beyond_max"
+    assert rows[("admissions", "all")]["open_max"] == "365 days"
+    text = dq_report.render_html(con, _report(), CFG)
+    assert "Open records (no end date) per table and site" in text
+
+
+def test_open_records_are_counted_per_table_and_site_against_the_schema_maximum():
+    """An open admission, crisis episode or detention is counted, and beyond its maximum when
+    the person's last day of data (data end or death) is further from its start."""
+    from pipeline.schemas import load_contract
+    from tests.spec.conftest import create_clean
+
+    c = duckdb.connect()
+    create_clean(c, people="""
+      person_id | site_id | index_date | data_end_date | death_date
+      p1        | s1      | +0         | +800          |
+      p2        | s2      | +0         | +800          | +300
+    """, admissions="""
+      person_id | admitted_on | discharged_on
+      p1        | +10         |
+      p1        | +500        |
+      p1        | +20         | +30
+      p2        | +10         |
+    """, crisis_episodes="""
+      person_id | start_on | end_on
+      p1        | +700     |
+      p1        | +790     |
+    """, detentions="""
+      person_id | legal_section | start_on | end_on
+      p1        | 2           | +700     |
+      p1        | 3           | +100     |
+      p2        | 136         | +297     |
+      p2        | 136         | +298     |
+    """)
+    c.execute("create schema results")
+    c.execute("create temp table _person_sites as select person_id, site_id from clean.people")
+    dq_report._open_records(c, load_contract())
+    got = {(t, s): (n, o, b) for t, s, n, o, b in c.execute(
+        "select table_name, site_id, n_rows, n_open, n_open_beyond_max "
+        "from results.dq_open_records").fetchall()}
+    # p1: open 790 days (> 365) and 300 days; p2 died 290 days after admission
+    assert got[("admissions", "s1")] == (3, 2, 1)
+    assert got[("admissions", "s2")] == (1, 1, 0)
+    # 100 days open (> 42) and 10 days
+    assert got[("crisis_episodes", "s1")] == (2, 2, 1)
+    # section 2: 100 days (> 28); section 3 has no maximum; section 136: 3 days (> 2) and 2
+    assert got[("detentions", "s1")] == (2, 2, 1)
+    assert got[("detentions", "s2")] == (2, 2, 1)
+    assert ("prescriptions", "s1") not in got  # no rows, no count

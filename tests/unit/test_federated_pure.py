@@ -1,4 +1,4 @@
-"""The pure functions of pipeline/federated.py: Table 1 sufficient statistics and their
+"""The pure functions of pipeline/federated/: Table 1 sufficient statistics and their
 pooling, quantiles from people per value, SMDs from sums, rounding, fidelity pooling.
 Each is checked against the row-level computation it replaces (pipeline.stats,
 numpy), on random data split into random sites."""

@@ -6,13 +6,13 @@
 -- follow-up [0, fu_end_day); overlapping or touching intervals of the same kind are
 -- merged (gaps and islands), so a day is counted once however many rows cover it.
 --   kind           rows                                         covers
---   bed            clean.admissions (any method)                nights admitted_on .. discharged_on - 1
---   detained       clean.detentions, section in $involuntary_sections
---                                                               days start_on .. end_on - 1
+--   bed            derived.int_care_records, kind admission     nights admitted_on .. end - 1
+--   detained       derived.int_care_records, kind detention with legal_section in
+--                  $involuntary_sections                        days start_on .. end - 1
 --   antipsychotic  derived.int_antipsychotic_exposures          days start_on .. end_on
--- An open row (discharged_on / end_on null) runs to the end of follow-up. Bed days and
--- days detained count midnights (discharge - admission, as NHS occupied bed days), so an
--- admission and a transfer on its discharge day are not counted twice.
+-- An open row (no end date) ends as derive.open_end says (derived.int_care_records). Bed
+-- days and days detained count midnights (discharge - admission, as NHS occupied bed days),
+-- so an admission and a transfer on its discharge day are not counted twice.
 --
 -- parameters: $involuntary_sections
 
@@ -22,23 +22,15 @@ with people as (
 
 raw_intervals as (
     select
-        'bed' as kind,
-        a.person_id,
-        date_diff('day', p.index_date, a.admitted_on) as from_day,
-        coalesce(date_diff('day', p.index_date, a.discharged_on), p.fu_end_day) as to_day,
+        case when r.kind = 'admission' then 'bed' else 'detained' end as kind,
+        r.person_id,
+        r.start_day as from_day,
+        r.end_day   as to_day,
         p.fu_end_day
-    from clean.admissions as a
-    inner join people as p on p.person_id = a.person_id
-    union all
-    select
-        'detained',
-        d.person_id,
-        date_diff('day', p.index_date, d.start_on),
-        coalesce(date_diff('day', p.index_date, d.end_on), p.fu_end_day),
-        p.fu_end_day
-    from clean.detentions as d
-    inner join people as p on p.person_id = d.person_id
-    where array_contains($involuntary_sections, d.legal_section)
+    from derived.int_care_records as r
+    inner join people as p on p.person_id = r.person_id
+    where r.kind = 'admission'
+       or (r.kind = 'detention' and array_contains($involuntary_sections, r.detail))
     union all
     select 'antipsychotic', e.person_id, e.from_day, e.to_day, p.fu_end_day
     from derived.int_antipsychotic_exposures as e

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure
+from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
-from pipeline.federated import MEASURES, Pooled, _versions
+from pipeline.federated.bundle import MEASURES, _versions
+from pipeline.federated.pooling import Pooled
 from pipeline.report import (_CSS, _arm_label, _count_td, _curve_frame, _esc, _figure, _fmt,
                              _pct_ci, _table, atomic_dir, save_figure, site_arm_rows, table_one_rows,
                              write_table)
@@ -84,22 +85,41 @@ def public_curve_counts(pooled: Pooled, cfg: dict[str, Any], outcome: str = "rel
     return counts.rename(columns={"arm": "group", "status": "event"})
 
 
+#: Why a closed-form site effect is not shown in the pooled report.
+CLOSED_FORM_NOTE = ("not shown per site: a risk difference with its Wald interval gives back "
+                    "the per-arm counts, which the bundles do not publish (output policy)")
+
+
 def public_site_effects(pooled: Pooled, cfg: dict[str, Any]) -> pd.DataFrame:
-    """Each site's contrast on its natural scale with its interval; counts rounded."""
+    """Each site's contrast on its natural scale with its interval, as the output policy
+    allows (:func:`pipeline.output_policy.effect`): only when the site's n and events are
+    both shown, to 3 significant digits; never a risk difference (a closed form of per-arm
+    counts the pooled report does not show). Counts rounded."""
     from scipy import stats
 
+    pol = output_policy.settings(cfg)
     conf = float(pooled.settings["conf_level"])
     z = stats.norm.ppf(1 - (1 - conf) / 2)
     rows = []
     for _, e in pooled.site_effects.iterrows():
         f = np.exp if e.scale == "log" else (lambda x: x)
         est = e.estimate
+        n_r = disclosure.round_count(e.n, cfg)
+        ev_r = disclosure.round_count(e.n_events, cfg)
+        note = e.note
+        if e.scale != "log":
+            shown = (None, None, None)
+            note = CLOSED_FORM_NOTE if pd.notna(est) else note
+        else:
+            shown = output_policy.effect(f(est), f(est - z * e.se), f(est + z * e.se),
+                                         [n_r, ev_r], pol)
         rows.append(dict(site=e.site, outcome=e.outcome, measure=e.measure.removeprefix("log "),
-                         estimate=f(est), lower=f(est - z * e.se), upper=f(est + z * e.se),
-                         n=disclosure.round_count(e.n, cfg),
-                         n_events=disclosure.round_count(e.n_events, cfg),
-                         method=e.method, note=e.note))
-    return pd.DataFrame(rows)
+                         estimate=shown[0], lower=shown[1], upper=shown[2],
+                         n=n_r, n_events=ev_r, method=e.method, note=note))
+    out = pd.DataFrame(rows)
+    for c in ("estimate", "lower", "upper"):
+        out[c] = out[c].astype(float)
+    return out
 
 
 def public_table_one(pooled: Pooled, cfg: dict[str, Any]) -> pd.DataFrame:
@@ -144,8 +164,10 @@ def public_tables(pooled: Pooled, cfg: dict[str, Any]) -> dict[str, pd.DataFrame
 def figures(pooled: Pooled, tables: dict[str, pd.DataFrame], folder: Path) -> dict[str, dict]:
     """The relapse curves (from the rounded counts) and one forest plot per contrast."""
     from pipeline.analyse import resolve_params
-    from pipeline.stats import (aalen_johansen, kaplan_meier, plot_cumulative_incidence,
-                                plot_forest, plot_kaplan_meier)
+    from scipy import stats
+
+    from pipeline.stats import (aalen_johansen, kaplan_meier, meta_analysis,
+                                plot_cumulative_incidence, plot_kaplan_meier)
 
     conf = float(pooled.settings["conf_level"])
     times = [float(t) for t in resolve_params(None)["curve_times"]]
@@ -166,10 +188,19 @@ def figures(pooled: Pooled, tables: dict[str, pd.DataFrame], folder: Path) -> di
                                       xlabel="Days since referral accepted",
                                       ylabel="Cumulative incidence of relapse"),
             folder, "relapse_cif")
-    for _, measure, scale in MEASURES:
-        ma = pooled.meta.get(measure)
-        if ma is None:
+    se = tables["site_effects"]
+    for outcome, measure, scale in MEASURES:
+        # the sites as published (3 significant digits, hidden sites left out), so that the
+        # figure gives back no more than the table
+        pub = se[(se["outcome"] == outcome) & se["estimate"].notna()]
+        if pooled.meta.get(measure) is None or len(pub) < 2 or scale != "log":
             continue
+        y = np.log(pub["estimate"].to_numpy(float))
+        v = ((np.log(pub["upper"].to_numpy(float)) - np.log(pub["lower"].to_numpy(float)))
+             / (2 * stats.norm.ppf(1 - (1 - conf) / 2))) ** 2
+        ma = meta_analysis(y, v, method=pooled.settings["meta_method"],
+                           test=pooled.settings["meta_test"], conf_level=conf,
+                           labels=list(pub["site"]))
         title, xlabel = MEASURE_TEXT[measure]
         stem = "forest_" + measure.replace(" ", "_")
         out[stem] = save_figure(_forest(ma, scale == "log", xlabel, title), folder, stem)
@@ -288,7 +319,13 @@ def render(pooled: Pooled, tables: dict[str, pd.DataFrame], figs: dict[str, dict
         P.append(_figure(figs.get("forest_" + measure.replace(" ", "_")), f"Forest plot: {title}",
                          f"{_esc(title)}: each site's estimate (squares, size by weight, 95% "
                          "CI), the random-effects pooled estimate (diamond, 95% CI) and the 95% "
-                         "prediction interval (line)."))
+                         "prediction interval (line). Sites whose counts are hidden are left "
+                         "out of the figure, and the figure's diamond is pooled from the site "
+                         "estimates as published (3 significant digits), so it can differ a "
+                         "little from the table above, which pools every site exactly."))
+    P.append("<p class='muted'>Site risk differences are not shown one by one: with their "
+             "Wald intervals they would give back each arm's counts in the site (output "
+             "policy); the pooled risk difference above uses them all.</p>")
     notes = [e for e in pooled.notes if not e.startswith(tuple(f"{v}:" for v in
                                                                settings["table_one"]))]
     if notes:
@@ -400,7 +437,7 @@ def build(pooled: Pooled, params: dict[str, Any], out_dir: str | Path) -> Path:
         figs = figures(pooled, tables, tmp / "figures")
         (tmp / "report.html").write_text(render(pooled, tables, figs, cfg, params),
                                          encoding="utf-8")
-        breaches = check(tmp, cfg)
+        breaches = check(tmp, cfg, attack=True)
         if breaches:
             listing = "\n  ".join(str(b) for b in breaches[:20])
             raise OdevalError("disclosure control failed (odeval check-outputs), the pooled "

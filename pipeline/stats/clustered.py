@@ -1,0 +1,549 @@
+"""Generalised linear models with inference for few clusters.
+
+A GLM (binomial, Poisson, negative binomial with its shape, Gaussian) fitted to person-level
+rows, with the variance of the coefficients chosen for the design:
+
+* ``"model"``: the inverse information (independent people);
+* ``"CR0"``, ``"CR1"``: the cluster-robust sandwich, CR1 times ``J / (J - 1)`` (as R
+  ``clubSandwich::vcovCR(type = "CR1")``; ``sandwich::vcovCL(type = "HC0")`` with its
+  default cluster adjustment is the same matrix);
+* ``"CR2"``: the bias-reduced sandwich of Bell and McCaffrey (2002) in clubSandwich's form
+  for a GLM (``clubSandwich::vcovCR(type = "CR2")``);
+* ``"KC"``: the Kauermann and Carroll (2001) correction of the GEE sandwich, ``(I -
+  H_jj)^-1/2`` (as ``geesmv::GEE.var.kc``; this GLM is the GEE with independence working
+  correlation). It equals CR2 when the working variance is constant within each cluster
+  and differs slightly otherwise;
+* ``"CR3"``: the jackknife-like sandwich ``(I - H_jj)^-1``, as ``vcovCR(type = "CR3")``;
+  for the independence GEE it is the Mancl and DeRouen (2001) correction (``"MD"``, as
+  ``geesmv::GEE.var.md``);
+* ``"jackknife"``: the delete-one-cluster jackknife, ``(J - 1) / J sum_j (b_j - b)(b_j -
+  b)'`` over refits without cluster ``j``: pass the site as ``cluster`` for the
+  delete-one-site (delete-one-stratum) jackknife.
+
+Degrees of freedom for the t reference distribution: ``"satterthwaite"`` (Bell and
+McCaffrey 2002; Pustejovsky and Tipton 2018; ``clubSandwich::coef_test(test =
+"Satterthwaite")``, computed for the variance type used), ``"K-p"`` (clusters minus
+coefficients: Li and Redden 2015 for KC and MD), ``"K-1"`` or ``"z"`` (normal). The
+defaults: Satterthwaite for CR0-CR3, ``K-1`` for the jackknife, normal for ``"model"``.
+
+Checked against R ``glm``, ``MASS::glm.nb``, ``clubSandwich`` (CR1, CR2, CR3 and their
+Satterthwaite df), the Mancl-DeRouen and Kauermann-Carroll formulas on ``geepack::geeglm``
+fits and refits without each cluster or site, in
+``tests/reference/test_clustered_reference.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from pipeline.stats._eff_design import check_columns, check_conf_level, design_matrix
+from pipeline.stats._result import Result
+from pipeline.stats.rates import _inverse
+
+__all__ = ["ClusteredGLMResult", "glm_clustered", "VCOV_TYPES", "DF_METHODS"]
+
+FAMILIES = ("binomial", "poisson", "negbin", "gaussian")
+LINKS = {"binomial": ("logit", "log", "identity"), "poisson": ("log",), "negbin": ("log",),
+         "gaussian": ("identity", "log")}
+VCOV_TYPES = ("model", "CR0", "CR1", "CR2", "CR3", "KC", "MD", "jackknife")
+DF_METHODS = ("satterthwaite", "K-p", "K-1", "z")
+_ALIAS = {"MD": "CR3"}
+_WORDS = {
+    "model": "model-based (inverse information)",
+    "CR0": "cluster-robust sandwich (CR0)",
+    "CR1": "cluster-robust sandwich with J/(J-1) (CR1)",
+    "CR2": "bias-reduced cluster-robust sandwich (CR2, Bell-McCaffrey)",
+    "CR3": "cluster-robust sandwich with (I-H)^-1 (CR3)",
+    "KC": "Kauermann-Carroll bias-corrected sandwich",
+    "MD": "Mancl-DeRouen bias-corrected sandwich (= CR3 for the independence GEE)",
+    "jackknife": "delete-one-cluster jackknife",
+}
+
+
+class ClusteredGLMResult(Result):
+    """A GLM with its few-cluster inference (see :func:`glm_clustered`).
+
+    Attributes
+    ----------
+    summary : DataFrame, shape (n_terms, 8)
+        Indexed by term: ``coef, se, df, lower, upper, t, p, se_model``; ``df`` is ``inf``
+        for the normal reference, ``lower``/``upper`` on the model scale (log odds, log
+        rate, ...).
+    vcov : DataFrame
+        The covariance used for ``se``.
+    method : str
+        The variance and reference distribution in words, e.g. "bias-reduced
+        cluster-robust sandwich (CR2, Bell-McCaffrey) by cluster_id (14 clusters); t on
+        Satterthwaite df".
+    family, link, theta, n, n_clusters, conf_level, vcov_type, df_method
+    """
+
+    title = "Generalised linear model"
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self._frame
+
+    def term(self, name: str) -> pd.Series:
+        """One row of ``summary``; the error names the terms there are."""
+        if name not in self._frame.index:
+            raise KeyError(f"term {name!r} not in the model; terms are {list(self._frame.index)}")
+        return self._frame.loc[name]
+
+
+# ----------------------------------------------------------------------------- families
+
+_EPS = np.finfo(float).eps
+#: longest IRLS step of any coefficient (a level without events runs to -infinity; its
+#: steps are capped so that exp does not overflow, as in :mod:`pipeline.stats.rates`)
+MAX_STEP = 10.0
+
+
+def _linkinv(eta, link):
+    """Inverse links as R's ``make.link`` / ``binomial()`` compute them: the log link
+    floored at machine epsilon, the logit kept within ``[eps, 1 - eps]``."""
+    if link == "logit":
+        return np.clip(special.expit(eta), _EPS, 1 - _EPS)
+    if link == "log":
+        with np.errstate(over="ignore"):
+            return np.maximum(np.exp(eta), _EPS)
+    return eta
+
+
+def _mu_eta(eta, mu, link):
+    """d mu / d eta."""
+    if link == "logit":
+        return mu * (1 - mu)
+    if link == "log":
+        return mu
+    return np.ones_like(eta)
+
+
+def _variance(mu, family, theta):
+    if family == "binomial":
+        return mu * (1 - mu)
+    if family == "poisson":
+        return mu
+    if family == "negbin":
+        return mu + mu**2 / theta
+    return np.ones_like(mu)
+
+
+def _deviance(y, mu, family, theta):
+    if family == "binomial":
+        return float(-2 * np.sum(special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
+    if family == "poisson":
+        return float(2 * np.sum(special.xlogy(y, y / mu) - (y - mu)))
+    if family == "negbin":
+        return float(2 * np.sum(special.xlogy(y, y / mu) - (y + theta) * np.log((y + theta) / (mu + theta))))
+    return float(np.sum((y - mu) ** 2))
+
+
+def _start_eta(y, family, link, offset):
+    if family == "binomial":
+        mu = (y + 0.5) / 2
+    elif family in ("poisson", "negbin"):
+        mu = y + 0.1
+    else:
+        return y - offset if link == "identity" else np.log(np.maximum(y, 1e-3)) - offset
+    if link == "logit":
+        return special.logit(mu)
+    if link == "log":
+        return np.log(mu)
+    return mu
+
+
+def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter=100):
+    """Fisher scoring (iteratively reweighted least squares), as R's ``glm.fit``, with step
+    halving when the deviance rises; stops when the deviance changes by less than ``tol``
+    (relative; R's criterion, at a far smaller default). Returns ``(beta, mu, eta,
+    converged)``; columns of ``X`` that are numerically collinear get a least-squares
+    step (their coefficients are reported as not estimable by the caller)."""
+    if start is None:
+        eta = _start_eta(y, family, link, offset)
+        beta = None
+    else:
+        beta = np.asarray(start, float)
+        eta = X @ beta + offset
+    mu = _linkinv(eta, link)
+    dev = np.inf if beta is None else _deviance(y, mu, family, theta)
+    converged = False
+    for _ in range(maxiter):
+        d = _mu_eta(eta, mu, link)
+        w = d**2 / _variance(mu, family, theta)
+        z = eta - offset + (y - mu) / d
+        Xw = X * w[:, None]
+        try:
+            new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
+        except np.linalg.LinAlgError:
+            new = np.linalg.lstsq(X * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
+        if beta is not None:
+            longest = np.max(np.abs(new - beta))
+            if not longest <= MAX_STEP:
+                new = beta + (new - beta) * (MAX_STEP / longest if np.isfinite(longest) else 0.0)
+        eta_new = X @ new + offset
+        mu_new = _linkinv(eta_new, link)
+        dev_new = _deviance(y, mu_new, family, theta)
+        halvings = 0
+        while beta is not None and not (np.isfinite(dev_new) and dev_new <= dev * (1 + 1e-15)) and halvings < 30:
+            new = (new + beta) / 2
+            eta_new = X @ new + offset
+            mu_new = _linkinv(eta_new, link)
+            dev_new = _deviance(y, mu_new, family, theta)
+            halvings += 1
+        done = np.isfinite(dev) and abs(dev_new - dev) <= tol * (abs(dev_new) + 0.1)
+        beta, eta, mu, dev = new, eta_new, mu_new, dev_new
+        if done:
+            converged = True
+            break
+    return beta, mu, eta, converged
+
+
+# ----------------------------------------------------------------------------- corrections
+
+def _clusters_of(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_clusters + 1))
+    return [order[bounds[j]:bounds[j + 1]] for j in range(n_clusters)]
+
+
+def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
+    """Rank of a tall ``X`` and its null-space directions, from the p x p eigenproblem of
+    ``X'X`` (singular values squared) with ``numpy.linalg.matrix_rank``'s tolerance."""
+    lam, V = np.linalg.eigh(X.T @ X)
+    sv = np.sqrt(np.clip(lam, 0, None))
+    small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
+    return int(np.sum(~small)), V[:, small].T
+
+
+def _power(lam: np.ndarray, kind: str) -> np.ndarray:
+    """``f(1 - lambda)`` for the eigenvalues ``lambda`` of the cluster's hat matrix:
+    ``(1 - lambda)^-1/2`` (CR2) or ``(1 - lambda)^-1`` (CR3), 0 where ``1 - lambda`` is
+    numerically 0 (a cluster that alone determines a coefficient; clubSandwich's
+    ``matrix_power`` drops those eigenvalues the same way)."""
+    x = 1.0 - lam
+    if kind == "CR0":
+        return np.ones_like(x)
+    out = np.zeros_like(x)
+    ok = x > 1e-12
+    out[ok] = x[ok] ** (-0.5 if kind == "CR2" else -1.0)
+    return out
+
+
+def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
+    """Cluster-robust covariance ``M (sum_j u_j u_j') M`` with ``u_j = F_j e_j``.
+
+    ``Z = W^1/2 D`` and ``e = W^1/2 (y - mu)`` are the standardised model matrix and
+    residuals (``D = dmu/deta X``, ``W = 1 / V(mu)``, ``theta = V(mu)``), ``M = (Z'Z)^-1``
+    and ``H_jj = Z_j M Z_j'``:
+
+    * CR0: ``F_j = Z_j'``;
+    * KC: ``F_j = Z_j' (I - H_jj)^-1/2`` (Kauermann-Carroll: ``D'V^-1 (I - D M D'V^-1)^-1/2``
+      written symmetrically);
+    * CR3 = MD: ``F_j = Z_j' (I - H_jj)^-1``;
+    * CR2: clubSandwich's form for a GLM, ``A_j = Theta^1/2 G^-1/2 Theta^1/2`` with
+      ``G = Theta (I - H_jj) Theta``, i.e. ``F_j = Z_j' G^-1/2 Theta``. It equals KC when
+      the working variance is constant within clusters, not otherwise (Poisson).
+
+    KC, CR3 and CR0 apply ``f(I - H_jj)`` through the p x p eigenproblem of ``R M R'``
+    (``Z_j = Q R``), so no ``n_j x n_j`` matrix is formed; CR2 needs the ``n_j x n_j``
+    eigenproblem of ``G``. With ``satterthwaite`` also returns, per coefficient, the
+    Satterthwaite df of Bell and McCaffrey as clubSandwich computes them (``2 E^2 / V`` of
+    the variance estimator under the working model: ``P = diag(g) - h h'`` over clusters,
+    ``g_j = diag(M F_j F_j' M)``, ``h_j = (M F_j Z_j L)`` rows, ``L L' = M``).
+    """
+    p = Z.shape[1]
+    J = len(groups)
+    U = np.empty((J, p))
+    gdiag = np.empty((J, p)) if satterthwaite else None
+    HZ = np.empty((J, p, p)) if satterthwaite else None
+    for j, idx in enumerate(groups):
+        Zj = Z[idx]
+        th = theta[idx]
+        # with a working variance constant within the cluster (a logistic model whose
+        # covariates are the cluster's: arm and site) clubSandwich's CR2 is KC, which the
+        # low-rank path computes without the n_j x n_j eigenproblem
+        if kind == "CR2" and np.ptp(th) > 1e-12 * np.max(th):
+            Gm = th[:, None] * (np.eye(len(idx)) - Zj @ M @ Zj.T) * th[None, :]
+            lam, Q = np.linalg.eigh(Gm)
+            pw = np.zeros_like(lam)
+            pw[lam > 1e-12] = lam[lam > 1e-12] ** -0.5
+            F = (Zj.T @ ((Q * pw) @ Q.T)) * th[None, :]
+            U[j] = F @ e[idx]
+            if satterthwaite:
+                gdiag[j] = np.einsum("ij,ij->i", M @ F, M @ F)
+                HZ[j] = M @ F @ Zj
+            continue
+        q, r = np.linalg.qr(Zj, mode="reduced")
+        lam, V = np.linalg.eigh(r @ M @ r.T)
+        f = _power(lam, "CR2" if kind == "KC" else kind)
+        RV = r.T @ V  # p x k
+        U[j] = RV @ (f * (V.T @ (q.T @ e[idx])))
+        if satterthwaite:
+            gdiag[j] = np.diag(M @ (RV * f**2) @ RV.T @ M)
+            HZ[j] = M @ (RV * f) @ RV.T  # M F_j Z_j
+    meat = U.T @ U
+    if not satterthwaite:
+        return meat, None
+    lam, Vm = np.linalg.eigh(M)
+    L = Vm * np.sqrt(np.clip(lam, 0, None))  # L L' = M (M may be a pseudo-inverse)
+    dfs = np.empty(p)
+    for i in range(p):
+        h = HZ[:, i, :] @ L  # J x p
+        P = np.diag(gdiag[:, i]) - h @ h.T
+        dfs[i] = np.trace(P) ** 2 / np.sum(P**2)
+    return meat, dfs
+
+
+# ----------------------------------------------------------------------------- the model
+
+def _nb_theta(y, X, offset):
+    """ML theta of the NB2 model jointly with the coefficients (``MASS::glm.nb``), by the
+    search of :func:`pipeline.stats.rates.rate_ratio`."""
+    from scipy import sparse
+
+    from pipeline.stats import rates
+
+    Xs = sparse.csr_matrix(X)
+    theta, _, ok = rates._negbin_theta(y, Xs, offset, rates._glm(y, Xs, offset))
+    return theta, ok
+
+
+def glm_clustered(
+    df: pd.DataFrame,
+    outcome: str,
+    covariates: Sequence[str],
+    family: str = "binomial",
+    cluster: str | None = None,
+    vcov: str = "CR2",
+    df_method: str | None = None,
+    link: str | None = None,
+    offset: str | None = None,
+    log_offset: bool = True,
+    theta: float | None = None,
+    conf_level: float = 0.95,
+) -> ClusteredGLMResult:
+    """Fit a GLM and report each coefficient with a variance fit for few clusters.
+
+    Parameters
+    ----------
+    df : DataFrame, shape (n_samples, n_columns)
+        One row per person.
+    outcome : str
+        0/1 (binomial), non-negative counts (poisson, negbin) or numbers (gaussian).
+    covariates : sequence of str
+        Numeric columns enter as they are; categorical ones by treatment contrasts with
+        terms named as R names them (``"armopen_dialogue"``, ``"site_idS02"``).
+    family : {"binomial", "poisson", "negbin", "gaussian"}
+    cluster : str, optional
+        The unit whose rows are correlated (GP practice), or the site for the
+        delete-one-site jackknife. Required for every ``vcov`` but ``"model"``.
+    vcov : {"model", "CR0", "CR1", "CR2", "CR3", "KC", "MD", "jackknife"}
+        See the module docstring. ``MD`` is ``CR3`` with another default df (``K-p``, as
+        Li and Redden 2015 recommend for MD and KC).
+    df_method : {"satterthwaite", "K-p", "K-1", "z"}, optional
+        Reference distribution; defaults as in the module docstring.
+    link : str, optional
+        ``logit`` (binomial default), ``log`` (poisson, negbin default; binomial log-risk),
+        ``identity`` (gaussian default; binomial risk difference).
+    offset : str, optional
+        Column entering the linear predictor with coefficient 1, logged first unless
+        ``log_offset=False`` (person-years for a rate).
+    theta : float, optional
+        Negative binomial shape (``var = mu + mu^2 / theta``); estimated by maximum
+        likelihood jointly with the coefficients when omitted. The coefficients'
+        variances condition on it, as glm.nb's do.
+    conf_level : float
+
+    Returns
+    -------
+    ClusteredGLMResult
+
+    Notes
+    -----
+    Rows missing any used column are dropped (noted). The GLM is fitted by Fisher scoring
+    to a relative change in deviance of 1e-14. A term that some jackknife replicate
+    cannot estimate (its level only in the deleted cluster, e.g. the site's own term
+    when a site is deleted) gets no jackknife standard error; the other terms are
+    unaffected.
+
+    References
+    ----------
+    Bell RM, McCaffrey DF. Bias reduction in standard errors for linear regression with
+    multi-stage samples. Survey Methodology 2002;28:169-181. Pustejovsky JE, Tipton E.
+    Small-sample methods for cluster-robust variance estimation and hypothesis testing in
+    fixed effects models. J Bus Econ Stat 2018;36:672-683. Kauermann G, Carroll RJ. A note
+    on the efficiency of sandwich covariance matrix estimation. JASA 2001;96:1387-1396.
+    Mancl LA, DeRouen TA. A covariance estimator for GEE with improved small-sample
+    properties. Biometrics 2001;57:126-134. Li P, Redden DT. Comparing denominator degrees
+    of freedom approximations for the generalized linear mixed model in analyzing binary
+    outcome in small sample cluster-randomized trials. BMC Med Res Methodol 2015;15:38.
+    MacKinnon JG, Nielsen MO, Webb MD. Cluster-robust inference: a guide to empirical
+    practice. J Econometrics 2023;232:272-299 (CV3 jackknife). McCullagh P, Nelder JA.
+    Generalized Linear Models, 2nd ed. Chapman & Hall 1989.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    link = link or LINKS[family][0]
+    if link not in LINKS[family]:
+        raise ValueError(f"link {link!r} is not available for {family}; use one of {LINKS[family]}")
+    if vcov not in VCOV_TYPES:
+        raise ValueError(f"vcov must be one of {VCOV_TYPES}, got {vcov!r}")
+    if df_method is not None and df_method not in DF_METHODS:
+        raise ValueError(f"df_method must be one of {DF_METHODS}, got {df_method!r}")
+    if vcov != "model" and cluster is None:
+        raise ValueError(f"vcov={vcov!r} needs a cluster column")
+    check_conf_level(conf_level)
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+    used = [outcome, *covariates] + ([offset] if offset else []) + ([cluster] if cluster else [])
+    check_columns(df, list(dict.fromkeys(used)))
+    notes: list[str] = []
+    d = df[list(dict.fromkeys(used))]
+    miss = d.isna().any(axis=1)
+    if miss.any():
+        notes.append(f"{int(miss.sum())} row(s) dropped for missing values in "
+                     f"{[c for c in d.columns if d[c].isna().any()]}.")
+        d = d.loc[~miss]
+    if d.empty:
+        raise ValueError("no rows left after dropping missing values")
+    y = d[outcome].to_numpy(float)
+    if family == "binomial" and not np.all((y == 0) | (y == 1)):
+        raise ValueError(f"outcome {outcome!r} must be 0/1 for the binomial family")
+    if family in ("poisson", "negbin") and (np.any(y < 0) or np.any(y != np.round(y))):
+        raise ValueError(f"outcome {outcome!r} must hold non-negative integer counts")
+    Xdf = design_matrix(d, covariates)
+    terms = list(Xdf.columns)
+    X = Xdf.to_numpy(float)
+    n, p = X.shape
+    if _rank(X)[0] < p:
+        raise ValueError("the covariates are collinear (model matrix not of full column rank)")
+    off = np.zeros(n)
+    if offset:
+        o = d[offset].to_numpy(float)
+        if log_offset:
+            if np.any(o <= 0):
+                raise ValueError(f"offset column {offset!r} must be > 0 to be logged")
+            o = np.log(o)
+        off = o
+    if family == "negbin" and theta is None:
+        theta, ok = _nb_theta(y, X, off)
+        if not ok:
+            notes.append(f"theta has no finite maximum (stopped at {theta:.3g}): no overdispersion.")
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta)
+    if not converged:
+        notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
+
+    dmu = _mu_eta(eta, mu, link)
+    var = _variance(mu, family, theta)
+    Z = X * (dmu / np.sqrt(var))[:, None]
+    e = (y - mu) / np.sqrt(var)
+    # a level without events has its coefficient at -infinity and no information: the
+    # inverse is taken on the other directions and those terms get no standard error
+    M, flat = _inverse(Z.T @ Z)
+    dispersion = 1.0
+    if family == "gaussian":
+        dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
+    vcov_model = M * dispersion
+
+    n_clusters = None
+    dfs = np.full(p, np.inf)
+    kind = _ALIAS.get(vcov, vcov)
+    default_df = {"model": "z", "jackknife": "K-1", "KC": "K-p", "MD": "K-p"}.get(vcov, "satterthwaite")
+    df_method = df_method or default_df
+    if vcov == "model":
+        V = vcov_model
+        if df_method != "z":
+            raise ValueError("the model-based variance uses the normal reference (df_method='z')")
+    else:
+        codes, levels = pd.factorize(d[cluster], sort=True)
+        J = n_clusters = len(levels)
+        if J < 2:
+            raise ValueError("cluster-robust variances need at least two clusters")
+        groups = _clusters_of(codes, J)
+        if kind == "jackknife":
+            V = _jackknife(y, X, off, family, link, theta, groups, beta)
+            if df_method == "satterthwaite":
+                raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
+        else:
+            meat, satt = _sandwich(Z, e, var, M, groups, "CR0" if kind == "CR1" else kind,
+                                   df_method == "satterthwaite")
+            if kind == "CR1":
+                meat = meat * J / (J - 1)  # a scalar factor leaves the Satterthwaite df as they are
+            V = M @ meat @ M
+            if satt is not None:
+                dfs = satt
+        if df_method == "K-p":
+            if J - p < 1:
+                raise ValueError(f"K-p df need more clusters ({J}) than coefficients ({p})")
+            dfs = np.full(p, float(J - p))
+        elif df_method == "K-1":
+            dfs = np.full(p, float(J - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(flat, np.nan, np.sqrt(np.diag(V)))
+        tstat = beta / se
+    q = np.where(np.isinf(dfs), stats.norm.ppf(1 - (1 - conf_level) / 2),
+                 stats.t.ppf(1 - (1 - conf_level) / 2, np.where(np.isinf(dfs), 1, dfs)))
+    pval = np.where(np.isinf(dfs), 2 * stats.norm.sf(np.abs(tstat)),
+                    2 * stats.t.sf(np.abs(tstat), np.where(np.isinf(dfs), 1, dfs)))
+    with np.errstate(invalid="ignore"):
+        se_model = np.where(flat, np.nan, np.sqrt(np.diag(vcov_model)))
+    if flat.any():
+        notes.append(f"no finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate level "
+                     "without events (or with only events) puts its maximum at infinity; the other "
+                     "coefficients are unaffected.")
+    summary = pd.DataFrame({"coef": beta, "se": se, "df": dfs, "lower": beta - q * se,
+                            "upper": beta + q * se, "t": tstat, "p": pval, "se_model": se_model},
+                           index=pd.Index(terms, name="term"))
+    if vcov == "jackknife":
+        words = f"jackknife deleting one {cluster} at a time ({n_clusters} of them)"
+    elif vcov != "model":
+        words = f"{_WORDS[vcov]} by {cluster} ({n_clusters} clusters)"
+    else:
+        words = _WORDS[vcov]
+    ref = {"z": "normal reference", "satterthwaite": "t on Satterthwaite df",
+           "K-p": f"t on K - p = {n_clusters - p if n_clusters else ''} df",
+           "K-1": f"t on K - 1 = {n_clusters - 1 if n_clusters else ''} df"}[df_method]
+    res = ClusteredGLMResult(summary, notes)
+    res.method = f"{words}; {ref}"
+    res.vcov = pd.DataFrame(V, index=terms, columns=terms)
+    res.family, res.link, res.theta = family, link, (float(theta) if theta is not None else np.nan)
+    res.n, res.n_clusters, res.conf_level = n, n_clusters, conf_level
+    res.vcov_type, res.df_method = vcov, df_method
+    res.fitted = pd.Series(mu, index=d.index)
+    res.title = f"GLM ({family}, {link} link, n={n}): {res.method}"
+    return res
+
+
+def _jackknife(y, X, off, family, link, theta, groups, beta):
+    """Delete-one-cluster jackknife covariance (CV3); a coefficient that a replicate cannot
+    estimate (its column all zero, or aliased, without that cluster) is NaN there and its
+    row and column of the covariance are NaN."""
+    J, p = len(groups), X.shape[1]
+    reps = np.full((J, p), np.nan)
+    n = len(y)
+    for j, idx in enumerate(groups):
+        keep = np.ones(n, bool)
+        keep[idx] = False
+        Xj = X[keep]
+        cols = np.flatnonzero(np.any(Xj != 0, axis=0))
+        Xc = Xj[:, cols]
+        # a level left only in the reference makes some columns aliased (the intercept and
+        # that factor's other terms): fit on a full-rank subset, report those terms as NaN
+        null = _rank(Xc)[1]
+        aliased = np.any(np.abs(null) > 1e-8, axis=0) if len(null) else np.zeros(len(cols), bool)
+        fit_cols = np.arange(len(cols))
+        if aliased.any():
+            _, r = np.linalg.qr(Xc)
+            fit_cols = np.flatnonzero(np.abs(np.diag(r)) > 1e-9 * np.abs(np.diag(r)).max())
+        b, _, _, _ = _irls(y[keep], Xc[:, fit_cols], off[keep], family, link, theta,
+                           start=beta[cols[fit_cols]])
+        rep = np.full(len(cols), np.nan)
+        rep[fit_cols] = b
+        rep[aliased] = np.nan
+        reps[j, cols] = rep
+    dev = reps - reps.mean(axis=0)
+    return dev.T @ dev * (J - 1) / J

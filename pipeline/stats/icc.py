@@ -1,0 +1,400 @@
+"""Intracluster correlation: ANOVA ICC of a binary or continuous outcome, and the shared
+gamma frailty variance of a time to event, each with a 95% confidence interval.
+
+CONSORT for cluster trials (item 17a) asks for the ICC of each primary outcome with its
+interval; these are what the report shows beside each outcome.
+
+* :func:`icc_anova`: one-way analysis of variance with clusters nested in groups (the
+  arms, and optionally the sites): ``(MSB - MSW) / (MSB + (n0 - 1) MSW)``, the estimator
+  of Donner and Klar for binary outcomes too; interval by Searle's F method with the
+  average cluster size ``n0`` (exact for balanced normal data, approximate for binary
+  outcomes and unequal clusters: Ukoumunne 2002 found it close to nominal for
+  binary outcomes in that setting).
+* :func:`frailty_variance`: the variance of a gamma frailty shared by a cluster's
+  people in a Cox model, estimated as R ``coxph(... + frailty(cluster))`` does (the
+  penalised partial likelihood, the gamma correction to the integrated likelihood,
+  maximised over the variance), with a profile-likelihood interval, and Kendall's tau
+  ``theta / (theta + 2)`` (the concordance of two people's event times in one cluster).
+
+Checked against R (``aov`` mean squares by formula; ``coxph(... + frailty(cluster, theta))``
+and its ``history$c.loglik``) in ``tests/reference/test_icc_reference.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from pipeline.stats._eff_design import check_columns, check_conf_level
+from pipeline.stats._result import Result
+
+__all__ = ["ICCResult", "FrailtyResult", "icc_anova", "frailty_variance", "anova_icc_components"]
+
+
+class ICCResult(Result):
+    """An ANOVA intracluster correlation (see :func:`icc_anova`).
+
+    Attributes
+    ----------
+    summary : DataFrame, one row
+        ``icc, lower, upper`` (truncated to [0, 1]), ``icc_raw`` (the estimate before
+        truncation), ``msb, msw, df_between, df_within, n0, F``.
+    method : str
+    n, n_clusters : int
+    """
+
+    title = "Intracluster correlation (ANOVA)"
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self._frame
+
+
+class FrailtyResult(Result):
+    """A shared gamma frailty variance (see :func:`frailty_variance`).
+
+    Attributes
+    ----------
+    summary : DataFrame, one row
+        ``theta, lower, upper`` (frailty variance and profile-likelihood interval),
+        ``tau, tau_lower, tau_upper`` (Kendall's tau), ``loglik`` (integrated
+        log-likelihood at theta), ``loglik_0`` (at theta = 0, the Cox model without
+        frailty), ``lr_chisq, p`` (likelihood-ratio test of theta = 0 against its
+        boundary: half chi-square(0) half chi-square(1)).
+    coef : Series
+        The covariates' log hazard ratios at theta (given the frailty).
+    frailties : Series
+        The predicted log frailty of each cluster.
+    method : str
+    """
+
+    title = "Shared gamma frailty"
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self._frame
+
+
+# ----------------------------------------------------------------------------- ANOVA ICC
+
+def anova_icc_components(m, s, ss, group) -> dict:
+    """Mean squares of the one-way ANOVA with clusters nested in groups, from cluster
+    sufficient statistics: size ``m``, sum ``s`` and sum of squares ``ss`` of the outcome
+    (for a 0/1 outcome ``ss = s``), and the group of each cluster.
+
+    Returns ``msb, msw, df_between, df_within, n0, icc`` with ``n0 = (N - sum_g sum_c
+    m_c^2 / M_g) / (K - G)`` (Donner and Klar 2000, section 6.2.1).
+    """
+    m, s, ss = (np.asarray(a, float) for a in (m, s, ss))
+    group = pd.factorize(np.asarray(group, dtype=object))[0]
+    N, K, G = m.sum(), len(m), group.max() + 1
+    M = np.bincount(group, weights=m)[group]
+    if K - G < 1:
+        raise ValueError("estimating the ICC needs more clusters than groups (every group has "
+                         "one cluster: between-cluster variation cannot be told from the groups')")
+    if N - K < 1:
+        raise ValueError("estimating the ICC needs clusters of more than one person")
+    ssb = float(np.sum(s**2 / m) - np.sum(np.bincount(group, weights=s) ** 2 / np.bincount(group, weights=m)))
+    ssw = float(np.sum(ss - s**2 / m))
+    msb, msw = ssb / (K - G), ssw / (N - K)
+    n0 = float((N - np.sum(m**2 / M)) / (K - G))
+    denom = msb + (n0 - 1) * msw
+    icc = float((msb - msw) / denom) if denom > 0 else 0.0
+    return {"msb": msb, "msw": msw, "df_between": int(K - G), "df_within": int(N - K), "n0": n0, "icc": icc}
+
+
+def icc_anova(df: pd.DataFrame, outcome: str, cluster: str, within: str | Sequence[str] | None = None,
+              conf_level: float = 0.95) -> ICCResult:
+    """Intracluster correlation of a binary or continuous outcome by one-way ANOVA.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per person.
+    outcome : str
+        0/1 (or boolean) or numeric.
+    cluster : str
+    within : str or list of str, optional
+        Grouping(s) the clusters are nested in: the arm for a trial (the ICC within arms,
+        not inflated by the treatment effect), arm and site for a stratified trial with
+        several clusters per arm in each site. Every group needs two clusters or more in
+        total across the data (one cluster per group leaves no between-cluster df).
+    conf_level : float
+
+    Returns
+    -------
+    ICCResult
+
+    Notes
+    -----
+    ``ICC = (MSB - MSW) / (MSB + (n0 - 1) MSW)``; the interval is Searle's (1971): with
+    ``F = MSB / MSW`` and ``F_L = F / F(1 - a/2; K - G, N - K)``, ``F_U = F / F(a/2; K - G,
+    N - K)``, the limits are ``(F_L - 1) / (F_L + n0 - 1)`` and ``(F_U - 1) / (F_U + n0 -
+    1)``. A negative estimate (less variation between clusters than chance gives) is
+    reported as 0 and the limits are truncated to [0, 1]; ``icc_raw`` keeps the
+    estimate. Rows missing the outcome, cluster or groups are dropped (noted).
+
+    References
+    ----------
+    Donner A, Klar N. Design and Analysis of Cluster Randomization Trials in Health
+    Research. Arnold 2000 (section 6.2.1). Searle SR. Linear Models. Wiley 1971 (section
+    9.7). Ukoumunne OC. A comparison of confidence interval methods for the intraclass
+    correlation coefficient in cluster randomized trials. Stat Med 2002;21:3757-3774.
+    Campbell MK, Piaggio G, Elbourne DR, Altman DG. Consort 2010 statement: extension to
+    cluster randomised trials. BMJ 2012;345:e5661 (item 17a).
+    """
+    check_conf_level(conf_level)
+    within = [within] if isinstance(within, str) else list(within or [])
+    used = list(dict.fromkeys([outcome, cluster, *within]))
+    check_columns(df, used)
+    notes: list[str] = []
+    d = df[used]
+    miss = d.isna().any(axis=1)
+    if miss.any():
+        notes.append(f"{int(miss.sum())} row(s) dropped for missing values.")
+        d = d.loc[~miss]
+    y = d[outcome].astype(float).to_numpy()
+    binary = bool(np.all((y == 0) | (y == 1)))
+    g = d.assign(_y=y, _y2=y**2).groupby(cluster, sort=True)
+    cells = g.agg(m=("_y", "size"), s=("_y", "sum"), ss=("_y2", "sum"))
+    if within:
+        grp = g[within].first().astype(str).agg("\x1f".join, axis=1) if len(within) > 1 else g[within[0]].first()
+        if (d.groupby(cluster)[within].nunique() > 1).any(axis=None):
+            raise ValueError(f"clusters must be nested in {within}: a {cluster} spans several")
+    else:
+        grp = pd.Series(0, index=cells.index)
+    c = anova_icc_components(cells.m, cells.s, cells.ss, grp.to_numpy())
+    a = 1 - conf_level
+    F = c["msb"] / c["msw"] if c["msw"] > 0 else np.inf
+    fl = F / stats.f.ppf(1 - a / 2, c["df_between"], c["df_within"])
+    fu = F / stats.f.ppf(a / 2, c["df_between"], c["df_within"])
+    lo = (fl - 1) / (fl + c["n0"] - 1)
+    hi = (fu - 1) / (fu + c["n0"] - 1)
+    if c["icc"] < 0:
+        notes.append(f"the ANOVA estimate is negative ({c['icc']:.4g}): reported as 0.")
+    summary = pd.DataFrame([{"icc": min(max(c["icc"], 0.0), 1.0), "lower": min(max(lo, 0.0), 1.0),
+                             "upper": min(max(hi, 0.0), 1.0), "icc_raw": c["icc"], "msb": c["msb"],
+                             "msw": c["msw"], "df_between": c["df_between"], "df_within": c["df_within"],
+                             "n0": c["n0"], "F": F}])
+    res = ICCResult(summary, notes)
+    res.method = (f"one-way ANOVA, {len(cells)} clusters of {cluster}"
+                  + (f" nested in {' x '.join(within)}" if within else "")
+                  + f" ({'binary' if binary else 'continuous'} outcome); "
+                  + f"{100 * conf_level:g}% interval by Searle's F method with average cluster size "
+                  + f"n0 = {c['n0']:.1f}")
+    res.n, res.n_clusters, res.conf_level = len(d), len(cells), conf_level
+    return res
+
+
+# ----------------------------------------------------------------------------- gamma frailty
+
+def _gammacon(d: np.ndarray, nu: float) -> float:
+    """The gamma-frailty correction that turns the penalised partial likelihood into the
+    integrated one (R ``survival:::frailty.gammacon``): ``sum_c [d_c + nu log(nu / (nu +
+    d_c)) + log Gamma(nu + d_c) - log Gamma(nu) - d_c log(nu + d_c)]``, ``d_c`` the events
+    of cluster c; R's first term switches to ``sum d^2 / nu`` for ``nu > 1e7 max d``."""
+    d = np.asarray(d, float)
+    if nu > 1e7 * d.max():
+        term1 = float(np.sum(d * d) / nu)
+    else:
+        term1 = float(np.sum(d + nu * np.log(nu / (nu + d))))
+    term2 = float(np.sum(special.gammaln(nu + d) - special.gammaln(nu) - d * np.log(nu + d)))
+    return term1 + term2
+
+
+class _FrailtyModel:
+    """Penalised Cox fits ``PL(beta, w) - nu sum_c (exp(w_c) - w_c - 1)`` at fixed theta."""
+
+    def __init__(self, t, e, X, strata, cl, efron):
+        from pipeline.stats.coxph import _prepare
+
+        self.C = int(cl.max() + 1)
+        self.p = X.shape[1]
+        Z = np.zeros((len(t), self.C))
+        Z[np.arange(len(t)), cl] = 1.0
+        self.sd = _prepare(np.column_stack([X, Z]), t, e, strata, efron)
+        self.d = np.bincount(cl, weights=e, minlength=self.C)
+        self.start = np.zeros(self.p + self.C)
+
+    def fit(self, theta: float, tol: float = 1e-13, max_iter: int = 100):
+        from pipeline.stats.coxph import _Terms
+
+        p, C = self.p, self.C
+        if theta <= 0:  # no frailty: the plain Cox model
+            beta = np.zeros(p + C)
+            if p:
+                from pipeline.stats.coxph import _newton, _prepare
+
+                sd = _prepare(self.sd.X[:, :p], self.sd.time, self.sd.event, self.sd.strata, self.sd.efron)
+                b, terms, _, _, _ = _newton(sd, p)
+                beta[:p] = b
+                return beta, terms.loglik, terms.loglik
+            terms = _Terms(np.zeros(0), _prepare(np.zeros((len(self.sd.time), 0)), self.sd.time,
+                                                 self.sd.event, self.sd.strata, self.sd.efron))
+            return beta, terms.loglik, terms.loglik
+        nu = 1.0 / theta
+        beta = self.start.copy()
+
+        def pen(b, terms):
+            w = b[p:]
+            return terms.loglik - nu * np.sum(np.exp(w) - w - 1)
+
+        terms = _Terms(beta, self.sd)
+        obj = pen(beta, terms)
+        for _ in range(max_iter):
+            w = beta[p:]
+            score = terms.score.copy()
+            score[p:] -= nu * (np.exp(w) - 1)
+            info = terms.information()
+            info[p:, p:] += np.diag(nu * np.exp(w))
+            step = np.linalg.solve(info, score)
+            new = beta + step
+            nterms = _Terms(new, self.sd)
+            nobj = pen(new, nterms)
+            halvings = 0
+            while not (np.isfinite(nobj) and nobj >= obj - 1e-12 * abs(obj)) and halvings < 30:
+                step /= 2
+                new = beta + step
+                nterms = _Terms(new, self.sd)
+                nobj = pen(new, nterms)
+                halvings += 1
+            change = abs(nobj - obj)
+            beta, terms, obj = new, nterms, nobj
+            if change <= tol * max(1.0, abs(obj)) and np.max(np.abs(step)) < 1e-9:
+                break
+        self.start = beta  # warm start for the next theta
+        # the partial likelihood is unchanged by a common shift of the log frailties (it is
+        # absorbed by the baseline hazard); the penalty's optimum has mean(exp(w)) = 1
+        return beta, terms.loglik, obj
+
+    def integrated(self, theta: float) -> tuple[float, np.ndarray]:
+        """R's ``c.loglik``: the penalised log-likelihood (with ``mean exp(w) = 1``) plus the
+        gamma correction; at theta = 0 the Cox partial likelihood."""
+        beta, pl, penalised = self.fit(theta)
+        if theta <= 0:
+            return pl, beta
+        return penalised + _gammacon(self.d, 1.0 / theta), beta
+
+
+def frailty_variance(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str], cluster: str,
+                     strata: str | None = None, ties: str = "efron", conf_level: float = 0.95,
+                     theta_max: float = 100.0) -> FrailtyResult:
+    """Variance of a shared gamma frailty in a Cox model, as R ``coxph(Surv(duration,
+    event) ~ covariates + strata(strata) + frailty(cluster))``, with a profile-likelihood
+    interval.
+
+    Parameters
+    ----------
+    df : DataFrame
+    duration, event : str
+        Follow-up time; 1 = event, 0 = censored.
+    covariates : sequence of str
+        Numeric columns (may be empty).
+    cluster : str
+        People sharing a frailty (the unit of randomisation).
+    strata : str, optional
+        One baseline hazard per stratum (site).
+    ties : {"efron", "breslow"}
+    conf_level : float
+    theta_max : float
+        Upper end of the search.
+
+    Returns
+    -------
+    FrailtyResult
+
+    Notes
+    -----
+    For each theta the penalised partial likelihood ``PL(beta, w) - (1/theta) sum_c
+    (exp(w_c) - w_c - 1)`` is maximised over the coefficients ``beta`` and the log
+    frailties ``w`` by Newton-Raphson; the integrated log-likelihood is that maximum plus
+    R's gamma correction (:func:`_gammacon`; Therneau, Grambsch and Pankratz 2003), and
+    theta maximises it (Brent's method on ``sqrt(theta)``, to 1e-10; 0 when the maximum is
+    at the boundary). The interval is ``{theta: 2 (l(theta_hat) - l(theta)) <= chi2(1,
+    conf_level)}``, its lower end 0 when the boundary is inside. The likelihood-ratio test
+    of no frailty refers its statistic to the 50:50 mixture of chi-square(0) and
+    chi-square(1) (theta = 0 is on the boundary). Kendall's tau between two people of a
+    cluster is ``theta / (theta + 2)`` (Hougaard 2000).
+
+    References
+    ----------
+    Therneau TM, Grambsch PM, Pankratz VS. Penalized survival models and frailty. J Comput
+    Graph Stat 2003;12:156-175. Hougaard P. Analysis of Multivariate Survival Data.
+    Springer 2000 (section 7.2, Kendall's tau). Self SG, Liang KY. Asymptotic properties of
+    maximum likelihood estimators and likelihood ratio tests under nonstandard conditions.
+    JASA 1987;82:605-610. Therneau TM, Grambsch PM. Modeling Survival Data. Springer 2000
+    (chapter 9).
+    """
+    from pipeline.stats._surv_data import complete_rows, durations_events
+
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    check_conf_level(conf_level)
+    covariates = list(covariates)
+    notes: list[str] = []
+    d = complete_rows(df, [duration, event, *covariates, cluster, strata], notes)
+    t, e = durations_events(d, duration, event)
+    if e.sum() == 0:
+        raise ValueError("no events: the frailty variance cannot be estimated")
+    X = d[covariates].to_numpy(float) if covariates else np.zeros((len(d), 0))
+    s_codes = pd.factorize(d[strata], sort=True)[0] if strata else np.zeros(len(d), np.int64)
+    cl, levels = pd.factorize(d[cluster], sort=True)
+    if len(levels) < 2:
+        raise ValueError("a frailty variance needs at least two clusters")
+    model = _FrailtyModel(t, e.astype(bool), X, s_codes, cl, ties == "efron")
+    ll0 = model.integrated(0.0)[0]
+
+    def negll(r):
+        return -model.integrated(r * r)[0]
+
+    # bracket the maximum on a grid of sqrt(theta), then Brent within the bracket
+    grid = np.sqrt(np.array([0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 20.0, theta_max]))
+    vals = np.array([negll(r) for r in grid])
+    i = int(np.argmin(vals))
+    if i == 0:
+        lo_b, hi_b = grid[0], grid[1]
+    else:
+        lo_b, hi_b = grid[i - 1], grid[min(i + 1, len(grid) - 1)]
+    r = optimize.minimize_scalar(negll, bounds=(lo_b, hi_b), method="bounded",
+                                 options={"xatol": 1e-10, "maxiter": 500})
+    theta = float(r.x**2) if r.fun < vals[i] else float(grid[i] ** 2)
+    if theta < 1e-8 or -r.fun <= ll0:
+        theta = 0.0
+    llmax, beta = model.integrated(theta)
+    if theta == 0:
+        llmax = ll0
+        notes.append("the integrated likelihood is largest at theta = 0: no frailty variance detected.")
+    crit = stats.chi2.ppf(conf_level, 1) / 2
+
+    def excess(th):
+        return llmax - model.integrated(th)[0] - crit
+
+    lower = 0.0
+    if theta > 0 and excess(0.0) > 0:
+        lower = float(optimize.brentq(lambda x: excess(x * x), 0.0, np.sqrt(theta), xtol=1e-12)) ** 2
+    if excess(theta_max) < 0:
+        upper = np.inf
+        notes.append(f"the interval's upper end is beyond theta = {theta_max:g}.")
+    else:
+        upper = float(optimize.brentq(lambda x: excess(x * x), np.sqrt(max(theta, 1e-12)),
+                                      np.sqrt(theta_max), xtol=1e-12)) ** 2
+    lr = max(0.0, 2 * (llmax - ll0))
+    p = 0.5 * stats.chi2.sf(lr, 1) if lr > 0 else 1.0
+    tau = lambda x: x / (x + 2) if np.isfinite(x) else 1.0  # noqa: E731
+    summary = pd.DataFrame([{"theta": theta, "lower": lower, "upper": upper, "tau": tau(theta),
+                             "tau_lower": tau(lower), "tau_upper": tau(upper), "loglik": llmax,
+                             "loglik_0": ll0, "lr_chisq": lr, "p": p}])
+    res = FrailtyResult(summary, notes)
+    res.coef = pd.Series(beta[:len(covariates)], index=covariates, dtype=float)
+    w = beta[len(covariates):]
+    res.frailties = pd.Series(w, index=pd.Index(levels, name=cluster))
+    res.method = (f"shared gamma frailty by {cluster} ({len(levels)} clusters) in a Cox model"
+                  + (f" stratified by {strata}" if strata else "")
+                  + (f" with {', '.join(covariates)}" if covariates else "")
+                  + f" ({ties.capitalize()} ties); variance by maximum integrated likelihood "
+                  + f"(as R coxph frailty()), {100 * conf_level:g}% profile-likelihood interval")
+    res.n, res.n_clusters, res.conf_level = len(d), len(levels), conf_level
+    return res

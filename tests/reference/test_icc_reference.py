@@ -1,0 +1,116 @@
+"""ICCs against R: the ANOVA ICC with Searle's interval (mean squares of ``lm(y ~ group +
+cluster)`` by formula) and the shared gamma frailty variance of
+``coxph(... + frailty(cluster))``.
+
+Golden values come from ``tests/reference/icc/make_icc_goldens.R`` (R 4.2.2, survival
+3.5-3) on lme4 ``Dyestuff`` (balanced, 6 batches), lme4 ``sleepstudy``, the simulated
+cluster trials of ``tests/reference/clustered/`` (binary outcome, clusters within arm or
+arm and site), survival ``rats`` (100 litters) and ``kidney`` (38 patients). For the
+frailty, R's integrated log-likelihood ``history[[1]]$c.loglik`` at fixed theta
+(``frailty(cluster, theta = )``), theta maximising it (``optimize`` to 1e-10 on
+sqrt(theta); R's own ``frailty(cluster, eps = 1e-10)`` agrees to 1e-6, 4e-4 for the
+pair-matched trial) and the
+profile-likelihood interval (``uniroot`` to 1e-12). Tolerances: 1e-9 relative for
+likelihoods and ANOVA quantities; theta and its interval 1e-5 relative, because each is
+the argument of a maximum or a root whose R value is known to the optimiser's tolerance
+(1e-10 in sqrt(theta)) on a flat function; coefficients see the test's docstring.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.stats.icc import _FrailtyModel, frailty_variance, icc_anova
+
+HERE = Path(__file__).parent / "icc"
+GOLD = json.loads((HERE / "icc_goldens.json").read_text())
+
+
+def _data(g):
+    d = pd.read_csv(HERE / g["data"])
+    return d[d.design == g["design"]] if "design" in g else d
+
+
+@pytest.mark.parametrize("case", list(GOLD["icc"]))
+def test_anova_icc_and_searle_interval_match_r(case):
+    """R: ``anova(lm(y ~ group + factor(cluster)))`` mean squares; ICC, n0 and Searle's
+    F interval by formula in the script."""
+    g = GOLD["icc"][case]
+    res = icc_anova(_data(g), g["outcome"], g["cluster"], within=g["within"] or None,
+                    conf_level=g.get("conf_level", 0.95))
+    s = res.summary.iloc[0]
+    for k in ("msb", "msw", "n0", "F"):
+        np.testing.assert_allclose(s[k], g[k], rtol=1e-9)
+    assert s.df_between == g["df_between"] and s.df_within == g["df_within"]
+    np.testing.assert_allclose(s.icc_raw, g["icc_raw"], rtol=1e-9)
+    np.testing.assert_allclose([s.lower, s.upper], np.clip([g["lower_raw"], g["upper_raw"]], 0, 1),
+                               rtol=1e-9)
+
+
+def test_the_binary_effects_module_uses_the_same_anova_icc():
+    """``binary.risk_difference(cluster=)`` inflates by the ICC of the same ANOVA (clusters
+    within arms), truncated at 0."""
+    from pipeline.stats.binary import risk_difference
+
+    g = GOLD["icc"]["paired_binary_arm"]
+    d = _data(g)
+    rd = risk_difference(d.assign(arm=d.arm.map({0: "c", 1: "t"})), "yb", "arm", "c", cluster="cluster")
+    np.testing.assert_allclose(rd.icc, max(g["icc_raw"], 0), rtol=1e-9)
+
+
+def _model(g):
+    d = _data(g)
+    X = d[g["covariates"] if isinstance(g["covariates"], list) else [g["covariates"]]].to_numpy(float)
+    s = pd.factorize(d[g["strata"]], sort=True)[0] if g.get("strata") else np.zeros(len(d), np.int64)
+    cl = pd.factorize(d[g["cluster"]], sort=True)[0]
+    return _FrailtyModel(d[g["duration"]].to_numpy(float), d[g["event"]].to_numpy(bool), X, s, cl, True)
+
+
+@pytest.mark.parametrize("case", list(GOLD["frailty"]))
+def test_integrated_likelihood_at_fixed_theta_matches_coxph(case):
+    """R: ``coxph(Surv ~ x + frailty(cluster, theta = th))``: ``history[[1]]$c.loglik`` at
+    three thetas (1e-9 relative), ``coef`` and ``frail``.
+
+    R stops its inner Newton loop when the penalised log-likelihood changes by less than
+    ``eps`` (1e-12 relative); where the arm is constant within clusters (the pair-matched
+    trial) the penalised likelihood is nearly flat along arm-versus-frailties, and R's
+    coefficients stop up to 6e-5 from the maximum. So the coefficients are checked to 1e-4
+    absolute, and our maximum must be at least as high as R's coefficients give (to
+    1e-10 relative): ours is the better maximum, not just another point near it."""
+    from pipeline.stats.coxph import _Terms
+
+    g = GOLD["frailty"][case]
+    m = _model(g)
+    p = m.p
+    for fx in g["fixed"]:
+        th = fx["theta"]
+        ll, beta = m.integrated(th)
+        np.testing.assert_allclose(ll, fx["c_loglik"], rtol=1e-9)
+        r = np.r_[fx["coef"], fx["frail"]]
+        np.testing.assert_allclose(beta, r, rtol=0, atol=1e-4)
+        pen = lambda b: _Terms(b, m.sd).loglik - np.sum(np.exp(b[p:]) - b[p:] - 1) / th  # noqa: E731
+        assert pen(beta) >= pen(r) - 1e-10 * abs(pen(r))
+
+
+@pytest.mark.parametrize("case", list(GOLD["frailty"]))
+def test_frailty_variance_and_profile_interval_match_r(case):
+    """R: theta maximising c.loglik (``optimize``), the interval where ``2 (l_max - l) <=
+    qchisq(0.95, 1)`` (``uniroot``), and the plain Cox log-likelihood at theta = 0."""
+    g = GOLD["frailty"][case]
+    cov = g["covariates"] if isinstance(g["covariates"], list) else [g["covariates"]]
+    res = frailty_variance(_data(g), g["duration"], g["event"], cov, g["cluster"], strata=g.get("strata"))
+    s = res.summary.iloc[0]
+    np.testing.assert_allclose(s.loglik_0, g["loglik_0"], rtol=1e-9)
+    np.testing.assert_allclose(s.loglik, g["loglik"], rtol=1e-9)
+    np.testing.assert_allclose([s.theta, s.upper], [g["theta"], g["upper"]], rtol=1e-5)
+    np.testing.assert_allclose(s.lower, g["lower"], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(s.tau, g["theta"] / (g["theta"] + 2), rtol=1e-5)
+    # R's own search (frailty(cluster, eps = 1e-10)) stops by the relative change in
+    # c.loglik, which on the nearly flat likelihood of the pair-matched trial leaves its
+    # theta 4e-4 (relative) from the maximum that optimize() finds
+    np.testing.assert_allclose(s.theta, g["theta_em"], rtol=1e-3)

@@ -1,0 +1,135 @@
+"""The attacker (``pipeline.attack``) rebuilds counts from outputs odeval published before
+issue 18, and each channel is named.
+
+``tests/fixtures/published_before_18/`` holds the text outputs (CSV, JSON, the report
+without its embedded figures) of odeval at commit afe4a17 on: ``demo`` (``odeval synth``
+defaults: 1,400 people, 7 sites, then ``odeval run``), ``f400`` (``odeval synth --people
+400 --sites 4 --faults 0.02``), and ``*_pooled`` (``odeval export`` of every site of each,
+then ``odeval pool``). The values each test expects the attacker to pin were checked
+against the warehouses of those runs (``derived.people``, ``results.metrics_*``): the
+attacker rebuilds the true hidden counts, not merely some consistent value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import attack, disclosure
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "published_before_18"
+CFG = dict(disclosure.DEFAULTS)
+
+
+@pytest.fixture(scope="module")
+def before():
+    return {run: attack.attack(FIX / run, cfg=CFG)
+            for run in ("demo", "f400", "demo_pooled", "f400_pooled")}
+
+
+def _one(findings, channel, cell_part):
+    hits = [f for f in findings if f.channel == channel and cell_part in f.cell]
+    assert hits, f"no {channel} finding on {cell_part}"
+    return hits[0]
+
+
+def test_exact_mean_of_days_detained_pins_the_arm_sizes(before):
+    """Demo: 796 and 604 people per arm (shown 795 and 605)."""
+    f = _one(before["demo"], "mean_denominator", "(site all, open_dialogue, involuntary_admission")
+    assert f.detail.endswith("pinned to 796")
+    f = _one(before["demo"], "mean_denominator", "(site all, usual_care, involuntary_admission")
+    assert f.detail.endswith("pinned to 604")
+
+
+def test_table_one_smd_with_the_arm_sizes_names_one_person_of_sex_other(before):
+    """Demo: sex 'other' in the Open Dialogue arm is [c] and truly 4."""
+    f = _one(before["demo"], "smd", "sex=other, open_dialogue")
+    assert "shown [c]" in f.detail and f.detail.endswith("pinned to 4")
+    assert _one(before["demo"], "smd", "sex=female, open_dialogue").detail.endswith("pinned to 362")
+
+
+def test_fidelity_meta_regression_pins_every_sites_numerator(before):
+    """Faulty 400-person study: true p1_within_24h 21/32, 27/35, 18/84, 36/57."""
+    for site, (x, m) in {"S01": (21, 32), "S02": (27, 35), "S03": (18, 84), "S04": (36, 57)}.items():
+        assert _one(before["f400"], "meta_regression", f"site {site}, p1_within_24h events"
+                    ).detail.endswith(f"pinned to {x}")
+        assert _one(before["f400"], "meta_regression", f"site {site}, p1_within_24h n"
+                    ).detail.endswith(f"pinned to {m}")
+
+
+def test_pooled_site_risk_difference_with_wald_interval_gives_the_arm_counts(before):
+    """Pooled report of the faulty study: S01 work or education 6/16 vs 5/10, S03 18/39 vs
+    4/20 (true per-arm counts), while the pooled tables show n 25, events 10."""
+    f = _one(before["f400_pooled"], "effect_ci", "(S01, return_to_work) events, first arm")
+    assert f.detail.endswith("pinned to 6") and "6/16 vs 5/10" in f.detail
+    f = _one(before["f400_pooled"], "effect_ci", "(S03, return_to_work) n, first arm")
+    assert f.detail.endswith("pinned to 39")
+    assert _one(before["demo_pooled"], "effect_ci", "(S04, return_to_work) n_events"
+                ).detail.endswith("pinned to 38")
+
+
+def test_funnel_target_pins_the_total(before):
+    """Demo: 561/796 referrals with a first meeting within 24 h (the table shows 800)."""
+    f = _one(before["demo"], "funnel_target", "first_meeting_24h")
+    assert "561/796" in f.detail and f.detail.endswith("pinned to 796")
+
+
+def test_people_per_site_in_data_quality_json(before):
+    f = _one(before["demo"], "dq_people", "(site S02, both arms)")
+    assert "shown 140" in f.detail and f.detail.endswith("pinned to 138")
+
+
+def test_site_estimates_shown_while_their_counts_are_hidden(before):
+    """Pooled demo report: S02's rate ratio of involuntary admissions is shown while its
+    events are [c]."""
+    assert _one(before["demo_pooled"], "exposed", "(S02, involuntary_admission)")
+
+
+def test_secondary_suppression_leaving_a_small_known_sum_is_found(tmp_path):
+    """A row 20 = 3 + 2 + 15: both small cells hidden, the old rule stops there, and the
+    hidden sum 5 is known."""
+    cfg = CFG
+    counts = {("s", "all"): 20, ("s", "a"): 3, ("s", "b"): 2, ("s", "c"): 15}
+    cons = [(("s", "all"), [("s", "a"), ("s", "b"), ("s", "c")])]
+    old = {("s", "a"), ("s", "b")}  # what the pre-18 rule leaves: two hidden cells per sum
+    table = [{"table": "people", "site_id": "S1", "n_raw": 20, "n_clean": None,
+              "n_quarantined": None}]
+    (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
+    # same shape, as data-quality flow: rows in 5 = clean [c] + quarantined [c]
+    table[0].update(n_raw=5)
+    (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
+    fs = attack.attack(tmp_path, cfg=cfg)
+    assert any(f.channel == "hidden_sum" and "their sum is 5" in f.detail for f in fs)
+    # secondary suppression now hides 15 as well: the hidden sum is 20, not small
+    assert disclosure.secondary_suppress(counts, cons, set(old)) == old | {("s", "c")}
+    table[0].update(n_raw=20, n_clean=None, n_quarantined=None)
+    (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
+    assert not [f for f in attack.attack(tmp_path, cfg=cfg) if f.channel == "hidden_sum"]
+
+
+def test_csv_and_json_formula_cells_are_found(tmp_path):
+    (tmp_path / "t.csv").write_text('site_id,n\n"=HYPERLINK(""http://x"")",10\nS2,-5\n')
+    (tmp_path / "d.json").write_text(json.dumps({"sites": [{"site_id": "+cmd|' /C calc'!A0"}]}))
+    fs = [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "injection"]
+    assert {f.file for f in fs} == {"t.csv", "d.json"}
+    assert len(fs) == 2  # -5 is a number, not a formula
+
+
+def test_a_rounded_curve_at_100_percent_without_interval_is_found(tmp_path):
+    (tmp_path / "metrics_outcomes.csv").write_text(
+        "dimension,level,arm,outcome,metric,n,events,estimate,lower,upper,ci_method\n"
+        "site,S01,usual_care,relapse,km_365d,20,10,1,,,Kaplan-Meier (Greenwood)\n")
+    fs = attack.attack(tmp_path, cfg=CFG)
+    assert [f.channel for f in fs] == ["curve_no_interval"]
+
+
+def test_halfulp_and_domain():
+    assert attack.halfulp("0.272727") == pytest.approx(5e-7)
+    assert attack.halfulp("1.98345") == pytest.approx(5e-6)
+    assert attack.halfulp("2.5e-05") == pytest.approx(5e-7)
+    assert list(attack.domain("10", CFG)) == [8, 9, 10, 11, 12]
+    assert list(attack.domain("15", CFG)) == [13, 14, 15, 16, 17]
+    assert list(attack.domain("0", CFG)) == [0]
+    assert list(attack.domain("[c]", CFG, upper=3)) == [0, 1, 2, 3]
