@@ -18,7 +18,7 @@ What the plan declares:
   with the multiplicity method (``hierarchical``: fixed sequence; ``holm``; ``none``);
 * pre-specified subgroups (an interaction test each);
 * the small-sample (few clusters) method per outcome: ``auto`` (the default the
-  simulation study chose for the data's shape, :data:`DEFAULT_METHODS`) or a name of
+  simulation study chose for the data's shape, :func:`default_method`) or a name of
   :data:`METHODS`.
 
 :func:`parse` checks the plan on its own (unknown outcome, bad value); :meth:`AnalysisPlan.
@@ -90,36 +90,67 @@ TESTS = {
     "binary": {"wald": "Wald test of the risk difference with the design's variance"},
 }
 
-#: Small-sample (few clusters) methods odeval implements, per outcome kind, in words.
-#: ``model``: no clustering in the variance (individual randomisation).
-METHODS: dict[str, dict[str, str]] = {
-    "time_to_event": {
-        "model": "model-based variance",
-        "cr1": "cluster-robust sandwich with the G/(G-1) correction, t on G-1 df",
-        "jackknife_cluster": "delete-one-cluster jackknife, t on G-1 df",
-    },
-    "count": {
-        "model": "model-based variance",
-        "cr0": "cluster-robust (HC0) sandwich",
-        "jackknife_cluster": "delete-one-cluster jackknife, t on G-1 df",
-    },
-    "binary": {
-        "model": "binomial variance, people independent",
-        "design_effect": "binomial variance inflated by the design effect 1 + (m-1) ICC",
-    },
+#: Small-sample (few clusters) methods, per outcome kind, in words; the names are those of
+#: the simulation study (:mod:`pipeline.simulation.methods`). ``model``: no clustering in
+#: the variance (individual randomisation).
+_GLM_METHODS = {
+    "model": "model-based variance",
+    "CR1": "cluster-robust sandwich with J/(J-1) (CR1), t on J-1 df",
+    "CR2": "bias-reduced cluster-robust sandwich (CR2, Bell-McCaffrey), Satterthwaite df",
+    "MD": "Mancl-DeRouen bias-corrected sandwich, t on K-p df",
+    "KC": "Kauermann-Carroll bias-corrected sandwich, t on K-p df",
+    "jackknife-cluster": "delete-one-cluster jackknife, t on G-1 df",
+    "jackknife-site": "delete-one-site (stratum) jackknife, t on S-1 df",
+    "cluster-level": "two-stage cluster-level analysis (Hayes and Moulton), t-test on the "
+                     "cluster summaries",
+    "permutation": "stratified permutation test on the cluster summaries, interval by test "
+                   "inversion",
 }
+METHODS: dict[str, dict[str, str]] = {
+    "time_to_event": {k: v for k, v in _GLM_METHODS.items()
+                      if k in ("model", "CR1", "jackknife-cluster", "jackknife-site",
+                               "cluster-level", "permutation")},
+    "count": dict(_GLM_METHODS),
+    "binary": dict(_GLM_METHODS),
+}
+#: methods that need clusters (everything but the model-based variance; the site jackknife
+#: needs only sites)
+NEEDS_CLUSTERS = {"CR1", "CR2", "MD", "KC", "jackknife-cluster", "cluster-level", "permutation"}
 
-#: ``auto``: the method per design shape (:func:`design_shape`) and outcome kind. Chosen by
-#: the simulation study (pipeline/simulation/, README "Few clusters"); until its table
-#: lands these are the methods main had, and the plan says "provisional".
-DEFAULT_METHODS: dict[str, dict[str, str]] = {
-    "pair_matched": {"time_to_event": "jackknife_cluster", "count": "jackknife_cluster",
-                     "binary": "design_effect"},
-    "clustered": {"time_to_event": "jackknife_cluster", "count": "jackknife_cluster",
-                  "binary": "design_effect"},
+#: ``auto`` before the simulation study's choice exists (pipeline/simulation/defaults.yaml):
+#: the methods main had before it, and the plan says "provisional".
+PROVISIONAL_METHODS: dict[str, dict[str, str]] = {
+    "pair_matched": {"time_to_event": "jackknife-cluster", "count": "jackknife-cluster",
+                     "binary": "CR2"},
+    "clustered": {"time_to_event": "jackknife-cluster", "count": "jackknife-cluster",
+                  "binary": "CR2"},
     "individual": {"time_to_event": "model", "count": "model", "binary": "model"},
 }
-DEFAULTS_PROVISIONAL = True
+#: our shape and outcome kind -> the simulation study's names
+_SIM_SHAPE = {"pair_matched": "pair_matched", "clustered": "six_by_three",
+              "individual": "individual"}
+_SIM_OUTCOME = {"time_to_event": "relapse", "count": "involuntary", "binary": "rtw"}
+
+
+def default_method(shape: str, kind: str) -> tuple[str, str]:
+    """``auto`` resolved: ``(method, where it comes from)``. The simulation study's choice
+    (``pipeline/simulation/defaults.yaml``, written by ``python -m
+    pipeline.simulation.study``) when it has one for this shape and outcome kind, else
+    :data:`PROVISIONAL_METHODS`."""
+    import yaml
+
+    from pipeline.config import PROJ_ROOT
+
+    path = PROJ_ROOT / "pipeline" / "simulation" / "defaults.yaml"
+    if path.exists():
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        got = ((doc.get("defaults") or {}).get(_SIM_SHAPE[shape]) or {}).get(_SIM_OUTCOME[kind])
+        if got and got.get("method") in METHODS[kind]:
+            return got["method"], (f"chosen by simulation ({doc.get('replicates_per_cell')} "
+                                   f"replicates per cell: {got.get('rule', '')})")
+    return PROVISIONAL_METHODS[shape][kind], ("provisional default until the simulation "
+                                              "study's choice lands")
+
 
 SHAPES = {
     "pair_matched": "one cluster per arm in every stratum (pair-matched clusters)",
@@ -189,6 +220,7 @@ class AnalysisPlan:
     #: set by :meth:`check_data`: the data's shape, and ``auto`` resolved per outcome
     shape: str | None = None
     methods: tuple[tuple[str, str], ...] = field(default=())
+    method_sources: tuple[tuple[str, str], ...] = field(default=())
 
     # ------------------------------------------------------------------ words
     @property
@@ -276,11 +308,8 @@ class AnalysisPlan:
     def _method_words(self, op: OutcomePlan) -> str:
         name = self.method(op.name)
         words = METHODS[op.kind].get(name, name)
-        if op.small_sample == "auto" and self.shape:
-            src = ("provisional default until the simulation study's table lands"
-                   if DEFAULTS_PROVISIONAL else "default chosen by simulation")
-            return f"{words} ({src} for this shape)"
-        return words
+        src = dict(self.method_sources).get(op.name)
+        return f"{words} ({src})" if src else words
 
     # ------------------------------------------------------------------ data
     def check_data(self, persons: pd.DataFrame, clusters: pd.DataFrame | None = None
@@ -325,14 +354,16 @@ class AnalysisPlan:
         if d.paired and shape != "pair_matched":
             raise _err(f"true, but the data are not one cluster per arm in every "
                        f"{d.strata or 'stratum'} ({SHAPES[shape]})", "pairing")
-        methods = []
+        methods, sources = [], []
         for op in self.outcomes:
-            m = DEFAULT_METHODS[shape][op.kind] if op.small_sample == "auto" else op.small_sample
-            if shape == "individual" and m not in ("model",):
+            m, src = default_method(shape, op.kind) if op.small_sample == "auto" else \
+                (op.small_sample, "declared in the plan")
+            if shape == "individual" and m in NEEDS_CLUSTERS:
                 raise _err(f"{op.name}: {m!r} needs clusters, and the data have none "
-                           "(use auto or model)", "small_sample")
+                           "(use auto, model or jackknife-site)", "small_sample")
             methods.append((op.name, m))
-        return replace(self, shape=shape, methods=tuple(methods))
+            sources.append((op.name, src))
+        return replace(self, shape=shape, methods=tuple(methods), method_sources=tuple(sources))
 
 
 def design_shape(persons: pd.DataFrame, plan: AnalysisPlan) -> str:
@@ -463,7 +494,7 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
                    "secondary")
     if raw["unit"] == "person":
         for op in (primary, *secondary):
-            if op.small_sample not in ("auto", "model"):
+            if op.small_sample in NEEDS_CLUSTERS:
                 raise _err(f"{op.name}: {op.small_sample!r} needs clusters; the unit is person",
                            "small_sample")
     conf = float(an.get("conf_level", 0.95))

@@ -223,6 +223,42 @@ def fidelity_figure(fo: pd.DataFrame, mr: pd.DataFrame):
     return fig
 
 
+def subgroup_figure(sg: pd.DataFrame):
+    """Forest plot of the primary outcome's hazard ratio within each subgroup level, one
+    block per subgroup headed by its interaction test."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.stats._style import plain_log_ticks, style
+
+    rows = []
+    for var, g in sg.groupby("subgroup", sort=False):
+        rows.append((f"{var} (interaction p = {g['interaction_p'].iloc[0]:.2g})", None))
+        rows += [(f"   {r.level}", r) for r in g.itertuples()]
+    with style():
+        fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.0))
+        for i, (label, r) in enumerate(rows):
+            y = len(rows) - i
+            if r is None:
+                ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                        va="center", fontsize=8, fontweight="bold")
+                continue
+            ax.plot([r.lower, r.upper], [y, y], color="#005eb8", lw=1.2)
+            ax.plot(r.hr, y, "s", color="#005eb8", ms=5)
+            ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                    va="center", fontsize=8)
+            ax.text(1.02, y, f"{r.hr:.2f} ({r.lower:.2f} to {r.upper:.2f})",
+                    transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=7.5)
+        ax.axvline(1.0, color="#444", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        plain_log_ticks(ax, "x")
+        ax.set_yticks([])
+        ax.set_ylim(0.3, len(rows) + 0.7)
+        ax.set_xlabel("Hazard ratio of relapse within the subgroup, Open Dialogue vs usual "
+                      "care (log scale)")
+        fig.subplots_adjust(left=0.32, right=0.74)
+    return fig
+
+
 def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     """Every figure of the report, from the results tables (disclosure-controlled)."""
     from pipeline import analyse
@@ -256,11 +292,16 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         se = con.execute("select * from results.analysis_site_effects_public order by site_id").df()
         if len(se) >= 2:
             ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=ap["meta_method"],
-                               test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]))
+                               test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]),
+                               prediction="higgins")
             fig = plot_forest(ma, exponentiate=True, xlabel="Hazard ratio of relapse, Open "
                               "Dialogue vs usual care (log scale)",
                               title="Relapse: site-specific hazard ratios")
             out["forest_relapse"] = save_figure(fig, folder, "forest_relapse")
+    if "analysis_subgroups_public" in have:
+        sg = con.execute("select * from results.analysis_subgroups_public").df()
+        if len(sg):
+            out["subgroups"] = save_figure(subgroup_figure(sg), folder, "subgroups")
     if "analysis_funnel_public" in have:
         fu = con.execute("select * from results.analysis_funnel_public "
                          "order by indicator, site_id").df()
@@ -659,14 +700,42 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         sel = est[(est.analysis == analysis) & (est.outcome == outcome) & (est.measure == measure)]
         return sel.iloc[0] if len(sel) else None
 
+    iccs = (q("select * from results.analysis_icc_public")
+            if "analysis_icc_public" in _results_tables(con) else pd.DataFrame())
+
+    def box(analysis, outcome, measure, what):
+        """The plan's estimate, its ICC and its unadjusted (sensitivity) estimate."""
+        e = e_row(analysis, outcome, measure)
+        if e is None:
+            return ""
+        extra = []
+        u = e_row("sensitivity", outcome, measure)
+        if u is not None and not pd.isna(u.estimate):
+            extra.append(f"Unadjusted (sensitivity): {u.estimate:.2f} (95% CI {u.lower:.2f} to "
+                         f"{u.upper:.2f}), p = {u.p:.2g}.")
+        ic = iccs[iccs.outcome == outcome] if len(iccs) else iccs
+        if len(ic) and measure == e_row(analysis, outcome, measure).measure:
+            r = ic.iloc[0]
+            if pd.isna(r.estimate):
+                extra.append(f"{_esc(r.measure)}: {_esc(r.note)}")
+            else:
+                tau = (f"; Kendall's tau between two people of a cluster {r.kendall_tau:.3f}"
+                       if not pd.isna(r.kendall_tau) else "")
+                extra.append(f"Between-cluster variation: {r.measure} {r.estimate:.3f} (95% CI "
+                             f"{r.lower:.3f} to {r.upper:.3f}){tau}; {r.method}.")
+        html = _estimate_box(e, what)
+        if extra:
+            html = html[:-len("</div>")] + "".join(
+                f"<br><span class='muted'>{t}</span>" for t in extra) + "</div>"
+        return html
+
     horizons = sorted({int(m[3:-1]) for m in o.metric if m.startswith("km_")})
     P.append("<h2 id='outcomes'>4. Outcomes</h2>")
     P.append("<h3>4.1 Relapse (primary outcome)</h3><p>A relapse is a hospital admission or a "
              "crisis resolution / home treatment episode starting after the referral was "
              "accepted. Death ends follow-up without relapse.</p>")
-    e = e_row("primary", "relapse", "hazard ratio")
-    if e is not None:
-        P.append(_estimate_box(e, "Hazard ratio of relapse, Open Dialogue vs usual care"))
+    P.append(box("primary", "relapse", "hazard ratio",
+                 "Hazard ratio of relapse, Open Dialogue vs usual care"))
     ms = [f"km_{h}d" for h in horizons] + [f"aj_{h}d" for h in horizons] + ["rate"]
     P.append(_table("Relapse per arm (all sites); Kaplan-Meier and Aalen-Johansen percentages "
                     f"read off the curves drawn from counts rounded to multiples of {step}",
@@ -681,15 +750,14 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "by arm with 95% pointwise confidence bands: the share of people who have "
                      f"relapsed by each day. Drawn from counts rounded to multiples of {step}."))
     for m in ("log-rank chi-square", "Gray chi-square"):
-        t = e_row("primary", "relapse", m)
+        t = e_row("sensitivity", "relapse", m)
         if t is not None:
-            P.append(f"<p class='muted'>{_esc(t.estimand)}: chi-square {t.estimate:.2f} "
-                     f"({_esc(t.method)}), p = {t.p:.2g}.</p>")
+            P.append(f"<p class='muted'>Sensitivity analysis. {_esc(t.estimand)}: chi-square "
+                     f"{t.estimate:.2f} ({_esc(t.method)}), p = {t.p:.2g}.</p>")
     P.append("<h3>4.2 Involuntary admission</h3><p>A detention under section 2, 3, 4 or 37 of "
              "the Mental Health Act starting during follow-up.</p>")
-    e = e_row("secondary", "involuntary_admission", "rate ratio")
-    if e is not None:
-        P.append(_estimate_box(e, "Rate ratio of involuntary admissions"))
+    P.append(box("secondary", "involuntary_admission", "rate ratio",
+                 "Rate ratio of involuntary admissions"))
     P.append(_table("Involuntary admission per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "involuntary_admission", ["rate", "any", "days_detained"])))
     P.append("<h3>4.3 Antipsychotic medication</h3><p>Prescriptions of antipsychotics (WHO ATC "
@@ -698,20 +766,19 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     for lab, name in (("antipsychotic_any", "any antipsychotic use"),
                       ("antipsychotic_last_days", "antipsychotic use at the end of follow-up")):
         for measure in ("risk difference", "risk ratio"):
-            e = e_row("secondary", lab, measure)
-            if e is not None:
-                P.append(_estimate_box(e, f"{measure.capitalize()}, {name}"))
+            P.append(box("secondary", lab, measure, f"{measure.capitalize()}, {name}"))
     P.append(_table("Antipsychotic use per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
     P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
              "recorded in the last 90 days of the two years is employed, self-employed, education "
              "or training. People with no status recorded then are left out.</p>")
     for measure in ("risk difference", "risk ratio"):
-        e = e_row("secondary", "return_to_work", measure)
-        if e is not None:
-            P.append(_estimate_box(e, f"{measure.capitalize()}, in work or education at 2 years"))
+        P.append(box("secondary", "return_to_work", measure,
+                     f"{measure.capitalize()}, in work or education at 2 years"))
     P.append(_table("In work or education at 2 years per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "return_to_work", ["at_2y"])))
+    P.append(_multiplicity_section(con))
+    P.append(_subgroup_section(con, figs))
 
     # fidelity
     P.append("<h2 id='fidelity'>5. Fidelity to the principles of Open Dialogue</h2><p>Each "
@@ -793,13 +860,6 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                         _site_table(oe, [("relapse", f"aj_{horizons[0]}d"),
                                          ("involuntary_admission", "rate")])))
         P.append(_rounded_note(step, output_policy.settings(cfg)['curve_tolerance']))
-        if "analysis_ethnicity_hr_public" in _results_tables(con):
-            eh = q("select * from results.analysis_ethnicity_hr_public order by ethnicity_group")
-            rows = [f"<tr><td>{_esc(r.ethnicity_group)}</td><td class='num'>"
-                    f"{_pct_ci(r.hr, r.lower, r.upper, pct=False) if pd.notna(r.hr) else _esc(r.note)}</td></tr>"
-                    for _, r in eh.iterrows()]
-            P.append(_table("Hazard ratio of relapse within each ethnicity group (site strata, "
-                            "95% CI)", ["Ethnicity group", "Hazard ratio (95% CI)"], rows))
 
     # footer
     inputs = "".join(f"<li><code>{_esc(i['table'])}</code> {_esc(i['file'])}: "
@@ -838,6 +898,42 @@ def _plan_section(con, est: pd.DataFrame) -> str:
 
 
 _ARMS = (("open_dialogue", "Open Dialogue"), ("usual_care", "Usual care"))
+
+
+def _multiplicity_section(con) -> str:
+    """The primary and secondary tests in the plan's order, with the multiplicity method."""
+    if "analysis_multiplicity_public" not in _results_tables(con):
+        return ""
+    mt = con.execute("select * from results.analysis_multiplicity_public order by \"order\""
+                     ).df()
+    rows = [f"<tr><td>{_esc(r.role)}</td><td>{_esc(r.outcome)}</td><td class='num'>"
+            f"{'' if pd.isna(r.p) else f'{r.p:.3g}'}</td><td class='num'>"
+            f"{'' if pd.isna(r.p_adjusted) else f'{r.p_adjusted:.3g}'}</td><td>"
+            f"{'yes' if r.rejected else 'no'}</td><td>{_esc(r.note)}</td></tr>"
+            for r in mt.itertuples()]
+    method = mt["method"].iloc[0] if len(mt) else ""
+    return ("<h3 id='multiplicity'>4.5 Testing the outcomes in the plan's order</h3><p>One "
+            "primary test; the secondary outcomes are tested in the order the plan declared, "
+            f"with the <strong>{_esc(method)}</strong> method, only if the primary test "
+            "rejected. Estimates and intervals above are not adjusted.</p>"
+            + _table("Primary and secondary tests", ["Role", "Outcome", "p", "Adjusted p",
+                                                      "Rejected at 5%", "Note"], rows))
+
+
+def _subgroup_section(con, figs) -> str:
+    """Pre-specified subgroups: interaction tests and the forest plot."""
+    if "analysis_subgroups_public" not in _results_tables(con):
+        return ""
+    return ("<h3 id='subgroups'>4.6 Pre-specified subgroups</h3><p>Does the effect on "
+            "relapse differ between subgroups? The interaction test answers; the hazard ratio "
+            "within each level is description, and two overlapping or non-overlapping "
+            "intervals say nothing by themselves about a difference. Levels where an arm has "
+            "few events are pooled into 'other (small groups)'.</p>"
+            + _figure(figs.get("subgroups"), "Forest plot of hazard ratios by subgroup",
+                      "Hazard ratio of relapse within each level of each pre-specified "
+                      "subgroup (squares, 95% CIs, log scale), from one Cox model per subgroup "
+                      "with the arm x subgroup interaction and the primary analysis's variance; "
+                      "the interaction p-value heads each block."))
 
 
 def _consort_section(con, c) -> str:

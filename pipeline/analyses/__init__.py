@@ -9,7 +9,15 @@ exact tables (warehouse only); and disclosure-controlled public tables.
 and ``analyse.run`` ask for, and stores what they return.
 
 Families: :mod:`~pipeline.analyses.flow` (CONSORT-cluster flow, recruitment per cluster),
-:mod:`~pipeline.analyses.baseline` (cluster-level Table 1).
+:mod:`~pipeline.analyses.trial_effects` (each outcome's effect, adjusted, with the design's
+variance; multiplicity), :mod:`~pipeline.analyses.curves` (the primary outcome's curves and
+log-rank test), :mod:`~pipeline.analyses.icc`, :mod:`~pipeline.analyses.subgroups`,
+:mod:`~pipeline.analyses.baseline` (Table 1 of people and of clusters),
+:mod:`~pipeline.analyses.site_comparison` (site effects, meta-analysis, funnels, fidelity
+meta-regression). Shared pieces: :mod:`~pipeline.analyses.covariates` (the plan's
+covariates as model columns), :mod:`~pipeline.analyses.multiplicity`.
+A later family (observational weighting, missing data, sensitivity) is one more module
+with the same signature and one more ``analyse.run`` name.
 """
 
 from __future__ import annotations
@@ -30,3 +38,12 @@ class AnalysisResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # exact, warehouse only
     public: dict[str, pd.DataFrame] = field(default_factory=dict)   # disclosure-controlled
     notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: "AnalysisResult") -> "AnalysisResult":
+        """This result with ``other``'s rows and tables added (in place; returns self)."""
+        self.estimates += other.estimates
+        self.results.update(other.results)
+        self.tables.update(other.tables)
+        self.public.update(other.public)
+        self.notes += other.notes
+        return self

@@ -24,7 +24,7 @@ from scipy import stats
 
 from pipeline.analyses import AnalysisResult
 from pipeline.analyses.covariates import MISSING, _safe
-from pipeline.analyses.trial_effects import _cox_fit, _row
+from pipeline.analyses.trial_effects import _cox, row as _row
 from pipeline.plan import AnalysisPlan
 
 POOLED = "other (small groups)"
@@ -69,23 +69,28 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
             dd[f"{c}__x"] = dd[c] * dd["od"]
             lv_cols.append(c)
             int_cols.append(f"{c}__x")
+        method, notes = plan.method(o.name), []
+        if method in ("cluster-level", "permutation"):  # no interactions in a two-stage test
+            method = "jackknife-site" if plan.design.strata else "model"
+            notes.append(f"The primary method ({plan.method(o.name)}) has no interaction "
+                         f"model: the {method} variance instead.")
         try:
-            fit, used, notes = _cox_fit(dd, o.column("time"), "__ev", [*lv_cols, *int_cols],
-                                        plan.method(o.name), p, plan)
-        except ValueError as exc:
+            eff = _cox(dd, o.column("time"), "__ev", [*lv_cols, *int_cols], method, p, plan)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             res.estimates.append(_row("subgroup", o.name, f"interaction with {var}", estimand,
                                       np.nan, np.nan, np.nan, method="not estimated",
                                       notes=[f"Not estimated: {exc}"]))
             continue
+        fit, corrected = eff.result, np.isfinite(eff.df)
+        notes += eff.notes[len(fit.notes):]
         names = list(fit.summary.index)
         b = fit.summary["coef"].to_numpy()
         V = np.asarray(fit.vcov)
         ii = [names.index(c) for c in int_cols]
         w = float(b[ii] @ np.linalg.solve(V[np.ix_(ii, ii)], b[ii]))
         q = len(ii)
-        corrected = used != "model" and fit.n_clusters
         if corrected:
-            df2 = fit.n_clusters - 1
+            df2 = int(eff.df)
             pval = float(stats.f.sf(w / q, q, df2))
             test = f"Wald F({q}, {df2})"
             crit = stats.t.ppf(1 - (1 - plan.conf_level) / 2, df2)
@@ -96,8 +101,8 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         res.results[f"subgroup_{var}"] = fit
         res.estimates.append(_row(
             "subgroup", o.name, f"interaction with {var}", estimand, w, np.nan, np.nan, pval,
-            method=f"Cox with arm x {var}, site strata; {test} with the plan's variance "
-                   f"({used})", n=fit.n, events=fit.n_events, n_clusters=fit.n_clusters,
+            method=f"{eff.method.replace('Cox,', f'Cox with arm x {var},', 1)}; {test}",
+            n=fit.n, events=fit.n_events, n_clusters=fit.n_clusters,
             notes=[*notes, *([f"Pooled into '{POOLED}' (an arm with at most "
                               f"{cfg['suppress_max']} events): {', '.join(small)}."]
                              if small else [])],

@@ -81,6 +81,9 @@ def test_a_bad_plan_is_refused_with_one_line_naming_the_key(design, message):
      "design.pairing: true, but the data are not one cluster per arm"),
     ({"type": "individually_randomised", "unit": "person",
       "primary": {"outcome": "relapse", "small_sample": "model"}}, _persons(), None, None),
+    ({"type": "observational", "unit": "person",
+      "primary": {"outcome": "relapse", "small_sample": "jackknife-site"}}, _persons(), None,
+     None),
 ])
 def test_the_plan_is_checked_against_the_data(plan, d, clusters, message):
     cl = _clusters(d) if clusters else None
@@ -96,15 +99,28 @@ def test_the_plan_is_checked_against_the_data(plan, d, clusters, message):
 def test_the_shape_is_read_from_the_data_and_auto_resolves_per_shape():
     pair = _parse().check_data(_persons(1), None)
     assert pair.shape == "pair_matched"
-    assert pair.method("relapse") == plan_mod.DEFAULT_METHODS["pair_matched"]["time_to_event"]
+    assert pair.method("relapse") == plan_mod.default_method("pair_matched", "time_to_event")[0]
     many = _parse().check_data(_persons(3), None)
     assert many.shape == "clustered"
-    explicit = _parse(primary={"outcome": "relapse", "small_sample": "cr1"}).check_data(
+    explicit = _parse(primary={"outcome": "relapse", "small_sample": "CR1"}).check_data(
         _persons(1), None)
-    assert explicit.method("relapse") == "cr1"
+    assert explicit.method("relapse") == "CR1"
     ind = _parse(type="individually_randomised", unit="person").check_data(
         _persons(with_clusters=False), None)
     assert ind.shape == "individual" and ind.method("return_to_work") == "model"
+
+
+def test_auto_reads_the_simulation_studys_choice_when_it_exists(tmp_path, monkeypatch):
+    import pipeline.config
+
+    (tmp_path / "pipeline" / "simulation").mkdir(parents=True)
+    (tmp_path / "pipeline" / "simulation" / "defaults.yaml").write_text(
+        "replicates_per_cell: 1000\ndefaults:\n  pair_matched:\n    relapse: {method: "
+        "jackknife-site, rule: best power}\n")
+    monkeypatch.setattr(pipeline.config, "PROJ_ROOT", tmp_path)
+    m, src = plan_mod.default_method("pair_matched", "time_to_event")
+    assert m == "jackknife-site" and "chosen by simulation (1000 replicates" in src
+    assert plan_mod.default_method("pair_matched", "binary")[1].startswith("provisional")
 
 
 def test_extra_columns_of_the_clusters_table_are_covariates_numbers_where_they_read_as_such():
