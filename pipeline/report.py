@@ -228,7 +228,7 @@ def subgroup_figure(sg: pd.DataFrame):
     block per subgroup headed by its interaction test."""
     import matplotlib.pyplot as plt
 
-    from pipeline.stats._style import plain_log_ticks, style
+    from pipeline.stats._style import style
 
     rows = []
     for var, g in sg.groupby("subgroup", sort=False):
@@ -242,6 +242,12 @@ def subgroup_figure(sg: pd.DataFrame):
                 ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
                         va="center", fontsize=8, fontweight="bold")
                 continue
+            if pd.isna(r.hr):
+                ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                        va="center", fontsize=8)
+                ax.text(1.02, y, "too few events to show", transform=ax.get_yaxis_transform(),
+                        ha="left", va="center", fontsize=7.5, color="#555")
+                continue
             ax.plot([r.lower, r.upper], [y, y], color="#005eb8", lw=1.2)
             ax.plot(r.hr, y, "s", color="#005eb8", ms=5)
             ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
@@ -250,7 +256,11 @@ def subgroup_figure(sg: pd.DataFrame):
                     transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=7.5)
         ax.axvline(1.0, color="#444", lw=0.8, ls="--")
         ax.set_xscale("log")
-        plain_log_ticks(ax, "x")
+        lo = np.nanmin(sg["lower"]) if sg["lower"].notna().any() else 0.5
+        hi = np.nanmax(sg["upper"]) if sg["upper"].notna().any() else 2.0
+        ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20) if lo / 1.5 <= t <= hi * 1.5]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_yticks([])
         ax.set_ylim(0.3, len(rows) + 0.7)
         ax.set_xlabel("Hazard ratio of relapse within the subgroup, Open Dialogue vs usual "
@@ -885,13 +895,21 @@ def _plan_section(con, est: pd.DataFrame) -> str:
         return ""
     plan = con.execute("select item, plan from results.analysis_plan_public").fetchall()
     rows = [f"<tr><th scope='row'>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in plan]
-    prim = est[(est.analysis == "primary") & (est.measure == "hazard ratio")]
+    prim = est[est.analysis == "primary"]
     res = ""
-    if len(prim) and not pd.isna(prim.estimate.iloc[0]):
+    if len(prim):
         r = prim.iloc[0]
-        res = (f"<p class='lead'><strong>Primary result:</strong> hazard ratio "
-               f"{_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to {_fmt(r.upper)}), "
-               f"p = {_fmt(r.p, 4)}: {_esc(r.method)}.</p>")
+        if pd.isna(r.estimate):
+            res = (f"<div class='box'><strong>Primary result:</strong> {_esc(r.measure)} not "
+                   f"estimated. {_esc(r.notes)}</div>")
+        else:
+            res = (f"<div class='box'><p class='lead'><strong>Primary result:</strong> "
+                   f"{_esc(r.measure)} {_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to "
+                   f"{_fmt(r.upper)}), p = {r.p:.2g}, the one primary test.</p>"
+                   f"<span class='muted'>Estimand: {_esc(r.estimand)} Method: "
+                   f"{_esc(r.method)}.</span>"
+                   + (f"<br><span class='muted'>Notes: {_esc(r.notes)}</span>" if r.notes
+                      else "") + "</div>")
     return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
             "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
             + _table("The analysis plan", ["", "Declared"], rows) + res)

@@ -148,6 +148,8 @@ def _protect_flow(flow: pd.DataFrame, plan: AnalysisPlan, cfg: dict[str, Any]) -
     pub["n"] = [None if r.unit == "clusters" or (r.arm, r.stage) in hidden
                 else disclosure.round_count(r.n, cfg) for r in flow.itertuples()]
     pub["clusters"] = [r.n if r.unit == "clusters" else None for r in flow.itertuples()]
+    pub["suppressed"] = [r.unit == "people" and (r.arm, r.stage) in hidden
+                         for r in flow.itertuples()]
     pub["arm_label"] = pub["arm"].map(lambda a: ARM_WORDS.get(a, a))
     return pub
 

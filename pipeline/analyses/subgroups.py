@@ -108,6 +108,7 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                              if small else [])],
             df=float(q)))
         iod = names.index("od")
+        ev_lv = pd.crosstab(g, d["od"], values=ev, aggfunc="sum").fillna(0)
         for lv in levels:
             if lv == ref:
                 est, var_ = b[iod], V[iod, iod]
@@ -118,11 +119,16 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
             rows.append(dict(subgroup=var, level=lv, reference=lv == ref,
                              hr=float(np.exp(est)), lower=float(np.exp(est - crit * se)),
                              upper=float(np.exp(est + crit * se)), log_hr=float(est), se=se,
-                             interaction_p=pval, test=test))
+                             interaction_p=pval, test=test,
+                             shown=bool(ev_lv.shape[1] == 2
+                                        and (ev_lv.loc[lv] > cfg["suppress_max"]).all())))
     table = pd.DataFrame(rows, columns=["subgroup", "level", "reference", "hr", "lower",
-                                        "upper", "log_hr", "se", "interaction_p", "test"])
+                                        "upper", "log_hr", "se", "interaction_p", "test",
+                                        "shown"])
     res.tables["subgroups"] = table
-    # public: ratios of levels whose arms all have more than suppress_max events (the
-    # pooled level's members are named in the notes, its counts never shown)
-    res.public["subgroups"] = table.drop(columns=["log_hr", "se"])
+    # public: ratios of levels whose arms all have more than suppress_max events (a pooled
+    # level too can have few; its members are named in the notes, its counts never shown)
+    pub = table.drop(columns=["log_hr", "se"])
+    pub.loc[~pub["shown"], ["hr", "lower", "upper"]] = np.nan
+    res.public["subgroups"] = pub.assign(suppressed=~pub["shown"]).drop(columns="shown")
     return res
