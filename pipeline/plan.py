@@ -367,16 +367,16 @@ class AnalysisPlan:
 
 
 def design_shape(persons: pd.DataFrame, plan: AnalysisPlan) -> str:
-    """``individual`` (no clusters in the analysis), ``pair_matched`` (one cluster per arm
-    in every stratum) or ``clustered``."""
+    """``individual`` (no clusters in the analysis), ``pair_matched`` (at most one cluster
+    per arm in every stratum) or ``clustered``."""
     if not plan.design.clustered or "cluster_id" not in persons \
             or persons["cluster_id"].isna().all():
         return "individual"
     by = [plan.design.strata] if plan.design.strata else []
     per = persons.groupby([*by, "arm"], observed=True)["cluster_id"].nunique()
-    return "pair_matched" if len(per) and (per == 1).all() and (
-        persons.groupby(by, observed=True)["arm"].nunique() == 2 if by else True).all() \
-        else "clustered"
+    # a stratum left with one arm (no one recruited in the other's cluster) is still a pair
+    # by design; it adds nothing to the within-stratum contrast
+    return "pair_matched" if by and len(per) and (per == 1).all() else "clustered"
 
 
 def cluster_covariate_frame(clusters: pd.DataFrame) -> pd.DataFrame:

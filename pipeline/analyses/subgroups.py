@@ -101,7 +101,7 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         res.results[f"subgroup_{var}"] = fit
         res.estimates.append(_row(
             "subgroup", o.name, f"interaction with {var}", estimand, w, np.nan, np.nan, pval,
-            method=f"{eff.method.replace('Cox,', f'Cox with arm x {var},', 1)}; {test}",
+            method=f"{eff.method.replace('Cox,', f'Cox with arm x {var},', 1).replace(', adjusted;', ';')}; {test}",
             n=fit.n, events=fit.n_events, n_clusters=fit.n_clusters,
             notes=[*notes, *([f"Pooled into '{POOLED}' (an arm with at most "
                               f"{cfg['suppress_max']} events): {', '.join(small)}."]

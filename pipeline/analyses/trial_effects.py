@@ -117,11 +117,14 @@ def _cox(d, time, event, cols, method, p, plan) -> Effect:
 
     notes = []
     strata = plan.design.strata
-    if method == "jackknife-site":
+    if method == "jackknife-site" and strata and d[strata].nunique() > 2:
         cluster, small = strata, "jackknife"
     elif method in ("CR1", "jackknife-cluster") and has_clusters(d):
         cluster, small = "cluster_id", ("cr1" if method == "CR1" else "jackknife")
     else:
+        if method != "model":
+            notes.append(f"{method}: not possible with these data (no clusters, or fewer than "
+                         "three strata); model-based variance.")
         cluster, small, method = None, None, "model"
     if small == "jackknife" and cluster == "cluster_id" and \
             d["cluster_id"].nunique() > int(p["jackknife_max_clusters"]):
@@ -176,6 +179,12 @@ def _glm(d, y, cols, method, plan, p, family, offset=None):
 
     vcov, by, dfm = GLM_VCOV[method]
     notes = []
+    if method == "jackknife-site":   # the plan's strata are the sites deleted one at a time
+        by = plan.design.strata if plan.design.strata and d[plan.design.strata].nunique() > 2 \
+            else None
+    if by is None and vcov != "model":
+        vcov, dfm, method = "model", None, "model"
+        notes.append("Fewer than three strata: no site jackknife; model-based variance.")
     if by == "cluster_id" and not has_clusters(d):
         vcov, by, dfm, method = "model", None, None, "model"
     if vcov == "jackknife" and by == "cluster_id" and \
