@@ -92,6 +92,8 @@ class Analyses:
     public: dict[str, pd.DataFrame] = field(default_factory=dict)  # disclosure-controlled
     notes: list[str] = field(default_factory=list)
     family: dict[str, AnalysisResult] = field(default_factory=dict)
+    site_notes: list[str] = field(default_factory=list)  # sites without a hazard ratio, why
+    not_shown: list[dict] = field(default_factory=list)  # figures and tables not built, why
 
     def add(self, name: str, res: AnalysisResult) -> None:
         """Store what one family of :mod:`pipeline.analyses` found."""
@@ -103,6 +105,8 @@ class Analyses:
         self.tables.update(res.tables)
         self.public.update(res.public)
         self.notes += res.notes
+        self.site_notes += res.site_notes
+        self.not_shown += res.not_shown
 
 
 def prepare(persons: pd.DataFrame, plan) -> pd.DataFrame:
@@ -169,6 +173,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             progress(i, len(todo), name)
     out.metrics = met
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
+    out.public["not_shown"] = pd.DataFrame(out.not_shown, columns=["item", "reason"])
     return out
 
 

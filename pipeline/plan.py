@@ -58,6 +58,7 @@ class Outcome:
     what: str             # words: "first relapse (admission or crisis episode)"
     measures: tuple[str, ...]  # effect measures reported; the first is the one tested
     columns: tuple[tuple[str, str], ...]  # role -> person-frame column
+    event: str = ""       # one event in words ("relapse"), for "no relapse in an arm"
 
     def column(self, role: str) -> str:
         return dict(self.columns)[role]
@@ -66,10 +67,11 @@ class Outcome:
 #: The outcomes an analysis plan may name (CONTRACT.md default definitions).
 OUTCOMES: dict[str, Outcome] = {o.name: o for o in (
     Outcome("relapse", "time_to_event", "first relapse (admission or crisis episode)",
-            ("hazard ratio",), (("time", "relapse_time"), ("event", "relapse_event"))),
+            ("hazard ratio",), (("time", "relapse_time"), ("event", "relapse_event")), "relapse"),
     Outcome("involuntary_admission", "count",
             "involuntary admissions (detentions under the involuntary sections) per person-year",
-            ("rate ratio",), (("count", "involuntary_count"), ("exposure", "person_years"))),
+            ("rate ratio",), (("count", "involuntary_count"), ("exposure", "person_years")),
+            "involuntary admission"),
     Outcome("antipsychotic_any", "binary", "any antipsychotic use in follow-up",
             ("risk difference", "risk ratio"), (("outcome", "ap_any_use"),)),
     Outcome("antipsychotic_last_days", "binary",

@@ -282,9 +282,10 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     have = {r[0] for r in con.execute("select table_name from information_schema.tables "
                                       "where table_schema = 'results'").fetchall()}
-    if "analysis_curve_counts" in have:
-        cc = con.execute("select * from results.analysis_curve_counts "
-                         "order by outcome, \"group\", time, event").df()
+    cc = (con.execute("select * from results.analysis_curve_counts "
+                      "order by outcome, \"group\", time, event").df()
+          if "analysis_curve_counts" in have else None)
+    if cc is not None and cc.loc[cc.outcome == "relapse", "count"].sum() > 0:
         d = _curve_frame(cc[cc.outcome == "relapse"])
         d["group"] = d["group"].map(_arm_label)
         d["relapse"] = (d["event"] == 1).astype(int)
@@ -300,6 +301,7 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         out["relapse_cif"] = save_figure(fig, folder, "relapse_cif")
     if "analysis_site_effects_public" in have:
         se = con.execute("select * from results.analysis_site_effects_public order by site_id").df()
+        se = se[se["log_hr"].notna() & (se["se"] > 0)]  # sites whose ratio may be shown
         if len(se) >= 2:
             ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=ap["meta_method"],
                                test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]),
@@ -399,9 +401,11 @@ def _table(caption: str, header: list[str], rows: list[str]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _figure(fig: dict | None, alt: str, caption: str) -> str:
+def _figure(fig: dict | None, alt: str, caption: str, missing: str = "") -> str:
+    """A figure with its caption; without one, ``missing`` (why it is not drawn) if given."""
     if not fig:
-        return ""
+        why = missing[:1].upper() + missing[1:].rstrip(".") + "." if missing else ""
+        return f"<p class='muted'>{_esc(alt)}: not drawn. {_esc(why)}</p>" if missing else ""
     data = base64.b64encode(fig["svg"].read_bytes()).decode("ascii")
     return (f"<figure><img alt='{_esc(alt)}' src='data:image/svg+xml;base64,{data}'>"
             f"<figcaption>{caption}</figcaption></figure>")
@@ -418,7 +422,21 @@ def _pct_ci(est, lo, hi, pct: bool = True) -> str:
     return s
 
 
+def _not_estimated_box(e: pd.Series, what: str) -> str | None:
+    """The box of an estimate the data do not hold (``method`` "not estimated"): why, in
+    place of the number; None for an estimate."""
+    if e.method != "not estimated":
+        return None
+    why = str(e.notes or "").removeprefix("Not estimated: ")
+    return (f"<div class='box'><strong>{_esc(what)}: not estimated.</strong> "
+            f"{_esc(why[:1].upper() + why[1:])}<br>"
+            f"<span class='muted'>Estimand: {_esc(e.estimand)}</span></div>")
+
+
 def _estimate_box(e: pd.Series, what: str) -> str:
+    missing = _not_estimated_box(e, what)
+    if missing:
+        return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
     p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
     return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"
@@ -433,6 +451,9 @@ def _slope_box(e: pd.Series) -> str:
     unit of <indicator>", the indicator a share from 0 to 1)."""
     ind = str(e.measure).rsplit("per unit of ", 1)[-1]
     what = _fidelity_label(ind)
+    missing = _not_estimated_box(e, f"Fidelity and outcome (meta-regression on {what})")
+    if missing:
+        return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
     p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
     per10 = f"{np.exp(0.1 * e.estimate):.2f}"
@@ -630,6 +651,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     fid = q("select * from results.metrics_fidelity_public")
     dq = q("select * from results.metrics_dq_public")
     est = q("select * from results.analysis_estimates_public")
+    fnotes = (dict(q("select item, reason from results.analysis_not_shown_public").itertuples(
+        index=False)) if "analysis_not_shown_public" in _results_tables(con) else {})
     step = disclosure.curve_step(cfg)
     P = []
     P.append("<h1>Open Dialogue evaluation report</h1>")
@@ -653,8 +676,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     n_rows = dq[dq.site_id == "all"]
     tot_raw = sum(int(v) for v in n_rows.n_raw if v is not None and not pd.isna(v))
     tot_q = sum(int(v) for v in n_rows.n_quarantined if v is not None and not pd.isna(v))
-    arm_n = {a: o[(o.level == "all") & (o.arm == a) & (o.metric == "rate")
-                  & (o.outcome == "relapse")].n.iloc[0] for a in ("open_dialogue", "usual_care")}
+    arm_n = {a: next(iter(o[(o.level == "all") & (o.arm == a) & (o.metric == "rate")
+                           & (o.outcome == "relapse")].n), 0)
+             for a in ("open_dialogue", "usual_care")}
 
     def c(v):
         return f"<span class='count'>{disclosure.fmt_count(None if v is None or pd.isna(v) else int(v))}</span>"
@@ -704,6 +728,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                  "values below 0.1 are usually read as a negligible imbalance.</p>")
         P.append(_table("Baseline characteristics by arm", ["Characteristic", "Open Dialogue",
                                                             "Usual care", "SMD"], rows))
+    elif "table_one" in fnotes:
+        P.append("<h2 id='table-1'>3. Table 1: the people at the start</h2>"
+                 f"<p class='muted'>Table 1: not built. {_esc(fnotes['table_one'])}.</p>")
 
     # outcomes
     def e_row(analysis, outcome, measure):
@@ -754,7 +781,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "Proportion of people without relapse by days since their referral was "
                      "accepted, Kaplan-Meier estimate by arm (deaths censored), with 95% "
                      "pointwise confidence bands; the numbers still followed up and without "
-                     f"relapse are shown below. Drawn from counts rounded to multiples of {step}."))
+                     f"relapse are shown below. Drawn from counts rounded to multiples of {step}.",
+                     f"the counts behind the curves, rounded to multiples of {step}, are all 0"))
     P.append(_figure(figs.get("relapse_cif"), "Cumulative incidence of relapse by arm",
                      "Cumulative incidence of relapse (Aalen-Johansen, death a competing event) "
                      "by arm with 95% pointwise confidence bands: the share of people who have "
@@ -825,13 +853,16 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "Percent of Open Dialogue referrals whose first network meeting was within "
                      "24 hours, per site, against the number of referrals. Sites inside the "
                      "dashed (95%) and solid (99.8%) control limits differ from the overall "
-                     "percent by no more than chance would suggest. " + _funnel_note(cfg)))
+                     "percent by no more than chance would suggest. " + _funnel_note(cfg),
+                     fnotes.get("funnel_first_meeting_24h", "")))
 
     # site comparison
     P.append("<h2 id='sites'>6. Comparing sites</h2>")
     e = e_row("site_comparison", "relapse", "pooled hazard ratio")
     if e is not None:
         P.append(_estimate_box(e, "Pooled hazard ratio of relapse over sites (random effects)"))
+    left_out = (str(e.notes) if e is not None and e.method != "not estimated"
+                and "left out of the meta-analysis" in str(e.notes) else "")
     P.append(_figure(figs.get("forest_relapse"), "Forest plot of site hazard ratios",
                      "Hazard ratio of relapse, Open Dialogue vs usual care, in each site (squares, "
                      "size by weight, with 95% CIs; model-based intervals), pooled by "
@@ -839,19 +870,22 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "95% prediction interval for the hazard ratio of a new site). A site whose "
                      "people or first relapses in an arm are too few to show is left out, and the "
                      "figure pools the sites as published (3 significant digits), so its diamond "
-                     "can differ a little from the pooled estimate above, which uses every site."))
+                     "can differ a little from the pooled estimate above, which uses every site."
+                     + (f" {_esc(left_out)}" if left_out else ""),
+                     "fewer than two sites have a hazard ratio that can be shown. " + left_out))
     P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
                      "Percent of Open Dialogue arm people who relapsed by day "
                      f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
                      "status then is known, per site, with 95% and 99.8% control limits. "
-                     + _funnel_note(cfg)))
+                     + _funnel_note(cfg), fnotes.get("funnel_relapse_by_landmark", "")))
     e = est[est.analysis == "fidelity"]
     if len(e):
         P.append(_slope_box(e.iloc[0]))
     P.append(_figure(figs.get("fidelity_vs_relapse"), "Fidelity against relapse hazard ratio by site",
                      "Each site's hazard ratio of relapse against its Open Dialogue arm's percent "
                      "of first meetings within 24 hours (bubble area by the weight of the site); "
-                     "the line is the meta-regression fit, over every site. Sites whose percent "
+                     "the line is the meta-regression fit over the sites drawn: those whose "
+                     "hazard ratio and percent are published (output policy). Sites whose percent "
                      "is suppressed are not drawn. Few sites: read as a description."))
     P.append(_table("Relapse and involuntary admission per site and arm",
                     _relapse_site_header("Site", horizons[0]),

@@ -38,6 +38,8 @@ class AnalysisResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # exact, warehouse only
     public: dict[str, pd.DataFrame] = field(default_factory=dict)   # disclosure-controlled
     notes: list[str] = field(default_factory=list)
+    site_notes: list[str] = field(default_factory=list)  # sites without a hazard ratio, why
+    not_shown: list[dict] = field(default_factory=list)  # figures and tables not built, why
 
     def merge(self, other: "AnalysisResult") -> "AnalysisResult":
         """This result with ``other``'s rows and tables added (in place; returns self)."""
@@ -46,4 +48,6 @@ class AnalysisResult:
         self.tables.update(other.tables)
         self.public.update(other.public)
         self.notes += other.notes
+        self.site_notes += other.site_notes
+        self.not_shown += other.not_shown
         return self

@@ -18,6 +18,7 @@ import pandas as pd
 from pipeline import disclosure, output_policy
 from pipeline.analyses import AnalysisResult
 from pipeline.plan import AnalysisPlan, cluster_covariate_frame
+from pipeline.stats._result import NotEstimable
 
 _NOT_COVARIATES = {"cluster_id", "site_id", "arm", "listed", "n_people", "randomised_on"}
 
@@ -83,8 +84,12 @@ def table_one(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any]) -> Analys
     variables = list(p["table_one"])
     dd = d.assign(arm=d["arm"].astype(str))
     num = [v for v in variables if pd.api.types.is_numeric_dtype(dd[v])]
-    res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],
-             nonnormal=[v for v in p["nonnormal"] if v in variables])
+    try:
+        res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],
+                 nonnormal=[v for v in p["nonnormal"] if v in variables])
+    except NotEstimable as exc:
+        out.not_shown.append(dict(item="table_one", reason=f"Table 1 compares the arms: {exc}"))
+        return out
     out.results["table_one"] = res
     out.tables["table_one"] = res.table
     out.public["table_one"] = protect_table_one(res, dd, cfg, list(p["nonnormal"]))

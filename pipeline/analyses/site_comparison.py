@@ -27,26 +27,35 @@ import pandas as pd
 
 from pipeline import disclosure, metrics, output_policy
 from pipeline.analyses import AnalysisResult
-from pipeline.analyses.trial_effects import row
+from pipeline.analyses.trial_effects import not_estimated, row
+from pipeline.stats._result import NotEstimable
 
 
 def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: AnalysisResult) -> pd.DataFrame:
     """Site-specific hazard ratios of relapse (one Cox model per site; the variance as the
-    module docstring says, named in ``variance``)."""
+    module docstring says, named in ``variance``); sites without one are listed with why in
+    ``out.site_notes``."""
     from pipeline.stats import cox
 
-    rows, notes = [], []
+    rows, left_out = [], {}
     for site, sd in d.groupby("site_id", sort=True):
         ev = sd.groupby("od")["relapse_only"].sum()
-        if len(ev) < 2 or (ev == 0).any() or (ev == sd.groupby("od").size()).any():
-            notes.append(f"site {site}: an arm without events (or without non-events); no "
-                         "hazard ratio, left out of the meta-analysis.")
+        if len(ev) < 2:
+            left_out.setdefault("people in one arm only", []).append(site)
+            continue
+        if (ev == 0).any() or (ev == sd.groupby("od").size()).any():
+            left_out.setdefault("an arm without relapses (or without people free of "
+                                "relapse)", []).append(site)
             continue
         several = "cluster_id" in sd and sd["cluster_id"].notna().all() and (
             sd.groupby("od")["cluster_id"].nunique() >= 2).all()
-        fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
-                  conf_level=float(p["conf_level"]),
-                  **(dict(cluster="cluster_id", small_sample="cr1") if several else {}))
+        try:
+            fit = cox(sd, "relapse_time", "relapse_only", ["od"], ties=p["ties"],
+                      conf_level=float(p["conf_level"]),
+                      **(dict(cluster="cluster_id", small_sample="cr1") if several else {}))
+        except NotEstimable as exc:
+            left_out.setdefault(str(exc), []).append(site)
+            continue
         s = fit.summary.loc["od"]
         n_arm = sd.groupby("od").size()
         rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
@@ -55,8 +64,12 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
                                    if several else "model-based (one cluster per arm)"),
                          cells=[int(n_arm.get(1, 0)), int(n_arm.get(0, 0)), int(ev.get(1, 0)),
                                 int(ev.get(0, 0))]))
-    out.notes += notes
-    return pd.DataFrame(rows)
+    out.site_notes = [f"{len(sites)} site{'s' if len(sites) > 1 else ''} without a hazard ratio, "
+                      f"left out of the meta-analysis ({why}): {', '.join(sites)}."
+                      for why, sites in left_out.items()]
+    out.notes += out.site_notes
+    return pd.DataFrame(rows, columns=["site_id", "log_hr", "se", "hr", "lower", "upper", "n",
+                                       "events", "variance", "cells"])
 
 
 def site_cells(met: metrics.MetricsResult | None, site: str, exact_cells, cfg) -> list:
@@ -97,11 +110,16 @@ def site_meta(d, p, cfg, met: metrics.MetricsResult | None = None) -> AnalysisRe
 
     out = AnalysisResult("site_comparison")
     se = site_effects(d, p, cfg, out)
-    out.public["site_effects"] = public_site_effects(se, met, cfg) if len(se) else se
+    out.public["site_effects"] = public_site_effects(se, met, cfg)
     se = se.drop(columns="cells", errors="ignore")
     out.tables["site_effects"] = se
+    estimand = ("Mean of the distribution of site-specific hazard ratios of relapse (random "
+                "effects); the prediction interval is where a new site's hazard ratio is "
+                "expected to lie")
     if len(se) < 2:
-        out.notes.append("fewer than two sites with a hazard ratio: no meta-analysis.")
+        out.estimates.append(not_estimated("site_comparison", "relapse", "pooled hazard ratio", estimand,
+                       f"{len(se)} site{'' if len(se) == 1 else 's'} with a hazard ratio; a "
+                       "meta-analysis needs two or more. " + " ".join(out.site_notes)))
         return out
     ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=p["meta_method"], test=p["meta_test"],
                        conf_level=float(p["conf_level"]), labels=list(se["site_id"]),
@@ -110,16 +128,13 @@ def site_meta(d, p, cfg, met: metrics.MetricsResult | None = None) -> AnalysisRe
     pi = (f"prediction interval on t({ma.k - 2}) {np.exp(ma.pi[0]):.2f} to "
           f"{np.exp(ma.pi[1]):.2f}" if np.isfinite(ma.pi[0]) else "no prediction interval "
           "(fewer than 3 sites)")
-    variances = sorted(set(se["variance"]))
     out.estimates.append(row(
-        "site_comparison", "relapse", "pooled hazard ratio",
-        "Mean of the distribution of site-specific hazard ratios of relapse (random effects); "
-        "the prediction interval is where a new site's hazard ratio is expected to lie",
+        "site_comparison", "relapse", "pooled hazard ratio", estimand,
         np.exp(ma.estimate), np.exp(ma.ci[0]), np.exp(ma.ci[1]), ma.p, ma.se,
         f"{p['meta_method']} tau^2, {p['meta_test']} test; tau^2 = {ma.tau2:.3g} "
         f"(Q-profile 95% CI {ma.tau2_ci[0]:.3g} to {ma.tau2_ci[1]:.3g}), I^2 = {ma.i2:.0f}%; "
-        f"{pi}; site variances: {'; '.join(variances)}", None, None, ma.k, ma.notes,
-        df=float(ma.k - 1) if p["meta_test"] == "knha" else np.inf))
+        f"{pi}; site variances: {'; '.join(sorted(set(se['variance'])))}", None, None, ma.k,
+        [*ma.notes, *out.site_notes], df=float(ma.k - 1) if p["meta_test"] == "knha" else np.inf))
     out.tables["site_meta"] = pd.DataFrame([dict(
         estimate=np.exp(ma.estimate), lower=np.exp(ma.ci[0]), upper=np.exp(ma.ci[1]),
         pi_lower=np.exp(ma.pi[0]), pi_upper=np.exp(ma.pi[1]), pi_df=ma.pi_df, tau2=ma.tau2,
@@ -151,17 +166,23 @@ def funnels(met: metrics.MetricsResult, p, cfg) -> AnalysisResult:
     rows = []
     for name, title, ex, pub in specs:
         ok = ex[(ex["n"] > 0)]
-        if len(ok) < 2:
-            continue
         # the target from the published (rounded) counts of the sites shown: anyone can
         # recompute it, so it gives back no total (an exact target would)
         pubs = pub.set_index("site_id").loc[list(ok["site_id"])]
         shown_ = pubs["n"].notna() & pubs["events"].notna()
         tgt = (float(pubs.loc[shown_, "events"].astype(float).sum())
                / float(pubs.loc[shown_, "n"].astype(float).sum())) if shown_.any() else None
-        fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
-                    overdispersion=p["funnel_overdispersion"],
-                    limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
+        try:
+            if tgt is not None and not 0 < tgt < 1:
+                raise NotEstimable(f"the overall proportion of the published counts is {tgt:g} "
+                                   "(no site shows an event, or every site only events): "
+                                   "control limits around it are not defined")
+            fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
+                        overdispersion=p["funnel_overdispersion"],
+                        limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
+        except NotEstimable as exc:
+            out.not_shown.append(dict(item=f"funnel_{name}", reason=str(exc)))
+            continue
         out.results[f"funnel_{name}"] = fr
         pubi = pub.set_index("site_id")
         for (_, r), (_, fx) in zip(ok.iterrows(), fr.table.iterrows()):
@@ -174,7 +195,8 @@ def funnels(met: metrics.MetricsResult, p, cfg) -> AnalysisResult:
                              value=(pr["events"] / pr["n"]) if shown and pr["n"] else np.nan,
                              flag=fx["flag"] if shown else "suppressed",
                              target=fr.target, limits_used=fr.limits_used))
-    out.public["funnel"] = pd.DataFrame(rows)
+    out.public["funnel"] = pd.DataFrame(rows, columns=[
+        "indicator", "title", "site_id", "events", "n", "value", "flag", "target", "limits_used"])
     return out
 
 
@@ -187,7 +209,13 @@ def fidelity_meta_regression(met: metrics.MetricsResult, p, cfg,
     out = AnalysisResult("site_comparison")
     se = sites.tables.get("site_effects")
     if se is None or len(se) < 3:
-        out.notes.append("fewer than three site hazard ratios: no meta-regression.")
+        for ind in p["moderators"]:
+            out.estimates.append(not_estimated("fidelity", "relapse",
+                           f"change in log hazard ratio per unit of {ind}",
+                           f"Meta-regression of site log hazard ratios of relapse on the Open "
+                           f"Dialogue arm's {ind}", "fewer than three sites with a hazard "
+                           f"ratio ({0 if se is None else len(se)}); a meta-regression needs "
+                           "three or more."))
         return out
     # fitted on the published values (site log HRs and ses as shown, moderators from the
     # rounded counts), sites with any of them hidden left out: anyone can refit it, so its

@@ -301,7 +301,7 @@ def _why_not(d: pd.DataFrame, op: OutcomePlan, plan: AnalysisPlan) -> str | None
         if not len(xa):
             return f"no one in the {words} arm has this outcome recorded"
         if op.kind != "binary" and xa.sum() == 0:
-            return f"no {o.what.split(' (')[0]} in the {words} arm: the ratio would be 0 or infinite"
+            return f"no {o.event} in the {words} arm: the ratio would be 0 or infinite"
     if plan.design.strata and not (d.groupby(plan.design.strata, observed=True)["od"]
                                    .nunique() == 2).any():
         return ("no stratum has people in both arms, so an arm contrast within strata has no "

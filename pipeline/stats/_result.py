@@ -11,6 +11,13 @@ import html
 import pandas as pd
 
 
+class NotEstimable(ValueError):
+    """The data hold no estimate of this quantity (no events, one group, no information on a
+    covariate, ...): the message says why, in words a report can print. A ``ValueError``, so
+    code that catches those keeps working; arguments that are wrong whatever the data (a
+    bad option) stay plain ``ValueError``."""
+
+
 class Result:
     """A fitted estimate: a tidy frame plus notes.
 

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._eff_design import check_columns, check_conf_level
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 
 
 class BinaryEffectResult(Result):
@@ -59,7 +59,7 @@ def _anova_icc(cells: pd.DataFrame) -> float:
     from pipeline.stats.icc import anova_icc_components
 
     if len(cells) <= 2:
-        raise ValueError("estimating the ICC needs more than two clusters; give icc=")
+        raise NotEstimable("estimating the ICC needs more than two clusters; give icc=")
     return max(0.0, anova_icc_components(cells.m, cells.y, cells.y, cells.arm)["icc"])
 
 
@@ -81,9 +81,9 @@ def _prepare(df, outcome, group, reference, cluster, icc, conf_level):
         raise ValueError(f"outcome {outcome!r} must be 0/1 or boolean, got values {sorted(pd.unique(y))[:5]}")
     levels = list(pd.unique(d[group]))
     if reference not in levels:
-        raise ValueError(f"reference level {reference!r} not found in {group!r}: {levels}")
+        raise NotEstimable(f"reference level {reference!r} not found in {group!r}: {levels}")
     if len(levels) != 2:
-        raise ValueError(f"group {group!r} must have exactly two levels, found {levels}")
+        raise NotEstimable(f"group {group!r} must have exactly two levels, found {levels}")
     comparison = next(lev for lev in levels if lev != reference)
     order = [comparison, reference]
     arms = pd.DataFrame(

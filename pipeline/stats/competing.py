@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
@@ -212,7 +212,9 @@ def aalen_johansen(
                     }
                 )
             )
-    table = pd.concat(frames, ignore_index=True)
+    columns = ["group", "cause", "time", "n_risk", "n_event", "cif", "se", "lower", "upper",
+               "se_delta"]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return AalenJohansenResult(table, notes, report, groups, conf_level)
 
 
@@ -362,7 +364,7 @@ def gray_test(
     ig = pd.Categorical(d[group], categories=groups).codes.astype(int)
     ng = len(groups)
     if ng < 2:
-        raise ValueError("Gray's test needs at least two groups")
+        raise NotEstimable("Gray's test needs at least two groups")
     st = pd.factorize(d[strata], sort=True)[0] if strata is not None else np.zeros(len(d), dtype=int)
     present = sorted(int(c) for c in np.unique(e[e > 0]))
     causes = present if cause is None else ([int(cause)] if np.isscalar(cause) else [int(c) for c in cause])
@@ -540,7 +542,7 @@ def fine_gray(
     X = d[covariates].to_numpy(dtype=float)[order]
     kind = np.where(e == 0, 0, np.where(e == cause, 1, 2))
     if not np.any(kind == 1):
-        raise ValueError(f"no events of cause {cause}")
+        raise NotEstimable(f"no events of cause {cause}")
     # censoring Kaplan-Meier, left limits G(t-)
     times, inv = np.unique(t, return_inverse=True)
     nc = np.bincount(inv, weights=(kind == 0), minlength=len(times))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 
 _KINDS = ("proportion", "rate", "ratio")
 _OD = (None, "multiplicative", "additive")
@@ -195,11 +195,15 @@ def funnel(
         O, D = O[~bad], D[~bad]
         labs = [lab for lab, b in zip(labs, bad, strict=True) if not b]
     if O.size < 2:
-        raise ValueError("a funnel plot needs at least two units")
+        raise NotEstimable("a funnel plot needs at least two units")
     if kind == "proportion" and np.any(D != np.round(D)):
         raise ValueError("denominators of proportions must be whole numbers of people")
     if target is None:
         target = 1.0 if kind == "ratio" else float(O.sum() / D.sum())
+        if kind == "proportion" and not 0 < target < 1:
+            raise NotEstimable(f"the overall proportion is {target:g} (no unit has "
+                               f"{'an event' if target == 0 else 'a non-event'}): control "
+                               "limits around it are not defined")
     if not (target > 0 and (kind != "proportion" or target < 1)):
         raise ValueError(f"target must be positive (and < 1 for proportions), got {target!r}")
 

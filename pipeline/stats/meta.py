@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from pipeline.stats._eff_design import check_conf_level, design_matrix
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 
 _METHODS = ("REML", "DL", "PM", "FE")
 _TESTS = ("z", "knha")
@@ -130,9 +130,9 @@ def _fit(y, v, X, method, test, conf_level):
     check_conf_level(conf_level)
     k, p = X.shape
     if np.linalg.matrix_rank(X) < p:
-        raise ValueError("the moderators are collinear (model matrix not of full column rank)")
+        raise NotEstimable("the moderators are collinear (model matrix not of full column rank)")
     if test == "knha" and k - p < 1:
-        raise ValueError(f"test='knha' needs k - p >= 1 degrees of freedom; k={k}, p={p}")
+        raise NotEstimable(f"test='knha' needs k - p >= 1 degrees of freedom; k={k}, p={p}")
 
     tau2 = _tau2(y, v, X, method)
     w = 1.0 / (v + tau2)
@@ -339,7 +339,7 @@ def meta_analysis(
     y, v = y[~bad], v[~bad]
     labs = [lab for lab, b in zip(labs, bad, strict=True) if not b]
     if y.size == 0:
-        raise ValueError("no study has a finite estimate and a positive variance")
+        raise NotEstimable("no study has a finite estimate and a positive variance")
     X = np.ones((y.size, 1))
     f = _fit(y, v, X, method, test, conf_level)
     if f["k"] == 1:

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import optimize, sparse, special, stats
 
 from pipeline.stats._eff_design import check_columns, check_conf_level, sparse_design, sparse_rank
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 
 _FAMILIES = ("poisson", "negbin")
 _CLUSTER_TYPES = ("HC0", "HC1", "jackknife")
@@ -279,6 +279,9 @@ def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
     while g_lo < 0 and lo > np.log(1e-8):
         lo -= 1.0
         g_lo = g(lo)
+    if g_lo < 0:
+        raise NotEstimable("the negative binomial theta has no maximum above 1e-8 (the "
+                           "likelihood rises towards theta = 0): too few counts to estimate it")
     while g_hi > 0:
         if hi >= np.log(theta_max):
             theta = float(np.exp(hi))
@@ -395,14 +398,16 @@ def rate_ratio(
             notes.append(f"{int(nonpos.sum())} row(s) dropped for {person_time} <= 0.")
             d = d.loc[~nonpos]
     if d.empty:
-        raise ValueError("no rows left after dropping missing values")
+        raise NotEstimable("no rows left after dropping missing values")
     y = d[count].to_numpy(float)
     if np.any(y < 0) or np.any(y != np.round(y)):
         raise ValueError(f"column {count!r} must hold non-negative integer counts")
+    if not y.any():
+        raise NotEstimable(f"every {count} is 0: the data hold no rate ratio")
     terms, X = sparse_design(d, covariates)
     n, p = X.shape
     if sparse_rank(X) < p:
-        raise ValueError("the covariates are collinear (model matrix not of full column rank)")
+        raise NotEstimable("the covariates are collinear (model matrix not of full column rank)")
     offset = np.log(d[person_time].to_numpy(float)) if person_time else np.zeros(n)
 
     fit = _glm(y, X, offset)
@@ -434,7 +439,7 @@ def rate_ratio(
         codes, uniq = pd.factorize(g)
         n_clusters = len(uniq)
         if n_clusters < 2:
-            raise ValueError("cluster-robust standard errors need at least two clusters")
+            raise NotEstimable("cluster-robust standard errors need at least two clusters")
         # summed score contributions per cluster: (cluster indicator)' (X * residual)
         if cluster_type == "jackknife":
             vcov = _jackknife_vcov(y, X, offset, family, codes, n_clusters, beta, theta)

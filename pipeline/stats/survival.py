@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
 
 __all__ = ["KaplanMeierResult", "LogrankResult", "kaplan_meier", "logrank"]
@@ -220,7 +220,7 @@ def kaplan_meier(
     notes: list[str] = []
     d = complete_rows(df, [duration, event, group], notes)
     if len(d) == 0:
-        raise ValueError("no rows left after dropping missing values")
+        raise NotEstimable("no rows left after dropping missing values")
     t, e = durations_events(d, duration, event)
     gvals = d[group] if group is not None else pd.Series("all", index=d.index)
     groups, gcode = group_codes(gvals)

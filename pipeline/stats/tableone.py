@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.stats._eff_design import check_columns, levels_of
-from pipeline.stats._result import Result
+from pipeline.stats._result import NotEstimable, Result
 
 _GINV_TOL = np.sqrt(np.finfo(float).eps)  # MASS::ginv's tolerance
 
@@ -174,7 +174,7 @@ def table_one(
         d = d.loc[~miss_g]
     groups = levels_of(d[group])
     if len(groups) < 2:
-        raise ValueError(f"group {group!r} needs at least two levels, found {groups}")
+        raise NotEstimable(f"group {group!r} needs at least two levels, found {groups}")
     g = d[group]
     glabels = [_label(k) for k in groups]
 

@@ -18,7 +18,7 @@ from pipeline.synth.simulate import simulate_chunk
 from pipeline.synth.study import build_study
 from pipeline.synth.writer import TableWriter
 
-DESIGNS = ("cluster", "individual")
+DESIGNS = ("cluster", "individual", "observational")
 FORMATS = ("parquet", "csv")
 
 
@@ -46,7 +46,11 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
         nhs_numbers: Replace a few person_ids by valid NHS numbers (test range 999...), which
             must make validation refuse the whole extract.
         design: ``cluster``: GP-practice clusters nested in sites are randomised (cluster_id
-            filled); ``individual``: people are randomised one by one (no cluster_id).
+            filled); ``individual``: people are randomised one by one (no cluster_id);
+            ``observational``: not randomised: the arm follows age, prior admissions,
+            diagnosis and site, which also change the outcomes (measured confounding; see
+            :mod:`pipeline.synth.observational`, and ``truth.json`` ``observational`` for the
+            marginal effects, computed from both potential outcomes).
         progress: Optional callable ``progress(done_people, total_people)`` called after each
             chunk (for a progress bar).
         **effects: Overrides of the data-generating parameters (see
