@@ -289,8 +289,11 @@ class AnalysisPlan:
         if d.clustered:
             rows.append(("Covariates (cluster)", ", ".join(self.cluster_covariates) or "none"))
         p = self.primary
-        rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, "
-                     f"{TESTS[p.kind][p.test]}; {self._method_words(p)}"))
+        test = ("the method's own test" if self.method(p.name) in ("cluster-level",
+                                                                    "permutation")
+                else TESTS[p.kind][p.test])
+        rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, {test}; "
+                     f"{self._method_words(p)}"))
         for i, s in enumerate(self.secondary, start=1):
             rows.append((f"Secondary {i}", f"{s.outcome.what}: {s.measure}; "
                          f"{self._method_words(s)}"))

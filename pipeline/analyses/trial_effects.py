@@ -27,6 +27,7 @@ estimated" and why, and the rest of the analyses go on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,10 +165,17 @@ def _two_stage(d, kind, cols, method, plan, **cols_of) -> list[Effect]:
         se = float(res.summary.iloc[0]["se"])
         measure = {"survival": "hazard ratio", "count": "rate ratio"}.get(
             kind, "risk difference" if scale == "difference" else "risk ratio")
-        words = f"{res.method}; {_words(_KIND[kind], method, res.n_clusters, df)}"
+        words = re.sub(r"adjusted for cov__[^;]*", "adjusted for the plan's covariates",
+                       f"{res.method}; {_words(_KIND[kind], method, res.n_clusters, df)}")
+        notes = list(res.notes)
+        if kind == "survival":
+            notes.append("The cluster-level analysis estimates the ratio of the arms' observed "
+                         "to expected events, each cluster counted once: an approximation of "
+                         "the hazard ratio that does not assume it is the same in every "
+                         "cluster.")
         out.append(Effect(measure, float(s.estimate), float(s.lower), float(s.upper),
                           float(s.p), se, df, words, res.n, None, res.n_clusters,
-                          list(res.notes), res))
+                          notes, res))
     return out
 
 
