@@ -128,30 +128,25 @@ PROVISIONAL_METHODS: dict[str, dict[str, str]] = {
                   "binary": "CR2"},
     "individual": {"time_to_event": "model", "count": "model", "binary": "model"},
 }
-#: our shape and outcome kind -> the simulation study's names
-_SIM_SHAPE = {"pair_matched": "pair_matched", "clustered": "six_by_three",
-              "individual": "individual"}
-_SIM_OUTCOME = {"time_to_event": "relapse", "count": "involuntary", "binary": "rtw"}
-
-
 def default_method(shape: str, kind: str) -> tuple[str, str]:
     """``auto`` resolved: ``(method, where it comes from)``. The simulation study's choice
-    (``pipeline/simulation/defaults.yaml``, written by ``python -m
-    pipeline.simulation.study``) when it has one for this shape and outcome kind, else
+    (:mod:`pipeline.simulation.defaults`, ``defaults.yaml`` written by ``python -m
+    pipeline.simulation.study``) for the simulated shape nearest this one, else
     :data:`PROVISIONAL_METHODS`."""
-    import yaml
+    from pipeline.simulation import defaults as sim
 
-    from pipeline.config import PROJ_ROOT
-
-    path = PROJ_ROOT / "pipeline" / "simulation" / "defaults.yaml"
-    if path.exists():
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        got = ((doc.get("defaults") or {}).get(_SIM_SHAPE[shape]) or {}).get(_SIM_OUTCOME[kind])
-        if got and got.get("method") in METHODS[kind]:
-            return got["method"], (f"chosen by simulation ({doc.get('replicates_per_cell')} "
-                                   f"replicates per cell: {got.get('rule', '')})")
-    return PROVISIONAL_METHODS[shape][kind], ("provisional default until the simulation "
-                                              "study's choice lands")
+    design, per_arm = {"pair_matched": ("cluster_randomised", 1),
+                       "clustered": ("cluster_randomised", 2),
+                       "individual": ("individually_randomised", None)}[shape]
+    try:
+        got = sim.rationale(kind, design, per_arm)
+        reps = sim.load().get("replicates_per_cell")
+    except (FileNotFoundError, KeyError):
+        got = None
+    if got and got.get("method") in METHODS[kind]:
+        return got["method"], f"chosen by simulation ({reps} replicates per cell: {got['rule']})"
+    return PROVISIONAL_METHODS[shape][kind], ("provisional default: the simulation study has "
+                                              "no choice for this shape")
 
 
 SHAPES = {

@@ -110,17 +110,16 @@ def test_the_shape_is_read_from_the_data_and_auto_resolves_per_shape():
     assert ind.shape == "individual" and ind.method("return_to_work") == "model"
 
 
-def test_auto_reads_the_simulation_studys_choice_when_it_exists(tmp_path, monkeypatch):
-    import pipeline.config
+def test_auto_reads_the_simulation_studys_choice(monkeypatch):
+    from pipeline.simulation import defaults as sim
 
-    (tmp_path / "pipeline" / "simulation").mkdir(parents=True)
-    (tmp_path / "pipeline" / "simulation" / "defaults.yaml").write_text(
-        "replicates_per_cell: 1000\ndefaults:\n  pair_matched:\n    relapse: {method: "
-        "jackknife-site, rule: best power}\n")
-    monkeypatch.setattr(pipeline.config, "PROJ_ROOT", tmp_path)
     m, src = plan_mod.default_method("pair_matched", "time_to_event")
-    assert m == "jackknife-site" and "chosen by simulation (1000 replicates" in src
-    assert plan_mod.default_method("pair_matched", "binary")[1].startswith("provisional")
+    assert m == sim.default_method("relapse", "cluster_randomised", 1)
+    assert src.startswith("chosen by simulation (1000 replicates per cell")
+    monkeypatch.setattr(sim, "load", lambda: {"defaults": {}})
+    m, src = plan_mod.default_method("pair_matched", "binary")
+    assert m == plan_mod.PROVISIONAL_METHODS["pair_matched"]["binary"]
+    assert src.startswith("provisional")
 
 
 def test_extra_columns_of_the_clusters_table_are_covariates_numbers_where_they_read_as_such():
