@@ -67,7 +67,8 @@ def row(analysis, outcome, measure, estimand, est, lo, hi, p=np.nan, se=np.nan, 
 
 def not_estimated(analysis, outcome, measure, estimand, reason, n=None, events=None):
     return row(analysis, outcome, measure, estimand, np.nan, np.nan, np.nan,
-               method="not estimated", n=n, events=events, notes=[f"Not estimated: {reason}"])
+               method="not estimated", n=n, events=events,
+               notes=[f"Not estimated: {reason.rstrip('.')}."])
 
 
 @dataclass
@@ -387,9 +388,12 @@ def outcomes(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         for r in res.estimates:
             if r["analysis"] == "secondary" and tested_measure.get(r["outcome"]) == r["measure"]:
                 m = mt[mt.outcome == r["outcome"]].iloc[0]
-                extra = (f"Multiplicity ({plan.multiplicity}): adjusted p = "
-                         f"{m.p_adjusted:.3g}; {m.note}." if plan.multiplicity != "none"
+                adjusted = (f"adjusted p = {m.p_adjusted:.3g}" if np.isfinite(m.p_adjusted)
+                            else "no adjusted p (no p-value)")
+                extra = (f"Multiplicity ({plan.multiplicity}): {adjusted}; {m.note}."
+                         if plan.multiplicity != "none"
                          else "Unadjusted p-value (no multiplicity method declared): "
                               "descriptive.")
-                r["notes"] = f"{extra} {r['notes']}".strip()
+                # after the row's own notes: a "Not estimated: ..." reason stays first
+                r["notes"] = f"{r['notes']} {extra}".strip()
     return res
