@@ -16,7 +16,7 @@ loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit
 
 Relations (see each file's header for the precise definitions):
 ``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
-``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
+``fidelity_referral``, ``unknown_drugs``, ``clusters``, and intermediates ``int_*``.
 
 Open records (no end date) end as ``derive.open_end`` says, per table: ``data_end`` (the
 person's last day of data: still in hospital, still prescribed, as the contract reads a
@@ -75,7 +75,7 @@ REFERENCES = ("ref_drugs", "ref_open_end")
 
 #: Relations every run must produce (the public outputs of the stage).
 OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
-           "fidelity_referral", "unknown_drugs")
+           "fidelity_referral", "unknown_drugs", "clusters")
 
 _REF_COLUMNS = {
     "drug": "VARCHAR", "atc_code": "VARCHAR", "antipsychotic": "BOOLEAN", "route": "VARCHAR",

@@ -170,9 +170,21 @@ def suite_specs(table: Table, tables: dict[str, Table], extract_date, tolerance_
             # GE substitutes {batch} as an aliased subquery: no alias of ours after it
             query = (f"select * from {{batch}} where {_q(c.name)} is not null and "
                      f"{_q(c.name)} not in (select {_q(rc)} from raw.{rt} "
-                     f"where {_q(rc)} is not null)")
+                     f"where {_q(rc)} is not null)"
+                     # an optional table left out (or empty) checks nothing
+                     + (f" and exists (select 1 from raw.{rt})" if tables[rt].optional else ""))
             specs.append(Spec(f"{t}.{c.name}.reference", "UnexpectedRowsExpectation",
                               (("unexpected_rows_query", query),)))
+        if c.same_as:
+            rt, rc, via = c.same_as
+            rk = table.column(via).references[1]
+            # the view lower-cases vocabulary columns; clean holds them lower-cased too
+            specs.append(Spec(f"{t}.{c.name}.same_as", "UnexpectedRowsExpectation", ((
+                "unexpected_rows_query",
+                f"select * from {{batch}} where {_q(c.name)} is not null and {_q(via)} in ("
+                f"select {_q(rk)} from clean.{rt} where {_q(rc)} is not null) and "
+                f"{_q(via)} || chr(31) || {_q(c.name)} not in (select {_q(rk)} || chr(31) || "
+                f"{_q(rc)} from clean.{rt} where {_q(rc)} is not null)"),)))
         if c.type in ("date", "timestamp"):
             specs.append(Spec(f"{t}.{c.name}.after_extract", "UnexpectedRowsExpectation",
                               (("unexpected_rows_query",

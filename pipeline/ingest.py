@@ -442,11 +442,11 @@ def find_files(folder: Path, tables: dict[str, Table]) -> tuple[dict[str, tuple[
             found[stem] = (p, ext)
         else:
             ignored.append(p)
-    missing = [t for t in tables if t not in found]
+    missing = [t for t in tables if t not in found and not tables[t].optional]
     if missing:
         raise OdevalError(
             f"missing {', '.join(f'{t}.csv' for t in missing)} (or .parquet): every contract table "
-            "needs a file, a header-only file for a table with no rows",
+            "but the optional ones needs a file, a header-only file for a table with no rows",
             rule="ingest.table_missing", file=folder)
     return found, ignored
 

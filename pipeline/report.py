@@ -223,6 +223,52 @@ def fidelity_figure(fo: pd.DataFrame, mr: pd.DataFrame):
     return fig
 
 
+def subgroup_figure(sg: pd.DataFrame):
+    """Forest plot of the primary outcome's hazard ratio within each subgroup level, one
+    block per subgroup headed by its interaction test."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.stats._style import style
+
+    rows = []
+    for var, g in sg.groupby("subgroup", sort=False):
+        rows.append((f"{var} (interaction p = {g['interaction_p'].iloc[0]:.2g})", None))
+        rows += [(f"   {r.level}", r) for r in g.itertuples()]
+    with style():
+        fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.0))
+        for i, (label, r) in enumerate(rows):
+            y = len(rows) - i
+            if r is None:
+                ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                        va="center", fontsize=8, fontweight="bold")
+                continue
+            if pd.isna(r.hr):
+                ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                        va="center", fontsize=8)
+                ax.text(1.02, y, "too few events to show", transform=ax.get_yaxis_transform(),
+                        ha="left", va="center", fontsize=7.5, color="#555")
+                continue
+            ax.plot([r.lower, r.upper], [y, y], color="#005eb8", lw=1.2)
+            ax.plot(r.hr, y, "s", color="#005eb8", ms=5)
+            ax.text(0.0, y, label, transform=ax.get_yaxis_transform(), ha="right",
+                    va="center", fontsize=8)
+            ax.text(1.02, y, f"{r.hr:.2f} ({r.lower:.2f} to {r.upper:.2f})",
+                    transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=7.5)
+        ax.axvline(1.0, color="#444", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        lo = np.nanmin(sg["lower"]) if sg["lower"].notna().any() else 0.5
+        hi = np.nanmax(sg["upper"]) if sg["upper"].notna().any() else 2.0
+        ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20) if lo / 1.5 <= t <= hi * 1.5]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_yticks([])
+        ax.set_ylim(0.3, len(rows) + 0.7)
+        ax.set_xlabel("Hazard ratio of relapse within the subgroup, Open Dialogue vs usual "
+                      "care (log scale)")
+        fig.subplots_adjust(left=0.32, right=0.74)
+    return fig
+
+
 def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     """Every figure of the report, from the results tables (disclosure-controlled)."""
     from pipeline import analyse
@@ -258,11 +304,16 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         se = se[se["log_hr"].notna() & (se["se"] > 0)]  # sites whose ratio may be shown
         if len(se) >= 2:
             ma = meta_analysis(se["log_hr"], se["se"] ** 2, method=ap["meta_method"],
-                               test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]))
+                               test=ap["meta_test"], conf_level=conf, labels=list(se["site_id"]),
+                               prediction="higgins")
             fig = plot_forest(ma, exponentiate=True, xlabel="Hazard ratio of relapse, Open "
                               "Dialogue vs usual care (log scale)",
                               title="Relapse: site-specific hazard ratios")
             out["forest_relapse"] = save_figure(fig, folder, "forest_relapse")
+    if "analysis_subgroups_public" in have:
+        sg = con.execute("select * from results.analysis_subgroups_public").df()
+        if len(sg):
+            out["subgroups"] = save_figure(subgroup_figure(sg), folder, "subgroups")
     if "analysis_funnel_public" in have:
         fu = con.execute("select * from results.analysis_funnel_public "
                          "order by indicator, site_id").df()
@@ -309,7 +360,10 @@ border-left:5px solid #005eb8;padding:.6em 1em;margin:1em 0;background:#f7f9fb}
 .flow{display:flex;flex-wrap:wrap;gap:.8em;align-items:stretch;margin:1em 0}
 .flow div{border:1px solid #005eb8;border-radius:4px;padding:.5em .9em;min-width:11em;
 background:#f3f7fb}.flow .arrow{border:none;background:none;min-width:0;align-self:center;
-font-size:1.4em}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
+font-size:1.4em}.consort{display:flex;gap:2em;margin:1em 0}.cf-col{flex:1;display:flex;
+flex-direction:column;gap:.5em}.cf-head{font-weight:700;text-align:center;border-bottom:2px solid
+#005eb8}.cf-box{border:1px solid #005eb8;border-radius:4px;padding:.4em .8em;background:#f3f7fb}
+.cf-out{margin-left:2em;border-style:dashed;background:#fff}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
 footer code{font-size:.95em}.muted{color:#555}
 """
 
@@ -615,6 +669,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
              f"rounded counts. Curves are drawn from counts rounded to multiples of {step}. No "
              "person or staff identifier appears in this report.</div>")
 
+    P.append(_plan_section(con, est))
+
     # flow
     people = dq[(dq.table_name == "people") & (dq.site_id == "all")]
     n_rows = dq[dq.site_id == "all"]
@@ -648,6 +704,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     rows = site_arm_rows([lv for lv in dict.fromkeys(o.level) if lv != "all"], analysed)
     P.append(_table("People analysed per site and arm", ["Site", "Open Dialogue", "Usual care",
                                                            "Both arms"], rows))
+    P.append(_consort_section(con, c))
 
     # data quality
     P.append("<h2 id='data-quality'>2. Data quality</h2><p>Every row received is either clean "
@@ -680,14 +737,42 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         sel = est[(est.analysis == analysis) & (est.outcome == outcome) & (est.measure == measure)]
         return sel.iloc[0] if len(sel) else None
 
+    iccs = (q("select * from results.analysis_icc_public")
+            if "analysis_icc_public" in _results_tables(con) else pd.DataFrame())
+
+    def box(analysis, outcome, measure, what):
+        """The plan's estimate, its ICC and its unadjusted (sensitivity) estimate."""
+        e = e_row(analysis, outcome, measure)
+        if e is None:
+            return ""
+        extra = []
+        u = e_row("sensitivity", outcome, measure)
+        if u is not None and not pd.isna(u.estimate):
+            extra.append(f"Unadjusted (sensitivity): {u.estimate:.2f} (95% CI {u.lower:.2f} to "
+                         f"{u.upper:.2f}), p = {u.p:.2g}.")
+        ic = iccs[iccs.outcome == outcome] if len(iccs) else iccs
+        if len(ic) and measure == e_row(analysis, outcome, measure).measure:
+            r = ic.iloc[0]
+            if pd.isna(r.estimate):
+                extra.append(f"{_esc(r.measure)}: {_esc(r.note)}")
+            else:
+                tau = (f"; Kendall's tau between two people of a cluster {r.kendall_tau:.3f}"
+                       if not pd.isna(r.kendall_tau) else "")
+                extra.append(f"Between-cluster variation: {r.measure} {r.estimate:.3f} (95% CI "
+                             f"{r.lower:.3f} to {r.upper:.3f}){tau}; {r.method}.")
+        html = _estimate_box(e, what)
+        if extra:
+            html = html[:-len("</div>")] + "".join(
+                f"<br><span class='muted'>{t}</span>" for t in extra) + "</div>"
+        return html
+
     horizons = sorted({int(m[3:-1]) for m in o.metric if m.startswith("km_")})
     P.append("<h2 id='outcomes'>4. Outcomes</h2>")
     P.append("<h3>4.1 Relapse (primary outcome)</h3><p>A relapse is a hospital admission or a "
              "crisis resolution / home treatment episode starting after the referral was "
              "accepted. Death ends follow-up without relapse.</p>")
-    e = e_row("primary", "relapse", "hazard ratio")
-    if e is not None:
-        P.append(_estimate_box(e, "Hazard ratio of relapse, Open Dialogue vs usual care"))
+    P.append(box("primary", "relapse", "hazard ratio",
+                 "Hazard ratio of relapse, Open Dialogue vs usual care"))
     ms = [f"km_{h}d" for h in horizons] + [f"aj_{h}d" for h in horizons] + ["rate"]
     P.append(_table("Relapse per arm (all sites); Kaplan-Meier and Aalen-Johansen percentages "
                     f"read off the curves drawn from counts rounded to multiples of {step}",
@@ -703,15 +788,14 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                      "by arm with 95% pointwise confidence bands: the share of people who have "
                      f"relapsed by each day. Drawn from counts rounded to multiples of {step}."))
     for m in ("log-rank chi-square", "Gray chi-square"):
-        t = e_row("primary", "relapse", m)
+        t = e_row("sensitivity", "relapse", m)
         if t is not None:
-            P.append(f"<p class='muted'>{_esc(t.estimand)}: chi-square {t.estimate:.2f} "
-                     f"({_esc(t.method)}), p = {t.p:.2g}.</p>")
+            P.append(f"<p class='muted'>Sensitivity analysis. {_esc(t.estimand)}: chi-square "
+                     f"{t.estimate:.2f} ({_esc(t.method)}), p = {t.p:.2g}.</p>")
     P.append("<h3>4.2 Involuntary admission</h3><p>A detention under section 2, 3, 4 or 37 of "
              "the Mental Health Act starting during follow-up.</p>")
-    e = e_row("secondary", "involuntary_admission", "rate ratio")
-    if e is not None:
-        P.append(_estimate_box(e, "Rate ratio of involuntary admissions"))
+    P.append(box("secondary", "involuntary_admission", "rate ratio",
+                 "Rate ratio of involuntary admissions"))
     P.append(_table("Involuntary admission per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "involuntary_admission", ["rate", "any", "days_detained"])))
     P.append("<h3>4.3 Antipsychotic medication</h3><p>Prescriptions of antipsychotics (WHO ATC "
@@ -720,20 +804,19 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     for lab, name in (("antipsychotic_any", "any antipsychotic use"),
                       ("antipsychotic_last_days", "antipsychotic use at the end of follow-up")):
         for measure in ("risk difference", "risk ratio"):
-            e = e_row("secondary", lab, measure)
-            if e is not None:
-                P.append(_estimate_box(e, f"{measure.capitalize()}, {name}"))
+            P.append(box("secondary", lab, measure, f"{measure.capitalize()}, {name}"))
     P.append(_table("Antipsychotic use per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
     P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
              "recorded in the last 90 days of the two years is employed, self-employed, education "
              "or training. People with no status recorded then are left out.</p>")
     for measure in ("risk difference", "risk ratio"):
-        e = e_row("secondary", "return_to_work", measure)
-        if e is not None:
-            P.append(_estimate_box(e, f"{measure.capitalize()}, in work or education at 2 years"))
+        P.append(box("secondary", "return_to_work", measure,
+                     f"{measure.capitalize()}, in work or education at 2 years"))
     P.append(_table("In work or education at 2 years per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "return_to_work", ["at_2y"])))
+    P.append(_multiplicity_section(con))
+    P.append(_subgroup_section(con, figs))
 
     # fidelity
     P.append("<h2 id='fidelity'>5. Fidelity to the principles of Open Dialogue</h2><p>Each "
@@ -821,13 +904,6 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                         _site_table(oe, [("relapse", f"aj_{horizons[0]}d"),
                                          ("involuntary_admission", "rate")])))
         P.append(_rounded_note(step, output_policy.settings(cfg)['curve_tolerance']))
-        if "analysis_ethnicity_hr_public" in _results_tables(con):
-            eh = q("select * from results.analysis_ethnicity_hr_public order by ethnicity_group")
-            rows = [f"<tr><td>{_esc(r.ethnicity_group)}</td><td class='num'>"
-                    f"{_pct_ci(r.hr, r.lower, r.upper, pct=False) if pd.notna(r.hr) else _esc(r.note)}</td></tr>"
-                    for _, r in eh.iterrows()]
-            P.append(_table("Hazard ratio of relapse within each ethnicity group (site strata, "
-                            "95% CI)", ["Ethnicity group", "Hazard ratio (95% CI)"], rows))
 
     # footer
     inputs = "".join(f"<li><code>{_esc(i['table'])}</code> {_esc(i['file'])}: "
@@ -844,6 +920,145 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
             "<title>Open Dialogue evaluation report</title>"
             f"<style>{_CSS}</style></head><body><main>" + "\n".join(p for p in P if p)
             + "</main></body></html>\n")
+
+
+def _plan_section(con, est: pd.DataFrame) -> str:
+    """The declared design and analysis plan (params.yaml ``design:``) and the one primary
+    result with its test, before any other result."""
+    if "analysis_plan_public" not in _results_tables(con):
+        return ""
+    plan = con.execute("select item, plan from results.analysis_plan_public").fetchall()
+    rows = [f"<tr><th scope='row'>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in plan]
+    prim = est[est.analysis == "primary"]
+    res = ""
+    if len(prim):
+        r = prim.iloc[0]
+        if pd.isna(r.estimate):
+            res = (f"<div class='box'><strong>Primary result:</strong> {_esc(r.measure)} not "
+                   f"estimated. {_esc(r.notes)}</div>")
+        else:
+            res = (f"<div class='box'><p class='lead'><strong>Primary result:</strong> "
+                   f"{_esc(r.measure)} {_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to "
+                   f"{_fmt(r.upper)}), p = {r.p:.2g}, the one primary test.</p>"
+                   f"<span class='muted'>Estimand: {_esc(r.estimand)} Method: "
+                   f"{_esc(r.method)}.</span>"
+                   + (f"<br><span class='muted'>Notes: {_esc(r.notes)}</span>" if r.notes
+                      else "") + "</div>")
+    return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
+            "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
+            + _table("The analysis plan", ["", "Declared"], rows) + res)
+
+
+_ARMS = (("open_dialogue", "Open Dialogue"), ("usual_care", "Usual care"))
+
+
+def _multiplicity_section(con) -> str:
+    """The primary and secondary tests in the plan's order, with the multiplicity method."""
+    if "analysis_multiplicity_public" not in _results_tables(con):
+        return ""
+    mt = con.execute("select * from results.analysis_multiplicity_public order by \"order\""
+                     ).df()
+    rows = [f"<tr><td>{_esc(r.role)}</td><td>{_esc(r.outcome)}</td><td class='num'>"
+            f"{'' if pd.isna(r.p) else f'{r.p:.3g}'}</td><td class='num'>"
+            f"{'' if pd.isna(r.p_adjusted) else f'{r.p_adjusted:.3g}'}</td><td>"
+            f"{'yes' if r.rejected else 'no'}</td><td>{_esc(r.note)}</td></tr>"
+            for r in mt.itertuples()]
+    method = mt["method"].iloc[0] if len(mt) else ""
+    return ("<h3 id='multiplicity'>4.5 Testing the outcomes in the plan's order</h3><p>One "
+            "primary test; the secondary outcomes are tested in the order the plan declared, "
+            f"with the <strong>{_esc(method)}</strong> method, only if the primary test "
+            "rejected. Estimates and intervals above are not adjusted.</p>"
+            + _table("Primary and secondary tests", ["Role", "Outcome", "p", "Adjusted p",
+                                                      "Rejected at 5%", "Note"], rows))
+
+
+def _subgroup_section(con, figs) -> str:
+    """Pre-specified subgroups: interaction tests and the forest plot."""
+    if "analysis_subgroups_public" not in _results_tables(con):
+        return ""
+    return ("<h3 id='subgroups'>4.6 Pre-specified subgroups</h3><p>Does the effect on "
+            "relapse differ between subgroups? The interaction test answers; the hazard ratio "
+            "within each level is description, and two overlapping or non-overlapping "
+            "intervals say nothing by themselves about a difference. Levels where an arm has "
+            "few events are pooled into 'other (small groups)'.</p>"
+            + _figure(figs.get("subgroups"), "Forest plot of hazard ratios by subgroup",
+                      "Hazard ratio of relapse within each level of each pre-specified "
+                      "subgroup (squares, 95% CIs, log scale), from one Cox model per subgroup "
+                      "with the arm x subgroup interaction and the primary analysis's variance; "
+                      "the interaction p-value heads each block."))
+
+
+def _consort_section(con, c) -> str:
+    """The CONSORT-cluster flow diagram (one column per arm, from the clusters randomised to
+    each outcome's analysis), recruitment per cluster with the imbalance flags, and the
+    cluster-level Table 1; empty when the analyse stage wrote no flow."""
+    have = _results_tables(con)
+    if "analysis_flow_public" not in have:
+        return ""
+    fl = con.execute("select * from results.analysis_flow_public").df()
+    cols = []
+    for arm, words in _ARMS:
+        f = fl[fl.arm == arm]
+        boxes = [f"<div class='cf-head'>{_esc(words)}</div>"]
+        for _, r in f.iterrows():
+            if r.unit == "clusters" and r.stage == "without_people" and not r.clusters:
+                continue
+            v = (f"<strong>{int(r.clusters)}</strong> clusters" if r.unit == "clusters"
+                 else f"<strong>{c(r.n)}</strong> people")
+            cls = "cf-box cf-out" if r.stage in ("died", "ended_early", "without_people") \
+                else "cf-box"
+            boxes.append(f"<div class='{cls}'>{_esc(r.label)}<br>{v}</div>")
+        cols.append(f"<div class='cf-col'>{''.join(boxes)}</div>")
+    out = ["<h3 id='consort'>CONSORT-cluster flow</h3><p>Clusters and people per arm, from "
+           "randomisation to each outcome's analysis (CONSORT 2010 extension to cluster "
+           "randomised trials). Follow-up ends early for people recruited less than two years "
+           "before the extract, and on transfer out or withdrawal; those people are analysed "
+           "with the follow-up they have (censored).</p>",
+           f"<figure><div class='consort' role='img' aria-label='CONSORT-cluster flow "
+           f"diagram'>{''.join(cols)}</div><figcaption>CONSORT-cluster flow diagram. People "
+           "counts rounded, small ones hidden ([c]); clusters are not people and are shown "
+           "as they are.</figcaption></figure>"]
+    if "analysis_recruitment_public" in have:
+        rec = con.execute("select * from results.analysis_recruitment_public").df()
+        sites = con.execute("select * from results.analysis_recruitment_sites_public").df()
+        flag = dict(zip(sites.site_id, sites.imbalanced))
+        ratio = dict(zip(sites.site_id, sites.ratio))
+        per = sites.per.iloc[0] if len(sites) else "cluster"
+        rows = []
+        for _, r in rec.iterrows():
+            rr = ratio.get(r.site_id)
+            rows.append(
+                f"<tr><td>{_esc(r.site_id)}</td><td>{_esc(dict(_ARMS).get(r.arm, r.arm))} "
+                f"{int(r.cluster)}</td>{_count_td(r.n)}<td class='num'>"
+                f"{'' if pd.isna(r.list_size) else f'{int(r.list_size):,}'}</td><td class='num'>"
+                f"{'' if pd.isna(r.per_1000) else f'{r.per_1000:.1f}'}</td><td class='num'>"
+                f"{'' if rr is None or pd.isna(rr) else f'{rr:.2f}'}</td><td>"
+                f"{'<strong>imbalanced</strong>' if flag.get(r.site_id) else ''}</td></tr>")
+        out.append(_table(f"Recruitment per cluster (people per {per}); a site is flagged when "
+                          "one arm recruited more than twice as fast as the other",
+                          ["Site", "Cluster", "People", "List size", "Per 1,000 registered",
+                           "Rate ratio (Open Dialogue / usual care)", "Flag"], rows))
+    if "analysis_cluster_table_one_public" in have:
+        t = con.execute("select * from results.analysis_cluster_table_one_public").df()
+        rows = []
+        for (var, lv), g in t.groupby(["variable", "level"], sort=False):
+            vals = []
+            for arm, _ in _ARMS:
+                r = g[g.arm == arm]
+                if not len(r) or pd.isna(r.value.iloc[0]):
+                    vals.append("<td class='num'>[c]</td>")
+                    continue
+                r = r.iloc[0]
+                txt = (f"{r.value:.1f} ({r.sd:.1f})" if r.kind == "mean (SD)" else
+                       f"{r.value:.1f}" if r.kind == "mean" else f"{int(r.value)}")
+                vals.append(f"<td class='num'>{txt}</td>")
+            smd = g.smd.iloc[0]
+            rows.append(f"<tr><td>{_esc(var)}{(' ' + _esc(lv)) if lv else ''} "
+                        f"<span class='muted'>{_esc(g.kind.iloc[0])}</span></td>{''.join(vals)}"
+                        f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.2f}'}</td></tr>")
+        out.append(_table("Table 1 of the clusters (the unit of randomisation)",
+                          ["Characteristic", "Open Dialogue", "Usual care", "SMD"], rows))
+    return "".join(out)
 
 
 def _results_tables(con) -> set[str]:

@@ -31,6 +31,7 @@ DUCKDB_TYPES = {
 
 #: Order in which tables are loaded and validated (referenced tables first).
 TABLE_ORDER = (
+    "clusters",
     "people",
     "staff",
     "referrals",
@@ -79,6 +80,7 @@ class Column:
     not_before: str | None = None
     pseudonym: bool = False
     event_date: bool = False
+    same_as: tuple[str, str, str] | None = None  # (table, column, via): equals that row's value
     period_end: bool = False              # ends the period the table's event_date starts
     open_max_days: OpenMax | None = None  # period ends: plausible maximum of an open record
 
@@ -109,6 +111,8 @@ class Table:
     source: str = ""
     description: str = ""
     path: Path | None = field(default=None, compare=False)
+    optional: bool = False      # an extract may leave the file out (the table is then empty)
+    keep_extra: bool = False    # clean keeps the non-contract columns (``_extra``), e.g. covariates
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -151,9 +155,17 @@ def _parse_column(table: str, raw: dict) -> Column:
             raise SchemaError(f"schemas/{table}.yaml: column {name}: references must be table.column")
         refs = (parts[0], parts[1])
     vocab = raw.get("vocabulary")
+    same = raw.get("same_as")
+    if same is not None:
+        if not isinstance(same, dict) or set(same) != {"column", "via"} or \
+                len(str(same["column"]).split(".")) != 2:
+            raise SchemaError(f"schemas/{table}.yaml: column {name}: same_as must be "
+                              "{column: table.column, via: <column of this table>}")
+        st, sc = str(same["column"]).split(".")
+        same = (st, sc, str(same["via"]))
     known = {"name", "type", "required", "description", "vocabulary", "min", "max",
              "min_exclusive", "references", "not_before", "pseudonym", "event_date",
-             "period_end", "open_max_days"}
+             "period_end", "open_max_days", "same_as"}
     unknown = set(raw) - known
     if unknown:
         raise SchemaError(f"schemas/{table}.yaml: column {name}: unknown keys {sorted(unknown)}")
@@ -172,6 +184,7 @@ def _parse_column(table: str, raw: dict) -> Column:
         event_date=bool(raw.get("event_date", False)),
         period_end=bool(raw.get("period_end", False)),
         open_max_days=_parse_open_max(table, name, raw.get("open_max_days")),
+        same_as=same,
     )
 
 
@@ -215,6 +228,12 @@ def load_table(path: Path) -> Table:
         if c.open_max_days and c.open_max_days.by and c.open_max_days.by not in names:
             raise SchemaError(f"{path}: {c.name}.open_max_days.by names unknown column "
                               f"{c.open_max_days.by!r}")
+        if c.same_as and c.same_as[2] not in names:
+            raise SchemaError(f"{path}: {c.name}.same_as.via names unknown column {c.same_as[2]!r}")
+    unknown = set(raw) - {"table", "source", "grain", "description", "key", "columns", "checks",
+                          "optional", "keep_extra_columns"}
+    if unknown:
+        raise SchemaError(f"{path}: unknown keys {sorted(unknown)}")
     checks = tuple(
         Check(id=c["id"], category=c["category"], sql=c["sql"], message=c["message"])
         for c in raw.get("checks", [])
@@ -228,6 +247,8 @@ def load_table(path: Path) -> Table:
         source=raw.get("source", ""),
         description=str(raw.get("description", "")).strip(),
         path=path,
+        optional=bool(raw.get("optional", False)),
+        keep_extra=bool(raw.get("keep_extra_columns", False)),
     )
 
 
@@ -246,6 +267,13 @@ def load_contract(schemas_dir: Path = SCHEMAS_DIR) -> dict[str, Table]:
                 rt, rc = c.references
                 if rt not in tables or rc not in tables[rt].column_names:
                     raise SchemaError(f"schemas/{t.name}.yaml: {c.name} references unknown {rt}.{rc}")
+            if c.same_as:
+                st, sc, via = c.same_as
+                if st not in tables or sc not in tables[st].column_names or \
+                        tuple(tables[st].key) != (t.column(via).references or ("", ""))[1:] or \
+                        (t.column(via).references or ("",))[0] != st:
+                    raise SchemaError(f"schemas/{t.name}.yaml: {c.name}.same_as needs {st}.{sc} "
+                                      f"and {via} referencing {st}'s key")
     return {name: tables[name] for name in TABLE_ORDER}
 
 

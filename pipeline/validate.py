@@ -153,16 +153,30 @@ def table_rules(table: Table, tables: dict[str, Table], settings: dict[str, Any]
             rt, rc = c.references
             ids = (("table", table.name), ("column", _q(c.name)), ("ref_table", rt),
                    ("ref_column", _q(rc)))
+            optional = tables[rt].optional
             rules.append(Rule(id=f"{table.name}.{c.name}.reference", table=table.name,
                               column=c.name, kind="reference", category="conformance",
-                              message=f"{c.name} matches no {rt}.{rc} (orphan)",
-                              template="reference", identifiers=ids))
+                              message=f"{c.name} matches no {rt}.{rc} (orphan)"
+                              + (f", and the extract gives {rt}" if optional else ""),
+                              template="reference_if_given" if optional else "reference",
+                              identifiers=ids))
             if (rt, rc) in CASCADES:
                 kind = CASCADES[(rt, rc)]
                 rules.append(Rule(id=f"{table.name}.{c.name}.{kind}", table=table.name,
                                   column=c.name, kind=kind, category="conformance",
                                   message=f"its {rt} row was quarantined", template="cascade",
                                   identifiers=ids))
+    for c in table.columns:
+        if c.same_as:
+            rt, rc, via = c.same_as
+            this = f"lower(t.{_q(c.name)})" if c.vocabulary is not None else f"t.{_q(c.name)}"
+            rules.append(Rule(
+                id=f"{table.name}.{c.name}.same_as", table=table.name, column=c.name,
+                kind="same_as", category="conformance",
+                message=f"{c.name} is not the {rt}.{rc} of its {via}", template="same_as",
+                identifiers=(("table", table.name), ("ref_table", rt),
+                             ("ref_key", _q(table.column(via).references[1])),
+                             ("via", _q(via)), ("ref_column", _q(rc)), ("this_value", this))))
     for c in table.columns:
         if c.type in ("date", "timestamp"):
             rules.append(_kind_rule(table, c, "after_extract", "plausibility",
@@ -246,7 +260,7 @@ def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> d
 def _clean_select(table: Table) -> str:
     cols = [f"lower({_q(c.name)}) as {_q(c.name)}" if c.vocabulary is not None else _q(c.name)
             for c in table.columns]
-    return ", ".join(cols + ["_load_id", "_row_number"])
+    return ", ".join(cols + ["_load_id", "_row_number"] + (["_extra"] if table.keep_extra else []))
 
 
 def in_key_order(con: duckdb.DuckDBPyConnection, table: str) -> bool:

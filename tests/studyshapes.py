@@ -148,6 +148,17 @@ def run_shape(shape: Shape, tmp: Path, *, params: Path | None = None) -> ShapeRu
 
     extract = write_shape(shape, Path(tmp) / "extract")
     wh, reports = Path(tmp) / "warehouse.duckdb", Path(tmp) / "reports"
+    if params is None and shape.design == "individual":
+        # the analysis plan declares the design: the project's is cluster-randomised
+        import yaml
+
+        from pipeline.params import load_params
+
+        doc = load_params()
+        doc["design"] = {**doc.get("design", {}), "type": "individually_randomised",
+                         "unit": "person", "pairing": False, "cluster_covariates": []}
+        params = Path(tmp) / "params.yaml"
+        params.write_text(yaml.safe_dump(doc, sort_keys=False))
     saved = config.DATA_DIR, config.REPORTS_DIR
     config.DATA_DIR, config.REPORTS_DIR = Path(tmp) / "data", reports
     try:

@@ -82,6 +82,37 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
     raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
 
 
+def tau2_qprofile(y: np.ndarray, v: np.ndarray, conf_level: float = 0.95,
+                  ) -> tuple[float, float]:
+    """Confidence interval of tau^2 by the Q-profile method (Viechtbauer 2007), as
+    ``metafor::confint(rma(...))``: the values of tau^2 at which the generalised Q statistic
+    ``sum((y - mu(tau2))^2 / (v + tau2))`` (decreasing in tau^2) equals the upper and lower
+    ``(1 - conf_level) / 2`` quantiles of chi-square on ``k - 1`` df. A bound below 0 is
+    set to 0 (both are 0 when even tau^2 = 0 gives a Q below the lower quantile).
+
+    References
+    ----------
+    Viechtbauer W. Confidence intervals for the amount of heterogeneity in meta-analysis.
+    Stat Med 2007;26:37-52.
+    """
+    k = y.size
+    if k < 2:
+        return (np.nan, np.nan)
+    alpha = 1 - conf_level
+
+    def q_gen(t2: float) -> float:
+        w = 1.0 / (v + t2)
+        mu = float(np.sum(w * y) / np.sum(w))
+        return float(np.sum(w * (y - mu) ** 2))
+
+    def bound(target: float) -> float:
+        if q_gen(0.0) <= target:
+            return 0.0
+        return _root(lambda t2: q_gen(t2) - target)
+
+    return (bound(stats.chi2.ppf(1 - alpha / 2, k - 1)), bound(stats.chi2.ppf(alpha / 2, k - 1)))
+
+
 def _as_arrays(yi, vi) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(yi, dtype=float).ravel()
     v = np.asarray(vi, dtype=float).ravel()
@@ -156,10 +187,15 @@ class MetaAnalysisResult(Result):
     ci, pi : tuple of float
         Confidence interval of the pooled estimate; prediction interval for the true
         effect in a new study, ``estimate +/- crit * sqrt(se^2 + tau2)``.
+    pi_df : float
+        Degrees of freedom of the prediction interval's t distribution (``inf``: normal).
     z, p : float
         Test statistic (z, or t on ``k - 1`` df for knha) and two-sided p-value.
     tau2, i2, h2 : float
         Between-study variance, I^2 (percent) and H^2.
+    tau2_ci, i2_ci, h2_ci : tuple of float
+        Their confidence intervals by the Q-profile method (:func:`tau2_qprofile`), as
+        ``metafor::confint``; I^2 and H^2 from the tau^2 bounds.
     q, q_df, q_p : float
         Cochran's Q (fixed-effect weights), its degrees of freedom and p-value.
     k : int
@@ -188,7 +224,8 @@ class MetaAnalysisResult(Result):
                 "label": f"Pooled ({self.method})",
                 "estimate": self.estimate, "se": self.se, "ci_lower": self.ci[0],
                 "ci_upper": self.ci[1], "pi_lower": self.pi[0], "pi_upper": self.pi[1],
-                "z": self.z, "p": self.p, "tau2": self.tau2, "i2": self.i2, "h2": self.h2,
+                "z": self.z, "p": self.p, "tau2": self.tau2, "tau2_lower": self.tau2_ci[0],
+                "tau2_upper": self.tau2_ci[1], "i2": self.i2, "h2": self.h2,
                 "q": self.q, "q_df": self.q_df, "q_p": self.q_p, "k": self.k,
             }]
         )
@@ -233,6 +270,7 @@ def meta_analysis(
     test: str = "z",
     conf_level: float = 0.95,
     labels: Sequence[str] | None = None,
+    prediction: str = "metafor",
 ) -> MetaAnalysisResult:
     """Pool study estimates by inverse-variance weighting, as ``metafor::rma(yi, vi)``.
 
@@ -250,6 +288,11 @@ def meta_analysis(
         Level of the confidence and prediction intervals.
     labels : sequence of str, shape = (k,), optional
         Study names (default ``"1" .. "k"``).
+    prediction : {"metafor", "higgins"}
+        The prediction interval ``estimate +/- crit * sqrt(se^2 + tau2)``: ``"metafor"``
+        takes ``crit`` from the test's distribution (``predict.rma`` in metafor 3.8);
+        ``"higgins"`` from t on ``k - 2`` df (Higgins, Thompson and Spiegelhalter 2009),
+        which allows for the uncertainty in tau^2 (not given for fewer than 3 studies).
 
     Returns
     -------
@@ -273,7 +316,10 @@ def meta_analysis(
     estimators in the random-effects model. J Educ Behav Stat 2005;30:261-93. Knapp G,
     Hartung J. Improved tests for a random effects meta-regression with a single
     covariate. Stat Med 2003;22:2693-710. Higgins JPT, Thompson SG. Quantifying
-    heterogeneity in a meta-analysis. Stat Med 2002;21:1539-58. Riley RD, Higgins JPT,
+    heterogeneity in a meta-analysis. Stat Med 2002;21:1539-58. Higgins JPT, Thompson SG,
+    Spiegelhalter DJ. A re-evaluation of random-effects meta-analysis. JRSS A 2009;172:
+    137-159. Viechtbauer W. Confidence intervals for the amount of heterogeneity in
+    meta-analysis. Stat Med 2007;26:37-52. Riley RD, Higgins JPT,
     Deeks JJ. Interpretation of random effects meta-analyses. BMJ 2011;342:d549.
     Viechtbauer W. Conducting meta-analyses in R with the metafor package. J Stat Softw
     2010;36(3).
@@ -301,9 +347,20 @@ def meta_analysis(
     elif method != "FE" and f["tau2"] == 0:
         notes.append(f"tau^2 estimated as 0 ({method}, truncated at the boundary).")
 
+    if prediction not in ("metafor", "higgins"):
+        raise ValueError(f"prediction must be 'metafor' or 'higgins', got {prediction!r}")
     est, se = float(f["b"][0]), float(f["se"][0])
     crit = f["crit"]
-    pi_half = crit * np.sqrt(se**2 + f["tau2"])
+    pi_df = (np.inf if test == "z" else float(f["df"])) if prediction == "metafor" else \
+        float(f["k"] - 2)
+    if prediction == "higgins":
+        if f["k"] < 3:
+            notes.append("Fewer than 3 studies: no prediction interval on t(k - 2).")
+            pi_half = np.nan
+        else:
+            pi_half = stats.t.ppf(1 - (1 - conf_level) / 2, pi_df) * np.sqrt(se**2 + f["tau2"])
+    else:
+        pi_half = crit * np.sqrt(se**2 + f["tau2"])
     zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
     weight = 100 * f["w"] / f["w"].sum()
     table = pd.DataFrame(
@@ -320,6 +377,11 @@ def meta_analysis(
     res.pi = (est - pi_half, est + pi_half)
     res.z, res.p = float(f["zval"][0]), float(f["pval"][0])
     res.tau2, res.i2, res.h2 = f["tau2"], f["i2"], f["h2"]
+    res.pi_df = pi_df
+    res.tau2_ci = tau2_qprofile(y, v, conf_level)
+    vt = (f["k"] - 1) / np.trace(_p_matrix(X, 1.0 / v)) if f["k"] > 1 else np.nan
+    res.i2_ci = tuple(100 * t / (vt + t) for t in res.tau2_ci)
+    res.h2_ci = tuple(t / vt + 1 for t in res.tau2_ci)
     res.q, res.q_df, res.q_p = f["qe"], f["df"], f["qe_p"]
     res.title = f"Meta-analysis ({method}, test={test}, k={f['k']})"
     return res

@@ -56,10 +56,8 @@ def _conf_limits(surv: np.ndarray, se_cumhaz: np.ndarray, z: float, conf_type: s
             se2 = z * se_cumhaz / np.log(xx)
             lower = np.exp(-np.exp(np.log(-np.log(xx)) - se2))
             upper = np.exp(-np.exp(np.log(-np.log(xx)) + se2))
-    # R's rule (survfit_confint): where the standard error is 0 the limits equal S.
-    zero = se_cumhaz == 0
-    lower = np.where(zero, surv, lower)
-    upper = np.where(zero, surv, upper)
+    # As R's survfit_confint (survival 3.5): at S = 1 (censored times before the first
+    # event, se 0) the log limits are 1 and 1 and the log-log limits undefined (NaN; R NA)
     return lower, upper
 
 
@@ -203,8 +201,10 @@ def kaplan_meier(
     -----
     Matches R ``summary(survfit(Surv(time, status) ~ group, conf.type=...), censored=TRUE)``:
     the Greenwood variance of ``-log S`` is ``sum d / (n (n - d))``; ``se`` is that standard
-    error times ``S``. Where ``S`` is 0 (or, for log-log, 0 or 1) the limits are undefined
-    (NaN) as in R; the upper log limit is capped at 1.
+    error times ``S``. Where ``S`` is 0 (or, for log-log, 0 or 1: e.g. at a censored time
+    before the first event) the limits are undefined (NaN) as in R; the upper log limit is
+    capped at 1. ``risk_table`` at a time before every observed time gives S = 1 with
+    limits 1 and 1, as R's ``summary(fit, times=)`` does.
 
     References
     ----------

@@ -106,10 +106,17 @@ class Injector:
 
     # ------------------------------------------------------------------ public
     def inject_staff(self, tbl: pa.Table, offset: int) -> pa.Table:
-        tbl = self._stringify("staff", tbl)
+        return self.inject_static("staff", tbl, offset)
+
+    def inject_static(self, name: str, tbl: pa.Table, offset: int) -> pa.Table:
+        """Faults for a table written once, not per chunk of people (staff, clusters); each
+        draws from its own stream."""
+        tbl = self._stringify(name, tbl)
         if self.rate <= 0:
             return tbl
-        new, _ = self._inject_table("staff", tbl, self.staff_rng, offset, set())
+        rng = self.staff_rng if name == "staff" else np.random.default_rng(
+            self.st.study_fault_seed.spawn(1)[0])
+        new, _ = self._inject_table(name, tbl, rng, offset, set())
         return new
 
     def inject_chunk(self, i: int, tables: dict[str, pa.Table], truth: pa.Table, offsets: dict[str, int]):
@@ -145,7 +152,7 @@ class Injector:
         bad_people = {people.column("person_id")[r].as_py() for r in bad_rows}
         bad_contacts: set[str] = set()
         for name in self.contract:
-            if name in ("people", "staff", "contact_staff"):
+            if name in ("people", "staff", "clusters", "contact_staff"):
                 continue
             t = tables[name]
             pid = t.column("person_id").to_numpy(zero_copy_only=False)
@@ -202,7 +209,9 @@ class Injector:
                 ks += [("vocabulary", c.name), ("case", c.name)]
             if c.not_before:
                 ks.append(("not_before", c.name))
-            if c.references:
+            # a reference to an optional table is checked only when the study writes it
+            if c.references and (not self.contract[c.references[0]].optional
+                                 or self.st.design == "cluster"):
                 ks.append(("reference", c.name))
             if c.min is not None or c.max is not None or c.min_exclusive is not None:
                 ks.append(("range", c.name))

@@ -27,7 +27,8 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
                    progress: Callable[[int, int], None] | None = None, **effects) -> dict:
     """Write a synthetic multi-site Open Dialogue study with planted truth to ``out``.
 
-    Writes one file per contract table (``OUT/<table>.parquet`` or ``.csv``), the planted
+    Writes one file per contract table (``OUT/<table>.parquet`` or ``.csv``; the optional
+    ``clusters`` table, the randomisation list, in the cluster design only), the planted
     truth (``truth.json``: data-generating model, effect sizes, fidelity per site;
     ``truth_people.parquet``: what the default outcome definitions must derive per person)
     and ``faults.csv`` (every injected fault and the rule that must catch it).
@@ -82,7 +83,10 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
 
     injector = faultmod.Injector(st, contract, faults, nhs_numbers) if (faults > 0 or nhs_numbers) else None
     string_cols = injector.string_columns if injector else {}
-    writers = {name: TableWriter(out, t, fmt, frozenset(string_cols.get(name, ()))) for name, t in contract.items()}
+    # optional tables (clusters) are written only when the design has them
+    written = [n for n, t in contract.items() if not t.optional or (n == "clusters" and design == "cluster")]
+    writers = {name: TableWriter(out, contract[name], fmt, frozenset(string_cols.get(name, ())))
+               for name in written}
     truth_schema = None
     truth_writer = None
     unknown: dict[str, int] = {}
@@ -93,6 +97,12 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
         if injector:
             staff = injector.inject_staff(staff, writers["staff"].rows)
         writers["staff"].write(staff)
+        if "clusters" in writers:
+            clusters = pa.table({c: st.clusters[c] for c in contract["clusters"].column_names},
+                                schema=arrow_schema(contract["clusters"]))
+            if injector:
+                clusters = injector.inject_static("clusters", clusters, writers["clusters"].rows)
+            writers["clusters"].write(clusters)
         for i in range(st.n_chunks):
             ch = simulate_chunk(st, i)
             tables = ch.tables
@@ -100,7 +110,7 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
             if injector:
                 tables, truth = injector.inject_chunk(i, tables, truth, {n: w.rows for n, w in writers.items()})
             for name in contract:
-                if name == "staff":
+                if name in ("staff", "clusters") or name not in writers:
                     continue
                 writers[name].write(tables[name])
             if truth_writer is None:

@@ -144,6 +144,7 @@ class Study:
     cluster_arm: np.ndarray = None         # 1 = open_dialogue
     cluster_weight: np.ndarray = None      # within its site
     cluster_logfrailty: np.ndarray = None
+    clusters: dict = field(default_factory=dict)   # columns of the clusters table (cluster design)
     cluster_rtw_logit: np.ndarray = None   # cluster effect on the log-odds of rtw_2y
     fidelity: dict = field(default_factory=dict)   # name -> array [site, arm]
     staff: dict = field(default_factory=dict)      # columns of the staff table
@@ -188,6 +189,37 @@ def _clusters_per_site(people: int, sites: int) -> int:
     else:
         total = int(min(people // 1000, 3000))
     return max(2, int(round(total / sites)))
+
+
+def _cluster_table(st: Study, rng: np.random.Generator, k: int) -> dict:
+    """The clusters table (randomisation list) of the cluster design, drawn from its own
+    stream so that every other draw of the study is as without it.
+
+    list_size: about 9,000 registered people a practice, loosely related to the cluster's
+    share of its site's referrals (to its 0.3 power, times lognormal noise of SD 0.35:
+    recruitment per registered person varies between practices, as in real trials, which
+    the recruitment-imbalance flag of the CONSORT flow looks at). imd_decile: deprivation decile (1 most deprived), a
+    noisy proxy of the cluster's log-frailty (correlation about -0.7 on the normal scale),
+    so that adjusting for it can explain part of the between-cluster variation, as a
+    restriction variable of a real trial would; the outcome model is unchanged.
+    randomised_on: 7 to 60 days before the site starts recruiting."""
+    from scipy.stats import norm
+
+    n = len(st.cluster_ids)
+    list_size = np.round(9000 * (k * st.cluster_weight) ** 0.3 * np.exp(rng.normal(0, 0.35, n)))
+    sd = float(np.sqrt(st.effects.cluster_frailty_var))
+    c = st.cluster_logfrailty / sd if sd > 0 else np.zeros(n)
+    z = -0.7 * c + np.sqrt(1 - 0.49) * rng.standard_normal(n)
+    decile = np.clip(np.ceil(norm.cdf(z) * 10), 1, 10).astype(np.int64)
+    start = st.site_start[st.cluster_site] - rng.integers(7, 61, n)
+    return {
+        "cluster_id": list(st.cluster_ids),
+        "site_id": [st.site_ids[s] for s in st.cluster_site],
+        "arm": ["open_dialogue" if a else "usual_care" for a in st.cluster_arm],
+        "randomised_on": [EPOCH + dt.timedelta(days=int(d)) for d in start],
+        "list_size": list_size.astype(np.int64).tolist(),
+        "imd_decile": decile.tolist(),
+    }
 
 
 def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
@@ -235,6 +267,9 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     st.cluster_arm = np.array(cl_arm, np.int8)
     st.cluster_weight = np.array(cl_w)
     st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), len(cl_ids))
+    if design == "cluster":  # the randomisation list: its own fixed stream, as below
+        st.clusters = _cluster_table(
+            st, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(101,))), k)
     # its own stream (a fixed spawn key no sequential spawn reaches), so that every other
     # draw of the study, and every study made before it, stays as it was
     st.cluster_rtw_logit = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(100,))).normal(

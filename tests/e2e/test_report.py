@@ -59,9 +59,12 @@ def test_primary_hazard_ratio_ci_covers_the_planted_truth(study):
 
 def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     html = (study.reports / "report.html").read_text()
-    for section in ("id='flow'", "id='data-quality'", "id='table-1'", "id='outcomes'",
+    for section in ("id='plan'", "id='flow'", "id='consort'", "id='data-quality'",
+                    "id='table-1'", "id='outcomes'", "id='multiplicity'", "id='subgroups'",
                     "id='fidelity'", "id='sites'", "id='ethnicity'"):
         assert section in html
+    # the plan and the one primary result come before any other result
+    assert html.index("id='plan'") < html.index("Primary result:") < html.index("id='flow'")
     assert html.count("data:image/svg+xml;base64,") >= 6
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     con = duckdb.connect(str(study.warehouse), read_only=True)
@@ -72,7 +75,7 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     assert params_hash(study.params) in html
     assert "Not measurable from records" in html  # principle 6 is shown, not faked
     for stem in ("relapse_km", "relapse_cif", "forest_relapse", "funnel_first_meeting_24h",
-                 "funnel_relapse_by_landmark"):
+                 "funnel_relapse_by_landmark", "subgroups"):
         assert (study.reports / "figures" / f"{stem}.svg").exists()
         assert (study.reports / "figures" / f"{stem}.png").exists()
 

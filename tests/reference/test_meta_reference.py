@@ -6,6 +6,8 @@ R (see make_meta_goldens.R for the full script)::
     fit <- rma(yi, vi, data = dat, method = "REML", test = "knha",
                control = list(threshold = 1e-12, tol = 1e-14))
     predict(fit); weights(fit)
+    confint(fit, control = list(tol = 1e-14))      # Q-profile CI of tau^2, I^2, H^2
+    pred +/- qt(.975, k - 2) * sqrt(se^2 + tau2)   # Higgins et al. 2009 prediction interval
     rma(yi, vi, mods = ~ ablat + year, data = dat, method = "PM", test = "knha")
 
 Every number is compared to 1e-6 relative (p-values and near-zero values with an absolute
@@ -55,6 +57,14 @@ def test_meta_analysis_matches_metafor(case):
     close(res.q_p, case["QEp"])
     close(res.table["weight"].to_numpy(), case["weights"])
     assert list(res.table["label"]) == list(d.label)
+    if case.get("qprofile"):  # metafor::confint (Q-profile), not defined for FE
+        close(res.tau2_ci, case["qprofile"]["tau2"])
+        close(res.i2_ci, case["qprofile"]["I2"])
+        close(res.h2_ci, case["qprofile"]["H2"])
+    higgins = meta_analysis(d.yi, d.vi, method=case["method"], test=case["test"],
+                            conf_level=case["conf_level"], prediction="higgins")
+    close(higgins.pi, case["pi_higgins"])
+    assert higgins.pi_df == len(d) - 2
 
 
 def _rid(case):

@@ -40,6 +40,20 @@ def test_km_median_and_ci_match_print_survfit(case, conf_type):
         assert_close(med[col], g[col])
 
 
+@pytest.mark.parametrize("conf_type", ["log", "log-log"])
+def test_km_limits_at_one_before_the_first_event_match_r(conf_type):
+    """R: ``summary(survfit(Surv(time, status) ~ 1, data = early_censor, conf.type = <type>),
+    censored = TRUE)`` and ``summary(fit, times = c(0, 1.5, 3, 7), extend = TRUE)``: censored
+    times before the first event have S = 1; log limits 1 and 1, log-log limits NA (NaN),
+    except at a time before every observed time (0), where R gives 1 and 1."""
+    g = KM[f"early_censor_{conf_type.replace('-', '')}"]
+    km = kaplan_meier(data("early_censor"), "time", "status", conf_type=conf_type,
+                      times=[0, 1.5, 3, 7])
+    for col in ["time", "n_risk", "survival", "se", "lower", "upper"]:
+        assert_close(km.table[col], g["table"][col])
+        assert_close(km.risk[col], g["risk"][col])
+
+
 def test_km_ungrouped_with_90_percent_limits():
     """R: ``summary(survfit(Surv(time, status) ~ 1, data = veteran, conf.int = 0.90), censored = TRUE)``."""
     g = KM["veteran_all_log90"]

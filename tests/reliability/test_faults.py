@@ -230,7 +230,7 @@ def test_duckdb_wal_recovery_on_open_is_what_makes_a_kill_safe(when, tmp_path):
     got = fingerprint(con)
     con.close()
     if when == "after_commit":
-        assert got["raw.people"][0] == 2000 and got["meta.loads"][0] == 10
+        assert got["raw.people"][0] == 2000 and got["meta.loads"][0] == 11  # 11 contract files
         count("faults", "WAL replayed on open after a kill (committed data kept)")
     else:
         assert got == before

@@ -38,6 +38,7 @@ FILL = {
     "prescriptions": {"route": "oral", "daily_dose_mg": "10"},
     "employment": {},
     "contact_staff": {},
+    "clusters": {"site_id": "s1", "arm": "open_dialogue"},
 }
 
 _counters: dict[str, int] = {}
@@ -71,8 +72,9 @@ def create_clean(con: duckdb.DuckDBPyConnection, **tables) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS clean")
     for name, table in load_contract().items():
         cols = ", ".join(f'"{c.name}" {c.duckdb_type}' for c in table.columns)
+        extra = ", _extra MAP(VARCHAR, VARCHAR)" if table.keep_extra else ""
         con.execute(f"CREATE OR REPLACE TABLE clean.{name} ({cols}, "
-                    f"_load_id VARCHAR, _row_number BIGINT)")
+                    f"_load_id VARCHAR, _row_number BIGINT{extra})")
         rows = tables.get(name)
         if rows is None:
             continue

@@ -178,3 +178,47 @@ def test_clean_is_in_load_and_row_order_however_the_loads_were_stored(tmp_path, 
     assert sorted(ordered) == [False, True]
     assert got[0] == got[1] == sorted(got[0], key=lambda r: (r[1], r[2]))
     assert [r[0] for r in got[0]].count("A1") == 1 and len(got[0]) == 3  # A1 twice: one clean
+
+
+G1 = {"cluster_id": "G1", "site_id": "S1", "arm": "open_dialogue", "list_size": "8000",
+      "imd_decile": "3"}
+
+
+def test_people_name_a_listed_cluster_and_carry_its_arm_and_site(tmp_path, extract):
+    """With a clusters table (the randomisation list), a person's cluster must be listed,
+    and the person carries the arm the cluster was randomised to and its site. A listed
+    cluster without people is kept (allocated, no one recruited)."""
+    con = _run(tmp_path, extract, {
+        "clusters": [G1, {**G1, "cluster_id": "G2", "arm": "usual_care"}],
+        "people": [{**P1, "cluster_id": "G1"},
+                   {**P1, "person_id": "P2", "cluster_id": "G9"},
+                   {**P1, "person_id": "P3", "cluster_id": "G1", "arm": "Usual_Care"},
+                   {**P1, "person_id": "P4", "cluster_id": "G1", "site_id": "S2"},
+                   {**P1, "person_id": "P5", "cluster_id": "g1"},
+                   {**P1, "person_id": "P6", "cluster_id": "", "arm": "USUAL_CARE"}]})
+    got = dict(con.execute("select person_id, _rules from quarantine.people").fetchall())
+    assert got == {"P2": ["people.cluster_id.reference"], "P3": ["people.arm.same_as"],
+                   "P4": ["people.site_id.same_as"], "P5": ["people.cluster_id.reference"]}
+    assert con.execute("select cluster_id from clean.clusters order by 1").fetchall() == [
+        ("G1",), ("G2",)]
+
+
+def test_without_a_clusters_table_cluster_ids_are_not_checked(tmp_path, extract):
+    folder = extract(rows={"people": [{**P1, "cluster_id": "G9"}], "staff": [ST1]})
+    (folder / "clusters.csv").unlink()  # optional: an individually randomised extract has none
+    con = connect(tmp_path / "w.duckdb")
+    ingest(con, [folder])
+    validate(con, {"max_quarantine_share": 1.0})
+    assert con.execute("select count(*) from clean.people").fetchone()[0] == 1
+    assert con.execute("select count(*) from raw.clusters").fetchone()[0] == 0
+
+
+def test_a_clusters_table_keeps_its_other_columns_as_covariates(tmp_path, extract):
+    folder = extract(rows={"people": [{**P1, "cluster_id": "G1"}], "staff": [ST1],
+                           "clusters": [{**G1, "Rurality": "urban"}]},
+                     columns={"clusters": [*G1, "Rurality"]})
+    con = connect(tmp_path / "w.duckdb")
+    ingest(con, [folder])
+    validate(con, {"max_quarantine_share": 1.0})
+    assert con.execute("select list_size, imd_decile, _extra from clean.clusters").fetchone() == (
+        8000, 3, {"rurality": "urban"})

@@ -1,4 +1,4 @@
-"""analyse's few-cluster choice for the primary Cox model (params ``analyse.small_sample``,
+"""The few-cluster choice for the primary Cox model (the plan's ``small_sample``,
 ``analyse.jackknife_max_clusters``), on small hand-made person frames."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import analyse, disclosure
+from pipeline import analyse
+from pipeline import plan as plan_mod
+from pipeline.analyses import trial_effects
 
 
 def _persons(events_in: set[str]) -> pd.DataFrame:
@@ -24,24 +26,26 @@ def _persons(events_in: set[str]) -> pd.DataFrame:
 
 def _primary(d: pd.DataFrame, **params) -> pd.Series:
     p = analyse.resolve_params(params)
-    d = analyse.prepare(d, p)
-    out = analyse.Analyses(p, pd.DataFrame(columns=list(analyse._row("", "", "", "", 0, 0, 0))))
-    analyse.primary(d, p, disclosure.settings({}), out)
-    return out.estimates.set_index("measure").loc["hazard ratio"]
+    plan = plan_mod.parse({"design": {"primary": {"outcome": "relapse",
+                                                  "small_sample": "jackknife-cluster"},
+                                      "secondary": []}}).check_data(d)
+    d = analyse.prepare(d, plan)
+    rows = trial_effects.outcome(d, plan, plan.primary, p, None, "primary").estimates
+    return pd.Series(next(r for r in rows if r["measure"] == "hazard ratio"))
 
 
 def test_the_jackknife_is_the_default_and_named_in_the_method():
     e = _primary(_persons({"A", "B", "C", "D"}))
-    assert "jackknife (delete one cluster) by cluster (4 clusters, jackknife correction)" in e.method
+    assert "delete-one-cluster jackknife, t on G-1 df (4 clusters, 3 df)" in e.method
 
 
 def test_when_the_jackknife_cannot_be_computed_cr1_is_used_and_the_notes_say_why():
     # every relapse in clusters A and B (site S1): without A, only usual care has events
     e = _primary(_persons({"A", "B"}))
-    assert "cr1 correction" in e.method
+    assert "J/(J-1) (CR1)" in e.method
     assert "The jackknife is not computable" in e.notes and np.isfinite(e.estimate)
 
 
 def test_above_jackknife_max_clusters_cr1_is_used_with_a_note():
     e = _primary(_persons({"A", "B", "C", "D"}), jackknife_max_clusters=3)
-    assert "cr1 correction" in e.method and "more than analyse.jackknife_max_clusters" in e.notes
+    assert "J/(J-1) (CR1)" in e.method and "more than analyse.jackknife_max_clusters" in e.notes

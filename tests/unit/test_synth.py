@@ -56,7 +56,7 @@ def test_same_seed_same_bytes_parquet(tmp_path):
         generate_study(out, people=400, sites=3, seed=seed)
     ha, hb, hc = sha256_files(a), sha256_files(b), sha256_files(c)
     assert ha == hb
-    assert len(ha) == 13
+    assert len(ha) == 14  # 11 contract tables (clusters: the cluster design), truth x 2, faults
     differ = [k for k in ha if ha[k] != hc[k]]
     assert set(differ) >= {f"{t}.parquet" for t in CONTRACT if t != "staff"} | {"truth_people.parquet"}
 
@@ -90,8 +90,8 @@ def _check_table_contract(name: str, df: pd.DataFrame, frames: dict[str, pd.Data
         if c.not_before:
             ok = s.isna() | df[c.not_before].isna() | (pd.to_datetime(s) >= pd.to_datetime(df[c.not_before]))
             assert ok.all(), f"{name}.{c.name} not_before"
-        if c.references:
-            rt, rc = c.references
+        if c.references and (rt := c.references[0]) in frames:
+            rc = c.references[1]
             missing = set(s.dropna()) - set(frames[rt][rc])
             assert not missing, f"{name}.{c.name} orphans {list(missing)[:3]}"
         if c.type in ("date", "timestamp"):
@@ -105,8 +105,15 @@ def _check_table_contract(name: str, df: pd.DataFrame, frames: dict[str, pd.Data
         assert bad == 0, chk.id
 
 
+def _present(out: Path) -> dict:
+    """The contract tables the study wrote: every one but the optional clusters table,
+    which only the cluster design writes (its randomisation list)."""
+    cluster = any(out.glob("clusters.*"))
+    return {n: t for n, t in CONTRACT.items() if not t.optional or cluster}
+
+
 def _check_study_contract(out: Path):
-    frames = {t: read(out, t) for t in CONTRACT}
+    frames = {t: read(out, t) for t in _present(out)}
     for name, df in frames.items():
         for c in CONTRACT[name].columns:
             if c.type in ("date", "timestamp"):
@@ -126,6 +133,10 @@ def _check_study_contract(out: Path):
         born = pd.to_datetime(df["person_id"].map(ppl["birth_year"]).fillna(1900).astype(int).astype(str) + "-01-01")
         assert (df[col].isna() | (df[col] >= born)).all(), f"{name}.{col} before birth"
     assert (ppl["site_id"] == ppl.index.map(frames["people"].set_index("person_id")["site_id"])).all()
+    if "clusters" in frames:  # a cluster's people carry its arm and site, as validation demands
+        cl = frames["clusters"].set_index("cluster_id")
+        assert (ppl["arm"] == ppl["cluster_id"].map(cl["arm"])).all()
+        assert (ppl["site_id"] == ppl["cluster_id"].map(cl["site_id"])).all()
     return frames
 
 
@@ -145,7 +156,8 @@ def test_parquet_follows_contract(study_pq):
 
 def test_csv_follows_contract(study_csv):
     out = study_csv
-    for name, t in CONTRACT.items():
+    assert not (out / "clusters.csv").exists()  # individually randomised: no randomisation list
+    for name, t in _present(out).items():
         raw = pd.read_csv(out / f"{name}.csv", dtype=str, keep_default_na=False)
         assert list(raw.columns) == list(t.column_names)
         for c in t.columns:
@@ -209,7 +221,7 @@ def test_chunking_independence(monkeypatch, tmp_path):
     backward = {i: simmod.simulate_chunk(st, i) for i in (3, 1, 0, 2)}
     for i in range(4):
         for name in CONTRACT:
-            if name == "staff":
+            if name in ("staff", "clusters"):  # study-level tables, not drawn per chunk
                 continue
             assert forward[i].tables[name].equals(backward[i].tables[name]), (i, name)
         assert forward[i].truth.equals(backward[i].truth)

@@ -35,7 +35,19 @@ one_fit <- function(d, method, test, level = 95) {
     # is the confidence interval, which is what odeval reports
     pi_lb = if (is.null(pr$pi.lb)) pr$ci.lb else pr$pi.lb,
     pi_ub = if (is.null(pr$pi.ub)) pr$ci.ub else pr$pi.ub,
-    weights = as.numeric(weights(fit))   # percent
+    weights = as.numeric(weights(fit)),  # percent
+    # Higgins, Thompson & Spiegelhalter (2009) prediction interval: t on k - 2 df with
+    # metafor's pooled se and tau^2 (metafor 3.8 has no pi.type; this is its formula)
+    pi_higgins = as.numeric(pr$pred) + c(-1, 1) * qt(1 - (1 - level / 100) / 2, fit$k - 2) *
+      sqrt(as.numeric(pr$se)^2 + fit$tau2),
+    # Q-profile confidence intervals of tau^2, I^2 and H^2 (Viechtbauer 2007), solved
+    # tightly (uniroot's default tolerance is ~1e-4)
+    qprofile = if (method == "FE") NULL else {
+      ci <- confint(fit, level = level, control = list(tol = 1e-14, maxiter = 10000))$random
+      list(tau2 = as.numeric(ci["tau^2", c("ci.lb", "ci.ub")]),
+           I2 = as.numeric(ci["I^2(%)", c("ci.lb", "ci.ub")]),
+           H2 = as.numeric(ci["H^2", c("ci.lb", "ci.ub")]))
+    }
   )
 }
 

@@ -79,6 +79,16 @@ km$veteran_all_log90 <- list(call = "survfit(Surv(time, status) ~ 1, data = vete
 tb <- summary(f)$table
 km$veteran_all_log90$median <- list(group = "all", median = unname(tb["median"]),
   lower = unname(tb["0.9LCL"]), upper = unname(tb["0.9UCL"]))
+# censored times before the first event (S = 1, se = 0): survfit_confint gives log limits
+# 1 and 1, and NA for log-log (ifelse(p == 0 | p == 1, NA, p)); likewise at time 0
+early <- data.frame(time = c(1, 2, 2, 3, 4, 5, 5, 6, 8, 9), status = c(0, 0, 0, 1, 0, 1, 1, 0, 1, 0))
+write.csv(early, "data/early_censor.csv", row.names = FALSE)
+for (ct in c("log", "log-log")) {
+  f <- survfit(Surv(time, status) ~ 1, data = early, conf.type = ct)
+  km[[paste0("early_censor_", sub("-", "", ct))]] <- list(
+    call = sprintf("survfit(Surv(time, status) ~ 1, data = early_censor, conf.type = '%s')", ct),
+    table = km_table(f), risk = km_risk(f, c(0, 1.5, 3, 7)))
+}
 wjson(c(list(versions = versions), km), "km.json")
 
 # ---------------------------------------------------------------- log-rank

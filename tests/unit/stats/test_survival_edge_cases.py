@@ -34,7 +34,8 @@ def test_km_all_censored_stays_at_one_with_undefined_median_and_a_note():
     km = kaplan_meier(df, "t", "e", conf_type="log-log")
     assert (km.table["survival"] == 1).all()
     assert (km.table["se"] == 0).all()
-    assert (km.table["lower"] == 1).all() and (km.table["upper"] == 1).all()
+    # S = 1: log-log limits are undefined, as R's survfit_confint makes them (NA)
+    assert km.table["lower"].isna().all() and km.table["upper"].isna().all()
     assert np.isnan(km.median["median"].iloc[0])
     assert any("no events" in n for n in km.notes)
 

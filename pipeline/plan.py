@@ -1,0 +1,507 @@
+"""The declared analysis plan: ``params.yaml`` ``design:``, parsed once into a typed object.
+
+A trial's statistical analysis plan fixes, before anyone sees the outcomes, the design and
+the analyses that follow from it. odeval reads it from ``params.yaml`` ``design:`` into an
+:class:`AnalysisPlan` (frozen dataclasses) that every analysis function takes, as every R
+``survey`` estimator takes the one ``svydesign`` object: no analysis can forget the
+clusters, the strata or the covariates, and the report states the plan before any result.
+
+What the plan declares:
+
+* the design: ``cluster_randomised``, ``individually_randomised`` or ``observational``; the
+  unit of randomisation (``cluster``: ``people.cluster_id``; ``person``); the strata
+  (``site_id``) and whether clusters were randomised in pairs within them;
+* pre-specified covariates: person-level (baseline variables of the person frame) and
+  cluster-level (columns of the optional ``clusters`` table: restriction variables such as
+  list size or deprivation);
+* the primary outcome with its test, and the secondary outcomes in their testing order
+  with the multiplicity method (``hierarchical``: fixed sequence; ``holm``; ``none``);
+* pre-specified subgroups (an interaction test each);
+* the small-sample (few clusters) method per outcome: ``auto`` (the default the
+  simulation study chose for the data's shape, :func:`default_method`) or a name of
+  :data:`METHODS`.
+
+:func:`parse` checks the plan on its own (unknown outcome, bad value); :meth:`AnalysisPlan.
+check_data` checks it against the data (a covariate not in the data, a cluster design
+without clusters, ...). Both raise :class:`~pipeline.errors.OdevalError` with a one-line
+message naming the ``design.<key>`` at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import OdevalError
+
+DESIGN_TYPES = ("cluster_randomised", "individually_randomised", "observational")
+UNITS = ("cluster", "person")
+MULTIPLICITY = ("hierarchical", "holm", "none")
+
+#: Baseline (pre-randomisation) variables of the person frame that may be covariates or
+#: subgroups; anything else in the frame is an outcome or follow-up, never a covariate.
+BASELINE = ("sex", "age_at_index", "ethnicity_group", "diagnosis_group", "prior_admissions_2y",
+            "baseline_activity")
+#: Typed cluster-level columns of the clusters table (schemas/clusters.yaml); any other
+#: column of the clusters file may be named too (it is kept as an extra column).
+CLUSTER_COLUMNS = ("list_size", "imd_decile", "randomised_on")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An outcome odeval derives, and how it is analysed."""
+
+    name: str
+    kind: str             # time_to_event | count | binary
+    what: str             # words: "first relapse (admission or crisis episode)"
+    measures: tuple[str, ...]  # effect measures reported; the first is the one tested
+    columns: tuple[tuple[str, str], ...]  # role -> person-frame column
+    event: str = ""       # one event in words ("relapse"), for "no relapse in an arm"
+
+    def column(self, role: str) -> str:
+        return dict(self.columns)[role]
+
+
+#: The outcomes an analysis plan may name (CONTRACT.md default definitions).
+OUTCOMES: dict[str, Outcome] = {o.name: o for o in (
+    Outcome("relapse", "time_to_event", "first relapse (admission or crisis episode)",
+            ("hazard ratio",), (("time", "relapse_time"), ("event", "relapse_event")), "relapse"),
+    Outcome("involuntary_admission", "count",
+            "involuntary admissions (detentions under the involuntary sections) per person-year",
+            ("rate ratio",), (("count", "involuntary_count"), ("exposure", "person_years")),
+            "involuntary admission"),
+    Outcome("antipsychotic_any", "binary", "any antipsychotic use in follow-up",
+            ("risk difference", "risk ratio"), (("outcome", "ap_any_use"),)),
+    Outcome("antipsychotic_last_days", "binary",
+            "antipsychotic use in the last days of follow-up",
+            ("risk difference", "risk ratio"), (("outcome", "ap_use_last_days"),)),
+    Outcome("return_to_work", "binary", "being in work or education at 2 years",
+            ("risk difference", "risk ratio"), (("outcome", "rtw_2y"),)),
+)}
+
+#: Tests an outcome of each kind may name (the first is the default).
+TESTS = {
+    "time_to_event": {
+        "wald": "Wald test of the Cox model's arm coefficient with the design's variance",
+        "score": "robust score (log-rank) test of the Cox model (Lin and Wei 1989)",
+    },
+    "count": {"wald": "Wald test of the rate-ratio model's arm coefficient with the design's "
+                      "variance"},
+    "binary": {"wald": "Wald test of the risk difference with the design's variance"},
+}
+
+#: Small-sample (few clusters) methods, per outcome kind, in words; the names are those of
+#: the simulation study (:mod:`pipeline.simulation.methods`). ``model``: no clustering in
+#: the variance (individual randomisation).
+_GLM_METHODS = {
+    "model": "model-based variance",
+    "CR1": "cluster-robust sandwich with J/(J-1) (CR1), t on J-1 df",
+    "CR2": "bias-reduced cluster-robust sandwich (CR2, Bell-McCaffrey), Satterthwaite df",
+    "MD": "Mancl-DeRouen bias-corrected sandwich, t on K-p df",
+    "KC": "Kauermann-Carroll bias-corrected sandwich, t on K-p df",
+    "jackknife-cluster": "delete-one-cluster jackknife, t on G-1 df",
+    "jackknife-site": "delete-one-site (stratum) jackknife, t on S-1 df",
+    "cluster-level": "two-stage cluster-level analysis (Hayes and Moulton), t-test on the "
+                     "cluster summaries",
+    "permutation": "stratified permutation test on the cluster summaries, interval by test "
+                   "inversion",
+}
+METHODS: dict[str, dict[str, str]] = {
+    "time_to_event": {k: v for k, v in _GLM_METHODS.items()
+                      if k in ("model", "CR1", "jackknife-cluster", "jackknife-site",
+                               "cluster-level", "permutation")},
+    "count": dict(_GLM_METHODS),
+    "binary": dict(_GLM_METHODS),
+}
+#: methods that need clusters (everything but the model-based variance; the site jackknife
+#: needs only sites)
+NEEDS_CLUSTERS = {"CR1", "CR2", "MD", "KC", "jackknife-cluster", "cluster-level", "permutation"}
+
+#: ``auto`` before the simulation study's choice exists (pipeline/simulation/defaults.yaml):
+#: the methods main had before it, and the plan says "provisional".
+PROVISIONAL_METHODS: dict[str, dict[str, str]] = {
+    "pair_matched": {"time_to_event": "jackknife-cluster", "count": "jackknife-cluster",
+                     "binary": "CR2"},
+    "clustered": {"time_to_event": "jackknife-cluster", "count": "jackknife-cluster",
+                  "binary": "CR2"},
+    "individual": {"time_to_event": "model", "count": "model", "binary": "model"},
+}
+def default_method(shape: str, kind: str) -> tuple[str, str]:
+    """``auto`` resolved: ``(method, where it comes from)``. The simulation study's choice
+    (:mod:`pipeline.simulation.defaults`, ``defaults.yaml`` written by ``python -m
+    pipeline.simulation.study``) for the simulated shape nearest this one, else
+    :data:`PROVISIONAL_METHODS`."""
+    from pipeline.simulation import defaults as sim
+
+    design, per_arm = {"pair_matched": ("cluster_randomised", 1),
+                       "clustered": ("cluster_randomised", 2),
+                       "individual": ("individually_randomised", None)}[shape]
+    try:
+        got = sim.rationale(kind, design, per_arm)
+        reps = sim.load().get("replicates_per_cell")
+    except (FileNotFoundError, KeyError):
+        got = None
+    if got and got.get("method") in METHODS[kind]:
+        return got["method"], f"chosen by simulation ({reps} replicates per cell: {got['rule']})"
+    return PROVISIONAL_METHODS[shape][kind], ("provisional default: the simulation study has "
+                                              "no choice for this shape")
+
+
+SHAPES = {
+    "pair_matched": "one cluster per arm in every stratum (pair-matched clusters)",
+    "clustered": "several clusters per arm",
+    "individual": "people randomised or compared one by one (no clusters)",
+}
+
+ARM_WORDS = {"open_dialogue": "Open Dialogue", "usual_care": "usual care"}
+
+
+def _err(message: str, key: str) -> OdevalError:
+    return OdevalError(f"design.{key}: {message}", rule=f"design.{key.split('.')[0].split('[')[0]}",
+                       file="params.yaml")
+
+
+@dataclass(frozen=True)
+class OutcomePlan:
+    """One outcome of the plan: what is estimated, how it is tested, with which method."""
+
+    outcome: Outcome
+    test: str = "wald"
+    small_sample: str = "auto"   # auto | a name of METHODS[kind]
+
+    @property
+    def name(self) -> str:
+        return self.outcome.name
+
+    @property
+    def kind(self) -> str:
+        return self.outcome.kind
+
+    @property
+    def measure(self) -> str:
+        return self.outcome.measures[0]
+
+
+@dataclass(frozen=True)
+class Design:
+    type: str = "cluster_randomised"
+    unit: str = "cluster"
+    strata: str | None = "site_id"
+    paired: bool = False        # clusters randomised in pairs (one per arm) within strata
+
+    @property
+    def clustered(self) -> bool:
+        return self.unit == "cluster"
+
+    @property
+    def randomised(self) -> bool:
+        return self.type != "observational"
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """The declared analysis plan (see the module docstring); build it with :func:`parse`."""
+
+    design: Design
+    primary: OutcomePlan
+    secondary: tuple[OutcomePlan, ...] = ()
+    multiplicity: str = "hierarchical"
+    covariates: tuple[str, ...] = ()
+    cluster_covariates: tuple[str, ...] = ()
+    subgroups: tuple[str, ...] = ()
+    reference_arm: str = "usual_care"
+    comparison_arm: str = "open_dialogue"
+    conf_level: float = 0.95
+    #: set by :meth:`check_data`: the data's shape, and ``auto`` resolved per outcome
+    shape: str | None = None
+    methods: tuple[tuple[str, str], ...] = field(default=())
+    method_sources: tuple[tuple[str, str], ...] = field(default=())
+
+    # ------------------------------------------------------------------ words
+    @property
+    def outcomes(self) -> tuple[OutcomePlan, ...]:
+        """The primary outcome, then the secondary ones in their testing order."""
+        return (self.primary, *self.secondary)
+
+    @property
+    def contrast(self) -> str:
+        """"Open Dialogue vs usual care"."""
+        return (f"{ARM_WORDS.get(self.comparison_arm, self.comparison_arm)} vs "
+                f"{ARM_WORDS.get(self.reference_arm, self.reference_arm)}")
+
+    @property
+    def causal(self) -> bool:
+        """Whether effect words fit (randomised designs); an observational comparison is an
+        association until its confounding adjustment (a later analysis) is declared."""
+        return self.design.randomised
+
+    @property
+    def effect_word(self) -> str:
+        return "effect" if self.causal else "association"
+
+    def method(self, outcome: str) -> str:
+        """The small-sample method an outcome uses (after :meth:`check_data`)."""
+        return dict(self.methods).get(outcome) or next(
+            o.small_sample for o in self.outcomes if o.name == outcome)
+
+    def estimand(self, op: OutcomePlan, measure: str | None = None) -> str:
+        """The estimand in words, following the design."""
+        measure = measure or op.measure
+        strata = self.design.strata
+        cond = f", conditional on {strata.replace('_id', '')}" if strata else ""
+        adj = (f", adjusted for {', '.join(self.covariates + self.cluster_covariates)}"
+               if self.covariates or self.cluster_covariates else "")
+        if op.kind == "time_to_event":
+            head = f"Cause-specific hazard ratio of {op.outcome.what} (deaths censored)"
+        elif op.kind == "count":
+            head = f"Rate ratio of {op.outcome.what}"
+        else:
+            head = f"Marginal {measure} of {op.outcome.what}"
+            cond = ", standardised over the sites" if strata and adj else cond
+        who = self.contrast if self.causal else (
+            f"people in {ARM_WORDS.get(self.comparison_arm, self.comparison_arm)} compared with "
+            f"people in {ARM_WORDS.get(self.reference_arm, self.reference_arm)} (observed, not "
+            "allocated: an association)")
+        return f"{head}, {who}{cond}{adj}."
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(item, words) rows: the plan as the report states it before any result."""
+        d = self.design
+        kind = {"cluster_randomised": "Cluster-randomised trial",
+                "individually_randomised": "Individually randomised trial",
+                "observational": "Observational comparison (arms not allocated at random)"}[d.type]
+        rows = [("Design", kind + (f"; clusters randomised in pairs within {d.strata}"
+                                   if d.paired else "")),
+                ("Unit of randomisation" if d.randomised else "Unit of analysis",
+                 "cluster (people.cluster_id)" if d.clustered else "person"),
+                ("Strata", d.strata or "none")]
+        if self.shape:
+            rows.append(("Shape of the data", SHAPES[self.shape]))
+        rows.append(("Comparison", self.contrast))
+        rows.append(("Covariates (person)", ", ".join(self.covariates) or "none"))
+        if d.clustered:
+            rows.append(("Covariates (cluster)", ", ".join(self.cluster_covariates) or "none"))
+        p = self.primary
+        test = ("the method's own test" if self.method(p.name) in ("cluster-level",
+                                                                    "permutation")
+                else TESTS[p.kind][p.test])
+        rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, {test}; "
+                     f"{self._method_words(p)}"))
+        for i, s in enumerate(self.secondary, start=1):
+            rows.append((f"Secondary {i}", f"{s.outcome.what}: {s.measure}; "
+                         f"{self._method_words(s)}"))
+        rows.append(("Multiplicity", {
+            "hierarchical": "fixed sequence: each secondary outcome is tested at the full "
+                            "level only if the primary and every earlier secondary test "
+                            "rejected; after the first that does not, the rest are "
+                            "descriptive",
+            "holm": "Holm's step-down adjustment of the secondary outcomes' p-values "
+                    "(family-wise error rate), after the primary test rejected",
+            "none": "none: secondary p-values are unadjusted and descriptive"}[
+                self.multiplicity]))
+        rows.append(("Subgroups", ", ".join(self.subgroups) + " (interaction tests)"
+                     if self.subgroups else "none"))
+        return rows
+
+    def _method_words(self, op: OutcomePlan) -> str:
+        name = self.method(op.name)
+        words = METHODS[op.kind].get(name, name)
+        src = dict(self.method_sources).get(op.name)
+        return f"{words} ({src})" if src else words
+
+    # ------------------------------------------------------------------ data
+    def check_data(self, persons: pd.DataFrame, clusters: pd.DataFrame | None = None
+                   ) -> AnalysisPlan:
+        """Check the plan against the data; return it with the data's shape and each
+        outcome's small-sample method resolved (``auto`` -> :data:`DEFAULT_METHODS`).
+
+        ``persons``: the person frame (:func:`pipeline.metrics.person_frame`);
+        ``clusters``: ``derived.clusters`` (None or empty without a clusters table).
+        """
+        d = self.design
+        have_cl = "cluster_id" in persons and persons["cluster_id"].notna().any()
+        if d.type == "cluster_randomised":
+            if not have_cl:
+                raise _err("cluster_randomised, but no person has a cluster_id (people."
+                           "cluster_id is empty): give the clusters, or declare "
+                           "design.type individually_randomised or observational", "type")
+            n_missing = int(persons["cluster_id"].isna().sum())
+            if n_missing:
+                raise _err(f"cluster_randomised, but {n_missing} people have no cluster_id",
+                           "type")
+        if d.strata and d.strata not in persons:
+            raise _err(f"strata column {d.strata!r} is not in the person frame", "strata")
+        arms = set(persons["arm"].astype(str).unique())
+        unknown = sorted(arms - {self.reference_arm, self.comparison_arm})
+        if unknown:
+            raise OdevalError(f"the plan compares {self.comparison_arm} with "
+                              f"{self.reference_arm}; the data have arms {sorted(arms)}",
+                              rule="analyse.arms")
+        for c in self.covariates + self.subgroups:
+            if c not in persons:
+                key = "covariates" if c in self.covariates else "subgroups"
+                raise _err(f"{c!r} is not a column of the person frame", key)
+        listed = clusters is not None and len(clusters) and clusters["listed"].any()
+        for c in self.cluster_covariates:
+            if not listed:
+                raise _err(f"{c!r} needs the clusters table (clusters.csv), which the extract "
+                           "does not give", "cluster_covariates")
+            if c not in cluster_covariate_frame(clusters):
+                raise _err(f"{c!r} is not a column of the clusters table", "cluster_covariates")
+        shape = design_shape(persons, self)
+        if d.paired and shape != "pair_matched":
+            raise _err(f"true, but the data are not one cluster per arm in every "
+                       f"{d.strata or 'stratum'} ({SHAPES[shape]})", "pairing")
+        methods, sources = [], []
+        for op in self.outcomes:
+            m, src = default_method(shape, op.kind) if op.small_sample == "auto" else \
+                (op.small_sample, "declared in the plan")
+            if shape == "individual" and m in NEEDS_CLUSTERS:
+                raise _err(f"{op.name}: {m!r} needs clusters, and the data have none "
+                           "(use auto, model or jackknife-site)", "small_sample")
+            methods.append((op.name, m))
+            sources.append((op.name, src))
+        return replace(self, shape=shape, methods=tuple(methods), method_sources=tuple(sources))
+
+
+def design_shape(persons: pd.DataFrame, plan: AnalysisPlan) -> str:
+    """``individual`` (no clusters in the analysis), ``pair_matched`` (at most one cluster
+    per arm in every stratum) or ``clustered``."""
+    if not plan.design.clustered or "cluster_id" not in persons \
+            or persons["cluster_id"].isna().all():
+        return "individual"
+    by = [plan.design.strata] if plan.design.strata else []
+    per = persons.groupby([*by, "arm"], observed=True)["cluster_id"].nunique()
+    # a stratum left with one arm (no one recruited in the other's cluster) is still a pair
+    # by design; it adds nothing to the within-stratum contrast
+    return "pair_matched" if by and len(per) and (per == 1).all() else "clustered"
+
+
+def cluster_covariate_frame(clusters: pd.DataFrame) -> pd.DataFrame:
+    """``derived.clusters`` with its extra columns spread out: one row per cluster, a
+    column per covariate (numbers where every given value reads as one, else text)."""
+    out = clusters.drop(columns=["extra_columns"], errors="ignore").copy()
+    if "extra_columns" in clusters:
+        extra = pd.DataFrame([v if isinstance(v, dict) else {} for v in clusters["extra_columns"]],
+                             index=clusters.index)
+        for c in extra:
+            if c in out:
+                continue
+            num = pd.to_numeric(extra[c], errors="coerce")
+            out[c] = num if num.notna().sum() == extra[c].notna().sum() else extra[c]
+    return out
+
+
+# ---------------------------------------------------------------------- parsing
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _err(f"must be a list, got {value!r}", key)
+    out = tuple(str(v) for v in value)
+    if len(set(out)) != len(out):
+        raise _err(f"lists a name twice: {list(out)}", key)
+    return out
+
+
+def _outcome(raw: Any, key: str) -> OutcomePlan:
+    if isinstance(raw, str):
+        raw = {"outcome": raw}
+    if not isinstance(raw, dict):
+        raise _err(f"must be an outcome name or a mapping with outcome:, got {raw!r}", key)
+    unknown = sorted(set(raw) - {"outcome", "test", "small_sample"})
+    if unknown:
+        raise _err(f"unknown key(s) {unknown}; known: outcome, test, small_sample", key)
+    name = raw.get("outcome")
+    if name not in OUTCOMES:
+        raise _err(f"unknown outcome {name!r}; known: {sorted(OUTCOMES)}", key)
+    o = OUTCOMES[name]
+    test = raw.get("test") or next(iter(TESTS[o.kind]))
+    if test not in TESTS[o.kind]:
+        raise _err(f"{name}: test {test!r} is not one of {sorted(TESTS[o.kind])}", key)
+    small = raw.get("small_sample") or "auto"
+    if small != "auto" and small not in METHODS[o.kind]:
+        raise _err(f"{name}: small_sample {small!r} is not auto or one of "
+                   f"{sorted(METHODS[o.kind])}", key)
+    return OutcomePlan(o, test=test, small_sample=small)
+
+
+DEFAULTS: dict[str, Any] = {
+    "type": "cluster_randomised",
+    "unit": "cluster",
+    "strata": "site_id",
+    "pairing": False,
+    "covariates": [],
+    "cluster_covariates": [],
+    "primary": {"outcome": "relapse"},
+    "secondary": ["involuntary_admission", "antipsychotic_any", "antipsychotic_last_days",
+                  "return_to_work"],
+    "multiplicity": "hierarchical",
+    "subgroups": [],
+}
+
+
+def parse(params: dict[str, Any] | None) -> AnalysisPlan:
+    """The plan from the whole ``params.yaml`` mapping: ``design:`` over :data:`DEFAULTS`,
+    with the arms and confidence level of ``analyse:``."""
+    from pipeline import params as params_mod
+
+    params = params or {}
+    raw = params_mod.merged("design", params_mod.section(params, "design"), DEFAULTS)
+    an = params.get("analyse") or {}
+    if raw["type"] not in DESIGN_TYPES:
+        raise _err(f"{raw['type']!r} is not one of {list(DESIGN_TYPES)}", "type")
+    if raw["unit"] not in UNITS:
+        raise _err(f"{raw['unit']!r} is not one of {list(UNITS)}", "unit")
+    if raw["type"] == "cluster_randomised" and raw["unit"] != "cluster":
+        raise _err("a cluster_randomised design randomises clusters: unit must be cluster",
+                   "unit")
+    if raw["type"] == "individually_randomised" and raw["unit"] != "person":
+        raise _err("an individually_randomised design randomises people: unit must be person",
+                   "unit")
+    strata = raw["strata"]
+    if strata is not None and not isinstance(strata, str):
+        raise _err(f"must be one column name or null, got {strata!r}", "strata")
+    if not isinstance(raw["pairing"], bool):
+        raise _err(f"must be true or false, got {raw['pairing']!r}", "pairing")
+    if raw["pairing"] and (raw["unit"] != "cluster" or not strata):
+        raise _err("pairs are clusters matched within strata: needs unit cluster and strata",
+                   "pairing")
+    if raw["multiplicity"] not in MULTIPLICITY:
+        raise _err(f"{raw['multiplicity']!r} is not one of {list(MULTIPLICITY)}",
+                   "multiplicity")
+    covariates = _names(raw["covariates"], "covariates")
+    subgroups = _names(raw["subgroups"], "subgroups")
+    cluster_cov = _names(raw["cluster_covariates"], "cluster_covariates")
+    for key, names in (("covariates", covariates), ("subgroups", subgroups)):
+        bad = [c for c in names if c not in BASELINE]
+        if bad:
+            raise _err(f"{bad} not baseline variables of the person frame (outcomes and "
+                       f"follow-up cannot be {key}); known: {list(BASELINE)}", key)
+    if cluster_cov and raw["unit"] != "cluster":
+        raise _err("cluster-level covariates need a cluster design (unit cluster)",
+                   "cluster_covariates")
+    primary = _outcome(raw["primary"], "primary")
+    if not isinstance(raw["secondary"], list):
+        raise _err(f"must be a list in testing order, got {raw['secondary']!r}", "secondary")
+    secondary = tuple(_outcome(s, f"secondary[{i}]") for i, s in enumerate(raw["secondary"]))
+    names = [primary.name, *(s.name for s in secondary)]
+    if len(set(names)) != len(names):
+        raise _err(f"an outcome is named twice among primary and secondary: {names}",
+                   "secondary")
+    if raw["unit"] == "person":
+        for op in (primary, *secondary):
+            if op.small_sample in NEEDS_CLUSTERS:
+                raise _err(f"{op.name}: {op.small_sample!r} needs clusters; the unit is person",
+                           "small_sample")
+    conf = float(an.get("conf_level", 0.95))
+    return AnalysisPlan(
+        design=Design(type=raw["type"], unit=raw["unit"], strata=strata,
+                      paired=raw["pairing"]),
+        primary=primary, secondary=secondary, multiplicity=raw["multiplicity"],
+        covariates=covariates, cluster_covariates=cluster_cov, subgroups=subgroups,
+        reference_arm=str(an.get("reference_arm", "usual_care")),
+        comparison_arm=str(an.get("comparison_arm", "open_dialogue")), conf_level=conf)
