@@ -15,6 +15,10 @@ Families (``analyse.run`` names):
   outcomes tested in order with the multiplicity method
   (:mod:`~pipeline.analyses.trial_effects`); the primary outcome's curves and its log-rank
   test as a sensitivity analysis (:mod:`~pipeline.analyses.curves`);
+* ``weighting``: for an observational design, the primary analysis: propensity-score
+  weighting with its diagnostics, every outcome weighted with the unadjusted estimate
+  beside it, E-values (:mod:`~pipeline.analyses.observational`); the plan's outcome
+  regressions then become sensitivity analyses;
 * ``icc``: the ICC (or frailty variance) of every outcome with its interval
   (:mod:`~pipeline.analyses.icc`);
 * ``subgroups``: interaction tests and per-level effects (:mod:`~pipeline.analyses.subgroups`);
@@ -48,7 +52,7 @@ from pipeline.analyses.trial_effects import row as _row
 from pipeline.errors import OdevalError
 
 DEFAULTS: dict[str, Any] = {
-    "run": ["flow", "primary", "secondary", "icc", "subgroups", "table_one",
+    "run": ["flow", "primary", "secondary", "weighting", "icc", "subgroups", "table_one",
             "cluster_table_one", "site_meta", "funnel", "fidelity_meta_regression"],
     "conf_level": 0.95,
     "reference_arm": "usual_care",
@@ -126,8 +130,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     ``met``: the metrics stage's result for the same warehouse and parameters, when the
     caller has it (``odeval run``); computed here otherwise.
     """
-    from pipeline.analyses import (baseline, curves, flow, icc, site_comparison, subgroups,
-                                   trial_effects)
+    from pipeline.analyses import (baseline, curves, flow, icc, observational, site_comparison,
+                                   subgroups, trial_effects)
 
     params = params or {}
     p = resolve_params(params.get("analyse"))
@@ -146,6 +150,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     def effects():
         res = trial_effects.outcomes(d, plan, p, clusters, run_primary="primary" in run,
                                      run_secondary="secondary" in run)
+        if "weighting" in run:  # observational: the weighted analysis is the primary one
+            res = observational.as_sensitivity(res, plan)
         return res.merge(curves.primary_curves(d, plan, p, cfg)) if "primary" in run else res
 
     def site_meta():
@@ -158,6 +164,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
 
     steps = [("flow", lambda: flow.consort_flow(d, clusters, plan, cfg)),
              ("effects", effects),   # primary and/or secondary: outcomes, multiplicity, curves
+             ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
              ("icc", lambda: icc.outcome_iccs(d, plan)),
              ("subgroups", lambda: subgroups.subgroup_effects(d, plan, p, cfg)),
              ("table_one", lambda: baseline.table_one(d, p, cfg)),

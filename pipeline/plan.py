@@ -200,6 +200,83 @@ class Design:
         return self.type != "observational"
 
 
+WEIGHTING_ESTIMANDS = ("ATE", "ATT", "ATO")
+WEIGHTING_WORDS = {
+    "ATE": "everyone compared (the average effect over the study's people)",
+    "ATT": "the people in Open Dialogue (the average effect in those treated)",
+    "ATO": "the overlap population (people who could have gone to either arm)",
+}
+
+
+@dataclass(frozen=True)
+class WeightingPlan:
+    """``design.weighting``: the confounding adjustment of an observational design
+    (:mod:`pipeline.analyses.observational`): propensity-score weights for ``estimand``
+    from a logistic model of the arm on ``covariates`` (default: the plan's covariates,
+    else every baseline variable) and the strata (site), with optional restricted cubic
+    ``splines`` of numeric covariates, ``interactions`` (``a:b``) and ``trim`` (scores
+    outside [trim, 1 - trim] left out, the model refitted); ``augmented``: binary outcomes
+    by the doubly robust AIPW estimator (ATE only)."""
+
+    estimand: str = "ATE"
+    covariates: tuple[str, ...] = ()
+    splines: tuple[str, ...] = ()
+    interactions: tuple[tuple[str, str], ...] = ()
+    trim: float | None = None
+    augmented: bool = False
+
+    def describe(self, covariates: tuple[str, ...], strata: str | None) -> str:
+        return (f"propensity score: logistic model of the arm on {', '.join(covariates)}"
+                + (f" and {strata}" if strata else "")
+                + (f", with restricted cubic splines of {', '.join(self.splines)}"
+                   if self.splines else "")
+                + (f", interactions {', '.join(f'{a}:{b}' for a, b in self.interactions)}"
+                   if self.interactions else "")
+                + f"; {self.estimand} weights ({WEIGHTING_WORDS[self.estimand]})"
+                + (f"; people with a score outside [{self.trim:g}, {1 - self.trim:g}] left "
+                   "out" if self.trim else "")
+                + ("; binary outcomes by the doubly robust augmented estimator"
+                   if self.augmented else ""))
+
+
+def _weighting(raw: Any) -> WeightingPlan:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _err(f"must be a mapping, got {raw!r}", "weighting")
+    raw = dict(raw)
+    est = str(raw.pop("estimand", "ATE")).upper()
+    if est not in WEIGHTING_ESTIMANDS:
+        raise _err(f"{est!r} is not one of {list(WEIGHTING_ESTIMANDS)}", "weighting.estimand")
+    covs = _names(raw.pop("covariates", None) or [], "weighting.covariates")
+    bad = [c for c in covs if c not in BASELINE]
+    if bad:
+        raise _err(f"{bad} not baseline variables; known: {list(BASELINE)}",
+                   "weighting.covariates")
+    spl = _names(raw.pop("splines", None) or [], "weighting.splines")
+    inter = []
+    for x in raw.pop("interactions", None) or []:
+        pair = x.split(":") if isinstance(x, str) else list(x)
+        if len(pair) != 2:
+            raise _err(f"{x!r} is not a pair 'a:b'", "weighting.interactions")
+        inter.append((str(pair[0]).strip(), str(pair[1]).strip()))
+    trim = raw.pop("trim", None)
+    if trim is not None and not (isinstance(trim, (int, float)) and 0 < float(trim) < 0.5):
+        raise _err(f"must lie strictly between 0 and 0.5 (or null), got {trim!r}",
+                   "weighting.trim")
+    aug = raw.pop("augmented", False)
+    if not isinstance(aug, bool):
+        raise _err(f"must be true or false, got {aug!r}", "weighting.augmented")
+    if aug and est != "ATE":
+        raise _err("the augmented estimator targets the ATE: set estimand ATE",
+                   "weighting.augmented")
+    if raw:
+        raise _err(f"unknown key(s) {sorted(raw)}; known: estimand, covariates, splines, "
+                   "interactions, trim, augmented", "weighting")
+    return WeightingPlan(est, covs, spl, tuple(inter),
+                         None if trim is None else float(trim), aug)
+
+
 @dataclass(frozen=True)
 class AnalysisPlan:
     """The declared analysis plan (see the module docstring); build it with :func:`parse`."""
@@ -218,6 +295,7 @@ class AnalysisPlan:
     shape: str | None = None
     methods: tuple[tuple[str, str], ...] = field(default=())
     method_sources: tuple[tuple[str, str], ...] = field(default=())
+    weighting: WeightingPlan = field(default_factory=WeightingPlan)
 
     # ------------------------------------------------------------------ words
     @property
@@ -303,7 +381,18 @@ class AnalysisPlan:
                 self.multiplicity]))
         rows.append(("Subgroups", ", ".join(self.subgroups) + " (interaction tests)"
                      if self.subgroups else "none"))
+        if not d.randomised:
+            rows.append(("Confounding adjustment (primary)",
+                         self.weighting.describe(self.weighting_covariates, d.strata)
+                         + "; every outcome also unadjusted, beside it; E-values for the "
+                           "ratios"))
         return rows
+
+    @property
+    def weighting_covariates(self) -> tuple[str, ...]:
+        """The propensity model's covariates: ``design.weighting.covariates``, else the
+        plan's covariates, else every baseline variable."""
+        return self.weighting.covariates or self.covariates or BASELINE
 
     def _method_words(self, op: OutcomePlan) -> str:
         name = self.method(op.name)
@@ -441,6 +530,7 @@ DEFAULTS: dict[str, Any] = {
                   "return_to_work"],
     "multiplicity": "hierarchical",
     "subgroups": [],
+    "weighting": {},      # observational designs: pipeline.plan.WeightingPlan
 }
 
 
@@ -504,4 +594,5 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
         primary=primary, secondary=secondary, multiplicity=raw["multiplicity"],
         covariates=covariates, cluster_covariates=cluster_cov, subgroups=subgroups,
         reference_arm=str(an.get("reference_arm", "usual_care")),
-        comparison_arm=str(an.get("comparison_arm", "open_dialogue")), conf_level=conf)
+        comparison_arm=str(an.get("comparison_arm", "open_dialogue")), conf_level=conf,
+        weighting=_weighting(raw["weighting"]))

@@ -340,6 +340,9 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         fig = fidelity_figure(fo, mr)
         if fig is not None:
             out["fidelity_vs_relapse"] = save_figure(fig, folder, "fidelity_vs_relapse")
+    from pipeline import report_weighting
+
+    out.update(report_weighting.figures(con, folder, save_figure, disclosure.settings(params)))
     return out
 
 
@@ -670,6 +673,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
              "person or staff identifier appears in this report.</div>")
 
     P.append(_plan_section(con, est))
+    from pipeline import report_weighting
+
+    P.append(report_weighting.section(con, figs, _figure))  # observational designs only
 
     # flow
     people = dq[(dq.table_name == "people") & (dq.site_id == "all")]

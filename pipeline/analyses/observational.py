@@ -34,7 +34,6 @@ rounded to the curve step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,79 +41,13 @@ import pandas as pd
 
 from pipeline import disclosure, output_policy
 
-#: Baseline covariates of the propensity model when the plan names none.
-DEFAULT_COVARIATES = ("sex", "age_at_index", "ethnicity_group", "diagnosis_group",
-                      "prior_admissions_2y", "baseline_activity")
-ESTIMANDS = ("ATE", "ATT", "ATO")
-ESTIMAND_WORDS = {
-    "ATE": "everyone compared (the average effect over the study's people)",
-    "ATT": "the people in Open Dialogue (the average effect in those treated)",
-    "ATO": "the overlap population (people who could have gone to either arm)",
-}
+HIST_BINS = 20
+TOP_WEIGHTS = 10
+HORIZONS = (365.0, 730.0)  # relapse risks compared by day 365 and 730 (metrics.horizons_days)
 CAUTION = ("An association adjusted for the measured covariates, not a randomised "
            "comparison: it estimates the effect of Open Dialogue only if no unmeasured "
            "characteristic drives both the arm and the outcome, every kind of person could "
            "have been in either arm, and the propensity model is right.")
-HIST_BINS = 20
-TOP_WEIGHTS = 10
-
-
-@dataclass(frozen=True)
-class WeightingPlan:
-    """``design.weighting`` of params.yaml (observational designs)."""
-
-    estimand: str = "ATE"
-    covariates: tuple[str, ...] = ()      # default: the plan's covariates, else DEFAULT_COVARIATES
-    splines: tuple[str, ...] = ()         # numeric covariates as restricted cubic splines (4 knots)
-    interactions: tuple[tuple[str, str], ...] = ()
-    trim: float | None = None             # drop scores outside [trim, 1 - trim], refit
-    augmented: bool = False               # binary outcomes: AIPW (ATE) instead of weighting
-    extra: dict = field(default_factory=dict)
-
-    def describe(self, covariates: tuple[str, ...], strata: str | None) -> str:
-        words = (f"propensity score: logistic model of the arm on {', '.join(covariates)}"
-                 + (f" and {strata}" if strata else "")
-                 + (f", with restricted cubic splines of {', '.join(self.splines)}" if self.splines else "")
-                 + (f", interactions {', '.join(f'{a}:{b}' for a, b in self.interactions)}"
-                    if self.interactions else "")
-                 + f"; {self.estimand} weights ({ESTIMAND_WORDS[self.estimand]})"
-                 + (f"; people with a score outside [{self.trim:g}, {1 - self.trim:g}] left out"
-                    if self.trim else "")
-                 + ("; binary outcomes by the doubly robust augmented estimator" if self.augmented
-                    else ""))
-        return words
-
-
-def parse_weighting(raw: dict | None) -> WeightingPlan:
-    """``design.weighting`` into a :class:`WeightingPlan` (errors name the key)."""
-    from pipeline.errors import OdevalError
-
-    raw = dict(raw or {})
-
-    def err(msg, key):
-        return OdevalError(f"design.weighting.{key}: {msg}", rule="design.weighting",
-                           file="params.yaml")
-
-    est = str(raw.pop("estimand", "ATE")).upper()
-    if est not in ESTIMANDS:
-        raise err(f"must be one of {', '.join(ESTIMANDS)}, got {est!r}", "estimand")
-    covs = tuple(raw.pop("covariates", None) or ())
-    spl = tuple(raw.pop("splines", None) or ())
-    inter = []
-    for x in raw.pop("interactions", None) or ():
-        pair = x.split(":") if isinstance(x, str) else list(x)
-        if len(pair) != 2:
-            raise err(f"{x!r} is not a pair 'a:b'", "interactions")
-        inter.append((pair[0].strip(), pair[1].strip()))
-    trim = raw.pop("trim", None)
-    if trim is not None and not 0 < float(trim) < 0.5:
-        raise err("must lie strictly between 0 and 0.5 (or null)", "trim")
-    aug = bool(raw.pop("augmented", False))
-    if aug and est != "ATE":
-        raise err("the augmented estimator targets the ATE: set estimand ATE", "augmented")
-    if raw:
-        raise err(f"unknown key(s) {sorted(raw)}", sorted(raw)[0])
-    return WeightingPlan(est, covs, spl, tuple(inter), None if trim is None else float(trim), aug)
 
 
 # --------------------------------------------------------------------------- public tables
@@ -244,7 +177,7 @@ def public_flags(res, cfg: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- analysis
 
-def run_weighting(d: pd.DataFrame, *, wplan: WeightingPlan, covariates: tuple[str, ...],
+def run_weighting(d: pd.DataFrame, *, wplan, covariates: tuple[str, ...],
                   strata: str | None, comparison_arm: str, reference_arm: str,
                   outcomes: list[tuple[str, str, str]], cluster: str | None, cfg: dict[str, Any],
                   conf_level: float = 0.95, curve_times: tuple[float, ...] = (365.0, 730.0),
@@ -259,7 +192,9 @@ def run_weighting(d: pd.DataFrame, *, wplan: WeightingPlan, covariates: tuple[st
     from pipeline.stats import (evalue, propensity_weights, weighted_cox, weighted_curves,
                                 weighted_rate_ratio, weighted_risk)
 
-    covs = tuple(c for c in (wplan.covariates or covariates or DEFAULT_COVARIATES))
+    from pipeline.plan import BASELINE, WEIGHTING_WORDS
+
+    covs = tuple(wplan.covariates or covariates or BASELINE)
     dd = d.assign(arm=d["arm"].astype(str))
     ps = propensity_weights(dd, "arm", list(covs), treated_level=comparison_arm, strata=strata,
                             estimand=wplan.estimand, splines=list(wplan.splines),
@@ -270,7 +205,7 @@ def run_weighting(d: pd.DataFrame, *, wplan: WeightingPlan, covariates: tuple[st
     labels = (comparison_arm, reference_arm)
     results: dict[str, Any] = {"propensity": ps}
     rows, evs = [], []
-    who = ESTIMAND_WORDS[wplan.estimand]
+    who = WEIGHTING_WORDS[wplan.estimand]
     method_ps = wplan.describe(covs, strata)
 
     def add(name, words, measure, kind, w_res, u_res, row_measure, n, events, log_ratio):
@@ -405,3 +340,74 @@ def _curve_effect(res, t: float, measure: str, method: str):
                                upper=r["upper"], se=r["se"], se_known=r["se_known"], z=z,
                                p=2 * st.norm.sf(abs(z)))])
     return _Row(frame, f"weighted Aalen-Johansen (death competing); {method}".strip("; "))
+
+
+# --------------------------------------------------------------------------- family
+
+def weighting(d: pd.DataFrame, plan, p: dict[str, Any], cfg: dict[str, Any]):
+    """The observational family (``analyse.run`` name ``weighting``): nothing for a
+    randomised design; otherwise :func:`run_weighting` on the plan's outcomes, its weighted
+    estimate of each outcome's first measure as that outcome's ``primary`` or
+    ``secondary`` row (the others ``observational_weighted``), the unadjusted ones as
+    ``observational_unadjusted``, and the secondary outcomes tested in the plan's order
+    on the weighted p-values."""
+    from pipeline.analyses import AnalysisResult
+    from pipeline.analyses.multiplicity import secondary_tests
+    from pipeline.analyses.trial_effects import has_clusters
+
+    res = AnalysisResult("observational")
+    if plan.design.randomised:
+        return res
+    cfg = output_policy.settings(cfg)
+    outcomes = [(op.name, op.kind, op.outcome.what) for op in plan.outcomes]
+    cluster = "cluster_id" if plan.design.clustered and has_clusters(d) else None
+    out = run_weighting(d, wplan=plan.weighting, covariates=plan.weighting_covariates,
+                        strata=plan.design.strata, comparison_arm=plan.comparison_arm,
+                        reference_arm=plan.reference_arm, outcomes=outcomes, cluster=cluster,
+                        cfg=cfg, conf_level=plan.conf_level,
+                        curve_times=HORIZONS)
+    role = {plan.primary.name: "primary", **{op.name: "secondary" for op in plan.secondary}}
+    first = {op.name: op.measure for op in plan.outcomes}
+    for r in out["rows"]:
+        if r["analysis"] == "observational_weighted" and first.get(r["outcome"]) == r["measure"]:
+            r["analysis"] = role[r["outcome"]]
+        r.setdefault("df", np.nan)
+    res.estimates = out["rows"]
+    res.results.update(out["results"])
+    res.tables.update(out["tables"])
+    res.public.update(out["public"])
+    res.notes += out["notes"]
+    tested = {(r["outcome"], r["measure"]): r["p"] for r in res.estimates
+              if r["analysis"] in ("primary", "secondary")}
+    if plan.secondary:
+        mt = secondary_tests(tested.get((plan.primary.name, plan.primary.measure), np.nan),
+                             [(op.name, tested.get((op.name, op.measure), np.nan))
+                              for op in plan.secondary], plan.multiplicity,
+                             alpha=1 - plan.conf_level)
+        mt.loc[0, "outcome"] = plan.primary.name
+        mt.insert(2, "method", plan.multiplicity)
+        res.tables["multiplicity"] = res.public["multiplicity"] = mt
+    return res
+
+
+def as_sensitivity(effects, plan):
+    """For an observational design, the plan's outcome-regression estimates (covariate
+    adjusted, conditional on site) become a sensitivity analysis beside the weighted
+    primary ones, and its unadjusted rows (the weighting family has its own) and its
+    multiplicity table (recomputed on the weighted p-values) are dropped."""
+    if plan.design.randomised:
+        return effects
+    keep = []
+    for r in effects.estimates:
+        if r["analysis"] == "sensitivity":
+            continue
+        if r["analysis"] in ("primary", "secondary"):
+            r = {**r, "analysis": "outcome_regression",
+                 "notes": ("Sensitivity analysis: outcome regression adjusted for the plan's "
+                           "covariates (conditional on them), beside the weighted primary "
+                           "analysis. " + (r.get("notes") or "")).strip()}
+        keep.append(r)
+    effects.estimates = keep
+    effects.tables.pop("multiplicity", None)
+    effects.public.pop("multiplicity", None)
+    return effects
