@@ -239,7 +239,13 @@ class WeightingPlan:
                    if self.augmented else ""))
 
 
-def _weighting(raw: Any) -> WeightingPlan:
+#: Numeric baseline variables (the others are categorical): the ones splines may expand.
+NUMERIC_BASELINE = ("age_at_index", "prior_admissions_2y")
+
+
+def _weighting(raw: Any, plan_covariates: tuple[str, ...]) -> WeightingPlan:
+    """``design.weighting``; ``plan_covariates``: ``design.covariates`` (the propensity
+    model's default)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -253,13 +259,22 @@ def _weighting(raw: Any) -> WeightingPlan:
     if bad:
         raise _err(f"{bad} not baseline variables; known: {list(BASELINE)}",
                    "weighting.covariates")
+    model = covs or plan_covariates or BASELINE
     spl = _names(raw.pop("splines", None) or [], "weighting.splines")
+    bad = [c for c in spl if c not in model or c not in NUMERIC_BASELINE]
+    if bad:
+        raise _err(f"{bad}: splines expand numeric covariates of the propensity model "
+                   f"({[c for c in model if c in NUMERIC_BASELINE]})", "weighting.splines")
     inter = []
     for x in raw.pop("interactions", None) or []:
         pair = x.split(":") if isinstance(x, str) else list(x)
         if len(pair) != 2:
             raise _err(f"{x!r} is not a pair 'a:b'", "weighting.interactions")
-        inter.append((str(pair[0]).strip(), str(pair[1]).strip()))
+        pair = (str(pair[0]).strip(), str(pair[1]).strip())
+        if not set(pair) <= set(model) or pair[0] == pair[1]:
+            raise _err(f"{x!r}: both terms must be different covariates of the propensity "
+                       f"model ({list(model)})", "weighting.interactions")
+        inter.append(pair)
     trim = raw.pop("trim", None)
     if trim is not None and not (isinstance(trim, (int, float)) and 0 < float(trim) < 0.5):
         raise _err(f"must lie strictly between 0 and 0.5 (or null), got {trim!r}",
@@ -595,4 +610,4 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
         covariates=covariates, cluster_covariates=cluster_cov, subgroups=subgroups,
         reference_arm=str(an.get("reference_arm", "usual_care")),
         comparison_arm=str(an.get("comparison_arm", "open_dialogue")), conf_level=conf,
-        weighting=_weighting(raw["weighting"]))
+        weighting=_weighting(raw["weighting"], covariates))

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from pipeline import output_policy
-from pipeline.analyses.observational import WeightingPlan, parse_weighting, run_weighting
+from pipeline.analyses.observational import run_weighting
 from pipeline.errors import OdevalError
+from pipeline.plan import WeightingPlan, parse
 
 sys.path.insert(0, str(Path(__file__).parent / "stats"))
 from test_weighting_coverage import sample  # noqa: E402
@@ -68,11 +69,19 @@ def test_public_diagnostics_follow_the_output_policy(result):
     assert (b["smd_after"].dropna().round(2) == b["smd_after"].dropna()).all()
 
 
-def test_parse_weighting_names_the_key():
-    assert parse_weighting({"estimand": "att", "interactions": ["a:b"]}).estimand == "ATT"
+def _weighting(**w):
+    return parse({"design": {"type": "observational", "unit": "person", "weighting": w}}).weighting
+
+
+def test_design_weighting_is_parsed_and_errors_name_the_key():
+    assert _weighting(estimand="att", interactions=["sex:age_at_index"]).estimand == "ATT"
     with pytest.raises(OdevalError, match="design.weighting.trim"):
-        parse_weighting({"trim": 0.7})
-    with pytest.raises(OdevalError, match="augmented"):
-        parse_weighting({"estimand": "ATO", "augmented": True})
-    with pytest.raises(OdevalError, match="unknown"):
-        parse_weighting({"estimnd": "ATE"})
+        _weighting(trim=0.7)
+    with pytest.raises(OdevalError, match="design.weighting.augmented"):
+        _weighting(estimand="ATO", augmented=True)
+    with pytest.raises(OdevalError, match="design.weighting: unknown"):
+        _weighting(estimnd="ATE")
+    with pytest.raises(OdevalError, match="design.weighting.splines"):
+        _weighting(splines=["sex"])
+    with pytest.raises(OdevalError, match="design.weighting.interactions"):
+        _weighting(covariates=["sex", "age_at_index"], interactions=["sex:diagnosis_group"])
