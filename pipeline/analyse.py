@@ -143,30 +143,35 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     plan = plan_mod.parse(params).check_data(persons, clusters)  # before any estimate
     d = prepare(persons, plan)
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
-    out.public["plan"] = pd.DataFrame(plan.describe(), columns=["item", "plan"])
+    out.public["plan"] = pd.DataFrame(plan.describe(weighted="weighting" in p["run"]),
+                                     columns=["item", "plan"])
     run = p["run"]
     sites: dict[str, AnalysisResult] = {}
 
     def effects():
+        weighted = "weighting" in run and not plan.design.randomised
         res = trial_effects.outcomes(d, plan, p, clusters, run_primary="primary" in run,
-                                     run_secondary="secondary" in run)
-        if "weighting" in run:  # observational: the weighted analysis is the primary one
+                                     run_secondary="secondary" in run,
+                                     test_family=not weighted)
+        if weighted:  # observational: the weighted analysis is the primary one
             res = observational.as_sensitivity(res, plan)
-        return res.merge(curves.primary_curves(d, plan, p, cfg)) if "primary" in run else res
+        return res.merge(observational.unadjusted(curves.primary_curves(d, plan, p, cfg), plan)
+                         ) if "primary" in run else res
 
     def site_meta():
-        sites["meta"] = site_comparison.site_meta(d, p, cfg, met)
+        sites["meta"] = observational.unadjusted(site_comparison.site_meta(d, p, cfg, met), plan)
         return sites["meta"]
 
     def fidelity():
-        return site_comparison.fidelity_meta_regression(
-            met, p, cfg, sites.get("meta") or AnalysisResult("site_comparison"))
+        return observational.unadjusted(site_comparison.fidelity_meta_regression(
+            met, p, cfg, sites.get("meta") or AnalysisResult("site_comparison")), plan)
 
     steps = [("flow", lambda: flow.consort_flow(d, clusters, plan, cfg)),
              ("effects", effects),   # primary and/or secondary: outcomes, multiplicity, curves
              ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
              ("icc", lambda: icc.outcome_iccs(d, plan)),
-             ("subgroups", lambda: subgroups.subgroup_effects(d, plan, p, cfg)),
+             ("subgroups", lambda: observational.unadjusted(
+                 subgroups.subgroup_effects(d, plan, p, cfg), plan)),
              ("table_one", lambda: baseline.table_one(d, p, cfg)),
              ("cluster_table_one", lambda: baseline.cluster_table_one(d, clusters, plan, cfg)),
              ("site_meta", site_meta),

@@ -326,8 +326,9 @@ class AnalysisPlan:
 
     @property
     def causal(self) -> bool:
-        """Whether effect words fit (randomised designs); an observational comparison is an
-        association until its confounding adjustment (a later analysis) is declared."""
+        """Whether effect words fit (randomised designs). An observational comparison stays
+        an association, its weighted estimates too: "adjusted for the measured
+        covariates", an effect only under assumptions the data cannot check."""
         return self.design.randomised
 
     @property
@@ -359,9 +360,18 @@ class AnalysisPlan:
             "allocated: an association)")
         return f"{head}, {who}{cond}{adj}."
 
-    def describe(self) -> list[tuple[str, str]]:
-        """(item, words) rows: the plan as the report states it before any result."""
+    def describe(self, weighted: bool | None = None) -> list[tuple[str, str]]:
+        """(item, words) rows: the plan as the report states it before any result.
+
+        ``weighted``: whether the confounding adjustment (``analyse.run`` ``weighting``)
+        gives the primary estimates; by default for an observational design. Then each
+        outcome's row names the weighted estimate and the outcome regression as its
+        sensitivity analysis."""
         d = self.design
+        weighted = (not d.randomised) if weighted is None else weighted and not d.randomised
+        by_weights = ("propensity-score weighted (the confounding adjustment below), Wald "
+                      "test with the robust variance carrying the propensity model; "
+                      "sensitivity analysis: outcome regression adjusted for the covariates, ")
         kind = {"cluster_randomised": "Cluster-randomised trial",
                 "individually_randomised": "Individually randomised trial",
                 "observational": "Observational comparison (arms not allocated at random)"}[d.type]
@@ -380,11 +390,15 @@ class AnalysisPlan:
         test = ("the method's own test" if self.method(p.name) in ("cluster-level",
                                                                     "permutation")
                 else TESTS[p.kind][p.test])
-        rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, {test}; "
-                     f"{self._method_words(p)}"))
+        if weighted:
+            rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, "
+                         f"{by_weights}{self._method_words(p)}"))
+        else:
+            rows.append(("Primary outcome", f"{p.outcome.what}: {p.measure}, {test}; "
+                         f"{self._method_words(p)}"))
         for i, s in enumerate(self.secondary, start=1):
             rows.append((f"Secondary {i}", f"{s.outcome.what}: {s.measure}; "
-                         f"{self._method_words(s)}"))
+                         + (f"{by_weights}" if weighted else "") + self._method_words(s)))
         rows.append(("Multiplicity", {
             "hierarchical": "fixed sequence: each secondary outcome is tested at the full "
                             "level only if the primary and every earlier secondary test "
@@ -396,7 +410,7 @@ class AnalysisPlan:
                 self.multiplicity]))
         rows.append(("Subgroups", ", ".join(self.subgroups) + " (interaction tests)"
                      if self.subgroups else "none"))
-        if not d.randomised:
+        if weighted:
             rows.append(("Confounding adjustment (primary)",
                          self.weighting.describe(self.weighting_covariates, d.strata)
                          + "; every outcome also unadjusted, beside it; E-values for the "

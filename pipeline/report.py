@@ -752,10 +752,16 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         if e is None:
             return ""
         extra = []
-        u = e_row("sensitivity", outcome, measure)
-        if u is not None and not pd.isna(u.estimate):
-            extra.append(f"Unadjusted (sensitivity): {u.estimate:.2f} (95% CI {u.lower:.2f} to "
-                         f"{u.upper:.2f}), p = {u.p:.2g}.")
+        # randomised: the unadjusted sensitivity row; observational (weighted primary): the
+        # unadjusted comparison and the outcome regression
+        for label, analysis in (("Unadjusted (sensitivity)", "sensitivity"),
+                                ("Unadjusted (confounded)", "observational_unadjusted"),
+                                ("Outcome regression adjusted for the covariates, conditional "
+                                 "on them (sensitivity)", "outcome_regression")):
+            u = e_row(analysis, outcome, measure)
+            if u is not None and not pd.isna(u.estimate):
+                extra.append(f"{label}: {u.estimate:.2f} (95% CI {u.lower:.2f} to "
+                             f"{u.upper:.2f}), p = {u.p:.2g}.")
         ic = iccs[iccs.outcome == outcome] if len(iccs) else iccs
         if len(ic) and measure == e_row(analysis, outcome, measure).measure:
             r = ic.iloc[0]
@@ -774,6 +780,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
 
     horizons = sorted({int(m[3:-1]) for m in o.metric if m.startswith("km_")})
     P.append("<h2 id='outcomes'>4. Outcomes</h2>")
+    P.append(report_weighting.outcomes_note(con))  # observational designs only
     P.append("<h3>4.1 Relapse (primary outcome)</h3><p>A relapse is a hospital admission or a "
              "crisis resolution / home treatment episode starting after the referral was "
              "accepted. Death ends follow-up without relapse.</p>")

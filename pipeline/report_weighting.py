@@ -67,6 +67,19 @@ def _ci(e) -> str:
             f"{k * e['upper']:.{d}f})")
 
 
+def outcomes_note(con) -> str:
+    """A line atop the report's outcome sections for an observational design: their
+    estimate boxes are the weighted comparison; the per-arm tables, curves and tests
+    describe the arms as they are."""
+    if "analysis_weighting_balance_public" not in _have(con):
+        return ""
+    return ("<p class='muted'>Observational design: the estimate in each box below is the "
+            "weighted (adjusted) comparison of the section above, with the unadjusted "
+            "estimate and the outcome regression beside it. The per-arm tables, curves, "
+            "tests and subgroup and site comparisons describe the arms as they are, not "
+            "adjusted for the differences between the people they serve.</p>")
+
+
 def section(con, figs: dict, figure_html) -> str:
     """HTML of the section, right after the plan (it is the primary analysis of an
     observational design); empty without the analysis."""

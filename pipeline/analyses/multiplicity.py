@@ -72,3 +72,32 @@ def secondary_tests(primary_p: float, secondary: list[tuple[str, float]], method
         rows.append(dict(outcome=name, role="secondary", order=i + 1, p=p, p_adjusted=adj[i],
                          rejected=bool(rej[i]), confirmatory=bool(conf[i]), note=notes[i]))
     return pd.DataFrame(rows)
+
+
+def test_in_order(estimates: list[dict], plan) -> pd.DataFrame | None:
+    """The plan's secondary family tested in order on the ``primary`` and ``secondary``
+    rows of ``estimates`` (each outcome's first measure): the table (``outcome, role,
+    method, order, p, p_adjusted, ...``), and in each tested secondary row's notes its
+    adjusted p-value and what the method decided (after the row's own notes, so a "Not
+    estimated: ..." reason stays first). None when the plan has no secondary outcome."""
+    if not plan.secondary:
+        return None
+    tested = {(r["outcome"], r["measure"]): r["p"] for r in estimates
+              if r["analysis"] in ("primary", "secondary")}
+    p0 = tested.get((plan.primary.name, plan.primary.measure), np.nan)
+    sec = [(op.name, tested.get((op.name, op.measure), np.nan)) for op in plan.secondary]
+    mt = secondary_tests(p0, sec, plan.multiplicity, alpha=1 - plan.conf_level)
+    mt.loc[0, "outcome"] = plan.primary.name
+    mt.insert(2, "method", plan.multiplicity)
+    tested_measure = {op.name: op.measure for op in plan.secondary}
+    for r in estimates:
+        if r["analysis"] == "secondary" and tested_measure.get(r["outcome"]) == r["measure"]:
+            m = mt[mt.outcome == r["outcome"]].iloc[0]
+            adjusted = (f"adjusted p = {m.p_adjusted:.3g}" if np.isfinite(m.p_adjusted)
+                        else "no adjusted p (no p-value)")
+            extra = (f"Multiplicity ({plan.multiplicity}): {adjusted}; {m.note}."
+                     if plan.multiplicity != "none"
+                     else "Unadjusted p-value (no multiplicity method declared): "
+                          "descriptive.")
+            r["notes"] = f"{r.get('notes') or ''} {extra}".strip()
+    return mt

@@ -347,12 +347,13 @@ def _curve_effect(res, t: float, measure: str, method: str):
 def weighting(d: pd.DataFrame, plan, p: dict[str, Any], cfg: dict[str, Any]):
     """The observational family (``analyse.run`` name ``weighting``): nothing for a
     randomised design; otherwise :func:`run_weighting` on the plan's outcomes, its weighted
-    estimate of each outcome's first measure as that outcome's ``primary`` or
-    ``secondary`` row (the others ``observational_weighted``), the unadjusted ones as
+    estimates of each outcome's measures (as the outcome regression reports them) as that
+    outcome's ``primary`` or ``secondary`` rows (the relapse risks by day 365 and 730
+    ``observational_weighted``), the unadjusted ones as
     ``observational_unadjusted``, and the secondary outcomes tested in the plan's order
     on the weighted p-values."""
     from pipeline.analyses import AnalysisResult
-    from pipeline.analyses.multiplicity import secondary_tests
+    from pipeline.analyses.multiplicity import test_in_order
     from pipeline.analyses.trial_effects import has_clusters
 
     res = AnalysisResult("observational")
@@ -367,9 +368,10 @@ def weighting(d: pd.DataFrame, plan, p: dict[str, Any], cfg: dict[str, Any]):
                         cfg=cfg, conf_level=plan.conf_level,
                         curve_times=HORIZONS)
     role = {plan.primary.name: "primary", **{op.name: "secondary" for op in plan.secondary}}
-    first = {op.name: op.measure for op in plan.outcomes}
+    measures = {op.name: op.outcome.measures for op in plan.outcomes}
     for r in out["rows"]:
-        if r["analysis"] == "observational_weighted" and first.get(r["outcome"]) == r["measure"]:
+        if r["analysis"] == "observational_weighted" and \
+                r["measure"] in measures.get(r["outcome"], ()):
             r["analysis"] = role[r["outcome"]]
         r.setdefault("df", np.nan)
     res.estimates = out["rows"]
@@ -377,24 +379,32 @@ def weighting(d: pd.DataFrame, plan, p: dict[str, Any], cfg: dict[str, Any]):
     res.tables.update(out["tables"])
     res.public.update(out["public"])
     res.notes += out["notes"]
-    tested = {(r["outcome"], r["measure"]): r["p"] for r in res.estimates
-              if r["analysis"] in ("primary", "secondary")}
-    if plan.secondary:
-        mt = secondary_tests(tested.get((plan.primary.name, plan.primary.measure), np.nan),
-                             [(op.name, tested.get((op.name, op.measure), np.nan))
-                              for op in plan.secondary], plan.multiplicity,
-                             alpha=1 - plan.conf_level)
-        mt.loc[0, "outcome"] = plan.primary.name
-        mt.insert(2, "method", plan.multiplicity)
+    mt = test_in_order(res.estimates, plan)
+    if mt is not None:
         res.tables["multiplicity"] = res.public["multiplicity"] = mt
+    return res
+
+
+UNADJUSTED = ("Not adjusted for confounding: in this observational design the arms differ "
+              "in who they serve (the weighted comparison is the primary analysis). ")
+
+
+def unadjusted(res, plan):
+    """For an observational design, the estimands of a family that compares the arms as
+    they are (the primary outcome's log-rank and Gray tests, the subgroup models, the site
+    comparison) say that they are not adjusted for confounding."""
+    if not plan.design.randomised:
+        for r in res.estimates:
+            if not str(r.get("estimand", "")).startswith(UNADJUSTED):
+                r["estimand"] = UNADJUSTED + str(r.get("estimand", ""))
     return res
 
 
 def as_sensitivity(effects, plan):
     """For an observational design, the plan's outcome-regression estimates (covariate
     adjusted, conditional on site) become a sensitivity analysis beside the weighted
-    primary ones, and its unadjusted rows (the weighting family has its own) and its
-    multiplicity table (recomputed on the weighted p-values) are dropped."""
+    primary ones, and its unadjusted rows are dropped (the weighting family has its own;
+    its multiplicity table tests the weighted p-values)."""
     if plan.design.randomised:
         return effects
     keep = []
@@ -408,6 +418,4 @@ def as_sensitivity(effects, plan):
                            "analysis. " + (r.get("notes") or "")).strip()}
         keep.append(r)
     effects.estimates = keep
-    effects.tables.pop("multiplicity", None)
-    effects.public.pop("multiplicity", None)
     return effects

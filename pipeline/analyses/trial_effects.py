@@ -37,7 +37,7 @@ from scipy import stats
 
 from pipeline.analyses import AnalysisResult
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
-from pipeline.analyses.multiplicity import secondary_tests
+from pipeline.analyses.multiplicity import test_in_order
 from pipeline.plan import METHODS, AnalysisPlan, OutcomePlan
 
 GRAY_WITH_CLUSTERS = ("Gray's test of the cumulative incidence is not reported: it treats "
@@ -362,10 +362,11 @@ def outcome(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
 
 def outcomes(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
              clusters: pd.DataFrame | None, run_primary: bool = True,
-             run_secondary: bool = True) -> AnalysisResult:
+             run_secondary: bool = True, test_family: bool = True) -> AnalysisResult:
     """Every outcome of the plan (primary first), then the secondary family tested in the
     plan's order with its multiplicity method (table ``multiplicity``; the adjusted
-    p-value in each tested secondary row's notes)."""
+    p-value in each tested secondary row's notes). ``test_family=False``: these estimates
+    are not the tested ones (an observational design's weighted estimates are)."""
     res = AnalysisResult("trial_effects")
     todo = [(plan.primary, "primary")] if run_primary else []
     todo += [(op, "secondary") for op in plan.secondary] if run_secondary else []
@@ -374,26 +375,8 @@ def outcomes(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         res.estimates += part.estimates
         res.results.update(part.results)
         res.notes += part.notes
-    if run_primary and run_secondary and plan.secondary:
-        tested = {(r["outcome"], r["measure"]): r["p"] for r in res.estimates
-                  if r["analysis"] in ("primary", "secondary")}
-        p0 = tested.get((plan.primary.name, plan.primary.measure), np.nan)
-        sec = [(op.name, tested.get((op.name, op.measure), np.nan)) for op in plan.secondary]
-        mt = secondary_tests(p0, sec, plan.multiplicity, alpha=1 - plan.conf_level)
-        mt.loc[0, "outcome"] = plan.primary.name
-        mt.insert(2, "method", plan.multiplicity)
-        res.tables["multiplicity"] = mt
-        res.public["multiplicity"] = mt
-        tested_measure = {op.name: op.measure for op in plan.secondary}
-        for r in res.estimates:
-            if r["analysis"] == "secondary" and tested_measure.get(r["outcome"]) == r["measure"]:
-                m = mt[mt.outcome == r["outcome"]].iloc[0]
-                adjusted = (f"adjusted p = {m.p_adjusted:.3g}" if np.isfinite(m.p_adjusted)
-                            else "no adjusted p (no p-value)")
-                extra = (f"Multiplicity ({plan.multiplicity}): {adjusted}; {m.note}."
-                         if plan.multiplicity != "none"
-                         else "Unadjusted p-value (no multiplicity method declared): "
-                              "descriptive.")
-                # after the row's own notes: a "Not estimated: ..." reason stays first
-                r["notes"] = f"{r['notes']} {extra}".strip()
+    if run_primary and run_secondary and test_family:
+        mt = test_in_order(res.estimates, plan)
+        if mt is not None:
+            res.tables["multiplicity"] = res.public["multiplicity"] = mt
     return res

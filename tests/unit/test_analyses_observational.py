@@ -8,63 +8,115 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline import output_policy
-from pipeline.analyses.observational import run_weighting
+from pipeline.analyses.observational import weighting
 from pipeline.errors import OdevalError
-from pipeline.plan import WeightingPlan, parse
+from pipeline.plan import parse
 
 sys.path.insert(0, str(Path(__file__).parent / "stats"))
 from test_weighting_coverage import sample  # noqa: E402
 
-OUTCOMES = [("relapse", "time_to_event", "first relapse"),
-            ("involuntary_admission", "count", "involuntary admissions"),
-            ("return_to_work", "binary", "work or education at 2 years")]
+PLAN = {"design": {"type": "observational", "unit": "person", "strata": "site_id",
+                   "covariates": ["sex", "age_at_index", "diagnosis_group",
+                                  "prior_admissions_2y"],
+                   "secondary": ["involuntary_admission", "return_to_work"]}}
+WEIGHTED = ("primary", "secondary", "observational_weighted")
 
 
 @pytest.fixture(scope="module")
 def result():
+    from pipeline.analyse import prepare, resolve_params
+
     d = sample(9001)
-    d = d.assign(relapse_only=d["relapsed"], person_years=d["py"],
-                 ethnicity_group="white", baseline_activity="unemployed")
+    d = d.assign(person_years=d["py"], ethnicity_group="white",
+                 baseline_activity="unemployed")
+    plan = parse(PLAN)
     cfg = output_policy.settings({"disclosure": {}})
-    return run_weighting(d, wplan=WeightingPlan(), covariates=("sex", "age_at_index",
-                         "diagnosis_group", "prior_admissions_2y"), strata="site_id",
-                         comparison_arm="open_dialogue", reference_arm="usual_care",
-                         outcomes=OUTCOMES, cluster=None, cfg=cfg), cfg
+    res = weighting(prepare(d, plan), plan, resolve_params(None), cfg)
+    return res, plan, cfg
 
 
 def test_every_outcome_has_a_weighted_and_an_unadjusted_estimate(result):
-    out, _ = result
-    rows = pd.DataFrame(out["rows"])
-    for name, _, _ in OUTCOMES:
-        got = rows[rows["outcome"] == name]
-        assert set(got["analysis"]) == {"observational_weighted", "observational_unadjusted"}
-    w = rows[rows["analysis"] == "observational_weighted"]
+    res, plan, _ = result
+    rows = pd.DataFrame(res.estimates)
+    for op in plan.outcomes:
+        got = rows[rows["outcome"] == op.name]
+        assert set(got["analysis"]) >= {"observational_unadjusted"}
+        assert set(got["analysis"]) & set(WEIGHTED)
+    w = rows[rows["analysis"].isin(WEIGHTED)]
     assert w["estimand"].str.contains("not a randomised comparison|unmeasured", case=False).all()
     hr = rows[rows["measure"] == "hazard ratio"].set_index("analysis")["estimate"]
     # the planted confounding flatters Open Dialogue: the weighted ratio is nearer 1
-    assert hr["observational_unadjusted"] < hr["observational_weighted"]
-    ev = out["public"]["weighting_evalues"]
+    assert hr["observational_unadjusted"] < hr["primary"]
+    ev = res.public["weighting_evalues"]
     assert set(ev["measure"]) >= {"hazard ratio", "rate ratio", "risk ratio"}
     assert (ev["evalue_estimate"] >= 1).all()
 
 
+def test_the_weighted_estimates_are_the_plans_primary_and_secondary_ones(result):
+    res, plan, _ = result
+    rows = pd.DataFrame(res.estimates)
+    roles = rows.groupby("analysis")["measure"].apply(set)
+    assert roles["primary"] == {"hazard ratio"}
+    # every measure the plan reports of an outcome takes its role (binary: RD and RR);
+    # the relapse risks by day 365 and 730 stay beside them
+    assert roles["secondary"] == {"rate ratio", "risk difference", "risk ratio"}
+    assert all(m.startswith(("risk difference by day", "risk ratio by day"))
+               for m in roles["observational_weighted"])
+    assert rows[rows["analysis"].isin(WEIGHTED)]["method"].str.contains("propensity").all()
+    # the secondary family is tested in order on the weighted p-values
+    mt = res.public["multiplicity"]
+    assert list(mt["outcome"]) == ["relapse", "involuntary_admission", "return_to_work"]
+    p_w = rows.set_index(["analysis", "outcome", "measure"])["p"]
+    assert mt["p"].iloc[0] == p_w[("primary", "relapse", "hazard ratio")]
+    assert mt["p"].iloc[1] == p_w[("secondary", "involuntary_admission", "rate ratio")]
+    tested = rows[(rows["analysis"] == "secondary") & (rows["measure"] != "risk ratio")]
+    assert tested["notes"].str.contains(r"Multiplicity \(hierarchical\)").all()
+
+
+def test_the_plan_and_the_other_families_say_what_is_adjusted(result):
+    from pipeline.analyses import AnalysisResult
+    from pipeline.analyses.observational import UNADJUSTED, as_sensitivity, unadjusted
+
+    _, plan, _ = result
+    rows = dict(plan.describe())
+    assert "propensity-score weighted" in rows["Primary outcome"]
+    assert "sensitivity analysis: outcome regression" in rows["Secondary 1"]
+    assert rows["Confounding adjustment (primary)"].startswith("propensity score: logistic")
+    off = dict(plan.describe(weighted=False))   # analyse.run without weighting
+    assert "Confounding adjustment (primary)" not in off and "propensity" not in str(off)
+    trial = parse({"design": {}})
+    assert "Confounding adjustment (primary)" not in dict(trial.describe())
+    # outcome regressions become sensitivity rows, their unadjusted rows go (the weighting
+    # family has its own)
+    fx = AnalysisResult("trial_effects", estimates=[
+        dict(analysis="primary", outcome="relapse", measure="hazard ratio", notes="n."),
+        dict(analysis="sensitivity", outcome="relapse", measure="hazard ratio")])
+    got = as_sensitivity(fx, plan).estimates
+    assert [r["analysis"] for r in got] == ["outcome_regression"]
+    assert got[0]["notes"].startswith("Sensitivity analysis: outcome regression")
+    site = AnalysisResult("site_comparison", estimates=[dict(estimand="Mean of ...")])
+    assert unadjusted(site, plan).estimates[0]["estimand"] == UNADJUSTED + "Mean of ..."
+    assert unadjusted(site, plan).estimates[0]["estimand"].count(UNADJUSTED) == 1
+    same = AnalysisResult("site_comparison", estimates=[dict(estimand="Mean of ...")])
+    assert unadjusted(same, trial).estimates[0]["estimand"] == "Mean of ..."
+
+
 def test_public_diagnostics_follow_the_output_policy(result):
-    out, cfg = result
-    h = out["public"]["weighting_histogram"]
+    out, _, cfg = result
+    h = out.public["weighting_histogram"]
     step = 10
     assert (h["count"] % step == 0).all()
-    w = out["public"]["weighting_weights"]
+    w = out.public["weighting_weights"]
     for v in [*w["n"], *w["ess"]]:
         assert v is None or output_policy.disclosure.allowed(int(v), cfg)
-    assert "weight" not in set(out["public"]["weighting_balance"].columns)
-    for f in out["public"]["weighting_flags"]["flag"]:
+    assert "weight" not in set(out.public["weighting_balance"].columns)
+    for f in out.public["weighting_flags"]["flag"]:
         assert "common support" not in f  # no minimum or maximum score
-    b = out["public"]["weighting_balance"]
+    b = out.public["weighting_balance"]
     assert b["smd_after"].dropna().abs().max() < 0.1
     assert (b["smd_after"].dropna().round(2) == b["smd_after"].dropna()).all()
 
