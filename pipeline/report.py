@@ -754,11 +754,11 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         extra = []
         # randomised: the unadjusted sensitivity row; observational (weighted primary): the
         # unadjusted comparison and the outcome regression
-        for label, analysis in (("Unadjusted (sensitivity)", "sensitivity"),
-                                ("Unadjusted (confounded)", "observational_unadjusted"),
-                                ("Outcome regression adjusted for the covariates, conditional "
-                                 "on them (sensitivity)", "outcome_regression")):
-            u = e_row(analysis, outcome, measure)
+        for label, beside in (("Unadjusted (sensitivity)", "sensitivity"),
+                              ("Unadjusted (confounded)", "observational_unadjusted"),
+                              ("Outcome regression adjusted for the covariates, conditional "
+                               "on them (sensitivity)", "outcome_regression")):
+            u = e_row(beside, outcome, measure)
             if u is not None and not pd.isna(u.estimate):
                 extra.append(f"{label}: {u.estimate:.2f} (95% CI {u.lower:.2f} to "
                              f"{u.upper:.2f}), p = {u.p:.2g}.")
