@@ -58,6 +58,8 @@ def _num(v, digits=2) -> str:
 
 
 def _ci(e) -> str:
+    if e["method"] == "not estimated":
+        return "not estimated: " + str(e["notes"] or "").removeprefix("Not estimated: ")
     if e["estimate"] is None or pd.isna(e["estimate"]):
         return disclosure.SUPPRESSED
     pct = "difference" in e["measure"]
@@ -71,7 +73,7 @@ def outcomes_note(con) -> str:
     """A line atop the report's outcome sections for an observational design: their
     estimate boxes are the weighted comparison; the per-arm tables, curves and tests
     describe the arms as they are."""
-    if "analysis_weighting_balance_public" not in _have(con):
+    if "analysis_weighting_flags_public" not in _have(con):
         return ""
     return ("<p class='muted'>Observational design: the estimate in each box below is the "
             "weighted (adjusted) comparison of the section above, with the unadjusted "
@@ -86,16 +88,13 @@ def section(con, figs: dict, figure_html) -> str:
     from pipeline.report import _count_td as _count, _table
 
     have = _have(con)
-    if "analysis_weighting_balance_public" not in have:
+    if "analysis_weighting_flags_public" not in have:
         return ""
     est = con.execute("select * from results.analysis_estimates_public where analysis in "
                       "('primary', 'secondary', 'observational_weighted', "
                       "'observational_unadjusted')").df()
     est["weighted"] = est["analysis"] != "observational_unadjusted"
-    w = con.execute("select * from results.analysis_weighting_weights_public").df()
     flags = con.execute("select * from results.analysis_weighting_flags_public").df()["flag"].tolist()
-    ev = con.execute("select * from results.analysis_weighting_evalues_public").df()
-    bal = con.execute("select * from results.analysis_weighting_balance_public").df()
     method = est[est["analysis"] == "primary"]["method"]
     P = ["<h2 id='observational'>Adjusted comparison: the primary analysis of this "
          "observational design</h2>"]
@@ -112,6 +111,13 @@ def section(con, figs: dict, figure_html) -> str:
              "unmeasured confounder would have to be to explain an estimate away.</p></div>")
     if len(method):
         P.append(f"<p class='muted'>Method: {_esc(method.iloc[0])}.</p>")
+    if "analysis_weighting_balance_public" not in have:   # the model could not be fitted
+        P.append("<div class='box'><p><strong>No weighted comparison:</strong></p><ul>"
+                 + "".join(f"<li>{_esc(f)}</li>" for f in flags) + "</ul></div>")
+        return "\n".join(P)
+    w = con.execute("select * from results.analysis_weighting_weights_public").df()
+    ev = con.execute("select * from results.analysis_weighting_evalues_public").df()
+    bal = con.execute("select * from results.analysis_weighting_balance_public").df()
     # diagnostics
     P.append("<h3>Balance and overlap</h3>")
     n_bad = int((bal["smd_after"].abs() > 0.1).sum())

@@ -177,110 +177,150 @@ def public_flags(res, cfg: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- analysis
 
-def run_weighting(d: pd.DataFrame, *, wplan, covariates: tuple[str, ...],
-                  strata: str | None, comparison_arm: str, reference_arm: str,
-                  outcomes: list[tuple[str, str, str]], cluster: str | None, cfg: dict[str, Any],
-                  conf_level: float = 0.95, curve_times: tuple[float, ...] = (365.0, 730.0),
-                  ) -> dict[str, Any]:
-    """The propensity model, its diagnostics and the weighted and unadjusted estimates.
+def run_weighting(d: pd.DataFrame, plan, cfg: dict[str, Any], cluster: str | None = None,
+                  curve_times: tuple[float, ...] = HORIZONS) -> dict[str, Any]:
+    """The propensity model, its diagnostics and the weighted and unadjusted estimates of
+    every outcome of ``plan`` (:class:`pipeline.plan.AnalysisPlan`; its
+    ``design.weighting``, strata, covariates and arms).
 
-    ``outcomes``: (name, kind, words) for each outcome of the plan, ``kind`` in
-    ``time_to_event``, ``count``, ``binary``; ``d`` the person frame (analyse's
-    ``prepare``: ``od``, ``relapse_only``, ``relapse_time``, ``relapse_event``, ...).
-    Returns ``{"ps", "rows", "evalues", "tables", "public", "results", "notes"}``.
+    ``d``: the person frame (analyse's ``prepare``: ``arm``, ``od``, the outcome columns
+    of :data:`pipeline.plan.OUTCOMES`). An outcome that cannot be estimated (no event in
+    an arm, a ratio of 0 or infinity, a model that fails) gets "not estimated" rows with
+    the reason; a propensity model that cannot be fitted raises
+    :class:`~pipeline.stats._result.NotEstimable` (the caller reports every outcome as not
+    estimated). Returns ``{"ps", "rows", "tables", "public", "results", "notes"}``.
     """
+    from pipeline.analyses.trial_effects import _NOT_ESTIMABLE, _why_not, not_estimated
+    from pipeline.plan import WEIGHTING_WORDS
     from pipeline.stats import (evalue, propensity_weights, weighted_cox, weighted_curves,
                                 weighted_rate_ratio, weighted_risk)
+    from pipeline.stats._result import NotEstimable
 
-    from pipeline.plan import BASELINE, WEIGHTING_WORDS
-
-    covs = tuple(wplan.covariates or covariates or BASELINE)
+    wplan, strata = plan.weighting, plan.design.strata
+    covs = plan.weighting_covariates
     dd = d.assign(arm=d["arm"].astype(str))
-    ps = propensity_weights(dd, "arm", list(covs), treated_level=comparison_arm, strata=strata,
-                            estimand=wplan.estimand, splines=list(wplan.splines),
-                            interactions=list(wplan.interactions), trim=wplan.trim)
+    try:
+        ps = propensity_weights(dd, "arm", list(covs), treated_level=plan.comparison_arm,
+                                strata=strata, estimand=wplan.estimand,
+                                splines=list(wplan.splines),
+                                interactions=list(wplan.interactions), trim=wplan.trim)
+    except _NOT_ESTIMABLE as exc:
+        raise NotEstimable(f"the propensity model could not be fitted ({exc})") from None
     unit = ps.unweighted()
     kept = dd.loc[ps.weights.index]
     a = ps.treated.to_numpy()
-    labels = (comparison_arm, reference_arm)
+    labels = (plan.comparison_arm, plan.reference_arm)
     results: dict[str, Any] = {"propensity": ps}
     rows, evs = [], []
     who = WEIGHTING_WORDS[wplan.estimand]
     method_ps = wplan.describe(covs, strata)
 
+    def estimand(words, measure, which):
+        return (f"Marginal {measure} of {words}, {plan.contrast}, in {who}: "
+                + ("weighted for the measured covariates. " + CAUTION if which == "weighted"
+                   else "NOT adjusted for the measured covariates. Confounded: shown for "
+                        "comparison."))
+
+    def not_est(name, words, measures, reason, n=None):
+        for measure in measures:
+            for which in ("weighted", "unadjusted"):
+                rows.append({**not_estimated(f"observational_{which}", name, measure,
+                                             estimand(words, measure, which), reason, n=n),
+                             "n_clusters": None})
+
     def add(name, words, measure, kind, w_res, u_res, row_measure, n, events, log_ratio):
-        for which, r, res_ in (("weighted", w_res.summary.set_index("measure").loc[row_measure], w_res),
-                               ("unadjusted", u_res.summary.set_index("measure").loc[row_measure], u_res)):
+        got = {which: res_.summary.set_index("measure").loc[row_measure]
+               for which, res_ in (("weighted", w_res), ("unadjusted", u_res))}
+        if not all(np.isfinite([float(r[k]) for r in got.values()
+                                for k in ("estimate", "lower", "upper")])):
+            not_est(name, words, [measure], "the estimate or its interval is not finite (an "
+                    "arm in which no one, or everyone, has the outcome)", n)
+            return
+        if not all(float(r["se"]) > 0 for r in got.values()):
+            not_est(name, words, [measure], "its variance is 0 (too few events or people "
+                    "followed up for an interval)", n)
+            return
+        for which, res_ in (("weighted", w_res), ("unadjusted", u_res)):
+            r = got[which]
             rows.append(dict(
                 analysis=f"observational_{which}", outcome=name, measure=measure,
-                estimand=(f"Marginal {measure} of {words}, Open Dialogue vs usual care, in "
-                          f"{who}: {'weighted for' if which == 'weighted' else 'NOT adjusted for'} "
-                          f"the measured covariates. " + (CAUTION if which == "weighted" else
-                                                           "Confounded: shown for comparison.")),
+                estimand=estimand(words, measure, which),
                 estimate=float(r["estimate"]), lower=float(r["lower"]), upper=float(r["upper"]),
                 p=float(r["p"]) if "p" in r and pd.notna(r.get("p")) else np.nan,
                 se=float(r["se"]),
                 method=(f"{res_.method}; {method_ps}" if which == "weighted" else
                         "the same estimator with every weight 1 (robust variance)"),
                 n=n, events=events, n_clusters=None,
-                notes=" ".join(getattr(res_, "notes", []) or [])))
+                notes=_public_notes(getattr(res_, "notes", []) or [], cfg)))
         if log_ratio:
-            r = w_res.summary.set_index("measure").loc[row_measure]
+            r = got["weighted"]
             rare = kind == "time_to_event" and events is not None and n and events / n < 0.15
             mname = {"hazard ratio": "HR", "rate ratio": "rate ratio",
-                     "risk ratio": "RR"}[measure.split(" by ")[0] if " by " in measure else measure]
+                     "risk ratio": "RR"}[measure.split(" by ")[0]]
             ev = evalue(r["estimate"], r["lower"], r["upper"], measure=mname, rare=bool(rare))
             evs.append(dict(outcome=name, measure=measure, estimate=r["estimate"],
                             lower=r["lower"], upper=r["upper"],
                             evalue_estimate=ev.evalue_estimate, evalue_ci=ev.evalue_ci,
                             note=" ".join(ev.notes)))
 
-    for name, kind, words in outcomes:
+    for op in plan.outcomes:
+        o, name, kind = op.outcome, op.name, op.kind
+        words = o.what + (" (deaths censored)" if kind == "time_to_event" else "")
+        measures = list(o.measures)
         if kind == "time_to_event":
-            sub = kept
-            w_cox = weighted_cox(sub, ps, "relapse_time", "relapse_only", cluster=cluster)
-            u_cox = weighted_cox(sub, unit, "relapse_time", "relapse_only", cluster=cluster)
-            results[f"{name}_weighted_cox"] = w_cox
-            ev_n = int(sub["relapse_only"].sum())
-            add(name, words + " (deaths censored)", "hazard ratio", kind, w_cox, u_cox,
-                "hazard ratio", len(sub), ev_n, True)
-            w_aj = weighted_curves(sub, ps, "relapse_time", "relapse_event", cause=1,
-                                   times=curve_times, cluster=cluster, labels=labels)
-            u_aj = weighted_curves(sub, unit, "relapse_time", "relapse_event", cause=1,
-                                   times=curve_times, cluster=cluster, labels=labels)
-            results[f"{name}_weighted_aj"] = w_aj
-            for t in curve_times:
+            measures += [f"{m} by day {int(t)}" for t in curve_times
+                         for m in ("risk difference", "risk ratio")]
+        why = _why_not(kept, op, plan)
+        if why:
+            not_est(name, words, measures, why, len(kept))
+            continue
+        try:
+            if kind == "time_to_event":
+                sub = kept.assign(_ev=(kept[o.column("event")] == 1).astype(int))
+                time = o.column("time")
+                w_cox = weighted_cox(sub, ps, time, "_ev", cluster=cluster)
+                u_cox = weighted_cox(sub, unit, time, "_ev", cluster=cluster)
+                results[f"{name}_weighted_cox"] = w_cox
+                ev_n = int(sub["_ev"].sum())
+                add(name, words, "hazard ratio", kind, w_cox, u_cox, "hazard ratio",
+                    len(sub), ev_n, True)
+                w_aj = weighted_curves(sub, ps, time, o.column("event"), cause=1,
+                                       times=curve_times, cluster=cluster, labels=labels)
+                u_aj = weighted_curves(sub, unit, time, o.column("event"), cause=1,
+                                       times=curve_times, cluster=cluster, labels=labels)
+                results[f"{name}_weighted_aj"] = w_aj
+                for t in curve_times:
+                    for meas in ("risk difference", "risk ratio"):
+                        wr = _curve_effect(w_aj, t, meas, w_cox.method)
+                        ur = _curve_effect(u_aj, t, meas, "")
+                        at = f"{meas} by day {int(t)}"
+                        if wr is None or ur is None:
+                            not_est(name, words, [at], f"no one followed up to day {int(t)} "
+                                    "in an arm", len(sub))
+                            continue
+                        add(name, o.what + f" by day {int(t)} (death competing)", at, kind,
+                            wr, ur, meas, len(sub), ev_n, meas == "risk ratio")
+            elif kind == "count":
+                count, exposure = o.column("count"), o.column("exposure")
+                w_rr = weighted_rate_ratio(kept, ps, count, exposure, cluster=cluster)
+                u_rr = weighted_rate_ratio(kept, unit, count, exposure, cluster=cluster)
+                results[f"{name}_weighted_rate_ratio"] = w_rr
+                add(name, words, "rate ratio", kind, w_rr, u_rr, "rate ratio", len(kept),
+                    int(kept[count].sum()), True)
+            else:
+                sub = kept.assign(_y=kept[o.column("outcome")].astype(float))
+                method = "aipw" if wplan.augmented else "ipw"
+                w_b = weighted_risk(sub, ps, "_y", method=method, cluster=cluster,
+                                    outcome_covariates=list(covs))
+                u_b = weighted_risk(sub, unit, "_y", cluster=cluster)
+                results[f"{name}_weighted_risk"] = w_b
+                have = sub["_y"].notna()
                 for meas in ("risk difference", "risk ratio"):
-                    wr = _curve_effect(w_aj, t, meas, w_cox.method)
-                    ur = _curve_effect(u_aj, t, meas, "")
-                    if wr is None or ur is None:
-                        continue
-                    add(name, words + f" by day {int(t)} (death competing)",
-                        f"{meas} by day {int(t)}", kind, wr, ur, meas, len(sub), ev_n,
-                        meas == "risk ratio")
-        elif kind == "count":
-            sub = kept  # people without person-time add nothing to the rates
-            sub_ps = ps
-            w_rr = weighted_rate_ratio(sub, sub_ps, "involuntary_count", "person_years",
-                                       cluster=cluster)
-            u_rr = weighted_rate_ratio(sub, sub_ps.unweighted(), "involuntary_count",
-                                       "person_years", cluster=cluster)
-            results[f"{name}_weighted_rate_ratio"] = w_rr
-            add(name, words, "rate ratio", kind, w_rr, u_rr, "rate ratio", len(sub),
-                int(sub["involuntary_count"].sum()), True)
-        else:
-            col = {"antipsychotic_any": "ap_any_use", "antipsychotic_last_days": "ap_use_last_days",
-                   "return_to_work": "rtw_2y"}.get(name, name)
-            sub = kept.assign(_y=kept[col].astype(float))
-            method = "aipw" if wplan.augmented else "ipw"
-            w_b = weighted_risk(sub, ps, "_y", method=method, cluster=cluster,
-                                outcome_covariates=list(covs))
-            u_b = weighted_risk(sub, unit, "_y", cluster=cluster)
-            results[f"{name}_weighted_risk"] = w_b
-            have = sub["_y"].notna()
-            for meas in ("risk difference", "risk ratio"):
-                add(name, words, meas, kind, w_b, u_b, meas, int(have.sum()),
-                    int(sub.loc[have, "_y"].sum()), meas == "risk ratio")
+                    add(name, words, meas, kind, w_b, u_b, meas, int(have.sum()),
+                        int(sub.loc[have, "_y"].sum()), meas == "risk ratio")
+        except _NOT_ESTIMABLE as exc:
+            done = {r["measure"] for r in rows if r["outcome"] == name}
+            not_est(name, words, [m for m in measures if m not in done], str(exc), len(kept))
 
     cov, _names = _covariate_frame(kept, covs, strata)
     tables = {"weighting_balance": ps.balance.table, "weighting_ess": ps.ess,
@@ -293,7 +333,22 @@ def run_weighting(d: pd.DataFrame, *, wplan, covariates: tuple[str, ...],
               "weighting_evalues": _public_evalues(pd.DataFrame(evs), cfg)}
     tables["weighting_evalues"] = pd.DataFrame(evs)
     return {"ps": ps, "rows": rows, "tables": tables, "public": public, "results": results,
-            "notes": list(ps.notes), "method": method_ps, "estimand": wplan.estimand}
+            "notes": list(ps.notes)}
+
+
+def _public_notes(notes: list[str], cfg: dict[str, Any]) -> str:
+    """An estimator's notes for a published row, counts of people rounded as every other
+    count is ("about N", or "a few" where the count would be suppressed)."""
+    import re
+
+    def c(v: str) -> str:
+        n = int(v)
+        r = output_policy.count(n, cfg)
+        return "0" if n == 0 else f"about {r}" if r else "a few"
+
+    return " ".join(re.sub(r"\b(\d+)(?: of (\d+))? people\b",
+                           lambda m: c(m[1]) + (f" of {c(m[2])}" if m[2] else "") + " people", n)
+                    for n in notes)
 
 
 def _covariate_frame(kept, covs, strata):
@@ -349,36 +404,65 @@ def weighting(d: pd.DataFrame, plan, p: dict[str, Any], cfg: dict[str, Any]):
     randomised design; otherwise :func:`run_weighting` on the plan's outcomes, its weighted
     estimates of each outcome's measures (as the outcome regression reports them) as that
     outcome's ``primary`` or ``secondary`` rows (the relapse risks by day 365 and 730
-    ``observational_weighted``), the unadjusted ones as
-    ``observational_unadjusted``, and the secondary outcomes tested in the plan's order
-    on the weighted p-values."""
+    ``observational_weighted``), the unadjusted ones as ``observational_unadjusted``, and
+    the secondary outcomes tested in the plan's order on the weighted p-values.
+
+    Sites (strata) with people in one arm only are left out first: no one there could
+    have been in the other arm (positivity fails by design), and a site fixed effect
+    would give them scores of 0 or 1. A propensity model that cannot be fitted leaves
+    every outcome "not estimated" with the reason, in the rows and the public flags."""
     from pipeline.analyses import AnalysisResult
     from pipeline.analyses.multiplicity import test_in_order
-    from pipeline.analyses.trial_effects import has_clusters
+    from pipeline.analyses.trial_effects import has_clusters, not_estimated
+    from pipeline.stats._result import NotEstimable
 
     res = AnalysisResult("observational")
     if plan.design.randomised:
         return res
     cfg = output_policy.settings(cfg)
-    outcomes = [(op.name, op.kind, op.outcome.what) for op in plan.outcomes]
     cluster = "cluster_id" if plan.design.clustered and has_clusters(d) else None
-    out = run_weighting(d, wplan=plan.weighting, covariates=plan.weighting_covariates,
-                        strata=plan.design.strata, comparison_arm=plan.comparison_arm,
-                        reference_arm=plan.reference_arm, outcomes=outcomes, cluster=cluster,
-                        cfg=cfg, conf_level=plan.conf_level,
-                        curve_times=HORIZONS)
+    strata, flags = plan.design.strata, []
+    if strata:
+        both = d.groupby(strata, observed=True)["od"].nunique() == 2
+        one = sorted(map(str, both.index[~both]))
+        if one:
+            n = output_policy.count(int(d[strata].astype(str).isin(one).sum()), cfg)
+            flags.append(f"positivity: {len(one)} site(s) with people in one arm only "
+                         f"({', '.join(one)}; {f'about {n}' if n else 'a few'} people) left "
+                         "out of the weighted comparison: no one there could have been in "
+                         "the other arm. The estimates are of the sites with both arms.")
+            d = d[~d[strata].astype(str).isin(one)]
     role = {plan.primary.name: "primary", **{op.name: "secondary" for op in plan.secondary}}
-    measures = {op.name: op.outcome.measures for op in plan.outcomes}
-    for r in out["rows"]:
-        if r["analysis"] == "observational_weighted" and \
-                r["measure"] in measures.get(r["outcome"], ()):
-            r["analysis"] = role[r["outcome"]]
+    try:
+        if strata and d.empty:
+            raise NotEstimable("no site has people in both arms; a comparison across sites "
+                               "declares design.strata: null")
+        out = run_weighting(d, plan, cfg, cluster=cluster)
+    except NotEstimable as exc:
+        why = str(exc)
+        for op in plan.outcomes:
+            for m in op.outcome.measures:
+                for analysis in (role[op.name], "observational_unadjusted"):
+                    res.estimates.append({**not_estimated(analysis, op.name, m, CAUTION, why),
+                                          "n_clusters": None})
+        res.public["weighting_flags"] = pd.DataFrame(
+            {"flag": [*flags, f"weighting not done: {why}"]}, dtype=object)
+        res.notes.append(f"Weighting not done: {why}")
+    else:
+        measures = {op.name: op.outcome.measures for op in plan.outcomes}
+        for r in out["rows"]:
+            if r["analysis"] == "observational_weighted" and \
+                    r["measure"] in measures.get(r["outcome"], ()):
+                r["analysis"] = role[r["outcome"]]
+        res.estimates = out["rows"]
+        res.results.update(out["results"])
+        res.tables.update(out["tables"])
+        res.public.update(out["public"])
+        res.public["weighting_flags"] = pd.DataFrame(
+            {"flag": [*flags, *out["public"]["weighting_flags"]["flag"]]}, dtype=object)
+        res.notes += out["notes"]
+    for r in res.estimates:
         r.setdefault("df", np.nan)
-    res.estimates = out["rows"]
-    res.results.update(out["results"])
-    res.tables.update(out["tables"])
-    res.public.update(out["public"])
-    res.notes += out["notes"]
     mt = test_in_order(res.estimates, plan)
     if mt is not None:
         res.tables["multiplicity"] = res.public["multiplicity"] = mt

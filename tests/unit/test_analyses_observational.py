@@ -137,3 +137,26 @@ def test_design_weighting_is_parsed_and_errors_name_the_key():
         _weighting(splines=["sex"])
     with pytest.raises(OdevalError, match="design.weighting.interactions"):
         _weighting(covariates=["sex", "age_at_index"], interactions=["sex:diagnosis_group"])
+
+
+def test_sites_with_one_arm_are_left_out_and_without_any_the_report_says_what_to_declare(result):
+    from pipeline.analyse import prepare, resolve_params
+
+    _, plan, cfg = result
+    d = sample(9001).assign(person_years=lambda x: x["py"], ethnicity_group="white",
+                            baseline_activity="unemployed")
+    # an Open Dialogue team's site against usual care elsewhere: every site one arm
+    by_arm = d.assign(site_id=d["arm"].map({"open_dialogue": "S01", "usual_care": "S02"}))
+    res = weighting(prepare(by_arm, plan), plan, resolve_params(None), cfg)
+    flags = list(res.public["weighting_flags"]["flag"])
+    assert flags[0].startswith("positivity: 2 site(s) with people in one arm only (S01, S02")
+    assert flags[-1] == ("weighting not done: no site has people in both arms; a comparison "
+                         "across sites declares design.strata: null")
+    rows = pd.DataFrame(res.estimates)
+    assert (rows["method"] == "not estimated").all()
+    assert set(rows[rows["analysis"] == "primary"]["measure"]) == {"hazard ratio"}
+    # declared as a comparison across sites, the same people are weighted
+    across = parse({"design": {**PLAN["design"], "strata": None}})
+    res = weighting(prepare(by_arm, across), across, resolve_params(None), cfg)
+    hr = pd.DataFrame(res.estimates).set_index("analysis").loc["primary"]
+    assert hr["method"].startswith("weighted Cox") and 0 < hr["estimate"] < 1
