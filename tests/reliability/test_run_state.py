@@ -113,3 +113,37 @@ def test_the_same_inputs_and_parameters_give_the_same_build_ids(studies, tmp_pat
         ids.append({s: b["build_id"] for s, b in runstate.builds(con).items()})
         con.close()
     assert ids[0] == ids[1] and set(ids[0]) == set(runstate.STAGES)
+
+
+def test_a_failed_command_leaves_no_warehouse_it_created(studies, tmp_path):
+    """Issue 17: a failed ingest, or an analyse on a new path, left an empty warehouse."""
+    bad = tmp_path / "bad"
+    bad.mkdir()  # an extract folder without the contract's files
+    wh = tmp_path / "new" / "w.duckdb"
+    code, out = _cli(studies, "ingest", str(bad), "-w", str(wh))
+    assert code == 2 and "[rule ingest.table_missing]" in " ".join(out.split()), out
+    code, out = _cli(studies, "analyse", "-w", str(wh))
+    assert code == 2 and "[rule run.stale]" in " ".join(out.split()), out
+    assert not (tmp_path / "new").exists()
+    # a warehouse that existed before stays, whatever fails
+    assert _cli(studies, "ingest", str(studies / "a"), "-w", str(wh))[0] == 0
+    code, _ = _cli(studies, "ingest", str(bad), "-w", str(wh))
+    assert code == 2 and wh.exists()
+
+
+def test_two_studies_write_their_outputs_beside_their_own_warehouses(studies, tmp_path):
+    """Issue 17: a second study's run wrote reports/ over the first study's, whatever
+    --warehouse said. Each now writes beside its warehouse; pointing the second at the
+    first's folder is refused before anything runs."""
+    root = studies
+    a, b = tmp_path / "a.duckdb", tmp_path / "trial_b.duckdb"
+    assert _cli(root, "run", str(root / "a"), "-w", str(a))[0] == 0
+    report_a = (tmp_path / "a_reports" / "report.html").read_bytes()
+    assert _cli(root, "run", str(root / "a"), "-w", str(b))[0] == 0
+    assert (tmp_path / "trial_b_reports" / "report.html").exists()
+    assert (tmp_path / "a_reports" / "report.html").read_bytes() == report_a
+    code, out = _cli(root, "run", str(root / "a"), "-w", str(b), "--out",
+                     str(tmp_path / "a_reports"))
+    line = " ".join(out.split())
+    assert code == 2 and "[rule output.other_study]" in line and "a.duckdb" in line, line
+    assert (tmp_path / "a_reports" / "report.html").read_bytes() == report_a
