@@ -168,7 +168,10 @@ def synth(
     people: Annotated[int, typer.Option(help="Number of people in the study.")] = 1400,
     sites: Annotated[int, typer.Option(help="Number of sites.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 20261125,
-    format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    format: Annotated[str, typer.Option("--format", help="parquet or csv (the contract), or mhsds: "
+                                        "the study as an NHS trust's MHSDS tables (OUT/mhsds/, with "
+                                        "OUT/allocation.csv, OUT/local/, OUT/local_mapping.csv and "
+                                        "OUT/mhsds_truth.json) for `odeval import mhsds`.")] = "parquet",
     faults: Annotated[float, typer.Option(help="Share of rows per table given an injected "
                                           "fault, listed in OUT/faults.csv.")] = 0.0,
     nhs_numbers: Annotated[bool, typer.Option("--nhs-numbers", help="Also plant a few "
@@ -183,12 +186,22 @@ def synth(
     """Generate a synthetic multi-site Open Dialogue study with planted truth (OUT/truth.json)."""
     from pipeline.synth import generate_study
 
-    if format not in ("parquet", "csv"):
-        _fail(OdevalError("--format must be parquet or csv", rule="cli.format"))
+    if format not in ("parquet", "csv", "mhsds"):
+        _fail(OdevalError("--format must be parquet, csv or mhsds", rule="cli.format"))
+    if format == "mhsds" and (faults or nhs_numbers):
+        _fail(OdevalError("--faults and --nhs-numbers are for the contract formats; the mhsds "
+                          "format plants MHSDS's own faults (resubmissions, duplicates, invalid "
+                          "rows, unlisted codes)", rule="cli.format"))
     with _errors(), _progress("synth") as update:
-        summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
-                                 faults=faults, nhs_numbers=nhs_numbers, design=design, staggered=staggered,
-                                 progress=lambda d, t: update(d, t, "people"))
+        if format == "mhsds":
+            from pipeline.synth.mhsds import write_mhsds
+
+            summary = write_mhsds(out_dir, people=people, sites=sites, seed=seed, design=design,
+                                  progress=lambda d, t: update(d, t, "people"))
+        else:
+            summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
+                                     faults=faults, nhs_numbers=nhs_numbers, design=design,
+                                     staggered=staggered, progress=lambda d, t: update(d, t, "people"))
     table = RichTable("table", "rows", title=f"synthetic study in {out_dir}")
     for name, n in (summary.get("rows") or {}).items():
         table.add_row(name, f"{n:,}")
@@ -274,6 +287,87 @@ def _do_derive(con, params: dict) -> None:
         out.print("Drug names not in the reference list (not counted as antipsychotics): "
                   + ", ".join(f"{d['drug']} ({d['n_prescriptions']})" for d in summary["unknown_drugs"]))
     _stamp("derive", {"rows": summary["rows"]})
+
+
+import_app = typer.Typer(
+    name="import",
+    help="Stage 0 (optional): turn a source's own tables into a contract extract that "
+    "`odeval ingest` (or `odeval run`) then loads.",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("mhsds")
+def import_mhsds(
+    source: Annotated[Path, typer.Argument(help="Folder of MHSDS table files as delivered: "
+                      "<table>[_anything].csv, .txt (comma- or pipe-delimited) or .parquet, e.g. "
+                      "MHS001MPI.csv, MHS201CareContact_v5.txt; several files per table allowed.")],
+    allocation: Annotated[Path, typer.Option("--allocation", help="The trial's allocation list "
+                          "(CSV or Parquet): Person_ID, site_id, arm, index_date; optionally "
+                          "cluster_id, data_end_date, data_end_reason, birth_year, diagnosis_group, "
+                          "prior_admissions_2y, baseline_activity.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Extract folder to write (new, empty, or "
+                       "an earlier import, which is replaced whole).")],
+    mapping: Annotated[Optional[list[Path]], typer.Option("--mapping", help="Local mapping file "
+                       "(CSV: list,code,contract_value[,meaning]) adding codes to the code lists of "
+                       "pipeline/reference/mhsds/ or changing what one maps to; repeat for several.")] = None,
+    local: Annotated[Optional[Path], typer.Option("--local", help="Folder with the contract tables "
+                     "MHSDS does not hold, in contract format: staff.csv (the staff register, "
+                     "ids as MHS202 CareProfLocalId) and prescriptions.csv (or .parquet).")] = None,
+    format: Annotated[str, typer.Option("--format", help="parquet or csv for the extract's files.")] = "parquet",
+    extract_end: Annotated[Optional[str], typer.Option("--extract-end", help="Last day the extract "
+                           "covers (YYYY-MM-DD): data_end_date of people whose allocation has none.",
+                           show_default="the latest ReportingPeriodEndDate in the tables")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for import_report.html "
+                      "and .json (disclosure-controlled).", show_default="reports/import")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Import an NHS trust's MHSDS submission tables: keep the latest version of each record
+    (by UniqMonthID, then UniqSubmissionID), drop rows flagged invalid, map codes through the
+    code lists (codes not listed are reported and get the contract's unknown/other value), join
+    the allocation list, and write a contract extract for `odeval ingest`; nothing is written
+    when an input is refused."""
+    import datetime as dt
+
+    from pipeline.config import REPORTS_DIR
+    from pipeline.importers.mhsds import import_mhsds as run_import
+
+    with _errors():
+        end = None
+        if extract_end is not None:
+            try:
+                end = dt.date.fromisoformat(extract_end)
+            except ValueError:
+                raise OdevalError(f"--extract-end {extract_end!r} is not a date YYYY-MM-DD",
+                                  rule="cli.extract_end") from None
+        p = load_params(params)
+        wh = section(p, "warehouse")
+        with _progress("import mhsds") as update:
+            res = run_import(source, allocation, out_dir, mappings=mapping or [], local=local,
+                             fmt=format, extract_end=end, report_dir=report or REPORTS_DIR / "import",
+                             disclosure=section(p, "disclosure"), threads=wh.get("threads"),
+                             memory_limit=wh.get("memory_limit"), progress=update)
+    f = res.facts
+    table = RichTable("MHSDS table", "rows read", "kept", "superseded", "duplicate", "invalid",
+                      "kept, not allocated", title="import mhsds: versions")
+    for name, r in f["tables"].items():
+        table.add_row(name, *(f"{r[k]:,}" for k in ("rows_read", "kept", "superseded", "duplicate",
+                                                     "invalid", "kept_not_allocated")))
+    out.print(table)
+    unmapped = [c for c in f["codes"] if c["kind"] == "unmapped"]
+    if unmapped:
+        out.print("Codes not in their code list (written as the contract's unknown/other value): "
+                  + "; ".join(f"{c['table']}.{c['column']} {c['code']!r} ({c['rows']:,} rows, as "
+                              f"{c['contract_value'] or 'empty'!r})" for c in unmapped), highlight=False)
+    a = f["allocation"]
+    out.print(f"Allocated people {a['allocated_people']:,} ({a['without_mhs001mpi']:,} without an "
+              f"MHS001MPI record); people in the tables without an allocation "
+              f"{a['people_without_allocation']:,} (not written).")
+    out.print("Extract: " + ", ".join(f"{t} {n:,}" for t, n in f["contract"].items()))
+    if res.report_files:
+        out.print(f"Import report: {res.report_files[0]}")
+    out.print(f"Extract written to {res.out}; load it with `odeval ingest {res.out}` or `odeval run {res.out}`")
 
 
 @app.command()

@@ -212,6 +212,7 @@ _INT_RE = "[+-]?[0-9]+"
 _FLOAT_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
 _DATE_RE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _TS_RE = "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2})?"
+_TIME_RE = "[0-9]{2}:[0-9]{2}(:[0-9]{2})?"
 _TRUE = "('true', '1', 'yes')"
 _FALSE = "('false', '0', 'no')"
 
@@ -236,6 +237,8 @@ def _typed_from_text(col: Column, v: str) -> str:
     if t == "timestamp":
         return (f"case when regexp_full_match({v}, '{_TS_RE}') then "
                 f"try_strptime(replace({v}, ' ', 'T'), ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M']) end")
+    if t == "time":
+        return f"case when regexp_full_match({v}, '{_TIME_RE}') then try_cast({v} as time) end"
     raise AssertionError(t)
 
 
@@ -316,17 +319,19 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _reader(fmt: str, header: Sequence[str] = ()) -> str:
+def _reader(fmt: str, header: Sequence[str] = (), delimiter: str = ",") -> str:
     """The table function reading one input file; the path is bound as ``$path``.
 
     CSV is read as the contract says (comma, double quote, UTF-8, a header line), with
     DuckDB's sniffer off: the header was read and checked by :func:`csv_header`, so nothing
-    is guessed (no skipped lines, no comment lines, no renamed columns).
+    is guessed (no skipped lines, no comment lines, no renamed columns). ``delimiter`` is
+    the contract's comma unless a caller reading another format (the MHSDS import's
+    pipe-delimited text) says otherwise.
     """
     if fmt == "csv":
         columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in header) + "}"
         return ("read_csv($path, header = true, auto_detect = false, "
-                f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
+                f"columns = {columns}, delim = {_sql_str(delimiter)}, quote = '\"', escape = '\"', "
                 "encoding = 'utf-8', strict_mode = true, null_padding = false)")
     return "read_parquet($path)"
 
@@ -339,12 +344,13 @@ _UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"
 _REEXPORT = "re-export it as UTF-8 (Excel: Save As 'CSV UTF-8 (Comma delimited)')"
 
 
-def csv_header(path: Path) -> list[str]:
+def csv_header(path: Path, delimiter: str = ",") -> list[str]:
     """The column names of a CSV input, after the checks that need no full read.
 
     Raises :class:`OdevalError` for an empty file, a UTF-16/32 or binary file, a header
     line that is not UTF-8, has an unclosed quote, is separated by something other than
-    commas, or has a nameless or repeated column. A UTF-8 byte-order mark is allowed.
+    ``delimiter`` (the contract's comma), or has a nameless or repeated column. A UTF-8
+    byte-order mark is allowed.
     """
     with open(path, "rb") as f:
         head = f.read(MAX_LINE_BYTES + 1)
@@ -378,8 +384,8 @@ def csv_header(path: Path) -> list[str]:
     if not text.strip():
         raise OdevalError("the first line is empty: the file must start with its header line",
                           rule="ingest.header", file=path)
-    names = next(csv.reader([text]), [])
-    if len(names) <= 1:
+    names = next(csv.reader([text], delimiter=delimiter), [])
+    if len(names) <= 1 and delimiter == ",":
         found = [label for d, label in _OTHER_DELIMITERS.items() if d in text]
         if found:
             raise OdevalError(f"the header is separated by {found[0]}, not by commas: the contract "
@@ -446,9 +452,10 @@ def find_files(folder: Path, tables: dict[str, Table]) -> tuple[dict[str, tuple[
     return found, ignored
 
 
-def _describe(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[tuple[str, str]]:
+def _describe(con: duckdb.DuckDBPyConnection, path: Path, fmt: str,
+              delimiter: str = ",") -> list[tuple[str, str]]:
     if fmt == "csv":
-        return [(n, "VARCHAR") for n in csv_header(path)]
+        return [(n, "VARCHAR") for n in csv_header(path, delimiter)]
     try:
         rows = con.execute(f"describe select * from {_reader(fmt)}", {"path": str(path)}).fetchall()
     except duckdb.Error as exc:
@@ -605,8 +612,9 @@ def typing_columns(table: Table, by_norm: dict[str, tuple[str, str]], extras: li
 
 
 def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str,
-               sha: str, load_id: str, scan: _LineScan | None = None) -> FileLoad:
-    columns = _describe(con, path, fmt)
+               sha: str, load_id: str, scan: _LineScan | None = None,
+               delimiter: str = ",") -> FileLoad:
+    columns = _describe(con, path, fmt, delimiter)
     by_norm, extras = check_header(table, path, fmt, columns)
     if scan is not None and scan.nul_line:
         raise OdevalError(
@@ -622,7 +630,8 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
     # Parquet numbers its rows; for CSV a streaming row_number() over the ordered scan does
     # (preserve_insertion_order is on): both give the 1-based data row, header excluded.
     source = ("read_parquet($path, file_row_number = true)" if fmt == "parquet"
-              else f"(select *, row_number() over () as __rn from {_reader(fmt, [c for c, _ in columns])})")
+              else f"(select *, row_number() over () as __rn from "
+                 f"{_reader(fmt, [c for c, _ in columns], delimiter)})")
     rn = "file_row_number + 1" if fmt == "parquet" else "__rn"
     sql = f"""
         insert into raw.{table.name}

@@ -701,7 +701,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     P.append(_figure(figs.get("fidelity_vs_relapse"), "Fidelity against relapse hazard ratio by site",
                      "Each site's hazard ratio of relapse against its Open Dialogue arm's percent "
                      "of first meetings within 24 hours (bubble area by the weight of the site); "
-                     "the line is the meta-regression fit, over every site. Sites whose percent "
+                     "the line is the meta-regression fit over the sites drawn: those whose "
+                     "hazard ratio and percent are published (output policy). Sites whose percent "
                      "is suppressed are not drawn. Few sites: read as a description."))
     P.append(_table("Relapse and involuntary admission per site and arm",
                     _relapse_site_header("Site", horizons[0]),

@@ -16,7 +16,7 @@ import yaml
 
 from pipeline.config import SCHEMAS_DIR
 
-TYPES = ("text", "int", "float", "bool", "date", "timestamp")
+TYPES = ("text", "int", "float", "bool", "date", "timestamp", "time")
 
 #: DuckDB type of each contract type.
 DUCKDB_TYPES = {
@@ -26,6 +26,7 @@ DUCKDB_TYPES = {
     "bool": "BOOLEAN",
     "date": "DATE",
     "timestamp": "TIMESTAMP",
+    "time": "TIME",  # no contract column; the MHSDS import's times of day (CareContTime, ...)
 }
 
 #: Order in which tables are loaded and validated (referenced tables first).

@@ -62,9 +62,14 @@ def study_run(tmp_path_factory):
 def test_derived_outcomes_equal_the_generators_simulated_ones_exactly(study_run):
     """Issue 5's planted-truth test: every person, every outcome, exactly."""
     con = duckdb.connect(str(study_run / "data" / "warehouse.duckdb"), read_only=True)
-    truth = str(study_run / "data" / "raw" / "s" / "truth_people.parquet")
+    assert_planted_truth(con, study_run / "data" / "raw" / "s" / "truth_people.parquet", 500)
+
+
+def assert_planted_truth(con: duckdb.DuckDBPyConnection, truth_file: Path, people: int) -> None:
+    """The derived outcomes of the warehouse equal the generator's for every person."""
+    truth = str(truth_file)
     n = con.execute(f"select count(*) from '{truth}'").fetchone()[0]
-    assert n == 500
+    assert n == people
     for outcome, col in OUTCOMES.items():
         mismatched = con.execute(f"""
             select count(*) from '{truth}' as t
