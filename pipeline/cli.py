@@ -176,8 +176,11 @@ def synth(
                                           "fault, listed in OUT/faults.csv.")] = 0.0,
     nhs_numbers: Annotated[bool, typer.Option("--nhs-numbers", help="Also plant a few "
                                               "NHS-number-shaped person ids (ingest must refuse them).")] = False,
-    design: Annotated[str, typer.Option(help="cluster (GP-practice clusters randomised) or "
-                                        "individual randomisation.")] = "cluster",
+    design: Annotated[str, typer.Option(help="cluster (GP-practice clusters randomised), "
+                                        "individual randomisation, or observational (arms "
+                                        "follow age, prior admissions, diagnosis and site: "
+                                        "measured confounding; marginal truth in "
+                                        "truth.json 'observational').")] = "cluster",
     staggered: Annotated[bool, typer.Option("--staggered", help="Staggered entry with per-person "
                          "end dates: everyone followed for their own two years (data_end_date "
                          "index + 730 days, or earlier on transfer out), the extract a month "

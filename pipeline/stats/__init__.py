@@ -45,7 +45,17 @@ _EXPORTS = {
     # funnel_limits.py (a module must not share its function's name: importing it would
     # rebind the package attribute to the module)
     "funnel": "funnel_limits",
+    # propensity.py, weighting.py, evalue.py (observational comparisons)
+    "propensity_weights": "propensity",
+    "balance": "propensity",
+    "weighted_cox": "weighting",
+    "weighted_curves": "weighting",
+    "weighted_rate_ratio": "weighting",
+    "weighted_risk": "weighting",
+    "evalue": "evalues",
     # figures
+    "plot_love": "figures_weighting",
+    "plot_ps_overlap": "figures_weighting",
     "plot_kaplan_meier": "figures_survival",
     "plot_cumulative_incidence": "figures_survival",
     "plot_forest": "figures_sites",

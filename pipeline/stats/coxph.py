@@ -44,14 +44,18 @@ class _Sorted:
     ev_g: np.ndarray  # their tie group
     ev_groups: np.ndarray  # tie groups with events
     ev_starts: np.ndarray  # start of each event group within ev_rows
-    Xev_g: np.ndarray  # (G, p) sum of X over the events of each group
+    Xev_g: np.ndarray  # (G, p) sum of X over the events of each group (weighted)
+    w: np.ndarray  # case weights (ones when unweighted)
+    dw: np.ndarray  # summed weight of the events per group (= d when unweighted)
 
 
-def _prepare(X, time, event, strata, efron) -> _Sorted:
+def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
     n = len(time)
     order = np.lexsort((time, strata))
     X = X[order]
-    X = X - X.mean(axis=0)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)[order]
+    # R centres by the weighted mean; centring only changes the baseline, not beta
+    X = X - (X.mean(axis=0) if weights is None else np.average(X, axis=0, weights=w))
     t, e, s = time[order], event[order].astype(bool), strata[order]
     new_g = np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1])]
     row_g = np.cumsum(new_g) - 1
@@ -65,6 +69,7 @@ def _prepare(X, time, event, strata, efron) -> _Sorted:
     g_stratum_last = s_last_row[g_s]
     s_first_group = row_g[s_first_row]
     d = np.bincount(row_g, weights=e, minlength=G)
+    dw = d if weights is None else np.bincount(row_g, weights=e * w, minlength=G)
     s_last_group = row_g[s_last_row]
     ev_rows = np.nonzero(e)[0]
     ev_g = row_g[ev_rows]
@@ -72,10 +77,10 @@ def _prepare(X, time, event, strata, efron) -> _Sorted:
     ev_groups = ev_g[ev_starts]
     Xev_g = np.zeros((G, X.shape[1]))
     if len(ev_rows):
-        Xev_g[ev_groups] = np.add.reduceat(X[ev_rows], ev_starts, axis=0)
+        Xev_g[ev_groups] = np.add.reduceat(X[ev_rows] * w[ev_rows, None], ev_starts, axis=0)
     return _Sorted(
         X, t, e, s, order, row_g, g_first, g_stratum_last, s_first_group[g_s], d, efron,
-        s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g,
+        s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g, w, dw,
     )
 
 
@@ -99,12 +104,18 @@ def _within_stratum_cumsum(a: np.ndarray, sd: _Sorted) -> np.ndarray:
 
 
 class _Terms:
-    """Log-likelihood, score, information and Efron coefficients at one beta."""
+    """Log-likelihood, score, information and Efron coefficients at one beta.
+
+    With case weights ``w`` (R ``coxph(weights =)``): risk sets sum ``w exp(eta)``, and the
+    ``d`` events of a tied group share their mean weight ``dw / d`` over the ``d`` Efron
+    sub-steps (Therneau & Grambsch 2000, section 7.2; survival's ``coxfit6``). ``r`` is
+    ``w exp(eta)``; with weights of one everything reduces to the unweighted model.
+    """
 
     def __init__(self, beta: np.ndarray, sd: _Sorted):
         X, e = sd.X, sd.event
         eta = X @ beta
-        r = np.exp(eta)
+        r = sd.w * np.exp(eta)
         self.r = r
         G = len(sd.g_first)
         rX = r[:, None] * X
@@ -116,29 +127,31 @@ class _Terms:
         if len(ev_rows):
             E0[sd.ev_groups] = np.add.reduceat(r[ev_rows], sd.ev_starts)
             E1[sd.ev_groups] = np.add.reduceat(rX[ev_rows], sd.ev_starts, axis=0)
-        d = sd.d
+        d, dw = sd.d, sd.dw
         if sd.efron:
-            # expand each tied group into its d sub-steps m = 0..d-1 with fraction f = m / d
+            # expand each tied group into its d sub-steps m = 0..d-1 with fraction f = m / d,
+            # each carrying the group's mean event weight
             idx = ev_g  # one entry per event, sorted by group
             start = np.repeat(sd.ev_starts, np.diff(np.r_[sd.ev_starts, len(idx)]))
             f = (np.arange(len(idx)) - start) / d[idx]
             D = S0[idx] - f * E0[idx]
-            a = np.bincount(idx, weights=1 / D, minlength=G)
-            b = np.bincount(idx, weights=f / D, minlength=G)
-            c0 = np.bincount(idx, weights=1 / D**2, minlength=G)
-            c1 = np.bincount(idx, weights=f / D**2, minlength=G)
-            c2 = np.bincount(idx, weights=f**2 / D**2, minlength=G)
-            logterm = np.log(D).sum()
+            mw = dw[idx] / d[idx]
+            a = np.bincount(idx, weights=mw / D, minlength=G)
+            b = np.bincount(idx, weights=mw * f / D, minlength=G)
+            c0 = np.bincount(idx, weights=mw / D**2, minlength=G)
+            c1 = np.bincount(idx, weights=mw * f / D**2, minlength=G)
+            c2 = np.bincount(idx, weights=mw * f**2 / D**2, minlength=G)
+            logterm = (mw * np.log(D)).sum()
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.where(d > 0, d / S0, 0.0)
-                c0 = np.where(d > 0, d / S0**2, 0.0)
+                a = np.where(d > 0, dw / S0, 0.0)
+                c0 = np.where(d > 0, dw / S0**2, 0.0)
             b = c1 = c2 = np.zeros(G)
-            logterm = np.sum(d[d > 0] * np.log(S0[d > 0]))
+            logterm = np.sum(dw[d > 0] * np.log(S0[d > 0]))
         self.S0, self.S1, self.E0, self.E1 = S0, S1, E0, E1
         self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
         self.ev_rows, self.ev_g = ev_rows, ev_g
-        self.loglik = float(eta[ev_rows].sum() - logterm)
+        self.loglik = float((sd.w[ev_rows] * eta[ev_rows]).sum() - logterm)
         self.U_g = sd.Xev_g - (a[:, None] * S1 - b[:, None] * E1)  # per-group score
         self.score = self.U_g.sum(axis=0)
         self.sd = sd
@@ -164,18 +177,20 @@ class _Terms:
         return info
 
     def score_residuals(self) -> np.ndarray:
-        """Per-row score residuals (rows in sorted order), summing to the score."""
+        """Per-row score residuals (rows in sorted order), unweighted as R's
+        ``residuals(fit, "score")``: ``sum_i w_i L_i`` is the score."""
         sd, r, X = self.sd, self.r, self.sd.X
         a, b, c0, c1, c2 = self.a, self.b, self.c0, self.c1, self.c2
         S1, E1 = self.S1, self.E1
         A = _within_stratum_cumsum(a, sd)[sd.row_g]
         B = _within_stratum_cumsum(c0[:, None] * S1 - c1[:, None] * E1, sd)[sd.row_g]
-        L = -r[:, None] * (X * A[:, None] - B)
+        ex = r / sd.w  # exp(eta): the residual of one row is per unit of its weight
+        L = -ex[:, None] * (X * A[:, None] - B)
         er, eg = self.ev_rows, self.ev_g
-        d = sd.d[eg]
+        d = sd.dw[eg]
         L[er] += X[er] - (a[eg, None] * S1[eg] - b[eg, None] * E1[eg]) / d[:, None]
         if sd.efron:
-            L[er] += r[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
+            L[er] += ex[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
         return L
 
 
@@ -214,7 +229,7 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
     return beta, terms, terms0, converged, it + 1
 
 
-def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta) -> tuple[np.ndarray, np.ndarray]:
+def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta, w=None) -> tuple[np.ndarray, np.ndarray]:
     """Delete-one-cluster jackknife covariances (rows in data order) of the coefficients
     and of the score at beta = 0: ``(G - 1) / G * sum_g (v_g - v_mean)(v_g - v_mean)'``
     for ``v_g`` the refitted coefficients, and the score, without cluster g."""
@@ -225,7 +240,8 @@ def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta) -> tuple[np.ndarra
         keep = cl != g
         if e[keep].sum() == 0:
             raise ValueError("the jackknife needs events outside every cluster")
-        sd = _prepare(X[keep], t[keep], e[keep], s_codes[keep], efron)
+        sd = _prepare(X[keep], t[keep], e[keep], s_codes[keep], efron,
+                      None if w is None else w[keep])
         b, _, _, converged, _ = _newton(sd, p, init=beta)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
@@ -272,9 +288,15 @@ class CoxResult(Result):
         cluster-randomised design with 2 clusters per stratum, a true null was rejected
         at 5% in 7-9% of simulated trials with the CR1 sandwich and 6% with the
         jackknife).
-        None without a cluster.
+        None without a cluster (or weights: then every row is its own cluster, as in R).
     vcov, vcov_naive : ndarray, shape (n_covariates, n_covariates)
     n, n_events, n_clusters : int
+    weighted : bool
+        Fitted with case ``weights``.
+    dfbeta : DataFrame, shape (n, n_covariates), optional
+        With a cluster or weights (and no jackknife): each used row's weighted dfbeta
+        residual (R ``residuals(fit, "dfbeta", weighted = TRUE)``), indexed like the input;
+        per-cluster sums of these give the robust variance.
     """
 
     title = "Cox proportional hazards model"
@@ -288,6 +310,8 @@ class CoxResult(Result):
     @cached_property
     def concordance(self) -> dict:
         """Harrell's C of the linear predictor as R ``concordance(fit)`` (``concordance, se``)."""
+        if self.weighted:
+            raise NotImplementedError("concordance of a weighted Cox model is not implemented")
         sd = self._sd
         lp = sd.X @ self.summary["coef"].to_numpy()
         return _concordance(sd.time, sd.event, lp, sd.strata, self._cluster_codes)
@@ -312,6 +336,9 @@ class CoxResult(Result):
         weighted residuals. Biometrika 1994;81:515-526. (The test is the score test of
         adding ``x * g(t)`` evaluated at the fitted coefficients, as survival >= 3.0 does.)
         """
+        if self.weighted:
+            raise NotImplementedError("the proportional-hazards test of a weighted Cox model is "
+                                      "not implemented")
         sd, terms = self._sd, self._terms
         t, e = sd.time, sd.event
         if transform == "km":
@@ -361,6 +388,7 @@ def cox(
     ties: str = "efron",
     small_sample: str | None = None,
     conf_level: float = 0.95,
+    weights: str | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model by maximum partial likelihood.
 
@@ -393,6 +421,14 @@ def cox(
         clusters and there are few clusters per stratum (it leaves out the clusters'
         leverage); the jackknife is not, at the cost of G refits.
     conf_level : float, default 0.95
+    weights : str, optional
+        Column of case weights (> 0), e.g. inverse-probability-of-treatment weights: R
+        ``coxph(..., weights = w)``. The variance is then robust, as R's default with
+        weights: the sandwich of the weighted dfbeta residuals summed per ``cluster``, or
+        per row without one (``se_naive`` is the model-based one, which is wrong for
+        estimated weights). It treats the weights as known; the uncertainty of weights
+        estimated from a propensity model is added by
+        :func:`pipeline.stats.weighting.weighted_cox`.
 
     Returns
     -------
@@ -430,9 +466,14 @@ def cox(
     z = z_value(conf_level)
     notes: list[str] = []
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
-    d = complete_rows(df, [duration, event, *covariates, *strata_cols, cluster], notes)
+    d = complete_rows(df, [duration, event, *covariates, *strata_cols, cluster, weights], notes)
     t, e = durations_events(d, duration, event)
     X = d[covariates].to_numpy(dtype=float)
+    w = None
+    if weights is not None:
+        w = pd.to_numeric(d[weights]).to_numpy(dtype=float)
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"{weights!r} must hold finite weights > 0")
     if strata_cols:
         key = d[strata_cols].astype(str).agg("\x1f".join, axis=1) if len(strata_cols) > 1 else d[strata_cols[0]]
         s_codes, s_levels = pd.factorize(key, sort=True)
@@ -447,7 +488,7 @@ def cox(
     const = [c for c, sdv in zip(covariates, X.std(axis=0)) if sdv == 0]
     if const:
         raise NotEstimable(f"covariate(s) constant in the data used: {', '.join(const)}")
-    sd = _prepare(X, t, e, s_codes, ties == "efron")
+    sd = _prepare(X, t, e, s_codes, ties == "efron", w)
     beta, terms, terms0, converged, n_iter = _newton(sd, len(covariates))
     loglik0 = terms0.loglik
     if not converged:
@@ -459,19 +500,25 @@ def cox(
     dist = stats.norm
     score_test = _chi2_test(terms0.score, terms0.information())
     robust_score_test = None
-    if cluster is not None:
-        codes = pd.factorize(d[cluster].to_numpy())[0]  # rows in data order
+    dfbeta = None
+    if cluster is not None or w is not None:
+        if cluster is not None:
+            codes = pd.factorize(d[cluster].to_numpy())[0]  # rows in data order
+        else:
+            codes = np.arange(len(d))  # weights without a cluster: every row its own (R)
         cl = codes[sd.order]
         n_clusters = int(codes.max() + 1)
         if small_sample == "jackknife":
-            vcov, B0 = _jackknife(X, t, e, s_codes, codes, n_clusters, ties == "efron", beta)
+            vcov, B0 = _jackknife(X, t, e, s_codes, codes, n_clusters, ties == "efron", beta, w)
         else:
+            # weighted dfbeta residuals, rows sorted (R residuals(fit, "dfbeta", weighted = TRUE))
+            dfbeta = (terms.score_residuals() * sd.w[:, None]) @ vcov_naive
             D = np.zeros((n_clusters, len(beta)))
-            _bincount_cols(D, cl, terms.score_residuals() @ vcov_naive)  # dfbeta per cluster
+            _bincount_cols(D, cl, dfbeta)  # dfbeta per cluster
             vcov = D.T @ D
             # robust score test at beta = 0: per-cluster sums of the score residuals there
             U0 = np.zeros((n_clusters, len(beta)))
-            _bincount_cols(U0, cl, terms0.score_residuals())
+            _bincount_cols(U0, cl, terms0.score_residuals() * sd.w[:, None])
             B0 = U0.T @ U0
             if small_sample == "cr1":
                 vcov = vcov * n_clusters / (n_clusters - 1)
@@ -511,12 +558,17 @@ def cox(
         vcov_naive=vcov_naive,
         n=len(d),
         n_events=int(e.sum()),
-        n_clusters=n_clusters,
+        n_clusters=n_clusters if cluster is not None else None,
         n_iter=n_iter,
+        weighted=w is not None,
         ties=ties,
         conf_level=conf_level,
     )
     result._sd = sd
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
+    if dfbeta is not None:
+        back = np.empty_like(dfbeta)
+        back[sd.order] = dfbeta
+        result.dfbeta = pd.DataFrame(back, index=d.index, columns=covariates)
     return result

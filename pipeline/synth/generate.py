@@ -18,7 +18,7 @@ from pipeline.synth.simulate import simulate_chunk
 from pipeline.synth.study import build_study
 from pipeline.synth.writer import TableWriter
 
-DESIGNS = ("cluster", "individual")
+DESIGNS = ("cluster", "individual", "observational")
 FORMATS = ("parquet", "csv")
 
 
@@ -45,7 +45,11 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
         nhs_numbers: Replace a few person_ids by valid NHS numbers (test range 999...), which
             must make validation refuse the whole extract.
         design: ``cluster``: GP-practice clusters nested in sites are randomised (cluster_id
-            filled); ``individual``: people are randomised one by one (no cluster_id).
+            filled); ``individual``: people are randomised one by one (no cluster_id);
+            ``observational``: not randomised: the arm follows age, prior admissions,
+            diagnosis and site, which also change the outcomes (measured confounding; see
+            :mod:`pipeline.synth.observational`, and ``truth.json`` ``observational`` for the
+            marginal effects, computed from both potential outcomes).
         staggered: each person is followed for their own two years (their data_end_date is
             index + 730 days, or earlier on transfer out) and the extract is taken a month
             after the last of them: no data_end_date is the extract date.

@@ -61,6 +61,22 @@ EFFECTS: dict[str, tuple[float, str]] = {
                                  "pipeline/reference/antipsychotics.csv (for the unknown-drug report; "
                                  "not a validation fault)."),
     "poor_fidelity_share": (0.25, "Share of sites with poor fidelity (at least one when sites >= 3)."),
+    # --- observational design (design="observational" only): measured confounding -------
+    "obs_ps_intercept": (-0.2, "Observational design: log odds of the Open Dialogue arm at age 31, no "
+                               "prior admission, a diagnosis other than psychosis, average site."),
+    "obs_ps_age": (-0.5, "Observational design: log odds of Open Dialogue per 10 years of age."),
+    "obs_ps_prior": (-0.5, "Observational design: log odds of Open Dialogue per prior admission "
+                           "(capped at 4)."),
+    "obs_ps_psychosis": (0.8, "Observational design: log odds of Open Dialogue for a psychosis "
+                              "diagnosis against any other."),
+    "obs_ps_site_spread": (1.0, "Observational design: site log odds of Open Dialogue spread evenly "
+                                "from -spread/2 (first site) to +spread/2 (last)."),
+    "obs_hr_age": (1.2, "Observational design: hazard ratio of admission, crisis and detention per 10 "
+                        "years of age (conditional; the same in both arms)."),
+    "obs_hr_prior": (1.4, "Observational design: hazard ratio per prior admission (capped at 4)."),
+    "obs_hr_psychosis": (0.75, "Observational design: hazard ratio for a psychosis diagnosis."),
+    "obs_or_rtw_prior": (0.7, "Observational design: odds ratio of being in work or education at 2 "
+                              "years per prior admission (capped at 4)."),
 }
 
 
@@ -85,7 +101,8 @@ def resolve(**overrides) -> Effects:
     vals = {k: float(v[0]) for k, v in EFFECTS.items()}
     for k, v in overrides.items():
         vals[k] = float(v)
-    for k in ("hr_admission", "hr_crisis", "rr_involuntary", "hr_death", "weibull_shape", "rtw_shape"):
+    for k in ("hr_admission", "hr_crisis", "rr_involuntary", "hr_death", "weibull_shape", "rtw_shape",
+              "obs_hr_age", "obs_hr_prior", "obs_hr_psychosis", "obs_or_rtw_prior"):
         if vals[k] <= 0:
             raise ValueError(f"{k} must be > 0")
     for k in ("rtw_2y_usual_care", "rtw_2y_open_dialogue", "death_risk_2y", "transfer_out_prob",

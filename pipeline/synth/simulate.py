@@ -55,7 +55,16 @@ def _table(name: str, cols: dict[str, pa.Array]) -> pa.Table:
     return pa.table({c: cols[c] for c in t.column_names})
 
 
-def simulate_chunk(st: Study, i: int) -> Chunk:
+def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
+                   outcomes_only: bool = False) -> Chunk:
+    """The people of chunk ``i`` with their records and planted truth.
+
+    ``arm``: every person in this arm (1 Open Dialogue, 0 usual care) whatever the design
+    assigned, all other draws unchanged: the potential outcomes under that arm, from which
+    :mod:`pipeline.synth.observational` computes the marginal effects of an observational
+    study. ``outcomes_only``: stop once the person-level truth is drawn (no service records:
+    ``tables`` is empty), several times faster; the truth is the same.
+    """
     e = st.effects
     rng = np.random.default_rng(st.chunk_seeds[i])
     g0 = i * CHUNK_PEOPLE
@@ -76,9 +85,9 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
         cfr = st.cluster_logfrailty[cluster]
     else:
         cluster = np.full(n, -1)
-        od = rng.random(n) < 0.5
+        u_arm = rng.random(n)  # observational: compared with the propensity below
+        od = u_arm < 0.5
         cfr = np.zeros(n)
-    arm = od.astype(np.int64)
     start = st.site_start[site]
     index_abs = np.floor(start + rng.random(n) * (st.recruit_end - start)).astype(np.int64)
 
@@ -89,14 +98,7 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
     end_abs = index_abs + FOLLOW_UP_DAYS if st.staggered else st.extract_day
     data_end_abs = np.where(transfer, np.minimum(end_abs, index_abs + tday), end_abs)
     data_end_day = data_end_abs - index_abs
-    lam_d = -np.log1p(-e.death_risk_2y) / FOLLOW_UP_DAYS * np.where(od, e.hr_death, 1.0)
-    t_death = _ceil_day(rng.exponential(1.0, n) / lam_d)
-    death_obs = t_death <= data_end_day
-    death_day = np.where(death_obs, t_death, NEVER)
-    last_day = np.minimum(data_end_day, death_day)          # records exist on days <= last_day
-    fu_end = np.minimum(np.minimum(death_day, data_end_day), FOLLOW_UP_DAYS)
-    reason = np.where(death_obs & (death_day == fu_end), 0,
-                      np.where((data_end_day == fu_end) & (data_end_day < FOLLOW_UP_DAYS), 1, 2))
+    x_death = rng.exponential(1.0, n)
 
     sex_v, sex_p = vocab_probs("people", "sex", {"female": 0.45, "male": 0.52, "other": 0.01, "unknown": 0.02})
     sex = _codes(rng, sex_p, n)
@@ -122,11 +124,29 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
     nw_p = nw_p / nw_p.sum()
     base_act = _codes(rng, nw_p, n)
     base_valid = rng.random(n) > 0.03
+    lx = 0.0  # log-hazard shift from measured confounders (observational design only)
+    if st.design == "observational":
+        from pipeline.synth.observational import assign_arm
+        od, lx, rtw_logit = assign_arm(st, site, age, prior, dx_v[dx] == "psychosis", u_arm)
+        # the confounders are fully recorded, so that weighting can recover the truth
+        by_valid[:] = True
+        prior_valid[:] = True
+    if arm is not None:
+        od = np.full(n, bool(arm))
+    arm = od.astype(np.int64)
+    lam_d = -np.log1p(-e.death_risk_2y) / FOLLOW_UP_DAYS * np.where(od, e.hr_death, 1.0)
+    t_death = _ceil_day(x_death / lam_d)
+    death_obs = t_death <= data_end_day
+    death_day = np.where(death_obs, t_death, NEVER)
+    last_day = np.minimum(data_end_day, death_day)          # records exist on days <= last_day
+    fu_end = np.minimum(np.minimum(death_day, data_end_day), FOLLOW_UP_DAYS)
+    reason = np.where(death_obs & (death_day == fu_end), 0,
+                      np.where((data_end_day == fu_end) & (data_end_day < FOLLOW_UP_DAYS), 1, 2))
 
     pid = au.id_arr("P", np.arange(g0 + 1, g0 + n + 1), st.id_width)
 
     # ------------------------------------------------------------------ frailties
-    lp = st.site_logfrailty[site] + cfr
+    lp = st.site_logfrailty[site] + cfr + lx
     theta = e.involuntary_frailty_var
     z = rng.gamma(1.0 / theta, theta, n) if theta > 0 else np.ones(n)
 
@@ -305,6 +325,8 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
     p_rtw = np.where(od, e.rtw_2y_open_dialogue, e.rtw_2y_usual_care)
     if st.design == "cluster" and e.rtw_cluster_logit_var > 0:
         p_rtw = special.expit(special.logit(p_rtw) + st.cluster_rtw_logit[cluster])
+    if st.design == "observational":
+        p_rtw = special.expit(special.logit(p_rtw) + rtw_logit)
     t_w = RTW_WINDOW_START * (rng.exponential(1.0, n) / -np.log1p(-p_rtw)) ** (1.0 / e.rtw_shape)
     rtw_day = np.where(t_w <= RTW_WINDOW_START, _ceil_day(t_w), NEVER)
     n_rev = 12
@@ -340,6 +362,67 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
     has_win = in_win.any(axis=1)
     last_win = np.where(has_win, np.max(np.where(in_win, ed, -1), axis=1), -1)
     rtw2y = has_win & (last_win >= rtw_day)
+
+    # ------------------------------------------------------------------ truth
+    in_fu = lambda d, p: (d >= 1) & (d <= fu_end[p])  # noqa: E731
+    fa = np.full(n, NEVER, np.int64)
+    ok = in_fu(comp_start, comp_person)
+    np.minimum.at(fa, comp_person[ok], comp_start[ok])
+    fc = np.full(n, NEVER, np.int64)
+    okc = in_fu(cr_start, cr_person)
+    np.minimum.at(fc, cr_person[okc], cr_start[okc])
+    inv_mask = np.isin(d_sec, [_index(sec_v, s) for s in INVOLUNTARY_SECTIONS])
+    fi = np.full(n, NEVER, np.int64)
+    oki = inv_mask & in_fu(d_start, d_person)
+    np.minimum.at(fi, d_person[oki], d_start[oki])
+    rtw_t = np.where(rtw_day <= fu_end, rtw_day, NEVER)
+    relapse_count = np.bincount(comp_person[ok], minlength=n) + np.bincount(cr_person[okc], minlength=n)
+    inv_count = np.bincount(d_person[oki], minlength=n)
+    assert np.array_equal(fa, np.where(first_adm <= fu_end, first_adm, NEVER)), "first admission drifted"
+    assert np.array_equal(fi, np.where(first_inv <= fu_end, first_inv, NEVER)), "first detention drifted"
+
+    end_reason_v = ["death", "data_end", "end_of_follow_up"]
+    truth = {
+        "person_id": pid,
+        "site_id": au.cat_arr(st.site_ids, site),
+        "arm": au.cat_arr(vocab("people", "arm"), np.where(od, _index(vocab("people", "arm"), "open_dialogue"),
+                                                          _index(vocab("people", "arm"), "usual_care"))),
+        "fu_end_day": au.int_arr(fu_end),
+        "end_reason": au.cat_arr(end_reason_v, reason),
+    }
+    is_death = reason == 0
+    for name, t in (("relapse", np.minimum(fa, fc)), ("involuntary_admission", fi), ("first_admission", fa),
+                    ("first_crisis", fc), ("rtw", rtw_t)):
+        ev = t < NEVER
+        truth[f"{name}_time"] = au.int_arr(np.where(ev, t, fu_end))
+        truth[f"{name}_event"] = au.int_arr(np.where(ev, 1, np.where(is_death, 2, 0)))
+    truth["death_time"] = au.int_arr(fu_end)
+    truth["death_event"] = au.int_arr(is_death.astype(int))
+    truth["rtw_2y"] = au.bool_arr(rtw2y, has_win)
+    truth["relapse_count"] = au.int_arr(relapse_count)
+    truth["involuntary_count"] = au.int_arr(inv_count)
+
+    arm_v = vocab("people", "arm")
+    arm_code = np.where(od, _index(arm_v, "open_dialogue"), _index(arm_v, "usual_care"))
+    act_v = vocab("people", "baseline_activity")
+    people_tbl = _table("people", {
+        "person_id": pid,
+        "site_id": au.cat_arr(st.site_ids, site),
+        "arm": au.cat_arr(arm_v, arm_code),
+        "cluster_id": au.cat_arr(st.cluster_ids or ["-"], np.maximum(cluster, 0), cluster >= 0),
+        "index_date": au.date_arr(index_abs),
+        "data_end_date": au.date_arr(data_end_abs),
+        "sex": au.cat_arr(sex_v, sex),
+        "birth_year": au.int_arr(birth_year, by_valid),
+        "ethnicity": au.cat_arr(eth_v, eth, eth_valid),
+        "diagnosis_group": au.cat_arr(dx_v, dx),
+        "prior_admissions_2y": au.int_arr(prior, prior_valid),
+        "baseline_activity": au.cat_arr(act_v, np.array([_index(act_v, s) for s in nonwork])[base_act], base_valid),
+        "death_date": au.date_arr(index_abs + np.where(death_obs, death_day, 0), death_obs),
+    })
+    if outcomes_only:
+        return Chunk(tables={"people": people_tbl}, truth=pa.table(truth), person_ids=pid,
+                     unknown_drugs={})
 
     # ------------------------------------------------------------------ referrals, contacts, staff
     pool = site * 2 + arm
@@ -547,65 +630,8 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
     for nm_, c in zip(*np.unique(np.array(drug_names, dtype=object)[r_drug[unknown]].astype(str), return_counts=True)):
         unknown_counts[str(nm_)] = int(c)
 
-    # ------------------------------------------------------------------ truth
-    in_fu = lambda d, p: (d >= 1) & (d <= fu_end[p])  # noqa: E731
-    fa = np.full(n, NEVER, np.int64)
-    ok = in_fu(comp_start, comp_person)
-    np.minimum.at(fa, comp_person[ok], comp_start[ok])
-    fc = np.full(n, NEVER, np.int64)
-    okc = in_fu(cr_start, cr_person)
-    np.minimum.at(fc, cr_person[okc], cr_start[okc])
-    inv_mask = np.isin(d_sec, [_index(sec_v, s) for s in INVOLUNTARY_SECTIONS])
-    fi = np.full(n, NEVER, np.int64)
-    oki = inv_mask & in_fu(d_start, d_person)
-    np.minimum.at(fi, d_person[oki], d_start[oki])
-    rtw_t = np.where(rtw_day <= fu_end, rtw_day, NEVER)
-    relapse_count = np.bincount(comp_person[ok], minlength=n) + np.bincount(cr_person[okc], minlength=n)
-    inv_count = np.bincount(d_person[oki], minlength=n)
-    assert np.array_equal(fa, np.where(first_adm <= fu_end, first_adm, NEVER)), "first admission drifted"
-    assert np.array_equal(fi, np.where(first_inv <= fu_end, first_inv, NEVER)), "first detention drifted"
-
-    end_reason_v = ["death", "data_end", "end_of_follow_up"]
-    truth = {
-        "person_id": pid,
-        "site_id": au.cat_arr(st.site_ids, site),
-        "arm": au.cat_arr(vocab("people", "arm"), np.where(od, _index(vocab("people", "arm"), "open_dialogue"),
-                                                          _index(vocab("people", "arm"), "usual_care"))),
-        "fu_end_day": au.int_arr(fu_end),
-        "end_reason": au.cat_arr(end_reason_v, reason),
-    }
-    is_death = reason == 0
-    for name, t in (("relapse", np.minimum(fa, fc)), ("involuntary_admission", fi), ("first_admission", fa),
-                    ("first_crisis", fc), ("rtw", rtw_t)):
-        ev = t < NEVER
-        truth[f"{name}_time"] = au.int_arr(np.where(ev, t, fu_end))
-        truth[f"{name}_event"] = au.int_arr(np.where(ev, 1, np.where(is_death, 2, 0)))
-    truth["death_time"] = au.int_arr(fu_end)
-    truth["death_event"] = au.int_arr(is_death.astype(int))
-    truth["rtw_2y"] = au.bool_arr(rtw2y, has_win)
-    truth["relapse_count"] = au.int_arr(relapse_count)
-    truth["involuntary_count"] = au.int_arr(inv_count)
-
     # ------------------------------------------------------------------ tables
-    arm_v = vocab("people", "arm")
-    arm_code = np.where(od, _index(arm_v, "open_dialogue"), _index(arm_v, "usual_care"))
-    act_v = vocab("people", "baseline_activity")
-    tables = {}
-    tables["people"] = _table("people", {
-        "person_id": pid,
-        "site_id": au.cat_arr(st.site_ids, site),
-        "arm": au.cat_arr(arm_v, arm_code),
-        "cluster_id": au.cat_arr(st.cluster_ids or ["-"], np.maximum(cluster, 0), cluster >= 0),
-        "index_date": au.date_arr(index_abs),
-        "data_end_date": au.date_arr(data_end_abs),
-        "sex": au.cat_arr(sex_v, sex),
-        "birth_year": au.int_arr(birth_year, by_valid),
-        "ethnicity": au.cat_arr(eth_v, eth, eth_valid),
-        "diagnosis_group": au.cat_arr(dx_v, dx),
-        "prior_admissions_2y": au.int_arr(prior, prior_valid),
-        "baseline_activity": au.cat_arr(act_v, np.array([_index(act_v, s) for s in nonwork])[base_act], base_valid),
-        "death_date": au.date_arr(index_abs + np.where(death_obs, death_day, 0), death_obs),
-    })
+    tables = {"people": people_tbl}
     staff_ids = st.staff["staff_id"]
     tables["referrals"] = _table("referrals", {
         "referral_id": rid,
@@ -679,5 +705,4 @@ def simulate_chunk(st: Study, i: int) -> Chunk:
         "recorded_on": au.date_arr(index_abs[emp_person] + emp_day),
         "status": au.cat_arr(st_v, status_code),
     })
-    truth_tbl = pa.table(truth)
-    return Chunk(tables=tables, truth=truth_tbl, person_ids=pid, unknown_drugs=unknown_counts)
+    return Chunk(tables=tables, truth=pa.table(truth), person_ids=pid, unknown_drugs=unknown_counts)

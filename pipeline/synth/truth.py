@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.synth.observational import marginal_truth
 from pipeline.synth.params import EFFECTS
 from pipeline.synth.simulate import KC, KI, KV, OUTCOMES
 from pipeline.synth.study import (CHUNK_PEOPLE, CLINICAL_ROLES, EXTRACT_DATE, FIDELITY_NAMES, FOLLOW_UP_DAYS,
@@ -259,6 +260,7 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
                           "note": "drug names deliberately absent from pipeline/reference/antipsychotics.csv; "
                                   "not a validation fault"},
         "involuntary_sections": list(INVOLUNTARY_SECTIONS),
+        **({"observational": marginal_truth(st)} if st.design == "observational" else {}),
         "outcome_names": list(OUTCOMES),
         "rows": rows,
         "faults": fault_counts,
