@@ -2,7 +2,8 @@
 
 Every command that writes files for people (``validate``: the data-quality report;
 ``metrics``: ``metrics/``; ``report``: ``report.html``, ``metrics.json``, ``figures/``,
-``tables/``; ``pool``: the pooled report; ``bench``: ``bench/``) writes them through
+``tables/``; ``pool``: the pooled report; ``bench``: ``bench/``; ``import mhsds``: the
+import report) writes them through
 :func:`publish`:
 
 * everything is first written to a hidden staging folder inside the output folder, then
@@ -15,7 +16,8 @@ Every command that writes files for people (``validate``: the data-quality repor
   report stay), and it refuses an entry name held by another command or by a file
   odeval did not write;
 * a folder that is not empty and has no manifest is not odeval's: refused (hidden files
-  such as ``.gitkeep`` do not count); so is a folder holding the outputs of another
+  such as ``.gitkeep``, and folders with a manifest of their own such as ``reports/import``,
+  do not count); so is a folder holding the outputs of another
   warehouse, so that two studies never mix their outputs in one folder.
 
 Default output folders (:func:`default_folder`): beside the warehouse used, ``reports/``
@@ -120,8 +122,9 @@ def _claim(folder: Path, command: str, source: str, commands: dict[str, Any] | N
     if folder.exists() and not folder.is_dir():
         raise OdevalError("the output folder is a file", rule="output.folder", file=folder)
     if commands is None:
-        foreign = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) \
-            if folder.exists() else []
+        # an output folder of its own inside (reports/import, with its manifest) is odeval's
+        foreign = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")
+                         and not (p / MANIFEST).is_file()) if folder.exists() else []
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise OdevalError(

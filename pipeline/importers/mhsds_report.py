@@ -262,12 +262,11 @@ def write(result: "ImportResult", out: Path, cfg: dict[str, Any]) -> list[Path]:
     cfg = disclosure.settings({"disclosure": cfg})
     shown = protect(result.facts, cfg)
     out = Path(out)
-    # the folder is the `import` outputs of its parent (reports/import): replaced as a whole,
-    # nothing else there touched (pipeline.outputs)
-    with outputs.publish(out.parent, "import", source="import", rule="import.write") as stage:
-        (stage / out.name).mkdir()
-        _atomic_write(stage / out.name / FILES[1],
+    # the folder is the import's own output folder (pipeline.outputs): its two files are
+    # replaced, nothing else there is touched, a folder that is not odeval's is refused
+    with outputs.publish(out, "import", source="import", rule="import.write") as stage:
+        _atomic_write(stage / FILES[1],
                       json.dumps(output_policy.neutralise(summary(result, cfg, shown)), indent=2,
                                  sort_keys=True) + "\n")
-        _atomic_write(stage / out.name / FILES[0], render_html(result, cfg, shown))
+        _atomic_write(stage / FILES[0], render_html(result, cfg, shown))
     return [out / name for name in FILES]

@@ -58,6 +58,22 @@ def test_a_folder_that_is_not_odevals_is_refused_and_left_alone(tmp_path):
     assert (out / "report.html").read_text() == "pooled"
 
 
+def test_an_output_folder_of_its_own_inside_does_not_make_the_folder_foreign(tmp_path):
+    # `odeval import mhsds` writes reports/import/ (its own manifest) before any run has
+    # written reports/: the run's outputs then go beside it, and a plain folder still refuses
+    out = tmp_path / "reports"
+    with publish(out / "import", "import", source="import") as st:
+        _write(st, {"import_report.html": "imp"})
+    with publish(out, "validate", source=WH_A) as st:
+        _write(st, {"data_quality.html": "dq"})
+    assert _tree(out) == {"import/import_report.html": "imp", "data_quality.html": "dq"}
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    with pytest.raises(OdevalError) as info, publish(tmp_path / "other", "validate",
+                                                     source=WH_A) as st:
+        _write(st, {"data_quality.html": "dq"})
+    assert info.value.rule == "output.foreign" and "sub" in str(info.value)
+
+
 def test_an_entry_of_another_command_or_a_foreign_file_is_never_overwritten(tmp_path):
     out = tmp_path / "o"
     with publish(out, "validate", source=WH_A) as st:
