@@ -889,8 +889,15 @@ def _subgroup_section(con, figs) -> str:
     """Pre-specified subgroups: interaction tests and the forest plot."""
     if "analysis_subgroups_public" not in _results_tables(con):
         return ""
-    return ("<h3 id='subgroups'>4.6 Pre-specified subgroups</h3><p>Does the effect on "
-            "relapse differ between subgroups? The interaction test answers; the hazard ratio "
+    from pipeline import report_weighting
+
+    ask = ("Does the effect on relapse differ between subgroups?"
+           if not report_weighting.is_observational(con) else
+           "Does the hazard ratio of relapse differ between subgroups? Observational design: "
+           "these models compare the arms as they are, not weighted or adjusted for "
+           "confounding, so they describe differences and do not estimate effects.")
+    return (f"<h3 id='subgroups'>4.6 Pre-specified subgroups</h3><p>{ask} The interaction "
+            "test answers; the hazard ratio "
             "within each level is description, and two overlapping or non-overlapping "
             "intervals say nothing by themselves about a difference. Levels where an arm has "
             "few events are pooled into 'other (small groups)'.</p>"
@@ -903,8 +910,9 @@ def _subgroup_section(con, figs) -> str:
 
 def _consort_section(con, c) -> str:
     """The CONSORT-cluster flow diagram (one column per arm, from the clusters randomised to
-    each outcome's analysis), recruitment per cluster with the imbalance flags, and the
-    cluster-level Table 1; empty when the analyse stage wrote no flow."""
+    each outcome's analysis; for an observational design the STROBE flow of people),
+    recruitment per cluster with the imbalance flags, and the cluster-level Table 1; empty
+    when the analyse stage wrote no flow."""
     have = _results_tables(con)
     if "analysis_flow_public" not in have:
         return ""
@@ -922,13 +930,21 @@ def _consort_section(con, c) -> str:
                 else "cf-box"
             boxes.append(f"<div class='{cls}'>{_esc(r.label)}<br>{v}</div>")
         cols.append(f"<div class='cf-col'>{''.join(boxes)}</div>")
-    out = ["<h3 id='consort'>CONSORT-cluster flow</h3><p>Clusters and people per arm, from "
-           "randomisation to each outcome's analysis (CONSORT 2010 extension to cluster "
-           "randomised trials). Follow-up ends early for people recruited less than two years "
-           "before the extract, and on transfer out or withdrawal; those people are analysed "
-           "with the follow-up they have (censored).</p>",
-           f"<figure><div class='consort' role='img' aria-label='CONSORT-cluster flow "
-           f"diagram'>{''.join(cols)}</div><figcaption>CONSORT-cluster flow diagram. People "
+    from pipeline import report_weighting
+
+    # an observational design has no randomisation to flow from (STROBE item 13 instead)
+    observational = report_weighting.is_observational(con)
+    title = "Flow of people (STROBE)" if observational else "CONSORT-cluster flow"
+    what = ("People per arm, from the records of each arm to each outcome's analysis (STROBE "
+            "item 13: the numbers at each stage of an observational study; the arms were not "
+            "allocated at random)." if observational else
+            "Clusters and people per arm, from randomisation to each outcome's analysis "
+            "(CONSORT 2010 extension to cluster randomised trials).")
+    out = [f"<h3 id='consort'>{title}</h3><p>{what} Follow-up ends early for people recruited "
+           "less than two years before the extract, and on transfer out or withdrawal; those "
+           "people are analysed with the follow-up they have (censored).</p>",
+           f"<figure><div class='consort' role='img' aria-label='{title} diagram'>"
+           f"{''.join(cols)}</div><figcaption>{title} diagram. People "
            "counts rounded, small ones hidden ([c]); clusters are not people and are shown "
            "as they are.</figcaption></figure>"]
     if "analysis_recruitment_public" in have:

@@ -22,6 +22,12 @@ def _have(con) -> set[str]:
                                       "where table_schema = 'results'").fetchall()}
 
 
+def is_observational(con) -> bool:
+    """Whether the analyse stage ran the weighting family (an observational design): its
+    flags table is written even when the propensity model could not be fitted."""
+    return "analysis_weighting_flags_public" in _have(con)
+
+
 def figures(con, folder: Path, save_figure, cfg: dict) -> dict[str, dict]:
     """Love plot and score overlap figure (empty without an observational analysis)."""
     from pipeline.stats import plot_love, plot_ps_overlap
@@ -73,7 +79,7 @@ def outcomes_note(con) -> str:
     """A line atop the report's outcome sections for an observational design: their
     estimate boxes are the weighted comparison; the per-arm tables, curves and tests
     describe the arms as they are."""
-    if "analysis_weighting_flags_public" not in _have(con):
+    if not is_observational(con):
         return ""
     return ("<p class='muted'>Observational design: the estimate in each box below is the "
             "weighted (adjusted) comparison of the section above, with the unadjusted "
@@ -87,9 +93,9 @@ def section(con, figs: dict, figure_html) -> str:
     observational design); empty without the analysis."""
     from pipeline.report import _count_td as _count, _table
 
-    have = _have(con)
-    if "analysis_weighting_flags_public" not in have:
+    if not is_observational(con):
         return ""
+    have = _have(con)
     est = con.execute("select * from results.analysis_estimates_public where analysis in "
                       "('primary', 'secondary', 'observational_weighted', "
                       "'observational_unadjusted')").df()

@@ -68,6 +68,11 @@ def test_an_observational_study_is_analysed_by_weighting_with_the_unadjusted_bes
     # no causal claim: the weighted estimands are associations under stated assumptions
     assert "An association adjusted for the measured covariates" in text
     assert "effect of Open Dialogue only if" in text
+    # nor a randomisation that did not happen: the flow is STROBE's, the subgroups describe
+    assert "Flow of people (STROBE)" in text and "CONSORT" not in text
+    assert "from randomisation" not in text
+    assert "Does the effect on relapse differ" not in text
+    assert "these models compare the arms as they are, not weighted" in text
 
 
 def test_a_site_with_one_arm_and_an_arm_without_events_end_in_a_report(tmp_path):
