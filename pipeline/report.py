@@ -944,9 +944,10 @@ def _consort_section(con, c) -> str:
            "less than two years before the extract, and on transfer out or withdrawal; those "
            "people are analysed with the follow-up they have (censored).</p>",
            f"<figure><div class='consort' role='img' aria-label='{title} diagram'>"
-           f"{''.join(cols)}</div><figcaption>{title} diagram. People "
-           "counts rounded, small ones hidden ([c]); clusters are not people and are shown "
-           "as they are.</figcaption></figure>"]
+           f"{''.join(cols)}</div><figcaption>{title} diagram. People counts rounded, small "
+           "ones hidden ([c])" + ("; clusters are not people and are shown as they are"
+                                  if (fl.unit == "clusters").any() else "")
+           + ".</figcaption></figure>"]
     if "analysis_recruitment_public" in have:
         rec = con.execute("select * from results.analysis_recruitment_public").df()
         sites = con.execute("select * from results.analysis_recruitment_sites_public").df()

@@ -70,7 +70,7 @@ def test_an_observational_study_is_analysed_by_weighting_with_the_unadjusted_bes
     assert "effect of Open Dialogue only if" in text
     # nor a randomisation that did not happen: the flow is STROBE's, the subgroups describe
     assert "Flow of people (STROBE)" in text and "CONSORT" not in text
-    assert "from randomisation" not in text
+    assert "from randomisation" not in text and "clusters are not people" not in text
     assert "Does the effect on relapse differ" not in text
     assert "these models compare the arms as they are, not weighted" in text
 
