@@ -15,8 +15,10 @@ all in one transaction: a failure leaves the ``derived`` schema as it was. Nothi
 loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit``.
 
 Relations (see each file's header for the precise definitions):
-``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
-``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
+``people``, ``time_to_event``, ``recurrent``, ``acute_episodes`` and ``mha_episodes`` (the
+episodes relapses and involuntary admissions count, their records in
+``int_acute_episode_records`` and ``int_mha_episode_records`` for audit), ``antipsychotic``,
+``activity``, ``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
 
 Open records (no end date) end as ``derive.open_end`` says, per table: ``data_end`` (the
 person's last day of data: still in hospital, still prescribed, as the contract reads a
@@ -45,11 +47,24 @@ DERIVE_SQL_DIR = SQL_DIR / "derive"
 #: Default outcome definitions (CONTRACT.md); ``params.yaml`` ``derive:`` overrides them.
 DEFAULTS: dict[str, Any] = {
     "follow_up_days": 730,
-    "relapse_components": ["admissions", "crisis_episodes"],
+    # acute-care episodes: records merged when they start within episode_gap_days of the
+    # episode's end (2: the continuous inpatient spell gap of hospital statistics); a relapse
+    # is an episode starting after day relapse_grace_days
+    "relapse_components": ["admissions", "crisis_episodes", "detentions"],
+    "episode_gap_days": 2,
+    "relapse_grace_days": 0,
     "transfer_gap_days": 1,
     "involuntary_sections": ["2", "3", "4", "37"],
     "place_of_safety_sections": ["135", "136"],
     "holding_power_sections": ["5(2)", "5(4)"],
+    # Mental Health Act episodes: detentions merged when the next starts within
+    # detention_gap_days of the episode's end; whether the detention of someone already in
+    # hospital counts as an involuntary admission
+    "detention_gap_days": 1,
+    "involuntary_in_hospital": True,
+    # denominator of the rates: follow_up (person-time in follow-up) | at_risk (out of an
+    # acute-care episode / out of detention)
+    "rate_person_time": "follow_up",
     "rtw_window_days": 90,
     "rtw_statuses": ["employed", "self_employed", "education", "training"],
     "last_days_antipsychotic": 90,
@@ -65,8 +80,11 @@ DEFAULTS: dict[str, Any] = {
 OPEN_END_COLUMNS = {"admissions": "discharged_on", "crisis_episodes": "end_on",
                     "detentions": "end_on", "prescriptions": "end_on"}
 
-RELAPSE_COMPONENTS = ("admissions", "crisis_episodes")
-_INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic")
+RELAPSE_COMPONENTS = ("admissions", "crisis_episodes", "detentions")
+RATE_PERSON_TIME = ("follow_up", "at_risk")
+_INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic",
+               "episode_gap_days", "detention_gap_days", "relapse_grace_days")
+_BOOL_PARAMS = ("involuntary_in_hospital",)
 _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_sections",
                 "holding_power_sections", "rtw_statuses", "clinical_roles")
 
@@ -74,8 +92,8 @@ _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_s
 REFERENCES = ("ref_drugs", "ref_open_end")
 
 #: Relations every run must produce (the public outputs of the stage).
-OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
-           "fidelity_referral", "unknown_drugs")
+OUTPUTS = ("people", "time_to_event", "recurrent", "acute_episodes", "mha_episodes",
+           "antipsychotic", "activity", "fidelity_referral", "unknown_drugs")
 
 _REF_COLUMNS = {
     "drug": "VARCHAR", "atc_code": "VARCHAR", "antipsychotic": "BOOLEAN", "route": "VARCHAR",
@@ -96,6 +114,17 @@ def resolve_params(params: dict | None = None) -> dict[str, Any]:
     if merged["follow_up_days"] < 1:
         raise OdevalError("derive.follow_up_days must be >= 1", rule="derive.params.type",
                           file="params.yaml")
+    for name in _BOOL_PARAMS:
+        if not isinstance(merged[name], bool):
+            raise OdevalError(f"derive.{name} must be true or false, got {merged[name]!r}",
+                              rule="derive.params.type", file="params.yaml")
+    if merged["rate_person_time"] not in RATE_PERSON_TIME:
+        raise OdevalError(f"derive.rate_person_time must be one of {list(RATE_PERSON_TIME)}, "
+                          f"got {merged['rate_person_time']!r}", rule="derive.params.type",
+                          file="params.yaml")
+    if merged["relapse_grace_days"] >= merged["follow_up_days"]:
+        raise OdevalError("derive.relapse_grace_days must be less than follow_up_days",
+                          rule="derive.params.type", file="params.yaml")
     if merged["rtw_window_days"] > merged["follow_up_days"]:
         raise OdevalError("derive.rtw_window_days must not exceed follow_up_days",
                           rule="derive.params.type", file="params.yaml")
