@@ -362,6 +362,12 @@ def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict
     out["mean_daily_ddd"] = (dose["ddd_days"].reindex(out.index) / covered).where(covered > 0)
     out["mean_daily_cpz_mg"] = (dose["cpz_days"].reindex(out.index) / covered).where(covered > 0)
     out["dose_incomplete"] = dose["incomplete"].astype(bool).reindex(out.index, fill_value=False)
+    first = ap.groupby("person_id")["from_day"].min()
+    out["first_use_day"] = first.reindex(out.index).astype("Int64")
+    whole = out["fu_end_day"] >= p["follow_up_days"]
+    out["window_observed"] = whole
+    out["any_use_window"] = out["any_use"].astype("boolean").where(whole)
+    out["use_last_window"] = out["use_last_days"].astype("boolean").where(whole)
     return out.drop(columns="fu_end_day").reset_index().sort_values("person_id", ignore_index=True)
 
 

@@ -29,6 +29,7 @@ or the last day of data if sooner) or a number of days.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
@@ -65,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     # denominator of the rates: follow_up (person-time in follow-up) | at_risk (out of an
     # acute-care episode / out of detention)
     "rate_person_time": "follow_up",
+    # binary outcomes over the fixed window [0, follow_up_days) (people followed for all of
+    # it; others not known) | follow_up (each person's own, unequal, follow-up)
+    "binary_window": "whole_window",
     "rtw_window_days": 90,
     "rtw_statuses": ["employed", "self_employed", "education", "training"],
     "last_days_antipsychotic": 90,
@@ -82,6 +86,7 @@ OPEN_END_COLUMNS = {"admissions": "discharged_on", "crisis_episodes": "end_on",
 
 RELAPSE_COMPONENTS = ("admissions", "crisis_episodes", "detentions")
 RATE_PERSON_TIME = ("follow_up", "at_risk")
+BINARY_WINDOW = ("whole_window", "follow_up")
 _INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic",
                "episode_gap_days", "detention_gap_days", "relapse_grace_days")
 _BOOL_PARAMS = ("involuntary_in_hospital",)
@@ -89,7 +94,7 @@ _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_s
                 "holding_power_sections", "rtw_statuses", "clinical_roles")
 
 #: Reference relations loaded from files and parameters before the SQL runs.
-REFERENCES = ("ref_drugs", "ref_open_end")
+REFERENCES = ("ref_drugs", "ref_open_end", "ref_definitions")
 
 #: Relations every run must produce (the public outputs of the stage).
 OUTPUTS = ("people", "time_to_event", "recurrent", "acute_episodes", "mha_episodes",
@@ -121,6 +126,10 @@ def resolve_params(params: dict | None = None) -> dict[str, Any]:
     if merged["rate_person_time"] not in RATE_PERSON_TIME:
         raise OdevalError(f"derive.rate_person_time must be one of {list(RATE_PERSON_TIME)}, "
                           f"got {merged['rate_person_time']!r}", rule="derive.params.type",
+                          file="params.yaml")
+    if merged["binary_window"] not in BINARY_WINDOW:
+        raise OdevalError(f"derive.binary_window must be one of {list(BINARY_WINDOW)}, "
+                          f"got {merged['binary_window']!r}", rule="derive.params.type",
                           file="params.yaml")
     if merged["relapse_grace_days"] >= merged["follow_up_days"]:
         raise OdevalError("derive.relapse_grace_days must be less than follow_up_days",
@@ -249,11 +258,28 @@ _OPEN_END_COLUMNS = {"table_name": "VARCHAR", "detail": "VARCHAR", "end_rule": "
                      "max_days": "BIGINT"}
 
 
+_DEFINITION_COLUMNS = {"name": "VARCHAR", "value": "VARCHAR"}
+
+
 def reference_relations(params: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[dict]]]:
     """``{name: (columns with DuckDB types, rows)}`` of the reference relations the SQL reads
-    (``derived.ref_drugs``, ``derived.ref_open_end``), from the resolved parameters."""
+    (``derived.ref_drugs``, ``derived.ref_open_end``) and ``derived.ref_definitions``: every
+    resolved parameter (value as JSON), so that what reads the derived tables (metrics,
+    report) names the definitions they were built with, from the parameters."""
+    definitions = [dict(name=k, value=json.dumps(v, sort_keys=True)) for k, v in sorted(params.items())]
     return {"ref_drugs": (_REF_COLUMNS, read_drug_list(drug_list_path(params))),
-            "ref_open_end": (_OPEN_END_COLUMNS, open_end_rows(params))}
+            "ref_open_end": (_OPEN_END_COLUMNS, open_end_rows(params)),
+            "ref_definitions": (_DEFINITION_COLUMNS, definitions)}
+
+
+def definitions(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The derive parameters ``derived.*`` was built with (``derived.ref_definitions``);
+    the defaults where a warehouse predates that table."""
+    try:
+        rows = con.execute("select name, value from derived.ref_definitions").fetchall()
+    except duckdb.Error:
+        rows = []
+    return {**resolve_params(None), **{k: json.loads(v) for k, v in rows}}
 
 
 def _load_reference(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str],

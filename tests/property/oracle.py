@@ -338,7 +338,12 @@ def antipsychotic(clean, p, ref: list[dict]) -> pd.DataFrame:
             covered_days=len(cov), person_days=per["person_days"],
             proportion_covered=len(cov) / per["person_days"] if per["person_days"] else None,
             mean_daily_ddd=mean(ddd[pid]), mean_daily_cpz_mg=mean(cpz[pid]),
-            dose_incomplete=any(v is None for v, _ in ddd[pid] + cpz[pid])))
+            dose_incomplete=any(v is None for v, _ in ddd[pid] + cpz[pid]),
+            first_use_day=min(cov) if cov else None,
+            window_observed=per["fu_end_day"] >= p["follow_up_days"],
+            any_use_window=bool(cov) if per["fu_end_day"] >= p["follow_up_days"] else None,
+            use_last_window=(any(d >= last_from for d in cov)
+                             if per["fu_end_day"] >= p["follow_up_days"] else None)))
     return pd.DataFrame(out)
 
 
