@@ -55,16 +55,25 @@ clipped as (
     where greatest(from_day, 0) < least(to_day, fu_end_day)
 ),
 
+ordered as (
+    -- one fixed order per person and kind, so that both windows below see tied (even
+    -- identical) intervals in the same order
+    select
+        *,
+        row_number() over (partition by person_id, kind order by from_day, to_day) as seq
+    from clipped
+),
+
 with_reach as (
     -- furthest day reached by any earlier interval of the same person and kind
     select
         *,
         max(to_day) over (
             partition by person_id, kind
-            order by from_day, to_day
+            order by seq
             rows between unbounded preceding and 1 preceding
         ) as previous_reach
-    from clipped
+    from ordered
 ),
 
 islands as (
@@ -73,7 +82,7 @@ islands as (
         sum(case when previous_reach is null or from_day > previous_reach then 1 else 0 end)
             over (
                 partition by person_id, kind
-                order by from_day, to_day
+                order by seq
                 rows between unbounded preceding and current row
             ) as island_seq
     from with_reach
