@@ -31,7 +31,11 @@
 --                          $involuntary_in_hospital is false, not in hospital either)
 --   relapse_person_years, involuntary_person_years   the denominators of the rates, by
 --                          $rate_person_time: 'follow_up' (default) max(fu_end_day - g, 0)
---                          and person_days; 'at_risk' the at-risk days above; / 365.25
+--                          and person_days; 'at_risk' the at-risk days above; / 365.25.
+--                          Follow-up by default, as trials of recurrent admissions report
+--                          rates (e.g. Rogers et al., Eur J Heart Fail 2014;16:33-40): an
+--                          at-risk denominator is shortened by the outcome itself (longer
+--                          admissions, less time at risk), mixing frequency with duration
 --
 -- parameters: $relapse_grace_days, $involuntary_in_hospital, $rate_person_time
 
