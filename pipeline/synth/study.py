@@ -143,6 +143,7 @@ class Study:
     seed: int
     design: str
     effects: Effects
+    staggered: bool = False                # each person's own data_end_date (see build_study)
     site_ids: list[str] = field(default_factory=list)
     site_weight: np.ndarray = None
     site_start: np.ndarray = None          # first recruitment day (days since epoch)
@@ -199,14 +200,18 @@ def _clusters_per_site(people: int, sites: int) -> int:
     return max(2, int(round(total / sites)))
 
 
-def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
+def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects,
+                staggered: bool = False) -> Study:
+    """The study-level draws. ``staggered``: a trial with staggered entry that follows each
+    person for their own two years, the extract taken a month after the last of them ends:
+    every data_end_date is the person's own (index + 730 days, or earlier on transfer out),
+    none is the extract date."""
     check_groups()
     root = np.random.SeedSequence(seed)
-    # a fifth child for draws added later, so that the first four streams (and every study
-    # made before it) stay as they were
-    study_ss, chunks_ss, faults_ss, study_faults_ss, extra_ss = root.spawn(5)
+    study_ss, chunks_ss, faults_ss, study_faults_ss = root.spawn(4)
     rng = np.random.default_rng(study_ss)
-    st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects)
+    st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects,
+               staggered=staggered)
     st.id_width = max(7, len(str(people)))
     st.chunk_seeds = chunks_ss.spawn(st.n_chunks)
     st.fault_seeds = faults_ss.spawn(st.n_chunks)
@@ -214,7 +219,9 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     e = effects
 
     st.extract_day = day_number(EXTRACT_DATE)
-    st.recruit_end = st.extract_day - int(e.min_follow_up_days)
+    follow = max(int(e.min_follow_up_days), FOLLOW_UP_DAYS + 30) if staggered \
+        else int(e.min_follow_up_days)
+    st.recruit_end = st.extract_day - follow
     st.recruit_start = st.recruit_end - int(e.recruitment_days)
 
     width = max(2, len(str(sites)))
@@ -246,7 +253,9 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     st.cluster_arm = np.array(cl_arm, np.int8)
     st.cluster_weight = np.array(cl_w)
     st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), len(cl_ids))
-    st.cluster_rtw_logit = np.random.default_rng(extra_ss).normal(
+    # its own stream (a fixed spawn key no sequential spawn reaches), so that every other
+    # draw of the study, and every study made before it, stays as it was
+    st.cluster_rtw_logit = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(100,))).normal(
         0.0, np.sqrt(e.rtw_cluster_logit_var), len(cl_ids))
 
     # fidelity: data-generating probabilities per site and arm (column 0 uc, 1 od)
