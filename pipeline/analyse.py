@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
 Progress = Callable[[int, int, str], None]
 
 PRIMARY_ESTIMAND = (
-    "Cause-specific hazard ratio of first relapse (admission or crisis episode), Open "
+    "Cause-specific hazard ratio of first relapse (acute-care episode), Open "
     "Dialogue vs usual care, conditional on site (Cox model stratified by site); deaths "
     "censored.")
 

@@ -374,6 +374,41 @@ def _definition_words(d: dict) -> dict[str, str]:
     return {"relapse": relapse, "involuntary": involuntary, "binary": binary}
 
 
+def _open_end_words(con) -> str:
+    """How records with no end date were ended (``derived.ref_open_end``), in words."""
+    try:
+        rows = con.execute("select table_name, detail, end_rule, max_days "
+                           "from derived.ref_open_end").fetchall()
+    except Exception:  # a warehouse older than the open-end rules
+        return ""
+
+    def rule(end_rule, max_days):
+        if end_rule == "data_end":
+            return "at the person's last day of data"
+        return f"after {max_days} day{'s' if max_days != 1 else ''}"
+
+    parts = []
+    for table in ("admissions", "crisis_episodes", "detentions", "prescriptions"):
+        mine = [r for r in rows if r[0] == table]
+        default = next((r for r in mine if r[1] is None), None)
+        groups: dict[str, list[str]] = {}
+        for r in sorted((r for r in mine if r[1] is not None), key=lambda r: r[1]):
+            groups.setdefault(rule(r[2], r[3]), []).append(r[1])
+        words = table.replace("_", " ")
+        if groups:
+            by = "; ".join(f"{' and '.join(secs)}: {how}" for how, secs in groups.items())
+            rest = f", other sections {rule(default[2], default[3])}" if default else ""
+            parts.append(f"{words} by section ({by}){rest}")
+        elif default is not None:
+            parts.append(f"{words} {rule(default[2], default[3])}")
+    if not parts:
+        return ""
+    return ("A record with no end date (an open record) ends as follows, or at the person's "
+            "last day of data if that is sooner: " + "; ".join(parts) + ". Bed days, days "
+            "detained and days on antipsychotics count up to that end; the data-quality report "
+            "counts the open records per table and site.")
+
+
 def _relapse_site_header(first: str, horizon: int) -> list[str]:
     """Header of the per-site (per-group) relapse and involuntary admission table."""
     rel = f"% relapsed by {_horizon_words(horizon)} (95% CI), from rounded counts"
@@ -633,6 +668,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     from pipeline.derive import definitions
 
     words = _definition_words(definitions(con))
+    open_words = _open_end_words(con)
+    if open_words:
+        P.append(f"<p>{_esc(open_words)}</p>")
     P.append(f"<h3>4.1 Relapse (primary outcome)</h3><p>{_esc(words['relapse'])}</p>")
     e = e_row("primary", "relapse", "hazard ratio")
     if e is not None:
