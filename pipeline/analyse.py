@@ -142,7 +142,11 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         met = metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
     clusters = clusters_frame(con)
-    plan = plan_mod.parse(params).check_data(persons, clusters)  # before any estimate
+    from pipeline.derive import definitions
+
+    words = metrics.denominators(definitions(con))
+    plan = (plan_mod.parse(params).with_definitions(words)
+            .check_data(persons, clusters))  # before any estimate
     d = prepare(persons, plan)
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
     out.public["plan"] = pd.DataFrame(plan.describe(weighted="weighting" in p["run"]),

@@ -55,10 +55,12 @@ class Outcome:
 
     name: str
     kind: str             # time_to_event | count | binary
-    what: str             # words: "first relapse (admission or crisis episode)"
+    what: str             # words: "first relapse (acute-care episode)"
     measures: tuple[str, ...]  # effect measures reported; the first is the one tested
     columns: tuple[tuple[str, str], ...]  # role -> person-frame column
     event: str = ""       # one event in words ("relapse"), for "no relapse in an arm"
+    #: who has no value of a binary outcome, in words ("N people ... left out")
+    missing: str = "without the outcome recorded"
 
     def column(self, role: str) -> str:
         return dict(self.columns)[role]
@@ -66,11 +68,13 @@ class Outcome:
 
 #: The outcomes an analysis plan may name (CONTRACT.md default definitions).
 OUTCOMES: dict[str, Outcome] = {o.name: o for o in (
-    Outcome("relapse", "time_to_event", "first relapse (admission or crisis episode)",
+    Outcome("relapse", "time_to_event", "first relapse (acute-care episode)",
             ("hazard ratio",), (("time", "relapse_time"), ("event", "relapse_event")), "relapse"),
     Outcome("involuntary_admission", "count",
-            "involuntary admissions (detentions under the involuntary sections) per person-year",
-            ("rate ratio",), (("count", "involuntary_count"), ("exposure", "person_years")),
+            "involuntary admissions (Mental Health Act episodes with a detention under the "
+            "involuntary sections) per person-year of follow-up",
+            ("rate ratio",), (("count", "involuntary_count"),
+                              ("exposure", "involuntary_person_years")),
             "involuntary admission"),
     Outcome("antipsychotic_any", "binary", "any antipsychotic use in follow-up",
             ("risk difference", "risk ratio"), (("outcome", "ap_any_use"),)),
@@ -334,6 +338,33 @@ class AnalysisPlan:
     @property
     def effect_word(self) -> str:
         return "effect" if self.causal else "association"
+
+    def with_definitions(self, words: dict[str, str]) -> "AnalysisPlan":
+        """The plan whose outcome words follow the definitions ``derived.*`` was built with
+        (:func:`pipeline.metrics.denominators`): the involuntary-admission rate names its
+        person-time, the binary outcomes their window and denominator."""
+        what = {
+            "involuntary_admission": (
+                f"involuntary admissions ({words['involuntary']} with a detention under the "
+                f"involuntary sections) {words['involuntary_time']}"),
+            "antipsychotic_any": (
+                f"any antipsychotic use {words['window']} ({words['binary']})"),
+            "antipsychotic_last_days": (
+                f"antipsychotic use in the last days {words['window']} ({words['binary']})"),
+        }
+
+        window = words["window"] != "in follow-up"
+
+        def one(op: OutcomePlan) -> OutcomePlan:
+            w = what.get(op.name)
+            if not w:
+                return op
+            missing = ("not followed for the whole window (status not known)"
+                       if window and op.name.startswith("antipsychotic") else op.outcome.missing)
+            return replace(op, outcome=replace(op.outcome, what=w, missing=missing))
+
+        return replace(self, primary=one(self.primary),
+                       secondary=tuple(one(o) for o in self.secondary))
 
     def method(self, outcome: str) -> str:
         """The small-sample method an outcome uses (after :meth:`check_data`)."""

@@ -289,8 +289,8 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
                           fit.n_clusters, [*fit.notes, *notes], fit))
     if d[y].isna().any():
         for e in out:
-            e.notes.insert(0, f"{int(d[y].isna().sum())} people without the outcome recorded "
-                              "left out (complete cases).")
+            e.notes.insert(0, f"{int(d[y].isna().sum())} people {o.missing} left out "
+                              "(complete cases).")
     return out
 
 

@@ -128,17 +128,19 @@ def chain(project):
     return out
 
 
-def _kill_at(project: Path, args: list[str], wh: Path, delay: float) -> str:
-    """Run the command, SIGKILL it after ``delay`` seconds; 'killed' or 'finished'."""
+def _kill_at(project: Path, args: list[str], wh: Path, delay: float) -> tuple[str, float]:
+    """Run the command, SIGKILL it after ``delay`` seconds: ('killed' or 'finished', the
+    seconds it ran)."""
+    t0 = time.monotonic()
     proc = _odeval(project, *args, "-w", str(wh))
     try:
         proc.wait(timeout=delay)
         proc.communicate()
-        return "finished"
+        return "finished", time.monotonic() - t0
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
         proc.communicate()
-        return "killed"
+        return "killed", time.monotonic() - t0
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -154,9 +156,15 @@ def test_a_killed_stage_leaves_the_warehouse_as_before_and_the_next_run_complete
     for point in range(KILL_POINTS):
         wh = tmp_path / f"k{point}.duckdb"
         shutil.copy(before_file, wh)
-        # kill points spread over the run; the first ~third is mostly process start-up
-        delay = rng.uniform(0.25, 1.0) * duration
-        how = _kill_at(project, COMMANDS[stage], wh, delay)
+        # kill points spread over the run; the first ~third is mostly process start-up.
+        # ``duration`` is the fastest uninterrupted run seen so far: the chain's first run
+        # can be slower (cold caches, a busy machine) than these, and a delay past the end
+        # kills nothing. The last point lands in the first half if none has killed yet.
+        last_chance = point == KILL_POINTS - 1 and not any(o[1] == "killed" for o in outcomes)
+        delay = rng.uniform(0.25, 0.5 if last_chance else 1.0) * duration
+        how, took = _kill_at(project, COMMANDS[stage], wh, delay)
+        if how == "finished":
+            duration = min(duration, took)
         wal = Path(f"{wh}.wal")
         had_wal = wal.exists() and wal.stat().st_size > 0
         con = duckdb.connect(str(wh))  # as the next run opens it: replays or drops the WAL

@@ -30,6 +30,7 @@ def _frame(clusters_per_arm=1, seed=3, people=700) -> pd.DataFrame:
     d["end_reason"] = np.where(d["fu_end_day"] >= 730, "end_of_follow_up", "data_end")
     d["ap_any_use"] = rng.random(n) < np.where(d["od"] == 1, 0.3, 0.5)
     d["ap_use_last_days"] = rng.random(n) < 0.2
+    d["involuntary_person_years"] = d["person_years"]  # derive.rate_person_time: follow_up
     return d
 
 
