@@ -14,7 +14,7 @@ import pytest
 from pipeline import output_policy
 from pipeline.analyses.observational import weighting
 from pipeline.errors import OdevalError
-from pipeline.plan import parse
+from pipeline.plan import OUTCOMES, parse
 
 sys.path.insert(0, str(Path(__file__).parent / "stats"))
 from test_weighting_coverage import sample  # noqa: E402
@@ -26,13 +26,20 @@ PLAN = {"design": {"type": "observational", "unit": "person", "strata": "site_id
 WEIGHTED = ("primary", "secondary", "observational_weighted")
 
 
+def person_frame(r: int) -> pd.DataFrame:
+    """Replicate ``r`` of the coverage study as analyse's person frame: the rate's
+    person-time under the plan's column name (follow-up, derive's default), the two
+    baseline columns the generator's outcomes-only mode leaves out."""
+    exposure = OUTCOMES["involuntary_admission"].column("exposure")
+    return sample(r).assign(**{exposure: lambda x: x["py"]}, ethnicity_group="white",
+                            baseline_activity="unemployed")
+
+
 @pytest.fixture(scope="module")
 def result():
     from pipeline.analyse import prepare, resolve_params
 
-    d = sample(9001)
-    d = d.assign(person_years=d["py"], ethnicity_group="white",
-                 baseline_activity="unemployed")
+    d = person_frame(9001)
     plan = parse(PLAN)
     cfg = output_policy.settings({"disclosure": {}})
     res = weighting(prepare(d, plan), plan, resolve_params(None), cfg)
@@ -143,8 +150,7 @@ def test_sites_with_one_arm_are_left_out_and_without_any_the_report_says_what_to
     from pipeline.analyse import prepare, resolve_params
 
     _, plan, cfg = result
-    d = sample(9001).assign(person_years=lambda x: x["py"], ethnicity_group="white",
-                            baseline_activity="unemployed")
+    d = person_frame(9001)
     # an Open Dialogue team's site against usual care elsewhere: every site one arm
     by_arm = d.assign(site_id=d["arm"].map({"open_dialogue": "S01", "usual_care": "S02"}))
     res = weighting(prepare(by_arm, plan), plan, resolve_params(None), cfg)
