@@ -311,8 +311,8 @@ def run_weighting(d: pd.DataFrame, plan, cfg: dict[str, Any], cluster: str | Non
                 sub = kept.assign(_y=kept[o.column("outcome")].astype(float))
                 method = "aipw" if wplan.augmented else "ipw"
                 w_b = weighted_risk(sub, ps, "_y", method=method, cluster=cluster,
-                                    outcome_covariates=list(covs))
-                u_b = weighted_risk(sub, unit, "_y", cluster=cluster)
+                                    outcome_covariates=list(covs), missing_words=o.missing)
+                u_b = weighted_risk(sub, unit, "_y", cluster=cluster, missing_words=o.missing)
                 results[f"{name}_weighted_risk"] = w_b
                 have = sub["_y"].notna()
                 for meas in ("risk difference", "risk ratio"):

@@ -554,6 +554,7 @@ def weighted_risk(
     outcome_covariates: Sequence[str] | None = None,
     cluster: str | None = None,
     conf_level: float = 0.95,
+    missing_words: str = "without the outcome",
 ) -> WeightedEffectResult:
     """Risk difference, risk ratio and odds ratio of a binary outcome between the arms.
 
@@ -574,6 +575,9 @@ def weighted_risk(
         Covariates of the outcome model (``aipw``); the propensity covariates by default.
     cluster : str, optional
     conf_level : float
+    missing_words : str
+        Who the people with a missing outcome are, for the note ("N of M people
+        <missing_words> left out"); the analysis plan's words for the outcome's definition.
 
     Returns
     -------
@@ -603,7 +607,7 @@ def weighted_risk(
     notes = []
     have = d_all[outcome].notna().to_numpy()
     if not have.all():
-        notes.append(f"{int((~have).sum())} of {len(d_all)} people without the outcome left out.")
+        notes.append(f"{int((~have).sum())} of {len(d_all)} people {missing_words} left out.")
     y_all = d_all[outcome].astype(float).to_numpy()
     a_all = ps.treated.to_numpy()
     codes, G = _clusters(d_all, cluster)

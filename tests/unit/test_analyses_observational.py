@@ -84,6 +84,18 @@ def test_the_weighted_estimates_are_the_plans_primary_and_secondary_ones(result)
     assert tested["notes"].str.contains(r"Multiplicity \(hierarchical\)").all()
 
 
+def test_people_without_a_binary_outcome_are_named_in_the_plans_words(result):
+    # about 60% of the study lack the 2-year work record: both columns say who was left
+    # out as the plan's outcome definition words it (AnalysisPlan.with_definitions)
+    res, plan, _ = result
+    rows = pd.DataFrame(res.estimates)
+    op = next(op for op in plan.outcomes if op.name == "return_to_work")
+    rtw = rows[rows["outcome"] == "return_to_work"]
+    assert len(rtw) >= 4
+    assert rtw["notes"].str.contains(f"people {op.outcome.missing} left out",
+                                     regex=False).all()
+
+
 def test_the_plan_and_the_other_families_say_what_is_adjusted(result):
     from pipeline.analyses import AnalysisResult
     from pipeline.analyses.observational import UNADJUSTED, as_sensitivity, unadjusted
