@@ -168,12 +168,13 @@ def section(con, figs: dict, figure_html) -> str:
                  "each arm.</p>")
     # estimates
     P.append("<h3>Weighted estimates, with the unadjusted ones beside them</h3>")
-    rows = []
+    rows, weighted = [], {}
     for (outcome, measure), g in est.groupby(["outcome", "measure"], sort=False):
         wr = g[g["weighted"]]
         ur = g[~g["weighted"]]
         if wr.empty:
             continue
+        weighted[(outcome, measure)] = wr.iloc[0]
         rows.append("<tr>" + "".join([
             f"<td>{_esc(outcome.replace('_', ' '))}</td>", f"<td>{_esc(measure)}</td>",
             f"<td class='num'><strong>{_esc(_ci(wr.iloc[0]))}</strong></td>",
@@ -195,6 +196,10 @@ def section(con, figs: dict, figure_html) -> str:
             rows.append("<tr>" + "".join([
                 f"<td>{_esc(str(r['outcome']).replace('_', ' '))}</td>",
                 f"<td>{_esc(r['measure'])}</td>",
+                # the weighted row as the table above shows it (the E-value table's own
+                # copy is rounded to significant digits: rounding it again could differ)
+                f"<td class='num'>{_esc(_ci(weighted[(r['outcome'], r['measure'])]))}</td>"
+                if (r["outcome"], r["measure"]) in weighted else
                 f"<td class='num'>{_num(r['estimate'])} ({_num(r['lower'])} to "
                 f"{_num(r['upper'])})</td>",
                 f"<td class='num'>{_num(r['evalue_estimate'])}</td>",

@@ -73,6 +73,13 @@ def test_an_observational_study_is_analysed_by_weighting_with_the_unadjusted_bes
     assert "from randomisation" not in text and "clusters are not people" not in text
     assert "Does the effect on relapse differ" not in text
     assert "these models compare the arms as they are, not weighted" in text
+    # the E-value table shows each weighted ratio as the weighted table does (not rounded
+    # twice: 0.545 published to 3 digits, then to 2, read 0.55 beside a 0.54)
+    for label in ("relapse hazard ratio", "involuntary admission rate ratio",
+                  "return to work risk ratio"):
+        shown = re.findall(re.escape(label) + r" (\d+\.\d\d \(\d+\.\d\d to \d+\.\d\d\))",
+                           text)
+        assert len(shown) == 2 and shown[0] == shown[1], (label, shown)
 
 
 def test_a_site_with_one_arm_and_an_arm_without_events_end_in_a_report(tmp_path):
