@@ -365,7 +365,7 @@ def test_a_killed_run_leaves_a_warehouse_that_later_commands_use_consistently_or
         wh = tmp_path / f"run{point}.duckdb"
         shutil.copy(good, wh)
         delay = rng.uniform(0.15, 1.0) * duration
-        how = _kill_at(project, ["run", "study_b"], wh, delay)
+        how, _took = _kill_at(project, ["run", "study_b"], wh, delay)
         con = _duckdb.connect(str(wh))  # replays or drops the WAL, as the next command does
         found = runstate.problem(con, ["metrics", "analyse"])
         loads = {Path(r[0]).parent.name for r in con.execute(
