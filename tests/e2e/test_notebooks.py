@@ -11,6 +11,18 @@ from nbclient import NotebookClient
 from pipeline.config import PROJ_ROOT
 
 NOTEBOOKS = sorted((PROJ_ROOT / "notebooks").glob("*.ipynb"))
+#: Cells run after a notebook's own, asserting what it must have shown (a failed assert is
+#: an error output, which the test refuses).
+CHECKS = {
+    # one row per fidelity indicator, and every cell a value or the reason there is none
+    # (it was a pivot_table(dropna=False) of 88 rows, mostly NaN)
+    "fidelity": ["assert table.shape[0] == od.indicator.nunique() == 11, table.shape\n"
+                 "assert table.notna().all().all()"],
+    # polars without pandas, the dictionary of every table the analyses read, the factor
+    "derived_tables": ["assert isinstance(tte, pl.DataFrame)\n"
+                       "assert set(derive.OUTPUTS) <= set(dictionary.table)\n"
+                       "assert any(t.startswith('diagnosis_group[T.') for t in fit.summary.index)"],
+}
 
 
 def test_the_three_notebooks_exist():
@@ -23,6 +35,7 @@ def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, mo
     monkeypatch.setenv("ODEVAL_WAREHOUSE", str(study.warehouse))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
     nb = nbformat.read(path, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(check) for check in CHECKS.get(path.stem, [])]
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
