@@ -138,12 +138,13 @@ def truth(cell: Cell, structure) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- replicates
 
-def replicate(cell: Cell, rep: int) -> list[dict]:
-    """One trial of ``cell``: every method on every outcome, with the truth."""
-    from pipeline.simulation.methods import analyse_trial, scale_of
+def replicate(cell: Cell, rep: int, outcomes=None, methods=None, base_seed: int = BASE_SEED) -> list[dict]:
+    """One trial of ``cell``: every method on every outcome (or those given), with the
+    truth. The trial depends on the cell, ``rep`` and ``base_seed`` only."""
+    from pipeline.simulation.methods import METHODS, OUTCOMES, analyse_trial, scale_of
 
     shape = SHAPES[cell.shape]
-    ss = np.random.SeedSequence([BASE_SEED, cell.id, rep])
+    ss = np.random.SeedSequence([base_seed, cell.id, rep])
     rng = np.random.default_rng(ss)
     eff = cell.effects()
     structure = draw_structure(shape, rng, **eff)
@@ -151,7 +152,8 @@ def replicate(cell: Cell, rep: int) -> list[dict]:
     d["site_id"] = "S" + (d["site"] + 1).astype(str)
     d["cluster_id"] = d["site_id"] + "-C" + (d["cluster"] + 1).astype(str)
     tr = truth(cell, structure)
-    rows = analyse_trial(d, shape.design == "cluster", seed=int(ss.generate_state(1)[0]))
+    rows = analyse_trial(d, shape.design == "cluster", outcomes=outcomes or OUTCOMES,
+                         methods=methods or METHODS, seed=int(ss.generate_state(1)[0]))
     for r in rows:
         r.update(shape=cell.shape, icc=cell.icc, effect=cell.effect, rep=rep,
                  truth=tr[scale_of(r["outcome"], r["method"])])
@@ -163,10 +165,10 @@ def _block_path(cache: Path, cell: Cell, b: int, block: int = BLOCK) -> Path:
     return cache / cell.key / f"reps{block}_{b:04d}.parquet"
 
 
-def _run_block(cell: Cell, b: int, cache: str, block: int = BLOCK) -> str:
+def _run_block(cell: Cell, b: int, cache: str, block: int = BLOCK, outcomes=None, methods=None) -> str:
     rows = []
     for rep in range(b * block, (b + 1) * block):
-        rows += replicate(cell, rep)
+        rows += replicate(cell, rep, outcomes, methods)
     path = _block_path(Path(cache), cell, b, block)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -183,9 +185,12 @@ def _worker_init(niceness: int) -> None:
 
 
 def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int = 15,
-        cell_list: list[Cell] | None = None, progress=print, block: int = BLOCK) -> dict:
+        cell_list: list[Cell] | None = None, progress=print, block: int = BLOCK,
+        outcomes=None, methods=None) -> dict:
     """Run (or resume) every cell to ``reps`` replicates (rounded up to whole blocks of
-    ``block``); returns wall and CPU seconds spent in this call and the blocks computed."""
+    ``block``); returns wall and CPU seconds spent in this call and the blocks computed.
+    ``outcomes`` and ``methods`` restrict the analyses (a cache then holds only those:
+    give it its own ``cache`` folder)."""
     cache = Path(cache)
     n_blocks = math.ceil(reps / block)
     # block-major order: the first blocks of every cell come first, so a partial run
@@ -201,14 +206,15 @@ def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int
         if processes <= 1:
             _worker_init(niceness)
             for c, b in todo:
-                _run_block(c, b, str(cache), block)
+                _run_block(c, b, str(cache), block, outcomes, methods)
                 done += 1
                 progress(f"{done}/{len(todo)} blocks ({c.key} {b})")
         else:
             ctx = mp.get_context("spawn")
             with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init,
                                         initargs=(niceness,)) as ex:
-                futs = {ex.submit(_run_block, c, b, str(cache), block): (c, b) for c, b in todo}
+                futs = {ex.submit(_run_block, c, b, str(cache), block, outcomes, methods): (c, b)
+                        for c, b in todo}
                 for f in cf.as_completed(futs):
                     f.result()
                     done += 1
@@ -252,6 +258,7 @@ def summarise(reps: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(reps=("reject", "size"), reject=("reject", "mean"), cover=("cover", "mean"),
                 bias=("bias", "mean"), sd=("coef", "std"))
     out["failed"] = d.groupby(keys, sort=False)["failed"].sum()
+    out["replicates"] = d.groupby(keys, sort=False)["rep"].nunique()
     out["reject_se"] = np.sqrt(out.reject * (1 - out.reject) / out.reps)
     out["cover_se"] = np.sqrt(out.cover * (1 - out.cover) / out.reps)
     return out.reset_index()
@@ -262,48 +269,48 @@ def table(summary: pd.DataFrame) -> pd.DataFrame:
     demo's effect), per ICC, with Monte Carlo SEs."""
     null = summary[summary.effect == "null"].set_index(["shape", "outcome", "method", "icc"])
     alt = summary[summary.effect == "demo"].set_index(["shape", "outcome", "method", "icc"])
-    t = pd.DataFrame({"reps": np.minimum(null.reps, alt.reps), "failed": null.failed + alt.failed,
+    t = pd.DataFrame({"replicates": np.minimum(null.replicates, alt.replicates),
+                      "reps": np.minimum(null.reps, alt.reps), "failed": null.failed + alt.failed,
                       "type1": null.reject, "type1_se": null.reject_se,
                       "coverage": alt.cover, "coverage_se": alt.cover_se,
                       "power": alt.reject, "power_se": alt.reject_se, "bias": alt.bias})
     return t.reset_index()
 
 
-def choose(t: pd.DataFrame, z: float = 2.576) -> pd.DataFrame:
+def choose(t: pd.DataFrame, z_low: float = 2.576, z_high: float = 2.0) -> pd.DataFrame:
     """The default method per shape and outcome.
 
-    A method qualifies when, at every ICC simulated, its type I error and its coverage
-    are within ``z`` Monte Carlo standard errors of 5% and 95% (``z`` = 2.576: a method
-    at nominal fails one of its four checks by chance about 4% of the time) and it failed
-    on under 1% of trials; the default is the qualifying method with the highest mean
-    power. If none qualifies, the methods that are at worst conservative (type I error at
-    most 5% + z SE, coverage at least 95% - z SE) are considered; failing that, the
-    method whose type I error is closest to 5% at its worst ICC (and the reason says so).
+    A method qualifies when, at every ICC simulated, its type I error is within Monte Carlo
+    error of 5% (between ``5% - z_low SE`` and ``5% + z_high SE``, SE = ``sqrt(0.05 * 0.95 /
+    R)``), its coverage is at least ``95% - z_high SE``, and it failed on under 1% of
+    trials; the default is the qualifying method with the highest mean power over the
+    ICCs. The band is tighter on the liberal side (2 SE: 3.2% to 6.4% at 1,000
+    replicates) because the default is the most powerful of up to nine methods, and a
+    method that rejects too often by chance also looks more powerful; on the conservative
+    side 2.576 SE, and coverage above 95% is not held against a method (it costs power,
+    which the choice already weighs). If none qualifies, the method whose worst type I
+    error is closest to 5% (and the rule says so).
     """
     rows = []
     for (shape, outcome), g in t.groupby(["shape", "outcome"], sort=False):
         m = g.groupby("method", sort=False).apply(lambda x: pd.Series({
-            "nominal": bool(np.all(np.abs(x.type1 - ALPHA) <= z * _se(ALPHA, x.reps))
-                            and np.all(np.abs(x.coverage - (1 - ALPHA)) <= z * _se(ALPHA, x.reps))),
-            "valid": bool(np.all(x.type1 <= ALPHA + z * _se(ALPHA, x.reps))
-                          and np.all(x.coverage >= 1 - ALPHA - z * _se(ALPHA, x.reps))),
-            "reliable": bool(x.failed.sum() < 0.01 * 2 * x.reps.sum()),
+            "nominal": bool(np.all(x.type1 >= ALPHA - z_low * _se(ALPHA, x.replicates))
+                            and np.all(x.type1 <= ALPHA + z_high * _se(ALPHA, x.replicates))
+                            and np.all(x.coverage >= 1 - ALPHA - z_high * _se(ALPHA, x.replicates))),
+            "reliable": bool(x.failed.sum() < 0.01 * 2 * x.replicates.sum()),
             "power": float(x.power.mean()),
             "worst_type1": float(x.type1.max()),
         }), include_groups=False)
-        for rule, sel in (("type I error and coverage within Monte Carlo error of nominal; best power",
-                           m.nominal & m.reliable),
-                          ("no method within Monte Carlo error of nominal; the best power among the "
-                           "conservative ones", m.valid & m.reliable)):
-            if sel.any():
-                best = m[sel].power.idxmax()
-                break
+        sel = m.nominal & m.reliable
+        if sel.any():
+            best = m[sel].power.idxmax()
+            rule = "type I error and coverage within Monte Carlo error of nominal; best power"
         else:
             best = (m.worst_type1 - ALPHA).abs().idxmin()
             rule = "no method keeps type I error and coverage: the one closest to 5% type I error"
         rows.append({"shape": shape, "outcome": outcome, "method": best, "rule": rule,
                      "power": round(float(m.loc[best, "power"]), 4),
-                     "qualifying": [k for k in m.index if m.loc[k, "nominal"] and m.loc[k, "reliable"]]})
+                     "qualifying": [k for k in m.index if sel[k]]})
     return pd.DataFrame(rows)
 
 
@@ -320,8 +327,8 @@ def _pct(x, se):
 def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) -> str:
     """The README's table: per shape and outcome, one line per method."""
     lines = [
-        f"Replicates per cell: {reps} (Monte Carlo SE in brackets, percentage points: "
-        f"{100 * math.sqrt(0.05 * 0.95 / reps):.2f} at 5%, {100 * math.sqrt(0.95 * 0.05 / reps):.2f} at 95%). "
+        f"Replicates per cell: {reps}; each rate in % with its Monte Carlo SE in brackets "
+        f"(at nominal {100 * math.sqrt(0.05 * 0.95 / reps):.2f} points, for 5% and 95% alike). "
         f"Type I error: no effect planted; coverage and power: the demo's effects. "
         f"ICC on each outcome's latent scale. Wall time {runinfo.get('wall_time', '?')} "
         f"({runinfo.get('processes', 2)} processes, nice 15).",
@@ -330,7 +337,7 @@ def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) ->
     pick = {(r.shape, r.outcome): r.method for r in chosen.itertuples()}
     for shape in SHAPES:
         for outcome in OUTCOME_WORDS:
-            g = t[(t.shape == shape) & (t.outcome == outcome)]
+            g = t[(t["shape"] == shape) & (t["outcome"] == outcome)]
             if g.empty:
                 continue
             iccs = sorted(g.icc.unique())

@@ -193,9 +193,7 @@ def _clusters_per_site(people: int, sites: int) -> int:
 def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
     check_groups()
     root = np.random.SeedSequence(seed)
-    # a fifth child for draws added later, so that the first four streams (and every study
-    # made before it) stay as they were
-    study_ss, chunks_ss, faults_ss, study_faults_ss, extra_ss = root.spawn(5)
+    study_ss, chunks_ss, faults_ss, study_faults_ss = root.spawn(4)
     rng = np.random.default_rng(study_ss)
     st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects)
     st.id_width = max(7, len(str(people)))
@@ -237,7 +235,9 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     st.cluster_arm = np.array(cl_arm, np.int8)
     st.cluster_weight = np.array(cl_w)
     st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), len(cl_ids))
-    st.cluster_rtw_logit = np.random.default_rng(extra_ss).normal(
+    # its own stream (a fixed spawn key no sequential spawn reaches), so that every other
+    # draw of the study, and every study made before it, stays as it was
+    st.cluster_rtw_logit = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(100,))).normal(
         0.0, np.sqrt(e.rtw_cluster_logit_var), len(cl_ids))
 
     # fidelity: data-generating probabilities per site and arm (column 0 uc, 1 od)
