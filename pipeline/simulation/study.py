@@ -99,6 +99,12 @@ class Cell:
             e.update(icc_to_variances(self.icc))
         return e
 
+    def replicate(self, rep: int, outcomes=None, methods=None) -> list[dict]:
+        """One trial of this cell (:func:`replicate`): what :func:`run` calls per replicate.
+        Any picklable object with a ``key`` (its cache folder's name) and this method can be
+        run, cached and loaded as a cell (``pipeline.simulation.power`` does so)."""
+        return replicate(self, rep, outcomes, methods)
+
 
 def cells() -> list[Cell]:
     out = []
@@ -168,7 +174,7 @@ def _block_path(cache: Path, cell: Cell, b: int, block: int = BLOCK) -> Path:
 def _run_block(cell: Cell, b: int, cache: str, block: int = BLOCK, outcomes=None, methods=None) -> str:
     rows = []
     for rep in range(b * block, (b + 1) * block):
-        rows += replicate(cell, rep, outcomes, methods)
+        rows += cell.replicate(rep, outcomes, methods)
     path = _block_path(Path(cache), cell, b, block)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -184,6 +190,14 @@ def _worker_init(niceness: int) -> None:
         pass
 
 
+def pending(reps: int, cache: Path, cell_list, block: int = BLOCK) -> list[tuple]:
+    """The ``(cell, block number)`` pairs not yet cached, in the order :func:`run` computes
+    them: block-major (the first blocks of every cell come first, so a partial run already
+    covers every cell)."""
+    return [(c, b) for b in range(math.ceil(reps / block)) for c in cell_list
+            if not _block_path(Path(cache), c, b, block).exists()]
+
+
 def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int = 15,
         cell_list: list[Cell] | None = None, progress=print, block: int = BLOCK,
         outcomes=None, methods=None) -> dict:
@@ -192,11 +206,7 @@ def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int
     ``outcomes`` and ``methods`` restrict the analyses (a cache then holds only those:
     give it its own ``cache`` folder)."""
     cache = Path(cache)
-    n_blocks = math.ceil(reps / block)
-    # block-major order: the first blocks of every cell come first, so a partial run
-    # already covers every cell
-    todo = [(c, b) for b in range(n_blocks) for c in (cell_list or cells())
-            if not _block_path(cache, c, b, block).exists()]
+    todo = pending(reps, cache, cell_list or cells(), block)
     t0, c0 = time.time(), time.process_time()
     done = 0
     if todo:
