@@ -36,7 +36,7 @@ Dialogue arm's probability of work or education at two years (giving it analyses
 outcome). The Cox model estimates a marginal hazard ratio slightly nearer 1 than the
 conditional one when clusters vary: the table shows the one it estimates.
 
-Replicates are cached (``data/power/<key>/``, blocks of 25 written whole by
+Replicates are cached (``data/power/<key>/`` or ``$ODEVAL_POWER_CACHE``, blocks of 25 written whole by
 :func:`pipeline.simulation.study.run`) under a key of the design, effects, methods,
 seed and the source of the code that draws and analyses; run in at most two processes at
 ``nice`` 15 with one BLAS thread each. Replicate ``r`` has seed ``SeedSequence([seed,
@@ -51,6 +51,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ __all__ = ["Design", "DEMO", "power", "search", "curve", "PowerResult", "SearchR
            "resolve_methods", "analytic_power"]
 
 CACHE = PROJ_ROOT / "data" / "power"
+#: environment variable naming another cache folder (the notebook tests use a temporary one)
+CACHE_ENV = "ODEVAL_POWER_CACHE"
 DEFAULT_SEED = 20261205
 OUTCOMES = ("relapse", "involuntary", "rtw")
 OUTCOME_WORDS = {"relapse": "time to relapse", "involuntary": "involuntary detentions",
@@ -121,7 +124,7 @@ class Design:
         the extract (the generator's 820 and 300).
     relapse_risk_2y : float or None
         Usual-care probability of relapse by two years, without death or censoring,
-        averaged over sites and clusters; ``None``: the generator's (about 0.43).
+        averaged over sites and clusters; ``None``: the generator's (0.59).
         Admission, crisis and detention hazards are scaled together to reach it (only
         admission and crisis when ``detentions_2y`` is given).
     detentions_2y : float or None
@@ -245,7 +248,10 @@ class Design:
     def baseline(self) -> dict[str, float]:
         """The generator parameters of the usual-care arm this design implies (no arm
         effects): the generator's defaults, the design's fields, hazards scaled to
-        ``relapse_risk_2y``."""
+        ``relapse_risk_2y`` (computed once per design)."""
+        return dict(_baseline(json.dumps(dataclasses.asdict(self), sort_keys=True)))
+
+    def _baseline(self) -> dict[str, float]:
         e = {**{k: float(v) for k, v in self.generator.items()}, **self.cluster_variances(),
              "death_risk_2y": float(self.death_risk_2y), "rtw_2y_usual_care": float(self.rtw_2y),
              "recruitment_days": float(self.recruitment_days),
@@ -262,7 +268,8 @@ class Design:
             where = f"{self.sites} sites, individually randomised, {self.cluster_size:g} people per site"
         else:
             cv = "generator's spread" if self.cluster_size_cv is None else f"CV {self.cluster_size_cv:g}"
-            where = (f"{self.sites} sites x {self.clusters_per_arm} cluster(s) per arm, "
+            k = self.clusters_per_arm
+            where = (f"{self.sites} sites x {k} cluster{'s' if k > 1 else ''} per arm, "
                      f"{self.cluster_size:g} people per cluster ({cv})")
         bits = [where, f"{self.people} people"]
         if self.recruitment_ratio != 1:
@@ -272,6 +279,11 @@ class Design:
 
 
 DEMO = Design()
+
+
+@functools.lru_cache(maxsize=64)
+def _baseline(design_json: str) -> tuple:
+    return tuple(Design(**json.loads(design_json))._baseline().items())
 
 
 def arm_effects(design: Design, hr: float | None = None, rate_ratio: float | None = None,
@@ -486,7 +498,7 @@ def _cells(design, scenarios: dict, analyses: dict, seed: int) -> dict:
             for label, eff in scenarios.items()}
 
 
-def simulate(cells: list[PowerCell], reps: int, *, processes: int = 2, cache: Path | str = CACHE,
+def simulate(cells: list[PowerCell], reps: int, *, processes: int = 2, cache: Path | str | None = None,
              progress=None, niceness: int = 15) -> tuple[pd.DataFrame, dict]:
     """Run (or load) ``reps`` replicates of each cell: the replicate rows (one per trial
     and analysis, ``label`` naming the cell) and what the run cost."""
@@ -494,7 +506,7 @@ def simulate(cells: list[PowerCell], reps: int, *, processes: int = 2, cache: Pa
         raise _fail(f"replicates={reps}: at least 1", "power.replicates")
     if not 1 <= processes <= 2:
         raise _fail(f"processes={processes}: 1 or 2 (the machine is shared)", "power.processes")
-    cache = Path(cache)
+    cache = Path(cache or os.environ.get(CACHE_ENV) or CACHE)
     for c in cells:
         folder = cache / c.key
         folder.mkdir(parents=True, exist_ok=True)
@@ -639,9 +651,8 @@ class PowerResult:
                          f"{100 * r.power:.1f} ({100 * r.power_se:.1f}) | {100 * r.type1:.1f} ({100 * r.type1_se:.1f}) | "
                          f"{r.events_uc:.0f} / {r.events_od:.0f} | {fp} | {ft} | {de} |")
         run = self.run
-        lines += ["", f"Replicates computed {run['blocks_computed'] * study.BLOCK}, cached "
-                  f"{run['blocks_cached'] * study.BLOCK}; wall {run['wall_seconds']:.1f} s on {run['processes']} "
-                  "process(es)."]
+        lines += ["", f"Blocks of {study.BLOCK} trials: {run['blocks_computed']} simulated, {run['blocks_cached']} "
+                  f"read from the cache; wall {run['wall_seconds']:.1f} s on {run['processes']} process(es)."]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -685,7 +696,7 @@ def _check_effects(primary, hr, rate_ratio, rtw_risk):
 
 def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | None = None,
           rtw_risk: float | None = None, *, primary: str = "relapse", method="auto", reps: int = 1000,
-          seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2, cache: Path | str = CACHE,
+          seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2, cache: Path | str | None = None,
           progress=None, null: bool = True) -> PowerResult:
     """Simulated power (and type I error) of ``design`` for an effect.
 
@@ -707,7 +718,7 @@ def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | Non
         Two-sided significance level.
     processes : {1, 2}
     cache : path
-        Folder of cached replicates (``data/power``).
+        Folder of cached replicates (``data/power``, or ``$ODEVAL_POWER_CACHE``).
     progress : callable ``(done, total)``, optional
         Called as blocks of 25 replicates finish.
     null : bool
@@ -795,7 +806,7 @@ class SearchResult:
 def search(design: Design = DEMO, target: float = 0.8, over: str = "clusters_per_arm", *, lo: int | None = None,
            hi: int | None = None, hr: float | None = 0.8, rate_ratio=None, rtw_risk=None, primary="relapse",
            method="auto", reps: int = 500, seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2,
-           cache: Path | str = CACHE, progress=None) -> SearchResult:
+           cache: Path | str | None = None, progress=None) -> SearchResult:
     """The smallest ``over`` (``clusters_per_arm``: clusters per arm in each site;
     ``cluster_size``: people per cluster, or per site when individually randomised;
     ``sites``) in ``[lo, hi]`` whose simulated power of the primary outcome reaches
@@ -935,7 +946,9 @@ class CurveResult:
                        "rtw": "risk of work at 2 years, Open Dialogue"}[self.outcome])
         ax.set_ylabel("power (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(self.design.describe(), fontsize=8)
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(self.design.describe(), 80)), fontsize=8)
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         return fig
@@ -953,7 +966,7 @@ class CurveResult:
 
 def curve(design: Design = DEMO, effects=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), *, primary: str = "relapse",
           method="auto", reps: int = 500, seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2,
-          cache: Path | str = CACHE, progress=None) -> CurveResult:
+          cache: Path | str | None = None, progress=None) -> CurveResult:
     """Power of the primary outcome at each effect in ``effects`` (hazard ratios for
     relapse, rate ratios for detentions, Open Dialogue risks of work for ``rtw``)."""
     effects = sorted(set(float(e) for e in effects))
