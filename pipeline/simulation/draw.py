@@ -229,7 +229,8 @@ def draw_people(structure: Structure, n: int, rng: np.random.Generator, **effect
     tday = rng.integers(30, 1100, n)
     data_end_day = np.where(transfer, np.minimum(st.extract_day, index_abs + tday), st.extract_day) - index_abs
     lam_d = -np.log1p(-e.death_risk_2y) / FOLLOW_UP_DAYS * np.where(od, e.hr_death, 1.0)
-    t_death = _ceil_day(rng.exponential(1.0, n) / lam_d)
+    with np.errstate(divide="ignore"):  # no death (death_risk_2y 0): never
+        t_death = _ceil_day(rng.exponential(1.0, n) / lam_d)
     death_obs = t_death <= data_end_day
     death_day = np.where(death_obs, t_death, NEVER)
     fu_end = np.minimum(np.minimum(death_day, data_end_day), st.follow_up_days)
