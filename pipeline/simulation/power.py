@@ -67,8 +67,8 @@ from pipeline.simulation import study
 from pipeline.simulation.draw import Shape, draw_people, draw_structure, icc_to_variances
 from pipeline.stats import sample_size as ss
 
-__all__ = ["Design", "DEMO", "power", "search", "curve", "PowerResult", "SearchResult", "CurveResult",
-           "resolve_methods", "analytic_power"]
+__all__ = ["Design", "DEMO", "power", "search", "curve", "plot_power_curve", "PowerResult", "SearchResult",
+           "CurveResult", "resolve_methods", "analytic_power"]
 
 CACHE = PROJ_ROOT / "data" / "power"
 #: environment variable naming another cache folder (the notebook tests use a temporary one)
@@ -85,8 +85,7 @@ APPLIES = {"relapse": ("model", "CR1", "jackknife-cluster", "jackknife-site", "c
                    "permutation")}
 NEEDS_CLUSTERS = {"CR1", "CR2", "MD", "KC", "jackknife-cluster", "cluster-level", "permutation"}
 #: the source files a replicate's result depends on (their hash is part of the cache key)
-_SOURCES = ("simulation/draw.py", "simulation/methods.py", "simulation/power.py", "stats/*.py",
-            "synth/params.py", "synth/study.py")
+_SOURCES = ("simulation/draw.py", "simulation/methods.py", "stats/*.py", "synth/params.py", "synth/study.py")
 
 
 def _fail(message: str, rule: str = "power.design") -> OdevalError:
@@ -422,13 +421,20 @@ def method_df(method: str, design: Design) -> float | None:
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the source that draws and analyses a replicate (part of the cache key:
-    a change to any of it recomputes, never reuses stale replicates)."""
+    a change to any of it recomputes, never reuses stale replicates): the draw, the
+    methods, every estimator, the generator's parameters, and this module's functions
+    that turn a design into a trial and analyse it."""
+    import inspect
+
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for pattern in _SOURCES:
         for p in sorted(root.glob(pattern)):
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
+    for f in (PowerCell.replicate, Design._baseline, Design.shape, Design.cluster_variances, Design.people,
+              arm_effects, _scale_to_relapse_risk, _relapse_risk, _relapse_free):
+        h.update(inspect.getsource(f.fget if isinstance(f, property) else f).encode())
     return h.hexdigest()[:16]
 
 
@@ -499,9 +505,11 @@ def _cells(design, scenarios: dict, analyses: dict, seed: int) -> dict:
 
 
 def simulate(cells: list[PowerCell], reps: int, *, processes: int = 2, cache: Path | str | None = None,
-             progress=None, niceness: int = 15) -> tuple[pd.DataFrame, dict]:
+             progress=None, niceness: int = 15, in_process: bool = False) -> tuple[pd.DataFrame, dict]:
     """Run (or load) ``reps`` replicates of each cell: the replicate rows (one per trial
-    and analysis, ``label`` naming the cell) and what the run cost."""
+    and analysis, ``label`` naming the cell) and what the run cost. The trials run in
+    ``processes`` worker processes (at ``nice`` 15, one BLAS thread each), or in this
+    one with ``in_process`` (tests of cheap analyses: no worker to start)."""
     if reps < 1:
         raise _fail(f"replicates={reps}: at least 1", "power.replicates")
     if not 1 <= processes <= 2:
@@ -526,7 +534,11 @@ def simulate(cells: list[PowerCell], reps: int, *, processes: int = 2, cache: Pa
 
     if progress:
         progress(0, total)
-    info = study.run(reps, cache, processes=processes, niceness=niceness, cell_list=cells, progress=tick)
+    if in_process and processes != 1:
+        raise _fail("in_process runs one process", "power.processes")
+    # in this process: not reniced (a test or notebook keeps its priority)
+    info = study.run(reps, cache, processes=processes, niceness=0 if in_process else niceness, cell_list=cells,
+                     progress=tick, pool=not in_process)
     frames = []
     for c in cells:
         d = study.load(reps, cache, [c])
@@ -697,7 +709,7 @@ def _check_effects(primary, hr, rate_ratio, rtw_risk):
 def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | None = None,
           rtw_risk: float | None = None, *, primary: str = "relapse", method="auto", reps: int = 1000,
           seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2, cache: Path | str | None = None,
-          progress=None, null: bool = True) -> PowerResult:
+          progress=None, null: bool = True, in_process: bool = False) -> PowerResult:
     """Simulated power (and type I error) of ``design`` for an effect.
 
     Parameters
@@ -723,6 +735,9 @@ def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | Non
         Called as blocks of 25 replicates finish.
     null : bool
         Also simulate the design without effect (type I error).
+    in_process : bool
+        Run the trials in this process instead of worker processes (no worker to start:
+        for a few cheap trials; the BLAS keeps its threads).
     """
     _check_effects(primary, hr, rate_ratio, rtw_risk)
     outcomes = _outcomes(primary, rate_ratio, rtw_risk)
@@ -731,7 +746,8 @@ def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | Non
     scen = {"effect": alt, **({"null": arm_effects(design)} if null else {})}
     cells = _cells(design, scen, methods, seed)
     t0 = time.time()
-    rows, info = simulate(list(cells.values()), reps, processes=processes, cache=cache, progress=progress)
+    rows, info = simulate(list(cells.values()), reps, processes=processes, cache=cache, progress=progress,
+                          in_process=in_process)
     info["wall_seconds_total"] = round(time.time() - t0, 1)
     summ = _summarise(rows, alpha).set_index(["label", "outcome"])
     truth = planted(design, alt)
@@ -806,7 +822,7 @@ class SearchResult:
 def search(design: Design = DEMO, target: float = 0.8, over: str = "clusters_per_arm", *, lo: int | None = None,
            hi: int | None = None, hr: float | None = 0.8, rate_ratio=None, rtw_risk=None, primary="relapse",
            method="auto", reps: int = 500, seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2,
-           cache: Path | str | None = None, progress=None) -> SearchResult:
+           cache: Path | str | None = None, progress=None, in_process: bool = False) -> SearchResult:
     """The smallest ``over`` (``clusters_per_arm``: clusters per arm in each site;
     ``cluster_size``: people per cluster, or per site when individually randomised;
     ``sites``) in ``[lo, hi]`` whose simulated power of the primary outcome reaches
@@ -832,7 +848,7 @@ def search(design: Design = DEMO, target: float = 0.8, over: str = "clusters_per
     seen: dict[int, dict] = {}
     order = []
     kw = dict(hr=hr, rate_ratio=rate_ratio, rtw_risk=rtw_risk, primary=primary, method=method, reps=reps,
-              seed=seed, alpha=alpha, processes=processes, cache=cache, progress=progress)
+              seed=seed, alpha=alpha, processes=processes, cache=cache, progress=progress, in_process=in_process)
 
     def at(v: int) -> dict:
         if v not in seen:
@@ -923,35 +939,8 @@ class CurveResult:
     reps: int
 
     def plot(self, ax=None, target: float | None = 0.8):
-        """The power curve: simulated power with 95% Monte Carlo intervals, the formula on
-        the normal and on the t reference, the target and alpha as lines."""
-        import matplotlib.pyplot as plt
-
-        from pipeline.stats._style import style
-
-        style()
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        else:
-            fig = ax.figure
-        t = self.table.sort_values("effect")
-        ax.errorbar(t.effect, 100 * t.power, yerr=196 * t.power_se, fmt="o-", color="#1b6ca8", capsize=3,
-                    label=f"simulated ({self.reps} trials each), {self.method}")
-        ax.plot(t.effect, 100 * t.power_formula, "--", color="#888888", label="formula, normal reference")
-        ax.plot(t.effect, 100 * t.power_formula_t, ":", color="#c4572a", label="formula, t on the analysis' df")
-        if target:
-            ax.axhline(100 * target, color="#bbbbbb", lw=0.8)
-        ax.axhline(5, color="#bbbbbb", lw=0.8)
-        ax.set_xlabel({"relapse": "hazard ratio of relapse", "involuntary": "rate ratio of detentions",
-                       "rtw": "risk of work at 2 years, Open Dialogue"}[self.outcome])
-        ax.set_ylabel("power (%)")
-        ax.set_ylim(0, 100)
-        import textwrap
-
-        ax.set_title("\n".join(textwrap.wrap(self.design.describe(), 80)), fontsize=8)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        return fig
+        """The power curve (:func:`plot_power_curve`)."""
+        return plot_power_curve(self, ax=ax, target=target)
 
     def markdown(self) -> str:
         lines = ["| effect | power % (MC SE) | formula % (normal) | formula % (t) |", "|---|---|---|---|"]
@@ -966,7 +955,7 @@ class CurveResult:
 
 def curve(design: Design = DEMO, effects=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), *, primary: str = "relapse",
           method="auto", reps: int = 500, seed: int = DEFAULT_SEED, alpha: float = 0.05, processes: int = 2,
-          cache: Path | str | None = None, progress=None) -> CurveResult:
+          cache: Path | str | None = None, progress=None, in_process: bool = False) -> CurveResult:
     """Power of the primary outcome at each effect in ``effects`` (hazard ratios for
     relapse, rate ratios for detentions, Open Dialogue risks of work for ``rtw``)."""
     effects = sorted(set(float(e) for e in effects))
@@ -980,7 +969,8 @@ def curve(design: Design = DEMO, effects=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), *, prim
         _check_effects(primary, **kw)
         scen[f"{e:g}"] = arm_effects(design, **kw)
     cells = _cells(design, scen, methods, seed)
-    rows, _ = simulate(list(cells.values()), reps, processes=processes, cache=cache, progress=progress)
+    rows, _ = simulate(list(cells.values()), reps, processes=processes, cache=cache, progress=progress,
+                       in_process=in_process)
     summ = _summarise(rows, alpha).set_index("label")
     out = []
     for e in effects:
@@ -996,3 +986,36 @@ def curve(design: Design = DEMO, effects=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), *, prim
                     else np.nan, "power_formula_t": an["power_formula_t"] if an["power_formula_t"] is not None
                     else np.nan, "estimand": truth["cox_hr"] if primary == "relapse" else np.nan})
     return CurveResult(design, primary, methods[primary], pd.DataFrame(out), reps)
+
+
+def plot_power_curve(result: "CurveResult", ax=None, target: float | None = 0.8):
+    """The power curve of a :func:`curve` result: simulated power with 95% Monte Carlo
+    intervals, the formula on the normal and on the t reference, the target and alpha as
+    lines. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from pipeline.stats._style import style
+
+    style()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    else:
+        fig = ax.figure
+    t = result.table.sort_values("effect")
+    ax.errorbar(t.effect, 100 * t.power, yerr=196 * t.power_se, fmt="o-", color="#1b6ca8", capsize=3,
+                label=f"simulated ({result.reps} trials each), {result.method}")
+    ax.plot(t.effect, 100 * t.power_formula, "--", color="#888888", label="formula, normal reference")
+    ax.plot(t.effect, 100 * t.power_formula_t, ":", color="#c4572a", label="formula, t on the analysis' df")
+    if target:
+        ax.axhline(100 * target, color="#bbbbbb", lw=0.8)
+    ax.axhline(5, color="#bbbbbb", lw=0.8)
+    ax.set_xlabel({"relapse": "hazard ratio of relapse", "involuntary": "rate ratio of detentions",
+                   "rtw": "risk of work at 2 years, Open Dialogue"}[result.outcome])
+    ax.set_ylabel("power (%)")
+    ax.set_ylim(0, 100)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(result.design.describe(), 80)), fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

@@ -200,11 +200,15 @@ def pending(reps: int, cache: Path, cell_list, block: int = BLOCK) -> list[tuple
 
 def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int = 15,
         cell_list: list[Cell] | None = None, progress=print, block: int = BLOCK,
-        outcomes=None, methods=None) -> dict:
+        outcomes=None, methods=None, pool: bool = False) -> dict:
     """Run (or resume) every cell to ``reps`` replicates (rounded up to whole blocks of
     ``block``); returns wall and CPU seconds spent in this call and the blocks computed.
     ``outcomes`` and ``methods`` restrict the analyses (a cache then holds only those:
-    give it its own ``cache`` folder)."""
+    give it its own ``cache`` folder). With one process the blocks run in this process
+    (reniced) unless ``pool``: then in one worker, so that this process (a notebook's
+    kernel) keeps its niceness and the worker its single BLAS thread, which cannot be
+    set once numpy is loaded (on a busy machine a multithreaded BLAS made CR2 20 times
+    slower)."""
     cache = Path(cache)
     todo = pending(reps, cache, cell_list or cells(), block)
     t0, c0 = time.time(), time.process_time()
@@ -213,7 +217,7 @@ def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int
         # one BLAS thread per process: the machine is shared, and per-cluster matrices are small
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"
-        if processes <= 1:
+        if processes <= 1 and not pool:
             _worker_init(niceness)
             for c, b in todo:
                 _run_block(c, b, str(cache), block, outcomes, methods)
@@ -221,7 +225,7 @@ def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int
                 progress(f"{done}/{len(todo)} blocks ({c.key} {b})")
         else:
             ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init,
+            with cf.ProcessPoolExecutor(max(1, processes), mp_context=ctx, initializer=_worker_init,
                                         initargs=(niceness,)) as ex:
                 futs = {ex.submit(_run_block, c, b, str(cache), block, outcomes, methods): (c, b)
                         for c, b in todo}

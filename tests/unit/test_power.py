@@ -36,25 +36,25 @@ def cache(tmp_path_factory):
 
 
 def test_type_one_error_of_the_default_is_nominal_and_an_invalid_method_is_caught(cache):
-    r = pw.power(pw.DEMO, hr=0.3, reps=40, null=True, processes=1, cache=cache)
+    r = pw.power(pw.DEMO, hr=0.3, reps=40, null=True, processes=1, cache=cache, in_process=True)
     row = r.primary
     assert row.method == "cluster-level"  # the simulation study's default for the demo's shape
     assert row.power >= 39 / 40
     # the null scenario needs more trials than the effect: run it on its own at 200
     null = pw._cells(pw.DEMO, {"null": pw.arm_effects(pw.DEMO)}, {"relapse": "cluster-level"}, pw.DEFAULT_SEED)
-    rows, _ = pw.simulate(list(null.values()), 200, processes=1, cache=cache)
+    rows, _ = pw.simulate(list(null.values()), 200, processes=1, cache=cache, in_process=True)
     t1 = pw._summarise(rows, 0.05).iloc[0]
     assert t1.replicates == 200 and t1.failed == 0
     assert abs(t1.reject - 0.05) <= 3 * SE200, t1.reject
     # the model-based Cox model ignores the clusters (ICC 0.05): far above 5% + 3 SE
     bad = pw._cells(pw.DEMO.replace(icc=0.05), {"null": pw.arm_effects(pw.DEMO)}, {"relapse": "model"},
                     pw.DEFAULT_SEED)
-    rows, _ = pw.simulate(list(bad.values()), 100, processes=1, cache=cache)
+    rows, _ = pw.simulate(list(bad.values()), 100, processes=1, cache=cache, in_process=True)
     assert pw._summarise(rows, 0.05).iloc[0].reject > 0.05 + 3 * math.sqrt(0.05 * 0.95 / 100)
 
 
 def test_the_result_reports_events_the_formula_and_the_run(cache):
-    r = pw.power(pw.DEMO, hr=0.3, reps=40, processes=1, cache=cache)  # all cached by now
+    r = pw.power(pw.DEMO, hr=0.3, reps=40, processes=1, cache=cache, in_process=True)  # all cached by now
     row = r.primary
     assert r.run["blocks_computed"] == 0 and r.run["blocks_cached"] == 4
     # expected events: the usual-care arm of 700 people relapses about half the time
@@ -70,7 +70,7 @@ def test_the_result_reports_events_the_formula_and_the_run(cache):
 def test_same_seed_same_trials_whatever_the_processes(tmp_path):
     cells = list(pw._cells(pw.DEMO, {"effect": pw.arm_effects(pw.DEMO, 0.8)}, {"relapse": "cluster-level"},
                            7).values())
-    one, info1 = pw.simulate(cells, 50, processes=1, cache=tmp_path / "a")
+    one, info1 = pw.simulate(cells, 50, processes=1, cache=tmp_path / "a", in_process=True)
     two, info2 = pw.simulate(cells, 50, processes=2, cache=tmp_path / "b")
     assert info1["blocks_computed"] == info2["blocks_computed"] == 2
     pd.testing.assert_frame_equal(one.sort_values("rep").reset_index(drop=True),
