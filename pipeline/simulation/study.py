@@ -378,13 +378,14 @@ def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) ->
 START, END = "<!-- few-cluster-simulation:start -->", "<!-- few-cluster-simulation:end -->"
 
 
-def write_readme(md: str, readme: Path = README) -> None:
-    """Replace the README's table between its two markers (they must be there)."""
+def write_readme(md: str, readme: Path = README, start: str = START, end: str = END) -> None:
+    """Replace the README's table between its two markers (they must be there; other
+    simulations pass their own)."""
     text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: markers {START} / {END} not found")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{md}\n{END}", text))
+    if start not in text or end not in text:
+        raise ValueError(f"{readme}: markers {start} / {end} not found")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{md}\n{end}", text))
 
 
 def write_defaults(chosen: pd.DataFrame, reps: int, path: Path = DEFAULTS_YAML) -> None:
