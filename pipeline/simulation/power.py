@@ -84,8 +84,11 @@ APPLIES = {"relapse": ("model", "CR1", "jackknife-cluster", "jackknife-site", "c
            "rtw": ("model", "CR1", "CR2", "MD", "KC", "jackknife-cluster", "jackknife-site", "cluster-level",
                    "permutation")}
 NEEDS_CLUSTERS = {"CR1", "CR2", "MD", "KC", "jackknife-cluster", "cluster-level", "permutation"}
-#: the source files a replicate's result depends on (their hash is part of the cache key)
-_SOURCES = ("simulation/draw.py", "simulation/methods.py", "stats/*.py", "synth/params.py", "synth/study.py")
+#: where a replicate's code starts: the cache key hashes these files and every ``pipeline``
+#: module they import, transitively (:func:`source_files`), so that a change to an
+#: estimator recomputes while a module the replicates never run (a report, another
+#: estimator) leaves the cache valid
+_ROOTS = ("simulation/draw.py", "simulation/methods.py")
 
 
 def _fail(message: str, rule: str = "power.design") -> OdevalError:
@@ -418,22 +421,67 @@ def method_df(method: str, design: Design) -> float | None:
 
 # ----------------------------------------------------------------------------- replicates
 
+def source_files(roots=_ROOTS) -> list[Path]:
+    """The ``pipeline`` source files reachable from ``roots`` by ``import`` statements
+    (anywhere in a file, including imports inside functions), sorted; ``from pipeline.x
+    import y`` counts ``pipeline/x/y.py`` when ``y`` is a module, else ``pipeline/x``."""
+    import ast
+
+    pkg = Path(__file__).resolve().parents[1]
+
+    def files_of(module: str, names=()) -> list[Path]:
+        parts = module.split(".")
+        if parts[0] != "pipeline":
+            return []
+        base = pkg.joinpath(*parts[1:])
+        found = []
+        for n in names:
+            if base.joinpath(f"{n}.py").is_file():
+                found.append(base.joinpath(f"{n}.py"))
+        if base.with_suffix(".py").is_file():
+            found.append(base.with_suffix(".py"))
+        elif base.joinpath("__init__.py").is_file() and len(found) < len(names or [None]):
+            found.append(base.joinpath("__init__.py"))
+        return found
+
+    seen: set[Path] = set()
+    todo = [pkg / r for r in roots]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level:  # relative: from the file's package
+                    here = f.relative_to(pkg.parent).with_suffix("").parts[:-1]
+                    module = ".".join([*here[:len(here) - node.level + 1], *([module] if module else [])])
+                todo += files_of(module, [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    todo += files_of(a.name)
+    return sorted(seen)
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the source that draws and analyses a replicate (part of the cache key:
     a change to any of it recomputes, never reuses stale replicates): the draw, the
-    methods, every estimator, the generator's parameters, and this module's functions
-    that turn a design into a trial and analyse it."""
+    methods and every ``pipeline`` module they import (:func:`source_files`: the
+    estimators, the generator's parameters), and the functions (here and in
+    :mod:`pipeline.synth.truth`) that turn a design into a trial and analyse it."""
     import inspect
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for pattern in _SOURCES:
-        for p in sorted(root.glob(pattern)):
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
+    for p in source_files():
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    from pipeline.synth import truth
+
     for f in (PowerCell.replicate, Design._baseline, Design.shape, Design.cluster_variances, Design.people,
-              arm_effects, _scale_to_relapse_risk, _relapse_risk, _relapse_free):
+              arm_effects, _scale_to_relapse_risk, _relapse_risk, _relapse_free, _gh, truth._gh, truth._surv):
         h.update(inspect.getsource(f.fget if isinstance(f, property) else f).encode())
     return h.hexdigest()[:16]
 

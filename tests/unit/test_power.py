@@ -125,3 +125,13 @@ def test_method_resolution_and_refusals():
         with pytest.raises(OdevalError) as exc:
             bad()
         assert exc.value.rule == rule and "\n" not in str(exc.value)
+
+
+def test_the_cache_key_hashes_the_code_a_replicate_runs_and_only_that():
+    files = {p.relative_to(p.parents[1]).as_posix() for p in pw.source_files()}
+    # the draw, the methods, the estimators they call (imports inside functions too) and
+    # the generator's parameters
+    assert {"simulation/draw.py", "simulation/methods.py", "stats/coxph.py", "stats/two_stage.py",
+            "stats/clustered.py", "stats/rates.py", "synth/params.py"} <= files
+    # estimators and reports no replicate runs do not invalidate the cache
+    assert not files & {"stats/meta.py", "stats/survival.py", "report.py", "simulation/power.py"}
