@@ -667,6 +667,11 @@ def power(
                            relapse_risk_2y=relapse_risk, detentions_2y=detentions, rtw_2y=rtw_baseline,
                            death_risk_2y=death_risk, icc=icc, cluster_frailty_var=frailty_var)
         effects = _floats(curve, "--curve")
+        # everything checkable is checked before the first trial is simulated
+        pw._check_effects(primary, hr, rate_ratio, rtw_risk, alpha, reps, processes)
+        pw.resolve_methods(design, pw._outcomes(primary, rate_ratio, rtw_risk), method)
+        if search:
+            pw.search_range(design, search, target, hi=search_max)
         kw = dict(primary=primary, method=method, reps=reps, seed=seed, alpha=alpha, processes=processes,
                   cache=cache)
         eff = dict(hr=hr, rate_ratio=rate_ratio, rtw_risk=rtw_risk)

@@ -404,7 +404,8 @@ def resolve_methods(design: Design, outcomes, method="auto") -> dict[str, str]:
         df = method_df(m, design)
         if df is not None and df < 1:
             raise _fail(f"method {m!r} has {df} degrees of freedom in this design "
-                        f"({design.clusters} clusters in {design.sites} sites): add sites or clusters",
+                        f"({design.clusters} clusters in {design.sites} site{'s' if design.sites > 1 else ''}): "
+                        "add sites or clusters",
                         "power.method")
         out[o] = m
     return out
@@ -743,7 +744,16 @@ def _outcomes(primary: str, rate_ratio, rtw_risk) -> list[str]:
     return out
 
 
-def _check_effects(primary, hr, rate_ratio, rtw_risk):
+def _check_effects(primary, hr, rate_ratio, rtw_risk, alpha=0.05, reps=1, processes=1):
+    """Every argument of a power question that can be checked before simulating anything."""
+    if primary not in OUTCOMES:
+        raise _fail(f"primary outcome {primary!r}: one of {', '.join(OUTCOMES)}", "power.outcome")
+    if not 0 < alpha < 1:
+        raise _fail(f"alpha={alpha}: in (0, 1)", "power.alpha")
+    if int(reps) != reps or reps < 1:
+        raise _fail(f"replicates={reps}: a whole number >= 1", "power.replicates")
+    if processes not in (1, 2):
+        raise _fail(f"processes={processes}: 1 or 2 (the machine is shared)", "power.processes")
     for name, v in (("hr", hr), ("rate_ratio", rate_ratio)):
         if v is not None and not v > 0:
             raise _fail(f"{name}={v}: > 0", "power.effect")
@@ -751,7 +761,8 @@ def _check_effects(primary, hr, rate_ratio, rtw_risk):
         raise _fail(f"rtw_risk={rtw_risk}: a probability in (0, 1)", "power.effect")
     need = {"relapse": ("hr", hr), "involuntary": ("rate_ratio", rate_ratio), "rtw": ("rtw_risk", rtw_risk)}[primary]
     if need[1] is None:
-        raise _fail(f"the primary outcome {primary} needs its effect {need[0]}", "power.effect")
+        raise _fail(f"the primary outcome {primary} needs its effect {need[0]} (--{need[0].replace('_', '-')})",
+                    "power.effect")
 
 
 def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | None = None,
@@ -787,7 +798,7 @@ def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | Non
         Run the trials in this process instead of worker processes (no worker to start:
         for a few cheap trials; the BLAS keeps its threads).
     """
-    _check_effects(primary, hr, rate_ratio, rtw_risk)
+    _check_effects(primary, hr, rate_ratio, rtw_risk, alpha, reps, processes)
     outcomes = _outcomes(primary, rate_ratio, rtw_risk)
     methods = resolve_methods(design, outcomes, method)
     alt = arm_effects(design, hr, rate_ratio, rtw_risk)
@@ -882,17 +893,8 @@ def search(design: Design = DEMO, target: float = 0.8, over: str = "clusters_per
     to its Monte Carlo error (both are in ``points``). The answer is then simulated
     without effect too (type I error). ``auto`` methods are re-resolved at every value
     (one cluster per arm per site is pair-matched, two or more are not)."""
-    if over not in ("clusters_per_arm", "cluster_size", "sites"):
-        raise _fail(f"search over {over!r}: clusters_per_arm, cluster_size or sites", "power.search")
-    if over == "clusters_per_arm" and design.individual:
-        raise _fail("search over clusters_per_arm needs a cluster-randomised design", "power.search")
-    if not 0 < target < 1:
-        raise _fail(f"target power {target}: in (0, 1)", "power.search")
-    _check_effects(primary, hr, rate_ratio, rtw_risk)
-    lo = lo if lo is not None else {"clusters_per_arm": 1, "cluster_size": 5, "sites": 2}[over]
-    hi = hi if hi is not None else {"clusters_per_arm": 30, "cluster_size": 2000, "sites": 60}[over]
-    if not 1 <= lo < hi:
-        raise _fail(f"search range lo={lo}, hi={hi}: need 1 <= lo < hi", "power.search")
+    _check_effects(primary, hr, rate_ratio, rtw_risk, alpha, reps, processes)
+    lo, hi = search_range(design, over, target, lo, hi)
     seen: dict[int, dict] = {}
     order = []
     kw = dict(hr=hr, rate_ratio=rate_ratio, rtw_risk=rtw_risk, primary=primary, method=method, reps=reps,
@@ -945,6 +947,24 @@ def search(design: Design = DEMO, target: float = 0.8, over: str = "clusters_per
             failing = mid
     best = power(design.replace(**{over: passing}), **kw)
     return SearchResult(over, target, passing, pd.DataFrame([seen[v] for v in order]), best, hi)
+
+
+def search_range(design: Design, over: str, target: float, lo: int | None = None,
+                 hi: int | None = None) -> tuple[int, int]:
+    """A search's ``(lo, hi)`` (the defaults filled in), checked before anything is
+    simulated: ``over`` one of ``clusters_per_arm`` (cluster designs only),
+    ``cluster_size``, ``sites``; ``target`` in (0, 1)."""
+    if over not in ("clusters_per_arm", "cluster_size", "sites"):
+        raise _fail(f"search over {over!r}: clusters_per_arm, cluster_size or sites", "power.search")
+    if over == "clusters_per_arm" and design.individual:
+        raise _fail("search over clusters_per_arm needs a cluster-randomised design", "power.search")
+    if not 0 < target < 1:
+        raise _fail(f"target power {target}: in (0, 1)", "power.search")
+    lo = lo if lo is not None else {"clusters_per_arm": 1, "cluster_size": 5, "sites": 2}[over]
+    hi = hi if hi is not None else {"clusters_per_arm": 30, "cluster_size": 2000, "sites": 60}[over]
+    if not 1 <= lo < hi:
+        raise _fail(f"search range lo={lo}, hi={hi}: need 1 <= lo < hi", "power.search")
+    return lo, hi
 
 
 def _formula_guess(design, over, lo, hi, target, kw) -> int:

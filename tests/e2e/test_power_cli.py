@@ -48,8 +48,12 @@ def test_power_search_and_curve_write_their_files(tmp_path):
 def test_power_refuses_a_bad_design_in_one_line(tmp_path):
     # one refusal per kind of check (the unit tests have the rest)
     for args, rule in ((["--clusters-per-arm", "0"], "power.design"),
-                       (["--individual", "--method", "cluster-level"], "power.method")):
+                       (["--individual", "--method", "cluster-level"], "power.method"),
+                       (["--search", "practices"], "power.search"),
+                       (["--alpha", "5"], "power.alpha")):
         proc = _power([*args, "--reps", "25", "--out", str(tmp_path / "o")], tmp_path, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         err = proc.stderr.strip()
         assert "Traceback" not in err and f"[rule {rule}]" in err and len(err.splitlines()) <= 2, err
+    # refused before a single trial was simulated
+    assert not (tmp_path / "cache").exists()

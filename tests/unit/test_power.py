@@ -121,7 +121,11 @@ def test_method_resolution_and_refusals():
                       (lambda: pw.resolve_methods(ind, ["relapse"], "cluster-level"), "power.method"),
                       (lambda: pw.resolve_methods(pw.Design(sites=1), ["relapse"]), "power.method"),
                       (lambda: pw.power(pw.DEMO, hr=None), "power.effect"),
-                      (lambda: pw.power(pw.DEMO, hr=0.8, reps=0), "power.replicates")]:
+                      (lambda: pw.power(pw.DEMO, hr=0.8, reps=0), "power.replicates"),
+                      (lambda: pw.power(pw.DEMO, hr=0.8, alpha=2), "power.alpha"),
+                      (lambda: pw.power(pw.DEMO, primary="deaths"), "power.outcome"),
+                      (lambda: pw.search(pw.DEMO, over="practices"), "power.search"),
+                      (lambda: pw.search(ind, over="clusters_per_arm"), "power.search")]:
         with pytest.raises(OdevalError) as exc:
             bad()
         assert exc.value.rule == rule and "\n" not in str(exc.value)
