@@ -677,7 +677,10 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     ``met``: the metrics stage's result for the same warehouse and parameters, when the
     caller has it (``odeval run``); computed here otherwise.
     """
+    from pipeline import runstate
+
     params = params or {}
+    runstate.require(con, ["derive"], command="analyse")
     p = resolve_params(params.get("analyse"))
     cfg = disclosure.settings(params)
     if met is None:
@@ -712,8 +715,11 @@ def protect_estimates(est: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
     return pub.rename(columns={"n_clusters": "clusters"})
 
 
-def write_results(con: duckdb.DuckDBPyConnection, res: Analyses) -> dict[str, int]:
-    """Store exact and public tables in the ``results`` schema (one transaction)."""
+def write_results(con: duckdb.DuckDBPyConnection, res: Analyses,
+                  params: dict | None = None) -> dict[str, int]:
+    """Store exact and public tables in the ``results`` schema, and the analyse stage's
+    build record (:mod:`pipeline.runstate`; ``params``: what it ran with), in one transaction."""
+    from pipeline import runstate
     from pipeline.warehouse import transaction
 
     tables = {"analysis_estimates": res.estimates}
@@ -732,6 +738,7 @@ def write_results(con: duckdb.DuckDBPyConnection, res: Analyses) -> dict[str, in
             con.register("_frame", metrics._for_duckdb(df))
             con.execute(f"create table results.{name} as select * from _frame")
             con.unregister("_frame")
+        runstate.record(con, "analyse", params if params is not None else res.params)
     return {k: len(v) for k, v in tables.items()}
 
 
@@ -739,5 +746,5 @@ def run(con: duckdb.DuckDBPyConnection, params: dict, progress: Progress | None 
         met: metrics.MetricsResult | None = None) -> Analyses:
     """The ``odeval analyse`` stage: compute and store in ``results`` (``met``: see :func:`compute`)."""
     res = compute(con, params, progress, met)
-    write_results(con, res)
+    write_results(con, res, {k: (params or {}).get(k) for k in ("analyse", "metrics", "disclosure")})
     return res

@@ -73,11 +73,9 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def available_stages() -> list[str]:
-    """The stages of :data:`STAGES` that the CLI has a command for."""
-    from pipeline.cli import app
-
-    names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    return [s for s in STAGES if s in names]
+    """The stages of :data:`STAGES` (each is an ``odeval`` command; bench runs them through
+    ``python -m pipeline`` and never imports the command line, which imports bench)."""
+    return list(STAGES)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -153,8 +151,10 @@ def _stage_argv(stage: str, study: Path, warehouse: Path, work: Path) -> list[st
     args = [stage]
     if stage in ("ingest", "run"):
         args += [str(study), "--replace"]
+    # with --warehouse, stamps are not written and outputs go beside the warehouse
+    # (<work>/warehouse_reports): nothing of a benchmark lands in the project's data/, reports/
     args += ["--warehouse", str(warehouse)]
-    return _python("-m", "pipeline.bench", "_child", "cli", str(work), *args)
+    return _python("-m", "pipeline", *args)
 
 
 def _fresh(db: Path) -> None:
@@ -182,6 +182,9 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
                           f"{', '.join(s['sizes'])}", rule="bench.size")
     data_dir = Path(data_dir or DATA_DIR / "bench")
     out_dir = Path(out_dir or REPORTS_DIR / "bench")
+    from pipeline import outputs
+
+    outputs.adopt(out_dir.parent, "bench", [out_dir.name], source="bench")
     have = available_stages()
     default = ["floor", *have]
     if s["run"]:
@@ -506,16 +509,6 @@ def _child(argv: list[str]) -> None:
         _derive_sql(Path(rest[0]), Path(rest[1]))
     elif kind == "floor":
         _floor(Path(rest[0]), Path(rest[1]))
-    elif kind == "cli":
-        # stamps and reports of benchmark runs go under the bench folder, not the project's
-        from pipeline import config
-
-        work = Path(rest[0])
-        config.DATA_DIR = work
-        config.REPORTS_DIR = work / "reports"
-        from pipeline.cli import app
-
-        app(rest[1:], prog_name="odeval")
     else:
         raise SystemExit(f"unknown child {kind!r}")
 

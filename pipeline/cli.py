@@ -78,6 +78,26 @@ def _progress(description: str) -> Iterator:
         yield update
 
 
+def _warehouse_path(warehouse: Path | None, params: dict) -> Path:
+    """The warehouse file: --warehouse, else params.yaml warehouse.path (relative to the
+    project), else data/warehouse.duckdb."""
+    if warehouse is not None:
+        return warehouse
+    path = Path(section(params, "warehouse").get("path") or DEFAULT_WAREHOUSE)
+    return path if path.is_absolute() else PROJ_ROOT / path
+
+
+def _out_folder(out_dir: Path | None, warehouse: Path | None, params: dict) -> Path:
+    """Where a command writes (--out, else beside the warehouse: reports/ for the project's
+    default warehouse, <warehouse stem>_reports/ for another; pipeline.outputs)."""
+    from pipeline import config, outputs
+
+    if out_dir is not None:
+        return out_dir
+    return outputs.default_folder(_warehouse_path(warehouse, params),
+                                  _warehouse_path(None, params), config.REPORTS_DIR)
+
+
 def _open_warehouse(warehouse: Path | None, params_file: Path | None, *, read_only: bool = False):
     from pipeline.warehouse import connect
 
@@ -85,11 +105,52 @@ def _open_warehouse(warehouse: Path | None, params_file: Path | None, *, read_on
     _STAMPS = warehouse is None  # an explicit --warehouse is outside the DVC graph
     params = load_params(params_file)
     wh = section(params, "warehouse")
-    path = warehouse or Path(wh.get("path") or DEFAULT_WAREHOUSE)
-    if not path.is_absolute() and warehouse is None:
-        path = PROJ_ROOT / path
-    return connect(path, read_only=read_only, threads=wh.get("threads"),
-                   memory_limit=wh.get("memory_limit")), params
+    return connect(_warehouse_path(warehouse, params), read_only=read_only,
+                   threads=wh.get("threads"), memory_limit=wh.get("memory_limit")), params
+
+
+@contextlib.contextmanager
+def _session(warehouse: Path | None, params_file: Path | None, *, read_only: bool = False):
+    """``(connection, params)`` for one command, closed at the end. A warehouse file this
+    command created is removed again when the command fails (with its write-ahead log, and
+    the folders made for it if they are left empty): a failed command leaves no empty or
+    half-built warehouse behind."""
+    from pipeline import outputs
+
+    path = _warehouse_path(warehouse, load_params(params_file))
+    created = None if read_only else outputs._first_missing(Path(path).absolute())
+    con, params = _open_warehouse(warehouse, params_file, read_only=read_only)
+    try:
+        yield con, params
+    except BaseException:
+        con.close()
+        if created is not None:
+            _remove_warehouse(Path(path).absolute(), created)
+        raise
+    con.close()
+
+
+def _remove_warehouse(path: Path, created: Path) -> None:
+    for p in (path, Path(f"{path}.wal")):
+        p.unlink(missing_ok=True)
+    folder = path.parent
+    while folder != created.parent and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+@contextlib.contextmanager
+def _noting_failure(con, stage: str) -> Iterator[None]:
+    """A stage that fails notes it in meta.builds (its tables stay the previous build's),
+    so that later commands can say why they refuse (pipeline.runstate)."""
+    from pipeline import runstate
+
+    try:
+        yield
+    except Exception as exc:
+        if not (isinstance(exc, OdevalError) and exc.rule == "run.stale"):
+            runstate.record_failure(con, stage, exc)
+        raise
 
 
 @app.callback(invoke_without_command=True)
@@ -120,6 +181,10 @@ def synth(
                                         "follow age, prior admissions, diagnosis and site: "
                                         "measured confounding; marginal truth in "
                                         "truth.json 'observational').")] = "cluster",
+    staggered: Annotated[bool, typer.Option("--staggered", help="Staggered entry with per-person "
+                         "end dates: everyone followed for their own two years (data_end_date "
+                         "index + 730 days, or earlier on transfer out), the extract a month "
+                         "after the last of them.")] = False,
 ) -> None:
     """Generate a synthetic multi-site Open Dialogue study with planted truth (OUT/truth.json)."""
     from pipeline.synth import generate_study
@@ -139,7 +204,7 @@ def synth(
         else:
             summary = generate_study(out_dir, people=people, sites=sites, seed=seed, fmt=format,
                                      faults=faults, nhs_numbers=nhs_numbers, design=design,
-                                     progress=lambda d, t: update(d, t, "people"))
+                                     staggered=staggered, progress=lambda d, t: update(d, t, "people"))
     table = RichTable("table", "rows", title=f"synthetic study in {out_dir}")
     for name, n in (summary.get("rows") or {}).items():
         table.add_row(name, f"{n:,}")
@@ -188,13 +253,12 @@ def _do_ingest(con, dirs: list[Path], replace: bool) -> None:
     _stamp("ingest", {"loads": sorted([f.load_id, f.n_rows] for f in report.loads)})
 
 
-def _do_validate(con, params: dict) -> None:
-    from pipeline.config import REPORTS_DIR
+def _do_validate(con, params: dict, folder: Path) -> None:
     from pipeline.validate import validate as run_validate
 
-    with _progress("validate") as update:
+    with _progress("validate") as update, _noting_failure(con, "validate"):
         report = run_validate(con, section(params, "validate"), progress=update,
-                              report_dir=REPORTS_DIR, disclosure=section(params, "disclosure"))
+                              report_dir=folder, disclosure=section(params, "disclosure"))
     table = RichTable("table", "rows in", "clean", "quarantined", "share", title="validate")
     for name, r in report.tables.items():
         table.add_row(name, f"{r.n_raw:,}", f"{r.n_clean:,}", f"{r.n_quarantined:,}",
@@ -207,7 +271,7 @@ def _do_validate(con, params: dict) -> None:
                   + (f"; DISAGREE: {', '.join(bad)}" if bad else "")
                   + (f"; not cross-checked (too large): {', '.join(report.expectations_skipped)}"
                      if report.expectations_skipped else ""))
-    out.print(f"Data-quality report: {REPORTS_DIR / 'data_quality.html'}")
+    out.print(f"Data-quality report: {folder / 'data_quality.html'}")
     _stamp("validate", {n: [r.n_raw, r.n_clean, r.n_quarantined, r.rule_counts]
                         for n, r in report.tables.items()})
 
@@ -215,7 +279,7 @@ def _do_validate(con, params: dict) -> None:
 def _do_derive(con, params: dict) -> None:
     from pipeline.derive import derive as run_derive
 
-    with _progress("derive") as update:
+    with _progress("derive") as update, _noting_failure(con, "derive"):
         summary = run_derive(con, section(params, "derive"), progress=update)
     table = RichTable("relation", "rows", title="derive")
     for name, n in summary["rows"].items():
@@ -323,30 +387,25 @@ def ingest(
 ) -> None:
     """Load extract folders into the warehouse's raw schema, typed, with lineage (all or nothing);
     adds to the earlier loads unless --replace."""
-    with _errors():
-        con, _ = _open_warehouse(warehouse, params)
+    with _errors(), _session(warehouse, params) as (con, _):
         _do_ingest(con, dirs, replace)
-        con.close()
 
 
 @app.command()
-def validate(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
+def validate(warehouse: WarehouseOpt = None, params: ParamsOpt = None,
+             out_dir: OutOpt = None) -> None:
     """Put every raw row in clean or quarantine (with the rules it broke); write the
-    data-quality report (reports/data_quality.html and .json)."""
-    with _errors():
-        con, p = _open_warehouse(warehouse, params)
-        _do_validate(con, p)
-        con.close()
+    data-quality report (data_quality.html and .json in the output folder)."""
+    with _errors(), _session(warehouse, params) as (con, p):
+        _do_validate(con, p, _out_folder(out_dir, warehouse, p))
 
 
 @app.command()
 def derive(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
     """Build the analysis datasets (derived schema): people, time_to_event, recurrent,
     antipsychotic, activity, fidelity_referral, unknown_drugs."""
-    with _errors():
-        con, p = _open_warehouse(warehouse, params)
+    with _errors(), _session(warehouse, params) as (con, p):
         _do_derive(con, p)
-        con.close()
 
 
 @app.command()
@@ -362,6 +421,7 @@ def run(
                       "where ingest, validate and derive run; spark writes Parquet to params.yaml "
                       "engine.spark_output and stops after derive.",
                       show_default="params.yaml engine.name, else duckdb")] = None,
+    out_dir: OutOpt = None,
 ) -> None:
     """Run every stage in order: ingest (replacing earlier loads unless --append), validate,
     derive, metrics, analyse, report; print the path of the report."""
@@ -372,23 +432,27 @@ def run(
         if settings["name"] == "spark":
             _do_spark_run(dirs, replace, load_params(params), settings)
             return
-        con, p = _open_warehouse(warehouse, params)
-        _do_ingest(con, dirs, replace)
-        _do_validate(con, p)
-        _do_derive(con, p)
-        met = _do_metrics(con, p, None)
-        _do_analyse(con, p, met)
-        path = _do_report(con, p, None)
-        con.close()
+        with _session(warehouse, params) as (con, p):
+            from pipeline import outputs
+
+            folder = _out_folder(out_dir, warehouse, p)
+            for command, where in (("validate", folder), ("metrics", folder),
+                                   ("report", folder)):  # refuse a wrong folder before any work
+                outputs.claim(where, command, outputs.warehouse_source(con))
+            _do_ingest(con, dirs, replace)
+            _do_validate(con, p, folder)
+            _do_derive(con, p)
+            met = _do_metrics(con, p, folder)
+            _do_analyse(con, p, met)
+            path = _do_report(con, p, folder)
     out.print(f"Report: {path}")
 
 
-def _do_metrics(con, params: dict, out_dir: Path | None):
-    from pipeline.config import REPORTS_DIR
+def _do_metrics(con, params: dict, folder: Path):
     from pipeline.metrics import run as run_metrics
 
-    target = out_dir or REPORTS_DIR / "metrics"
-    with _progress("metrics") as update:
+    target = folder / "metrics"
+    with _progress("metrics") as update, _noting_failure(con, "metrics"):
         res = run_metrics(con, params, target, progress=update)
     out.print(f"Metrics: results.metrics_* in the warehouse; CSV in {target}")
     _stamp("metrics", {"csv": _hashes(target, "*.csv"),
@@ -399,7 +463,7 @@ def _do_metrics(con, params: dict, out_dir: Path | None):
 def _do_analyse(con, params: dict, met=None) -> None:
     from pipeline.analyse import run as run_analyse
 
-    with _progress("analyse") as update:
+    with _progress("analyse") as update, _noting_failure(con, "analyse"):
         res = run_analyse(con, params, progress=update, met=met)
     table = RichTable("analysis", "outcome", "measure", "estimate", "95% CI", title="analyse")
     for _, e in res.estimates.iterrows():
@@ -410,11 +474,9 @@ def _do_analyse(con, params: dict, met=None) -> None:
                                      for _, e in res.estimates.iterrows()]})
 
 
-def _do_report(con, params: dict, out_dir: Path | None) -> Path:
-    from pipeline.config import REPORTS_DIR
+def _do_report(con, params: dict, target: Path) -> Path:
     from pipeline.report import build
 
-    target = out_dir or REPORTS_DIR
     with _progress("report") as update:
         path = build(con, params, target, progress=update)
     _stamp("report", {"files": _hashes(target, "report.html") | _hashes(target, "metrics.json")
@@ -454,46 +516,44 @@ def _hashes(folder: Path, pattern: str) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
 
 
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for the outputs meant for "
-                                                "people (metrics: its metrics/ subfolder).",
-                                                show_default="reports/")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", help="Folder for the outputs meant for people (metrics: its metrics/ subfolder); "
+    "odeval replaces only the files it wrote there (listed in .odeval-outputs.json) and refuses "
+    "a folder holding other files or another warehouse's outputs.",
+    show_default="beside the warehouse: reports/ for params.yaml's, <warehouse stem>_reports/ "
+    "for another")]
 
 
 @app.command()
 def metrics(warehouse: WarehouseOpt = None, params: ParamsOpt = None, out_dir: OutOpt = None) -> None:
     """Outcome metrics per arm, site, ethnicity group and overall with CIs, the fidelity profile
     of each site and data-quality figures: results.metrics_* and CSV (reports/metrics/)."""
-    with _errors():
-        con, p = _open_warehouse(warehouse, params)
-        _do_metrics(con, p, out_dir / "metrics" if out_dir else None)
-        con.close()
+    with _errors(), _session(warehouse, params) as (con, p):
+        _do_metrics(con, p, _out_folder(out_dir, warehouse, p))
 
 
 @app.command()
 def analyse(warehouse: WarehouseOpt = None, params: ParamsOpt = None) -> None:
     """Primary and secondary analyses, Table 1, site comparison, fidelity meta-regression and
     outcomes by ethnicity group (params.yaml analyse:): results.analysis_*."""
-    with _errors():
-        con, p = _open_warehouse(warehouse, params)
+    with _errors(), _session(warehouse, params) as (con, p):
         _do_analyse(con, p)
-        con.close()
 
 
 @app.command()
 def report(warehouse: WarehouseOpt = None, params: ParamsOpt = None, out_dir: OutOpt = None) -> None:
     """reports/report.html (self-contained), metrics.json, figures and tables; refuses to finish
     if anything breaks disclosure control."""
-    with _errors():
-        con, p = _open_warehouse(warehouse, params, read_only=True)
-        path = _do_report(con, p, out_dir)
-        con.close()
+    with _errors(), _session(warehouse, params, read_only=True) as (con, p):
+        path = _do_report(con, p, _out_folder(out_dir, warehouse, p))
     out.print(f"Report: {path}")
 
 
 @app.command("check-outputs")
 def check_outputs(
-    folder: Annotated[Optional[Path], typer.Argument(help="Folder to scan.",
-                                                          show_default="reports/")] = None,
+    folder: Annotated[Optional[Path], typer.Argument(
+        help="Folder to scan.", show_default="the warehouse's output folder: reports/ for "
+        "params.yaml's, <warehouse stem>_reports/ for another")] = None,
     warehouse: WarehouseOpt = None,
     params: ParamsOpt = None,
     attack: Annotated[bool, typer.Option(
@@ -506,7 +566,6 @@ def check_outputs(
     from the warehouse when it exists) and spreadsheet formulas; with --attack, rebuild
     hidden counts as an attacker would; exit 1 on any breach."""
     from pipeline.check_outputs import check
-    from pipeline.config import REPORTS_DIR
     from pipeline.disclosure import settings
 
     with _errors():
@@ -516,7 +575,8 @@ def check_outputs(
             con, _ = _open_warehouse(warehouse, params, read_only=True)
         except OdevalError:
             console.print("No warehouse: identifier values are not checked, only their shapes.")
-        breaches = check(folder or REPORTS_DIR, settings(p), con, attack=attack)
+        breaches = check(folder or _out_folder(None, warehouse, p), settings(p), con,
+                         attack=attack)
     for b in breaches:
         out.print(str(b), highlight=False, markup=False)
     if breaches:

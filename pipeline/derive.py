@@ -322,6 +322,9 @@ def derive(
             raise OdevalError(f"{name}.sql uses unknown parameters {missing}",
                               rule="derive.sql.parameter", file=DERIVE_SQL_DIR / f"{name}.sql")
 
+    from pipeline import runstate
+
+    runstate.require(con, ["validate"], command="derive")
     _check_clean(con)
     total = len(relations) + len(refs)
     with transaction(con):  # all or nothing; a full disk becomes a clear error
@@ -336,6 +339,7 @@ def derive(
             con.execute(f"CREATE OR REPLACE TABLE derived.{name} AS\n{body}\n", used)
             if progress:
                 progress(i, total, name)
+        runstate.record(con, "derive", p)
 
     rows = {name: con.execute(f"select count(*) from derived.{name}").fetchone()[0]
             for name in [*refs, *relations]}

@@ -349,6 +349,7 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                         "quarantined_share": None if share is None else round(share, 6)}
     return {
         "extract_date": report.extract_date.isoformat(),
+        "extract_date_rule": report.extract_date_rule,
         "fatal": _fatal(report, prot),
         "great_expectations": ge_summary(report),
         "disclosure": {"suppressed": f"{cfg['suppress_min']}..{cfg['suppress_max']}",
@@ -418,7 +419,8 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                 cfg: dict[str, Any], prot: Protected | None = None) -> str:
     prot = prot or protect(con, cfg)
     show = disclosure.fmt_count
-    parts = [f"<h1>Data quality</h1><p>Extract date {report.extract_date}. Every raw row is either "
+    parts = [f"<h1>Data quality</h1><p>Extract date {report.extract_date} "
+             f"({html.escape(report.extract_date_rule)}). Every raw row is either "
              "clean or quarantined with the rules it broke. Counts from "
              f"{cfg['suppress_min']} to {cfg['suppress_max']} are not shown "
              f"({disclosure.SUPPRESSED}), nor any count or share from which one of them could be "

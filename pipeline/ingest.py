@@ -30,6 +30,7 @@ import duckdb
 import yaml
 
 from pipeline.config import SCHEMAS_DIR
+from pipeline import runstate
 from pipeline.errors import OdevalError
 from pipeline.schemas import Column, Table, forbidden_columns, load_contract, normalise_column_name
 from pipeline.warehouse import disk_full_error, table_exists, transaction
@@ -727,6 +728,7 @@ def ingest(
                                              load_id=load_id, status="unchanged", n_rows=seen[0]))
                 continue
             report.loads.append(_load_file(con, table, path, fmt, sha, load_id, scan))
+        runstate.record(con, "ingest")  # what raw now holds: the later stages check it
         if progress:
             progress(len(plan), len(plan), "done")
     return report

@@ -584,6 +584,9 @@ class MetricsResult:
 def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             disclosure_cfg: dict | None = None, progress: Progress | None = None) -> MetricsResult:
     """Compute every metric (exact and disclosure-controlled); writes nothing."""
+    from pipeline import runstate
+
+    runstate.require(con, ["derive"], command="metrics")
     p = resolve_params(params)
     cfg = {**disclosure.DEFAULTS, **(disclosure_cfg or {})}
     step = (lambda i, s: progress(i, 5, s)) if progress else (lambda i, s: None)
@@ -605,8 +608,12 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     return res
 
 
-def write_results(con: duckdb.DuckDBPyConnection, res: MetricsResult) -> dict[str, int]:
-    """Store the tables in the ``results`` schema (one transaction)."""
+def write_results(con: duckdb.DuckDBPyConnection, res: MetricsResult,
+                  params: dict | None = None) -> dict[str, int]:
+    """Store the tables in the ``results`` schema, and the metrics stage's build record
+    (:mod:`pipeline.runstate`; ``params``: the parameters it ran with), in one transaction."""
+    from pipeline import runstate
+
     tables = {"metrics_outcomes": res.outcomes, "metrics_outcomes_public": res.outcomes_public,
               "metrics_fidelity": res.fidelity, "metrics_fidelity_public": res.fidelity_public,
               "metrics_dq": res.dq, "metrics_dq_public": res.dq_public}
@@ -619,6 +626,7 @@ def write_results(con: duckdb.DuckDBPyConnection, res: MetricsResult) -> dict[st
             con.register("_frame", frame)
             con.execute(f"create or replace table results.{name} as select * from _frame")
             con.unregister("_frame")
+        runstate.record(con, "metrics", params if params is not None else res.params)
     return {k: len(v) for k, v in tables.items()}
 
 
@@ -646,22 +654,30 @@ def load_public(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     return out
 
 
-def write_csv(res: MetricsResult, out_dir: Path) -> list[Path]:
-    """Disclosure-controlled CSV tables into ``out_dir`` (replaced atomically)."""
-    from pipeline.report import atomic_dir, write_table
+def write_csv(res: MetricsResult, out_dir: Path, source: str = "warehouse:memory") -> list[Path]:
+    """Disclosure-controlled CSV tables into the folder ``out_dir`` (usually
+    ``<output folder>/metrics``): the ``metrics`` outputs of its parent folder, replaced as
+    a whole (:func:`pipeline.outputs.publish`; ``source``: the warehouse they come from)."""
+    from pipeline import outputs
 
-    with atomic_dir(out_dir) as tmp:
+    out_dir = Path(out_dir)
+    with outputs.publish(out_dir.parent, "metrics", source=source,
+                         rule="metrics.write") as stage:
+        (stage / out_dir.name).mkdir()
         for stem, df in res.tables().items():
-            write_table(df, tmp / f"{stem}.csv")
+            outputs.write_table(df, stage / out_dir.name / f"{stem}.csv")
     return sorted(out_dir.glob("*.csv"))
 
 
 def run(con: duckdb.DuckDBPyConnection, params: dict, out_dir: Path,
         progress: Progress | None = None) -> MetricsResult:
     """The ``odeval metrics`` stage: compute, store in ``results``, write CSV."""
+    from pipeline import outputs
     from pipeline.params import section
 
+    outputs.claim(Path(out_dir).parent, "metrics", outputs.warehouse_source(con))
     res = compute(con, section(params, "metrics"), disclosure.settings(params), progress)
-    write_results(con, res)
-    write_csv(res, out_dir)
+    write_results(con, res, {"metrics": section(params, "metrics"),
+                             "disclosure": section(params, "disclosure")})
+    write_csv(res, out_dir, outputs.warehouse_source(con))
     return res

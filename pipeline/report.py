@@ -1,22 +1,19 @@
 """Report stage: reports/report.html (one self-contained file), reports/metrics.json,
 figures (PNG and SVG) and tables (CSV), all disclosure-controlled and checked.
 
-Every file is first written to a temporary folder beside its destination and moved into
+Every file is first written to a staging folder inside the output folder and moved into
 place only when all of it has been written and ``check-outputs`` passes on it
-(:func:`atomic_dir`), so a failure (a full disk, an unwritable folder, a disclosure
-breach) leaves the previous report as it was and no partial one.
+(:func:`pipeline.outputs.publish`), so a failure (a full disk, an unwritable folder, a
+disclosure breach) leaves the previous report as it was and no partial one; nothing the
+report did not write is replaced or deleted.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import html as htmllib
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,107 +21,10 @@ import pandas as pd
 
 from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
+from pipeline.outputs import ESTIMATE_COLUMNS, write_table  # noqa: F401 (report.write_table)
 
 
 # --------------------------------------------------------------------------- files
-
-@contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Write a folder's content to a temporary sibling, then swap it into place.
-
-    On any error the temporary folder is removed and ``target`` is left untouched; the
-    error is re-raised as an :class:`OdevalError` naming the folder.
-    """
-    target = Path(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    except OSError as exc:
-        raise OdevalError(f"cannot write to {target.parent}: {exc.strerror or exc}",
-                          rule="report.write", file=target.parent) from None
-    try:
-        yield tmp
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OdevalError(f"writing {target} failed, nothing was replaced: "
-                          f"{exc.strerror or exc}", rule="report.write", file=target) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-    except OSError as exc:
-        if old.exists() and not target.exists():
-            old.rename(target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OdevalError(f"cannot move the new {target.name} into place: {exc.strerror or exc}",
-                          rule="report.write", file=target) from None
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _missing(v) -> bool:
-    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
-
-
-def _cell(v, count: bool, suppressed: bool = True) -> str:
-    """A CSV cell; a missing count is ``[c]`` only if it was suppressed (``suppressed``),
-    else empty (not applicable, as every missing non-count)."""
-    if _missing(v):
-        return disclosure.SUPPRESSED if count and suppressed else ""
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        if count:
-            return str(int(round(float(v))))
-        return format(float(v), ".6g")
-    return str(v)
-
-
-ESTIMATE_COLUMNS = ("estimate", "lower", "upper")
-
-
-def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None) -> None:
-    """A CSV for people: fixed float format (6 significant digits), counts as integers,
-    suppressed counts and the estimates resting on them as ``[c]``; rows in the given order;
-    a text cell that a spreadsheet would run as a formula gets a leading ``'``
-    (:func:`pipeline.output_policy.text`, the OWASP rule; numbers untouched).
-
-    ``[c]`` means suppressed, never "not applicable" (left empty). A missing count is
-    suppressed when ``exact`` (the exact table, row for row, e.g. from
-    :func:`exact_counterpart`) holds a value there; without ``exact``, when the row's
-    ``suppressed`` column says so; in a table with neither, every missing count is ``[c]``.
-    """
-    cols = list(df.columns)
-    is_count = [bool(disclosure.COUNT_NAME.match(c)) for c in cols]
-    supp = df["suppressed"].to_numpy() if "suppressed" in df.columns else np.zeros(len(df), bool)
-    lines = [",".join(output_policy.text(c) for c in cols)]
-    for i, row in enumerate(df.itertuples(index=False, name=None)):
-        cells = []
-        for c, v, cnt in zip(cols, row, is_count):
-            if supp[i] and c in ESTIMATE_COLUMNS:
-                cells.append(disclosure.SUPPRESSED)
-                continue
-            hidden = True
-            if cnt and _missing(v):
-                if exact is not None and c in exact.columns:
-                    hidden = not _missing(exact[c].iat[i])
-                elif "suppressed" in df.columns:
-                    hidden = bool(supp[i])
-            s = output_policy.text(_cell(v, cnt, hidden))  # no spreadsheet formulas (OWASP)
-            if any(ch in s for ch in ',"\n'):
-                s = '"' + s.replace('"', '""') + '"'
-            cells.append(s)
-        lines.append(",".join(cells))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
 
 def exact_counterpart(con, public: str, df: pd.DataFrame) -> pd.DataFrame | None:
     """The exact table ``results.X`` of ``results.X_public`` (``df``), when it holds the same
@@ -855,10 +755,13 @@ REPORT_OUTPUTS = ("report.html", "metrics.json", "figures", "tables")
 
 
 def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
-    """Write report.html, metrics.json, figures/ and tables/ into ``reports_dir`` atomically,
-    after checking them (and the rest of ``reports_dir``) for disclosure breaches."""
-    from pipeline.check_outputs import check
+    """Write report.html, metrics.json, figures/ and tables/ into ``reports_dir`` (its
+    ``report`` outputs, :mod:`pipeline.outputs`), after checking them (and the rest of
+    ``reports_dir``) for disclosure breaches. Refuses a warehouse whose metrics and analyses
+    were not built from what it holds now (:mod:`pipeline.runstate`)."""
+    from pipeline import outputs, runstate
 
+    runstate.require(con, ["metrics", "analyse"], command="report")
     need = {"metrics_outcomes_public", "metrics_fidelity_public", "metrics_dq_public",
             "analysis_estimates_public"}
     missing = sorted(need - _results_tables(con))
@@ -868,16 +771,12 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
     cfg = disclosure.settings(params)
     reports_dir = Path(reports_dir)
     step = (lambda i, s: progress(i, 4, s)) if progress else (lambda i, s: None)
-    stage = reports_dir / f".report.tmp-{os.getpid()}"
-    try:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(stage, ignore_errors=True)
-        (stage / "figures").mkdir(parents=True)
+    with outputs.publish(reports_dir, "report", source=outputs.warehouse_source(con),
+                         check=disclosure_gate(con, cfg, reports_dir),
+                         info={"builds": runstate.build_ids(con, ["metrics", "analyse"])},
+                         rule="report.write") as stage:
+        (stage / "figures").mkdir()
         (stage / "tables").mkdir()
-    except OSError as exc:
-        raise OdevalError(f"cannot write to {reports_dir}: {exc.strerror or exc}",
-                          rule="report.write", file=reports_dir) from None
-    try:
         figs = figures(con, params, stage / "figures")
         step(1, "figures")
         for name in sorted(_results_tables(con)):
@@ -898,50 +797,27 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
                                                        sort_keys=True) + "\n",
                                             encoding="utf-8")
         step(3, "report")
+    step(4, "check-outputs")
+    return reports_dir / "report.html"
+
+
+def disclosure_gate(con, cfg: dict, reports_dir: Path):
+    """The check run on the staged report before it is moved into ``reports_dir``
+    (:func:`pipeline.outputs.publish`): check-outputs with its attacker on the staged files
+    read with what stays beside them, and the rest of ``reports_dir`` too; any breach
+    refuses the report (rule ``report.disclosure``) and nothing is replaced."""
+    from pipeline.check_outputs import check
+
+    def gate(stage: Path) -> None:
         # the attacker reads the staged report with what stays beside it (data_quality.json)
         breaches = check(stage, cfg, con, attack=True, beside=(reports_dir,))
-        # the rest of reports/ (what stays beside the new report) must pass too
-        others = [b for b in check(reports_dir, cfg, con)
+        # the rest of the folder (what stays beside the new report) must pass too
+        others = [b for b in (check(reports_dir, cfg, con) if reports_dir.exists() else [])
                   if not b.file.startswith((".", *REPORT_OUTPUTS))]
         if breaches or others:
             listing = "\n  ".join(str(b) for b in [*breaches, *others][:20])
             raise OdevalError("disclosure control failed (odeval check-outputs), the report was "
                               "not written:\n  " + listing, rule="report.disclosure",
                               file=reports_dir)
-        step(4, "check-outputs")
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise OdevalError(f"writing the report failed, nothing was replaced: "
-                          f"{exc.strerror or exc}", rule="report.write", file=reports_dir) from None
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    _publish(stage, reports_dir)
-    return reports_dir / "report.html"
 
-
-def _publish(staged: Path, reports_dir: Path) -> None:
-    """Move the checked outputs from ``reports/report`` to their places in ``reports/``:
-    each is renamed aside, the new one renamed in, then the old ones removed."""
-    moved = []
-    try:
-        for name in REPORT_OUTPUTS:
-            src, dst = staged / name, reports_dir / name
-            old = reports_dir / f".{name}.old-{os.getpid()}"
-            if dst.exists():
-                dst.rename(old)
-            src.rename(dst)
-            moved.append((dst, old))
-    except OSError as exc:
-        for dst, old in reversed(moved):
-            if old.exists():
-                shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-                old.rename(dst)
-        raise OdevalError(f"cannot move the report into place: {exc.strerror or exc}",
-                          rule="report.write", file=reports_dir) from None
-    for _, old in moved:
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        elif old.exists():
-            old.unlink()
-    shutil.rmtree(staged, ignore_errors=True)
+    return gate

@@ -37,7 +37,7 @@ CASCADES = {("people", "person_id"): "person_quarantined",
             ("contacts", "contact_id"): "contact_quarantined"}
 
 DEFAULTS: dict[str, Any] = {
-    "extract_date": None,              # null: the most common people.data_end_date in raw
+    "extract_date": None,              # null: the latest people.data_end_date not after the load date
     "after_data_end_tolerance_days": 7,
     "max_quarantine_share": 0.25,      # a number, or {default: .., <table>: ..}
     "examples_per_rule": 3,
@@ -203,6 +203,8 @@ def quarantine_message(table: str, quarantined: str, rows: str, share: str, limi
 @dataclass
 class ValidationReport:
     extract_date: dt.date
+    #: how the extract date was chosen, in words (the data-quality report says it)
+    extract_date_rule: str = "params.yaml validate.extract_date"
     tables: dict[str, TableResult] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
@@ -223,24 +225,35 @@ def _threshold(settings: dict[str, Any], table: str) -> float:
     return float(v)
 
 
-def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> dt.date:
+def _extract_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any]) -> tuple[dt.date, str]:
+    """The extract date and how it was chosen.
+
+    ``validate.extract_date`` when set; else the latest ``people.data_end_date`` that is not
+    after the date of the load (the latest ``meta.loads.loaded_at``): a trial with staggered
+    entry gives each person their own data_end_date (the end of their follow-up, or
+    withdrawal), and the latest of them is the extract's; a date after the load is from the
+    future, a typing error (a typed century), and cannot move it. (Before issue 17 the
+    default was the most common data_end_date, which quarantined most of a staggered
+    trial.) A mistyped date in the past but after the real extract date does move it:
+    set ``validate.extract_date`` where the extract date is known.
+    """
     if settings.get("extract_date"):
         value = settings["extract_date"]
-        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-    # the most common data_end_date (latest on ties): everyone not transferred out ends at
-    # the extract date, and unlike max() one mistyped far-future date cannot move it
-    got = con.execute("select data_end_date from raw.people where data_end_date is not null "
-                      "group by data_end_date order by count(*) desc, data_end_date desc "
-                      "limit 1").fetchone()
-    got = got[0] if got else None
+        return (value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)),
+                "params.yaml validate.extract_date")
+    load_day = con.execute("select max(loaded_at)::date from meta.loads").fetchone()[0]
+    got = con.execute("select max(data_end_date) from raw.people where data_end_date <= "
+                      "coalesce($load_day, current_date)", {"load_day": load_day}).fetchone()[0]
     if got is None:
         if not con.execute("select count(*) from raw.people").fetchone()[0]:
             raise OdevalError("raw.people is empty: nothing to validate; run `odeval ingest` "
                               "first", rule="validate.no_people")
-        raise OdevalError("no people.data_end_date could be typed, so the extract date is "
-                          "unknown: set validate.extract_date in params.yaml",
-                          rule="validate.extract_date")
-    return got
+        raise OdevalError("no people.data_end_date could be typed (or every one is after the "
+                          "load date), so the extract date is unknown: set "
+                          "validate.extract_date in params.yaml", rule="validate.extract_date")
+    return got, (f"the latest people.data_end_date not after the load date "
+                 f"({load_day or dt.date.today()}); set validate.extract_date if the extract "
+                 "date is known")
 
 
 def _clean_select(table: Table) -> str:
@@ -364,9 +377,15 @@ def validate(
     OdevalError : a table's quarantined share passes its threshold; the warehouse is left
         as it was, and the data-quality report (if asked for) says why.
     """
+    from pipeline import outputs, runstate
+
+    runstate.require(con, ["ingest"], command="validate")
+    if report_dir is not None:
+        outputs.claim(Path(report_dir), "validate", outputs.warehouse_source(con))
     settings = _settings(params)
     tables = load_contract()
-    report = ValidationReport(extract_date=_extract_date(con, settings))
+    extract_date, how = _extract_date(con, settings)
+    report = ValidationReport(extract_date=extract_date, extract_date_rule=how)
     from pipeline import dq_report
     from pipeline.disclosure import DEFAULTS as DISCLOSURE
 
@@ -389,18 +408,29 @@ def validate(
         dq_report.write_results(con, report, settings)
         if report.fatal:
             if report_dir is not None:
-                dq_report.write_files(con, report, Path(report_dir), cfg)
+                _write_dq(con, report, Path(report_dir), cfg)
             raise OdevalError("; ".join(report.fatal) + " (params.yaml validate.max_quarantine_share;"
                               " see the data-quality report)", rule="validate.quarantine_share")
+        runstate.record(con, "validate", settings)
     if settings["great_expectations"]:
         if progress:
             progress(len(tables), len(tables) + 1, "great-expectations")
         report.expectations = compare_expectations(con, report, settings)
     if report_dir is not None:
-        dq_report.write_files(con, report, Path(report_dir), cfg)
+        _write_dq(con, report, Path(report_dir), cfg)
     if progress:
         progress(len(tables) + 1, len(tables) + 1, "done")
     return report
+
+
+def _write_dq(con: duckdb.DuckDBPyConnection, report: ValidationReport, folder: Path,
+              cfg: dict[str, Any]) -> None:
+    """The data-quality report (HTML and JSON): the ``validate`` outputs of ``folder``."""
+    from pipeline import dq_report, outputs
+
+    with outputs.publish(folder, "validate", source=outputs.warehouse_source(con),
+                         rule="validate.write") as stage:
+        dq_report.write_files(con, report, stage, cfg)
 
 
 def shared_key_rows(con: duckdb.DuckDBPyConnection, table: Table) -> int:

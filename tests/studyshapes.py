@@ -104,8 +104,21 @@ def write_shape(shape: Shape, out: Path) -> Path:
 def one_line_error(stderr: str) -> bool:
     """True for a refusal as the CLI prints it: ``error: ... [rule x.y]``, no traceback."""
     text = stderr.strip()
-    return (text.startswith("error:") and "Traceback" not in text
+    return (text.startswith("error:") and "Traceback" not in text and "\n" not in text
             and re.search(r"\[rule [\w.\-()]+\]$", text) is not None)
+
+
+def refusal(output: str) -> str | None:
+    """The rule of the error that ends ``output`` (``error: ... [rule x.y]``, the CLI's way
+    to stop; a disclosure refusal lists its breaches on the lines before the rule), or None
+    when the output ends otherwise (a traceback)."""
+    text = output.strip()
+    start = text.rfind("\nerror: ") + 1 if not text.startswith("error: ") else 0
+    tail = text[start:]
+    m = re.search(r"\[rule ([\w.\-()]+)\]$", tail)
+    if not tail.startswith("error: ") or "Traceback" in tail or m is None:
+        return None
+    return m.group(1)
 
 
 @dataclass
@@ -127,8 +140,8 @@ class ShapeRun:
 
     @property
     def refused(self) -> bool:
-        """A one-line refusal naming its rule."""
-        return self.exit_code == 2 and one_line_error(self.output)
+        """A refusal naming its rule (``error: ... [rule ...]``), no traceback."""
+        return self.exit_code == 2 and refusal(self.output) is not None
 
     @property
     def report(self) -> Path:
@@ -149,10 +162,11 @@ def run_shape(shape: Shape, tmp: Path, *, params: Path | None = None) -> ShapeRu
     extract = write_shape(shape, Path(tmp) / "extract")
     wh, reports = Path(tmp) / "warehouse.duckdb", Path(tmp) / "reports"
     saved = config.DATA_DIR, config.REPORTS_DIR
-    config.DATA_DIR, config.REPORTS_DIR = Path(tmp) / "data", reports
+    config.DATA_DIR, config.REPORTS_DIR = Path(tmp) / "data", Path(tmp) / "project_reports"
     try:
         extra = ["--params", str(params)] if params else []
-        res = CliRunner().invoke(app, ["run", str(extract), "-w", str(wh), *extra])
+        res = CliRunner().invoke(app, ["run", str(extract), "-w", str(wh), "--out", str(reports),
+                                       *extra])
         output = res.output
         if res.exception is not None and not isinstance(res.exception, SystemExit):
             output += "".join(traceback.format_exception(res.exception))

@@ -301,7 +301,9 @@ def _extract_date(spark, settings: dict[str, Any]) -> dt.date:
     if settings.get("extract_date"):
         value = settings["extract_date"]
         return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-    got = _sql(spark, "select max(data_end_date) as d from raw.people").collect()[0][0]
+    # as pipeline.validate: the latest data_end_date not after today (no load date here)
+    got = _sql(spark, "select max(data_end_date) as d from raw.people "
+                      "where data_end_date <= current_date()").collect()[0][0]
     if got is None:
         raise OdevalError("raw.people is empty: nothing to validate", rule="validate.no_people")
     return got

@@ -374,7 +374,10 @@ def export_bundle(con: duckdb.DuckDBPyConnection, site: str, out_dir: str | Path
     """
     from pipeline import metrics
 
-    out_dir = Path(out_dir)
+    from pipeline import outputs, runstate
+
+    runstate.require(con, ["derive"], command="export")
+    out_dir = outputs.check_path(Path(out_dir), rule="federated.export.out")
     settings = _analyse_settings(params)
     fed = disclosure_settings(params)
     try:

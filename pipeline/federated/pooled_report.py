@@ -5,9 +5,10 @@
 for people and disclosure-controlled exactly as the main report (:mod:`pipeline.report`):
 counts from ``suppress_min`` to ``suppress_max`` suppressed (with secondary suppression
 where cells add up to a shown total), every other count rounded to ``round_to``, curves
-drawn from cumulative counts rounded to the curve step. The folder is written beside its
-destination, scanned by ``odeval check-outputs`` and only then moved into place
-(:func:`pipeline.report.atomic_dir`), so a breach or a failure leaves no partial output.
+drawn from cumulative counts rounded to the curve step. The files are staged in ``DIR``,
+scanned by ``odeval check-outputs`` and only then moved into place
+(:func:`pipeline.outputs.publish`), so a breach or a failure leaves no partial output;
+``DIR`` may hold other files (an analyst's notes), which are never touched.
 
 The exact pooled tables (counts not rounded) are analysis files for the coordinating
 centre and are written only when asked for (``odeval pool --exact DIR``,
@@ -33,7 +34,7 @@ from pipeline.errors import OdevalError
 from pipeline.federated.bundle import MEASURES, _versions
 from pipeline.federated.pooling import Pooled
 from pipeline.report import (_CSS, _arm_label, _count_td, _curve_frame, _esc, _figure, _fmt,
-                             _pct_ci, _table, atomic_dir, save_figure, site_arm_rows, table_one_rows,
+                             _pct_ci, _table, save_figure, site_arm_rows, table_one_rows,
                              write_table)
 
 ARMS = ("open_dialogue", "usual_care")
@@ -417,18 +418,26 @@ def render(pooled: Pooled, tables: dict[str, pd.DataFrame], figs: dict[str, dict
 
 
 def build(pooled: Pooled, params: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write report.html, tables/ and figures/ to ``out_dir`` atomically, after
-    ``check-outputs`` passes on them. ``out_dir`` is replaced; it must be new, empty or a
-    previous pooled report (holding ``report.html``)."""
+    """Write report.html, tables/ and figures/ to ``out_dir`` (the ``pool`` outputs of that
+    folder, :func:`pipeline.outputs.publish`), after ``check-outputs`` passes on them. A
+    previous pooled report there is replaced; nothing else in the folder is touched, and a
+    folder holding files odeval did not write is refused."""
+    from pipeline import outputs
     from pipeline.check_outputs import check
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (
-            any(out_dir.iterdir()) and not (out_dir / "report.html").is_file())):
-        raise OdevalError("--out must be a new or empty folder, or a previous pooled report: it "
-                          "is replaced as a whole", rule="federated.pool.out", file=out_dir)
     cfg = disclosure.settings(params)
-    with atomic_dir(out_dir) as tmp:
+
+    def gate(staged: Path) -> None:
+        breaches = check(staged, cfg, attack=True)
+        if breaches:
+            listing = "\n  ".join(str(b) for b in breaches[:20])
+            raise OdevalError("disclosure control failed (odeval check-outputs), the pooled "
+                              "report was not written:\n  " + listing,
+                              rule="federated.pool.disclosure_check", file=out_dir)
+
+    out_dir = Path(out_dir)
+    with outputs.publish(out_dir, "pool", source="pool", check=gate,
+                         rule="federated.pool.out") as tmp:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
         tables = public_tables(pooled, cfg)
@@ -437,10 +446,4 @@ def build(pooled: Pooled, params: dict[str, Any], out_dir: str | Path) -> Path:
         figs = figures(pooled, tables, tmp / "figures")
         (tmp / "report.html").write_text(render(pooled, tables, figs, cfg, params),
                                          encoding="utf-8")
-        breaches = check(tmp, cfg, attack=True)
-        if breaches:
-            listing = "\n  ".join(str(b) for b in breaches[:20])
-            raise OdevalError("disclosure control failed (odeval check-outputs), the pooled "
-                              "report was not written:\n  " + listing,
-                              rule="federated.pool.disclosure_check", file=out_dir)
     return out_dir / "report.html"

@@ -257,11 +257,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write(result: "ImportResult", out: Path, cfg: dict[str, Any]) -> list[Path]:
     """``out``/import_report.html and .json; ``cfg``: the ``disclosure:`` settings."""
+    from pipeline import outputs
+
     cfg = disclosure.settings({"disclosure": cfg})
-    out.mkdir(parents=True, exist_ok=True)
     shown = protect(result.facts, cfg)
-    paths = [out / name for name in FILES]
-    _atomic_write(paths[1], json.dumps(output_policy.neutralise(summary(result, cfg, shown)), indent=2,
-                                       sort_keys=True) + "\n")
-    _atomic_write(paths[0], render_html(result, cfg, shown))
-    return paths
+    out = Path(out)
+    # the folder is the import's own output folder (pipeline.outputs): its two files are
+    # replaced, nothing else there is touched, a folder that is not odeval's is refused
+    with outputs.publish(out, "import", source="import", rule="import.write") as stage:
+        _atomic_write(stage / FILES[1],
+                      json.dumps(output_policy.neutralise(summary(result, cfg, shown)), indent=2,
+                                 sort_keys=True) + "\n")
+        _atomic_write(stage / FILES[0], render_html(result, cfg, shown))
+    return [out / name for name in FILES]

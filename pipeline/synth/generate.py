@@ -24,7 +24,7 @@ FORMATS = ("parquet", "csv")
 
 def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = "parquet",
                    faults: float = 0.0, nhs_numbers: bool = False, design: str = "cluster",
-                   progress: Callable[[int, int], None] | None = None, **effects) -> dict:
+                   staggered: bool = False, progress: Callable[[int, int], None] | None = None, **effects) -> dict:
     """Write a synthetic multi-site Open Dialogue study with planted truth to ``out``.
 
     Writes one file per contract table (``OUT/<table>.parquet`` or ``.csv``), the planted
@@ -50,6 +50,9 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
             diagnosis and site, which also change the outcomes (measured confounding; see
             :mod:`pipeline.synth.observational`, and ``truth.json`` ``observational`` for the
             marginal effects, computed from both potential outcomes).
+        staggered: each person is followed for their own two years (their data_end_date is
+            index + 730 days, or earlier on transfer out) and the extract is taken a month
+            after the last of them: no data_end_date is the extract date.
         progress: Optional callable ``progress(done_people, total_people)`` called after each
             chunk (for a progress bar).
         **effects: Overrides of the data-generating parameters (see
@@ -70,7 +73,8 @@ def generate_study(out: Path, *, people: int, sites: int, seed: int, fmt: str = 
     if not 0 <= faults <= 0.5:
         raise ValueError("faults must be in [0, 0.5]")
     eff = resolve(**effects)
-    st = build_study(people=people, sites=sites, seed=seed, design=design, effects=eff)
+    st = build_study(people=people, sites=sites, seed=seed, design=design, effects=eff,
+                     staggered=staggered)
     contract = load_contract()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,10 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
 
     transfer = rng.random(n) < e.transfer_out_prob
     tday = rng.integers(30, 1100, n)
-    data_end_abs = np.where(transfer, np.minimum(st.extract_day, index_abs + tday), st.extract_day)
+    # staggered: everyone not transferred out is followed for their own two years (their
+    # own data_end_date); else the records of everyone run to the extract date
+    end_abs = index_abs + FOLLOW_UP_DAYS if st.staggered else st.extract_day
+    data_end_abs = np.where(transfer, np.minimum(end_abs, index_abs + tday), end_abs)
     data_end_day = data_end_abs - index_abs
     x_death = rng.exponential(1.0, n)
 
@@ -440,7 +443,7 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     other_dec = np.where(u < 0.55, _index(dis_v, "clinician"), np.where(u < 0.85, _index(dis_v, "person"),
                                                                         _index(dis_v, "other")))
     dec = np.where(rng.random(n) < fid["discharge_by_network"], _index(dis_v, "network"), other_dec)
-    transferred_out = (data_end_day < st.extract_day - index_abs) & ~death_obs
+    transferred_out = transfer & (data_end_day < end_abs - index_abs) & ~death_obs
     dis_day = np.where(discharged, svc_day, np.where(transferred_out | death_obs, last_day, NEVER))
     dec = np.where(discharged, dec, np.where(death_obs, _index(dis_v, "death"), _index(dis_v, "transfer")))
     dis_valid = dis_day < NEVER

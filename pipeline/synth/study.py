@@ -134,6 +134,7 @@ class Study:
     seed: int
     design: str
     effects: Effects
+    staggered: bool = False                # each person's own data_end_date (see build_study)
     site_ids: list[str] = field(default_factory=list)
     site_weight: np.ndarray = None
     site_start: np.ndarray = None          # first recruitment day (days since epoch)
@@ -190,12 +191,18 @@ def _clusters_per_site(people: int, sites: int) -> int:
     return max(2, int(round(total / sites)))
 
 
-def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects) -> Study:
+def build_study(*, people: int, sites: int, seed: int, design: str, effects: Effects,
+                staggered: bool = False) -> Study:
+    """The study-level draws. ``staggered``: a trial with staggered entry that follows each
+    person for their own two years, the extract taken a month after the last of them ends:
+    every data_end_date is the person's own (index + 730 days, or earlier on transfer out),
+    none is the extract date."""
     check_groups()
     root = np.random.SeedSequence(seed)
     study_ss, chunks_ss, faults_ss, study_faults_ss = root.spawn(4)
     rng = np.random.default_rng(study_ss)
-    st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects)
+    st = Study(people=people, sites=sites, seed=seed, design=design, effects=effects,
+               staggered=staggered)
     st.id_width = max(7, len(str(people)))
     st.chunk_seeds = chunks_ss.spawn(st.n_chunks)
     st.fault_seeds = faults_ss.spawn(st.n_chunks)
@@ -203,7 +210,9 @@ def build_study(*, people: int, sites: int, seed: int, design: str, effects: Eff
     e = effects
 
     st.extract_day = day_number(EXTRACT_DATE)
-    st.recruit_end = st.extract_day - int(e.min_follow_up_days)
+    follow = max(int(e.min_follow_up_days), FOLLOW_UP_DAYS + 30) if staggered \
+        else int(e.min_follow_up_days)
+    st.recruit_end = st.extract_day - follow
     st.recruit_start = st.recruit_end - int(e.recruitment_days)
 
     width = max(2, len(str(sites)))

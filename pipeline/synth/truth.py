@@ -197,6 +197,8 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
             "recruitment": [_date(st.recruit_start), _date(st.recruit_end)],
             "follow_up_days": FOLLOW_UP_DAYS, "chunk_people": CHUNK_PEOPLE,
             "faults": faults, "nhs_numbers": nhs_numbers,
+            **({"staggered": "each person followed for their own two years; every "
+                             "data_end_date is the person's own"} if st.staggered else {}),
         },
         "conventions": CONVENTIONS,
         "parameters": {k_: {"value": v, "help": EFFECTS[k_][1]} for k_, v in e.values.items()},

@@ -711,3 +711,44 @@ def test_export_refuses_an_unknown_site_and_a_used_folder_and_writes_nothing(fed
     assert exc.value.rule == "federated.export.out"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
+
+
+def test_pool_never_deletes_what_it_did_not_write(fed, tmp_path):
+    """Issue 17: `pool --out DIR` deleted the whole of DIR (an analyst's notes, a metrics
+    folder) when DIR held a report.html. Now a folder of files odeval did not write is
+    refused untouched, and a previous pooled report's files are replaced while the notes
+    an analyst put beside them stay."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "report.html").write_text("someone's report")
+    (out / "notes.txt").write_text("an analyst's notes")
+    (out / "metrics").mkdir()
+    (out / "metrics" / "mine.csv").write_text("a,b\n")
+    with pytest.raises(OdevalError) as exc:
+        federated.pool(fed["bundles"], out, fed["params"])
+    assert exc.value.rule == "output.foreign"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "metrics", "metrics/mine.csv", "notes.txt", "report.html"]
+    assert (out / "report.html").read_text() == "someone's report"
+
+    pooled = tmp_path / "pooled"
+    federated.pool(fed["bundles"], pooled, fed["params"])
+    (pooled / "notes.txt").write_text("kept")
+    first = (pooled / "report.html").read_bytes()
+    federated.pool(fed["bundles"], pooled, fed["params"])
+    assert (pooled / "notes.txt").read_text() == "kept"
+    assert (pooled / "report.html").read_bytes() == first
+
+
+def test_export_to_a_name_the_file_system_cannot_hold_is_a_one_line_error(fed, tmp_path):
+    """Issue 17: `export --out` with a 300-character name ended in an OSError traceback."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.studyshapes import one_line_error
+
+    res = CliRunner().invoke(app, ["export", "--site", fed["sites"][0], "--out",
+                                   str(tmp_path / ("b" * 300)), "-w", str(fed["warehouse"])])
+    assert res.exit_code == 2 and one_line_error(" ".join(res.output.split())), res.output
+    assert "[rule federated.export.out]" in res.output and "300 bytes" in res.output
+    assert list(tmp_path.iterdir()) == []

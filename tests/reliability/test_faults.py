@@ -323,3 +323,61 @@ def test_a_real_full_disk_stops_ingest_with_a_clear_error_and_no_change(project,
     assert "disk is full" in err and "warehouse.disk_full" in err
     assert _open_fingerprint(wh) == before
     count("faults", "real full disk (tmpfs): clear error, warehouse unchanged")
+
+
+# ------------------------------------------------------------------ a killed `odeval run`
+
+RUN_KILL_POINTS = int(os.environ.get("ODEVAL_RUN_KILL_POINTS", "4"))
+
+
+def test_a_killed_run_leaves_a_warehouse_that_later_commands_use_consistently_or_refuse(
+        project, tmp_path):
+    """``odeval run`` commits stage by stage, so a SIGKILL can leave raw holding study B
+    while clean, derived and results hold study A. Every stage's build record
+    (pipeline.runstate) is committed with its tables, so the next ``odeval report`` either
+    finds every stage built from what the warehouse holds (and writes the report) or stops
+    with one line naming the stage to rerun (rule run.stale); the next ``odeval run``
+    completes."""
+    import duckdb as _duckdb
+
+    from pipeline import runstate
+
+    good = tmp_path / "good.duckdb"
+    code, _, err = _finish(_odeval(project, "run", "study_a", "-w", str(good)))
+    assert code == 0, err
+    t0 = time.monotonic()
+    probe = tmp_path / "probe.duckdb"
+    shutil.copy(good, probe)
+    code, _, err = _finish(_odeval(project, "run", "study_b", "-w", str(probe)))
+    assert code == 0, err
+    duration = time.monotonic() - t0
+    rng = random.Random(f"{SEED}-run")
+    seen = []
+    for point in range(RUN_KILL_POINTS):
+        wh = tmp_path / f"run{point}.duckdb"
+        shutil.copy(good, wh)
+        delay = rng.uniform(0.15, 1.0) * duration
+        how = _kill_at(project, ["run", "study_b"], wh, delay)
+        con = _duckdb.connect(str(wh))  # replays or drops the WAL, as the next command does
+        found = runstate.problem(con, ["metrics", "analyse"])
+        loads = {Path(r[0]).parent.name for r in con.execute(
+            "select source_file from meta.loads").fetchall()}
+        con.close()
+        code, _, err = _finish(_odeval(project, "report", "-w", str(wh), "--out",
+                                       str(tmp_path / f"out{point}")))
+        if found is None:
+            assert code == 0, err  # every stage built from one study: the report is written
+            state = f"consistent ({', '.join(sorted(loads))})"
+        else:
+            line = " ".join(err.split())
+            assert code == 2 and "[rule run.stale]" in line and \
+                f"rerun from {found[0]}" in line, err
+            assert "Traceback" not in err
+            state = f"refused, rerun from {found[0]}"
+        seen.append((round(delay, 1), how, state))
+        count("kill run", f"{how}, then report: {state.split(' (')[0].split(',')[0]}")
+        code, _, err = _finish(_odeval(project, "run", "study_b", "-w", str(wh)))
+        assert code == 0, err
+        count("kill run", "next run completed")
+    print(f"\nkill points for odeval run ({duration:.1f}s uninterrupted): {seen}")
+    assert any(how == "killed" for _, how, _ in seen), "no kill landed inside the run"
