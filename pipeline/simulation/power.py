@@ -38,7 +38,7 @@ conditional one when clusters vary: the table shows the one it estimates.
 
 Replicates are cached (``data/power/<key>/`` or ``$ODEVAL_POWER_CACHE``, blocks of 25 written whole by
 :func:`pipeline.simulation.study.run`) under a key of the design, effects, methods,
-seed and the source of the code that draws and analyses; run in at most two processes at
+seed, the source of the estimators and a fingerprint of the draws (:func:`code_version`); run in at most two processes at
 ``nice`` 15 with one BLAS thread each. Replicate ``r`` has seed ``SeedSequence([seed,
 r])`` whatever the design and effect (common random numbers: power curves and searches
 compare like with like), so a seed gives the same answer in any number of processes.
@@ -84,11 +84,13 @@ APPLIES = {"relapse": ("model", "CR1", "jackknife-cluster", "jackknife-site", "c
            "rtw": ("model", "CR1", "CR2", "MD", "KC", "jackknife-cluster", "jackknife-site", "cluster-level",
                    "permutation")}
 NEEDS_CLUSTERS = {"CR1", "CR2", "MD", "KC", "jackknife-cluster", "cluster-level", "permutation"}
-#: where a replicate's code starts: the cache key hashes these files and every ``pipeline``
-#: module they import, transitively (:func:`source_files`), so that a change to an
-#: estimator recomputes while a module the replicates never run (a report, another
+#: where a replicate's analysis starts: the cache key hashes this file and every
+#: ``pipeline`` module it imports, transitively (:func:`source_files`), so that a change to
+#: an estimator recomputes while a module the replicates never run (a report, another
 #: estimator) leaves the cache valid
-_ROOTS = ("simulation/draw.py", "simulation/methods.py")
+_ROOTS = ("simulation/methods.py",)
+#: the columns of a drawn trial that a replicate reads (the generator's fingerprint)
+_USED = ("site", "cluster", "od", "relapse_time", "relapse_only", "involuntary_count", "person_years", "rtw_2y")
 
 
 def _fail(message: str, rule: str = "power.design") -> OdevalError:
@@ -465,13 +467,42 @@ def source_files(roots=_ROOTS) -> list[Path]:
     return sorted(seen)
 
 
+def _fingerprint_designs() -> list["Design"]:
+    """Small designs that take every branch of the draw a :class:`Design` reaches
+    (individual and cluster randomisation, the generator's and a given CV of cluster sizes,
+    CV 0, uneven recruitment, a shorter follow-up, an ICC, a frailty variance, scaled
+    baseline risks, no deaths)."""
+    return [Design(sites=3, clusters_per_arm=None, cluster_size=150),
+            Design(sites=3, cluster_size=60),
+            Design(sites=3, clusters_per_arm=2, cluster_size=40, cluster_size_cv=0.65, recruitment_ratio=1.5,
+                   icc=0.05, follow_up_days=400),
+            Design(sites=2, clusters_per_arm=2, cluster_size=40, cluster_size_cv=0.0, relapse_risk_2y=0.4,
+                   detentions_2y=0.3, death_risk_2y=0.0, rtw_2y=0.4, cluster_frailty_var=0.2)]
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """A hash of what the generator draws, not of its source: the baseline parameters and
+    the columns a replicate reads (:data:`_USED`) of trials of :func:`_fingerprint_designs`,
+    without and with an effect on every outcome. A change to the draw or to the
+    generator's parameters that changes these trials recomputes the cache; a change to
+    the generator's other code (the full study builder, its schemas) does not."""
+    h = hashlib.sha256()
+    for d in _fingerprint_designs():
+        for eff in (arm_effects(d), arm_effects(d, 0.7, 0.8, 0.5)):
+            cell = PowerCell(d, tuple(sorted(eff.items())), (), 1)
+            t, _ = cell.draw(0)
+            h.update(json.dumps(d.baseline(), sort_keys=True, default=float).encode())
+            h.update(pd.util.hash_pandas_object(t[list(_USED)], index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """A hash of the source that draws and analyses a replicate (part of the cache key:
-    a change to any of it recomputes, never reuses stale replicates): the draw, the
-    methods and every ``pipeline`` module they import (:func:`source_files`: the
-    estimators, the generator's parameters), and the functions (here and in
-    :mod:`pipeline.synth.truth`) that turn a design into a trial and analyse it."""
+    """What a replicate's result depends on, as a hash (part of the cache key: a change
+    recomputes, never reuses stale replicates): the source of the methods and every
+    ``pipeline`` module they import (:func:`source_files`: the estimators), of the
+    replicate itself, and the generator's draws (:func:`generator_fingerprint`)."""
     import inspect
 
     root = Path(__file__).resolve().parents[1]
@@ -479,11 +510,8 @@ def code_version() -> str:
     for p in source_files():
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
-    from pipeline.synth import truth
-
-    for f in (PowerCell.replicate, Design._baseline, Design.shape, Design.cluster_variances, Design.people,
-              arm_effects, _scale_to_relapse_risk, _relapse_risk, _relapse_free, _gh, truth._gh, truth._surv):
-        h.update(inspect.getsource(f.fget if isinstance(f, property) else f).encode())
+    h.update(inspect.getsource(PowerCell.replicate).encode())
+    h.update(generator_fingerprint().encode())
     return h.hexdigest()[:16]
 
 
@@ -502,14 +530,16 @@ class PowerCell:
         return {"design": dataclasses.asdict(self.design), "effects": dict(self.effects),
                 "analyses": [list(a) for a in self.analyses], "seed": self.seed, "code": code_version()}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """The cache folder's name. Computed once, in the process that builds the cell,
+        and pickled with it: worker processes write where the parent reads even if the
+        source changes on disk while they run."""
         blob = json.dumps(self.spec(), sort_keys=True, default=float)
         return "power_" + hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def replicate(self, rep: int, outcomes=None, methods=None) -> list[dict]:
-        from pipeline.simulation.methods import analyse_trial
-
+    def draw(self, rep: int) -> tuple[pd.DataFrame, np.random.SeedSequence]:
+        """Trial ``rep`` of this design and effect, and its seed sequence."""
         d = self.design
         seq = np.random.SeedSequence([self.seed, rep])
         rng = np.random.default_rng(seq)
@@ -518,6 +548,13 @@ class PowerCell:
         t = draw_people(structure, d.people, rng, **eff)
         t["site_id"] = "S" + (t["site"] + 1).astype(str)
         t["cluster_id"] = t["site_id"] + "-C" + (t["cluster"] + 1).astype(str)
+        return t, seq
+
+    def replicate(self, rep: int, outcomes=None, methods=None) -> list[dict]:
+        from pipeline.simulation.methods import analyse_trial
+
+        d = self.design
+        t, seq = self.draw(rep)
         clustered = not d.individual
         trial = {"rep": rep, "people": len(t), "share_od": float(t.od.mean())}
         if clustered:
