@@ -7,7 +7,8 @@ pandas, not a straw man. It reads the *raw* extract, so it agrees with ``derived
 extract without faults (validation then quarantines nothing).
 
 Relations (the outcome relations of pipeline/sql/derive/, same definitions):
-``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``.
+``people``, ``time_to_event``, ``recurrent``, ``acute_episodes``, ``mha_episodes``,
+``antipsychotic``, ``activity``.
 
 Usage::
 
@@ -25,9 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RELATIONS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity")
+RELATIONS = ("people", "time_to_event", "recurrent", "acute_episodes", "mha_episodes",
+             "antipsychotic", "activity")
 KEYS = {"people": ["person_id"], "time_to_event": ["person_id", "outcome"],
-        "recurrent": ["person_id"], "antipsychotic": ["person_id"], "activity": ["person_id"]}
+        "recurrent": ["person_id"], "acute_episodes": ["person_id", "episode_seq"],
+        "mha_episodes": ["person_id", "episode_seq"], "antipsychotic": ["person_id"],
+        "activity": ["person_id"]}
 OUTCOMES = ["relapse", "involuntary_admission", "first_admission", "first_crisis",
             "return_to_work", "death"]
 
@@ -102,17 +106,117 @@ def _spell_starts(study: Path, p: dict) -> pd.DataFrame:
     return a.loc[~continues, ["person_id", "admitted_on"]].rename(columns={"admitted_on": "event_on"})
 
 
-def outcome_events(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame,
-                   det: pd.DataFrame) -> pd.DataFrame:
+def care_records(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame,
+                 det: pd.DataFrame) -> pd.DataFrame:
+    """Admissions, crisis episodes and detentions as half-open day intervals (open records
+    ended by derive.open_end), as derived.int_care_records."""
+    crisis = _read(study, "crisis_episodes", ["person_id", "start_on", "end_on"])
+    pp = ppl[["person_id", "index_date", "last_data_day"]]
+    parts = []
+    for kind, table, df, start, end, detail in (
+            ("admission", "admissions", adm, "admitted_on", "discharged_on", None),
+            ("crisis_episode", "crisis_episodes", crisis, "start_on", "end_on", None),
+            ("detention", "detentions", det, "start_on", "end_on", "legal_section")):
+        d = df.merge(pp, on="person_id")
+        s_ = _days(d[start], d["index_date"])
+        dd = d[detail] if detail else None
+        opened = _open_end_day(table, s_, dd, d["last_data_day"], p)
+        parts.append(pd.DataFrame({"kind": kind, "person_id": d["person_id"],
+                                   "detail": dd if detail else None, "start": s_,
+                                   "end": _days(d[end], d["index_date"]).fillna(opened).astype("int64")}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _episode_table(rec: pd.DataFrame, gap: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Records with their episode (``ep``), and one row per episode: person_id,
+    episode_seq, start_day, end_day."""
+    from pipeline.synth.oracle import episodes
+
+    rec = rec.copy()
+    rec["ep"] = episodes(rec, gap)
+    g = rec.groupby("ep")
+    eps = pd.DataFrame({"person_id": g["person_id"].first(), "start_day": g["start"].min(),
+                        "end_day": g["end"].max(), "n": g.size()})
+    eps["episode_seq"] = eps.groupby("person_id")["start_day"].rank(method="first").astype("int64")
+    return rec, eps
+
+
+def _dates(eps: pd.DataFrame, ppl: pd.DataFrame) -> pd.DataFrame:
+    idx = eps["person_id"].map(ppl.set_index("person_id")["index_date"])
+    eps["start_on"] = idx + pd.to_timedelta(eps["start_day"], unit="D")
+    eps["end_on"] = idx + pd.to_timedelta(eps["end_day"], unit="D")
+    return eps
+
+
+def acute_episodes(rec: pd.DataFrame, ppl: pd.DataFrame, p: dict) -> pd.DataFrame:
+    comp = p["relapse_components"]
+    use = rec.loc[((rec["kind"] == "admission") & ("admissions" in comp))
+                  | ((rec["kind"] == "crisis_episode") & ("crisis_episodes" in comp))
+                  | ((rec["kind"] == "detention") & ("detentions" in comp)
+                     & rec["detail"].isin(p["involuntary_sections"]))]
+    use, eps = _episode_table(use, p["episode_gap_days"])
+    counts = pd.crosstab(use["ep"], use["kind"])
+    for col, kind in (("n_admissions", "admission"), ("n_crisis_episodes", "crisis_episode"),
+                      ("n_detentions", "detention")):
+        eps[col] = (counts[kind] if kind in counts else pd.Series(dtype="int64")).reindex(
+            eps.index).fillna(0).astype("int64")
+    eps = _dates(eps.rename(columns={"n": "n_records"}), ppl)
+    fu = eps["person_id"].map(ppl.set_index("person_id")["fu_end_day"])
+    eps["relapse"] = (eps["start_day"] >= max(1, p["relapse_grace_days"] + 1)) & (eps["start_day"] <= fu)
+    return eps[["person_id", "episode_seq", "start_day", "end_day", "start_on", "end_on", "n_records",
+                "n_admissions", "n_crisis_episodes", "n_detentions", "relapse"]].sort_values(
+        ["person_id", "episode_seq"], ignore_index=True)
+
+
+def mha_episodes(rec: pd.DataFrame, ppl: pd.DataFrame, p: dict) -> pd.DataFrame:
+    d = rec.loc[rec["kind"] == "detention"].copy()
+    d["group"] = np.select([d["detail"].isin(p["involuntary_sections"]),
+                            d["detail"].isin(p["place_of_safety_sections"]),
+                            d["detail"].isin(p["holding_power_sections"])],
+                           ["involuntary", "place_of_safety", "holding_power"], "")
+    d, eps = _episode_table(d.loc[d["group"] != ""], p["detention_gap_days"])
+    for grp in ("involuntary", "place_of_safety", "holding_power"):
+        eps[f"{grp}_start_day"] = d.loc[d["group"] == grp].groupby("ep")["start"].min().reindex(
+            eps.index).astype("Int64")
+    adm = rec.loc[rec["kind"] == "admission", ["person_id", "start", "end"]]
+    both = eps.reset_index().merge(adm, on="person_id")
+    inside = both.loc[(both["start"] < both["start_day"]) & (both["end"] >= both["start_day"]), "ep"]
+    eps["in_hospital"] = eps.index.isin(inside.unique())
+    eps = _dates(eps.rename(columns={"n": "n_detentions"}), ppl)
+    fu = eps["person_id"].map(ppl.set_index("person_id")["fu_end_day"])
+    eps["involuntary"] = eps["involuntary_start_day"].notna()
+
+    def in_window(col):
+        v = eps[col].astype("float")
+        return ((v >= 1) & (v <= fu)).fillna(False).astype(bool)
+
+    eps["involuntary_admission"] = in_window("involuntary_start_day") & (
+        p["involuntary_in_hospital"] | ~eps["in_hospital"])
+    eps["place_of_safety"] = ~eps["involuntary"] & in_window("place_of_safety_start_day")
+    eps["holding_power"] = ~eps["involuntary"] & in_window("holding_power_start_day")
+    return eps[["person_id", "episode_seq", "start_day", "end_day", "start_on", "end_on", "n_detentions",
+                "involuntary", "involuntary_start_day", "place_of_safety_start_day",
+                "holding_power_start_day", "in_hospital", "involuntary_admission", "place_of_safety",
+                "holding_power"]].sort_values(["person_id", "episode_seq"], ignore_index=True)
+
+
+def outcome_events(study: Path, p: dict, ppl: pd.DataFrame, acute: pd.DataFrame,
+                   mha: pd.DataFrame) -> pd.DataFrame:
     crisis = _read(study, "crisis_episodes", ["person_id", "start_on"])
     emp = _read(study, "employment", ["person_id", "recorded_on", "status"])
-    parts = [_spell_starts(study, p).assign(event_type="admission_spell"),
+    parts = [acute.loc[acute["relapse"], ["person_id", "start_on"]].rename(columns={"start_on": "event_on"})
+             .assign(event_type="relapse_episode"),
+             _spell_starts(study, p).assign(event_type="admission_spell"),
              crisis.rename(columns={"start_on": "event_on"}).assign(event_type="crisis_episode")]
-    for kind, key in (("involuntary_detention", "involuntary_sections"),
-                      ("place_of_safety", "place_of_safety_sections"),
-                      ("holding_power", "holding_power_sections")):
-        d = det.loc[det["legal_section"].isin(p[key]), ["person_id", "start_on"]]
-        parts.append(d.rename(columns={"start_on": "event_on"}).assign(event_type=kind))
+    idx = mha["person_id"].map(ppl.set_index("person_id")["index_date"])
+    for kind, where, col in (
+            ("involuntary_admission", mha["involuntary_admission"], "involuntary_start_day"),
+            ("detained_in_hospital", mha["involuntary"] & mha["in_hospital"], "involuntary_start_day"),
+            ("place_of_safety", mha["place_of_safety"], "place_of_safety_start_day"),
+            ("holding_power", mha["holding_power"], "holding_power_start_day")):
+        on = idx[where] + pd.to_timedelta(mha.loc[where, col].astype("int64"), unit="D")
+        parts.append(pd.DataFrame({"person_id": mha.loc[where, "person_id"], "event_on": on,
+                                   "event_type": kind}))
     w = emp.loc[emp["status"].isin(p["rtw_statuses"]), ["person_id", "recorded_on"]]
     parts.append(w.rename(columns={"recorded_on": "event_on"}).assign(event_type="rtw_status"))
     ev = pd.concat(parts, ignore_index=True).merge(
@@ -123,11 +227,9 @@ def outcome_events(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame,
 
 
 def time_to_event(ppl: pd.DataFrame, ev: pd.DataFrame, p: dict) -> pd.DataFrame:
-    relapse_types = ([["admission_spell"] if "admissions" in p["relapse_components"] else []][0]
-                     + (["crisis_episode"] if "crisis_episodes" in p["relapse_components"] else []))
-    of_type = {"involuntary_admission": ["involuntary_detention"],
+    of_type = {"involuntary_admission": ["involuntary_admission"],
                "first_admission": ["admission_spell"], "first_crisis": ["crisis_episode"],
-               "return_to_work": ["rtw_status"], "relapse": relapse_types}
+               "return_to_work": ["rtw_status"], "relapse": ["relapse_episode"]}
     firsts = []
     for outcome, types in of_type.items():
         f = ev.loc[ev["event_type"].isin(types)].groupby("person_id", as_index=False)["event_day"].min()
@@ -191,23 +293,23 @@ def exposures(study: Path, p: dict, ppl: pd.DataFrame) -> pd.DataFrame:
     return rx
 
 
-def intervals(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame, det: pd.DataFrame,
-              rx: pd.DataFrame) -> pd.DataFrame:
-    pp = ppl[["person_id", "index_date", "fu_end_day", "last_data_day"]]
-    a = adm.merge(pp, on="person_id")
-    a_from = _days(a["admitted_on"], a["index_date"])
-    bed = pd.DataFrame({"person_id": a["person_id"], "kind": "bed", "from_day": a_from,
-                        "to_day": _days(a["discharged_on"], a["index_date"]).fillna(
-                            _open_end_day("admissions", a_from, None, a["last_data_day"], p)),
+def intervals(p: dict, ppl: pd.DataFrame, rec: pd.DataFrame, acute: pd.DataFrame,
+              mha: pd.DataFrame, rx: pd.DataFrame) -> pd.DataFrame:
+    pp = ppl[["person_id", "fu_end_day"]]
+    a = rec.loc[rec["kind"] == "admission"].merge(pp, on="person_id")
+    bed = pd.DataFrame({"person_id": a["person_id"], "from_day": a["start"], "to_day": a["end"],
                         "fu_end_day": a["fu_end_day"]})
-    d = det.loc[det["legal_section"].isin(p["involuntary_sections"])].merge(pp, on="person_id")
-    d_from = _days(d["start_on"], d["index_date"])
-    detained = pd.DataFrame({"person_id": d["person_id"], "kind": "detained", "from_day": d_from,
-                             "to_day": _days(d["end_on"], d["index_date"]).fillna(_open_end_day(
-                                 "detentions", d_from, d["legal_section"], d["last_data_day"], p)),
-                             "fu_end_day": d["fu_end_day"]})
+    m = mha.loc[mha["involuntary"]].merge(pp, on="person_id")
+    detained = pd.DataFrame({"person_id": m["person_id"], "from_day": m["start_day"],
+                             "to_day": m["end_day"], "fu_end_day": m["fu_end_day"]})
+    e = acute.merge(pp, on="person_id")
+    ac = pd.DataFrame({"person_id": e["person_id"], "from_day": e["start_day"], "to_day": e["end_day"],
+                       "fu_end_day": e["fu_end_day"]})
     ap = rx[["person_id", "from_day", "to_day", "fu_end_day"]].assign(kind="antipsychotic")
-    iv = pd.concat([_clip(bed), _clip(detained), ap], ignore_index=True)
+    iv = pd.concat([_clip(bed.assign(kind="bed")), _clip(detained.assign(kind="detained")),
+                    _clip(bed.assign(kind="bed_or_detained")),
+                    _clip(detained.assign(kind="bed_or_detained")), _clip(ac.assign(kind="acute")), ap],
+                   ignore_index=True)
     iv["to_day"] = iv["to_day"].astype("int64")
     iv["from_day"] = iv["from_day"].astype("int64")
     return _merged(iv)
@@ -215,18 +317,30 @@ def intervals(study: Path, p: dict, ppl: pd.DataFrame, adm: pd.DataFrame, det: p
 
 def recurrent(ppl: pd.DataFrame, ev: pd.DataFrame, iv: pd.DataFrame, p: dict) -> pd.DataFrame:
     counts = pd.crosstab(ev["person_id"], ev["event_type"])
-    out = ppl[["person_id", "site_id", "arm", "cluster_id", "person_days"]].set_index("person_id")
-    for col, t in (("admission_spell_count", "admission_spell"), ("crisis_episode_count", "crisis_episode"),
-                   ("involuntary_count", "involuntary_detention"), ("place_of_safety_count", "place_of_safety"),
-                   ("holding_power_count", "holding_power")):
+    out = ppl[["person_id", "site_id", "arm", "cluster_id", "person_days", "fu_end_day"]].set_index("person_id")
+    for col, t in (("relapse_count", "relapse_episode"), ("admission_spell_count", "admission_spell"),
+                   ("crisis_episode_count", "crisis_episode"), ("involuntary_count", "involuntary_admission"),
+                   ("detained_in_hospital_count", "detained_in_hospital"),
+                   ("place_of_safety_count", "place_of_safety"), ("holding_power_count", "holding_power")):
         out[col] = (counts[t] if t in counts else pd.Series(dtype="int64")).reindex(out.index).fillna(0).astype("int64")
-    out["relapse_count"] = ((out["admission_spell_count"] if "admissions" in p["relapse_components"] else 0)
-                            + (out["crisis_episode_count"] if "crisis_episodes" in p["relapse_components"] else 0))
-    length = (iv["to_day"] - iv["from_day"]).groupby([iv["person_id"], iv["kind"]]).sum().unstack()
-    for col, kind in (("bed_days", "bed"), ("days_detained", "detained")):
+    g = p["relapse_grace_days"]
+    iv = iv.assign(length=iv["to_day"] - iv["from_day"],
+                   after_grace=(iv["to_day"] - np.maximum(iv["from_day"], g)).clip(lower=0))
+    length = iv.groupby(["person_id", "kind"])["length"].sum().unstack()
+    for col, kind in (("bed_days", "bed"), ("days_detained", "detained"), ("acute_days", "acute"),
+                      ("_blocked", "bed_or_detained")):
         out[col] = (length[kind] if kind in length else pd.Series(dtype="int64")).reindex(out.index).fillna(0).astype("int64")
+    after = iv.loc[iv["kind"] == "acute"].groupby("person_id")["after_grace"].sum()
+    lead = np.maximum(out["fu_end_day"] - g, 0)
     out["person_years"] = out["person_days"] / 365.25
-    return out.reset_index().sort_values("person_id", ignore_index=True)
+    out["relapse_at_risk_days"] = (lead - after.reindex(out.index).fillna(0)).astype("int64")
+    out["involuntary_at_risk_days"] = (out["person_days"] - (
+        out["days_detained"] if p["involuntary_in_hospital"] else out["_blocked"])).astype("int64")
+    at_risk = p["rate_person_time"] == "at_risk"
+    out["relapse_person_years"] = (out["relapse_at_risk_days"] if at_risk else lead) / 365.25
+    out["involuntary_person_years"] = (out["involuntary_at_risk_days"] if at_risk
+                                       else out["person_days"]) / 365.25
+    return out.drop(columns=["_blocked", "fu_end_day"]).reset_index().sort_values("person_id", ignore_index=True)
 
 
 def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict) -> pd.DataFrame:
@@ -248,6 +362,12 @@ def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict
     out["mean_daily_ddd"] = (dose["ddd_days"].reindex(out.index) / covered).where(covered > 0)
     out["mean_daily_cpz_mg"] = (dose["cpz_days"].reindex(out.index) / covered).where(covered > 0)
     out["dose_incomplete"] = dose["incomplete"].astype(bool).reindex(out.index, fill_value=False)
+    first = ap.groupby("person_id")["from_day"].min()
+    out["first_use_day"] = first.reindex(out.index).astype("Int64")
+    whole = out["fu_end_day"] >= p["follow_up_days"]
+    out["window_observed"] = whole
+    out["any_use_window"] = out["any_use"].astype("boolean").where(whole)
+    out["use_last_window"] = out["use_last_days"].astype("boolean").where(whole)
     return out.drop(columns="fu_end_day").reset_index().sort_values("person_id", ignore_index=True)
 
 
@@ -276,12 +396,15 @@ def derive_all(study: Path, p: dict | None = None) -> dict[str, pd.DataFrame]:
     ppl = people(study, p)
     adm = _read(study, "admissions", ["person_id", "admitted_on", "discharged_on"])
     det = _read(study, "detentions", ["person_id", "legal_section", "start_on", "end_on"])
-    ev = outcome_events(study, p, ppl, adm, det)
+    rec = care_records(study, p, ppl, adm, det)
+    acute = acute_episodes(rec, ppl, p)
+    mha = mha_episodes(rec, ppl, p)
+    ev = outcome_events(study, p, ppl, acute, mha)
     rx = exposures(study, p, ppl)
-    iv = intervals(study, p, ppl, adm, det, rx)
+    iv = intervals(p, ppl, rec, acute, mha, rx)
     return {"people": ppl, "time_to_event": time_to_event(ppl, ev, p),
-            "recurrent": recurrent(ppl, ev, iv, p), "antipsychotic": antipsychotic(ppl, rx, iv, p),
-            "activity": activity(study, ppl, ev, p)}
+            "recurrent": recurrent(ppl, ev, iv, p), "acute_episodes": acute, "mha_episodes": mha,
+            "antipsychotic": antipsychotic(ppl, rx, iv, p), "activity": activity(study, ppl, ev, p)}
 
 
 # --------------------------------------------------------------------------- checking

@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
 Progress = Callable[[int, int, str], None]
 
 PRIMARY_ESTIMAND = (
-    "Cause-specific hazard ratio of first relapse (admission or crisis episode), Open "
+    "Cause-specific hazard ratio of first relapse (acute-care episode), Open "
     "Dialogue vs usual care, conditional on site (Cox model stratified by site); deaths "
     "censored.")
 
@@ -274,7 +274,8 @@ def primary(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: Analys
             g["p"], method=f"{int(g['df'])} df")
 
 
-def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
+def _binary(d, outcome_col, label, estimand_what, p, out, clusters,
+            missing_why="without the outcome recorded"):
     from pipeline.stats import risk_difference, risk_ratio
 
     conf = float(p["conf_level"])
@@ -282,7 +283,7 @@ def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
     dd = dd.assign(arm=dd["arm"].astype(str))
     kw = dict(group="arm", reference=p["reference_arm"], conf_level=conf,
               cluster="cluster_id" if clusters else None)
-    note = [f"{int(d[outcome_col].isna().sum())} people without the outcome recorded left out."
+    note = [f"{int(d[outcome_col].isna().sum())} people {missing_why} left out."
             ] if d[outcome_col].isna().any() else []
     adj = "design-effect inflated (clusters)" if clusters else "no clustering"
     for fn, measure, line in ((risk_difference, "risk difference", 1), (risk_ratio, "risk ratio", 0)):
@@ -311,22 +312,27 @@ def _binary(d, outcome_col, label, estimand_what, p, out, clusters):
             dd["cluster_id"].nunique() if clusters else None, [*note, *res.notes])
 
 
-def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
+def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses,
+              words: dict[str, str] | None = None) -> None:
+    """``words``: :func:`pipeline.metrics.denominators` of the derive definitions (what an
+    involuntary admission is, the rate's person-time, the binary outcomes' denominator)."""
     from pipeline.stats import rate_ratio
 
+    words = words or metrics.denominators({})
     conf = float(p["conf_level"])
     clusters = _has_clusters(d)
-    dd = d[d["person_years"] > 0]
+    dd = d[d["involuntary_person_years"] > 0]
     small, small_note = _small_sample(p, dd)
     kind = "jackknife" if small == "jackknife" else "HC0"
-    estimand = ("Rate ratio of involuntary admissions (detentions under the involuntary "
-                "sections) per person-year, Open Dialogue vs usual care, conditional on site")
+    estimand = (f"Rate ratio of involuntary admissions ({words['involuntary']} with a detention "
+                f"under the involuntary sections) {words['involuntary_time']}, Open Dialogue vs "
+                "usual care, conditional on site")
     try:
         why = (_arms_without(dd, dd["involuntary_count"], "involuntary admission")
                or _no_site_with_both_arms(dd))
         if why:
             raise NotEstimable(why)
-        rr = rate_ratio(dd, "involuntary_count", "person_years", ["arm", "site_id"],
+        rr = rate_ratio(dd, "involuntary_count", "involuntary_person_years", ["arm", "site_id"],
                         family=p["rate_family"], cluster="cluster_id" if clusters else None,
                         cluster_type=kind, conf_level=conf)
     except NotEstimable as exc:
@@ -334,23 +340,29 @@ def secondary(d: pd.DataFrame, p: dict[str, Any], out: Analyses) -> None:
                        str(exc), len(dd), int(dd["involuntary_count"].sum()))
         rr = None
     if rr is not None:
-        _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out)
-    _binary(d, "ap_any_use", "antipsychotic_any", "any antipsychotic use in follow-up", p, out,
-            clusters)
+        _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out,
+                        words["involuntary_time"])
+    why = ("not followed for the whole window (status not known)"
+           if words["window"] != "in follow-up" else "without the outcome recorded")
+    _binary(d, "ap_any_use", "antipsychotic_any",
+            f"any antipsychotic use {words['window']} ({words['binary']})", p, out, clusters, why)
     _binary(d, "ap_use_last_days", "antipsychotic_last_days",
-            "antipsychotic use in the last days of follow-up", p, out, clusters)
+            f"antipsychotic use in the last days {words['window']} ({words['binary']})", p, out,
+            clusters, why)
     _binary(d, "rtw_2y", "return_to_work", "being in work or education at 2 years", p, out,
             clusters)
 
 
-def _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out: Analyses) -> None:
+def _rate_ratio_row(rr, dd, p, clusters, kind, small_note, estimand, out: Analyses,
+                    person_time: str = "per person-year of follow-up") -> None:
     term = f"arm{p['comparison_arm']}"
     s = rr.summary.loc[term]
     out.results["involuntary_rate_ratio"] = rr
     out.estimates.loc[len(out.estimates)] = _row(
         "secondary", "involuntary_admission", "rate ratio", estimand,
         s.rr, s.rr_lower, s.rr_upper, s.p, s.se,
-        f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years; "
+        f"{p['rate_family']} log-linear model, site fixed effects, offset log person-years "
+        f"({person_time.removeprefix('per ')}); "
         + ((f"{'jackknife (delete one cluster)' if kind == 'jackknife' else 'cluster-robust'} "
             "interval") if clusters else "model-based interval"),
         rr.n, int(dd["involuntary_count"].sum()), rr.n_clusters, [*rr.notes, *small_note])
@@ -687,9 +699,12 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         met = metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
     d = prepare(persons, p)
+    from pipeline.derive import definitions
+
+    words = metrics.denominators(definitions(con))
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))))
     steps = [("primary", lambda: primary(d, p, cfg, out)),
-             ("secondary", lambda: secondary(d, p, out)),
+             ("secondary", lambda: secondary(d, p, out, words)),
              ("table_one", lambda: table_one(d, p, cfg, out)),
              ("site_meta", lambda: site_meta(d, p, cfg, out, met)),
              ("funnel", lambda: funnels(met, p, cfg, out)),

@@ -15,8 +15,10 @@ all in one transaction: a failure leaves the ``derived`` schema as it was. Nothi
 loops over rows; the work is DuckDB's, so memory stays within its ``memory_limit``.
 
 Relations (see each file's header for the precise definitions):
-``people``, ``time_to_event``, ``recurrent``, ``antipsychotic``, ``activity``,
-``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
+``people``, ``time_to_event``, ``recurrent``, ``acute_episodes`` and ``mha_episodes`` (the
+episodes relapses and involuntary admissions count, their records in
+``int_acute_episode_records`` and ``int_mha_episode_records`` for audit), ``antipsychotic``,
+``activity``, ``fidelity_referral``, ``unknown_drugs``, and intermediates ``int_*``.
 
 Open records (no end date) end as ``derive.open_end`` says, per table: ``data_end`` (the
 person's last day of data: still in hospital, still prescribed, as the contract reads a
@@ -27,6 +29,7 @@ or the last day of data if sooner) or a number of days.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
@@ -45,11 +48,27 @@ DERIVE_SQL_DIR = SQL_DIR / "derive"
 #: Default outcome definitions (CONTRACT.md); ``params.yaml`` ``derive:`` overrides them.
 DEFAULTS: dict[str, Any] = {
     "follow_up_days": 730,
-    "relapse_components": ["admissions", "crisis_episodes"],
+    # acute-care episodes: records merged when they start within episode_gap_days of the
+    # episode's end (2: the continuous inpatient spell gap of hospital statistics); a relapse
+    # is an episode starting after day relapse_grace_days
+    "relapse_components": ["admissions", "crisis_episodes", "detentions"],
+    "episode_gap_days": 2,
+    "relapse_grace_days": 0,
     "transfer_gap_days": 1,
     "involuntary_sections": ["2", "3", "4", "37"],
     "place_of_safety_sections": ["135", "136"],
     "holding_power_sections": ["5(2)", "5(4)"],
+    # Mental Health Act episodes: detentions merged when the next starts within
+    # detention_gap_days of the episode's end; whether the detention of someone already in
+    # hospital counts as an involuntary admission
+    "detention_gap_days": 1,
+    "involuntary_in_hospital": True,
+    # denominator of the rates: follow_up (person-time in follow-up) | at_risk (out of an
+    # acute-care episode / out of detention)
+    "rate_person_time": "follow_up",
+    # binary outcomes over the fixed window [0, follow_up_days) (people followed for all of
+    # it; others not known) | follow_up (each person's own, unequal, follow-up)
+    "binary_window": "whole_window",
     "rtw_window_days": 90,
     "rtw_statuses": ["employed", "self_employed", "education", "training"],
     "last_days_antipsychotic": 90,
@@ -65,17 +84,21 @@ DEFAULTS: dict[str, Any] = {
 OPEN_END_COLUMNS = {"admissions": "discharged_on", "crisis_episodes": "end_on",
                     "detentions": "end_on", "prescriptions": "end_on"}
 
-RELAPSE_COMPONENTS = ("admissions", "crisis_episodes")
-_INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic")
+RELAPSE_COMPONENTS = ("admissions", "crisis_episodes", "detentions")
+RATE_PERSON_TIME = ("follow_up", "at_risk")
+BINARY_WINDOW = ("whole_window", "follow_up")
+_INT_PARAMS = ("follow_up_days", "transfer_gap_days", "rtw_window_days", "last_days_antipsychotic",
+               "episode_gap_days", "detention_gap_days", "relapse_grace_days")
+_BOOL_PARAMS = ("involuntary_in_hospital",)
 _LIST_PARAMS = ("relapse_components", "involuntary_sections", "place_of_safety_sections",
                 "holding_power_sections", "rtw_statuses", "clinical_roles")
 
 #: Reference relations loaded from files and parameters before the SQL runs.
-REFERENCES = ("ref_drugs", "ref_open_end")
+REFERENCES = ("ref_drugs", "ref_open_end", "ref_definitions")
 
 #: Relations every run must produce (the public outputs of the stage).
-OUTPUTS = ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
-           "fidelity_referral", "unknown_drugs")
+OUTPUTS = ("people", "time_to_event", "recurrent", "acute_episodes", "mha_episodes",
+           "antipsychotic", "activity", "fidelity_referral", "unknown_drugs")
 
 _REF_COLUMNS = {
     "drug": "VARCHAR", "atc_code": "VARCHAR", "antipsychotic": "BOOLEAN", "route": "VARCHAR",
@@ -96,6 +119,21 @@ def resolve_params(params: dict | None = None) -> dict[str, Any]:
     if merged["follow_up_days"] < 1:
         raise OdevalError("derive.follow_up_days must be >= 1", rule="derive.params.type",
                           file="params.yaml")
+    for name in _BOOL_PARAMS:
+        if not isinstance(merged[name], bool):
+            raise OdevalError(f"derive.{name} must be true or false, got {merged[name]!r}",
+                              rule="derive.params.type", file="params.yaml")
+    if merged["rate_person_time"] not in RATE_PERSON_TIME:
+        raise OdevalError(f"derive.rate_person_time must be one of {list(RATE_PERSON_TIME)}, "
+                          f"got {merged['rate_person_time']!r}", rule="derive.params.type",
+                          file="params.yaml")
+    if merged["binary_window"] not in BINARY_WINDOW:
+        raise OdevalError(f"derive.binary_window must be one of {list(BINARY_WINDOW)}, "
+                          f"got {merged['binary_window']!r}", rule="derive.params.type",
+                          file="params.yaml")
+    if merged["relapse_grace_days"] >= merged["follow_up_days"]:
+        raise OdevalError("derive.relapse_grace_days must be less than follow_up_days",
+                          rule="derive.params.type", file="params.yaml")
     if merged["rtw_window_days"] > merged["follow_up_days"]:
         raise OdevalError("derive.rtw_window_days must not exceed follow_up_days",
                           rule="derive.params.type", file="params.yaml")
@@ -220,11 +258,28 @@ _OPEN_END_COLUMNS = {"table_name": "VARCHAR", "detail": "VARCHAR", "end_rule": "
                      "max_days": "BIGINT"}
 
 
+_DEFINITION_COLUMNS = {"name": "VARCHAR", "value": "VARCHAR"}
+
+
 def reference_relations(params: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[dict]]]:
     """``{name: (columns with DuckDB types, rows)}`` of the reference relations the SQL reads
-    (``derived.ref_drugs``, ``derived.ref_open_end``), from the resolved parameters."""
+    (``derived.ref_drugs``, ``derived.ref_open_end``) and ``derived.ref_definitions``: every
+    resolved parameter (value as JSON), so that what reads the derived tables (metrics,
+    report) names the definitions they were built with, from the parameters."""
+    definitions = [dict(name=k, value=json.dumps(v, sort_keys=True)) for k, v in sorted(params.items())]
     return {"ref_drugs": (_REF_COLUMNS, read_drug_list(drug_list_path(params))),
-            "ref_open_end": (_OPEN_END_COLUMNS, open_end_rows(params))}
+            "ref_open_end": (_OPEN_END_COLUMNS, open_end_rows(params)),
+            "ref_definitions": (_DEFINITION_COLUMNS, definitions)}
+
+
+def definitions(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The derive parameters ``derived.*`` was built with (``derived.ref_definitions``);
+    the defaults where a warehouse predates that table."""
+    try:
+        rows = con.execute("select name, value from derived.ref_definitions").fetchall()
+    except duckdb.Error:
+        rows = []
+    return {**resolve_params(None), **{k: json.loads(v) for k, v in rows}}
 
 
 def _load_reference(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str],

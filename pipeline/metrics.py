@@ -20,11 +20,15 @@ Estimands and intervals (``conf_level``, 95 % by default)
   without death), log-scale Greenwood interval as R ``survfit``.
 * relapse by 1 and 2 years, Aalen-Johansen: cumulative incidence with death as a competing
   event (the observable risk), infinitesimal-jackknife interval as R ``survfit``.
-* rates per person-year (relapses, involuntary admissions): events / person-years, with a
-  robust (sandwich) interval on the log scale that allows people to have several events
-  (``var = sum (y_i - r t_i)^2 / T^2``); with no events the exact Poisson upper limit.
+* rates per person-year (relapses: acute-care episodes; involuntary admissions: Mental
+  Health Act episodes): events / person-years, the person-time derive.rate_person_time
+  chose (follow-up, or at risk), with a robust (sandwich) interval on the log scale that
+  allows people to have several events (``var = sum (y_i - r t_i)^2 / T^2``); with no
+  events the exact Poisson upper limit. The label names the person-time.
 * proportions (any involuntary admission, any antipsychotic, antipsychotic in the last
   days, in work or education at 2 years, binary fidelity indicators): Wilson score interval.
+  The denominator is stated in the label: for the first three, by derive.binary_window, the
+  people followed for the whole window (default) or everyone over their own follow-up.
 * means (days detained per person, share of follow-up days covered by antipsychotics, mean
   daily dose in DDD and chlorpromazine equivalents among users, fidelity shares per
   referral): t interval ``mean +/- t(n - 1) sd / sqrt(n)`` (shares clipped to [0, 1]).
@@ -78,7 +82,30 @@ class Metric:
     extra: tuple = ()    # columns used by the estimator
 
 
-def metric_specs(horizons: list[int]) -> list[Metric]:
+def denominators(definitions: dict[str, Any]) -> dict[str, str]:
+    """Words naming, for the definitions ``derived.*`` was built with
+    (:func:`pipeline.derive.definitions`), what a relapse and an involuntary admission are,
+    the person-time of their rates and the denominator of the binary outcomes."""
+    at_risk = definitions.get("rate_person_time") == "at_risk"
+    grace = int(definitions.get("relapse_grace_days", 0))
+    fu = int(definitions.get("follow_up_days", 730))
+    whole = definitions.get("binary_window", "whole_window") == "whole_window"
+    return {
+        "relapse": "acute-care episodes"
+                   + (f", after a {grace}-day grace period" if grace else ""),
+        "relapse_time": ("per person-year out of acute care" if at_risk
+                         else "per person-year of follow-up"),
+        "involuntary": "Mental Health Act episodes",
+        "involuntary_time": ("per person-year not detained" if at_risk
+                             else "per person-year of follow-up"),
+        "binary": (f"among people followed for all {fu} days" if whole
+                   else "over each person's own follow-up (unequal)"),
+        "window": f"in the {fu}-day window" if whole else "in follow-up",
+    }
+
+
+def metric_specs(horizons: list[int], definitions: dict[str, Any] | None = None) -> list[Metric]:
+    w = denominators(definitions or {})
     out = []
     for h in horizons:
         y = round(h / 365.25, 1)
@@ -90,18 +117,20 @@ def metric_specs(horizons: list[int]) -> list[Metric]:
                           "(death competing)", "proportion", "aj", "n_people", f"relapse_{h}d_events",
                           (h,)))
     out += [
-        Metric("relapse", "rate", "Relapses per person-year", "per person-year", "rate",
-               "n_people", "relapse_events", ("relapse",)),
-        Metric("involuntary_admission", "rate", "Involuntary admissions per person-year",
-               "per person-year", "rate", "n_people", "involuntary_events", ("involuntary",)),
-        Metric("involuntary_admission", "any", "Any involuntary admission in follow-up",
-               "proportion", "proportion", "n_people", "any_involuntary_n"),
+        Metric("relapse", "rate", f"Relapses ({w['relapse']}) {w['relapse_time']}",
+               "per person-year", "rate", "n_people", "relapse_events", ("relapse",)),
+        Metric("involuntary_admission", "rate", f"Involuntary admissions ({w['involuntary']}) "
+               f"{w['involuntary_time']}", "per person-year", "rate", "n_people",
+               "involuntary_events", ("involuntary",)),
+        Metric("involuntary_admission", "any", f"Any involuntary admission {w['window']}, "
+               f"{w['binary']}", "proportion", "proportion", "any_involuntary_known_n",
+               "any_involuntary_n"),
         Metric("involuntary_admission", "days_detained", "Days detained per person (mean)",
                "days", "mean", "n_people", "detained_n", ("days_detained",)),
-        Metric("antipsychotic", "any", "Any antipsychotic in follow-up", "proportion",
-               "proportion", "n_people", "ap_any_n"),
-        Metric("antipsychotic", "last_days", "Antipsychotic in the last days of follow-up",
-               "proportion", "proportion", "n_people", "ap_last_n"),
+        Metric("antipsychotic", "any", f"Any antipsychotic {w['window']}, {w['binary']}",
+               "proportion", "proportion", "ap_known_n", "ap_any_n"),
+        Metric("antipsychotic", "last_days", f"Antipsychotic in the last days {w['window']}, "
+               f"{w['binary']}", "proportion", "proportion", "ap_known_n", "ap_last_n"),
         Metric("antipsychotic", "days_covered", "Share of follow-up days covered (mean)",
                "proportion", "mean", "ap_cover_n", "ap_any_n", ("ap_cover",)),
         Metric("antipsychotic", "ddd", "Mean daily dose among users, WHO DDDs", "DDD/day",
@@ -164,7 +193,10 @@ def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) ->
                            "table_schema = 'derived' and table_name = ?", [need]).fetchone()[0]:
             raise OdevalError(f"derived.{need} missing; run `odeval derive` first",
                               rule="metrics.derived.missing")
-    bind = {"landmark_days": int(params["landmark_days"])}
+    from pipeline.derive import definitions
+
+    bind = {"landmark_days": int(params["landmark_days"]),
+            "binary_window": definitions(con)["binary_window"]}
     for name in RELATIONS:
         path = METRICS_SQL_DIR / f"{name}.sql"
         sql = path.read_text(encoding="utf-8").strip().rstrip(";")
@@ -300,14 +332,15 @@ def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
 
 
 def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any],
-                    cfg: dict[str, Any] | None = None) -> pd.DataFrame:
+                    cfg: dict[str, Any] | None = None,
+                    definitions: dict[str, Any] | None = None) -> pd.DataFrame:
     """Long table: one row per dimension, level, arm and metric, with exact n, events,
     estimate and interval (and, in ``public_curve``, the KM / AJ values of the rounded
     curves, used by :func:`protect_outcomes`)."""
     cfg = {**disclosure.DEFAULTS, **(cfg or {})}
     conf = float(p["conf_level"])
     horizons = p["horizons_days"]
-    specs = metric_specs(horizons)
+    specs = metric_specs(horizons, definitions)
     dim_cols = {"site": "site_id", "ethnicity": "ethnicity_group"}
     rows = []
     for dim in p["dimensions"]:
@@ -333,7 +366,8 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
                     pre = m.extra[0]
                     events = int(cell[m.events])
                     est, lo, hi = rate_ci(cell[f"{pre}_events"], cell[f"{pre}_y2"],
-                                          cell[f"{pre}_yt"], cell["person_years"], cell["pt2"], conf)
+                                          cell[f"{pre}_yt"], cell[f"{pre}_py"], cell[f"{pre}_pt2"],
+                                          conf)
                     method = "robust (sandwich), log scale; exact Poisson if no events"
                 elif m.kind == "proportion":
                     events = int(cell[m.events])
@@ -348,7 +382,8 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
                     method = "t, mean +/- t(n-1) sd/sqrt(n)"
                 rows.append(dict(dimension=dim, level=cell.level, arm=cell.arm, outcome=m.outcome,
                                  metric=m.metric, label=m.label, unit=m.unit, n=n, events=events,
-                                 person_years=float(cell.person_years) if m.kind == "rate" else None,
+                                 person_years=(float(cell[f"{m.extra[0]}_py"]) if m.kind == "rate"
+                                               else None),
                                  estimate=est, lower=lo, upper=hi, ci_method=method,
                                  public_curve=public_curve))
     out = pd.DataFrame(rows)
@@ -594,7 +629,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     step(1, "sql")
     persons = con.execute("select * from person_outcomes order by person_id").df()
     cells = con.execute("select * from outcome_cells").df()
-    outcomes = outcome_metrics(cells, persons, p, cfg)
+    from pipeline.derive import definitions
+
+    outcomes = outcome_metrics(cells, persons, p, cfg, definitions(con))
     step(2, "outcomes")
     fid = fidelity_metrics(con.execute("select * from fidelity_cells").df(), float(p["conf_level"]))
     step(3, "fidelity")

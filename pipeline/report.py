@@ -326,6 +326,89 @@ def _horizon_words(days: int) -> str:
     return f"day {days}"
 
 
+def _definition_words(d: dict) -> dict[str, str]:
+    """The outcome definitions ``derived.*`` was built with, in words (section 4)."""
+    comp = {"admissions": "hospital admissions", "crisis_episodes": "crisis resolution / home "
+            "treatment episodes", "detentions": "detentions under sections "
+            + ", ".join(d["involuntary_sections"]) + " of the Mental Health Act (an admission "
+            "under the Act, recorded as an admission or not)"}
+    parts = [comp[c] for c in d["relapse_components"]]
+    gap, dgap, grace = d["episode_gap_days"], d["detention_gap_days"], d["relapse_grace_days"]
+    at_risk = d["rate_person_time"] == "at_risk"
+    fu = d["follow_up_days"]
+    relapse = (
+        "A relapse is an acute-care episode starting after the referral was accepted"
+        + (f" and after a grace period of {grace} days" if grace else "")
+        + ": " + "; ".join(parts) + f", merged into one episode when they overlap or one starts "
+        f"within {gap} day{'s' if gap != 1 else ''} of the end of the one before (the continuous "
+        "inpatient spell convention of hospital statistics), so a crisis episode followed by an "
+        "admission, back-to-back crisis episodes or a readmission soon after discharge are one "
+        "relapse. An episode under way at the referral"
+        + (" or starting in the grace period" if grace else "")
+        + " is not a relapse, nor is anything merged into it. Death ends follow-up without "
+        "relapse. Relapses per person-year divide by "
+        + ("the days out of acute care (a day in an episode is not at risk of a new one)."
+           if at_risk else "the follow-up time."))
+    involuntary = (
+        "An involuntary admission is a Mental Health Act episode: detentions under sections "
+        + ", ".join(d["involuntary_sections"]) + ", with a place of safety ("
+        + "/".join(d["place_of_safety_sections"]) + ") or holding power ("
+        + "/".join(d["holding_power_sections"]) + ") leading into them, merged when the next "
+        f"starts within {dgap} day{'s' if dgap != 1 else ''} of the end of the one before, so a "
+        "section 2 converted to a section 3 is one admission. It counts on the start of its "
+        "first detention under those sections during follow-up; "
+        + ("the detention of someone already in hospital counts. " if d["involuntary_in_hospital"]
+           else "the detention of someone already in hospital does not count. ")
+        + "Days detained run over the whole episode. Places of safety and holding powers alone "
+        "are not involuntary admissions. Involuntary admissions per person-year divide by "
+        + ("the days not detained" + ("" if d["involuntary_in_hospital"] else " and not in hospital")
+           + "." if at_risk else "the follow-up time."))
+    binary = (f"Any use, use in the last {d['last_days_antipsychotic']} days and any "
+              "involuntary admission are "
+              + (f"over the same {fu} days for everyone: their denominator is the people "
+                 f"followed for all {fu} days (people whose follow-up ended earlier, by death or "
+                 "the end of their data, are not known and left out)."
+                 if d["binary_window"] == "whole_window" else
+                 "over each person's own follow-up, which is shorter for people followed for "
+                 "less time (unequal windows)."))
+    return {"relapse": relapse, "involuntary": involuntary, "binary": binary}
+
+
+def _open_end_words(con) -> str:
+    """How records with no end date were ended (``derived.ref_open_end``), in words."""
+    try:
+        rows = con.execute("select table_name, detail, end_rule, max_days "
+                           "from derived.ref_open_end").fetchall()
+    except Exception:  # a warehouse older than the open-end rules
+        return ""
+
+    def rule(end_rule, max_days):
+        if end_rule == "data_end":
+            return "at the person's last day of data"
+        return f"after {max_days} day{'s' if max_days != 1 else ''}"
+
+    parts = []
+    for table in ("admissions", "crisis_episodes", "detentions", "prescriptions"):
+        mine = [r for r in rows if r[0] == table]
+        default = next((r for r in mine if r[1] is None), None)
+        groups: dict[str, list[str]] = {}
+        for r in sorted((r for r in mine if r[1] is not None), key=lambda r: r[1]):
+            groups.setdefault(rule(r[2], r[3]), []).append(r[1])
+        words = table.replace("_", " ")
+        if groups:
+            by = "; ".join(f"{' and '.join(secs)}: {how}" for how, secs in groups.items())
+            rest = f", other sections {rule(default[2], default[3])}" if default else ""
+            parts.append(f"{words} by section ({by}){rest}")
+        elif default is not None:
+            parts.append(f"{words} {rule(default[2], default[3])}")
+    if not parts:
+        return ""
+    return ("A record with no end date (an open record) ends as follows, or at the person's "
+            "last day of data if that is sooner: " + "; ".join(parts) + ". Bed days, days "
+            "detained and days on antipsychotics count up to that end; the data-quality report "
+            "counts the open records per table and site.")
+
+
 def _relapse_site_header(first: str, horizon: int) -> list[str]:
     """Header of the per-site (per-group) relapse and involuntary admission table."""
     rel = f"% relapsed by {_horizon_words(horizon)} (95% CI), from rounded counts"
@@ -582,9 +665,13 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
 
     horizons = sorted({int(m[3:-1]) for m in o.metric if m.startswith("km_")})
     P.append("<h2 id='outcomes'>4. Outcomes</h2>")
-    P.append("<h3>4.1 Relapse (primary outcome)</h3><p>A relapse is a hospital admission or a "
-             "crisis resolution / home treatment episode starting after the referral was "
-             "accepted. Death ends follow-up without relapse.</p>")
+    from pipeline.derive import definitions
+
+    words = _definition_words(definitions(con))
+    open_words = _open_end_words(con)
+    if open_words:
+        P.append(f"<p>{_esc(open_words)}</p>")
+    P.append(f"<h3>4.1 Relapse (primary outcome)</h3><p>{_esc(words['relapse'])}</p>")
     e = e_row("primary", "relapse", "hazard ratio")
     if e is not None:
         P.append(_estimate_box(e, "Hazard ratio of relapse, Open Dialogue vs usual care"))
@@ -607,8 +694,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         if t is not None:
             P.append(f"<p class='muted'>{_esc(t.estimand)}: chi-square {t.estimate:.2f} "
                      f"({_esc(t.method)}), p = {t.p:.2g}.</p>")
-    P.append("<h3>4.2 Involuntary admission</h3><p>A detention under section 2, 3, 4 or 37 of "
-             "the Mental Health Act starting during follow-up.</p>")
+    P.append(f"<h3>4.2 Involuntary admission</h3><p>{_esc(words['involuntary'])}</p>")
     e = e_row("secondary", "involuntary_admission", "rate ratio")
     if e is not None:
         P.append(_estimate_box(e, "Rate ratio of involuntary admissions"))
@@ -616,7 +702,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                     _outcome_rows(o, "involuntary_admission", ["rate", "any", "days_detained"])))
     P.append("<h3>4.3 Antipsychotic medication</h3><p>Prescriptions of antipsychotics (WHO ATC "
              "N05A, lithium excluded) overlapping follow-up; doses as WHO defined daily doses "
-             "(DDD) and chlorpromazine (CPZ) equivalents.</p>")
+             f"(DDD) and chlorpromazine (CPZ) equivalents. {_esc(words['binary'])}</p>")
     for lab, name in (("antipsychotic_any", "any antipsychotic use"),
                       ("antipsychotic_last_days", "antipsychotic use at the end of follow-up")):
         for measure in ("risk difference", "risk ratio"):

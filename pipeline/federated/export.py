@@ -133,7 +133,7 @@ def rate_ratio_effect(persons: pd.DataFrame, settings: dict[str, Any]) -> dict[s
     from pipeline.stats import rate_ratio
 
     outcome, measure, scale = MEASURES[1]
-    d = _arms(persons[persons["person_years"] > 0], settings)
+    d = _arms(persons[persons["involuntary_person_years"] > 0], settings)
     n, events = len(d), int(d["involuntary_count"].sum())
     per_arm = d.groupby("arm", observed=False)["involuntary_count"].agg(["sum", "size"])
     if (per_arm["size"] == 0).any():
@@ -145,7 +145,7 @@ def rate_ratio_effect(persons: pd.DataFrame, settings: dict[str, Any]) -> dict[s
                             "infinite (not estimable); left out of the meta-analysis")
     cluster, how = _clusters(d)
     try:
-        rr = rate_ratio(d, "involuntary_count", "person_years", ["arm"],
+        rr = rate_ratio(d, "involuntary_count", "involuntary_person_years", ["arm"],
                         family=settings["rate_family"], cluster=cluster,
                         conf_level=float(settings["conf_level"]))
     except ValueError as exc:

@@ -1,7 +1,11 @@
 """Reference (pandas) implementation of the default outcome definitions over written files.
 
 Used by the synth tests to check that the records reproduce truth_people.parquet exactly;
-independent of the simulation code. Not the derive stage (which is SQL in DuckDB)."""
+independent of the simulation code. Not the derive stage (which is SQL in DuckDB). The
+definitions are derive's defaults (:func:`pipeline.derive.resolve_params`): relapses are
+acute-care episodes, involuntary admissions Mental Health Act episodes, records with no end
+date end as ``derive.open_end`` says (:func:`episodes` merges records into episodes; the
+pandas benchmark uses it too)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,31 @@ import pandas as pd
 WORK = {"employed", "self_employed", "education", "training"}
 INVOLUNTARY = {"2", "3", "4", "37"}
 FU = 730
+
+
+def episodes(df: pd.DataFrame, gap: int) -> pd.Series:
+    """Episode number (unique over all people) of each record of ``df`` (columns
+    ``person_id``, ``start``, ``end``: half-open day intervals): by start, a record joins the
+    current episode of its person when it starts no later than ``gap`` days after the latest
+    end so far."""
+    d = df[["person_id", "start", "end"]].sort_values(["person_id", "start", "end"], kind="stable")
+    reach = d.groupby("person_id", sort=False)["end"].cummax()
+    prev = reach.groupby(d["person_id"], sort=False).shift()
+    new = prev.isna() | (d["start"] > prev + gap)
+    return new.cumsum().reindex(df.index)
+
+
+def open_end(table: str, start: pd.Series, detail: pd.Series | None, last: pd.Series) -> pd.Series:
+    """End day of open records of ``table`` under the default derive.open_end."""
+    from pipeline.derive import open_end_rows, resolve_params
+
+    last = np.maximum(start, last)
+    cap = pd.Series(np.nan, index=start.index)
+    for r in open_end_rows(resolve_params(None)):
+        if r["table_name"] == table and r["end_rule"] == "cap":
+            where = True if r["detail"] is None else (detail == r["detail"])
+            cap = cap.mask(where & cap.isna(), float(r["max_days"]))
+    return np.minimum(last, (start + cap).fillna(last)).astype("int64")
 
 
 def read(out: Path, table: str) -> pd.DataFrame:
@@ -58,11 +87,66 @@ def derive(out: Path) -> pd.DataFrame:
     spells = spells[window(spells, spells["day"])]
     cri = read(out, "crisis_episodes")
     cri["day"] = _day(cri, "start_on", people)
-    cri = cri[window(cri, cri["day"])]
+    first_crisis = cri[window(cri, cri["day"])]
     det = read(out, "detentions")
-    det = det[det["legal_section"].astype(str).str.strip().str.lower().isin(INVOLUNTARY)].copy()
+    det["section"] = det["legal_section"].astype(str).str.strip().str.lower()
     det["day"] = _day(det, "start_on", people)
-    det = det[window(det, det["day"])]
+
+    # every record of acute care with the end the definitions use
+    from pipeline.derive import resolve_params
+
+    p = resolve_params(None)
+    last = (people[["death_date", "data_end_date"]].min(axis=1) - people["index_date"]).dt.days
+
+    def record(df, table, start, end, detail=None):
+        ls = last.reindex(df["person_id"]).to_numpy()
+        s_ = _day(df, start, people)
+        e_ = _day(df, end, people)
+        opened = open_end(table, s_, detail, pd.Series(ls, index=df.index))
+        return pd.DataFrame({"person_id": df["person_id"], "start": s_,
+                             "end": e_.fillna(opened).astype("int64")})
+
+    a_rec = record(adm, "admissions", "admitted_on", "discharged_on")
+    c_rec = record(cri, "crisis_episodes", "start_on", "end_on")
+    d_rec = record(det, "detentions", "start_on", "end_on", det["section"])
+    d_rec["group"] = np.select([det["section"].isin(p["involuntary_sections"]),
+                                det["section"].isin(p["place_of_safety_sections"]),
+                                det["section"].isin(p["holding_power_sections"])],
+                               ["inv", "pos", "hold"], "")
+
+    # relapses: acute-care episodes starting in follow-up
+    acute = pd.concat([a_rec, c_rec, d_rec.loc[d_rec["group"] == "inv", ["person_id", "start", "end"]]],
+                      ignore_index=True)
+    acute["ep"] = episodes(acute, p["episode_gap_days"])
+    eps = acute.groupby("ep").agg(person_id=("person_id", "first"), day=("start", "min"))
+    relapses = eps[window(eps, eps["day"])]
+
+    # involuntary admissions: Mental Health Act episodes holding a 2/3/4/37
+    mha = d_rec[d_rec["group"] != ""].copy()
+    mha["ep"] = episodes(mha, p["detention_gap_days"])
+    g = mha.groupby("ep")
+    me = pd.DataFrame({"person_id": g["person_id"].first(), "start": g["start"].min(), "end": g["end"].max()})
+    for grp in ("inv", "pos", "hold"):
+        me[grp] = mha[mha["group"] == grp].groupby("ep")["start"].min().reindex(me.index)
+    inv_ep = me[me["inv"].notna()]
+    detained = inv_ep[window(inv_ep, inv_ep["inv"])].assign(day=lambda x: x["inv"].astype("int64"))
+    alone = me[me["inv"].isna()]
+    pos = alone[alone["pos"].notna()]
+    pos = pos[window(pos, pos["pos"])]
+    hold = alone[alone["hold"].notna()]
+    hold = hold[window(hold, hold["hold"])]
+
+    def nights(df):
+        f = res["fu_end_day"].reindex(df["person_id"]).to_numpy()
+        return pd.Series(np.maximum(np.minimum(df["end"].to_numpy(), f) - np.maximum(df["start"].to_numpy(), 0), 0),
+                         index=df.index)
+
+    beds = a_rec.assign(start=a_rec["start"].clip(lower=0),
+                        end=np.minimum(a_rec["end"], res["fu_end_day"].reindex(a_rec["person_id"]).to_numpy()))
+    beds = beds[beds["start"] < beds["end"]].copy()
+    beds["ep"] = episodes(beds, 0)
+    beds = beds.groupby("ep").agg(person_id=("person_id", "first"), start=("start", "min"), end=("end", "max"))
+
     emp = read(out, "employment")
     emp["day"] = _day(emp, "recorded_on", people)
     emp["work"] = emp["status"].str.strip().str.lower().isin(WORK)
@@ -71,11 +155,11 @@ def derive(out: Path) -> pd.DataFrame:
 
     firsts = {
         "first_admission": spells.groupby("person_id")["day"].min(),
-        "first_crisis": cri.groupby("person_id")["day"].min(),
-        "involuntary_admission": det.groupby("person_id")["day"].min(),
+        "first_crisis": first_crisis.groupby("person_id")["day"].min(),
+        "involuntary_admission": detained.groupby("person_id")["day"].min(),
         "rtw": w.groupby("person_id")["day"].min(),
+        "relapse": relapses.groupby("person_id")["day"].min(),
     }
-    firsts["relapse"] = pd.concat([firsts["first_admission"], firsts["first_crisis"]], axis=1).min(axis=1)
     is_death = res["end_reason"] == "death"
     for name in ("relapse", "involuntary_admission", "first_admission", "first_crisis", "rtw"):
         t = firsts[name].reindex(res.index)
@@ -88,7 +172,15 @@ def derive(out: Path) -> pd.DataFrame:
     win = emp[(emp["day"].to_numpy() >= 640) & (emp["day"].to_numpy() <= lim)].sort_values(["person_id", "day"])
     last = win.groupby("person_id")["work"].last()
     res["rtw_2y"] = last.reindex(res.index).astype("boolean")
-    res["relapse_count"] = (spells.groupby("person_id").size().reindex(res.index, fill_value=0)
-                            + cri.groupby("person_id").size().reindex(res.index, fill_value=0))
-    res["involuntary_count"] = det.groupby("person_id").size().reindex(res.index, fill_value=0)
+    def per_person(df, values=None):
+        if values is None:
+            return df.groupby("person_id").size().reindex(res.index, fill_value=0)
+        return values.groupby(df["person_id"]).sum().reindex(res.index, fill_value=0).astype("int64")
+
+    res["relapse_count"] = per_person(relapses)
+    res["involuntary_count"] = per_person(detained)
+    res["place_of_safety_count"] = per_person(pos)
+    res["holding_power_count"] = per_person(hold)
+    res["days_detained"] = per_person(inv_ep, nights(inv_ep))
+    res["bed_days"] = per_person(beds, nights(beds))
     return res.reset_index(names="person_id")

@@ -18,8 +18,9 @@ from scipy import special
 
 from pipeline.schemas import load_contract
 from pipeline.synth import arrowutil as au
-from pipeline.synth.study import (CHUNK_PEOPLE, FOLLOW_UP_DAYS, INVOLUNTARY_SECTIONS, RTW_WINDOW_START,
-                                  WORK_STATUSES, Study, vocab, vocab_probs)
+from pipeline.synth.study import (CHUNK_PEOPLE, DETENTION_GAP_DAYS, EPISODE_GAP_DAYS, FOLLOW_UP_DAYS,
+                                  HOLDING_POWER_SECTIONS, INVOLUNTARY_SECTIONS, PLACE_OF_SAFETY_SECTIONS,
+                                  RTW_WINDOW_START, WORK_STATUSES, Study, vocab, vocab_probs)
 
 NEVER = 10**7          # "no such event" day
 DAY = 86400
@@ -40,6 +41,38 @@ def _ceil_day(t: np.ndarray) -> np.ndarray:
     d = np.ceil(t)
     d = np.where(np.isfinite(d), np.maximum(d, 1), NEVER)
     return np.minimum(d, NEVER).astype(np.int64)
+
+
+def _episodes(person: np.ndarray, start: np.ndarray, end: np.ndarray, gap: int):
+    """Records (half-open day intervals) merged per person into episodes: by start, a record
+    joins the current episode when it starts no later than ``gap`` days after the latest end
+    so far. Returns each episode's person, start and end, and each record's episode."""
+    if not len(person):
+        z = np.zeros(0, np.int64)
+        return z, z, z, z
+    o = np.lexsort((end, start, person))
+    p, s, e = person[o].astype(np.int64), start[o].astype(np.int64), end[o].astype(np.int64)
+    shift = p << 32
+    run = np.maximum.accumulate(shift + e) - shift       # latest end so far, within the person
+    new = np.ones(len(p), bool)
+    new[1:] = (p[1:] != p[:-1]) | (s[1:] > run[:-1] + gap)
+    first = np.flatnonzero(new)
+    of = np.empty(len(p), np.int64)
+    of[o] = np.cumsum(new) - 1
+    return p[first], s[first], np.maximum.reduceat(e, first), of
+
+
+def _open_end(table: str, start: np.ndarray, detail: np.ndarray | None, last: np.ndarray) -> np.ndarray:
+    """Where an open record ends under the default derive.open_end (schemas/ open_max_days):
+    its start plus the plausible maximum of its kind, or the last day of data if sooner;
+    without a maximum (section 3, 37), the last day of data."""
+    col = {"crisis_episodes": "end_on", "detentions": "end_on"}[table]
+    om = load_contract()[table].column(col).open_max_days
+    caps = dict(om.rows())
+    days = (np.full(len(start), caps[None], float) if om.by is None
+            else np.array([caps.get(x, np.nan) for x in detail], float))
+    last = np.maximum(start, last)
+    return np.where(np.isnan(days), last, np.minimum(start + np.nan_to_num(days), last)).astype(np.int64)
 
 
 def _codes(rng, p, size) -> np.ndarray:
@@ -154,6 +187,19 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     def weibull(cumhaz2y, lin):
         return FOLLOW_UP_DAYS * (rng.exponential(1.0, n) / (cumhaz2y * np.exp(lin))) ** (1.0 / k)
 
+    # ------------------------------------------------------------------ crisis episodes (latent)
+    lin_c = lp + np.log(e.hr_crisis) * od
+    c_start = np.empty((n, KC))
+    c_len = rng.integers(7, 43, (n, KC))
+    c_gap = np.ceil(rng.exponential(1.0, (n, KC)) / (e.recrisis_rate_py / 365.25 * np.exp(lin_c))[:, None])
+    # back-to-back crisis episodes: some begin 1 or 2 days after the previous one ended (one
+    # acute-care episode under the default gap)
+    c_gap = np.where(rng.random((n, KC)) < 0.15, rng.integers(1, 3, (n, KC)), np.maximum(c_gap, 1))
+    c_start[:, 0] = _ceil_day(weibull(e.crisis_cumhaz_2y, lin_c))
+    for j in range(1, KC):
+        c_start[:, j] = c_start[:, j - 1] + c_len[:, j - 1] + c_gap[:, j]
+    first_crisis = np.minimum(c_start[:, 0], NEVER).astype(np.int64)
+
     lin_a = lp + np.log(e.hr_admission) * od
     v_start = np.empty((n, KV))
     v_end = np.empty((n, KV))
@@ -173,6 +219,12 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     t_inv = FOLLOW_UP_DAYS * (ecum / (e.involuntary_rate_2y * z * np.exp(lin_i))[:, None]) ** (1.0 / k)
     i_start = _ceil_day(t_inv).astype(float)
     i_start[i_start >= NEVER] = np.inf
+    # a detention 3 days or less after the previous one cannot be told apart from it in the
+    # records of the Act: thinned, so that each simulated detention is one episode
+    close = np.zeros_like(i_start, bool)
+    with np.errstate(invalid="ignore"):                     # inf - inf: no such detention
+        close[:, 1:] = i_start[:, 1:] - i_start[:, :-1] <= 3
+    i_start = np.sort(np.where(close, np.inf, i_start), axis=1)
     inv_sec_v = np.array(INVOLUNTARY_SECTIONS, dtype=object)
     inv_sec = _codes(rng, [0.6, 0.32, 0.03, 0.05], (n, KI))        # 2, 3, 4, 37
     dur = np.select(
@@ -182,6 +234,23 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
          rng.integers(1, 4, (n, KI))],
         np.clip(np.round(rng.lognormal(np.log(150), 0.5, (n, KI))), 30, 365))
     i_los = np.maximum(dur, np.clip(np.round(rng.lognormal(np.log(30), 0.7, (n, KI))), 1, 365))
+    # the records of a detention end 3 days before the next one starts (so that the next, or
+    # a place of safety or holding power leading into it, is a new Mental Health Act episode)
+    nxt = np.concatenate([i_start[:, 1:], np.full((n, 1), np.inf)], axis=1)
+    limit = nxt - DETENTION_GAP_DAYS - 2
+    d1_end = np.minimum(i_start + dur, limit)
+    # converted sections: a section 2 followed by a section 3 from its last day or the next
+    conv_len = np.clip(np.round(rng.lognormal(np.log(60), 0.6, (n, KI))), 7, 180)
+    conv_start = d1_end + (rng.random((n, KI)) < 0.3)
+    conv = (inv_sec == 0) & (rng.random((n, KI)) < 0.3) & (conv_start + 1 <= limit)
+    conv_end = np.minimum(conv_start + conv_len, limit)
+    det_total_end = np.where(conv, conv_end, d1_end)
+    # an open section 2 (no end date: derive ends it at the legal 28 days) where 28 days
+    # stay clear of the next detention
+    open_s2 = (inv_sec == 0) & ~conv & (rng.random((n, KI)) < 0.06) & (i_start + 28 <= limit)
+    det_total_end = np.where(open_s2, np.maximum(det_total_end, i_start + 28), det_total_end)
+    with np.errstate(invalid="ignore"):
+        i_los = np.maximum(i_los, det_total_end - i_start)   # the admission covers the detention
     i_end = i_start + i_los
 
     # ------------------------------------------------------------------ spells: union of intervals
@@ -212,21 +281,46 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
                                                               (comp_person, comp_start, comp_end, comp_vol, comp_src))
     first_adm = np.full(n, NEVER, np.int64)
     np.minimum.at(first_adm, comp_person, comp_start)
+    # a detention starting while an earlier admission is under way: detained in hospital
+    in_hosp = np.zeros((n, KI), bool)
+    hr_, hc_ = np.nonzero(valid & ~is_vol)
+    in_hosp[hr_, src[hr_, hc_]] = ~new[hr_, hc_]
 
-    # detention rows of the involuntary process
+    # detention rows of the involuntary process (d_open: planted without an end date)
+    sec_v = vocab("detentions", "legal_section")
     dr, dc = np.nonzero(np.isfinite(i_start) & (i_start <= last_day[:, None]))
     det_person = [dr]
     det_start = [i_start[dr, dc].astype(np.int64)]
-    det_end = [(i_start[dr, dc] + dur[dr, dc]).astype(np.int64)]
-    det_sec = [np.array([_index(vocab("detentions", "legal_section"), s) for s in inv_sec_v])[inv_sec[dr, dc]]]
+    det_end = [d1_end[dr, dc].astype(np.int64)]
+    det_sec = [np.array([_index(sec_v, s) for s in inv_sec_v])[inv_sec[dr, dc]]]
+    det_open = [open_s2[dr, dc]]
+    # ... the section 3 a section 2 was converted to
+    cv = conv[dr, dc]
+    det_person.append(dr[cv])
+    det_start.append(conv_start[dr, dc][cv].astype(np.int64))
+    det_end.append(conv_end[dr, dc][cv].astype(np.int64))
+    det_sec.append(np.full(cv.sum(), _index(sec_v, "3")))
+    det_open.append(np.zeros(cv.sum(), bool))
+    # ... and what led into it: a holding power (5(2)) when the person was already in
+    # hospital, a place of safety (136) otherwise, from the day before
+    u_lead = rng.random(len(dr))
+    ih = in_hosp[dr, dc]
+    lead = (ih & (u_lead < 0.5)) | (~ih & (u_lead < 0.2))
+    det_person.append(dr[lead])
+    det_start.append(i_start[dr, dc][lead].astype(np.int64) - 1)
+    det_end.append(i_start[dr, dc][lead].astype(np.int64))
+    det_sec.append(np.where(ih[lead], _index(sec_v, "5(2)"), _index(sec_v, "136")))
+    det_open.append(np.zeros(lead.sum(), bool))
     first_inv = np.where(np.isfinite(i_start[:, 0]), np.minimum(i_start[:, 0], NEVER), NEVER).astype(np.int64)
 
     # spell present on or before index (pre-index or index-day admission), ending before the
-    # first post-index spell so it never absorbs one
+    # first post-index acute care (admission or crisis) by more than the episode gap, so that
+    # the index episode never absorbs a relapse
+    first_acute = np.minimum(first_adm, first_crisis)
     has_pre = rng.random(n) < 0.08
     s0 = np.where(rng.random(n) < 0.3, 0, -rng.integers(1, 61, n))
     e0 = s0 + np.clip(np.round(rng.lognormal(np.log(25), 0.7, n)), 1, 200).astype(np.int64)
-    e0 = np.minimum(e0, first_adm - 2)
+    e0 = np.minimum(e0, first_acute - EPISODE_GAP_DAYS - 1)
     has_pre &= e0 >= s0
     pre_det = has_pre & (rng.random(n) < 0.3)
 
@@ -262,15 +356,15 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     a_out_valid = a_out <= last_day[a_person]
     a_det_valid = rng.random(len(a_person)) > 0.03
 
-    # detentions at the start of pre-index / index-day spells (never outcomes)
-    sec_v = vocab("detentions", "legal_section")
+    # detentions at the start of pre-index / index-day spells (never outcomes), within the spell
     pd_ = np.flatnonzero(pre_det)
     det_person.append(pd_)
     det_start.append(s0[pd_])
     sec_pre = np.where(rng.random(len(pd_)) < 0.7, _index(sec_v, "2"), _index(sec_v, "3"))
-    det_end.append(s0[pd_] + np.where(sec_pre == _index(sec_v, "2"), rng.integers(3, 29, len(pd_)),
-                                      rng.integers(30, 180, len(pd_))))
+    det_end.append(np.minimum(s0[pd_] + np.where(sec_pre == _index(sec_v, "2"), rng.integers(3, 29, len(pd_)),
+                                                 rng.integers(30, 180, len(pd_))), e0[pd_]))
     det_sec.append(sec_pre)
+    det_open.append(np.zeros(len(pd_), bool))
     # holding powers 5(2)/5(4) during some non-compulsory spells
     hp = np.flatnonzero(comp_vol & (rng.random(len(comp_person)) < 0.08))
     hp_start = comp_start[hp] + np.minimum(rng.integers(0, 6, len(hp)), comp_end[hp] - comp_start[hp])
@@ -278,6 +372,7 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     det_start.append(hp_start)
     det_end.append(np.minimum(hp_start + 3, comp_end[hp]))
     det_sec.append(np.where(rng.random(len(hp)) < 0.85, _index(sec_v, "5(2)"), _index(sec_v, "5(4)")))
+    det_open.append(np.zeros(len(hp), bool))
     # places of safety (135/136) and other sections, any time from a year before index
     n_pos = rng.poisson(0.12 * (np.minimum(last_day, 1200) + 365) / 365.25)
     n_pos = np.minimum(n_pos, 3)
@@ -289,37 +384,41 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     det_start.append(pos_start)
     det_end.append(pos_start + rng.integers(0, 2, len(pos_person)))
     det_sec.append(pos_sec)
+    det_open.append(np.zeros(len(pos_person), bool))
     d_person = np.concatenate(det_person)
     d_start = np.concatenate(det_start)
     d_end = np.concatenate(det_end)
     d_sec = np.concatenate(det_sec)
+    d_open = np.concatenate(det_open)
     keep = d_start <= last_day[d_person]
-    d_person, d_start, d_end, d_sec = (x[keep] for x in (d_person, d_start, d_end, d_sec))
+    d_person, d_start, d_end, d_sec, d_open = (x[keep] for x in (d_person, d_start, d_end, d_sec, d_open))
     d_end = np.where(death_obs[d_person] & (d_end > last_day[d_person]), death_day[d_person], d_end)
-    d_end_valid = d_end <= last_day[d_person]
+    d_end_valid = (d_end <= last_day[d_person]) & ~d_open
 
-    # ------------------------------------------------------------------ crisis episodes
-    lin_c = lp + np.log(e.hr_crisis) * od
-    c_start = np.empty((n, KC))
-    c_len = rng.integers(7, 43, (n, KC))
-    c_gap = np.ceil(rng.exponential(1.0, (n, KC)) / (e.recrisis_rate_py / 365.25 * np.exp(lin_c))[:, None])
-    c_start[:, 0] = _ceil_day(weibull(e.crisis_cumhaz_2y, lin_c))
-    for j in range(1, KC):
-        c_start[:, j] = c_start[:, j - 1] + c_len[:, j - 1] + np.maximum(c_gap[:, j], 1)
-    first_crisis = np.minimum(c_start[:, 0], NEVER).astype(np.int64)
+    # ------------------------------------------------------------------ crisis episodes (records)
     has_prec = rng.random(n) < 0.10
     cs0 = np.where(rng.random(n) < 0.3, 0, -rng.integers(1, 31, n))
-    ce0 = np.minimum(cs0 + rng.integers(7, 43, n), first_crisis - 1)
+    ce0 = np.minimum(cs0 + rng.integers(7, 43, n), first_acute - EPISODE_GAP_DAYS - 1)
     has_prec &= ce0 >= cs0
     cr, cc = np.nonzero(c_start <= last_day[:, None])
     pc0 = np.flatnonzero(has_prec)
-    cr_person = np.concatenate([pc0, cr])
-    cr_start = np.concatenate([cs0[pc0], c_start[cr, cc].astype(np.int64)])
-    cr_end = np.concatenate([ce0[pc0], (c_start[cr, cc] + c_len[cr, cc]).astype(np.int64)])
+    # crisis, then admission: the crisis team's episode ends on the day of an admission (or
+    # the day before) that starts after the person's first crisis episode (so the first
+    # crisis and the first relapse stay as simulated)
+    k_before = rng.integers(2, 15, len(comp_person))
+    ca = (rng.random(len(comp_person)) < 0.3) & (comp_start - k_before > first_crisis[comp_person])
+    ca_end = comp_start - (rng.random(len(comp_person)) < 0.5)
+    cr_person = np.concatenate([pc0, cr, comp_person[ca]])
+    cr_start = np.concatenate([cs0[pc0], c_start[cr, cc].astype(np.int64), (comp_start - k_before)[ca]])
+    cr_end = np.concatenate([ce0[pc0], (c_start[cr, cc] + c_len[cr, cc]).astype(np.int64), ca_end[ca]])
+    # some episodes after the index date recorded without an end date (derive ends them
+    # after 6 weeks)
+    cr_open = np.concatenate([np.zeros(len(pc0), bool), rng.random(len(cr) + ca.sum()) < 0.04])
     keep = cr_start <= last_day[cr_person]
-    cr_person, cr_start, cr_end = (x[keep] for x in (cr_person, cr_start, cr_end))
+    cr_person, cr_start, cr_end, cr_open = (x[keep] for x in (cr_person, cr_start, cr_end, cr_open))
     cr_end = np.where(death_obs[cr_person] & (cr_end > last_day[cr_person]), death_day[cr_person], cr_end)
-    cr_end_valid = cr_end <= last_day[cr_person]
+    cr_end_valid = (cr_end <= last_day[cr_person]) & ~cr_open
+
 
     # ------------------------------------------------------------------ return to work or education
     p_rtw = np.where(od, e.rtw_2y_open_dialogue, e.rtw_2y_usual_care)
@@ -376,10 +475,50 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     oki = inv_mask & in_fu(d_start, d_person)
     np.minimum.at(fi, d_person[oki], d_start[oki])
     rtw_t = np.where(rtw_day <= fu_end, rtw_day, NEVER)
-    relapse_count = np.bincount(comp_person[ok], minlength=n) + np.bincount(cr_person[okc], minlength=n)
-    inv_count = np.bincount(d_person[oki], minlength=n)
     assert np.array_equal(fa, np.where(first_adm <= fu_end, first_adm, NEVER)), "first admission drifted"
     assert np.array_equal(fi, np.where(first_inv <= fu_end, first_inv, NEVER)), "first detention drifted"
+
+    # the end of each record as the default definitions read it (derive.open_end: an open
+    # admission at the last day of data, a crisis episode after 6 weeks, a detention at its
+    # section's legal limit; always by the last day of data)
+    a_used = np.where(a_out_valid, a_out, last_day[a_person])
+    cr_used = np.where(cr_end_valid, cr_end, _open_end("crisis_episodes", cr_start, None, last_day[cr_person]))
+    d_used = np.where(d_end_valid, d_end, _open_end("detentions", d_start, np.asarray(sec_v, dtype=object)[d_sec],
+                                                    last_day[d_person]))
+    # relapses: acute-care episodes (admissions, crisis episodes, involuntary detentions merged
+    # when they start within EPISODE_GAP_DAYS of the episode's end) starting in follow-up
+    ep_person, ep_start, ep_end, _ = _episodes(
+        np.concatenate([a_person, cr_person, d_person[inv_mask]]),
+        np.concatenate([a_in, cr_start, d_start[inv_mask]]),
+        np.concatenate([a_used, cr_used, d_used[inv_mask]]), EPISODE_GAP_DAYS)
+    okr = in_fu(ep_start, ep_person)
+    relapse_count = np.bincount(ep_person[okr], minlength=n)
+    fr = np.full(n, NEVER, np.int64)
+    np.minimum.at(fr, ep_person[okr], ep_start[okr])
+    assert np.array_equal(fr, np.minimum(fa, fc)), "first relapse drifted"
+    # involuntary admissions: Mental Health Act episodes (detentions, with the places of safety
+    # and holding powers leading into them, merged when the next starts within
+    # DETENTION_GAP_DAYS of the episode's end) holding a 2/3/4/37, on its first such start
+    group = np.select([inv_mask, np.isin(d_sec, [_index(sec_v, x) for x in PLACE_OF_SAFETY_SECTIONS]),
+                       np.isin(d_sec, [_index(sec_v, x) for x in HOLDING_POWER_SECTIONS])], [0, 1, 2], -1)
+    m = group >= 0
+    mh_person, mh_start, mh_end, mh_of = _episodes(d_person[m], d_start[m], d_used[m], DETENTION_GAP_DAYS)
+    firsts = np.full((3, len(mh_person)), NEVER, np.int64)
+    for g_ in range(3):
+        sel = group[m] == g_
+        np.minimum.at(firsts[g_], mh_of[sel], d_start[m][sel])
+    inv_ep = firsts[0] < NEVER
+    oki = inv_ep & in_fu(firsts[0], mh_person)
+    inv_count = np.bincount(mh_person[oki], minlength=n)
+    fie = np.full(n, NEVER, np.int64)
+    np.minimum.at(fie, mh_person[oki], firsts[0][oki])
+    assert np.array_equal(fie, fi), "first involuntary admission drifted"
+    pos_count = np.bincount(mh_person[~inv_ep & in_fu(firsts[1], mh_person)], minlength=n)
+    hold_count = np.bincount(mh_person[~inv_ep & in_fu(firsts[2], mh_person)], minlength=n)
+    clip = lambda p_, a_, b_: np.maximum(np.minimum(b_, fu_end[p_]) - np.maximum(a_, 0), 0)  # noqa: E731
+    days_detained = np.bincount(mh_person[inv_ep], clip(mh_person, mh_start, mh_end)[inv_ep], minlength=n)
+    bp, bs, be, _ = _episodes(a_person, np.maximum(a_in, 0), np.minimum(a_used, fu_end[a_person]), 0)
+    bed_days = np.bincount(bp, clip(bp, bs, be), minlength=n)
 
     end_reason_v = ["death", "data_end", "end_of_follow_up"]
     truth = {
@@ -401,6 +540,10 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     truth["rtw_2y"] = au.bool_arr(rtw2y, has_win)
     truth["relapse_count"] = au.int_arr(relapse_count)
     truth["involuntary_count"] = au.int_arr(inv_count)
+    truth["place_of_safety_count"] = au.int_arr(pos_count)
+    truth["holding_power_count"] = au.int_arr(hold_count)
+    truth["days_detained"] = au.int_arr(days_detained.astype(np.int64))
+    truth["bed_days"] = au.int_arr(bed_days.astype(np.int64))
 
     arm_v = vocab("people", "arm")
     arm_code = np.where(od, _index(arm_v, "open_dialogue"), _index(arm_v, "usual_care"))

@@ -36,6 +36,13 @@ DRUG_LIST = PROJ_ROOT / "pipeline" / "reference" / "antipsychotics.csv"
 CLINICAL_ROLES = ("psychiatrist", "nurse", "psychologist", "social_worker", "occupational_therapist")
 WORK_STATUSES = ("employed", "self_employed", "education", "training")
 INVOLUNTARY_SECTIONS = ("2", "3", "4", "37")
+PLACE_OF_SAFETY_SECTIONS = ("135", "136")
+HOLDING_POWER_SECTIONS = ("5(2)", "5(4)")
+#: The default outcome definitions the planted truth follows (params.yaml derive:): acute-care
+#: records start a new episode more than EPISODE_GAP_DAYS after the episode's end, Mental
+#: Health Act detentions more than DETENTION_GAP_DAYS after it.
+EPISODE_GAP_DAYS = 2
+DETENTION_GAP_DAYS = 1
 
 #: Real psychotropics that are deliberately absent from the reference list (used only for
 #: the planted "unknown drug" prescriptions; the first ones not in the list are used).
@@ -74,7 +81,9 @@ def check_groups() -> None:
     """The semantic groups above must be subsets of the schema vocabularies."""
     for group, (t, c) in ((CLINICAL_ROLES, ("staff", "role")),
                           (WORK_STATUSES, ("employment", "status")),
-                          (INVOLUNTARY_SECTIONS, ("detentions", "legal_section"))):
+                          (INVOLUNTARY_SECTIONS, ("detentions", "legal_section")),
+                          (PLACE_OF_SAFETY_SECTIONS, ("detentions", "legal_section")),
+                          (HOLDING_POWER_SECTIONS, ("detentions", "legal_section"))):
         missing = set(group) - set(vocab(t, c))
         if missing:
             raise ValueError(f"{t}.{c}: vocabulary lacks {sorted(missing)}")

@@ -20,14 +20,28 @@ CONVENTIONS = {
                   "data_end > end_of_follow_up on ties)",
     "outcome_window": "an event counts iff 1 <= day <= fu_end_day; day 0 (index date) is never an outcome; an "
                       "outcome event on the day of death counts as the event",
-    "relapse": "first admission spell start or crisis episode start in the window; admissions chained by "
-               "transfer (admission_method transfer with admitted_on <= previous admission's discharged_on + 1 "
-               "day) are one spell starting at its first admission, so a transfer continuing a pre-index spell "
-               "is not a relapse. relapse_count = spell starts + crisis episode starts in the window",
-    "first_admission": "first admission spell start in the window (same spell rule as relapse)",
+    "relapse": "first start of an acute-care episode in the window: admissions, crisis episodes and "
+               "detentions under 2, 3, 4, 37 merged into one episode when they overlap or one starts <= 2 days "
+               "after the latest end of the episode so far (derive.episode_gap_days), so crisis-then-admission "
+               "and back-to-back crisis episodes are one; an episode under way on day 0 is not a relapse, nor "
+               "anything merged into it. relapse_count = episodes starting in the window",
+    "first_admission": "first admission spell start in the window (admissions chained by transfer: "
+                       "admission_method transfer with admitted_on <= previous discharged_on + 1 day)",
     "first_crisis": "first crisis episode start in the window",
-    "involuntary_admission": "detention with legal_section in (2, 3, 4, 37) starting in the window; "
-                             "involuntary_count = number of such detentions",
+    "involuntary_admission": "Mental Health Act episodes: detentions under 2, 3, 4, 37, 135, 136, 5(2), 5(4) "
+                             "merged when the next starts <= 1 day after the latest end so far "
+                             "(derive.detention_gap_days), so a section 2 converted to a 3, or a 136 leading "
+                             "into a 2, is one episode; an episode with a 2/3/4/37 is an involuntary admission "
+                             "on the start of its first 2/3/4/37 when that day is in the window (a detention of "
+                             "someone already in hospital counts); time = the first such day. involuntary_count "
+                             "= such episodes; place_of_safety_count, holding_power_count = episodes of "
+                             "135/136 or 5(2)/5(4) alone whose first such section starts in the window",
+    "days_detained": "follow-up days inside involuntary Mental Health Act episodes, [start, end)",
+    "bed_days": "follow-up nights inside admissions, overlaps counted once",
+    "open_records": "a record with no end date ends as derive.open_end says: admissions at the person's last "
+                    "day of data, crisis episodes after 42 days, detentions at their section's legal limit "
+                    "(2: 28 days, 4 and 5(2): 3, 5(4): 1, 135/136: 2; 3 and 37 at the last day of data), "
+                    "or at the last day of data if sooner",
     "rtw": "status in (employed, self_employed, education, training); time = first such record in the "
            "window; rtw_2y = whether the LAST employment record with day in [640, min(730, fu_end_day)] has "
            "such a status, null if there is none",

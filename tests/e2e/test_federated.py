@@ -198,10 +198,10 @@ def _nb_rate_ratio(d: pd.DataFrame) -> tuple[float, float]:
     import statsmodels.api as sm
     from scipy import optimize
 
-    d = d[d["person_years"] > 0]
+    d = d[d["involuntary_person_years"] > 0]
     X = sm.add_constant((d["arm"] == "open_dialogue").astype(float).to_numpy())
     y = d["involuntary_count"].to_numpy(float)
-    off = np.log(d["person_years"].to_numpy(float))
+    off = np.log(d["involuntary_person_years"].to_numpy(float))
 
     def fit(log_alpha):
         return sm.GLM(y, X, family=sm.families.NegativeBinomial(alpha=np.exp(log_alpha)),

@@ -82,7 +82,11 @@ def assert_planted_truth(con: duckdb.DuckDBPyConnection, truth_file: Path, peopl
         "where p.fu_end_day is distinct from t.fu_end_day or p.end_reason is distinct from t.end_reason",
         "select count(*) from '{t}' as t left join derived.recurrent as r using (person_id) "
         "where r.relapse_count is distinct from t.relapse_count "
-        "or r.involuntary_count is distinct from t.involuntary_count",
+        "or r.involuntary_count is distinct from t.involuntary_count "
+        "or r.place_of_safety_count is distinct from t.place_of_safety_count "
+        "or r.holding_power_count is distinct from t.holding_power_count "
+        "or r.days_detained is distinct from t.days_detained "
+        "or r.bed_days is distinct from t.bed_days",
         "select count(*) from '{t}' as t left join derived.activity as a using (person_id) "
         "where a.rtw_2y is distinct from t.rtw_2y",
     ):

@@ -118,11 +118,91 @@ def spell_starts(clean, p) -> dict[str, list[dt.date]]:
     return out
 
 
+# --- acute-care and Mental Health Act episodes --------------------------------------------
+
+def record_end(per: dict, table: str, detail, start: int, end, p) -> int:
+    """Exclusive end day of a dated record: its end date, or the open-end rule's."""
+    return open_end_day(per, table, detail, start, p) if missing(end) else day(per["index_date"], end)
+
+
+def care_records(clean, p, ppl) -> dict[str, list[dict]]:
+    """Per person: every admission, crisis episode and detention as
+    ``{kind, detail, start, end}`` (days since index, end exclusive)."""
+    out = {pid: [] for pid in ppl}
+    for table, kind, start_col, end_col, detail_col in (
+            ("admissions", "admission", "admitted_on", "discharged_on", None),
+            ("crisis_episodes", "crisis_episode", "start_on", "end_on", None),
+            ("detentions", "detention", "start_on", "end_on", "legal_section")):
+        for r in rows(clean, table):
+            per = ppl.get(r["person_id"])
+            if per is None:
+                continue
+            detail = r[detail_col] if detail_col else None
+            s = day(per["index_date"], r[start_col])
+            out[r["person_id"]].append(dict(
+                kind=kind, detail=detail, start=s,
+                end=record_end(per, table, detail, s, r.get(end_col), p)))
+    return out
+
+
+def merge(records: list[dict], gap: int) -> list[list[dict]]:
+    """Records grouped into episodes: by start, a record joins the current episode when it
+    starts no later than ``gap`` days after the latest end so far."""
+    episodes: list[list[dict]] = []
+    reach = None
+    for r in sorted(records, key=lambda r: (r["start"], r["end"])):
+        if episodes and r["start"] <= reach + gap:
+            episodes[-1].append(r)
+            reach = max(reach, r["end"])
+        else:
+            episodes.append([r])
+            reach = r["end"]
+    return episodes
+
+
+def acute_episodes(recs: list[dict], p) -> list[tuple[int, int]]:
+    comp = p["relapse_components"]
+    use = [r for r in recs
+           if (r["kind"] == "admission" and "admissions" in comp)
+           or (r["kind"] == "crisis_episode" and "crisis_episodes" in comp)
+           or (r["kind"] == "detention" and "detentions" in comp
+               and r["detail"] in p["involuntary_sections"])]
+    return [(min(r["start"] for r in e), max(r["end"] for r in e))
+            for e in merge(use, p["episode_gap_days"])]
+
+
+def mha_episodes(recs: list[dict], p) -> list[dict]:
+    def group(section):
+        if section in p["involuntary_sections"]:
+            return "inv"
+        if section in p["place_of_safety_sections"]:
+            return "pos"
+        if section in p["holding_power_sections"]:
+            return "hold"
+        return None
+
+    dets = [dict(r, group=group(r["detail"])) for r in recs if r["kind"] == "detention"]
+    admissions = [r for r in recs if r["kind"] == "admission"]
+    out = []
+    for e in merge([d for d in dets if d["group"]], p["detention_gap_days"]):
+        start = min(r["start"] for r in e)
+        first = {g: min((r["start"] for r in e if r["group"] == g), default=None)
+                 for g in ("inv", "pos", "hold")}
+        out.append(dict(start=start, end=max(r["end"] for r in e), **first,
+                        in_hospital=any(a["start"] < start <= a["end"] for a in admissions)))
+    return out
+
+
+def nights_in(per, intervals) -> set[int]:
+    return {d for s, e in intervals for d in range(max(s, 0), min(e, per["fu_end_day"]))}
+
+
 # --- events ------------------------------------------------------------------------------
 
 def event_days(clean, p, ppl) -> dict[str, dict[str, list[int]]]:
     """Counted event days per person and event type."""
-    ev = {pid: {k: [] for k in ("spell", "crisis", "invol", "pos", "hold", "rtw")}
+    ev = {pid: {k: [] for k in ("relapse", "spell", "crisis", "invol", "in_hosp", "pos", "hold",
+                                "rtw")}
           for pid in ppl}
 
     def add(pid, kind, d):
@@ -134,13 +214,21 @@ def event_days(clean, p, ppl) -> dict[str, dict[str, list[int]]]:
             add(pid, "spell", s)
     for c in rows(clean, "crisis_episodes"):
         add(c["person_id"], "crisis", c["start_on"])
-    for d in rows(clean, "detentions"):
-        if d["legal_section"] in p["involuntary_sections"]:
-            add(d["person_id"], "invol", d["start_on"])
-        if d["legal_section"] in p["place_of_safety_sections"]:
-            add(d["person_id"], "pos", d["start_on"])
-        if d["legal_section"] in p["holding_power_sections"]:
-            add(d["person_id"], "hold", d["start_on"])
+    for pid, recs in care_records(clean, p, ppl).items():
+        per = ppl[pid]
+        for s, _ in acute_episodes(recs, p):
+            if max(1, p["relapse_grace_days"] + 1) <= s <= per["fu_end_day"]:
+                ev[pid]["relapse"].append(s)
+        for m in mha_episodes(recs, p):
+            if m["inv"] is not None:
+                if counted(per, m["inv"]) and (p["involuntary_in_hospital"] or not m["in_hospital"]):
+                    ev[pid]["invol"].append(m["inv"])
+                if counted(per, m["inv"]) and m["in_hospital"]:
+                    ev[pid]["in_hosp"].append(m["inv"])
+                continue
+            for g in ("pos", "hold"):
+                if m[g] is not None and counted(per, m[g]):
+                    ev[pid][g].append(m[g])
     for e in rows(clean, "employment"):
         if e["status"] in p["rtw_statuses"]:
             add(e["person_id"], "rtw", e["recorded_on"])
@@ -153,13 +241,8 @@ def time_to_event(clean, p) -> pd.DataFrame:
     out = []
     for pid, per in ppl.items():
         e = ev[pid]
-        relapse = []
-        if "admissions" in p["relapse_components"]:
-            relapse += e["spell"]
-        if "crisis_episodes" in p["relapse_components"]:
-            relapse += e["crisis"]
         candidates = {
-            "relapse": relapse, "involuntary_admission": e["invol"],
+            "relapse": e["relapse"], "involuntary_admission": e["invol"],
             "first_admission": e["spell"], "first_crisis": e["crisis"],
             "return_to_work": e["rtw"],
             "death": [per["fu_end_day"]] if per["end_reason"] == "death"
@@ -184,38 +267,34 @@ def time_to_event(clean, p) -> pd.DataFrame:
 
 # --- days in hospital, detained, on antipsychotics --------------------------------------
 
-def nights(per, start, end, table, detail, p) -> set[int]:
-    """Follow-up nights [0, fu_end_day) between start (incl.) and end (excl.; open: by
-    :func:`open_end_day`)."""
-    s = day(per["index_date"], start)
-    e = open_end_day(per, table, detail, s, p) if missing(end) else day(per["index_date"], end)
-    return {d for d in range(max(s, 0), min(e, per["fu_end_day"]))}
-
-
 def recurrent(clean, p) -> pd.DataFrame:
     ppl = people(clean, p)
     ev = event_days(clean, p, ppl)
-    bed = {pid: set() for pid in ppl}
-    detained = {pid: set() for pid in ppl}
-    for a in rows(clean, "admissions"):
-        if a["person_id"] in ppl:
-            bed[a["person_id"]] |= nights(ppl[a["person_id"]], a["admitted_on"],
-                                          a["discharged_on"], "admissions", None, p)
-    for d in rows(clean, "detentions"):
-        if d["person_id"] in ppl and d["legal_section"] in p["involuntary_sections"]:
-            detained[d["person_id"]] |= nights(ppl[d["person_id"]], d["start_on"], d["end_on"],
-                                               "detentions", d["legal_section"], p)
+    recs = care_records(clean, p, ppl)
+    g = p["relapse_grace_days"]
     out = []
     for pid, per in ppl.items():
         e = ev[pid]
-        relapse = ((len(e["spell"]) if "admissions" in p["relapse_components"] else 0)
-                   + (len(e["crisis"]) if "crisis_episodes" in p["relapse_components"] else 0))
+        bed = nights_in(per, [(r["start"], r["end"]) for r in recs[pid]
+                              if r["kind"] == "admission"])
+        detained = nights_in(per, [(m["start"], m["end"]) for m in mha_episodes(recs[pid], p)
+                                   if m["inv"] is not None])
+        acute = nights_in(per, acute_episodes(recs[pid], p))
+        relapse_at_risk = len(set(range(g, per["fu_end_day"])) - acute)
+        blocked = detained if p["involuntary_in_hospital"] else detained | bed
+        invol_at_risk = per["person_days"] - len(blocked)
+        at_risk = p["rate_person_time"] == "at_risk"
         out.append(dict(
-            person_id=pid, relapse_count=relapse, admission_spell_count=len(e["spell"]),
+            person_id=pid, relapse_count=len(e["relapse"]), admission_spell_count=len(e["spell"]),
             crisis_episode_count=len(e["crisis"]), involuntary_count=len(e["invol"]),
+            detained_in_hospital_count=len(e["in_hosp"]),
             place_of_safety_count=len(e["pos"]), holding_power_count=len(e["hold"]),
-            bed_days=len(bed[pid]), days_detained=len(detained[pid]),
-            person_days=per["person_days"], person_years=per["person_days"] / 365.25))
+            bed_days=len(bed), days_detained=len(detained), acute_days=len(acute),
+            person_days=per["person_days"], person_years=per["person_days"] / 365.25,
+            relapse_at_risk_days=relapse_at_risk, involuntary_at_risk_days=invol_at_risk,
+            relapse_person_years=(relapse_at_risk if at_risk
+                                  else max(per["fu_end_day"] - g, 0)) / 365.25,
+            involuntary_person_years=(invol_at_risk if at_risk else per["person_days"]) / 365.25))
     return pd.DataFrame(out)
 
 
@@ -259,7 +338,12 @@ def antipsychotic(clean, p, ref: list[dict]) -> pd.DataFrame:
             covered_days=len(cov), person_days=per["person_days"],
             proportion_covered=len(cov) / per["person_days"] if per["person_days"] else None,
             mean_daily_ddd=mean(ddd[pid]), mean_daily_cpz_mg=mean(cpz[pid]),
-            dose_incomplete=any(v is None for v, _ in ddd[pid] + cpz[pid])))
+            dose_incomplete=any(v is None for v, _ in ddd[pid] + cpz[pid]),
+            first_use_day=min(cov) if cov else None,
+            window_observed=per["fu_end_day"] >= p["follow_up_days"],
+            any_use_window=bool(cov) if per["fu_end_day"] >= p["follow_up_days"] else None,
+            use_last_window=(any(d >= last_from for d in cov)
+                             if per["fu_end_day"] >= p["follow_up_days"] else None)))
     return pd.DataFrame(out)
 
 

@@ -34,6 +34,7 @@ STATUSES = ["employed", "self_employed", "education", "training", "volunteering"
 BOUNDARY_DAYS = [0, 1, 2, 89, 90, 274, 275, 334, 335, 364, 365, 366, 639, 640, 641, 699, 700,
                  729, 730, 731]  # around day 0/1, FU end (365/730) and its last 30/90 days
 boundary_day = st.sampled_from(BOUNDARY_DAYS)
+chain_gap = st.one_of(st.sampled_from([-1, 0, 1, 2, 3]), st.integers(4, 60))
 any_day = st.one_of(boundary_day, st.integers(-60, 800))
 
 
@@ -80,22 +81,38 @@ def studies(draw):
             diagnosis_group="psychosis"))
         # admissions as chains: each starts `gap` days after the previous discharge
         start = draw(any_day)
+        adm_starts = []
         for _ in range(draw(st.integers(0, 4))):
             length = draw(st.integers(0, 40))
             open_ = draw(st.booleans()) and draw(st.booleans())
+            adm_starts.append(start)
             tables["admissions"].append(dict(
                 admission_id=next_id("adm"), person_id=pid, admitted_on=_date(index, start),
                 discharged_on=None if open_ else _date(index, start + length),
                 admission_method=draw(st.sampled_from(
                     ["emergency", "planned", "transfer", "transfer"]))))
-            start = start + length + draw(st.one_of(st.sampled_from([-1, 0, 1, 2, 3]),
-                                                    st.integers(4, 60)))
+            start = start + length + draw(chain_gap)
+        # crisis episodes: back to back, or ending just before (or after) an admission starts
+        start = draw(st.one_of(any_day, *(st.just(a - 3) for a in adm_starts[:1])))
         for _ in range(draw(st.integers(0, 3))):
+            length = draw(st.integers(0, 45))
+            open_ = draw(st.booleans()) and draw(st.booleans())
             tables["crisis_episodes"].append(dict(
-                episode_id=next_id("cri"), person_id=pid,
-                start_on=_date(index, draw(any_day)), end_on=None))
-        base = draw(any_day)
+                episode_id=next_id("cri"), person_id=pid, start_on=_date(index, start),
+                end_on=None if open_ else _date(index, start + length)))
+            start = draw(st.one_of(st.just(start + length + draw(chain_gap)), any_day))
+        # detentions: chains (a section converted, renewed, or led into) and loose ones
+        start = draw(any_day)
         for _ in range(draw(st.integers(0, 3))):
+            length = draw(st.integers(0, 60))
+            open_ = draw(st.booleans()) and draw(st.booleans())
+            tables["detentions"].append(dict(
+                detention_id=next_id("det"), person_id=pid,
+                legal_section=draw(st.sampled_from(SECTIONS)), start_on=_date(index, start),
+                end_on=None if open_ else _date(index, start + length)))
+            start = start + length + draw(chain_gap)
+        base = draw(any_day)
+        for _ in range(draw(st.integers(0, 2))):
             s, e = _interval(draw, base, data_end)
             tables["detentions"].append(dict(
                 detention_id=next_id("det"), person_id=pid,
@@ -149,8 +166,14 @@ params_strategy = st.one_of(
     st.fixed_dictionaries({
         "follow_up_days": st.sampled_from([365, 730]),
         "transfer_gap_days": st.integers(0, 3),
+        "episode_gap_days": st.integers(0, 3),
+        "detention_gap_days": st.integers(0, 2),
+        "relapse_grace_days": st.sampled_from([0, 1, 2, 30]),
+        "involuntary_in_hospital": st.booleans(),
+        "rate_person_time": st.sampled_from(["follow_up", "at_risk"]),
         "relapse_components": st.sampled_from(
-            [["admissions"], ["crisis_episodes"], ["admissions", "crisis_episodes"]]),
+            [["admissions"], ["crisis_episodes"], ["detentions"], ["admissions", "crisis_episodes"],
+             ["admissions", "crisis_episodes", "detentions"]]),
         "rtw_window_days": st.sampled_from([30, 90]),
         "last_days_antipsychotic": st.sampled_from([30, 90]),
         "open_end": st.fixed_dictionaries({

@@ -37,7 +37,8 @@ def test_derive_reproduces_the_planted_truth(tmp_path, seed, design):
     truth = pd.read_parquet(tmp_path / "truth_people.parquet").set_index("person_id")
     got = con.sql("""
         select p.person_id, p.site_id, p.arm, p.fu_end_day, p.end_reason,
-               a.rtw_2y, r.relapse_count, r.involuntary_count
+               a.rtw_2y, r.relapse_count, r.involuntary_count, r.place_of_safety_count,
+               r.holding_power_count, r.days_detained, r.bed_days
         from derived.people as p
         join derived.activity as a using (person_id)
         join derived.recurrent as r using (person_id)
@@ -62,3 +63,4 @@ def test_derive_reproduces_the_planted_truth(tmp_path, seed, design):
     # the study is not degenerate: every kind of event occurs
     assert {0, 1, 2} <= set(truth["relapse_event"])
     assert truth["rtw_2y"].notna().any() and truth["involuntary_count"].gt(0).any()
+    assert truth["place_of_safety_count"].gt(0).any() and truth["holding_power_count"].gt(0).any()

@@ -11,7 +11,10 @@ PEOPLE = """
 """
 
 
-def test_relapse_count_is_admission_spells_plus_crisis_episodes():
+def test_relapse_count_is_acute_care_episodes_after_the_index_episode():
+    # p1: the crisis episode open on the index date (6 weeks: days 0..41) and the admission
+    # on day 10 with its transfer are the index episode; day 100's admission and crisis
+    # episode are one relapse. p2: after follow-up.
     con = run_derive(people=PEOPLE, admissions="""
       person_id | admitted_on | discharged_on | admission_method
       p1        | +10         | +20           | emergency
@@ -23,7 +26,9 @@ def test_relapse_count_is_admission_spells_plus_crisis_episodes():
       p1        | +0
       p2        | +731
     """)
-    assert by_person(con, "recurrent", "relapse_count") == {"p1": 3, "p2": 0}
+    assert by_person(con, "recurrent", "relapse_count") == {"p1": 1, "p2": 0}
+    assert by_person(con, "recurrent", "admission_spell_count") == {"p1": 2, "p2": 0}
+    assert by_person(con, "recurrent", "crisis_episode_count") == {"p1": 1, "p2": 0}
 
 
 def test_place_of_safety_and_holding_powers_are_counted_apart():
@@ -37,9 +42,11 @@ def test_place_of_safety_and_holding_powers_are_counted_apart():
       p1        | 3             | +60      | +100
       p2        | 4             | +0       | +1
     """)
+    # the 5(4) on day 40 leads into the section 2 (day 41) converted to a section 3 (day 60):
+    # one involuntary admission; the others are alone
     assert by_person(con, "recurrent", "place_of_safety_count") == {"p1": 2, "p2": 0}
-    assert by_person(con, "recurrent", "holding_power_count") == {"p1": 2, "p2": 0}
-    assert by_person(con, "recurrent", "involuntary_count") == {"p1": 2, "p2": 0}
+    assert by_person(con, "recurrent", "holding_power_count") == {"p1": 1, "p2": 0}
+    assert by_person(con, "recurrent", "involuntary_count") == {"p1": 1, "p2": 0}
 
 
 def test_overlapping_admissions_count_bed_days_once():

@@ -28,6 +28,19 @@ def test_every_sql_file_states_name_grain_and_key():
         assert head[2].startswith("-- key:   "), path.name
 
 
+def test_params_yaml_states_every_derive_parameter_with_its_default():
+    # each outcome rule is a parameter a user can see and change in params.yaml derive:,
+    # at the default the code uses
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    given = yaml.safe_load((root / "params.yaml").read_text())["derive"]
+    assert set(given) == set(derive_module.DEFAULTS)
+    assert resolve_params(given) == resolve_params(None)
+
+
 def test_sql_files_bind_parameters_and_never_format_them():
     for name, sql in load_relations().items():
         assert "{" not in re.sub(r"--[^\n]*", "", sql), f"{name}.sql looks like a format string"

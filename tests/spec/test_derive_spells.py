@@ -23,15 +23,18 @@ def test_chained_transfers_are_one_spell():
 
 
 def test_a_transfer_continuing_a_pre_index_spell_is_not_a_relapse():
+    # p1: a transfer continues the spell; p2: a planned readmission 3 days after discharge
+    # (beyond the 2-day episode gap) is a new acute-care episode, so a relapse
     con = run_derive(people=PEOPLE, admissions="""
       person_id | admitted_on | discharged_on | admission_method
       p1        | -30         | +5            | emergency
       p1        | +5          | +40           | transfer
       p2        | -30         | +5            | emergency
-      p2        | +5          | +40           | planned
+      p2        | +8          | +40           | planned
     """)
     assert tte(con, "relapse", "event") == {"p1": 0, "p2": 1}
     assert by_person(con, "recurrent", "relapse_count") == {"p1": 0, "p2": 1}
+    assert by_person(con, "recurrent", "admission_spell_count") == {"p1": 0, "p2": 1}
 
 
 def test_a_transfer_after_the_gap_starts_a_new_spell():

@@ -200,6 +200,40 @@ def test_planted_edge_cases(study_pq):
     assert {"lithium", "sertraline"} <= set(rx["drug"]) or "sertraline" in set(rx["drug"])
 
 
+def test_planted_episode_situations(study_pq):
+    # the situations the episode definitions merge or treat apart occur in the records
+    # (derive.episode_gap_days 2, detention_gap_days 1), so the planted-truth tests exercise them
+    out, _ = study_pq
+
+    def dated(name, start, end):
+        df = read(out, name)
+        df["s"] = pd.to_datetime(df[start])
+        df["e"] = pd.to_datetime(df[end])
+        return df
+
+    def follows(first, then, gap):
+        # pairs of records of one person where `then` starts within `gap` days of `first`'s end
+        m = first.merge(then, on="person_id", suffixes=("_1", "_2"))
+        m = m[m["s_2"] > m["s_1"]]
+        return m[m["e_1"].notna() & (m["s_2"] <= m["e_1"] + pd.Timedelta(days=gap))]
+
+    det = dated("detentions", "start_on", "end_on")
+    det["sec"] = det["legal_section"].astype(str)
+    s2, s3 = det[det["sec"] == "2"], det[det["sec"].isin(["2", "3"])]
+    assert len(follows(s2, det[det["sec"] == "3"], 1)) > 0                   # 2 converted to 3
+    assert len(follows(det[det["sec"] == "136"], s3, 1)) > 0                 # 136 leading into 2/3
+    assert len(follows(det[det["sec"] == "5(2)"], s3, 1)) > 0                # 5(2) leading into 2/3
+    cri = dated("crisis_episodes", "start_on", "end_on")
+    adm = dated("admissions", "admitted_on", "discharged_on")
+    assert len(follows(cri, adm, 2)) > 0                                     # crisis, then admission
+    assert len(follows(cri, cri, 2)) > 0                                     # back-to-back crises
+    assert cri["e"].isna().any() and s2["e"].isna().any()                    # open records
+    inside = adm.merge(s3, on="person_id", suffixes=("_a", "_d"))
+    inside = inside[(inside["s_d"] > inside["s_a"])
+                    & (inside["e_a"].isna() | (inside["s_d"] < inside["e_a"]))]
+    assert len(inside) > 0                                                   # detained in hospital
+
+
 def test_chunking_independence(monkeypatch, tmp_path):
     monkeypatch.setattr(studymod, "CHUNK_PEOPLE", 300)
     monkeypatch.setattr(simmod, "CHUNK_PEOPLE", 300)

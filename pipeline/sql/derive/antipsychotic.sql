@@ -20,8 +20,17 @@
 --   dose_incomplete     some covering prescription has no conversion for its route (e.g.
 --                       route 'other'); its days count in covered_days but not in the
 --                       numerators, so both means are then lower bounds
+--   first_use_day       first follow-up day covered (0: in use at index); null if none
+-- Equal windows. any_use and use_last_days describe each person's own follow-up, which is
+-- shorter for people censored or dead before day $follow_up_days: a comparison of them
+-- compares unequal windows. The binary outcomes of the analyses use the fixed window
+-- [0, $follow_up_days) instead (derive.binary_window, default whole_window):
+--   window_observed     fu_end_day >= $follow_up_days: the whole window is observed
+--   any_use_window      any_use when window_observed, else null (not known)
+--   use_last_window     use in the last $last_days_antipsychotic days of the window, when
+--                       window_observed (then the same days as use_last_days), else null
 --
--- parameters: $last_days_antipsychotic
+-- parameters: $last_days_antipsychotic, $follow_up_days
 
 with people as (
     select person_id, site_id, arm, cluster_id, person_days, fu_end_day from derived.people
@@ -31,6 +40,7 @@ coverage as (
     select
         i.person_id,
         sum(i.to_day - i.from_day) as covered_days,
+        min(i.from_day)            as first_use_day,
         max(case
                 when i.to_day > greatest(p.fu_end_day - $last_days_antipsychotic, 0)
                 then 1 else 0
@@ -71,7 +81,15 @@ final as (
         case when c.covered_days > 0
              then d.cpz_mg_days / c.covered_days
         end                                          as mean_daily_cpz_mg,
-        coalesce(d.dose_incomplete, 0) = 1           as dose_incomplete
+        coalesce(d.dose_incomplete, 0) = 1           as dose_incomplete,
+        c.first_use_day,
+        p.fu_end_day >= $follow_up_days              as window_observed,
+        case when p.fu_end_day >= $follow_up_days
+             then coalesce(c.covered_days, 0) > 0 end
+                                                     as any_use_window,
+        case when p.fu_end_day >= $follow_up_days
+             then coalesce(c.use_last_days, 0) = 1 end
+                                                     as use_last_window
     from people as p
     left join coverage as c on c.person_id = p.person_id
     left join dose as d on d.person_id = p.person_id

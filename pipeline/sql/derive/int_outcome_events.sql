@@ -6,19 +6,30 @@
 -- of its person's follow-up (derived.people). Events on the index date (day 0), before
 -- it, or after follow-up ends are not outcomes and are not in this table.
 --
---   event_type              source                             source_id
---   admission_spell         derived.int_admission_spells start spell_id
---   crisis_episode          clean.crisis_episodes start_on     episode_id
---   involuntary_detention   detentions, section in $involuntary_sections      detention_id
---   place_of_safety         detentions, section in $place_of_safety_sections  detention_id
---   holding_power           detentions, section in $holding_power_sections    detention_id
---   rtw_status              employment, status in $rtw_statuses   person_id || recorded_on
+--   event_type             source                                      source_id
+--   relapse_episode        derived.acute_episodes with relapse, start    person_id/episode_seq
+--   admission_spell        derived.int_admission_spells start            spell_id
+--   crisis_episode         clean.crisis_episodes start_on                episode_id
+--   involuntary_admission  derived.mha_episodes with involuntary_admission,
+--                          involuntary_start_day                         person_id/episode_seq
+--   detained_in_hospital   derived.mha_episodes involuntary and in_hospital,
+--                          involuntary_start_day (counted or not)        person_id/episode_seq
+--   place_of_safety        derived.mha_episodes with place_of_safety (135/136 alone)
+--   holding_power          derived.mha_episodes with holding_power (5(2)/5(4) alone)
+--   rtw_status             employment, status in $rtw_statuses      person_id || recorded_on
 --
--- parameters: $involuntary_sections, $place_of_safety_sections, $holding_power_sections,
---             $rtw_statuses
+-- parameters: $rtw_statuses
 
 with people as (
     select person_id, index_date, fu_end_day from derived.people
+),
+
+episodes as (
+    select 'relapse_episode' as event_type,
+           person_id || '/' || cast(episode_seq as varchar) as source_id, person_id,
+           start_on as event_on
+    from derived.acute_episodes
+    where relapse
 ),
 
 spells as (
@@ -33,19 +44,32 @@ crises as (
     from clean.crisis_episodes
 ),
 
+mha as (
+    select m.*, p.index_date from derived.mha_episodes as m
+    inner join people as p on p.person_id = m.person_id
+),
+
 detentions as (
-    select 'involuntary_detention' as event_type, detention_id as source_id, person_id,
-           start_on as event_on
-    from clean.detentions
-    where array_contains($involuntary_sections, legal_section)
+    select 'involuntary_admission' as event_type,
+           person_id || '/' || cast(episode_seq as varchar) as source_id, person_id,
+           cast(index_date + involuntary_start_day * interval '1' day as date) as event_on
+    from mha
+    where involuntary_admission
     union all
-    select 'place_of_safety', detention_id, person_id, start_on
-    from clean.detentions
-    where array_contains($place_of_safety_sections, legal_section)
+    select 'detained_in_hospital', person_id || '/' || cast(episode_seq as varchar), person_id,
+           cast(index_date + involuntary_start_day * interval '1' day as date)
+    from mha
+    where involuntary and in_hospital
     union all
-    select 'holding_power', detention_id, person_id, start_on
-    from clean.detentions
-    where array_contains($holding_power_sections, legal_section)
+    select 'place_of_safety', person_id || '/' || cast(episode_seq as varchar), person_id,
+           cast(index_date + place_of_safety_start_day * interval '1' day as date)
+    from mha
+    where place_of_safety
+    union all
+    select 'holding_power', person_id || '/' || cast(episode_seq as varchar), person_id,
+           cast(index_date + holding_power_start_day * interval '1' day as date)
+    from mha
+    where holding_power
 ),
 
 work as (
@@ -58,7 +82,8 @@ work as (
 ),
 
 events as (
-    select * from spells
+    select * from episodes
+    union all select * from spells
     union all select * from crises
     union all select * from detentions
     union all select * from work

@@ -3,9 +3,12 @@
 -- key:   (person_id, outcome)
 --
 -- outcome                first counted event (derived.int_outcome_events, day 1..fu_end_day)
---   relapse              admission_spell or crisis_episode, as enabled by $relapse_components
---                        ('admissions', 'crisis_episodes')
---   involuntary_admission involuntary_detention (sections in $involuntary_sections)
+--   relapse              relapse_episode: the start of the first acute-care episode after the
+--                        index episode and the grace period (derived.acute_episodes; its
+--                        records as derive.relapse_components enables)
+--   involuntary_admission involuntary_admission: the first Mental Health Act episode with a
+--                        detention under derive.involuntary_sections starting in follow-up
+--                        (derived.mha_episodes)
 --   first_admission      admission_spell (a transfer continuing a spell is not a new one)
 --   first_crisis         crisis_episode
 --   return_to_work       rtw_status (status in $rtw_statuses)
@@ -22,7 +25,7 @@
 -- event_date     index_date + time_days when event is 1 or 2 (the death date for 2);
 --                null when censored.
 --
--- parameters: $relapse_components
+-- parameters: none (the definitions are in the relations read)
 
 with people as (
     select person_id, site_id, arm, cluster_id, index_date, fu_end_day, end_reason
@@ -38,14 +41,10 @@ outcomes as (
 
 outcome_events as (
     select person_id, 'relapse' as outcome, event_day
-    from derived.int_outcome_events
-    where (event_type = 'admission_spell'
-           and array_contains($relapse_components, 'admissions'))
-       or (event_type = 'crisis_episode'
-           and array_contains($relapse_components, 'crisis_episodes'))
+    from derived.int_outcome_events where event_type = 'relapse_episode'
     union all
     select person_id, 'involuntary_admission', event_day
-    from derived.int_outcome_events where event_type = 'involuntary_detention'
+    from derived.int_outcome_events where event_type = 'involuntary_admission'
     union all
     select person_id, 'first_admission', event_day
     from derived.int_outcome_events where event_type = 'admission_spell'

@@ -9,16 +9,24 @@
 --                          0 censored, 1 relapse, 2 competing death
 --   involuntary_time/_event  the same for the first involuntary admission
 --   relapse_count, involuntary_count, days_detained, bed_days   derived.recurrent
---   any_involuntary        involuntary_count > 0
---   ap_*                   derived.antipsychotic (any use, use in the last days, share of
---                          follow-up days covered, mean daily dose in DDD and CPZ mg)
+--                          (relapses: acute-care episodes; involuntary admissions: Mental
+--                          Health Act episodes)
+--   relapse_person_years, involuntary_person_years   derived.recurrent: the rates'
+--                          person-time (derive.rate_person_time: follow-up or at risk)
+--   any_involuntary        involuntary_count > 0, and ap_any_use, ap_use_last_days
+--                          (derived.antipsychotic), the binary outcomes, by $binary_window
+--                          (derive.binary_window): 'whole_window' over the fixed window of
+--                          derive.follow_up_days, null (not known) for people not followed
+--                          for all of it; 'follow_up' over each person's own follow-up
+--   ap_*                   derived.antipsychotic (share of follow-up days covered, mean
+--                          daily dose in DDD and CPZ mg)
 --   rtw_2y                 derived.activity: in work or education at 2 years (null: no
 --                          status recorded in the window)
 --   relapse_landmark_known the person's relapse status by day $landmark_days is known:
 --                          relapse (1) or death (2) by then, or follow-up reaches it
 --   relapse_by_landmark    relapse (event 1) on or before day $landmark_days
 --
--- parameters: $landmark_days
+-- parameters: $landmark_days, $binary_window
 
 with people as (
     select
@@ -56,17 +64,22 @@ final as (
         p.end_reason,
         p.person_days,
         r.person_years,
+        r.relapse_person_years,
+        r.involuntary_person_years,
         rl.relapse_time,
         rl.relapse_event,
         iv.involuntary_time,
         iv.involuntary_event,
         r.relapse_count,
         r.involuntary_count,
-        r.involuntary_count > 0                         as any_involuntary,
+        case when $binary_window = 'follow_up' or a.window_observed
+             then r.involuntary_count > 0 end          as any_involuntary,
         r.days_detained,
         r.bed_days,
-        a.any_use                                       as ap_any_use,
-        a.use_last_days                                 as ap_use_last_days,
+        case when $binary_window = 'follow_up' then a.any_use
+             else a.any_use_window end                  as ap_any_use,
+        case when $binary_window = 'follow_up' then a.use_last_days
+             else a.use_last_window end                 as ap_use_last_days,
         a.proportion_covered                            as ap_proportion_covered,
         a.mean_daily_ddd                                as ap_mean_daily_ddd,
         a.mean_daily_cpz_mg                             as ap_mean_daily_cpz_mg,
