@@ -692,8 +692,8 @@ def power(
     rtw_risk: Annotated[Optional[float], typer.Option(help="Open Dialogue probability of work or "
                         "education at 2 years (also analyses it).")] = None,
     primary: Annotated[str, typer.Option(help="Primary outcome: relapse, involuntary or rtw.")] = "relapse",
-    method: Annotated[str, typer.Option(help="The analysis plan's small-sample method: auto (the "
-                      "simulation study's default for the design), model, CR1, CR2, MD, KC, "
+    method: Annotated[str, typer.Option(help="The small-sample method: auto (what the analysis plan's "
+                      "auto uses for the design's shape, chosen by the few-cluster simulation study), model, CR1, CR2, MD, KC, "
                       "jackknife-cluster, jackknife-site, cluster-level, permutation.")] = "auto",
     reps: Annotated[int, typer.Option(help="Simulated trials per scenario.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same answer.")] = 20261205,

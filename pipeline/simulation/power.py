@@ -413,6 +413,28 @@ def resolve_methods(design: Design, outcomes, method="auto") -> dict[str, str]:
     return out
 
 
+SHAPE_WORDS = {"pair_matched": "one cluster per arm in every site (pair-matched)",
+               "six_by_three": "two or more clusters per arm in every site",
+               "individual": "people randomised one by one within sites"}
+
+
+def method_source(design: Design, outcome: str, method="auto") -> str:
+    """Where an outcome's method comes from, in words: ``auto`` is the analysis plan's
+    default for the design's shape, the few-cluster method the simulation study chose
+    (:func:`pipeline.simulation.defaults.rationale`, ``defaults.yaml``), which the plan's
+    ``small_sample: auto`` reads too."""
+    from pipeline.simulation import defaults
+
+    m = method.get(outcome, "auto") if isinstance(method, dict) else method
+    if m != "auto":
+        return "given (not the plan's default)"
+    shape = defaults.shape_for(design.type, design.clusters_per_arm)
+    why = defaults.rationale(outcome, design.type, design.clusters_per_arm)
+    reps = defaults.load().get("replicates_per_cell")
+    return (f"the analysis plan's auto for {SHAPE_WORDS.get(shape, shape)}: chosen by the few-cluster "
+            f"simulation study ({reps} replicates per cell; {why['rule']})")
+
+
 def method_df(method: str, design: Design) -> float | None:
     """The reference distribution's df of a method in a design (``None``: normal). For
     CR2 the Satterthwaite df varies by trial: ``clusters - sites - 1`` stands in for it."""
@@ -723,6 +745,7 @@ class PowerResult:
     truth: dict
     run: dict
     notes: list = field(default_factory=list)
+    method_sources: dict = field(default_factory=dict)
 
     @property
     def primary(self) -> pd.Series:
@@ -730,7 +753,8 @@ class PowerResult:
 
     def to_dict(self) -> dict:
         return {"design": dataclasses.asdict(self.design), "design_words": self.design.describe(),
-                "effects": self.effects, "methods": self.methods, "replicates": self.reps, "seed": self.seed,
+                "effects": self.effects, "methods": self.methods,
+                "method_sources": self.method_sources, "replicates": self.reps, "seed": self.seed,
                 "alpha": self.alpha, "planted": self.truth, "run": self.run, "notes": self.notes,
                 "table": json.loads(self.table.to_json(orient="records"))}
 
@@ -751,6 +775,8 @@ class PowerResult:
         run = self.run
         lines += ["", f"Blocks of {study.BLOCK} trials: {run['blocks_computed']} simulated, {run['blocks_cached']} "
                   f"read from the cache; wall {run['wall_seconds']:.1f} s on {run['processes']} process(es)."]
+        lines += [f"- Method for {OUTCOME_WORDS[o]}: `{m}`, {self.method_sources.get(o, '')}."
+                  for o, m in self.methods.items()]
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -871,6 +897,7 @@ def power(design: Design = DEMO, hr: float | None = 0.8, rate_ratio: float | Non
     if design.follow_up_days < 640 and "rtw" in outcomes:
         notes.append("follow-up ends before the two-year work window: work at two years is never observed.")
     return PowerResult(design=design, effects=alt, methods=methods, reps=reps, seed=seed, alpha=alpha,
+                       method_sources={o: method_source(design, o, method) for o in outcomes},
                        table=pd.DataFrame(table), replicates=rows, truth=truth, run=info, notes=notes)
 
 

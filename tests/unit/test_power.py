@@ -65,6 +65,8 @@ def test_the_result_reports_events_the_formula_and_the_run(cache):
     assert row.power_formula > 0.999 and row.design_effect > 1
     text = r.markdown()
     assert "cluster-level" in text and "Cox HR" in text
+    # the method says where it comes from: the plan's auto for the design's shape
+    assert "analysis plan's auto for one cluster per arm" in r.method_sources["relapse"]
 
 
 def test_same_seed_same_trials_whatever_the_processes(tmp_path):
