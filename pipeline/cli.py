@@ -17,7 +17,7 @@ from rich.table import Table as RichTable
 
 from pipeline import __version__
 from pipeline.config import DEFAULT_WAREHOUSE, PROJ_ROOT
-from pipeline.errors import OdevalError
+from pipeline.errors import OdevalError, existing_folder
 from pipeline.params import load_params, section
 
 # the CLI only writes figures to files; a notebook importing pipeline.stats keeps its own
@@ -34,6 +34,39 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
+
+
+def _plain_help() -> None:
+    """Help that names things as people type them. typer (0.2x) prints a type after every
+    option, flags included (``--help <bool>``), a list as ``<list[Path]>`` and a required
+    argument as a template (``{out_dir}``); here flags have no type, a list shows its
+    items' type (``<path>``) and an argument is named in capitals, bracketed only when
+    optional (``OUT_DIR``, ``[FOLDER]``, ``DIRS...``), as click itself does.
+    ``tests/e2e/test_pipeline_cli.py`` checks every command's help."""
+    from typer import core
+
+    def plain_type(shown: str | None) -> str | None:
+        if shown and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[6:-2].lower()}>"
+        return shown
+
+    option_type = core.TyperOption.display_type_rich
+    argument_type = core.TyperArgument.display_type_rich
+    core.TyperOption.display_type_rich = (  # type: ignore[method-assign]
+        lambda self, ctx: None if self.is_flag else plain_type(option_type(self, ctx)))
+    core.TyperArgument.display_type_rich = (  # type: ignore[method-assign]
+        lambda self, ctx: plain_type(argument_type(self, ctx)))
+    core.TyperArgument.display_name_raw = property(  # type: ignore[method-assign]
+        lambda self: self.metavar if self.metavar is not None else self.name.upper())
+
+    def usage_name(self) -> str:
+        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+    core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_plain_help()
 
 # Defaults that are not the parameter's Python default are given as show_default strings,
 # which typer prints as "[default: (...)]". Never write "[default: ...]" into a help text:
@@ -570,6 +603,8 @@ def check_outputs(
 
     with _errors():
         p = load_params(params)
+        if folder is not None:  # a folder named and absent is not a clean one
+            existing_folder(folder, rule="check_outputs.folder")
         con = None
         try:
             con, _ = _open_warehouse(warehouse, params, read_only=True)

@@ -42,3 +42,14 @@ class OdevalError(Exception):
 
 class WarehouseInUse(OdevalError):
     """Another process holds the warehouse open for writing."""
+
+
+def existing_folder(path: str | Path, *, rule: str, what: str = "folder") -> Path:
+    """``path`` when it is a folder; else one line saying that nothing is there (missing)
+    or that a file is there instead."""
+    p = Path(path)
+    if not p.exists():
+        raise OdevalError(f"missing: no {what} at this path", rule=rule, file=p)
+    if not p.is_dir():
+        raise OdevalError(f"{what} expected, but this is a file", rule=rule, file=p)
+    return p

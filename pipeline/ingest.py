@@ -31,7 +31,7 @@ import yaml
 
 from pipeline.config import SCHEMAS_DIR
 from pipeline import runstate
-from pipeline.errors import OdevalError
+from pipeline.errors import OdevalError, existing_folder
 from pipeline.schemas import Column, Table, forbidden_columns, load_contract, normalise_column_name
 from pipeline.warehouse import disk_full_error, table_exists, transaction
 
@@ -430,8 +430,7 @@ def _csv_error(exc: Exception, path: Path) -> OdevalError:
 
 def find_files(folder: Path, tables: dict[str, Table]) -> tuple[dict[str, tuple[Path, str]], list[Path]]:
     """The contract tables' files in an extract folder, and the other files there."""
-    if not folder.is_dir():
-        raise OdevalError("not a folder", rule="ingest.folder", file=folder)
+    existing_folder(folder, rule="ingest.folder", what="extract folder")
     found: dict[str, tuple[Path, str]] = {}
     ignored: list[Path] = []
     for p in sorted(folder.iterdir()):

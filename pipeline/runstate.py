@@ -154,7 +154,7 @@ def problem(con: duckdb.DuckDBPyConnection, needs: tuple[str, ...] | list[str]) 
             why = f"{s} has not run on this warehouse"
             if rec is not None and rec["failed"]:
                 why = f"the last {s} failed ({rec['failed']})"
-            elif s != "ingest" and have:
+            elif any(later in have for later in STAGES[STAGES.index(s) + 1:]):
                 why += " (or ran with an odeval older than its build records)"
             return s, why
         for u in UPSTREAM[s]:

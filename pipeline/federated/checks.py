@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import OdevalError
+from pipeline.errors import OdevalError, existing_folder
 from pipeline.federated.bundle import (
     BUNDLE_SCHEMA,
     FIDELITY,
@@ -39,6 +39,7 @@ def _refuse(path: Path, name: str, message: str, check: str) -> OdevalError:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
+    existing_folder(path, rule="bundle.manifest.missing", what="bundle folder")
     mf = path / MANIFEST
     if not mf.is_file():
         raise _refuse(path, MANIFEST, "not a bundle: manifest.json missing", "missing")

@@ -36,7 +36,7 @@ import duckdb
 from pipeline import __version__
 from pipeline import ingest as ingest_mod
 from pipeline.config import SQL_DIR
-from pipeline.errors import OdevalError
+from pipeline.errors import OdevalError, existing_folder
 from pipeline.importers.mhsds_spec import (REFERENCE_DIR, CodeList, SourceTable, load_code_lists,
                                            load_spec)
 from pipeline.schemas import load_contract
@@ -97,9 +97,7 @@ def discover(folder: Path, tables: dict[str, SourceTable]) -> tuple[dict[str, li
     alone or followed by ``_``, ``-``, ``.`` or a space and anything (``MHS201CareContact_v5.txt``),
     and ends in .csv, .txt or .parquet.
     """
-    if not folder.is_dir():
-        raise OdevalError("not a folder (the MHSDS tables must be files in one folder)",
-                          rule="mhsds.folder", file=folder)
+    existing_folder(folder, rule="mhsds.folder", what="folder of MHSDS tables")
     by_lower = {t.lower(): t for t in tables}
     found: dict[str, list[tuple[Path, str]]] = {t: [] for t in tables}
     ignored: list[Path] = []
@@ -204,8 +202,7 @@ def _load(con: duckdb.DuckDBPyConnection, stable: SourceTable, path: Path, fmt: 
 def _load_local(con: duckdb.DuckDBPyConnection, folder: Path) -> list[SourceFile]:
     """Contract tables MHSDS does not hold (staff register, prescribing) from ``folder``,
     loaded by ingest exactly as ``odeval ingest`` would load them."""
-    if not folder.is_dir():
-        raise OdevalError("not a folder", rule="mhsds.local_folder", file=folder)
+    existing_folder(folder, rule="mhsds.local_folder", what="folder of local tables")
     contract = load_contract()
     out = []
     for p in sorted(folder.iterdir(), key=lambda q: q.name):

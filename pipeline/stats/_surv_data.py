@@ -69,3 +69,68 @@ def group_codes(values: pd.Series) -> tuple[list, np.ndarray]:
     after which selecting a group compares integers, not (object) labels."""
     labels = group_labels(values)
     return labels, pd.Index(labels).get_indexer(values)
+
+
+def design_matrix(
+    d: pd.DataFrame, covariates: Sequence[str], notes: list[str]
+) -> tuple[np.ndarray, list[str], dict[str, list[int]]]:
+    """Model matrix of ``covariates`` with text columns coded as factors, as R's formulas do.
+
+    A numeric or boolean column enters as it is. A text column (or a pandas
+    ``Categorical``) is a factor with treatment contrasts, R's default
+    ``contr.treatment``: one 0/1 column per level but the first, the reference. The levels
+    are a ``Categorical``'s categories in their order, or else the distinct values sorted
+    (R's ``factor()`` of a character vector in the C locale); levels absent from ``d`` are
+    dropped. Columns of a factor are named ``column[T.level]`` and a note names the
+    reference level. Any other column (dates, mixed text and numbers) is refused in one
+    line naming it.
+
+    Returns
+    -------
+    X : ndarray, shape (n_rows, n_columns)
+    names : list of str, length n_columns
+    terms : dict
+        Each covariate and the positions of its columns in ``X`` (one for a number, levels
+        - 1 for a factor): tests of a whole term (e.g. ``cox.zph``'s) use them.
+    """
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    terms: dict[str, list[int]] = {}
+    for col in covariates:
+        s = d[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            kind = "categorical"
+        elif pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+            kind = "numeric"
+        else:
+            kind = pd.api.types.infer_dtype(s, skipna=True)
+        if kind in ("integer", "floating", "mixed-integer-float", "boolean", "decimal", "numeric"):
+            blocks.append(pd.to_numeric(s).to_numpy(dtype=float)[:, None])
+            terms[col] = [len(names)]
+            names.append(col)
+            continue
+        if kind not in ("string", "categorical"):
+            raise ValueError(
+                f"covariate {col!r} is neither numeric nor text (its values are {kind}, dtype "
+                f"{s.dtype}): give numbers, or text levels to enter it as a factor")
+        if kind == "categorical":
+            cat = s.astype("category") if not isinstance(s.dtype, pd.CategoricalDtype) else s
+            present = set(cat.dropna().unique())
+            levels = [lv for lv in cat.cat.categories if lv in present]
+        else:
+            levels = sorted(s.dropna().unique())
+        if len(levels) < 2:
+            # one level: a constant column, refused below like any constant covariate
+            blocks.append(np.zeros((len(s), 1)))
+            terms[col] = [len(names)]
+            names.append(col)
+            continue
+        codes = pd.Categorical(s, categories=levels).codes
+        dummies = (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(float)
+        blocks.append(dummies)
+        terms[col] = list(range(len(names), len(names) + len(levels) - 1))
+        names += [f"{col}[T.{lv}]" for lv in levels[1:]]
+        notes.append(f"{col}: text entered as a factor, {len(levels)} levels compared with the "
+                     f"reference level {levels[0]!r} (treatment contrasts, as R).")
+    X = np.hstack(blocks) if blocks else np.empty((len(d), 0))
+    return X, names, terms

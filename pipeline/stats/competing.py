@@ -14,7 +14,8 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._result import NotEstimable, Result
-from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
+from pipeline.stats._surv_data import (complete_rows, design_matrix, durations_events, group_codes,
+                                      group_labels, z_value)
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
 
@@ -108,6 +109,12 @@ class AalenJohansenResult(Result):
         log-scale limits; ``se_delta`` is the delta-method standard error of
         ``cmprsk::cuminc`` (square root of its ``var``), which changes only at times of the
         cause itself.
+
+    Methods
+    -------
+    at(times)
+        The same columns at chosen times (e.g. 365 and 730 days), as Kaplan-Meier's
+        ``at``.
     """
 
     title = "Aalen-Johansen cumulative incidence"
@@ -118,6 +125,41 @@ class AalenJohansenResult(Result):
         self.causes = causes
         self.groups = groups
         self.conf_level = conf_level
+
+    def at(self, times: Sequence[float]) -> pd.DataFrame:
+        """Cumulative incidence at given times (step function, carried forward), per group
+        and cause, as R's ``summary(survfit(...), times =, extend = TRUE)``.
+
+        Parameters
+        ----------
+        times : array-like, shape (n_times,)
+
+        Returns
+        -------
+        DataFrame, shape (n_groups * n_causes * n_times, 10)
+            ``group, cause, time, n_risk`` (still under observation at ``time``),
+            ``n_event`` (events of the cause since the previous requested time, the first
+            interval starting at 0), ``cif, se, lower, upper, se_delta`` at ``time``.
+            Before the first observed time the incidence is 0 with standard errors and
+            limits 0, as R extends it; after the last the last values carry on and
+            ``n_risk`` is 0.
+        """
+        times = np.sort(np.asarray(times, dtype=float))
+        cols = ["cif", "se", "lower", "upper", "se_delta"]
+        frames = []
+        for (g, c), tab in self.table.groupby(["group", "cause"], sort=False):
+            tt = tab["time"].to_numpy()
+            k = np.searchsorted(tt, times, side="right")  # rows with time <= t
+            later = np.searchsorted(tt, times, side="left")  # first row with time >= t
+            n_risk = np.r_[tab["n_risk"].to_numpy(), 0.0][later]
+            cum = np.r_[0.0, tab["n_event"].cumsum().to_numpy()][k]
+            vals = np.vstack([np.zeros(len(cols)), tab[cols].to_numpy()])[k]
+            out = pd.DataFrame({"group": g, "cause": c, "time": times, "n_risk": n_risk,
+                                "n_event": np.diff(cum, prepend=0.0)})
+            out[cols] = vals
+            frames.append(out)
+        columns = ["group", "cause", "time", "n_risk", "n_event", *cols]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def aalen_johansen(
@@ -146,7 +188,7 @@ def aalen_johansen(
     Returns
     -------
     AalenJohansenResult
-        ``.table`` in long format (see the class).
+        ``.table`` in long format (see the class); ``.at(times)`` at chosen times.
 
     Notes
     -----
@@ -474,12 +516,12 @@ class FineGrayResult(Result):
 
     Attributes
     ----------
-    summary : DataFrame, shape (n_covariates, 7)
-        Indexed by term: ``coef, se, hr, hr_lower, hr_upper, z, p`` (``hr`` is the
+    summary : DataFrame, shape (n_terms, 7)
+        Indexed by term (``column[T.level]`` for the levels of a text covariate): ``coef, se, hr, hr_lower, hr_upper, z, p`` (``hr`` is the
         subdistribution hazard ratio; ``se`` the Fine-Gray sandwich standard error).
     loglik, loglik_null : float
         Weighted partial log-likelihood at the estimate and at beta = 0 (as ``crr``).
-    vcov : ndarray, shape (n_covariates, n_covariates)
+    vcov : ndarray, shape (n_terms, n_terms)
     """
 
     title = "Fine-Gray subdistribution hazards model"
@@ -510,8 +552,11 @@ def fine_gray(
         0 = censored, 1, 2, ... = cause.
     cause : int
         Code of the cause of interest; every other non-zero code is a competing event.
-    covariates : list of str, length n_covariates
-        Numeric columns.
+    covariates : list of str
+        Numeric (or boolean) columns, and text columns, entered as factors with treatment
+        contrasts: one term ``column[T.level]`` per level but the first (levels sorted, or
+        a pandas ``Categorical``'s order; a note names the reference), the columns R's
+        ``model.matrix(~ column)[, -1]`` would give ``crr``'s ``cov1``.
     conf_level : float, default 0.95
 
     Returns
@@ -539,7 +584,11 @@ def fine_gray(
     t, e = durations_events(d, duration, event, multi=True)
     order = np.argsort(t, kind="stable")
     t, e = t[order], e[order]
-    X = d[covariates].to_numpy(dtype=float)[order]
+    X, names, _ = design_matrix(d, covariates, notes)
+    X = X[order]
+    const = [c for c, sdv in zip(names, X.std(axis=0)) if sdv == 0]
+    if const:
+        raise NotEstimable(f"covariate(s) constant in the data used: {', '.join(const)}")
     kind = np.where(e == 0, 0, np.where(e == cause, 1, 2))
     if not np.any(kind == 1):
         raise NotEstimable(f"no events of cause {cause}")
@@ -555,7 +604,7 @@ def fine_gray(
     Gu = G_left[np.searchsorted(times, uk)]
     k_of_fail = np.searchsorted(uk, t[kind == 1])
     args = (X, t, kind, G_row, uk, dk, Gu, k_of_fail)
-    beta = np.zeros(len(covariates))
+    beta = np.zeros(len(names))
     terms = _FGTerms(beta, *args)
     loglik0 = terms.loglik
     converged = False
@@ -587,7 +636,7 @@ def fine_gray(
             "z": zs,
             "p": 2 * stats.norm.sf(np.abs(zs)),
         },
-        index=pd.Index(covariates, name="term"),
+        index=pd.Index(names, name="term"),
     )
     return FineGrayResult(
         summary, notes, loglik=terms.loglik, loglik_null=loglik0, vcov=vcov, vcov_naive=hinv,

@@ -19,7 +19,7 @@ from scipy import stats
 
 from pipeline.stats._result import NotEstimable, Result
 from pipeline.stats._surv_concordance import concordance as _concordance
-from pipeline.stats._surv_data import complete_rows, durations_events, z_value
+from pipeline.stats._surv_data import complete_rows, design_matrix, durations_events, z_value
 
 __all__ = ["CoxResult", "cox"]
 
@@ -266,8 +266,10 @@ class CoxResult(Result):
 
     Attributes
     ----------
-    summary : DataFrame, shape (n_covariates, 8)
-        Indexed by term: ``coef, se, hr, hr_lower, hr_upper, z, p, se_naive``. With a
+    summary : DataFrame, shape (n_terms, 8)
+        Indexed by term (a numeric covariate's name, or ``column[T.level]`` for each
+        non-reference level of a text covariate): ``coef, se, hr, hr_lower, hr_upper, z,
+        p, se_naive``. With a
         ``cluster``, ``se`` is the robust (sandwich) standard error as R ``coxph(...,
         cluster=)`` reports it and ``se_naive`` the model-based one; otherwise both are
         model-based.
@@ -289,11 +291,11 @@ class CoxResult(Result):
         at 5% in 7-9% of simulated trials with the CR1 sandwich and 6% with the
         jackknife).
         None without a cluster (or weights: then every row is its own cluster, as in R).
-    vcov, vcov_naive : ndarray, shape (n_covariates, n_covariates)
+    vcov, vcov_naive : ndarray, shape (n_terms, n_terms)
     n, n_events, n_clusters : int
     weighted : bool
         Fitted with case ``weights``.
-    dfbeta : DataFrame, shape (n, n_covariates), optional
+    dfbeta : DataFrame, shape (n, n_terms), optional
         With a cluster or weights (and no jackknife): each used row's weighted dfbeta
         residual (R ``residuals(fit, "dfbeta", weighted = TRUE)``), indexed like the input;
         per-cluster sums of these give the robust variance.
@@ -327,8 +329,9 @@ class CoxResult(Result):
 
         Returns
         -------
-        DataFrame, shape (n_covariates + 1, 3)
-            Indexed by term and ``GLOBAL``: ``chisq, df, p``.
+        DataFrame, shape (n_terms + 1, 3)
+            Indexed by covariate and ``GLOBAL``: ``chisq, df, p``; a factor is one term
+            with as many df as it has columns, as ``cox.zph`` groups them.
 
         References
         ----------
@@ -366,11 +369,11 @@ class CoxResult(Result):
         imat = np.block([[i11, i12], [i12.T, i22]])
         u = np.r_[np.zeros(p), u2]
         rows = []
-        for j in range(p):
-            kk = np.r_[np.arange(p), p + j]
+        for term, cols in self._term_cols.items():
+            kk = np.r_[np.arange(p), p + np.asarray(cols)]
             uj = u[kk]
             chisq = float(uj @ np.linalg.solve(imat[np.ix_(kk, kk)], uj))
-            rows.append((self.summary.index[j], chisq, 1))
+            rows.append((term, chisq, len(cols)))
         chisq = float(u @ np.linalg.solve(imat, u))
         rows.append(("GLOBAL", chisq, p))
         out = pd.DataFrame(rows, columns=["term", "chisq", "df"]).set_index("term")
@@ -399,8 +402,10 @@ def cox(
         Follow-up time column.
     event : str
         1 = event, 0 = censored (or boolean).
-    covariates : list of str, length n_covariates
-        Numeric columns (code categorical variables as 0/1 indicators beforehand).
+    covariates : list of str
+        Numeric (or boolean) columns, and text columns, which enter as factors with
+        treatment contrasts as in R: one term ``column[T.level]`` per level but the first
+        (levels sorted, or a pandas ``Categorical``'s order; a note names the reference).
     strata : str or list of str, optional
         Stratifying column(s): a separate baseline hazard per stratum (R ``strata()``).
     cluster : str, optional
@@ -468,7 +473,7 @@ def cox(
     strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     d = complete_rows(df, [duration, event, *covariates, *strata_cols, cluster, weights], notes)
     t, e = durations_events(d, duration, event)
-    X = d[covariates].to_numpy(dtype=float)
+    X, names, term_cols = design_matrix(d, covariates, notes)
     w = None
     if weights is not None:
         w = pd.to_numeric(d[weights]).to_numpy(dtype=float)
@@ -485,11 +490,11 @@ def cox(
         s_codes = np.zeros(len(d), dtype=np.int64)
     if e.sum() == 0:
         raise NotEstimable("no events: the Cox model cannot be fitted")
-    const = [c for c, sdv in zip(covariates, X.std(axis=0)) if sdv == 0]
+    const = [c for c, sdv in zip(names, X.std(axis=0)) if sdv == 0]
     if const:
         raise NotEstimable(f"covariate(s) constant in the data used: {', '.join(const)}")
     sd = _prepare(X, t, e, s_codes, ties == "efron", w)
-    beta, terms, terms0, converged, n_iter = _newton(sd, len(covariates))
+    beta, terms, terms0, converged, n_iter = _newton(sd, len(names))
     loglik0 = terms0.loglik
     if not converged:
         notes.append(f"Newton-Raphson did not converge in {n_iter} iterations; estimates may be infinite.")
@@ -544,7 +549,7 @@ def cox(
             "p": pval,
             "se_naive": se_naive,
         },
-        index=pd.Index(covariates, name="term"),
+        index=pd.Index(names, name="term"),
     )
     lr = 2 * (terms.loglik - loglik0)
     result = CoxResult(
@@ -567,8 +572,9 @@ def cox(
     result._sd = sd
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
+    result._term_cols = term_cols
     if dfbeta is not None:
         back = np.empty_like(dfbeta)
         back[sd.order] = dfbeta
-        result.dfbeta = pd.DataFrame(back, index=d.index, columns=covariates)
+        result.dfbeta = pd.DataFrame(back, index=d.index, columns=names)
     return result

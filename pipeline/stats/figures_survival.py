@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from pipeline.stats._style import PALETTE, style
 from pipeline.stats.competing import AalenJohansenResult
@@ -181,13 +180,6 @@ def plot_cumulative_incidence(
         if len(groups) > 1 or len(causes) > 1:
             ax.legend(loc="upper left")
         if rax is not None:
-            first = tab[tab["cause"] == causes[0]]
-            rows = []
-            for g in groups:
-                tg = first[first["group"] == g]
-                tt, nr = tg["time"].to_numpy(), tg["n_risk"].to_numpy()
-                for t in times:
-                    k = np.searchsorted(tt, t, side="left")
-                    rows.append({"group": g, "time": t, "n_risk": nr[k] if k < len(nr) else 0})
-            _draw_risk_table(rax, ax, pd.DataFrame(rows), groups, times, colors)
+            at = aj_result.at(times)
+            _draw_risk_table(rax, ax, at[at["cause"] == causes[0]], groups, times, colors)
     return fig

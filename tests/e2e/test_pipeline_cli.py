@@ -136,3 +136,37 @@ def test_help_shows_the_defaults_written_for_people(tmp_path):
     help_text = " ".join(_run([str(BIN / "odeval"), "ingest", "--help"], tmp_path).stdout.split())
     assert "[default: (params.yaml warehouse.path, else data/warehouse.duckdb)]" in help_text
     assert "[default: append]" in help_text
+
+
+def _commands(group, prefix=()):
+    """Every command path of the click tree: ("synth",), ("import", "mhsds"), ..."""
+    for name, cmd in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if getattr(cmd, "commands", None):  # a group (typer's is not a click.Group)
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_help_names_arguments_plainly_and_gives_flags_no_type():
+    """``--help <bool>``, ``<list[Path]>`` and a usage line with ``{out_dir}`` were what
+    typer printed; each command's help (the group's too) now reads as people type it."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    paths = [(), *_commands(typer.main.get_command(app))]
+    assert ("synth",) in paths and ("import", "mhsds") in paths
+    for path in paths:
+        res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        text = res.output
+        assert "<bool>" not in text and "<list[" not in text, (path, text)
+        assert not re.search(r"\{[a-z_]+\}", text), (path, text)
+        usage = next(ln for ln in text.splitlines() if "Usage:" in ln)
+        assert not re.search(r"\b[a-z_]+\.\.\.|\[[a-z_]+\]", usage.split("[OPTIONS]")[-1]), usage
+    synth = CliRunner().invoke(app, ["synth", "--help"], env={"COLUMNS": "200"}).output
+    assert "odeval synth [OPTIONS] OUT_DIR" in synth
+    ingest = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"}).output
+    assert "odeval ingest [OPTIONS] DIRS..." in ingest and "DIRS...      <path>" in ingest

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.stats import aalen_johansen, fine_gray, gray_test
-from tests.reference.survival._golden import assert_close, data, golden
+from tests.reference.survival._golden import assert_close, data, golden, r_array
 
 CR = golden("competing.json")
 
@@ -35,6 +35,48 @@ def test_aalen_johansen_matches_multistate_survfit(case, group):
         assert_close(tab["se"], g[f"se_{cause}"])
         assert_close(tab["lower"], g[f"lower_{cause}"])
         assert_close(tab["upper"], g[f"upper_{cause}"])
+
+
+def test_aalen_johansen_at_times_matches_survfit_summary():
+    """R: ``summary(survfit(Surv(etime, factor(event, 0:2)) ~ sex, data = mgus2), times =
+    c(0, 0.5, 1, 1.5, 12, 60, 120, 400, 500), extend = TRUE)``.
+
+    Times before the first observed time (0, 0.5: incidence, se and limits 0), at and after
+    an observed time where the incidence is still 0 (1, 1.5: limits NA), between event
+    times, and past the last time of a group (numbers at risk 0, values carried on).
+    ``n_event``: events of the cause since the previous requested time.
+    """
+    g = CR["aj_mgus2_sex_at"]
+    res = aalen_johansen(data("mgus2"), "etime", "event", group="sex")
+    at = res.at(g["times"][::-1])  # any order in, sorted out
+    for cause in (1, 2):
+        tab = at[at["cause"] == cause]
+        assert tab["group"].astype(str).tolist() == g["group"]
+        assert_close(tab["time"], g["time"])
+        assert_close(tab["n_risk"], g["n_risk"])
+        assert_close(tab["n_event"], g[f"n_event_{cause}"])
+        assert_close(tab["cif"], g[f"cif_{cause}"])
+        assert_close(tab["se"], g[f"se_{cause}"])
+        assert_close(tab["lower"], g[f"lower_{cause}"])
+        assert_close(tab["upper"], g[f"upper_{cause}"])
+
+
+def test_aalen_johansen_at_times_delta_variance_matches_cuminc_timepoints():
+    """R: ``timepoints(cuminc(mgus2$etime, mgus2$event, group = mgus2$sex), c(0.5, 1, 12,
+    60, 120, 400))``: estimate and delta-method variance of each curve (``"F 1"``, ...).
+
+    timepoints() gives NA past a curve's last event time, where ``at`` carries the values
+    on as survfit does (checked above); those entries are compared only for being there."""
+    g = CR["cuminc_mgus2_sex_timepoints"]
+    at = aalen_johansen(data("mgus2"), "etime", "event", group="sex").at(g["times"])
+    for i, curve in enumerate(g["curve"]):
+        grp, cause = curve.split()
+        tab = at[(at["group"] == grp) & (at["cause"] == int(cause))]
+        est, var = r_array(np.asarray(g["est"])[i]), r_array(np.asarray(g["var"])[i])
+        inside = ~np.isnan(est)
+        assert inside.sum() >= 5
+        assert_close(tab["cif"][inside], est[inside])
+        assert_close(tab["se_delta"][inside] ** 2, var[inside])
 
 
 def test_delta_method_se_and_estimate_match_cuminc():
@@ -85,6 +127,7 @@ def test_gray_test_stratified_with_rho_matches_cuminc():
         ("crr_mgus2_cause1", 1, ["age", "male"]),
         ("crr_mgus2_cause2", 2, ["age", "male"]),
         ("crr_mgus2_mspike", 1, ["age", "male", "mspike"]),
+        ("crr_mgus2_factors", 1, ["agegrp", "sex"]),
     ],
 )
 def test_fine_gray_matches_crr(case, cause, covs):
@@ -92,10 +135,11 @@ def test_fine_gray_matches_crr(case, cause, covs):
 
     Coefficients, sandwich se, log-likelihood at the estimate and at zero. (crr's default
     ``gtol = 1e-6`` stops ~1e-8 relative short of the maximum; the tight fit is the target.)
+    Text columns (``agegrp``, ``sex``) are R's ``model.matrix(~ agegrp + sex)[, -1]``.
     """
     g = CR[case]
     res = fine_gray(data("mgus2"), "etime", "event", cause, covs)
-    assert list(res.summary.index) == g["term"]
+    assert [t.replace("[T.", "").replace("]", "") for t in res.summary.index] == g["term"]
     assert_close(res.summary["coef"], g["coef"])
     assert_close(res.summary["se"], g["se"])
     assert_close(res.loglik, g["loglik"])

@@ -28,7 +28,16 @@ CASES = {
     "colon_cluster_strata": ("colon", ["rxLev", "rxLev5FU", "age"], {"cluster": "id", "strata": "sex"}),
     # the trial's primary analysis in miniature: a binary covariate, strata, 18 clusters
     "lung_inst_strata_binary": ("lung", ["female"], {"cluster": "inst", "strata": "ph.ecog"}),
+    # text columns entered as factors, as coxph does with a character column: levels sorted,
+    # the first the reference (celltype: 'adeno'; rx: 'Lev', not the trial's 'Obs')
+    "veteran_celltype_factor": ("veteran", ["trt", "celltype", "karno"], {}),
+    "colon_rx_factor_cluster": ("colon", ["rx", "sex", "age"], {"cluster": "id"}),
 }
+
+
+def r_name(term: str) -> str:
+    """R's name of a model-matrix column: ``celltype[T.large]`` is R's ``celltypelarge``."""
+    return term.replace("[T.", "").replace("]", "")
 
 
 def fit(case):
@@ -48,11 +57,12 @@ def fits():
 def test_coefficients_se_and_wald_match_coxph(fits, case):
     """R: ``summary(<cox.json[case].call>)``: coef, se (robust se with cluster), z, p, 95% CI.
 
-    Covers Efron and Breslow ties, ``strata()``, rows dropped for NA, and ``cluster = id``.
+    Covers Efron and Breslow ties, ``strata()``, rows dropped for NA, ``cluster = id``, and
+    character columns as factors (treatment contrasts against the first sorted level).
     """
     g, res = COX[case], fits[case]
     s = res.summary
-    assert list(s.index) == g["term"]
+    assert [r_name(t) for t in s.index] == g["term"]
     assert res.n == g["n"] and res.n_events == g["nevent"]
     assert_close(s["coef"], g["coef"])
     assert_close(s["se"], g["se"])
@@ -101,7 +111,8 @@ def test_concordance_matches_r_concordance(fits, case):
 
 @pytest.mark.parametrize("case", [c for c in CASES if "zph" in COX[c]])
 def test_ph_test_matches_cox_zph(fits, case):
-    """R: ``cox.zph(fit)$table`` (transform = "km"): chisq, df, p per term and GLOBAL."""
+    """R: ``cox.zph(fit)$table`` (transform = "km"): chisq, df, p per term and GLOBAL (a
+    factor is one term on levels - 1 df)."""
     g, res = COX[case], fits[case]
     z = res.ph_test()
     assert list(z.index) == g["zph"]["term"]

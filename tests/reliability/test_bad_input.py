@@ -439,3 +439,29 @@ def test_fuzz_parquet_column_types_never_lose_a_value(fuzz_warehouse, cols):
             else:
                 assert (not missing) or name in untyped, (name, source, value)
     count("fuzz parquet (column types)", "loaded, every value typed or kept as text")
+
+
+@pytest.mark.parametrize(("args", "rule"), [
+    (["ingest", "{p}", "-w", "{w}"], "ingest.folder"),
+    (["run", "{p}", "-w", "{w}"], "ingest.folder"),
+    (["check-outputs", "{p}"], "check_outputs.folder"),
+    (["pool", "{p}", "--out", "{o}"], "bundle.manifest.missing"),
+    (["import", "mhsds", "{p}", "--allocation", "{p}.csv", "--out", "{o}"], "mhsds.folder"),
+])
+def test_a_path_that_is_not_there_is_called_missing(args, rule, tmp_path):
+    """A mistyped folder is named and called missing (it was "not a folder", and
+    check-outputs reported "no breach" for it); a file where a folder belongs is named as
+    a file. No warehouse is left behind."""
+    for kind, target in (("missing", tmp_path / "nothere"), ("file", tmp_path / "afile")):
+        if kind == "file":
+            target.write_text("x")
+        argv = [a.format(p=target, w=tmp_path / "w.duckdb", o=tmp_path / "out") for a in args]
+        res = CliRunner().invoke(app, argv, env={"COLUMNS": "2000"})
+        assert res.exit_code == 2, res.output
+        line = res.output.strip()
+        assert "\n" not in line and f"[rule {rule}]" in line and str(target.name) in line, line
+        if kind == "missing":
+            assert "missing: no " in line and "not a folder" not in line, line
+        else:
+            assert "expected, but this is a file" in line, line
+        assert not (tmp_path / "w.duckdb").exists()

@@ -41,6 +41,8 @@ mg$etime <- ifelse(mg$pstat == 0, mg$futime, mg$ptime)
 mg$event <- ifelse(mg$pstat == 0, 2 * mg$death, 1)
 mg$male <- as.integer(mg$sex == "M")
 mg$sex <- as.character(mg$sex)
+# a three-level text covariate (levels sort as middle < old < young in any locale)
+mg$agegrp <- ifelse(mg$age < 60, "young", ifelse(mg$age < 75, "middle", "old"))
 write.csv(mg, "data/mgus2.csv", row.names = FALSE)
 
 # ---------------------------------------------------------------- Kaplan-Meier
@@ -189,6 +191,12 @@ cx$lung_inst_strata_binary$score_var_jackknife <- unname(jackknife_score_var(Sur
 cx$lung_inst_strata_binary$score_at_0 <- unname(colSums(as.matrix(residuals(suppressWarnings(
   coxph(Surv(time, status) ~ female + strata(ph.ecog), data = d2, init = 0, x = TRUE, y = TRUE,
         control = coxph.control(iter.max = 0))), type = "score"))))
+# Text covariates: coxph turns a character column into a factor (levels sorted) with
+# treatment contrasts; cox.zph tests the factor as one term.
+f <- coxph(Surv(time, status) ~ trt + celltype + karno, data = vet)
+cx$veteran_celltype_factor <- cox_out(f, "coxph(Surv(time, status) ~ trt + celltype + karno, data = veteran)  # celltype character: reference 'adeno'")
+f <- coxph(Surv(time, status) ~ rx + sex + age, data = col, cluster = id)
+cx$colon_rx_factor_cluster <- cox_out(f, "coxph(Surv(time, status) ~ rx + sex + age, data = colon, cluster = id)  # rx character: reference 'Lev'", zph = FALSE)
 wjson(c(list(versions = versions), cx), "cox.json")
 
 # ---------------------------------------------------------------- competing risks
@@ -240,5 +248,29 @@ Xm <- cbind(age = mg$age, male = mg$male, mspike = mg$mspike)
 tight <- crr(mg$etime, mg$event, cov1 = Xm, failcode = 1, gtol = 1e-12, maxiter = 50)
 cr$crr_mgus2_mspike <- crr_out(tight, "crr(etime, event, cov1 = cbind(age, male, mspike), failcode = 1, gtol = 1e-12)  # NA rows dropped",
                                crr(mg$etime, mg$event, cov1 = Xm, failcode = 1))
+# crr takes a matrix: the text covariates coded as R's model.matrix does (treatment contrasts)
+Xf <- model.matrix(~ agegrp + sex, data = mg)[, -1]
+tight <- crr(mg$etime, mg$event, cov1 = Xf, failcode = 1, gtol = 1e-12, maxiter = 50)
+cr$crr_mgus2_factors <- crr_out(tight, "crr(etime, event, cov1 = model.matrix(~ agegrp + sex, mgus2)[, -1], failcode = 1, gtol = 1e-12)",
+                                crr(mg$etime, mg$event, cov1 = Xf, failcode = 1))
+
+# Aalen-Johansen at chosen times: summary(..., times =, extend = TRUE), cuminc's timepoints()
+aj_times <- c(0, 0.5, 1, 1.5, 12, 60, 120, 400, 500)
+ss <- summary(survfit(Surv(etime, fevent) ~ sex, data = mgf), times = aj_times, extend = TRUE)
+at <- list(call = "summary(survfit(Surv(etime, factor(event, 0:2)) ~ sex, data = mgus2), times = c(0, 0.5, 1, 1.5, 12, 60, 120, 400, 500), extend = TRUE)",
+           times = aj_times, group = sub(".*=", "", as.character(ss$strata)), time = ss$time,
+           n_risk = ss$n.risk[, 1])
+for (k in 2:3) {
+  at[[paste0("n_event_", k - 1)]] <- ss$n.event[, k]
+  at[[paste0("cif_", k - 1)]] <- ss$pstate[, k]
+  at[[paste0("se_", k - 1)]] <- ss$std.err[, k]
+  at[[paste0("lower_", k - 1)]] <- ss$lower[, k]
+  at[[paste0("upper_", k - 1)]] <- ss$upper[, k]
+}
+cr$aj_mgus2_sex_at <- at
+tp_times <- c(0.5, 1, 12, 60, 120, 400)
+tp <- timepoints(ci, tp_times)
+cr$cuminc_mgus2_sex_timepoints <- list(call = "timepoints(cuminc(mgus2$etime, mgus2$event, group = mgus2$sex), c(0.5, 1, 12, 60, 120, 400))",
+  times = tp_times, curve = rownames(tp$est), est = unname(tp$est), var = unname(tp$var))
 wjson(c(list(versions = versions), cr), "competing.json")
 cat("done\n")

@@ -230,3 +230,55 @@ def test_cox_stays_the_function_after_its_module_is_imported():
     import pipeline.stats.coxph  # noqa: F401
 
     assert st.cox is cox
+
+
+def test_text_covariates_enter_cox_and_fine_gray_as_factors_or_are_named():
+    """Text columns are factors (R's treatment contrasts; the R goldens check the numbers):
+    the reference level is named in a note, a ``Categorical`` chooses it, a single level is
+    a constant covariate, and a column that is neither numbers nor text is refused in one
+    line naming it."""
+    rng = np.random.default_rng(7)
+    n = 120
+    df = pd.DataFrame({"t": rng.integers(1, 40, n), "e": rng.integers(0, 3, n),
+                       "age": rng.choice(["adult", "child", "older"], n),
+                       "x": rng.normal(size=n)})
+    df["e1"] = (df["e"] > 0).astype(int)
+    fit = cox(df, "t", "e1", ["x", "age"])
+    assert list(fit.summary.index) == ["x", "age[T.child]", "age[T.older]"]
+    assert any("'adult'" in n and "reference" in n for n in fit.notes)
+    # the same fit with the indicators made by hand
+    hand = df.assign(child=(df["age"] == "child").astype(int), older=(df["age"] == "older").astype(int))
+    np.testing.assert_allclose(fit.summary["coef"], cox(hand, "t", "e1", ["x", "child", "older"]).summary["coef"],
+                               rtol=1e-10)
+    assert fit.ph_test().loc["age", "df"] == 2
+    # a Categorical's order sets the reference
+    cat = df.assign(age=pd.Categorical(df["age"], categories=["older", "adult", "child"]))
+    assert list(cox(cat, "t", "e1", ["age"]).summary.index) == ["age[T.adult]", "age[T.child]"]
+    fg = fine_gray(df, "t", "e", 1, ["age"])
+    assert list(fg.summary.index) == ["age[T.child]", "age[T.older]"]
+    with pytest.raises(ValueError, match=r"constant.*\bage\b"):
+        cox(df.assign(age="adult"), "t", "e1", ["x", "age"])
+    with pytest.raises(ValueError, match=r"^covariate 'when' is neither numeric nor text") as exc:
+        cox(df.assign(when=pd.Timestamp("2026-01-01")), "t", "e1", ["when"])
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match=r"covariate 'mixed'"):
+        fine_gray(df.assign(mixed=["a", 1] * (n // 2)), "t", "e", 1, ["mixed"])
+
+
+def test_aalen_johansen_at_carries_the_curve_and_counts_events_between_times():
+    df = frame("""
+        t  e  g
+        2  1  a
+        3  2  a
+        5  1  a
+        6  0  a
+        4  1  b
+    """)
+    res = aalen_johansen(df, "t", "e", group="g")
+    at = res.at([1, 2, 5, 10])
+    a1 = at[(at["group"] == "a") & (at["cause"] == 1)]
+    assert a1["cif"].tolist() == pytest.approx([0, 0.25, 0.25 + 0.5 * 0.5, 0.5])
+    assert a1["n_event"].tolist() == [0, 1, 1, 0]
+    assert a1["n_risk"].tolist() == [4, 4, 2, 0]
+    b2 = at[(at["group"] == "b") & (at["cause"] == 2)]
+    assert b2["cif"].tolist() == [0, 0, 0, 0]
