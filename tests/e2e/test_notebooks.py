@@ -30,9 +30,13 @@ def test_the_three_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch):
+def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch, tmp_path):
     before = hashlib.sha256(study.warehouse.read_bytes()).hexdigest()
     monkeypatch.setenv("ODEVAL_WAREHOUSE", str(study.warehouse))
+    # power.ipynb: few simulated trials, one process, replicates cached in a temporary folder
+    monkeypatch.setenv("ODEVAL_POWER_REPS", "20")
+    monkeypatch.setenv("ODEVAL_POWER_PROCESSES", "1")
+    monkeypatch.setenv("ODEVAL_POWER_CACHE", str(tmp_path / "power_cache"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
     nb = nbformat.read(path, as_version=4)
     nb.cells += [nbformat.v4.new_code_cell(check) for check in CHECKS.get(path.stem, [])]
@@ -47,7 +51,7 @@ def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, mo
     code = [c for c in nb.cells if c.cell_type == "code"]
     drawing = [c for c in code if any(f"{name}(" in c.source for name in
                                       ("plot_kaplan_meier", "plot_cumulative_incidence",
-                                       "plot_forest", "plot_funnel"))]
+                                       "plot_forest", "plot_funnel", "plot_power_curve"))]
     shown = [c for c in drawing if any("image/png" in o.get("data", {}) for o in c.outputs)]
     assert len(shown) == len(drawing)
     assert "from pipeline" in "".join(c.source for c in nb.cells if c.cell_type == "code")
