@@ -686,5 +686,123 @@ def bench(
     out.print(markdown(result), highlight=False)
 
 
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise OdevalError(f"{option} {text!r}: comma-separated numbers, e.g. 0.6,0.7,0.8",
+                          rule="power.option") from None
+
+
+@app.command()
+def power(
+    sites: Annotated[int, typer.Option(help="Sites (services).")] = 7,
+    clusters_per_arm: Annotated[int, typer.Option(help="Clusters (GP practices) per arm in each site.")] = 1,
+    individual: Annotated[bool, typer.Option("--individual", help="People randomised 1:1 within sites "
+                          "(no clusters; --cluster-size is then people per site).")] = False,
+    cluster_size: Annotated[float, typer.Option(help="Mean people per cluster (per site with --individual).")] = 100,
+    cluster_size_cv: Annotated[Optional[float], typer.Option(help="Coefficient of variation of cluster "
+                               "sizes (0.65 is typical of GP practices).",
+                               show_default="the generator's spread")] = None,
+    recruitment_ratio: Annotated[float, typer.Option(help="How many times more people an Open Dialogue "
+                                 "cluster recruits than a usual-care one.")] = 1.0,
+    follow_up_days: Annotated[int, typer.Option(help="Follow-up per person, days.")] = 730,
+    relapse_risk: Annotated[Optional[float], typer.Option(help="Usual-care risk of relapse by 2 years "
+                            "(no death or censoring).", show_default="the generator's, 0.59")] = None,
+    detentions: Annotated[Optional[float], typer.Option(help="Usual-care involuntary detentions per "
+                          "person in 2 years.", show_default="the generator's, 0.2")] = None,
+    rtw_baseline: Annotated[float, typer.Option(help="Usual-care probability of work or education "
+                            "at 2 years.")] = 0.25,
+    death_risk: Annotated[float, typer.Option(help="Two-year risk of death.")] = 0.02,
+    icc: Annotated[Optional[float], typer.Option(help="ICC on each outcome's latent scale.",
+                   show_default="the generator's cluster variance, ICC 0.006")] = None,
+    frailty_var: Annotated[Optional[float], typer.Option(help="Cluster log-frailty variance (instead "
+                           "of --icc).")] = None,
+    hr: Annotated[Optional[float], typer.Option(help="Hazard ratio of relapse, Open Dialogue vs usual "
+                  "care.")] = 0.8,
+    rate_ratio: Annotated[Optional[float], typer.Option(help="Rate ratio of detentions (also analyses "
+                          "them).", show_default="--hr, not analysed")] = None,
+    rtw_risk: Annotated[Optional[float], typer.Option(help="Open Dialogue probability of work or "
+                        "education at 2 years (also analyses it).")] = None,
+    primary: Annotated[str, typer.Option(help="Primary outcome: relapse, involuntary or rtw.")] = "relapse",
+    method: Annotated[str, typer.Option(help="The small-sample method: auto (what the analysis plan's "
+                      "auto uses for the design's shape, chosen by the few-cluster simulation study), model, CR1, CR2, MD, KC, "
+                      "jackknife-cluster, jackknife-site, cluster-level, permutation.")] = "auto",
+    reps: Annotated[int, typer.Option(help="Simulated trials per scenario.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same answer.")] = 20261205,
+    alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
+    processes: Annotated[int, typer.Option(help="Worker processes (1 or 2), at nice 15.")] = 2,
+    search: Annotated[Optional[str], typer.Option(help="Find the smallest clusters_per_arm, "
+                      "cluster_size or sites reaching --target power.")] = None,
+    target: Annotated[float, typer.Option(help="Target power for --search.")] = 0.8,
+    search_max: Annotated[Optional[int], typer.Option(help="Largest value --search tries.",
+                          show_default="30 clusters per arm, 2000 people, 60 sites")] = None,
+    curve: Annotated[Optional[str], typer.Option(help="Power curve over these effects of the primary "
+                     "outcome, comma-separated (e.g. 0.5,0.6,0.7,0.8,0.9,1).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for power.json, power.md and the "
+                       "curve figure.")] = Path("reports/power"),
+    cache: Annotated[Optional[Path], typer.Option(help="Folder of cached replicates.",
+                     show_default="data/power")] = None,
+) -> None:
+    """Simulation-based power and sample size: draws trials of the design from the synthetic
+    generator's model, analyses each with the method the analysis plan uses, and reports
+    power with its Monte Carlo SE, type I error without effect and expected events, beside
+    the analytic formula (Schoenfeld / two proportions with the design effect). Replicates
+    are cached: a second run of the same question is instant."""
+    import json
+
+    from pipeline.simulation import power as pw
+
+    with _errors():
+        design = pw.Design(sites=sites, clusters_per_arm=None if individual else clusters_per_arm,
+                           cluster_size=cluster_size, cluster_size_cv=cluster_size_cv,
+                           recruitment_ratio=recruitment_ratio, follow_up_days=follow_up_days,
+                           relapse_risk_2y=relapse_risk, detentions_2y=detentions, rtw_2y=rtw_baseline,
+                           death_risk_2y=death_risk, icc=icc, cluster_frailty_var=frailty_var)
+        effects = _floats(curve, "--curve")
+        # everything checkable is checked before the first trial is simulated
+        pw._check_effects(primary, hr, rate_ratio, rtw_risk, alpha, reps, processes)
+        pw.resolve_methods(design, pw._outcomes(primary, rate_ratio, rtw_risk), method)
+        if search:
+            pw.search_range(design, search, target, hi=search_max)
+        kw = dict(primary=primary, method=method, reps=reps, seed=seed, alpha=alpha, processes=processes,
+                  cache=cache)
+        eff = dict(hr=hr, rate_ratio=rate_ratio, rtw_risk=rtw_risk)
+        doc, md = {}, []
+        with _progress(f"power: {design.describe()}") as update:
+            res = pw.power(design, **eff, **kw, progress=lambda d, t: update(d, t, "blocks of 25 trials"))
+        doc["power"] = res.to_dict()
+        md.append(res.markdown())
+        if search:
+            with _progress(f"search over {search}") as update:
+                found = pw.search(design, target, search, hi=search_max, **eff, **kw,
+                                  progress=lambda d, t: update(d, t, "blocks of 25 trials"))
+            doc["search"] = {"over": search, "target": target, "answer": found.answer,
+                             "points": json.loads(found.points.to_json(orient="records"))}
+            md += ["", "## Search", "", found.markdown()]
+        if effects:
+            with _progress("power curve") as update:
+                cur = pw.curve(design, effects, **kw, progress=lambda d, t: update(d, t, "blocks of 25 trials"))
+            doc["curve"] = json.loads(cur.table.to_json(orient="records"))
+            md += ["", "## Power curve", "", cur.markdown()]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if effects:
+            fig = cur.plot(target=target)
+            for ext in ("png", "svg"):
+                fig.savefig(out_dir / f"power_curve.{ext}", dpi=150)
+            md.append(f"\n![power curve](power_curve.png)")
+        (out_dir / "power.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        (out_dir / "power.md").write_text("\n".join(md) + "\n")
+    from rich.markdown import Markdown
+
+    text = "\n".join(m for m in md if not m.startswith("\n!["))
+    # a terminal gets the tables drawn; a pipe or a log the Markdown itself
+    out.print(Markdown(text) if out.is_terminal else text, highlight=False, soft_wrap=not out.is_terminal)
+    out.print(f"Written: {out_dir / 'power.md'}, {out_dir / 'power.json'}"
+              + (f", {out_dir / 'power_curve.png'}" if effects else ""), highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

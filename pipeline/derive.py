@@ -406,3 +406,96 @@ def derive(
         ).fetchall()
     ]
     return {"rows": rows, "unknown_drugs": unknown, "params": p}
+
+
+# --------------------------------------------------------------------------- dictionary
+_HEADER_FIELD = re.compile(r"^(name|grain|key|parameters):\s*(.*)$")
+_COLUMN_NOTE = re.compile(r"(?:\bas\s+)?\b([a-z_][a-z0-9_]*)\s*,?\s*--\s*(.+)$", re.IGNORECASE)
+
+
+def relation_headers(sql_dir: Path = DERIVE_SQL_DIR) -> dict[str, dict[str, Any]]:
+    """What each derive SQL file's header says: ``{stem: {relation, grain, key, parameters,
+    description, notes}}``, in file-name order. ``key`` is the list of key columns (a
+    parenthesised aside dropped), ``description`` the header's prose, ``notes`` the
+    comments written beside the columns of its SELECTs (``event, -- 0 censored, ...``; the
+    last one per column, the final SELECT's) and the header's own column lines
+    (``-- time_days  the event day ...``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(sql_dir.glob("*.sql")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        head: list[str] = []
+        for ln in lines:
+            if not ln.startswith("--"):
+                break
+            head.append(ln[2:].removeprefix(" "))
+        fields: dict[str, str] = {}
+        prose: list[str] = []
+        last = None
+        for ln in head:
+            m = _HEADER_FIELD.match(ln)
+            if m:
+                last = m.group(1)
+                fields[last] = m.group(2).strip()
+            elif last == "parameters" and ln.startswith(" ") and ln.strip():
+                fields[last] += " " + ln.strip()  # a parameter list wrapped onto more lines
+            else:
+                last = None
+                prose.append(ln)
+        notes: dict[str, str] = {}
+        for ln in lines[len(head):]:
+            code, sep, comment = ln.partition("--")
+            m = _COLUMN_NOTE.search(code.rstrip() + " -- " + comment.strip()) if sep else None
+            if m and code.strip():
+                notes[m.group(1).lower()] = comment.strip()
+        header_cols: dict[str, str] = {}
+        current: list[str] = []
+        indent = 0
+        for ln in prose:  # "  column   text", continued by lines indented past the name
+            here = len(ln) - len(ln.lstrip())
+            m = re.match(r"^\s*([a-z_][a-z0-9_]*(?:, [a-z_][a-z0-9_]*)*)(?:\s{2,}(\S.*))?$", ln)
+            if current and ln.strip() and here > indent + 1:
+                for c in current:
+                    header_cols[c] = (header_cols[c] + " " + ln.strip()).strip()
+            elif m and (m.group(2) or "_" in m.group(1)):
+                current, indent = m.group(1).split(", "), here
+                for c in current:
+                    header_cols[c] = (m.group(2) or "").strip()
+            else:
+                current = []
+        key = re.sub(r"\(([^()]*,[^()]*)\)", r"\1", fields.get("key", ""))  # (a, b) -> a, b
+        key = re.sub(r"\s*\([^()]*\)", "", key)  # an aside: "source_id (detention_id)"
+        out[path.stem] = {
+            "relation": fields.get("name", f"derived.{path.stem}"),
+            "grain": fields.get("grain", ""),
+            "key": [k.strip() for k in key.split(",") if k.strip()],
+            "parameters": fields.get("parameters", ""),
+            "description": " ".join(" ".join(prose).split()),
+            "notes": {c: " ".join(t.split()) for c, t in {**notes, **header_cols}.items()},
+        }
+    return out
+
+
+def data_dictionary(con: duckdb.DuckDBPyConnection, *, intermediate: bool = False):
+    """The derived tables, column by column: ``table, grain, key, column, type,
+    description`` (a pandas DataFrame), from the SQL files' headers and the warehouse's
+    own column types. ``intermediate=True`` adds the ``int_*`` relations. A column without
+    a description in the SQL gets derived.people's for a column of that name (the person's
+    columns every table carries), else an empty one (the SQL is still its definition)."""
+    import pandas as pd
+
+    headers = relation_headers()
+    person = headers.get("people", {}).get("notes", {})
+    types = con.execute(
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where table_schema = 'derived' order by table_name, ordinal_position").fetchall()
+    rows = []
+    for table, column, dtype in types:
+        h = headers.get(table)
+        if h is None or (table.startswith("int_") and not intermediate):
+            continue
+        rows.append({"table": table, "grain": h["grain"], "key": ", ".join(h["key"]),
+                     "column": column, "type": dtype,
+                     "description": h["notes"].get(column.lower())
+                     or person.get(column.lower(), "")})
+    return pd.DataFrame(rows, columns=["table", "grain", "key", "column", "type",
+                                       "description"])

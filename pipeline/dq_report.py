@@ -370,11 +370,35 @@ def summary(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
 
 
 _CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}body>p{max-width:75em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px}
 th{background:#f3f3f3}td.n,td.pct{text-align:right}td.gap{background:#fde2e2}
 .fatal{color:#a00;font-weight:bold}caption{text-align:left;font-weight:bold}
+.wide{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}.wide table{margin:0}
+.grid td,.grid th{font-size:12px;padding:1px 4px;white-space:nowrap}
+.grid td:first-child,.grid th:first-child{position:sticky;left:0;background:#fff}
+.grid td.off{background:#fff;color:#bbb}details{margin:.5em 0 1.5em}summary{cursor:pointer}
 """
+
+
+def extract_months(con: duckdb.DuckDBPyConnection, extract_date) -> list[str]:
+    """The extract window the completeness grids cover: every month (``YYYY-MM``) from the
+    first referral (the first month of ``people.index_date``; of any dated row when there are
+    no people) to the extract date (or the last month with rows, if later), months without
+    a row at any site included."""
+    first, last = con.execute(
+        "select coalesce(min(month) filter (where table_name = 'people'), min(month)), "
+        "max(month) from results.dq_completeness").fetchone()
+    if first is None:
+        return []
+    if extract_date is not None:
+        last = max(last, f"{extract_date:%Y-%m}")
+    y, m = int(first[:4]), int(first[5:7])
+    out = []
+    while f"{y:04d}-{m:02d}" <= last:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
 
 
 def _table(caption: str, header: list[str], rows: list[list[Any]], classes=None) -> str:
@@ -447,11 +471,20 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
     for rule in prot.hidden_rules:
         examples[rule] = examples.get(rule, [])[:1]
     rules = con.execute("select rule_id, category, message from results.dq_rules "
-                        "order by category, rule_id").fetchall()
-    parts.append(_table("Rules (Kahn category); rules with no failures are listed too",
-                        ["rule", "category", "what it checks", "rows failing", "examples"],
+                        "order by rule_id").fetchall()
+    # most failures first, by the count shown (a hidden count's place would give it away:
+    # hidden rules follow the shown ones, by id); rules with no failures folded below
+    failing = sorted([r for r in rules if prot.rules[r[0]] != 0],
+                     key=lambda r: (prot.rules[r[0]] is None, -(prot.rules[r[0]] or 0), r[0]))
+    passing = [r for r in rules if prot.rules[r[0]] == 0]
+    header = ["rule", "category", "what it checks", "rows failing", "examples"]
+    parts.append(_table(f"Rules broken (Kahn category), most failing rows first: {len(failing)} "
+                        f"of {len(rules)} rules", header,
                         [[i, k, m, show(prot.rules[i]), "; ".join(examples.get(i, []))]
-                         for i, k, m in rules]))
+                         for i, k, m in failing]))
+    parts.append(f"<details><summary>{len(passing)} rules with no failing row</summary>"
+                 + _table("Rules no row broke", header[:3], [[i, k, m] for i, k, m in passing])
+                 + "</details>")
     parts.append(_ge_html(report))
     parts.append("<p>Records with no end date stay clean (an admission with no discharge date "
                  "is read as still in hospital); the derive stage ends them as "
@@ -466,22 +499,36 @@ def render_html(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                           "" if r["rule"] is None else show(r["n_open_beyond_max"]),
                           r["open_max"] or "none", r["rule"] or ""]
                          for r in open_records(con, prot)]))
+    months = extract_months(con, report.extract_date)
+    if months:
+        parts.append(f"<p>Completeness grids: every month of the extract, from {months[0]} (the "
+                     f"first referral) to {months[-1]} (the extract date), months without a "
+                     "row at any site included; rows dated earlier (a prescription started "
+                     "before the referral) are in the counts above, not in the grids. A "
+                     "site's active period in a table runs from its first to its last month "
+                     "with rows there; a month inside it without rows is a gap (shaded), "
+                     "months outside it are left blank.</p>")
     for table in con.execute("select distinct table_name from results.dq_completeness "
                              "order by 1").fetchall():
         t = table[0]
         data = [(s, m, prot.months[(t, s, m)]) for s, m in con.execute(
             "select site_id, month from results.dq_completeness where table_name = ? "
             "order by 1, 2", [t]).fetchall()]
-        months = sorted({m for _, m, _ in data})
         grid: dict[str, dict[str, int | None]] = {}
         for s, m, n in data:
-            grid.setdefault(s, {})[m] = n
+            if not months or m >= months[0]:
+                grid.setdefault(s, {})[m] = n
         rows_, cls = [], []
         for s in sorted(grid):
-            rows_.append([s] + [show(grid[s].get(m, 0)) for m in months])
-            cls.append([""] + ["gap" if grid[s].get(m, 0) == 0 else "n" for m in months])
-        parts.append(_table(f"Completeness: clean {t} rows per site and month (gaps shaded)",
-                            ["site"] + months, rows_, cls))
+            start, end = min(grid[s]), max(grid[s])
+            active = [start <= m <= end for m in months]
+            rows_.append([s] + [show(grid[s].get(m, 0)) if a else "" for m, a in
+                                zip(months, active)])
+            cls.append([""] + [("gap" if grid[s].get(m, 0) == 0 else "n") if a else "off"
+                               for m, a in zip(months, active)])
+        parts.append("<div class='wide grid'>"
+                     + _table(f"Completeness: clean {t} rows per site and month (gaps shaded)",
+                              ["site"] + months, rows_, cls) + "</div>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>odeval data quality</title>"
             f"<style>{_CSS}</style></head><body>" + "".join(parts) + "</body></html>")
 

@@ -149,3 +149,68 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     return bool(con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
         [schema, table]).fetchone()[0])
+
+
+BACKENDS = ("pandas", "polars", "arrow")
+
+
+def read_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    columns: list[str] | None = None,
+    backend: str = "pandas",
+):
+    """One warehouse table as a data frame, rows in the order of its key.
+
+    Parameters
+    ----------
+    con : DuckDB connection (e.g. ``connect(path, read_only=True)``)
+    name : str
+        ``schema.table``; a bare name is a table of ``derived`` (``"people"``).
+    columns : list of str, optional
+        Only these columns (all by default).
+    backend : {"pandas", "polars", "arrow"}
+        ``"polars"`` gives a ``polars.DataFrame`` straight from DuckDB's Arrow result
+        (``relation.pl()``), never through pandas; ``"arrow"`` a ``pyarrow.Table``.
+
+    Rows of a derived table are sorted by the key its SQL header states
+    (:func:`pipeline.derive.relation_headers`), so two reads give the same frame. An
+    unknown table or column is refused in one line naming what exists.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    schema, _, table = name.rpartition(".")
+    schema = schema or "derived"
+    if not table_exists(con, schema, table):
+        have = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = ? "
+            "order by table_name", [schema]).fetchall()]
+        raise OdevalError(f"no table {schema}.{table} in the warehouse; {schema} holds: "
+                          f"{', '.join(have) or 'nothing (run the stage that builds it)'}",
+                          rule="warehouse.table")
+    have_cols = [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and "
+        "table_name = ? order by ordinal_position", [schema, table]).fetchall()]
+    wanted = list(columns) if columns is not None else have_cols
+    unknown = [c for c in wanted if c not in have_cols]
+    if unknown:
+        raise OdevalError(f"{schema}.{table} has no column(s) {', '.join(unknown)}; it has: "
+                          f"{', '.join(have_cols)}", rule="warehouse.column")
+    key: list[str] = []
+    if schema == "derived":
+        from pipeline.derive import relation_headers
+
+        key = [k for k in relation_headers().get(table, {}).get("key", []) if k in have_cols]
+
+    def quoted(c: str) -> str:
+        return '"' + c.replace('"', '""') + '"'
+
+    order = f" order by {', '.join(quoted(k) for k in key)}" if key else ""
+    rel = con.sql(f"select {', '.join(quoted(c) for c in wanted)} from "
+                  f"{quoted(schema)}.{quoted(table)}{order}")
+    if backend == "polars":
+        return rel.pl()
+    if backend == "arrow":
+        return rel.to_arrow_table()
+    return rel.df()

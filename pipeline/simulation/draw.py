@@ -67,6 +67,16 @@ class Shape:
         How many times more people an Open Dialogue cluster recruits than a usual-care
         cluster of the same weight (1 in the generator; recruitment after cluster
         randomisation is often uneven).
+    cluster_size_cv : float or None
+        ``None`` (the generator's spread): site weights Dirichlet(``site_concentration``),
+        cluster weights within a site Dirichlet(``cluster_concentration``). A number: the
+        coefficient of variation of the clusters' expected sizes, as sample-size formulas
+        take it (Eldridge 2006): each cluster's weight is Gamma with that CV, independently
+        of its site, and a site's weight is the sum of its clusters' (the concentrations
+        are then not used). 0 = every cluster the same expected size.
+    follow_up_days : int
+        Each person's follow-up from the index date (730 in the generator: two years).
+        Hazards and risks stay parametrised at day 730; only the horizon moves.
     """
 
     name: str
@@ -76,6 +86,8 @@ class Shape:
     cluster_concentration: float = 3.0
     site_concentration: float = 4.0
     od_recruitment_ratio: float = 1.0
+    cluster_size_cv: float | None = None
+    follow_up_days: int = FOLLOW_UP_DAYS
 
     @property
     def design(self) -> str:
@@ -97,6 +109,7 @@ class Structure:
     site_logfrailty: np.ndarray
     recruit_end: int
     extract_day: int
+    follow_up_days: int = FOLLOW_UP_DAYS
     cluster_site: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     cluster_arm: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     cluster_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -140,19 +153,31 @@ def draw_structure(shape: Shape, rng: np.random.Generator, **effects) -> Structu
     extract_day = day_number(EXTRACT_DATE)
     recruit_end = extract_day - int(e.min_follow_up_days)
     recruit_start = recruit_end - int(e.recruitment_days)
-    site_weight = rng.dirichlet(np.full(S, shape.site_concentration)) if S > 1 else np.ones(1)
+    by_cluster_cv = shape.design == "cluster" and shape.cluster_size_cv is not None
+    if by_cluster_cv:
+        site_weight = np.ones(S) / S  # replaced below by the sums of the clusters' weights
+    else:
+        site_weight = rng.dirichlet(np.full(S, shape.site_concentration)) if S > 1 else np.ones(1)
     offs = rng.uniform(0, 0.4 * e.recruitment_days, S)
     offs[0] = 0.0
     st = Structure(design=shape.design, site_weight=site_weight,
                    site_start=recruit_start + np.floor(offs).astype(np.int64),
                    site_logfrailty=rng.normal(0.0, np.sqrt(e.site_frailty_var), S),
-                   recruit_end=recruit_end, extract_day=extract_day)
+                   recruit_end=recruit_end, extract_day=extract_day, follow_up_days=int(shape.follow_up_days))
     if shape.design == "cluster":
         k = shape.clusters_per_arm
         st.cluster_site = np.repeat(np.arange(S), 2 * k)
         st.cluster_arm = np.concatenate([rng.permutation(np.r_[np.zeros(k, int), np.ones(k, int)])
                                          for _ in range(S)])
-        w = np.concatenate([rng.dirichlet(np.full(2 * k, shape.cluster_concentration)) for _ in range(S)])
+        if by_cluster_cv:
+            cv = float(shape.cluster_size_cv)
+            if cv < 0:
+                raise ValueError("cluster_size_cv must be >= 0")
+            g = rng.gamma(1 / cv**2, cv**2, S * 2 * k) if cv > 0 else np.ones(S * 2 * k)
+            st.site_weight = np.bincount(st.cluster_site, weights=g, minlength=S) / g.sum()
+            w = g
+        else:
+            w = np.concatenate([rng.dirichlet(np.full(2 * k, shape.cluster_concentration)) for _ in range(S)])
         w = w * np.where(st.cluster_arm == 1, shape.od_recruitment_ratio, 1.0)
         st.cluster_weight = w
         st.cluster_logfrailty = rng.normal(0.0, np.sqrt(e.cluster_frailty_var), S * 2 * k)
@@ -204,10 +229,11 @@ def draw_people(structure: Structure, n: int, rng: np.random.Generator, **effect
     tday = rng.integers(30, 1100, n)
     data_end_day = np.where(transfer, np.minimum(st.extract_day, index_abs + tday), st.extract_day) - index_abs
     lam_d = -np.log1p(-e.death_risk_2y) / FOLLOW_UP_DAYS * np.where(od, e.hr_death, 1.0)
-    t_death = _ceil_day(rng.exponential(1.0, n) / lam_d)
+    with np.errstate(divide="ignore"):  # no death (death_risk_2y 0): never
+        t_death = _ceil_day(rng.exponential(1.0, n) / lam_d)
     death_obs = t_death <= data_end_day
     death_day = np.where(death_obs, t_death, NEVER)
-    fu_end = np.minimum(np.minimum(death_day, data_end_day), FOLLOW_UP_DAYS)
+    fu_end = np.minimum(np.minimum(death_day, data_end_day), st.follow_up_days)
     is_death = death_obs & (death_day == fu_end)
 
     lp = st.site_logfrailty[site] + cfr

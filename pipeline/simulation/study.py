@@ -99,6 +99,12 @@ class Cell:
             e.update(icc_to_variances(self.icc))
         return e
 
+    def replicate(self, rep: int, outcomes=None, methods=None) -> list[dict]:
+        """One trial of this cell (:func:`replicate`): what :func:`run` calls per replicate.
+        Any picklable object with a ``key`` (its cache folder's name) and this method can be
+        run, cached and loaded as a cell (``pipeline.simulation.power`` does so)."""
+        return replicate(self, rep, outcomes, methods)
+
 
 def cells() -> list[Cell]:
     out = []
@@ -168,7 +174,7 @@ def _block_path(cache: Path, cell: Cell, b: int, block: int = BLOCK) -> Path:
 def _run_block(cell: Cell, b: int, cache: str, block: int = BLOCK, outcomes=None, methods=None) -> str:
     rows = []
     for rep in range(b * block, (b + 1) * block):
-        rows += replicate(cell, rep, outcomes, methods)
+        rows += cell.replicate(rep, outcomes, methods)
     path = _block_path(Path(cache), cell, b, block)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -184,26 +190,34 @@ def _worker_init(niceness: int) -> None:
         pass
 
 
+def pending(reps: int, cache: Path, cell_list, block: int = BLOCK) -> list[tuple]:
+    """The ``(cell, block number)`` pairs not yet cached, in the order :func:`run` computes
+    them: block-major (the first blocks of every cell come first, so a partial run already
+    covers every cell)."""
+    return [(c, b) for b in range(math.ceil(reps / block)) for c in cell_list
+            if not _block_path(Path(cache), c, b, block).exists()]
+
+
 def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int = 15,
         cell_list: list[Cell] | None = None, progress=print, block: int = BLOCK,
-        outcomes=None, methods=None) -> dict:
+        outcomes=None, methods=None, pool: bool = False) -> dict:
     """Run (or resume) every cell to ``reps`` replicates (rounded up to whole blocks of
     ``block``); returns wall and CPU seconds spent in this call and the blocks computed.
     ``outcomes`` and ``methods`` restrict the analyses (a cache then holds only those:
-    give it its own ``cache`` folder)."""
+    give it its own ``cache`` folder). With one process the blocks run in this process
+    (reniced) unless ``pool``: then in one worker, so that this process (a notebook's
+    kernel) keeps its niceness and the worker its single BLAS thread, which cannot be
+    set once numpy is loaded (on a busy machine a multithreaded BLAS made CR2 20 times
+    slower)."""
     cache = Path(cache)
-    n_blocks = math.ceil(reps / block)
-    # block-major order: the first blocks of every cell come first, so a partial run
-    # already covers every cell
-    todo = [(c, b) for b in range(n_blocks) for c in (cell_list or cells())
-            if not _block_path(cache, c, b, block).exists()]
+    todo = pending(reps, cache, cell_list or cells(), block)
     t0, c0 = time.time(), time.process_time()
     done = 0
     if todo:
         # one BLAS thread per process: the machine is shared, and per-cluster matrices are small
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = "1"
-        if processes <= 1:
+        if processes <= 1 and not pool:
             _worker_init(niceness)
             for c, b in todo:
                 _run_block(c, b, str(cache), block, outcomes, methods)
@@ -211,7 +225,7 @@ def run(reps: int = 1000, cache: Path = CACHE, processes: int = 2, niceness: int
                 progress(f"{done}/{len(todo)} blocks ({c.key} {b})")
         else:
             ctx = mp.get_context("spawn")
-            with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init,
+            with cf.ProcessPoolExecutor(max(1, processes), mp_context=ctx, initializer=_worker_init,
                                         initargs=(niceness,)) as ex:
                 futs = {ex.submit(_run_block, c, b, str(cache), block, outcomes, methods): (c, b)
                         for c, b in todo}
@@ -364,13 +378,14 @@ def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) ->
 START, END = "<!-- few-cluster-simulation:start -->", "<!-- few-cluster-simulation:end -->"
 
 
-def write_readme(md: str, readme: Path = README) -> None:
-    """Replace the README's table between its two markers (they must be there)."""
+def write_readme(md: str, readme: Path = README, start: str = START, end: str = END) -> None:
+    """Replace the README's table between its two markers (they must be there; other
+    simulations pass their own)."""
     text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: markers {START} / {END} not found")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{md}\n{END}", text))
+    if start not in text or end not in text:
+        raise ValueError(f"{readme}: markers {start} / {end} not found")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{md}\n{end}", text))
 
 
 def write_defaults(chosen: pd.DataFrame, reps: int, path: Path = DEFAULTS_YAML) -> None:

@@ -11,6 +11,18 @@ from nbclient import NotebookClient
 from pipeline.config import PROJ_ROOT
 
 NOTEBOOKS = sorted((PROJ_ROOT / "notebooks").glob("*.ipynb"))
+#: Cells run after a notebook's own, asserting what it must have shown (a failed assert is
+#: an error output, which the test refuses).
+CHECKS = {
+    # one row per fidelity indicator, and every cell a value or the reason there is none
+    # (it was a pivot_table(dropna=False) of 88 rows, mostly NaN)
+    "fidelity": ["assert table.shape[0] == od.indicator.nunique() == 11, table.shape\n"
+                 "assert table.notna().all().all()"],
+    # polars without pandas, the dictionary of every table the analyses read, the factor
+    "derived_tables": ["assert isinstance(tte, pl.DataFrame)\n"
+                       "assert set(derive.OUTPUTS) <= set(dictionary.table)\n"
+                       "assert any(t.startswith('diagnosis_group[T.') for t in fit.summary.index)"],
+}
 
 
 def test_the_three_notebooks_exist():
@@ -18,11 +30,16 @@ def test_the_three_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch):
+def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, monkeypatch, tmp_path):
     before = hashlib.sha256(study.warehouse.read_bytes()).hexdigest()
     monkeypatch.setenv("ODEVAL_WAREHOUSE", str(study.warehouse))
+    # power.ipynb: few simulated trials, one process, replicates cached in a temporary folder
+    monkeypatch.setenv("ODEVAL_POWER_REPS", "20")
+    monkeypatch.setenv("ODEVAL_POWER_PROCESSES", "1")
+    monkeypatch.setenv("ODEVAL_POWER_CACHE", str(tmp_path / "power_cache"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
     nb = nbformat.read(path, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(check) for check in CHECKS.get(path.stem, [])]
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -34,7 +51,7 @@ def test_notebook_runs_against_the_warehouse_without_changing_it(path, study, mo
     code = [c for c in nb.cells if c.cell_type == "code"]
     drawing = [c for c in code if any(f"{name}(" in c.source for name in
                                       ("plot_kaplan_meier", "plot_cumulative_incidence",
-                                       "plot_forest", "plot_funnel"))]
+                                       "plot_forest", "plot_funnel", "plot_power_curve"))]
     shown = [c for c in drawing if any("image/png" in o.get("data", {}) for o in c.outputs)]
     assert len(shown) == len(drawing)
     assert "from pipeline" in "".join(c.source for c in nb.cells if c.cell_type == "code")

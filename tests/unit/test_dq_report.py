@@ -216,3 +216,50 @@ def test_open_records_are_counted_per_table_and_site_against_the_schema_maximum(
     assert got[("detentions", "s1")] == (2, 2, 1)
     assert got[("detentions", "s2")] == (2, 2, 1)
     assert ("prescriptions", "s1") not in got  # no rows, no count
+
+
+def test_the_grid_covers_the_extract_window_and_shades_gaps_only_inside_active_periods(con):
+    """Every month from the first referral (2024-01) to the extract date (2025-03), a month
+    without rows anywhere included; S01's missing 2024-02 is a gap inside its active period,
+    S02's months before it started (2024-01) are blank, not gaps. The grid scrolls in its
+    own box instead of widening the page."""
+    con.executemany("insert into results.dq_completeness values (?, 'contacts', ?, ?)",
+                    [("S01", "2024-01", 50), ("S01", "2024-03", 40), ("S02", "2024-02", 30),
+                     ("S02", "2024-04", 20)])
+    text = dq_report.render_html(con, _report(), CFG)
+    grid = text[text.index("clean contacts rows"):]
+    grid = grid[:grid.index("</table>")]
+    head = re.findall(r"<th>([^<]*)</th>", grid)
+    months = [f"2024-{m:02d}" for m in range(1, 13)] + ["2025-01", "2025-02", "2025-03"]
+    assert head == ["site", *months]
+    rows = {r[0][1]: r for r in (re.findall(r"<td class='([^']*)'>([^<]*)</td>", tr)
+                                 for tr in re.findall(r"<tr>(.*?)</tr>", grid)) if r}
+    s01 = rows["S01"][1:]
+    assert [c for c, _ in s01[:3]] == ["n", "gap", "n"] and s01[1][1] == "0"
+    assert {c for c, _ in s01[3:]} == {"off"} and {v for _, v in s01[3:]} == {""}
+    s02 = rows["S02"][1:]
+    assert [c for c, _ in s02[:4]] == ["off", "n", "gap", "n"] and s02[0][1] == ""
+    assert "<div class='wide grid'><table><caption>Completeness: clean contacts" in text
+    assert "from 2024-01 (the first referral) to 2025-03 (the extract date)" in text
+
+
+def test_rules_are_listed_by_failing_rows_with_the_rules_no_row_broke_folded(con):
+    """Shown counts first, largest first; hidden counts next, by id (sorting them by their
+    value would tell it); rules with no failing row in a folded list."""
+    con.executemany("insert into results.dq_rules values (?, ?, null, 'x', 'conformance', ?, ?)",
+                    [("staff.key.duplicate", "staff", "staff.key.duplicate", 0),
+                     ("people.birth_year.range", "people", "people.birth_year.range", 0),
+                     ("contacts.location.required", "contacts", "location", 25),
+                     ("contacts.key.duplicate", "contacts", "duplicate", 40)])
+    text = dq_report.render_html(con, _report(), CFG)
+    broken = text[text.index("<caption>Rules broken"):]
+    broken = broken[:broken.index("</table>")]
+    order = re.findall(r"<tr><td class=''>([^<]*)</td>", broken)
+    # people's 12 and 2 and staff's 3 are hidden (2 and 3 small, 12 = 14 - 2)
+    assert order == ["contacts.key.duplicate", "contacts.location.required",
+                     "people.key.duplicate", "people.sex.vocabulary", "staff.role.required"]
+    assert "5 of 7 rules" in broken
+    folded = text[text.index("<details>"):text.index("</details>")]
+    assert "2 rules with no failing row" in folded
+    assert re.findall(r"<tr><td class=''>([^<]*)</td>", folded) == ["people.birth_year.range",
+                                                                    "staff.key.duplicate"]

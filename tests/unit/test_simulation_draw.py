@@ -97,3 +97,25 @@ def test_recruitment_imbalance_shifts_people_towards_open_dialogue_clusters():
     shape = Shape("imbalanced", sites=7, clusters_per_arm=1, people=20_000, od_recruitment_ratio=3.0)
     share = np.mean([draw_trial(shape, s).od.mean() for s in range(20)])
     assert 0.7 < share < 0.8  # 3 / (3 + 1) in expectation
+
+
+def test_cluster_size_cv_spreads_cluster_sizes_as_asked():
+    # 200 clusters of 2,000 people on average: the multinomial adds a CV of ~0.02, so the
+    # sizes' CV is the Gamma's (SE of a CV from 200 clusters ~ 0.03 at 0.6)
+    for cv in (0.0, 0.6):
+        shape = Shape("cv", sites=10, clusters_per_arm=10, people=400_000, cluster_size_cv=cv)
+        sizes = draw_trial(shape, 3).groupby("cluster_id").size()
+        assert len(sizes) == 200
+        assert abs(sizes.std() / sizes.mean() - cv) < 0.12, sizes.std() / sizes.mean()
+    # the default keeps the generator's Dirichlet weights (and every draw of main)
+    assert Shape("d", 7, 1, 1400).cluster_size_cv is None
+
+
+def test_follow_up_days_moves_the_horizon_only():
+    base = Shape("fu", sites=7, clusters_per_arm=1, people=20_000)
+    short = draw_trial(Shape("fu", sites=7, clusters_per_arm=1, people=20_000, follow_up_days=365), 4)
+    long = draw_trial(base, 4)
+    assert short.fu_end_day.max() == 365 and long.fu_end_day.max() == 730
+    # the same people (same seed), followed for a shorter time: relapses by day 365 agree
+    assert ((long.relapse_event == 1) & (long.relapse_time <= 365)).sum() == (short.relapse_event == 1).sum()
+    assert short.rtw_2y.isna().all()  # no one reaches the two-year window
