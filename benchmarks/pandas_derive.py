@@ -374,6 +374,7 @@ def antipsychotic(ppl: pd.DataFrame, rx: pd.DataFrame, iv: pd.DataFrame, p: dict
 def activity(study: Path, ppl: pd.DataFrame, ev: pd.DataFrame, p: dict) -> pd.DataFrame:
     emp = _read(study, "employment", ["person_id", "recorded_on", "status"])
     e = emp.merge(ppl[["person_id", "index_date", "fu_end_day"]], on="person_id")
+    lo = p["follow_up_days"] - p["rtw_window_days"]
     e["record_day"] = _days(e["recorded_on"], e["index_date"])
     lo = p["follow_up_days"] - p["rtw_window_days"]
     hi = np.minimum(p["follow_up_days"], e["fu_end_day"])
@@ -386,6 +387,17 @@ def activity(study: Path, ppl: pd.DataFrame, ev: pd.DataFrame, p: dict) -> pd.Da
     out["rtw_2y"] = out["status_2y"].isin(p["rtw_statuses"]).astype("boolean").where(out["status_2y"].notna())
     first = ev.loc[ev["event_type"] == "rtw_status"].groupby("person_id")["event_day"].min()
     out["first_rtw_day"] = first.reindex(out.index).astype("Int64")
+    b = e.loc[(e["record_day"] >= 0) & (e["record_day"] <= np.minimum(lo - 1, e["fu_end_day"]))]
+    pre = (b.sort_values(["person_id", "recorded_on", "status"], ascending=[True, False, False])
+           .drop_duplicates("person_id").set_index("person_id"))
+    out["last_status_pre"] = pre["status"].reindex(out.index)
+    out["last_status_pre_day"] = pre["record_day"].reindex(out.index).astype("Int64")
+    q = ppl.set_index("person_id")
+    death_day = _days(q["death_date"], q["index_date"])
+    data_end_day = _days(q["data_end_date"], q["index_date"])
+    out["window_reached"] = (data_end_day >= lo).reindex(out.index)
+    out["died_before_window"] = (death_day.notna() & (death_day < lo)
+                                 & (death_day <= data_end_day)).reindex(out.index)
     return out.reset_index().sort_values("person_id", ignore_index=True)
 
 

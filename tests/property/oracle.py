@@ -361,10 +361,18 @@ def activity(clean, p) -> pd.DataFrame:
         window = [(day(per["index_date"], e["recorded_on"]), e["status"]) for e in recs[pid]
                   if lo <= day(per["index_date"], e["recorded_on"]) <= hi]
         last = max(window) if window else (None, None)
+        pre = [(day(per["index_date"], e["recorded_on"]), e["status"]) for e in recs[pid]
+               if 0 <= day(per["index_date"], e["recorded_on"]) <= min(lo - 1, per["fu_end_day"])]
+        before = max(pre) if pre else (None, None)
+        death = day(per["index_date"], per["death_date"])
+        data_end = day(per["index_date"], per["data_end_date"])
         out.append(dict(
             person_id=pid, status_2y=last[1], status_2y_day=last[0],
             rtw_2y=None if last[1] is None else last[1] in p["rtw_statuses"],
-            first_rtw_day=min(ev[pid]["rtw"]) if ev[pid]["rtw"] else None))
+            first_rtw_day=min(ev[pid]["rtw"]) if ev[pid]["rtw"] else None,
+            last_status_pre=before[1], last_status_pre_day=before[0],
+            window_reached=data_end >= lo,
+            died_before_window=death is not None and death < lo and death <= data_end))
     return pd.DataFrame(out)
 
 

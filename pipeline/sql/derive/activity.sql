@@ -13,11 +13,22 @@
 --   rtw_2y             status_2y in $rtw_statuses; null when no record in the window
 --   first_rtw_day      day of the first record with an RTW status on days 1..fu_end_day
 --                      (the return_to_work event of derived.time_to_event); null if none
+--   last_status_pre    status of the LAST record on days 0 .. window start - 1 (and on or
+--                      before fu_end_day): the last status known before the window (an
+--                      imputation model's predictor); null if none
+--   last_status_pre_day  its day
+--   window_reached     the person's records run into the window: data_end_day >= window
+--                      start (the people a status at 2 years is due from, unless they die
+--                      before it)
+--   died_before_window death on a day before the window start, within the records
+--                      (death_day <= data_end_day)
 --
 -- parameters: $follow_up_days, $rtw_window_days, $rtw_statuses
 
 with people as (
-    select person_id, site_id, arm, cluster_id, baseline_activity, index_date, fu_end_day
+    select person_id, site_id, arm, cluster_id, baseline_activity, index_date, fu_end_day,
+           date_diff('day', index_date, data_end_date) as data_end_day,
+           date_diff('day', index_date, death_date) as death_day
     from derived.people
 ),
 
@@ -41,6 +52,25 @@ last_in_window as (
     select person_id, status, record_day from in_window where recency = 1
 ),
 
+before_window as (
+    select
+        e.person_id,
+        e.status,
+        date_diff('day', p.index_date, e.recorded_on) as record_day,
+        row_number() over (
+            partition by e.person_id
+            order by e.recorded_on desc, e.status desc
+        ) as recency
+    from clean.employment as e
+    inner join people as p on p.person_id = e.person_id
+    where date_diff('day', p.index_date, e.recorded_on)
+          between 0 and least($follow_up_days - $rtw_window_days - 1, p.fu_end_day)
+),
+
+last_before_window as (
+    select person_id, status, record_day from before_window where recency = 1
+),
+
 first_rtw as (
     select person_id, min(event_day) as first_rtw_day
     from derived.int_outcome_events
@@ -61,9 +91,17 @@ final as (
             when w.status is null then null
             else array_contains($rtw_statuses, w.status)
         end            as rtw_2y,                     -- back at work or education
-        f.first_rtw_day                               -- time to first RTW status
+        f.first_rtw_day,                              -- time to first RTW status
+        b.status       as last_status_pre,            -- last status before the window
+        b.record_day   as last_status_pre_day,        -- its day
+        p.data_end_day >= $follow_up_days - $rtw_window_days
+                       as window_reached,             -- records run into the window
+        coalesce(p.death_day < $follow_up_days - $rtw_window_days
+                 and p.death_day <= p.data_end_day, false)
+                       as died_before_window          -- died before the window
     from people as p
     left join last_in_window as w on w.person_id = p.person_id
+    left join last_before_window as b on b.person_id = p.person_id
     left join first_rtw as f on f.person_id = p.person_id
 )
 

@@ -22,6 +22,11 @@
 --                          daily dose in DDD and CPZ mg)
 --   rtw_2y                 derived.activity: in work or education at 2 years (null: no
 --                          status recorded in the window)
+--   last_status_pre, window_reached, died_before_window   derived.activity: the last
+--                          status before the rtw window, records running into it, death
+--                          before it (the return-to-work analyses, pipeline.analyses.return_to_work)
+--   rtw_time, rtw_event    derived.time_to_event, outcome 'return_to_work': days to the
+--                          first status in work or education; 0 censored, 1 return, 2 death
 --   relapse_landmark_known the person's relapse status by day $landmark_days is known:
 --                          relapse (1) or death (2) by then, or follow-up reaches it
 --   relapse_by_landmark    relapse (event 1) on or before day $landmark_days
@@ -47,6 +52,12 @@ involuntary as (
     select person_id, time_days as involuntary_time, event as involuntary_event
     from derived.time_to_event
     where outcome = 'involuntary_admission'
+),
+
+rtw as (
+    select person_id, time_days, event
+    from derived.time_to_event
+    where outcome = 'return_to_work'
 ),
 
 final as (
@@ -84,6 +95,11 @@ final as (
         a.mean_daily_ddd                                as ap_mean_daily_ddd,
         a.mean_daily_cpz_mg                             as ap_mean_daily_cpz_mg,
         act.rtw_2y,
+        act.last_status_pre,
+        act.window_reached,
+        act.died_before_window,
+        rw.time_days                                    as rtw_time,
+        rw.event                                        as rtw_event,
         (rl.relapse_event > 0 and rl.relapse_time <= $landmark_days)
             or p.fu_end_day >= $landmark_days           as relapse_landmark_known,
         rl.relapse_event = 1 and rl.relapse_time <= $landmark_days
@@ -94,6 +110,7 @@ final as (
     inner join derived.activity as act on act.person_id = p.person_id
     inner join relapse as rl on rl.person_id = p.person_id
     inner join involuntary as iv on iv.person_id = p.person_id
+    inner join rtw as rw on rw.person_id = p.person_id
 )
 
 select * from final
