@@ -24,7 +24,11 @@ Families (``analyse.run`` names):
 * ``subgroups``: interaction tests and per-level effects (:mod:`~pipeline.analyses.subgroups`);
 * ``table_one``, ``cluster_table_one``: baseline tables (:mod:`~pipeline.analyses.baseline`);
 * ``site_meta``, ``funnel``, ``fidelity_meta_regression``: the site comparison
-  (:mod:`~pipeline.analyses.site_comparison`).
+  (:mod:`~pipeline.analyses.site_comparison`);
+* ``return_to_work``: return to work or education with its missing statuses: multiple
+  imputation, complete case, while alive, among people not in work at baseline, time to
+  first return, tipping point (:mod:`~pipeline.analyses.return_to_work`; options
+  ``analyse.rtw``).
 
 Results go to the ``results`` schema: exact estimates in ``results.analysis_estimates``
 (one row per analysis and measure, with the estimand, method, degrees of freedom and notes
@@ -53,7 +57,9 @@ from pipeline.errors import OdevalError
 
 DEFAULTS: dict[str, Any] = {
     "run": ["flow", "primary", "secondary", "weighting", "icc", "subgroups", "table_one",
-            "cluster_table_one", "site_meta", "funnel", "fidelity_meta_regression"],
+            "cluster_table_one", "site_meta", "funnel", "fidelity_meta_regression",
+            "return_to_work"],
+    "rtw": {},                       # return_to_work: pipeline.analyses.return_to_work.DEFAULTS
     "conf_level": 0.95,
     "reference_arm": "usual_care",
     "comparison_arm": "open_dialogue",
@@ -131,8 +137,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     caller has it (``odeval run``); computed here otherwise.
     """
     from pipeline import runstate
-    from pipeline.analyses import (baseline, curves, flow, icc, observational, site_comparison,
-                                   subgroups, trial_effects)
+    from pipeline.analyses import (baseline, curves, flow, icc, observational,
+                                   return_to_work, site_comparison, subgroups, trial_effects)
 
     params = params or {}
     runstate.require(con, ["derive"], command="analyse")
@@ -182,7 +188,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("cluster_table_one", lambda: baseline.cluster_table_one(d, clusters, plan, cfg)),
              ("site_meta", site_meta),
              ("funnel", lambda: site_comparison.funnels(met, p, cfg)),
-             ("fidelity_meta_regression", fidelity)]
+             ("fidelity_meta_regression", fidelity),
+             ("return_to_work", lambda: observational.unadjusted(
+                 return_to_work.return_to_work(d, plan, p, clusters, cfg), plan))]
     todo = [(n, f) for n, f in steps
             if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
     for i, (name, fn) in enumerate(todo, start=1):

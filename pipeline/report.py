@@ -243,6 +243,9 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     from pipeline import report_weighting
 
     out.update(report_weighting.figures(con, folder, save_figure, disclosure.settings(params)))
+    from pipeline import report_rtw
+
+    out.update(report_rtw.figures(con, folder, save_figure))
     return out
 
 
@@ -808,12 +811,16 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                     _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
     P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
              "recorded in the last 90 days of the two years is employed, self-employed, education "
-             "or training. People with no status recorded then are left out.</p>")
+             "or training. People with no status recorded then are left out here (complete cases); "
+             "4.4.1 imputes them.</p>")
     for measure in ("risk difference", "risk ratio"):
         P.append(box("secondary", "return_to_work", measure,
                      f"{measure.capitalize()}, in work or education at 2 years"))
     P.append(_table("In work or education at 2 years per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "return_to_work", ["at_2y"])))
+    from pipeline import report_rtw
+
+    P.append(report_rtw.section(con, figs, _figure))
     P.append(_multiplicity_section(con))
     P.append(_subgroup_section(con, figs))
 

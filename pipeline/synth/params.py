@@ -50,6 +50,18 @@ EFFECTS: dict[str, tuple[float, str]] = {
                                    "Lapland reports)."),
     "rtw_shape": (1.2, "Weibull shape of the time to return to work or education (hazard zero after "
                        "day 640)."),
+    "rtw_leave_prob": (0.3, "Probability that a person who returns loses work or education again "
+                            "before day 640 (and is not back by then); the first return is likelier "
+                            "in proportion, so the 2-year probabilities above hold."),
+    # --- planted missing statuses at 2 years (pipeline/synth/missingness.py) ----------------
+    "rtw_miss_rate": (0.0, "Probability that every employment record in the 2-year window is "
+                           "removed, for a usual-care person not in work at the last record "
+                           "before the window and not in work at 2 years (0 = none planted)."),
+    "rtw_miss_or_arm": (1.0, "Odds ratio of that removal for open dialogue (MAR on arm)."),
+    "rtw_miss_or_prev_work": (1.0, "Odds ratio for people in work at the last record before the "
+                                   "window (MAR on an observed status)."),
+    "rtw_miss_or_work": (1.0, "Odds ratio for people in work at 2 years (MNAR: on the missing "
+                              "status itself)."),
     # --- follow-up -------------------------------------------------------------------------
     "recruitment_days": (820, "Length of the recruitment period (staggered entry)."),
     "min_follow_up_days": (300, "Days between the last possible index date and the extract date."),
@@ -105,7 +117,11 @@ def resolve(**overrides) -> Effects:
               "obs_hr_age", "obs_hr_prior", "obs_hr_psychosis", "obs_or_rtw_prior"):
         if vals[k] <= 0:
             raise ValueError(f"{k} must be > 0")
+    for k in ("rtw_miss_or_arm", "rtw_miss_or_prev_work", "rtw_miss_or_work"):
+        if vals[k] <= 0:
+            raise ValueError(f"{k} must be > 0")
     for k in ("rtw_2y_usual_care", "rtw_2y_open_dialogue", "death_risk_2y", "transfer_out_prob",
+              "rtw_leave_prob", "rtw_miss_rate",
               "unknown_drug_rate", "poor_fidelity_share"):
         if not 0 <= vals[k] < 1:
             raise ValueError(f"{k} must be in [0, 1)")

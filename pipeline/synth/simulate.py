@@ -18,6 +18,7 @@ from scipy import special
 
 from pipeline.schemas import load_contract
 from pipeline.synth import arrowutil as au
+from pipeline.synth import missingness
 from pipeline.synth.study import (CHUNK_PEOPLE, DETENTION_GAP_DAYS, EPISODE_GAP_DAYS, FOLLOW_UP_DAYS,
                                   HOLDING_POWER_SECTIONS, INVOLUNTARY_SECTIONS, PLACE_OF_SAFETY_SECTIONS,
                                   RTW_WINDOW_START, WORK_STATUSES, Study, vocab, vocab_probs)
@@ -426,8 +427,19 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
         p_rtw = special.expit(special.logit(p_rtw) + st.cluster_rtw_logit[cluster])
     if st.design == "observational":
         p_rtw = special.expit(special.logit(p_rtw) + rtw_logit)
-    t_w = RTW_WINDOW_START * (rng.exponential(1.0, n) / -np.log1p(-p_rtw)) ** (1.0 / e.rtw_shape)
+    # people who return may lose work before the window and not come back before it
+    # (probability rtw_leave_prob); the first return is correspondingly likelier, so that
+    # P(in work or education at 2 years) stays p_rtw (while p_rtw <= 1 - rtw_leave_prob).
+    # Drawn from a stream of their own (the other tables' draws do not move)
+    rng_w = np.random.default_rng(np.random.SeedSequence(
+        st.chunk_seeds[i].entropy, spawn_key=(*st.chunk_seeds[i].spawn_key, 1000)))
+    q_rtw = np.minimum(p_rtw / (1.0 - e.rtw_leave_prob), 1.0 - 1e-12)
+    t_w = RTW_WINDOW_START * (rng.exponential(1.0, n) / -np.log1p(-q_rtw)) ** (1.0 / e.rtw_shape)
     rtw_day = np.where(t_w <= RTW_WINDOW_START, _ceil_day(t_w), NEVER)
+    leaves = (rtw_day < RTW_WINDOW_START) & (rng_w.random(n) < e.rtw_leave_prob)
+    gap = np.maximum(RTW_WINDOW_START - rtw_day, 1)
+    leave_day = np.where(leaves, rtw_day + 1 + np.floor(rng_w.random(n) * (gap - 1)).astype(np.int64), NEVER)
+    work_2y = (rtw_day < NEVER) & (leave_day == NEVER)   # the true status in the window
     n_rev = 12
     rev = 91 * np.arange(1, n_rev + 1)[None, :] + rng.integers(-14, 15, (n, n_rev))
     rev_ok = rng.random((n, n_rev)) < 0.8
@@ -437,6 +449,13 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     ed = np.concatenate([np.zeros((n, 1), np.int64), rev, two_y[:, None], rtw_day[:, None]], axis=1).astype(float)
     eok = np.concatenate([day0_ok[:, None], rev_ok, two_ok[:, None], (rtw_day < NEVER)[:, None]], axis=1)
     ed = np.where(eok & (ed <= last_day[:, None]), ed, np.inf)
+    # planted missingness (pipeline.synth.missingness): every record in the window removed,
+    # with a probability by arm, the last status recorded before the window (MAR) and the
+    # true status in the window (MNAR)
+    before = np.where(ed < RTW_WINDOW_START, ed, -1).max(axis=1)
+    prev_work = (before >= rtw_day) & (before < leave_day)
+    drop = missingness.planted(e, od, prev_work, work_2y, rng_w)
+    ed[drop[:, None] & (ed >= RTW_WINDOW_START)] = np.inf
     ed.sort(axis=1)
     dup = np.zeros_like(ed, bool)
     dup[:, 1:] = ed[:, 1:] == ed[:, :-1]
@@ -445,7 +464,7 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     er, ec = np.nonzero(np.isfinite(ed))
     emp_person = er
     emp_day = ed[er, ec].astype(np.int64)
-    working = emp_day >= rtw_day[er]
+    working = (emp_day >= rtw_day[er]) & (emp_day < leave_day[er])
     work_v = np.array(WORK_STATUSES, dtype=object)
     w_first = _codes(rng, [0.55, 0.1, 0.25, 0.1], n)
     w_any = _codes(rng, [0.55, 0.1, 0.25, 0.1], len(er))
@@ -460,7 +479,7 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     in_win = (ed >= RTW_WINDOW_START) & (ed <= np.minimum(FOLLOW_UP_DAYS, fu_end)[:, None])
     has_win = in_win.any(axis=1)
     last_win = np.where(has_win, np.max(np.where(in_win, ed, -1), axis=1), -1)
-    rtw2y = has_win & (last_win >= rtw_day)
+    rtw2y = has_win & (last_win >= rtw_day) & work_2y
 
     # ------------------------------------------------------------------ truth
     in_fu = lambda d, p: (d >= 1) & (d <= fu_end[p])  # noqa: E731
@@ -538,6 +557,9 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     truth["death_time"] = au.int_arr(fu_end)
     truth["death_event"] = au.int_arr(is_death.astype(int))
     truth["rtw_2y"] = au.bool_arr(rtw2y, has_win)
+    # the status in the window whether recorded or not (people alive and followed to day 640)
+    truth["rtw_2y_true"] = au.bool_arr(work_2y, fu_end >= RTW_WINDOW_START)
+    truth["rtw_missing_planted"] = au.bool_arr(drop)
     truth["relapse_count"] = au.int_arr(relapse_count)
     truth["involuntary_count"] = au.int_arr(inv_count)
     truth["place_of_safety_count"] = au.int_arr(pos_count)

@@ -95,14 +95,21 @@ def expected_cox(comps, inv, st: Study) -> dict:
     return {"expected_site_stratified_cox_hr": round(float(np.exp(num / den)), 4) if den > 0 else None}
 
 
+def _rtw_log_surv(p: float, e) -> float:
+    """log P(no first return by day 640) of an arm: log(1 - p / (1 - rtw_leave_prob))."""
+    return float(np.log1p(-min(p / (1 - e.rtw_leave_prob), 1 - 1e-12)))
+
+
 def _rtw_marginal(p: float, st: Study) -> float:
     """P(rtw_2y) of an arm averaged over the cluster effect on its log-odds (the arm's
     probability itself without one)."""
     v = st.effects.rtw_cluster_logit_var
+    keep = 1 - st.effects.rtw_leave_prob   # P(in work at 2 y) = min(p / keep, 1) keep
     if st.design != "cluster" or v <= 0:
-        return p
+        return p if p <= keep else keep
     x, w = _gh(40)
-    return round(float(np.sum(w / (1 + np.exp(-(np.log(p / (1 - p)) + np.sqrt(v) * x))))), 6)
+    pc = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + np.sqrt(v) * x)))
+    return round(float(np.sum(w * np.minimum(pc / keep, 1.0) * keep)), 6)
 
 
 def _cluster_imbalance(st: Study) -> float:
@@ -176,12 +183,13 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
         "involuntary_admission": outcome("involuntary_admission", [], True,
                                          "first event of the involuntary-detention process (below)"),
         "rtw": {
-            "model": f"Weibull PH (shape {e.rtw_shape}) on days 0..{RTW_WINDOW_START}, hazard 0 afterwards, no "
-                     "frailty; P(return by day 640) = rtw_2y probability of the arm; nobody loses work or "
-                     "education once returned",
-            "true_hr_conditional": round(float(np.log1p(-e.rtw_2y_open_dialogue) / np.log1p(-e.rtw_2y_usual_care)), 6),
+            "model": f"Weibull PH (shape {e.rtw_shape}) of the first return on days 0..{RTW_WINDOW_START}, "
+                     "hazard 0 afterwards, no frailty; P(first return by day 640) = rtw_2y probability of the "
+                     f"arm / (1 - rtw_leave_prob); a returner loses work again before day 640 with probability "
+                     f"{e.rtw_leave_prob} (uniform day between the return and 640) and is not back by then",
+            "true_hr_conditional": round(float(_rtw_log_surv(e.rtw_2y_open_dialogue, e) / _rtw_log_surv(e.rtw_2y_usual_care, e)), 6),
             "conditional_on": "nothing (no frailty): marginal and conditional coincide",
-            "expected_site_stratified_cox_hr": round(float(np.log1p(-e.rtw_2y_open_dialogue) / np.log1p(-e.rtw_2y_usual_care)), 4),
+            "expected_site_stratified_cox_hr": round(float(_rtw_log_surv(e.rtw_2y_open_dialogue, e) / _rtw_log_surv(e.rtw_2y_usual_care, e)), 4),
             "everyone_out_of_work_at_index": True,
         },
         "death": {
@@ -249,7 +257,9 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
         "rtw_2y": {
             "usual_care": _rtw_marginal(e.rtw_2y_usual_care, st), "open_dialogue": _rtw_marginal(e.rtw_2y_open_dialogue, st),
             "definition": "data-generating probability that rtw_2y is true among people with a record in the "
-                          "window (independent of follow-up, so it is also the expected observed proportion)"
+                          "window (independent of follow-up, so, with no planted missingness (rtw_miss_rate 0), "
+                          "also the expected observed proportion; truth_people.rtw_2y_true is the status "
+                          "whether recorded or not)"
                           + ("; averaged over the normal cluster effect on the log-odds (variance "
                              f"{e.rtw_cluster_logit_var}) by quadrature: the population-averaged risk, "
                              "whose difference is the marginal risk difference"

@@ -1,0 +1,356 @@
+"""Return to work or education: the outcome analysed with its missing data (ICH E9(R1)).
+
+The outcome ``rtw_2y`` is the last employment status recorded in the window of days
+``follow_up_days - rtw_window_days .. follow_up_days`` (derive; default 640..730). Who it is
+due from, and what is done about whom it is missing:
+
+* **population**: people whose records run into the window (``window_reached``:
+  ``data_end_date`` on or after the window's start). People whose records end before it
+  (recruited too late for the data cut, transferred out) are not in it: their status at two
+  years is not due, and with randomisation and staggered entry their absence does not
+  depend on the outcome (the count is stated);
+* **death before the window** (an intercurrent event): counted as not in work or education
+  (composite strategy; ``analyse.rtw.deaths: composite``), or the people who died left out
+  (``while_alive``: the effect among people alive at two years, a sensitivity analysis);
+* **no status recorded in the window** (followed into it, alive): the status is imputed.
+
+Analyses (rows of ``results.analysis_estimates``, outcome ``return_to_work``, measures
+risk difference and risk ratio, the analysis labels in :data:`LABELS`):
+
+* ``primary (multiple imputation)``: ``m`` proper imputations (``analyse.rtw.imputations``,
+  seeded) of the missing statuses by logistic regression within each arm (chained
+  equations reduce to this one model: no other variable is incomplete), on the site or
+  cluster, the baseline activity, the last status recorded before the window and the plan's
+  covariates (:func:`pipeline.stats.impute.impute_binary`); each completed dataset analysed
+  as the plan analyses the outcome (:func:`pipeline.analyses.trial_effects.effects`:
+  adjusted, standardised, the design's few-cluster variance and df), the estimates pooled
+  by Rubin's rules with Barnard-Rubin df from the complete-data df (risk ratio on the log
+  scale);
+* ``complete case``: the same analysis of the people with a status (deaths before the
+  window counted as not working): valid only if the missing statuses are missing
+  completely at random within arm and site;
+* ``while alive (multiple imputation)``: deaths left out;
+* ``among not in work at baseline (multiple imputation)``: the people whose baseline
+  activity is known and not in work or education;
+* ``time to first return``: cumulative incidence of the first status in work or education
+  (Aalen-Johansen, death competing, people not in work at baseline), difference between
+  arms at 1 and 2 years (infinitesimal-jackknife standard errors: people treated as
+  independent);
+* the **tipping point** (table ``rtw_tipping``): the imputed log-odds shifted by
+  ``delta_OD`` in the Open Dialogue arm and ``delta_UC`` in usual care over a grid
+  (``analyse.rtw.deltas``), each cell re-pooled; where the pooled interval stops excluding
+  0 (Ratitch et al. 2013; Cro et al. 2020). The same imputations (drawn coefficients and
+  uniforms) are re-thresholded for every delta, so the map is smooth.
+
+Nothing here crashes on an arm without returns (the imputation model is augmented), one
+site, no clusters, or an observational design (the estimates then read as associations).
+
+References: ICH E9(R1) addendum on estimands and sensitivity analysis (2019). Carpenter
+JR, Kenward MG. Multiple Imputation and its Application. Wiley, 2013. Ratitch B, O'Kelly M,
+Tosiello R. Missing data in clinical trials: from clinical assumptions to statistical
+analysis using pattern mixture models. Pharm Stat 2013;12:337-47. Cro S, Morris TP,
+Kenward MG, Carpenter JR. Sensitivity analysis for clinical trials with missing continuous
+outcome data using controlled multiple imputation: a practical guide. Stat Med
+2020;39:2815-42. White IR, Royston P, Wood AM. Multiple imputation using chained
+equations: issues and guidance for practice. Stat Med 2011;30:377-99.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import disclosure
+from pipeline.analyses import AnalysisResult
+from pipeline.analyses.covariates import adjustment, with_cluster_covariates
+from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, effects, has_clusters,
+                                             not_estimated, row)
+from pipeline.plan import AnalysisPlan, OutcomePlan
+from pipeline.stats.impute import BinaryImputation, impute_binary, rubin
+
+OUTCOME = "return_to_work"
+#: analysis labels of the rows this family adds to ``results.analysis_estimates``
+LABELS = {"mi": "primary (multiple imputation)", "cc": "complete case",
+          "alive": "while alive (multiple imputation)",
+          "baseline": "among not in work at baseline (multiple imputation)",
+          "time": "time to first return"}
+DEFAULTS: dict[str, Any] = {
+    "imputations": 20,          # m
+    "seed": 20261206,
+    "deaths": "composite",      # composite (death before the window = not working) | while_alive
+    "deltas": [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0],   # tipping-point grid (log-odds)
+    "cif_times": [365, 730],
+}
+WORK = ("employed", "self_employed", "education", "training")
+
+
+def settings(p: dict[str, Any]) -> dict[str, Any]:
+    from pipeline import params as params_mod
+
+    s = params_mod.merged("analyse.rtw", p.get("rtw"), DEFAULTS)
+    if s["deaths"] not in ("composite", "while_alive"):
+        from pipeline.errors import OdevalError
+
+        raise OdevalError(f"analyse.rtw.deaths must be composite or while_alive, got "
+                          f"{s['deaths']!r}", rule="analyse.params.rtw", file="params.yaml")
+    if int(s["imputations"]) < 2:
+        from pipeline.errors import OdevalError
+
+        raise OdevalError("analyse.rtw.imputations must be at least 2",
+                          rule="analyse.params.rtw", file="params.yaml")
+    return s
+
+
+def _status_group(x: pd.Series, work: tuple[str, ...]) -> pd.Series:
+    """work | not_working | unknown (missing or the vocabulary's 'unknown')."""
+    s = x.astype(object)
+    out = np.where(s.isin(work), "work", np.where(s.isna() | (s == "unknown"), "unknown",
+                                                  "not_working"))
+    return pd.Series(out, index=x.index)
+
+
+def population(d: pd.DataFrame, deaths: str = "composite",
+               work: tuple[str, ...] = WORK) -> pd.DataFrame:
+    """The people the status at two years is due from, with ``rtw_y`` (1 in work or
+    education, 0 not, NaN missing: to impute), ``rtw_missing`` and the imputation model's
+    predictors ``rtw_place`` (cluster, else site), ``rtw_base`` and ``rtw_last``."""
+    pop = d[d["window_reached"].fillna(False).astype(bool)].copy()
+    died = pop["died_before_window"].fillna(False).astype(bool)
+    if deaths == "while_alive":
+        pop, died = pop[~died], died[~died]
+    y = pop["rtw_2y"].astype(float)
+    y = y.where(~died, 0.0)
+    pop["rtw_y"] = y
+    pop["rtw_missing"] = y.isna()
+    pop["rtw_place"] = (pop["cluster_id"].astype(str) if has_clusters(pop)
+                        else pop["site_id"].astype(str))
+    pop["rtw_base"] = _status_group(pop["baseline_activity"], work)
+    pop["rtw_last"] = _status_group(pop["last_status_pre"], work)
+    return pop
+
+
+def _op(plan: AnalysisPlan) -> OutcomePlan | None:
+    return next((o for o in plan.outcomes if o.name == OUTCOME), None)
+
+
+def _design_frame(pop, plan, clusters):
+    names = [*plan.covariates, *plan.cluster_covariates]
+    if not names:
+        return pop, [], []
+    return adjustment(with_cluster_covariates(pop, plan, clusters), names)
+
+
+def _analyse_completed(frame, y, plan, op, p, cols, method):
+    """Effects (risk difference, risk ratio) of one completed dataset."""
+    col = op.outcome.column("outcome")
+    return effects(frame.assign(**{col: y.to_numpy()}), plan, op, p, cols, method)
+
+
+def _pool(effs_list, conf):
+    """Rubin's rules per measure; returns {measure: (Pooled, Effect of the first)}."""
+    out = {}
+    for k, e0 in enumerate(effs_list[0]):
+        es = [effs[k] for effs in effs_list]
+        log = e0.measure == "risk ratio"
+        q = [np.log(e.estimate) if log else e.estimate for e in es]
+        u = [e.se ** 2 for e in es]
+        out[e0.measure] = (rubin(q, u, dfcom=e0.df if np.isfinite(e0.df) else np.inf,
+                                 conf_level=conf), e0, log)
+    return out
+
+
+def _mi(pop, plan, op, p, clusters, s, seed_key) -> tuple[BinaryImputation, list, Any]:
+    frame, cols, cov_notes = _design_frame(pop, plan, clusters)
+    preds = ["rtw_place", "rtw_base", "rtw_last", *cols]
+    imp = impute_binary(frame, "rtw_y", preds, m=int(s["imputations"]), by="od",
+                        seed=np.random.SeedSequence([int(s["seed"]), seed_key]))
+    method = plan.method(op.name)
+    return imp, (frame, cols, method), cov_notes
+
+
+def _pooled_rows(label, imp, ctx, plan, op, p, estimand, notes, delta=0.0):
+    frame, cols, method = ctx
+    fits = [_analyse_completed(frame, imp.completed(j, delta), plan, op, p, cols, method)
+            for j in range(imp.m)]
+    pooled = _pool(fits, plan.conf_level)
+    rows = []
+    for measure, (pl, e0, log) in pooled.items():
+        f = np.exp if log else (lambda x: x)
+        words = (f"multiple imputation (m = {imp.m}, logistic by arm on site or cluster, "
+                 "baseline activity, last status before the window and the plan's covariates; "
+                 f"proper draws), each completed dataset by the plan's analysis: {e0.method}; "
+                 f"Rubin's rules, Barnard-Rubin df {pl.df:.3g}")
+        rows.append(row(label, op.name, measure, estimand.replace(
+            f"Marginal {op.measure}", f"Marginal {measure}"), f(pl.estimate), f(pl.lower),
+            f(pl.upper), pl.p, pl.se, words, e0.n, None, e0.n_clusters,
+            [*notes, f"Fraction of missing information {pl.fmi:.2f}."], pl.df))
+    return rows, pooled
+
+
+def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
+                   clusters: pd.DataFrame | None, cfg: dict[str, Any],
+                   work: tuple[str, ...] = WORK) -> AnalysisResult:
+    """The return-to-work analyses (see the module): estimate rows, the tipping-point table
+    (``rtw_tipping``) and the counts behind the population (``rtw_population``, rounded)."""
+    res = AnalysisResult("return_to_work")
+    op = _op(plan)
+    if op is None:
+        res.not_shown.append({"item": "return to work or education",
+                              "reason": "the plan has no return_to_work outcome"})
+        return res
+    if "window_reached" not in d:
+        res.not_shown.append({"item": "return to work or education (missing data)",
+                              "reason": "the warehouse predates derived.activity's window "
+                                        "columns: run derive again"})
+        return res
+    s = settings(p)
+    estimand = plan.estimand(op)
+    pop = population(d, s["deaths"], work)
+    res.tables["rtw_population"] = _population_counts(d, pop, plan, s)
+    res.public["rtw_population"] = _protect_counts(res.tables["rtw_population"], cfg)
+    n_miss = int(pop["rtw_missing"].sum())
+    death_words = ("deaths before the window counted as not in work or education (composite)"
+                   if s["deaths"] == "composite" else "deaths before the window left out "
+                   "(while alive)")
+    base_notes = [f"People whose records reach the window; {death_words}."]
+
+    def guarded(label, fn):
+        try:
+            return fn()
+        except _NOT_ESTIMABLE as exc:
+            res.estimates.extend(not_estimated(label, op.name, m, estimand, str(exc),
+                                               n=len(pop)) for m in op.outcome.measures)
+            return None
+
+    def by_mi(label, sub, key, notes):
+        if sub["rtw_y"].notna().groupby(sub["od"]).sum().reindex([0, 1]).fillna(0).min() == 0 \
+                or sub["od"].nunique() < 2:
+            raise ValueError("an arm has no one with a status recorded")
+        imp, ctx, cov_notes = _mi(sub, plan, op, p, clusters, s, key)
+        rows, pooled = _pooled_rows(label, imp, ctx, plan, op, p, estimand,
+                                    [*notes, *imp.notes, *cov_notes])
+        res.estimates.extend(rows)
+        return imp, ctx, pooled
+
+    mi = guarded(LABELS["mi"], lambda: by_mi(
+        LABELS["mi"], pop, 1, [*base_notes, f"{_words_n(n_miss, cfg)} statuses imputed."]))
+    guarded(LABELS["cc"], lambda: _complete_case(res, pop, plan, op, p, clusters, estimand,
+                                                 base_notes))
+    if s["deaths"] == "composite":
+        alive = population(d, "while_alive", work)
+        guarded(LABELS["alive"], lambda: by_mi(
+            LABELS["alive"], alive, 2, ["Deaths before the window left out (while alive)."]))
+    nw = pop[pop["rtw_base"] == "not_working"]
+    guarded(LABELS["baseline"], lambda: by_mi(
+        LABELS["baseline"], nw, 3, [*base_notes, "People not in work or education at "
+                                                 "baseline (baseline activity known)."]))
+    if mi is not None:
+        imp, ctx, _ = mi
+        res.tables["rtw_tipping"] = tipping(imp, ctx, plan, op, p, s["deltas"])
+        res.public["rtw_tipping"] = res.tables["rtw_tipping"].round(6)
+    res.estimates.extend(time_to_return(d, plan, op, s, work))
+    return res
+
+
+def _words_n(n: int, cfg) -> str:
+    r = disclosure.round_count(n, cfg)
+    return "Fewer than " + str(cfg["suppress_max"] + 1) if r is None and n else (
+        f"About {r}" if r != n else str(n))
+
+
+def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):
+    cc = pop[pop["rtw_y"].notna()]
+    frame, cols, cov_notes = _design_frame(cc, plan, clusters)
+    method = plan.method(op.name)
+    effs = _analyse_completed(frame, cc["rtw_y"].astype(int), plan, op, p, cols, method)
+    for e in effs:
+        res.estimates.append(row(
+            LABELS["cc"], op.name, e.measure, estimand.replace(
+                f"Marginal {op.measure}", f"Marginal {e.measure}"), e.estimate, e.lower,
+            e.upper, e.p, e.se, e.method, e.n, e.events, e.n_clusters,
+            [*notes, "People without a status in the window left out (complete cases).",
+             *e.notes, *cov_notes], e.df))
+
+
+def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas) -> pd.DataFrame:
+    """The pooled risk difference for each (delta_OD, delta_UC): the imputed log-odds
+    shifted by delta in each arm. ``significant``: the interval excludes 0."""
+    frame, cols, method = ctx
+    rows = []
+    for d_od in deltas:
+        for d_uc in deltas:
+            shift = {"1": float(d_od), "0": float(d_uc)}
+            fits = [_analyse_completed(frame, imp.completed(j, shift), plan, op, p, cols,
+                                       method)[:1] for j in range(imp.m)]
+            pl, _, _ = _pool(fits, plan.conf_level)["risk difference"]
+            rows.append(dict(delta_od=float(d_od), delta_uc=float(d_uc),
+                             estimate=pl.estimate, lower=pl.lower, upper=pl.upper, p=pl.p,
+                             significant=bool(pl.lower > 0 or pl.upper < 0)))
+    return pd.DataFrame(rows)
+
+
+def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict,
+                   work: tuple[str, ...] = WORK) -> list[dict]:
+    """Cumulative incidence of the first return (death competing) among people not in work
+    at baseline: the difference between arms at each of ``cif_times``."""
+    from scipy import stats as st
+
+    from pipeline.stats.competing import aalen_johansen
+
+    label = LABELS["time"]
+    nw = d[_status_group(d["baseline_activity"], work) == "not_working"]
+    out = []
+    est = ("Difference in the cumulative incidence of a first status in work or education "
+           "by day {t} (death a competing event), " + plan.contrast +
+           ", people not in work or education at baseline.")
+    arms = [plan.comparison_arm, plan.reference_arm]
+    have = [a for a in arms if (nw["arm"].astype(str) == a).any()]
+    if len(have) < 2 or "rtw_time" not in nw:
+        return [not_estimated(label, op.name, f"cumulative incidence difference at {t} days",
+                              est.format(t=t), "an arm has no one not in work at baseline",
+                              n=len(nw)) for t in s["cif_times"]]
+    f = nw.assign(grp=nw["arm"].astype(str), t=nw["rtw_time"].astype(float),
+                  e=nw["rtw_event"].astype(int))
+    aj = aalen_johansen(f, "t", "e", cause=1, group="grp", conf_level=plan.conf_level)
+    at = aj.at(s["cif_times"])
+    z = st.norm.ppf(1 - (1 - plan.conf_level) / 2)
+    for t in s["cif_times"]:
+        a = at[(at["time"] == t) & (at["cause"] == 1)].set_index("group")
+        c1, c0 = a.loc[arms[0], "cif"], a.loc[arms[1], "cif"]
+        se = float(np.hypot(a.loc[arms[0], "se"], a.loc[arms[1], "se"]))
+        diff = c1 - c0
+        pv = float(2 * st.norm.sf(abs(diff / se))) if se > 0 else np.nan
+        out.append(row(label, op.name, f"cumulative incidence difference at {t} days",
+                       est.format(t=t), diff, diff - z * se, diff + z * se, pv, se,
+                       "Aalen-Johansen, death competing; infinitesimal-jackknife standard "
+                       "errors, normal interval (people treated as independent: the "
+                       "clustering is not in this variance)", len(nw), None, None,
+                       [f"Cumulative incidence {c1:.3f} (comparison) and {c0:.3f} "
+                        "(reference)."]))
+    return out
+
+
+def _population_counts(d, pop, plan, s) -> pd.DataFrame:
+    """People per arm: in the trial, records not reaching the window, died before it,
+    status recorded, status missing (imputed)."""
+    rows = []
+    for a in (plan.comparison_arm, plan.reference_arm):
+        da = d[d["arm"].astype(str) == a]
+        reached = da["window_reached"].fillna(False).astype(bool)
+        died = da["died_before_window"].fillna(False).astype(bool) & reached
+        pa = pop[pop["arm"].astype(str) == a]
+        observed = int((pa["rtw_y"].notna() & ~pa["died_before_window"].fillna(False)
+                        .astype(bool)).sum())
+        rows.append(dict(arm=a, people=len(da), not_reaching_window=int((~reached).sum()),
+                         died_before_window=int(died.sum()), status_recorded=observed,
+                         status_missing=int(pa["rtw_missing"].sum())))
+    return pd.DataFrame(rows)
+
+
+def _protect_counts(t: pd.DataFrame, cfg) -> pd.DataFrame:
+    out = t.copy()
+    for c in out.columns[1:]:
+        out[c] = [disclosure.round_count(v, cfg) for v in t[c]]
+    return out
