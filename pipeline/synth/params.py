@@ -53,6 +53,8 @@ EFFECTS: dict[str, tuple[float, str]] = {
     "rtw_leave_prob": (0.3, "Probability that a person who returns loses work or education again "
                             "before day 640 (and is not back by then); the first return is likelier "
                             "in proportion, so the 2-year probabilities above hold."),
+    "rtw_record_prob": (0.75, "Probability that the return itself is recorded on its day (else the "
+                              "next review in work shows it)."),
     # --- planted missing statuses at 2 years (pipeline/synth/missingness.py) ----------------
     "rtw_miss_rate": (0.0, "Probability that every employment record in the 2-year window is "
                            "removed, for a usual-care person not in work at the last record "
@@ -120,6 +122,8 @@ def resolve(**overrides) -> Effects:
     for k in ("rtw_miss_or_arm", "rtw_miss_or_prev_work", "rtw_miss_or_work"):
         if vals[k] <= 0:
             raise ValueError(f"{k} must be > 0")
+    if not 0 < vals["rtw_record_prob"] <= 1:
+        raise ValueError("rtw_record_prob must be in (0, 1]")
     for k in ("rtw_2y_usual_care", "rtw_2y_open_dialogue", "death_risk_2y", "transfer_out_prob",
               "rtw_leave_prob", "rtw_miss_rate",
               "unknown_drug_rate", "poor_fidelity_share"):

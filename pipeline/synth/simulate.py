@@ -24,6 +24,9 @@ from pipeline.synth.study import (CHUNK_PEOPLE, DETENTION_GAP_DAYS, EPISODE_GAP_
                                   RTW_WINDOW_START, WORK_STATUSES, Study, vocab, vocab_probs)
 
 NEVER = 10**7          # "no such event" day
+#: truth_people columns the records do not show (so no derivation can reproduce them): the
+#: status at 2 years whether recorded or not, and whether its records were removed on purpose
+LATENT_TRUTH = ("rtw_2y_true", "rtw_missing_planted")
 DAY = 86400
 KV, KI, KC = 5, 10, 6  # max non-compulsory admissions, detentions, crisis episodes simulated
 
@@ -447,7 +450,10 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     two_ok = rng.random(n) < 0.9
     day0_ok = (rng.random(n) < 0.9) & base_valid
     ed = np.concatenate([np.zeros((n, 1), np.int64), rev, two_y[:, None], rtw_day[:, None]], axis=1).astype(float)
-    eok = np.concatenate([day0_ok[:, None], rev_ok, two_ok[:, None], (rtw_day < NEVER)[:, None]], axis=1)
+    # the return itself is recorded on its day with probability rtw_record_prob (else it
+    # shows at the next review that finds the person in work)
+    rtw_rec = (rtw_day < NEVER) & (rng_w.random(n) < e.rtw_record_prob)
+    eok = np.concatenate([day0_ok[:, None], rev_ok, two_ok[:, None], rtw_rec[:, None]], axis=1)
     ed = np.where(eok & (ed <= last_day[:, None]), ed, np.inf)
     # planted missingness (pipeline.synth.missingness): every record in the window removed,
     # with a probability by arm, the last status recorded before the window (MAR) and the
@@ -493,7 +499,11 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
     fi = np.full(n, NEVER, np.int64)
     oki = inv_mask & in_fu(d_start, d_person)
     np.minimum.at(fi, d_person[oki], d_start[oki])
-    rtw_t = np.where(rtw_day <= fu_end, rtw_day, NEVER)
+    # the first RECORDED status in work or education (on day 1 or later)
+    first_w = np.full(n, NEVER, np.int64)
+    okw = working & (emp_day >= 1)
+    np.minimum.at(first_w, er[okw], emp_day[okw])
+    rtw_t = np.where(first_w <= fu_end, first_w, NEVER)
     assert np.array_equal(fa, np.where(first_adm <= fu_end, first_adm, NEVER)), "first admission drifted"
     assert np.array_equal(fi, np.where(first_inv <= fu_end, first_inv, NEVER)), "first detention drifted"
 

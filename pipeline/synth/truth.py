@@ -186,7 +186,10 @@ def truth_document(st: Study, *, rows: dict, unknown_drugs: dict, faults: float,
             "model": f"Weibull PH (shape {e.rtw_shape}) of the first return on days 0..{RTW_WINDOW_START}, "
                      "hazard 0 afterwards, no frailty; P(first return by day 640) = rtw_2y probability of the "
                      f"arm / (1 - rtw_leave_prob); a returner loses work again before day 640 with probability "
-                     f"{e.rtw_leave_prob} (uniform day between the return and 640) and is not back by then",
+                     f"{e.rtw_leave_prob} (uniform day between the return and 640) and is not back by then; the return "
+                     f"is recorded on its day with probability {e.rtw_record_prob}, else at the next review "
+                     "finding the person in work (rtw_time is the first RECORDED such status, so the Cox "
+                     "targets below are those of the true return times, approximately)",
             "true_hr_conditional": round(float(_rtw_log_surv(e.rtw_2y_open_dialogue, e) / _rtw_log_surv(e.rtw_2y_usual_care, e)), 6),
             "conditional_on": "nothing (no frailty): marginal and conditional coincide",
             "expected_site_stratified_cox_hr": round(float(_rtw_log_surv(e.rtw_2y_open_dialogue, e) / _rtw_log_surv(e.rtw_2y_usual_care, e)), 4),

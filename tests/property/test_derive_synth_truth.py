@@ -40,7 +40,10 @@ def test_derive_reproduces_the_planted_truth(tmp_path, seed, design):
                     f"cast(0 as bigint) as _row_number{extra} from read_parquet(?)", [str(path)])
     derive(con)
 
-    truth = pd.read_parquet(tmp_path / "truth_people.parquet").set_index("person_id")
+    from pipeline.synth.simulate import LATENT_TRUTH
+
+    truth = (pd.read_parquet(tmp_path / "truth_people.parquet").set_index("person_id")
+             .drop(columns=list(LATENT_TRUTH)))   # not in the records, by design
     got = con.sql("""
         select p.person_id, p.site_id, p.arm, p.fu_end_day, p.end_reason,
                a.rtw_2y, r.relapse_count, r.involuntary_count, r.place_of_safety_count,
