@@ -58,18 +58,21 @@ def augment(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
         Predictors without the intercept (every row, observed outcome or not: mice takes
         the means, standard deviations and ranges over all rows).
     y : array, shape = (n_observed,)
-        The observed 0/1 outcomes (only their levels matter).
+        The observed 0/1 outcomes (unused: both levels 0 and 1 are always augmented, where
+        mice takes the levels observed; the two agree whenever both are observed).
 
     Returns
     -------
-    (X_aug, y_aug, w_aug): ``2 p k`` rows (``k`` levels of ``y``): for predictor ``j``,
+    (X_aug, y_aug, w_aug): ``2 p k`` rows (``k = 2`` levels of ``y``): for predictor ``j``,
     the means of all predictors with ``X_j`` at its mean +/- sd/2 (kept within its range),
     once per level of ``y``; weights ``(p + 1) / (2 p k)``.
     """
     X = np.asarray(X, float)
     p = X.shape[1]
-    levels = np.unique(y)
-    k = len(levels)
+    # both levels always (mice takes the levels observed: with one only, its model has no
+    # pseudo-observation of the other and the fit diverges; with both observed, the same)
+    levels = np.array([0.0, 1.0])
+    k = 2
     if p == 0:
         return np.empty((0, 0)), np.empty(0), np.empty(0)
     nr = 2 * p * k
@@ -110,16 +113,16 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
         z = eta + (y - mu) / var
         ww = w * var
         A = Xk.T @ (ww[:, None] * Xk)
-        beta = np.linalg.solve(A, Xk.T @ (ww * z))
-        eta = Xk @ beta
+        beta = np.linalg.lstsq(A, Xk.T @ (ww * z), rcond=None)[0]
+        eta = np.clip(Xk @ beta, -30, 30)   # fitted probabilities stay off 0 and 1
         mu = special.expit(eta)
         dev = -2 * np.sum(w * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
+        if not np.isfinite(dev) or abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
             break
         dev_old = dev
     mu = special.expit(eta)
     A = Xk.T @ ((w * mu * (1 - mu))[:, None] * Xk)
-    Vk = np.linalg.inv(A)
+    Vk = np.linalg.pinv(A)
     full_b = np.zeros(X.shape[1])
     full_V = np.zeros((X.shape[1], X.shape[1]))
     full_b[keep] = beta
