@@ -1,0 +1,140 @@
+"""pipeline.analyses.return_to_work on small trials drawn from the generator's model
+(pipeline.simulation.draw), with the activity columns derive adds (last status before the
+window, records reaching it, death before it, time to first return): the rows and labels
+it writes, the population it analyses, and no traceback for a cluster, an individually
+randomised, a single-site or an observational design, an arm where nobody returns, or
+nothing missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import plan as plan_mod
+from pipeline.analyses import return_to_work as rtw
+from pipeline.analyses import trial_effects
+from pipeline.simulation.draw import Shape, draw_trial
+
+CFG = {"suppress_min": 1, "suppress_max": 7, "round_to": 5}
+P = {"ties": "efron", "jackknife_max_clusters": 200, "rate_family": "negbin",
+     "curve_times": [0, 365, 730], "rtw": {"imputations": 5, "deltas": [-1, 0, 1]}}
+
+
+def _frame(sites=5, clusters_per_arm=1, seed=3, people=700) -> pd.DataFrame:
+    d = draw_trial(Shape("t", sites=sites, clusters_per_arm=clusters_per_arm, people=people),
+                   seed)
+    rng = np.random.default_rng(seed)
+    n = len(d)
+    d["arm"] = pd.Categorical(np.where(d["od"] == 1, "open_dialogue", "usual_care"),
+                              categories=["usual_care", "open_dialogue"])
+    d["sex"] = rng.choice(["female", "male"], n)
+    d["age_at_index"] = np.where(rng.random(n) < 0.05, np.nan, rng.integers(18, 65, n))
+    d["diagnosis_group"] = rng.choice(["psychosis", "bipolar", "depression"], n)
+    d["baseline_activity"] = rng.choice(["unemployed", "long_term_sick", "employed", None], n,
+                                        p=[0.5, 0.3, 0.1, 0.1])
+    y = d["rtw_2y"]
+    prev = np.where(y.fillna(pd.Series(rng.random(n) < 0.3, index=y.index).astype(float)).astype(bool),
+                    rng.random(n) < 0.8, rng.random(n) < 0.15)
+    d["last_status_pre"] = np.where(prev, "employed", "unemployed")
+    d["window_reached"] = d["fu_end_day"] >= 640
+    d["died_before_window"] = d["window_reached"] & (rng.random(n) < 0.02)
+    d.loc[d["died_before_window"], "rtw_2y"] = np.nan
+    d["rtw_time"] = np.minimum(rng.exponential(900, n).round() + 1, d["fu_end_day"])
+    d["rtw_event"] = np.where(d["rtw_time"] < d["fu_end_day"], 1, 0)
+    return d
+
+
+def _plan(d, **design):
+    design.setdefault("secondary", ["return_to_work"])
+    return plan_mod.parse({"design": design}).check_data(d)
+
+
+def _run(d, plan, p=P):
+    return rtw.return_to_work(d, plan, p, None, CFG)
+
+
+def test_labels_population_and_tipping_table():
+    d = _frame()
+    plan = _plan(d, covariates=["sex", "age_at_index"])
+    res = _run(d, plan)
+    est = pd.DataFrame(res.estimates)
+    assert set(rtw.LABELS.values()) <= set(est["analysis"])
+    mi = est[(est.analysis == rtw.LABELS["mi"]) & (est.measure == "risk difference")].iloc[0]
+    assert np.isfinite(mi.estimate) and mi.lower < mi.estimate < mi.upper
+    assert "m = 5" in mi.method and "Rubin" in mi.method and np.isfinite(mi.df)
+    pop = res.tables["rtw_population"]
+    assert (pop["people"] == pop["not_reaching_window"] + pop["died_before_window"]
+            + pop["status_recorded"] + pop["status_missing"]).all()
+    assert pop["status_missing"].sum() > 0
+    pub = res.public["rtw_population"]
+    assert all(v is None or v % 5 == 0 for c in pub.columns[1:] for v in pub[c])
+    tip = res.tables["rtw_tipping"]
+    assert len(tip) == 9 and set(tip.columns) >= {"delta_od", "delta_uc", "estimate",
+                                                   "significant"}
+    # no shift reproduces the primary pooled risk difference
+    zero = tip[(tip.delta_od == 0) & (tip.delta_uc == 0)].iloc[0]
+    assert np.isclose(zero.estimate, mi.estimate)
+    # raising the imputed log-odds in the comparison arm raises the difference
+    assert tip.groupby("delta_od")["estimate"].mean().is_monotonic_increasing
+
+
+def test_complete_case_is_the_plans_analysis_of_the_people_with_a_status():
+    d = _frame()
+    plan = _plan(d)
+    est = pd.DataFrame(_run(d, plan).estimates)
+    cc = est[(est.analysis == rtw.LABELS["cc"]) & (est.measure == "risk difference")].iloc[0]
+    pop = rtw.population(d)
+    sub = pop[pop["rtw_y"].notna()].assign(rtw_2y=lambda x: x["rtw_y"])
+    op = rtw._op(plan)
+    e = trial_effects.effects(sub, plan, op, P, [], plan.method(op.name))[0]
+    assert np.isclose(cc.estimate, e.estimate) and np.isclose(cc.se, e.se)
+
+
+def test_deaths_before_the_window_count_as_not_working_or_are_left_out():
+    d = _frame()
+    comp, alive = rtw.population(d, "composite"), rtw.population(d, "while_alive")
+    died = comp["died_before_window"]
+    assert died.any() and (comp.loc[died, "rtw_y"] == 0).all()
+    assert len(alive) == len(comp) - died.sum()
+    assert not d.loc[~d["window_reached"]].index.isin(comp.index).any()
+
+
+@pytest.mark.parametrize("case", ["individual", "single_site", "observational"])
+def test_other_designs_run(case):
+    if case == "individual":
+        d = _frame(clusters_per_arm=1)
+        d["cluster_id"] = None
+        plan = _plan(d, type="individually_randomised", unit="person")
+    elif case == "single_site":
+        d = _frame(sites=1, clusters_per_arm=4, people=500)
+        plan = _plan(d, strata=None)
+    else:
+        d = _frame()
+        d["cluster_id"] = None
+        plan = _plan(d, type="observational", unit="person")
+    est = pd.DataFrame(_run(d, plan).estimates)
+    mi = est[est.analysis == rtw.LABELS["mi"]]
+    assert len(mi) == 2 and np.isfinite(mi["estimate"]).all(), mi[["method", "notes"]]
+
+
+def test_an_arm_where_nobody_returns_and_nothing_missing():
+    d = _frame()
+    d.loc[d["od"] == 1, "rtw_2y"] = d.loc[d["od"] == 1, "rtw_2y"] * 0
+    plan = _plan(d)
+    est = pd.DataFrame(_run(d, plan).estimates)   # no traceback
+    assert (est.analysis == rtw.LABELS["mi"]).any()
+    full = _frame()
+    full["rtw_2y"] = full["rtw_2y"].fillna(0.0)
+    full["died_before_window"] = False
+    est = pd.DataFrame(_run(full, _plan(full)).estimates)
+    mi = est[(est.analysis == rtw.LABELS["mi"]) & (est.measure == "risk difference")].iloc[0]
+    cc = est[(est.analysis == rtw.LABELS["cc"]) & (est.measure == "risk difference")].iloc[0]
+    assert np.isclose(mi.estimate, cc.estimate)   # nothing to impute: the same
+
+
+def test_without_the_outcome_in_the_plan_nothing_runs():
+    d = _frame()
+    plan = _plan(d, secondary=["antipsychotic_any"])
+    res = _run(d, plan)
+    assert res.estimates == [] and res.not_shown
