@@ -34,15 +34,21 @@ def tipping_figure(tip: pd.DataFrame):
     sig = tip.pivot(index="delta_od", columns="delta_uc", values="significant").loc[ods, ucs]
     fig, ax = plt.subplots(figsize=(6.2, 4.8))
     lim = float(np.nanmax(np.abs(z.to_numpy()))) or 0.1
+    du = (ucs[1] - ucs[0]) / 2 if len(ucs) > 1 else 0.5
+    do = (ods[1] - ods[0]) / 2 if len(ods) > 1 else 0.5
     im = ax.imshow(z.to_numpy(), origin="lower", cmap="RdBu", vmin=-lim, vmax=lim,
-                   extent=(ucs[0] - 0.25, ucs[-1] + 0.25, ods[0] - 0.25, ods[-1] + 0.25),
+                   extent=(ucs[0] - du, ucs[-1] + du, ods[0] - do, ods[-1] + do),
                    aspect="auto")
     for i, o in enumerate(ods):
         for j, u in enumerate(ucs):
-            ax.text(u, o, f"{z.iloc[i, j]:+.2f}" + ("*" if sig.iloc[i, j] else ""),
-                    ha="center", va="center", fontsize=7,
+            v = z.iloc[i, j]
+            ax.text(u, o, f"{v:+.2f}" + ("*" if sig.iloc[i, j] else ""),
+                    ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * lim else "black",
                     fontweight="bold" if sig.iloc[i, j] else "normal")
-    ax.plot([0], [0], marker="s", ms=18, mfc="none", mec="black")
+    ax.plot([0], [0], marker="s", ms=28, mfc="none", mec="black")
+    ax.set_xticks(ucs)
+    ax.set_yticks(ods)
     ax.set_xlabel("delta UC: shift of the imputed log-odds, usual care")
     ax.set_ylabel("delta OD: shift of the imputed log-odds, Open Dialogue")
     fig.colorbar(im, ax=ax, label="pooled risk difference (OD - UC)")
