@@ -46,7 +46,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure, metrics
+from pipeline import disclosure, metrics, output_policy
 from pipeline import params as params_mod
 from pipeline import plan as plan_mod
 from pipeline.analyses import AnalysisResult
@@ -216,6 +216,7 @@ def protect_estimates(est: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
                 for v in est["n"]]
     pub["events"] = [disclosure.round_count(v, cfg) if v is not None and not pd.isna(v) else None
                      for v in est["events"]]
+    pub["notes"] = [output_policy.note_counts(v, cfg) for v in est["notes"]]
     return pub.rename(columns={"n_clusters": "clusters"})
 
 

@@ -41,6 +41,8 @@ channel                    what the attacker combines
 ``curve_no_interval``      a curve point re-estimated from rounded counts shown at 0% or
                            100% without an interval and without a flag
 ``injection``              a text cell a spreadsheet would run as a formula
+``note_count``             a count of people, rows, events or missing values written in a
+                           note or reason without the policy's rounding
 =========================  ================================================================
 
 The channels are the ones found by hand on the outputs of odeval before issue 18
@@ -836,9 +838,44 @@ def injection(pub: Published, cfg, know, out: list[Finding]) -> None:
         walk(rel, obj, "")
 
 
+def note_counts(pub: Published, cfg, know, out: list[Finding]) -> None:
+    """Counts of people, rows, events or missing values written into free text (a note, a
+    reason) that no rounding reached: a count the policy would not publish as it stands
+    (small, or not on the rounding grid) is exact, and gives back whatever it is the
+    complement of."""
+    from pipeline.output_policy import _NOTE_COUNT, count
+
+    def scan(file, cell, text):
+        for m in _NOTE_COUNT.finditer(text):
+            n = int(m.group(1).replace(",", ""))
+            if n and count(n, cfg) != n:
+                out.append(Finding(file, cell, "note_count",
+                                   f"'{text[max(0, m.start() - 20):m.end() + 16]}': {n} is "
+                                   "not a count the policy publishes (exact)"))
+
+    for t in pub.tables.values():
+        for i, r in enumerate(t.rows, start=2):
+            for c, v in r.items():
+                if v and not v[:1].isdigit() and " " in v:
+                    scan(t.file, f"row {i} column {c}", v)
+
+    def walk(rel, obj, path):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(rel, v, f"{path}{k}.")
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(rel, v, f"{path}{i}.")
+        elif isinstance(obj, str) and " " in obj:
+            scan(rel, f"value {path.rstrip('.')}"[:80], obj)
+
+    for rel, obj in pub.json.items():
+        walk(rel, obj, "")
+
+
 #: In the order they run (later channels use what earlier ones learnt: arm sizes).
 CHANNELS = (mean_denominator, smd, meta_regression, effect_ci, funnel_target, dq_people,
-            hidden_sums, exposed, curve_points, injection)
+            hidden_sums, exposed, curve_points, injection, note_counts)
 
 
 def attack(*roots: Path, cfg: dict[str, Any] | None = None) -> list[Finding]:

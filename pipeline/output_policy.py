@@ -159,6 +159,35 @@ def count(n: int | float | None, cfg: dict[str, Any]) -> int | None:
     return disclosure.round_count(n, cfg)
 
 
+#: A whole number followed by what it counts, in a note (``37 missing values``, ``1,404
+#: people``): :func:`note_counts` rounds it. Counts of clusters, sites, levels and df are
+#: design facts, not counts of people, and are left alone.
+_NOTE_COUNT = re.compile(
+    r"(?<![\w.\-])(?<!than )(?<!at most )(\d[\d,]*)"
+    r"(?= (?:people|persons?|missing values?|rows?|records?|statuses|events?|deaths?|"
+    r"admissions?|episodes?)\b)")
+
+
+def note_counts(text: Any, cfg: dict[str, Any]) -> Any:
+    """A published note with its counts of people, rows, records, events and missing values
+    rounded as every published count is (``[c]``-sized counts written "fewer than k").
+
+    Notes are free text written by the analyses; a count in one is published as surely as a
+    table cell (``37 missing values`` beside a rounded n gives the exact n back). Text that
+    is not a string is returned as it is."""
+    if not isinstance(text, str):
+        return text
+
+    def one(m: re.Match) -> str:
+        n = int(m.group(1).replace(",", ""))
+        r = count(n, cfg)
+        if r is None:
+            return f"fewer than {cfg['suppress_max'] + 1}" if n else "0"
+        return f"{r:,}"
+
+    return _NOTE_COUNT.sub(one, text)
+
+
 def percentage(numerator: int | None, denominator: int | None, digits: int = 1) -> float | None:
     """A percentage from the *published* (rounded) counts, or None when either is hidden."""
     if numerator is None or denominator is None or not denominator:

@@ -132,7 +132,9 @@ def subgroup_figure(sg: pd.DataFrame):
 
     rows = []
     for var, g in sg.groupby("subgroup", sort=False):
-        rows.append((f"{var} (interaction p = {g['interaction_p'].iloc[0]:.2g})", None))
+        ip = g["interaction_p"].iloc[0]
+        rows.append((f"{var} (interaction p = {ip:.2g})" if pd.notna(ip)
+                     else f"{var} (too many levels for an interaction test)", None))
         rows += [(f"   {r.level}", r) for r in g.itertuples()]
     with style():
         fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.0))

@@ -256,8 +256,11 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
 
 def _words_n(n: int, cfg) -> str:
     r = disclosure.round_count(n, cfg)
-    return "Fewer than " + str(cfg["suppress_max"] + 1) if r is None and n else (
-        f"About {r}" if r != n else str(n))
+    if r is None and n:
+        return "Fewer than " + str(cfg["suppress_max"] + 1)
+    # "About" whenever counts are rounded, not only when rounding moved this one: its
+    # absence would say the count is exactly the number shown
+    return f"About {r}" if int(cfg.get("round_to") or 1) > 1 and n else str(r)
 
 
 def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):

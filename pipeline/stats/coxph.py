@@ -254,9 +254,15 @@ def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta, w=None) -> tuple[n
 
 
 def _chi2_test(u: np.ndarray, v: np.ndarray, dist_df: int | None = None) -> dict:
-    """``u' v^-1 u`` on ``len(u)`` df; with ``dist_df``, p from F(len(u), dist_df) of chisq / df."""
-    chisq = float(u @ np.linalg.solve(v, u))
+    """``u' v^-1 u`` on ``len(u)`` df; with ``dist_df``, p from F(len(u), dist_df) of chisq / df.
+
+    A singular ``v`` (a robust score covariance from fewer clusters than coefficients has
+    rank at most clusters - 1) gives no test: chisq and p NaN, instead of failing the fit
+    whose coefficients and variance do not need it."""
     df = len(u)
+    if np.linalg.matrix_rank(v) < df:
+        return {"chisq": float("nan"), "df": df, "p": float("nan")}
+    chisq = float(u @ np.linalg.solve(v, u))
     p = stats.chi2.sf(chisq, df) if dist_df is None else stats.f.sf(chisq / df, df, dist_df)
     return {"chisq": chisq, "df": df, "p": float(p)}
 

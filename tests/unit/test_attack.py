@@ -133,3 +133,16 @@ def test_halfulp_and_domain():
     assert list(attack.domain("15", CFG)) == [13, 14, 15, 16, 17]
     assert list(attack.domain("0", CFG)) == [0]
     assert list(attack.domain("[c]", CFG, upper=3)) == [0, 1, 2, 3]
+
+
+def test_an_exact_count_written_in_a_note_is_found_and_a_rounded_one_is_not(tmp_path):
+    (tmp_path / "analysis_estimates.csv").write_text(
+        "outcome,notes\n"
+        "relapse,Covariate age: 37 missing values set to the mean.\n"
+        "rtw,About 35 statuses imputed. Fewer than 8 people died. 12 clusters.\n"
+        "x,S1-2 rows; 0 events\n")
+    (tmp_path / "d.json").write_text(json.dumps({"notes": ["1,404 people left out"]}))
+    fs = [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "note_count"]
+    assert sorted((f.file, f.cell) for f in fs) == [
+        ("analysis_estimates.csv", "row 2 column notes"), ("d.json", "value notes.0")]
+    assert "37 is not a count the policy publishes" in fs[0].detail

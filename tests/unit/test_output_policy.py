@@ -88,3 +88,17 @@ def test_histogram_bars_come_from_rounded_cumulative_counts():
     # cumulative 0, 3, 7, 19, 20, 20, 50 -> rounded 0, 0, 10, 20, 20, 20, 50
     assert bars == [0, 0, 10, 10, 0, 0, 30]
     assert sum(bars) == 50
+
+
+def test_counts_in_notes_are_rounded_and_small_ones_hidden():
+    from pipeline.output_policy import note_counts
+
+    cfg = {"suppress_min": 1, "suppress_max": 7, "round_to": 5}
+    assert note_counts("Covariate age: 37 missing values set to the mean.", cfg) == \
+        "Covariate age: 35 missing values set to the mean."
+    assert note_counts("1,404 people left out; 12 clusters; 3 deaths; 0 events", cfg) == \
+        "1,405 people left out; 12 clusters; fewer than 8 deaths; 0 events"
+    # already protected wording and numbers that are not counts of people stay as they are
+    for t in ("Fewer than 8 statuses imputed.", "at most 7 events", "S1-2 rows", "F(3, 4)"):
+        assert note_counts(t, cfg) == t
+    assert note_counts(None, cfg) is None

@@ -153,6 +153,21 @@ def test_cox_small_sample_t_widens_interval_but_keeps_se():
     assert any("7 df" in n for n in t.notes)
 
 
+def test_cox_with_fewer_clusters_than_coefficients_fits_but_makes_no_robust_score_test():
+    """Seven coefficients, four clusters: the robust score covariance has rank at most 3.
+    The fit and its (jackknife) variance stand; the global robust score test is not made."""
+    rng = np.random.default_rng(4)
+    n = 400
+    df = pd.DataFrame(rng.normal(size=(n, 7)), columns=[f"x{i}" for i in range(7)])
+    df["site"] = np.repeat(np.arange(4), n // 4)
+    df["t"] = rng.exponential(1.0, n)
+    df["e"] = 1
+    fit = cox(df, "t", "e", [f"x{i}" for i in range(7)], cluster="site", small_sample="jackknife")
+    assert np.isfinite(fit.summary["se"]).all()
+    assert np.isnan(fit.robust_score_test["chisq"]) and np.isnan(fit.robust_score_test["p"])
+    assert np.isfinite(fit.score_test["p"])
+
+
 def test_cox_stratum_without_events_is_noted_and_does_not_change_fit():
     rng = np.random.default_rng(4)
     n = 60
