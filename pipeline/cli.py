@@ -224,6 +224,19 @@ def synth(
 
     if format not in ("parquet", "csv", "mhsds"):
         _fail(OdevalError("--format must be parquet, csv or mhsds", rule="cli.format"))
+    from pipeline.synth.generate import DESIGNS
+
+    for bad, why in ((people < 1, f"--people must be at least 1 (got {people})"),
+                     (sites < 1, f"--sites must be at least 1 (got {sites})"),
+                     (sites > people, f"--sites ({sites}) must not exceed --people ({people}): "
+                                      "every site needs someone"),
+                     (not 0 <= faults <= 0.5, f"--faults must be a share from 0 to 0.5 (got "
+                                              f"{faults}): more faulty rows than good ones is "
+                                              "not an extract"),
+                     (design not in DESIGNS, f"--design must be one of {', '.join(DESIGNS)} "
+                                             f"(got {design!r})")):
+        if bad:
+            _fail(OdevalError(why, rule="cli.synth"))
     if format == "mhsds" and (faults or nhs_numbers):
         _fail(OdevalError("--faults and --nhs-numbers are for the contract formats; the mhsds "
                           "format plants MHSDS's own faults (resubmissions, duplicates, invalid "

@@ -465,3 +465,21 @@ def test_a_path_that_is_not_there_is_called_missing(args, rule, tmp_path):
         else:
             assert "expected, but this is a file" in line, line
         assert not (tmp_path / "w.duckdb").exists()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--faults", "0.9"], "--faults must be a share from 0 to 0.5 (got 0.9)"),
+    (["--faults", "-0.1"], "--faults must be a share from 0 to 0.5"),
+    (["--people", "0"], "--people must be at least 1 (got 0)"),
+    (["--sites", "0"], "--sites must be at least 1"),
+    (["--sites", "10", "--people", "5"], "--sites (10) must not exceed --people (5)"),
+    (["--design", "stepped"], "--design must be one of cluster, individual, observational"),
+])
+def test_synth_refuses_impossible_settings_in_one_line_and_writes_nothing(args, says, tmp_path):
+    """These raised ValueError tracebacks from the generator (or, for more sites than people,
+    wrote a study with empty sites)."""
+    res = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), *args], env={"COLUMNS": "2000"})
+    line = res.output.strip()
+    assert res.exit_code == 2 and "\n" not in line, res.output
+    assert says in line and "[rule cli.synth]" in line, line
+    assert not (tmp_path / "s").exists()
