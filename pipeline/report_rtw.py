@@ -114,7 +114,9 @@ def section(con, figs: dict, fig_html) -> str:
     for a in pop.itertuples():
         def c(v):
             return "&lt;8" if v is None or pd.isna(v) else f"{int(v)}"
-        rows.append(f"<tr><td>{escape(str(a.arm).replace('_', ' '))}</td><td class='count'>"
+        arm = {"open_dialogue": "Open Dialogue", "usual_care": "Usual care"}.get(
+            str(a.arm), str(a.arm).replace("_", " "))
+        rows.append(f"<tr><td>{escape(arm)}</td><td class='count'>"
                     f"{c(a.people)}</td><td class='count'>{c(a.not_reaching_window)}</td>"
                     f"<td class='count'>{c(a.died_before_window)}</td><td class='count'>"
                     f"{c(a.status_recorded)}</td><td class='count'>{c(a.status_missing)}</td>"
