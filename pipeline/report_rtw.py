@@ -49,9 +49,9 @@ def tipping_figure(tip: pd.DataFrame):
     ax.plot([0], [0], marker="s", ms=28, mfc="none", mec="black")
     ax.set_xticks(ucs)
     ax.set_yticks(ods)
-    ax.set_xlabel("delta UC: shift of the imputed log-odds, usual care")
-    ax.set_ylabel("delta OD: shift of the imputed log-odds, Open Dialogue")
-    fig.colorbar(im, ax=ax, label="pooled risk difference (OD - UC)")
+    ax.set_xlabel("Usual care: shift of the imputed log-odds (delta)")
+    ax.set_ylabel("Open Dialogue: shift of the imputed log-odds (delta)")
+    fig.colorbar(im, ax=ax, label="Pooled risk difference, Open Dialogue - usual care")
     ax.set_title("Tipping point: * = interval excludes 0", fontsize=9)
     fig.tight_layout()
     return fig
