@@ -223,8 +223,10 @@ def _clusters(con, have: set[str]) -> dict[str, int]:
     return {}
 
 
-def _imbalance(con, have: set[str], est: pd.DataFrame, arm_n: dict, n_sites: int) -> str:
-    """A line when the arms' numbers differ notably or sites are flagged, else ""."""
+def _imbalance(con, have: set[str], est: pd.DataFrame, arm_n: dict, n_sites: int,
+               clustered: bool) -> str:
+    """A line when the arms' numbers differ notably or sites are flagged, else "".
+    ``clustered``: a cluster-randomised design (people recruited after randomisation)."""
     od, uc = arm_n.get("open_dialogue"), arm_n.get("usual_care")
     bits = []
     ratio = od / uc if not (_missing(od) or _missing(uc)) and uc else None
@@ -247,9 +249,11 @@ def _imbalance(con, have: set[str], est: pd.DataFrame, arm_n: dict, n_sites: int
         bits.append(f"in {flagged} of {n_sites} sites one arm recruited more than twice as fast "
                     "as the other")
     text = "; ".join(bits)
-    return (f"{text[:1].upper()}{text[1:]}. People recruited after their cluster was "
-            "randomised can differ between the arms (recruitment bias): compare the arms in "
-            "Table 1 (section 3) and the recruitment per cluster (section 1).")
+    why = ("People recruited after their cluster was randomised can differ between the arms "
+           "(recruitment bias): compare the arms in Table 1 (section 3) and the recruitment "
+           "per cluster (section 1)." if clustered else
+           "Compare who is in each arm in Table 1 (section 3).")
+    return f"{text[:1].upper()}{text[1:]}. {why}"
 
 
 def meta_line(dq_href: str | None, date: dt.date) -> str:
@@ -292,7 +296,8 @@ def section(con, est: pd.DataFrame, arm_n: dict, n_sites: int, count, *,
                     + (f" in {k} cluster{'s' if k != 1 else ''}" if k is not None else ""))
     row("People analysed", "; ".join(arms) + " <span class='muted'>(people rounded as "
         "everywhere in this report; clusters as they are)</span>")
-    imb = _imbalance(con, have, est, arm_n, n_sites)
+    imb = _imbalance(con, have, est, arm_n, n_sites,
+                     clustered=bool(clusters) and not observational)
     if imb:
         row("Recruitment imbalance", _esc(imb))
     prim = est[est.analysis == "primary"]

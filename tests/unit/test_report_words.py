@@ -190,3 +190,18 @@ def test_the_data_quality_link_is_given_only_when_the_report_is_beside_it():
     assert "href='data_quality.html'" in rs.meta_line("data_quality.html", d)
     assert "data_quality.html'" not in rs.meta_line(None, d)
     assert "Run date 2026-12-06" in rs.meta_line(None, d)
+
+
+def test_recruitment_imbalance_is_a_line_only_when_the_arms_differ_notably():
+    con = duckdb.connect()
+    est = pd.DataFrame({"analysis": ["flow"], "measure": ["recruitment rate ratio"],
+                        "estimate": [1.63], "lower": [0.57], "upper": [4.65], "p": [0.297]})
+    assert rs._imbalance(con, set(), est, {"open_dialogue": 650, "usual_care": 600}, 7,
+                         clustered=True) == ""
+    line = rs._imbalance(con, set(), est, {"open_dialogue": 795, "usual_care": 605}, 7,
+                         clustered=True)
+    assert "1.31 times as many people" in line and "1.63 times as high" in line
+    assert "recruitment bias" in line
+    line = rs._imbalance(con, set(), est.iloc[:0], {"open_dialogue": 400, "usual_care": 900},
+                         5, clustered=False)
+    assert "0.44 times as many people" in line and "recruitment bias" not in line
