@@ -1004,6 +1004,10 @@ def _plan_section(con, est: pd.DataFrame) -> str:
 _ARMS = (("open_dialogue", "Open Dialogue"), ("usual_care", "Usual care"))
 
 
+_METHOD_WORDS = {"hierarchical": "fixed-sequence (hierarchical)", "holm": "Holm",
+                 "none": "no adjustment"}
+
+
 def _multiplicity_section(con) -> str:
     """The primary and secondary tests in the plan's order, with the multiplicity method."""
     if "analysis_multiplicity_public" not in _results_tables(con):
@@ -1018,7 +1022,8 @@ def _multiplicity_section(con) -> str:
     method = mt["method"].iloc[0] if len(mt) else ""
     return ("<h3 id='multiplicity'>4.5 Testing the outcomes in the plan's order</h3><p>One "
             "primary test; the secondary outcomes are tested in the order the plan declared, "
-            f"with the <strong>{_esc(method)}</strong> method, only if the primary test "
+            f"with the <strong>{_esc(_METHOD_WORDS.get(method, method))}</strong> method, "
+            "only if the primary test "
             "rejected. Estimates and intervals above are not adjusted.</p>"
             + _table("Primary and secondary tests", ["Role", "Outcome", "p", "Adjusted p",
                                                       "Rejected at 5%", "Note"], rows))
