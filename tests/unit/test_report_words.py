@@ -205,3 +205,13 @@ def test_recruitment_imbalance_is_a_line_only_when_the_arms_differ_notably():
     line = rs._imbalance(con, set(), est.iloc[:0], {"open_dialogue": 400, "usual_care": 900},
                          5, clustered=False)
     assert "0.44 times as many people" in line and "recruitment bias" not in line
+
+
+def test_love_plot_terms_are_named_as_readers_name_them():
+    from pipeline.report_weighting import term_label
+
+    assert term_label("diagnosis_group: bipolar") == "Diagnosis group: bipolar"
+    assert term_label("age_at_index") == "Age at referral"
+    assert term_label("site_id: S01") == "Site: S01"
+    assert term_label("baseline_activity: carer_homemaker") == \
+        "Activity at referral: carer or homemaker"
