@@ -33,7 +33,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-out = Console()
+#: a terminal gets its own width; a pipe or a log (``make demo > demo.log``) is read in an
+#: editor or pager, not wrapped: rich's default of 80 columns would cut table cells to
+#: "antipsychotic…", so tables there get room for their content
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _plain_help() -> None:
@@ -605,7 +608,7 @@ def check_outputs(
     attack: Annotated[bool, typer.Option(
         "--attack/--no-attack", help="Also try to rebuild every suppressed or rounded count "
         "from all the published files together (means, SMDs, model coefficients, effects, "
-        "totals; README \"Output policy\"); a count pinned or narrowed below its protection "
+        "totals; docs/output-policy.md); a count pinned or narrowed below its protection "
         "interval is a breach. odeval report and pool always do.")] = False,
 ) -> None:
     """Scan the outputs meant for people for small or unrounded counts, identifiers (values

@@ -15,7 +15,7 @@ Rules that need another table (references, plausibility against the person) are
 of other rules, not a property of the data, and have no expectation.
 
 Two things had to be made to work (measured with great-expectations 1.24.1,
-duckdb-engine 0.17.0, duckdb 2.0.1, SQLAlchemy 2.1.9; see README "Validation"):
+duckdb-engine 0.17.0, duckdb 2.0.1, SQLAlchemy 2.1.9; see docs/input.md, "Validate"):
 
 1. GE's ``SqlAlchemyExecutionEngine.execute_query`` returns a result after closing its
    connection; duckdb-engine's results are not buffered, so every metric came back empty

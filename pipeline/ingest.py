@@ -9,8 +9,8 @@ is NULL and ``_untyped`` keeps the column name and the original text, so that va
 quarantines the row. Columns not in the contract are kept in ``_extra`` and reported.
 
 A whole ``ingest`` call is one transaction: a missing required column, an unreadable or
-malformed file (encoding, delimiter, header, ragged rows, damaged Parquet: see README
-"Ingest: what stops a load"), a column named like a real identifier, a pseudonym shaped
+malformed file (encoding, delimiter, header, ragged rows, damaged Parquet: see
+docs/input.md, "Ingest: what stops a load"), a column named like a real identifier, a pseudonym shaped
 like an NHS number, or a free-text column holding identifier-shaped values stops it, and
 the warehouse is left exactly as it was.
 """

@@ -5,7 +5,7 @@ Modelled on statistical disclosure control for research outputs: the ACRO/SACRO 
 (threshold, dominance and residual degrees of freedom per kind of statistic), the OpenSAFELY
 output-checking rules (suppress counts of 7 or fewer, round to 5, no statistic computed from
 a hidden count), and tau-Argus' protection intervals (a hidden cell must stay uncertain over
-an interval, not only unseen). README "Output policy" has the table; this docstring is its
+an interval, not only unseen). docs/output-policy.md has the table; this docstring is its
 source.
 
 ==========================  =========================================  ====================

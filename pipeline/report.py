@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure, output_policy
+from pipeline import disclosure, output_policy, report_words
 from pipeline.errors import OdevalError
 from pipeline.outputs import ESTIMATE_COLUMNS, write_table  # noqa: F401 (report.write_table)
 
@@ -132,10 +132,13 @@ def subgroup_figure(sg: pd.DataFrame):
 
     rows = []
     for var, g in sg.groupby("subgroup", sort=False):
+        name = report_words.label(var)
         ip = g["interaction_p"].iloc[0]
-        rows.append((f"{var} (interaction p = {ip:.2g})" if pd.notna(ip)
-                     else f"{var} (too many levels for an interaction test)", None))
-        rows += [(f"   {r.level}", r) for r in g.itertuples()]
+        rows.append((f"{name[:1].upper() + name[1:]} (interaction {report_words.p_text(ip)})"
+                     if pd.notna(ip) else
+                     f"{name[:1].upper() + name[1:]} (too many levels for an interaction test)",
+                     None))
+        rows += [(f"   {report_words.label(r.level)}", r) for r in g.itertuples()]
     with style():
         fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.0))
         for i, (label, r) in enumerate(rows):
@@ -273,6 +276,11 @@ flex-direction:column;gap:.5em}.cf-head{font-weight:700;text-align:center;border
 #005eb8}.cf-box{border:1px solid #005eb8;border-radius:4px;padding:.4em .8em;background:#f3f7fb}
 .cf-out{margin-left:2em;border-style:dashed;background:#fff}footer{margin-top:3em;font-size:.8em;color:#444;border-top:1px solid #ccc}
 footer code{font-size:.95em}.muted{color:#555}
+.synthetic{border:1px solid #e0a030;border-left:6px solid #d97800;background:#fff6e8;
+padding:.6em 1em;margin:.8em 0}table.facts{width:100%;font-size:.95em}table.facts th{width:11em}
+table.facts ul{margin:.2em 0;padding-left:1.2em}h2#summary{margin-top:1em}p.meta{margin:.2em 0 .8em;color:#444}nav.contents{margin:.6em 0 1em}
+nav.contents ul{columns:2;margin:.3em 0;padding-left:1.2em}dl.glossary dt{font-weight:600;
+margin-top:.6em}dl.glossary dd{margin-left:1.5em}
 """
 
 
@@ -319,11 +327,13 @@ def _figure(fig: dict | None, alt: str, caption: str, missing: str = "") -> str:
             f"<figcaption>{caption}</figcaption></figure>")
 
 
-def _pct_ci(est, lo, hi, pct: bool = True) -> str:
+def _pct_ci(est, lo, hi, pct: bool = True, digits: int | None = None) -> str:
+    """A percent (``pct``, one decimal) or a number (``digits`` decimals, default 2) with
+    its interval."""
     if est is None or (isinstance(est, float) and np.isnan(est)):
         return disclosure.SUPPRESSED
     k = 100 if pct else 1
-    d = 1 if pct else 2
+    d = 1 if pct else (2 if digits is None else digits)
     s = f"{k * est:.{d}f}"
     if lo is not None and not (isinstance(lo, float) and np.isnan(lo)):
         s += f" ({k * lo:.{d}f} to {k * hi:.{d}f})"
@@ -338,7 +348,24 @@ def _not_estimated_box(e: pd.Series, what: str) -> str | None:
     why = str(e.notes or "").removeprefix("Not estimated: ")
     return (f"<div class='box'><strong>{_esc(what)}: not estimated.</strong> "
             f"{_esc(why[:1].upper() + why[1:])}<br>"
-            f"<span class='muted'>Estimand: {_esc(e.estimand)}</span></div>")
+            f"<span class='muted'>Estimand: {_words_sentence(e.estimand)}</span></div>")
+
+
+def _words_sentence(text) -> str:
+    """Reader's words (labels not codes), escaped, as one sentence."""
+    return _esc(report_words.sentence(report_words.reader(text)))
+
+
+def _about(e) -> str:
+    """The estimand, the method and the notes of an estimate (``analysis_estimates.notes``:
+    ICC, fallbacks, dropped sites), each its own sentence, in muted lines."""
+    out = (f"<span class='muted'>Estimand: {_words_sentence(e.estimand)} "
+           f"Method: {_words_sentence(e.method)}</span>")
+    notes = getattr(e, "notes", None)
+    if notes is not None and not (isinstance(notes, float) and np.isnan(notes)) \
+            and str(notes).strip():
+        out += f"<br><span class='muted'>Notes: {_words_sentence(notes)}</span>"
+    return out
 
 
 def _estimate_box(e: pd.Series, what: str) -> str:
@@ -346,10 +373,9 @@ def _estimate_box(e: pd.Series, what: str) -> str:
     if missing:
         return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
-    p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
+    p = "" if np.isnan(e.p) else f"; {report_words.p_text(e.p)}"
     return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"
-            f"<span class='muted'>Estimand: {_esc(e.estimand)} Method: {_esc(e.method)}.</span>"
-            "</div>")
+            + _about(e) + "</div>")
 
 
 def _slope_box(e: pd.Series) -> str:
@@ -363,7 +389,7 @@ def _slope_box(e: pd.Series) -> str:
     if missing:
         return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
-    p = "" if np.isnan(e.p) else f"; p = {e.p:.2g}"
+    p = "" if np.isnan(e.p) else f"; {report_words.p_text(e.p)}"
     per10 = f"{np.exp(0.1 * e.estimate):.2f}"
     if not np.isnan(e.lower):
         per10 += f" (95% CI {np.exp(0.1 * e.lower):.2f} to {np.exp(0.1 * e.upper):.2f})"
@@ -376,8 +402,7 @@ def _slope_box(e: pd.Series) -> str:
             f"percentage points more. Above 0 (a ratio above 1) means that sites with more "
             f"referrals meeting this standard have a higher hazard ratio, that is less benefit "
             f"from Open Dialogue; below 0, more benefit. {sites}: read as a description.<br>"
-            f"<span class='muted'>Estimand: {_esc(e.estimand)} Method: {_esc(e.method)}.</span>"
-            "</div>")
+            + _about(e) + "</div>")
 
 
 def _horizon_words(days: int) -> str:
@@ -522,7 +547,7 @@ def _outcome_rows(o: pd.DataFrame, outcome: str, metric_list: list[str]) -> list
             cells.append(_count_td(r.n))
             cells.append(_count_td(r.events) if pd.notna(r.events) or r.suppressed
                          else "<td class='num'></td>")
-            cells.append(f"<td class='num'>{_pct_ci(r.estimate, r.lower, r.upper, pct)}</td>")
+            cells.append(f"<td class='num'>{_pct_ci(r.estimate, r.lower, r.upper, pct, report_words.unit_digits(unit))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return rows
 
@@ -549,6 +574,10 @@ def _site_table(o: pd.DataFrame, metric_sel: list[tuple[str, str]]) -> list[str]
     return rows
 
 
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def table_one_rows(t1: pd.DataFrame, arms: list[str], count) -> list[str]:
     """HTML rows of a Table 1 (``variable, level, arm, kind, n, percent, summary, smd``):
     a heading row per categorical variable, a row per level or summary, one column per
@@ -560,12 +589,12 @@ def table_one_rows(t1: pd.DataFrame, arms: list[str], count) -> list[str]:
         kind = g["kind"].iloc[0]
         if level and var not in seen and kind == "n (%)":
             smd = g["smd"].iloc[0]
-            rows.append(f"<tr><td>{_esc(var.replace('_', ' '))}, n (%)</td>"
+            rows.append(f"<tr><td>{_esc(_cap(report_words.label(var)))}, n (%)</td>"
                         + "<td></td>" * len(arms)
                         + f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td></tr>")
         seen.add(var)
-        name = _esc(var.replace("_", " ")) + ", " + _esc(kind) if not level \
-            else f"&nbsp;&nbsp;{_esc(level)}"
+        name = _esc(_cap(report_words.label(var))) + ", " + _esc(kind) if not level \
+            else f"&nbsp;&nbsp;{_esc(report_words.label(level))}"
         cells = [f"<td>{name}</td>"]
         for a in arms:
             r = g.loc[a]
@@ -573,7 +602,8 @@ def table_one_rows(t1: pd.DataFrame, arms: list[str], count) -> list[str]:
                 pct = "" if pd.isna(r.percent) else f" ({r.percent:.1f}%)"
                 cells.append(f"<td class='num'>{count(r.n)}{pct}</td>")
             else:
-                cells.append(f"<td class='num'>{_esc(r.summary)}</td>")
+                cells.append(f"<td class='num'>"
+                             f"{_esc(report_words.integral_summary(str(r.summary)))}</td>")
         smd = g["smd"].iloc[0] if not (level and kind == "n (%)") else np.nan
         cells.append(f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.3f}'}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -629,8 +659,13 @@ def _metrics_json(est: pd.DataFrame, o: pd.DataFrame) -> dict:
     return out
 
 
-def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
-    """The report as one HTML string (figures embedded; no external resource)."""
+def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
+           dq_href: str | None = None, date=None) -> str:
+    """The report as one HTML string (figures embedded; no external resource).
+
+    ``dq_href``: the data-quality report's address relative to the report (None: not
+    beside it); ``date``: the run date (default :func:`pipeline.report_summary.run_date`)."""
+    from pipeline import report_summary
     from pipeline import analyse
     from pipeline.metrics import FIDELITY_LABELS
 
@@ -645,13 +680,29 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     fnotes = (dict(q("select item, reason from results.analysis_not_shown_public").itertuples(
         index=False)) if "analysis_not_shown_public" in _results_tables(con) else {})
     step = disclosure.curve_step(cfg)
+    from pipeline import report_weighting
+
+    observational = report_weighting.is_observational(con)
+    arm_n = {a: next(iter(o[(o.level == "all") & (o.arm == a) & (o.metric == "rate")
+                           & (o.outcome == "relapse")].n), 0)
+             for a in ("open_dialogue", "usual_care")}
+
+    def c(v):
+        return f"<span class='count'>{disclosure.fmt_count(None if v is None or pd.isna(v) else int(v))}</span>"
+
     P = []
     P.append("<h1>Open Dialogue evaluation report</h1>")
+    P.append(report_summary.meta_line(dq_href, date or report_summary.run_date()))
+    if report_summary.is_synthetic(con):
+        P.append(report_summary.synthetic_banner())
     P.append("<p class='lead'>Outcomes of people offered Open Dialogue compared with usual care "
              "across the participating sites: relapse, involuntary admission, antipsychotic use "
              "and being in work or education, with the fidelity of each site to the seven "
              "principles of Open Dialogue. Every interval is a 95% confidence interval (CI) "
              "unless it says otherwise.</p>")
+    P.append(report_summary.section(
+        con, est, arm_n, len([lv for lv in dict.fromkeys(o.level) if lv != "all"]), c,
+        observational=observational))
     P.append(f"<div class='box'><strong>Disclosure control.</strong> Counts from "
              f"{cfg['suppress_min']} to {cfg['suppress_max']} are not shown "
              f"({disclosure.SUPPRESSED}), nor any other count or estimate from which they could "
@@ -661,8 +712,6 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
              "person or staff identifier appears in this report.</div>")
 
     P.append(_plan_section(con, est))
-    from pipeline import report_weighting
-
     P.append(report_weighting.section(con, figs, _figure))  # observational designs only
 
     # flow
@@ -670,13 +719,6 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     n_rows = dq[dq.site_id == "all"]
     tot_raw = sum(int(v) for v in n_rows.n_raw if v is not None and not pd.isna(v))
     tot_q = sum(int(v) for v in n_rows.n_quarantined if v is not None and not pd.isna(v))
-    arm_n = {a: next(iter(o[(o.level == "all") & (o.arm == a) & (o.metric == "rate")
-                           & (o.outcome == "relapse")].n), 0)
-             for a in ("open_dialogue", "usual_care")}
-
-    def c(v):
-        return f"<span class='count'>{disclosure.fmt_count(None if v is None or pd.isna(v) else int(v))}</span>"
-
     P.append("<h2 id='flow'>1. Who is in the analysis</h2>")
     pr = people.iloc[0] if len(people) else None
     P.append("<div class='flow'>"
@@ -707,7 +749,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
     rows = []
     for _, r in dq[dq.site_id == "all"].iterrows():
         share = "" if pd.isna(r.quarantined_share) else f"{100 * r.quarantined_share:.1f}"
-        rows.append(f"<tr><td>{_esc(r.table_name)}</td>{_count_td(r.n_raw)}{_count_td(r.n_clean)}"
+        rows.append(f"<tr><td>{_esc(_cap(report_words.label(r.table_name)))}</td>{_count_td(r.n_raw)}{_count_td(r.n_clean)}"
                     f"{_count_td(r.n_quarantined)}<td class='num'>{share}</td></tr>")
     P.append(_table("Rows received, clean and quarantined per input table (all sites)",
                     ["Table", "Rows received", "Clean", "Quarantined", "Quarantined (%)"], rows))
@@ -749,17 +791,18 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
             u = e_row(beside, outcome, measure)
             if u is not None and not pd.isna(u.estimate):
                 extra.append(f"{label}: {u.estimate:.2f} (95% CI {u.lower:.2f} to "
-                             f"{u.upper:.2f}), p = {u.p:.2g}.")
+                             f"{u.upper:.2f}); {report_words.p_text(u.p)}.")
         ic = iccs[iccs.outcome == outcome] if len(iccs) else iccs
         if len(ic) and measure == e_row(analysis, outcome, measure).measure:
             r = ic.iloc[0]
             if pd.isna(r.estimate):
-                extra.append(f"{_esc(r.measure)}: {_esc(r.note)}")
+                extra.append(f"{_esc(r.measure)}: {_words_sentence(r.note)}")
             else:
                 tau = (f"; Kendall's tau between two people of a cluster {r.kendall_tau:.3f}"
                        if not pd.isna(r.kendall_tau) else "")
                 extra.append(f"Between-cluster variation: {r.measure} {r.estimate:.3f} (95% CI "
-                             f"{r.lower:.3f} to {r.upper:.3f}){tau}; {r.method}.")
+                             f"{r.lower:.3f} to {r.upper:.3f}){tau}; "
+                             f"{report_words.words(r.method)}.")
         html = _estimate_box(e, what)
         if extra:
             html = html[:-len("</div>")] + "".join(
@@ -796,7 +839,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
         t = e_row("sensitivity", "relapse", m)
         if t is not None:
             P.append(f"<p class='muted'>Sensitivity analysis. {_esc(t.estimand)}: chi-square "
-                     f"{t.estimate:.2f} ({_esc(t.method)}), p = {t.p:.2g}.</p>")
+                     f"{t.estimate:.2f} ({_esc(t.method)}); {report_words.p_text(t.p)}.</p>")
     P.append(f"<h3>4.2 Involuntary admission</h3><p>{_esc(words['involuntary'])}</p>")
     P.append(box("secondary", "involuntary_admission", "rate ratio",
                  "Rate ratio of involuntary admissions"))
@@ -913,6 +956,12 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict) -> str:
                                          ("involuntary_admission", "rate")])))
         P.append(_rounded_note(step, output_policy.settings(cfg)['curve_tolerance']))
 
+    # glossary of the terms the report uses, then the contents of the first screen
+    body = "\n".join(p for p in P if p)
+    P.append(report_words.glossary_html(body))
+    contents = report_summary.contents_html("\n".join(p for p in P if p))
+    P = [p.replace("<!--contents-->", contents, 1) for p in P]
+
     # footer
     inputs = "".join(f"<li><code>{_esc(i['table'])}</code> {_esc(i['file'])}: "
                      f"<code>{_esc(i['sha256'])}</code></li>" for i in prov["inputs"])
@@ -936,22 +985,20 @@ def _plan_section(con, est: pd.DataFrame) -> str:
     if "analysis_plan_public" not in _results_tables(con):
         return ""
     plan = con.execute("select item, plan from results.analysis_plan_public").fetchall()
-    rows = [f"<tr><th scope='row'>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in plan]
+    rows = [f"<tr><th scope='row'>{_esc(k)}</th><td>{report_words.words(v)}</td></tr>"
+            for k, v in plan]
     prim = est[est.analysis == "primary"]
     res = ""
     if len(prim):
         r = prim.iloc[0]
         if pd.isna(r.estimate):
             res = (f"<div class='box'><strong>Primary result:</strong> {_esc(r.measure)} not "
-                   f"estimated. {_esc(r.notes)}</div>")
+                   f"estimated. {_words_sentence(r.notes)}</div>")
         else:
             res = (f"<div class='box'><p class='lead'><strong>Primary result:</strong> "
                    f"{_esc(r.measure)} {_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to "
-                   f"{_fmt(r.upper)}), p = {r.p:.2g}, the one primary test.</p>"
-                   f"<span class='muted'>Estimand: {_esc(r.estimand)} Method: "
-                   f"{_esc(r.method)}.</span>"
-                   + (f"<br><span class='muted'>Notes: {_esc(r.notes)}</span>" if r.notes
-                      else "") + "</div>")
+                   f"{_fmt(r.upper)}); {report_words.p_text(r.p)}, the one primary test.</p>"
+                   + _about(r) + "</div>")
     return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
             "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
             + _table("The analysis plan", ["", "Declared"], rows) + res)
@@ -960,21 +1007,26 @@ def _plan_section(con, est: pd.DataFrame) -> str:
 _ARMS = (("open_dialogue", "Open Dialogue"), ("usual_care", "Usual care"))
 
 
+_METHOD_WORDS = {"hierarchical": "fixed-sequence (hierarchical)", "holm": "Holm",
+                 "none": "no adjustment"}
+
+
 def _multiplicity_section(con) -> str:
     """The primary and secondary tests in the plan's order, with the multiplicity method."""
     if "analysis_multiplicity_public" not in _results_tables(con):
         return ""
     mt = con.execute("select * from results.analysis_multiplicity_public order by \"order\""
                      ).df()
-    rows = [f"<tr><td>{_esc(r.role)}</td><td>{_esc(r.outcome)}</td><td class='num'>"
-            f"{'' if pd.isna(r.p) else f'{r.p:.3g}'}</td><td class='num'>"
-            f"{'' if pd.isna(r.p_adjusted) else f'{r.p_adjusted:.3g}'}</td><td>"
+    rows = [f"<tr><td>{_esc(r.role)}</td><td>{_esc(_cap(report_words.label(r.outcome)))}"
+            f"</td><td class='num'>{report_words.p_value(r.p)}</td><td class='num'>"
+            f"{report_words.p_value(r.p_adjusted)}</td><td>"
             f"{'yes' if r.rejected else 'no'}</td><td>{_esc(r.note)}</td></tr>"
             for r in mt.itertuples()]
     method = mt["method"].iloc[0] if len(mt) else ""
     return ("<h3 id='multiplicity'>4.5 Testing the outcomes in the plan's order</h3><p>One "
             "primary test; the secondary outcomes are tested in the order the plan declared, "
-            f"with the <strong>{_esc(method)}</strong> method, only if the primary test "
+            f"with the <strong>{_esc(_METHOD_WORDS.get(method, method))}</strong> method, "
+            "only if the primary test "
             "rejected. Estimates and intervals above are not adjusted.</p>"
             + _table("Primary and secondary tests", ["Role", "Outcome", "p", "Adjusted p",
                                                       "Rejected at 5%", "Note"], rows))
@@ -1078,7 +1130,8 @@ def _consort_section(con, c) -> str:
                        f"{r.value:.1f}" if r.kind == "mean" else f"{int(r.value)}")
                 vals.append(f"<td class='num'>{txt}</td>")
             smd = g.smd.iloc[0]
-            rows.append(f"<tr><td>{_esc(var)}{(' ' + _esc(lv)) if lv else ''} "
+            rows.append(f"<tr><td>{_esc(_cap(report_words.label(var)))}"
+                        f"{(' ' + _esc(report_words.label(lv))) if lv else ''} "
                         f"<span class='muted'>{_esc(g.kind.iloc[0])}</span></td>{''.join(vals)}"
                         f"<td class='num'>{'' if pd.isna(smd) else f'{smd:.2f}'}</td></tr>")
         out.append(_table("Table 1 of the clusters (the unit of randomisation)",
@@ -1126,7 +1179,9 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
                             exact=exact_counterpart(con, name, df))
         step(2, "tables")
         prov = provenance(con, params)
-        (stage / "report.html").write_text(render(con, params, figs, prov), encoding="utf-8")
+        dq = "data_quality.html" if (reports_dir / "data_quality.html").exists() else None
+        (stage / "report.html").write_text(render(con, params, figs, prov, dq_href=dq),
+                                           encoding="utf-8")
         est = con.execute("select * from results.analysis_estimates_public").df()
         o = con.execute("select * from results.metrics_outcomes_public "
                         "where dimension = 'site'").df()

@@ -49,9 +49,9 @@ def tipping_figure(tip: pd.DataFrame):
     ax.plot([0], [0], marker="s", ms=28, mfc="none", mec="black")
     ax.set_xticks(ucs)
     ax.set_yticks(ods)
-    ax.set_xlabel("delta UC: shift of the imputed log-odds, usual care")
-    ax.set_ylabel("delta OD: shift of the imputed log-odds, Open Dialogue")
-    fig.colorbar(im, ax=ax, label="pooled risk difference (OD - UC)")
+    ax.set_xlabel("Usual care: shift of the imputed log-odds (delta)")
+    ax.set_ylabel("Open Dialogue: shift of the imputed log-odds (delta)")
+    fig.colorbar(im, ax=ax, label="Pooled risk difference, Open Dialogue - usual care")
     ax.set_title("Tipping point: * = interval excludes 0", fontsize=9)
     fig.tight_layout()
     return fig
@@ -114,7 +114,9 @@ def section(con, figs: dict, fig_html) -> str:
     for a in pop.itertuples():
         def c(v):
             return "&lt;8" if v is None or pd.isna(v) else f"{int(v)}"
-        rows.append(f"<tr><td>{escape(str(a.arm).replace('_', ' '))}</td><td class='count'>"
+        arm = {"open_dialogue": "Open Dialogue", "usual_care": "Usual care"}.get(
+            str(a.arm), str(a.arm).replace("_", " "))
+        rows.append(f"<tr><td>{escape(arm)}</td><td class='count'>"
                     f"{c(a.people)}</td><td class='count'>{c(a.not_reaching_window)}</td>"
                     f"<td class='count'>{c(a.died_before_window)}</td><td class='count'>"
                     f"{c(a.status_recorded)}</td><td class='count'>{c(a.status_missing)}</td>"

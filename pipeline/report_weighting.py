@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure
+from pipeline import disclosure, report_words
 
 _ARM = {"treated": "Open Dialogue", "control": "Usual care"}
 
@@ -37,7 +37,8 @@ def figures(con, folder: Path, save_figure, cfg: dict) -> dict[str, dict]:
     if "analysis_weighting_balance_public" in have:
         b = con.execute("select * from results.analysis_weighting_balance_public").df()
         b = b.assign(smd_before=pd.to_numeric(b["smd_before"]),
-                     smd_after=pd.to_numeric(b["smd_after"]))
+                     smd_after=pd.to_numeric(b["smd_after"]),
+                     term=b["term"].map(term_label))
         fig = plot_love(b, labels=("Unweighted (from rounded counts)", "Weighted"),
                         title="Covariate balance before and after weighting")
         out["weighting_love"] = save_figure(fig, folder, "weighting_love")
@@ -51,6 +52,15 @@ def figures(con, folder: Path, save_figure, cfg: dict) -> dict[str, dict]:
                                    "a small number of people.")
         out["weighting_overlap"] = save_figure(fig, folder, "weighting_overlap")
     return out
+
+
+def term_label(term: str) -> str:
+    """A covariate term as a reader names it: "Diagnosis group: bipolar" for
+    ``diagnosis_group: bipolar``, "Age at referral" for ``age_at_index``."""
+    var, sep, level = str(term).partition(": ")
+    name = report_words.label(var)
+    name = name[:1].upper() + name[1:]
+    return f"{name}: {report_words.label(level)}" if sep else name
 
 
 def _esc(v) -> str:
@@ -116,7 +126,7 @@ def section(con, figs: dict, figure_html) -> str:
              "the diagnostics check what can be checked, and the E-values say how strong an "
              "unmeasured confounder would have to be to explain an estimate away.</p></div>")
     if len(method):
-        P.append(f"<p class='muted'>Method: {_esc(method.iloc[0])}.</p>")
+        P.append(f"<p class='muted'>Method: {report_words.words(method.iloc[0])}.</p>")
     if "analysis_weighting_balance_public" not in have:   # the model could not be fitted
         P.append("<div class='box'><p><strong>No weighted comparison:</strong></p><ul>"
                  + "".join(f"<li>{_esc(f)}</li>" for f in flags) + "</ul></div>")

@@ -1,4 +1,5 @@
-"""Where simulated power and the formula agree, and where they part: the README's tables.
+"""Where simulated power and the formula agree, and where they part: the tables of
+``docs/power.md``.
 
 ``python -m pipeline.simulation.power_study`` (or ``make test-slow``, which also checks the
 agreement) runs, 1,000 trials per scenario with :func:`pipeline.simulation.power.power`'s
@@ -13,7 +14,7 @@ default seed (cached in ``data/power/``, so a second run takes seconds):
 * the search for 80% power at hazard ratio 0.8 in the demo's shape (clusters per arm per
   site; people per cluster);
 
-and writes the tables between the README's ``power-study`` markers, with the wall time of
+and writes the tables between the ``power-study`` markers of ``docs/power.md``, with the wall time of
 the demo's 1,000-trial run (both scenarios, 2 processes) when this run computed it.
 """
 
@@ -28,6 +29,7 @@ from pipeline.simulation import power as pw
 from pipeline.simulation import study
 
 RESULTS = Path(__file__).parent / "results" / "power_study.json"
+DOC = study.PROJ_ROOT / "docs" / "power.md"
 START, END = "<!-- power-study:start -->", "<!-- power-study:end -->"
 REPS = 1000
 
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
     if not a.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(res, indent=2, default=float) + "\n")
-        study.write_readme(md, start=START, end=END)
+        study.write_doc(md, DOC, start=START, end=END)
     return 0
 
 

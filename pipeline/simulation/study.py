@@ -27,7 +27,7 @@ processes at ``nice`` 15, each with one BLAS thread. Replicate ``r`` of a cell h
 Run it with ``python -m pipeline.simulation.study [--reps 1000]`` (or ``make test-slow``):
 it writes ``pipeline/simulation/results/few_cluster.csv`` (the table),
 ``pipeline/simulation/defaults.yaml`` (the choice, read by
-:mod:`pipeline.simulation.defaults`) and the README's table.
+:mod:`pipeline.simulation.defaults`) and the table of ``docs/few-cluster-simulation.md``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ CACHE = PROJ_ROOT / "data" / "simulation"
 RESULTS = Path(__file__).parent / "results" / "few_cluster.csv"
 RUNINFO = Path(__file__).parent / "results" / "few_cluster_run.json"
 DEFAULTS_YAML = Path(__file__).parent / "defaults.yaml"
-README = PROJ_ROOT / "README.md"
+DOC = PROJ_ROOT / "docs" / "few-cluster-simulation.md"
 
 SHAPES = {
     "pair_matched": Shape("pair_matched", sites=7, clusters_per_arm=1, people=1400),
@@ -339,7 +339,7 @@ def _pct(x, se):
 
 
 def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) -> str:
-    """The README's table: per shape and outcome, one line per method."""
+    """The documentation's table: per shape and outcome, one line per method."""
     lines = [
         f"Replicates per cell: {reps}; each rate in % with its Monte Carlo SE in brackets "
         f"(at nominal {100 * math.sqrt(0.05 * 0.95 / reps):.2f} points, for 5% and 95% alike). "
@@ -378,14 +378,14 @@ def markdown(t: pd.DataFrame, chosen: pd.DataFrame, reps: int, runinfo: dict) ->
 START, END = "<!-- few-cluster-simulation:start -->", "<!-- few-cluster-simulation:end -->"
 
 
-def write_readme(md: str, readme: Path = README, start: str = START, end: str = END) -> None:
-    """Replace the README's table between its two markers (they must be there; other
-    simulations pass their own)."""
-    text = readme.read_text()
+def write_doc(md: str, doc: Path = DOC, start: str = START, end: str = END) -> None:
+    """Replace the table between the two markers of a documentation page (``docs/``; the
+    markers must be there; other simulations pass their own page and markers)."""
+    text = doc.read_text()
     if start not in text or end not in text:
-        raise ValueError(f"{readme}: markers {start} / {end} not found")
+        raise ValueError(f"{doc}: markers {start} / {end} not found")
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{start}\n{md}\n{end}", text))
+    doc.write_text(pattern.sub(lambda _: f"{start}\n{md}\n{end}", text))
 
 
 def write_defaults(chosen: pd.DataFrame, reps: int, path: Path = DEFAULTS_YAML) -> None:
@@ -427,7 +427,7 @@ def main(argv=None) -> int:
         t.round(6).to_csv(RESULTS, index=False)
         RUNINFO.write_text(json.dumps(runinfo, indent=2) + "\n")
         write_defaults(chosen, a.reps)
-        write_readme(markdown(t, chosen, a.reps, runinfo))
+        write_doc(markdown(t, chosen, a.reps, runinfo))
     return 0
 
 

@@ -1,7 +1,7 @@
 """`odeval bench` on a tiny study: every requested step runs and lands in the results.
 
 No timing is asserted (timings are never tested); what is checked is that each step ran
-to exit 0, the ratios the README reports are computed from them, and the markdown names
+to exit 0, the ratios docs/performance.md reports are computed from them, and the markdown names
 them.
 """
 

@@ -73,6 +73,11 @@ def test_an_observational_study_is_analysed_by_weighting_with_the_unadjusted_bes
     assert "from randomisation" not in text and "clusters are not people" not in text
     assert "Does the effect on relapse differ" not in text
     assert "these models compare the arms as they are, not weighted" in text
+    # the first screen words the primary result as an association, not an effect
+    summary = text[:text.index("Design and analysis plan")]
+    assert "In the Open Dialogue arm the hazard of a first relapse was" in summary
+    assert "not an effect of Open Dialogue" in summary and "With Open Dialogue" not in summary
+    assert "Observational" in summary or "observational" in summary
     # the E-value table shows each weighted ratio as the weighted table does (not rounded
     # twice: 0.545 published to 3 digits, then to 2, read 0.55 beside a 0.54)
     for label in ("relapse hazard ratio", "involuntary admission rate ratio",

@@ -68,6 +68,7 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
         assert section in html
     # the plan and the one primary result come before any other result
     assert html.index("id='plan'") < html.index("Primary result:") < html.index("id='flow'")
+    assert html.index("id='summary'") < html.index("id='plan'")
     assert html.count("data:image/svg+xml;base64,") >= 6
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     con = duckdb.connect(str(study.warehouse), read_only=True)
@@ -81,6 +82,44 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
                  "funnel_relapse_by_landmark", "subgroups"):
         assert (study.reports / "figures" / f"{stem}.svg").exists()
         assert (study.reports / "figures" / f"{stem}.png").exists()
+
+
+def test_the_first_screen_says_what_the_report_holds_before_any_section(study):
+    html = (study.reports / "report.html").read_text()
+    first = html[:html.index("id='plan'")]
+    # built from odeval synth: the banner says so
+    assert "Synthetic data." in first and "truth.json" in first
+    for words in ("Cluster-randomised trial", "Data period", "People analysed",
+                  "Primary result (relapse)", "Secondary results", "Run date",
+                  "href='data_quality.html'", "href='#glossary'"):
+        assert words in first, words
+    # the primary result in words, its interval and the test; every secondary outcome with
+    # the multiplicity procedure's verdict
+    assert "With Open Dialogue the hazard of a first relapse was" in first
+    assert "Test: " in first
+    assert first.count("<li><strong>") >= 4
+    assert "descriptive only" in first or "confirmed" in first
+    # the contents link every numbered section and the glossary
+    for anchor in ("#flow", "#data-quality", "#outcomes", "#fidelity", "#sites", "#glossary"):
+        assert f"href='{anchor}'" in first
+    assert (study.reports / "data_quality.html").exists()
+
+
+def test_numbers_and_words_are_for_readers(study):
+    import re
+
+    html = re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", (
+        study.reports / "report.html").read_text())
+    text = re.sub(r"<[^>]+>", " ", html[:html.index("<footer>")])
+    assert not re.search(r"\d\.?\d*e-\d", text)  # no p = 1.2e-16
+    for code in ("knha", "p1_within_24h", "carer_homemaker", "open_dialogue", "usual_care",
+                 "age_at_index", "tau^2"):
+        assert code not in text, code
+    assert not re.search(r"[a-z] Method:", text)  # sentences end before the next begins
+    assert "0.0 [0.0, 1.0]" not in text
+    assert "id='glossary'" in html and "Hazard ratio" in html
+    # notes of the estimates are shown (covariates with missing values set to the mean)
+    assert "Notes: " in text and "missing values set to the mean" in text
 
 
 def test_check_outputs_passes_the_report_and_catches_a_planted_count_of_3_and_a_person_id(study, tmp_path):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.spark
 PERSON = {"person_id": "P1", "site_id": "S1", "arm": "open_dialogue", "index_date": "2023-01-05",
           "data_end_date": "2024-01-01", "sex": "female", "diagnosis_group": "psychosis"}
 
-#: Values at the edges of every typing rule (README, "Typing rules").
+#: Values at the edges of every typing rule (docs/input.md, "Typing rules").
 DIRTY = {
     "people": [
         PERSON,
@@ -95,7 +95,7 @@ def test_parquet_columns_typed_from_their_own_types(spark, tmp_path):
 
 
 def test_untypable_parquet_floats_are_kept_as_each_engine_spells_them(spark, tmp_path):
-    """Known difference, documented in the README: the text kept in ``_untyped`` for a
+    """Known difference, documented in docs/spark.md: the text kept in ``_untyped`` for a
     Parquet *double* that is not an integer is the engine's own rendering of the number,
     Python-like in DuckDB (nan, 25000000.0, 1e-05), Java's in Spark (NaN, 2.5E7, 1.0E-5).
     Which rows and columns failed typing, and every typed value, are the same."""

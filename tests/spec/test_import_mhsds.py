@@ -1,6 +1,6 @@
 """One spec per rule of `odeval import mhsds`: MHSDS rows in, contract rows and counts out.
 
-Rules (pipeline/sql/import_mhsds/, README "Import: MHSDS"): the latest version of a
+Rules (pipeline/sql/import_mhsds/, docs/mhsds-import.md): the latest version of a
 record wins (UniqMonthID, then UniqSubmissionID, then file and row); copies of the kept
 version are duplicates; rows flagged invalid never win; a set table keeps the latest set
 whole; codes map through their list, a code not in it is reported and gets the contract's

@@ -1,7 +1,7 @@
 """``odeval power`` against the formula at 1,000 trials per scenario (marker ``slow``,
 ``make test-slow``): runs ``python -m pipeline.simulation.power_study`` (cached in
 ``data/power/``: about 25 min on 2 processes the first time, seconds after), which
-rewrites the README's power tables and ``pipeline/simulation/results/power_study.json``.
+rewrites the power tables of docs/power.md and ``pipeline/simulation/results/power_study.json``.
 
 Tolerances are Monte Carlo: a rejection rate over R = 1,000 trials has SE
 sqrt(P (1 - P) / R), at most 1.6 points.
@@ -11,12 +11,12 @@ sqrt(P (1 - P) / R), at most 1.6 points.
   t reference on sites - 1 df) and many clusters with a consistent sandwich variance (CR1,
   70 and 140 clusters: the t reference on clusters - 1 df).
 * Few clusters (the demo's 14): the formula on the normal reference overstates the
-  simulated power, by more than 3 SE wherever it says 30-99% (the parting the README
+  simulated power, by more than 3 SE wherever it says 30-99% (the parting docs/power.md
   explains: if it stopped parting, the explanation would be wrong).
 * Every default (``auto``) is valid: type I error at most 5% + 2 SE in every scenario
   simulated without effect; the demo's default (cluster-level) is nominal, within 2.576 SE
   below and 2 SE above 5% (the simulation study's rule). The cluster jackknife may be
-  conservative with many small clusters, which the README reports.
+  conservative with many small clusters, which docs/power.md reports.
 * The search's answer reaches 80% and the value below it does not (by construction, up to
   the Monte Carlo error of each: checked on the simulated values themselves).
 """

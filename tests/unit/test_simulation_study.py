@@ -86,3 +86,25 @@ def test_truth_is_zero_without_effect_and_the_demo_effect_otherwise():
     assert demo["log rate ratio"] == pytest.approx(math.log(0.6))
     assert -0.6 < demo["log hazard ratio"] < math.log(0.6) * 0.8  # attenuated from log 0.6 by the frailties
     assert 0.15 < demo["risk difference"] < 0.2  # 0.45 - 0.25 on the latent scale, pulled to 0.5 by the cluster effect
+
+
+def test_the_studies_write_their_tables_between_the_markers_of_their_docs_pages(tmp_path):
+    # the few-cluster and power studies rewrite docs/few-cluster-simulation.md and
+    # docs/power.md (not the README); the markers must be on those pages, and a rewrite
+    # replaces what lies between them and nothing else
+    from pipeline.simulation import power_study
+
+    for doc, start, end in ((study.DOC, study.START, study.END),
+                            (power_study.DOC, power_study.START, power_study.END)):
+        text = doc.read_text()
+        assert doc.parent.name == "docs" and start in text and end in text
+        copy = tmp_path / doc.name
+        copy.write_text(text)
+        study.write_doc("| new | table |", copy, start=start, end=end)
+        new = copy.read_text()
+        assert f"{start}\n| new | table |\n{end}" in new
+        assert new.split(start)[0] == text.split(start)[0]
+        assert new.split(end)[1] == text.split(end)[1]
+    with pytest.raises(ValueError, match="markers"):
+        (tmp_path / "none.md").write_text("no markers")
+        study.write_doc("x", tmp_path / "none.md")

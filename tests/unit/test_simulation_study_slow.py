@@ -2,7 +2,7 @@
 
 Runs (or resumes from ``data/simulation/``) 1,000 replicates of every cell of
 :mod:`pipeline.simulation.study`, writes the results table, ``defaults.yaml`` and the
-README's table, and checks what the choice promises: in every randomised shape and outcome
+table of docs/few-cluster-simulation.md, and checks what the choice promises: in every randomised shape and outcome
 the default's type I error is within Monte Carlo error of 5% at every ICC (from 2.576
 standard errors below to 2 above: 3.2-6.4% at 1,000 replicates, SE 0.69 percentage points)
 and its coverage at least 95% - 2 SE (93.6%), by the rule of
