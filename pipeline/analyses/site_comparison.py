@@ -302,10 +302,11 @@ def funnels(met: metrics.MetricsResult, p, cfg) -> AnalysisResult:
             rows["target"] = tgt
         pubrows = rows[shown].assign(kind=kind)
         if shown.sum() < 2:
+            k_all = len(rows)
             out.not_shown.append(dict(item=f"funnel_{name}", reason=(
-                f"{int(shown.sum())} site{'' if shown.sum() == 1 else 's'} with values that can "
-                "be shown (the others' counts are small and suppressed); a funnel plot needs two "
-                "or more")))
+                f"{int(shown.sum())} of {k_all} site{'' if k_all == 1 else 's'} with values "
+                "that can be shown (small counts are suppressed); a funnel plot needs two or "
+                "more")))
             continue
         try:
             if kind == "binomial" and not 0 < rows["target"].iloc[0] < 1:
