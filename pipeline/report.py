@@ -641,6 +641,7 @@ def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
     if "kind" not in fu.columns:
         return ""
     P = ["<h3 id='funnels'>Funnel plots: where each site stands</h3>", _funnel_note(cfg, ap)]
+    G = []  # the gallery: two figures a row on a wide screen, one on a narrow one
     for ind, g in fu.groupby("indicator", sort=False):
         title = g["title"].iloc[0]
         fig = figs.get(f"funnel_{ind}")
@@ -658,8 +659,10 @@ def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
                f"overdispersion {pval}). Better than expected: {_esc(better)}; worse: "
                f"{_esc(worse)}."
                + (f" Not drawn (values suppressed): {_esc(', '.join(hidden))}." if hidden else ""))
-        P.append(_figure(fig, f"Funnel plot: {title}", cap,
+        G.append(_figure(fig, f"Funnel plot: {title}", cap,
                          fnotes.get(f"funnel_{ind}", "fewer than two sites can be drawn")))
+    P.append("<div style='display:grid;grid-template-columns:repeat(auto-fill,minmax(28em,1fr));"
+             "gap:0 1.5em'>" + "\n".join(G) + "</div>")
     gone = [(item.removeprefix("funnel_"), why) for item, why in fnotes.items()
             if item.startswith("funnel_") and item.removeprefix("funnel_") not in set(fu.indicator)]
     if gone:
@@ -706,7 +709,7 @@ def _rounded_note(step: int, tol: float = 0.05) -> str:
             f"multiples of {step}, the curves of section 4.1; with its 95% CI from the same "
             f"rounded counts. In a small group it can differ from the exact estimate by several "
             f"percentage points (exact estimates of small groups could give their counts away), "
-            f"so compare groups with the hazard ratios and the funnel plot, which use the exact "
+            f"so compare groups with the hazard ratios, which use the exact "
             f"data. Where the re-drawn estimate has no interval or differs from the exact one by "
             f"more than {100 * float(tol):g} percentage points it is not shown "
             f"({disclosure.SUPPRESSED}; the flag column of tables/metrics_outcomes.csv says why). "

@@ -195,8 +195,11 @@ def funnel_of(rows: pd.DataFrame, limits, overdispersion, dispersion=None):
     if kind == "binomial":
         return funnel(rows["events"].astype(float), rows["n"].astype(float), kind="proportion",
                       **args)
+    if kind == "mean":  # a mean of shares: limits cut at 0 and 1
+        return funnel_estimates(rows["value"].astype(float), rows["se"].astype(float),
+                                kind="mean", bounds=(0.0, 1.0), **args)
     return funnel_estimates(rows["value"].astype(float), rows["se"].astype(float),
-                            kind="proportion" if kind == "time_to_event" else "mean", **args)
+                            kind="proportion", **args)
 
 
 def funnels(met: metrics.MetricsResult, p, cfg) -> AnalysisResult:

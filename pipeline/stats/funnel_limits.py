@@ -77,7 +77,7 @@ class FunnelResult(Result):
         d = np.asarray(denominators, dtype=float)
         out = {"denominator": d}
         out.update(_limits(self.kind, d, self.target, self.limits, self.limits_used,
-                           self.phi, self.tau2))
+                           self.phi, self.tau2, getattr(self, "bounds", None)))
         return pd.DataFrame(out)
 
     def limits_at(self, denominators, values=None) -> pd.DataFrame:
@@ -86,7 +86,7 @@ class FunnelResult(Result):
         d = np.asarray(denominators, dtype=float)
         out = {"denominator": d}
         out.update(_limits(self.kind, d, self.target, self.limits, self.limits_used,
-                           self.phi, self.tau2))
+                           self.phi, self.tau2, getattr(self, "bounds", None)))
         if values is not None:
             out["flag"] = _flags(np.asarray(values, dtype=float), out, self.limits)
         return pd.DataFrame(out)
@@ -140,7 +140,7 @@ def _exact(kind, p, d, target):
     return np.minimum(lim, 1) if kind == "proportion" else lim
 
 
-def _limits(kind, d, target, levels, used, phi, tau2):
+def _limits(kind, d, target, levels, used, phi, tau2, bounds=None):
     s = _se(kind, d)
     _, T = _transform(kind, np.asarray(target), target)
     out = {}
@@ -153,6 +153,8 @@ def _limits(kind, d, target, levels, used, phi, tau2):
                 sd = (np.sqrt(s**2 + tau2) if used == "additive" else np.sqrt(phi) * s
                       if used == "multiplicative" else s)
                 out[f"{side}_{suf}"] = _back(kind, T + stats.norm.ppf(p) * sd)
+            if bounds is not None:
+                out[f"{side}_{suf}"] = np.clip(out[f"{side}_{suf}"], *bounds)
     return out
 
 
@@ -272,6 +274,7 @@ def funnel_estimates(
     limits: tuple[float, float] = (0.95, 0.998),
     labels: Sequence[str] | None = None,
     dispersion: tuple[float, float] | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> FunnelResult:
     """A funnel plot of estimates with standard errors (not raw counts).
 
@@ -294,6 +297,9 @@ def funnel_estimates(
     overdispersion, limits, labels, dispersion
         As :func:`funnel`; without overdispersion the limits are normal (``"normal"``):
         there are no exact limits for an estimate with a standard error.
+    bounds : (low, high), optional
+        The range the measure can take (e.g. ``(0, 1)`` for a mean of shares): limits are
+        cut there (``"mean"``; a proportion's limits stay in [0, 1] by its transform).
 
     Returns
     -------
@@ -346,10 +352,11 @@ def funnel_estimates(
         raise ValueError(f"target must be in (0, 1) for proportions, got {target!r}")
     O = E * D if kind == "proportion" else E
     return _build(kind, O, D, E, labs, float(target), overdispersion, limits, notes,
-                  dispersion, exact=False)
+                  dispersion, exact=False, bounds=bounds)
 
 
-def _build(kind, O, D, value, labs, target, overdispersion, limits, notes, dispersion, exact):
+def _build(kind, O, D, value, labs, target, overdispersion, limits, notes, dispersion, exact,
+           bounds=None):
     """Z-scores, dispersion, limits and flags (shared by :func:`funnel` and
     :func:`funnel_estimates`)."""
     Y, T = _transform(kind, value, target)
@@ -378,7 +385,7 @@ def _build(kind, O, D, value, labs, target, overdispersion, limits, notes, dispe
                      f"overdispersion p = {phi_p:.2g}).")
 
     levels = tuple(sorted(limits))
-    lims = _limits(kind, D, target, levels, used, phi, tau2)
+    lims = _limits(kind, D, target, levels, used, phi, tau2, bounds)
     flag = _flags(value, lims, levels)
     table = pd.DataFrame({"label": labs, "observed": O, "denominator": D, "value": value, "z": z})
     for lv in levels:
@@ -387,7 +394,7 @@ def _build(kind, O, D, value, labs, target, overdispersion, limits, notes, dispe
     table["flag"] = flag
     res = FunnelResult(table, notes)
     res.kind, res.target, res.phi, res.tau2 = kind, float(target), phi, float(tau2)
-    res.phi_p = phi_p
+    res.phi_p, res.bounds = phi_p, bounds
     res.limits, res.limits_used, res.overdispersion = levels, used, overdispersion
     res.title = f"Funnel plot ({kind}, {used} limits, k={k})"
     return res
