@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "nonnormal": ["prior_admissions_2y"],
     "meta_method": "REML",
     "meta_test": "knha",
-    "funnel_overdispersion": None,   # null | multiplicative | additive
+    "funnel_overdispersion": "additive",   # additive | multiplicative | null
     "funnel_limits": [0.95, 0.998],
     "moderators": ["p1_within_24h"],  # open-dialogue-arm fidelity indicators per site
     "curve_times": [0, 90, 180, 365, 545, 730],

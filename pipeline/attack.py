@@ -31,6 +31,9 @@ channel                    what the attacker combines
                            events it rests on: the per-arm counts
 ``funnel_target``          a funnel plot's target (the overall exact proportion) and the
                            rounded site counts
+``funnel_flag``            a site's funnel flag (above or below a control limit) that the
+                           published counts do not give: computed from the exact counts, it
+                           tells on which side of the limit they lie, within the rounding
 ``dq_people``              people per site in ``data_quality.json`` against the report's
                            rounded people per site
 ``hidden_sum``             cells adding up to a shown total (levels to the arm's people,
@@ -622,6 +625,59 @@ def funnel_target(pub: Published, cfg, know, out: list[Finding]) -> None:
                    "counts fits " + ", ".join(f"{e}/{n}" for e, n in pairs[:3]), out)
 
 
+def funnel_flag(pub: Published, cfg, know, out: list[Finding]) -> None:
+    """A binomial funnel's flags against the published counts, target and limits.
+
+    A flag the published (rounded) counts give adds nothing. One they do not give was
+    computed from other counts (the exact ones): the events and people of the site that
+    put it on the flag's side of the limits (the limits published in the table: target,
+    ``limits_used``, ``phi``, ``tau2``) are then all the attacker keeps."""
+    from pipeline.stats.funnel_limits import funnel
+
+    for t in pub.find("analysis_funnel.csv"):
+        if not {"flag", "phi", "tau2", "limits_used", "target"} <= set(t.header):
+            continue
+        for ind in dict.fromkeys(r["indicator"] for r in t.rows):
+            rs = [r for r in t.rows if r["indicator"] == ind and r.get("kind", "binomial")
+                  == "binomial" and _num(r.get("events")) is not None
+                  and _num(r.get("n")) is not None]
+            if len(rs) < 2:
+                continue
+            used = rs[0]["limits_used"]
+            target, phi, tau2 = (_num(rs[0][c]) for c in ("target", "phi", "tau2"))
+            if target is None or not 0 < target < 1:
+                continue
+            sufs = {f.split("_", 1)[1] for f in (r["flag"] for r in rs) if "_" in f}
+            levels = (0.95, 0.998) if sufs <= {"95", "998"} else None
+            if levels is None:
+                continue
+            try:
+                fr = funnel([_num(r["events"]) for r in rs], [_num(r["n"]) for r in rs],
+                            kind="proportion", target=target, limits=levels,
+                            overdispersion=None if used in ("exact", "normal") else used,
+                            dispersion=(phi or 0.0, tau2 or 0.0))
+            except Exception:  # noqa: BLE001 (not a funnel this attacker can redraw)
+                continue
+            for r, own in zip(rs, fr.table["flag"]):
+                if r["flag"] == own:
+                    continue  # the flag of the published counts: it adds nothing
+                nd, ed = domain(r["n"], cfg), domain(r["events"], cfg)
+                pairs = []
+                for n in nd:
+                    e = np.array([e for e in ed if e <= n], dtype=float)
+                    if not e.size:
+                        continue
+                    fl = fr.limits_at(np.full(e.size, float(n)), e / n)["flag"]
+                    pairs += [(int(x), n) for x, f in zip(e, fl) if f == r["flag"]]
+                where = f"{ind}: site {r['site_id']}"
+                why = (f"flagged {r['flag']} while its published counts are {own}: only "
+                       + ", ".join(f"{e}/{n}" for e, n in pairs[:3]) + " fit")
+                _check(r["events"], [e for e, _ in pairs], cfg, t.file, where + " events",
+                       "funnel_flag", why, out)
+                _check(r["n"], [n for _, n in pairs], cfg, t.file, where + " n", "funnel_flag",
+                       why, out)
+
+
 def dq_people(pub: Published, cfg, know, out: list[Finding]) -> None:
     """People per site in the data-quality report against the report's rounded people."""
     for rel, dq in pub.json.items():
@@ -874,8 +930,8 @@ def note_counts(pub: Published, cfg, know, out: list[Finding]) -> None:
 
 
 #: In the order they run (later channels use what earlier ones learnt: arm sizes).
-CHANNELS = (mean_denominator, smd, meta_regression, effect_ci, funnel_target, dq_people,
-            hidden_sums, exposed, curve_points, injection, note_counts)
+CHANNELS = (mean_denominator, smd, meta_regression, effect_ci, funnel_target, funnel_flag,
+            dq_people, hidden_sums, exposed, curve_points, injection, note_counts)
 
 
 def attack(*roots: Path, cfg: dict[str, Any] | None = None) -> list[Finding]:

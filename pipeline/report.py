@@ -174,6 +174,125 @@ def subgroup_figure(sg: pd.DataFrame):
     return fig
 
 
+_FUNNEL_AXES = {
+    "binomial": ("Referrals or people in the Open Dialogue arm (rounded)", "Percent"),
+    "time_to_event": ("Effective number of people, p(1 - p) / variance", "Percent relapsed"),
+    "mean": ("Precision of the site's mean, 1 / standard error²", "Mean percent of meetings"),
+}
+
+
+def funnel_figures(con, ap: dict, folder: Path) -> dict[str, dict]:
+    """A funnel figure per measure of ``results.analysis_funnel_public`` (sites whose values
+    are published; the limits, target and flags as published there), every site labelled,
+    coloured better / worse for the measure's direction."""
+    from pipeline.analyses.site_comparison import funnel_of
+    from pipeline.stats import plot_funnel
+    from pipeline.stats._result import NotEstimable
+
+    fu = con.execute("select * from results.analysis_funnel_public order by rowid").df()
+    out = {}
+    if "kind" not in fu.columns:  # a table from before the gallery
+        return out
+    for ind, g in fu.groupby("indicator", sort=False):
+        g = g[~g["flag"].isin(["suppressed", "not drawn"])]
+        if len(g) < 2:
+            continue
+        used = g["limits_used"].iloc[0]
+        try:
+            fr = funnel_of(g, ap["funnel_limits"], None if used in ("exact", "normal") else used,
+                           dispersion=(float(g["phi"].iloc[0]), float(g["tau2"].iloc[0])))
+        except NotEstimable:
+            continue
+        xl, yl = _FUNNEL_AXES[g["kind"].iloc[0]]
+        fig = plot_funnel(fr, xlabel=xl, ylabel=yl, multiplier=100, title=g["title"].iloc[0],
+                          flags=list(g["flag"]), higher_is_better=bool(g["higher_is_better"].iloc[0]))
+        out[f"funnel_{ind}"] = save_figure(fig, folder, f"funnel_{ind}")
+    return out
+
+
+#: Per-site forest plots of the Open Dialogue minus usual care difference, from the
+#: published per-site counts: (outcome, metric, stem, x label).
+SITE_FORESTS = (
+    ("relapse", "aj_365d", "forest_relapse_by_day_365",
+     "Relapse by day 365 (Aalen-Johansen), Open Dialogue minus usual care, percentage points"),
+    ("involuntary_admission", "any", "forest_any_involuntary_admission",
+     "Any involuntary admission, Open Dialogue minus usual care, percentage points"),
+    ("antipsychotic", "any", "forest_any_antipsychotic",
+     "Any antipsychotic, Open Dialogue minus usual care, percentage points"),
+    ("antipsychotic", "last_days", "forest_antipsychotic_last_days",
+     "Antipsychotic in the last days, Open Dialogue minus usual care, percentage points"),
+    ("return_to_work", "at_2y", "forest_in_work_at_2y",
+     "In work or education at 2 years, Open Dialogue minus usual care, percentage points"),
+)
+
+
+def site_differences(o: pd.DataFrame, outcome: str, metric: str, conf: float = 0.95):
+    """Per-site differences (Open Dialogue minus usual care, percentage points) with their
+    variances, from the *published* per-site values of ``metrics_outcomes_public``: a
+    proportion from its rounded counts (Wald variance ``p (1 - p) / n``), a cumulative
+    incidence read off the rounded curve with the standard error its published log-scale
+    lower limit implies. Returns ``(frame of site, yi, vi, left out {site: why})``; anyone
+    can recompute it from the tables, so it gives no hidden count back."""
+    from scipy import stats as sps
+
+    z = sps.norm.ppf(0.5 + conf / 2)
+    sel = o[(o.dimension == "site") & (o.outcome == outcome) & (o.metric == metric)
+            & (o.level != "all")]
+    rows, left = [], {}
+    for site, g in sel.groupby("level", sort=True):
+        arm = g.set_index("arm")
+        if not {"open_dialogue", "usual_care"} <= set(arm.index):
+            left[site] = "one arm only"
+            continue
+        est, var = [], []
+        for a in ("open_dialogue", "usual_care"):
+            r = arm.loc[a]
+            if r.ci_method.startswith(("Aalen", "Kaplan")):
+                p_, lo = float(r.estimate), float(r.lower)
+                if not (np.isfinite(p_) and np.isfinite(lo)) or p_ <= 0 or lo <= 0:
+                    break
+                se = p_ * (np.log(p_) - np.log(lo)) / z
+            else:
+                if pd.isna(r.n) or pd.isna(r.events) or not r.n:
+                    break
+                p_ = float(r.events) / float(r.n)
+                se = np.sqrt(p_ * (1 - p_) / float(r.n))
+            if not se > 0:
+                break
+            est.append(p_)
+            var.append(se ** 2)
+        if len(est) < 2:
+            left[site] = "a count or estimate suppressed, or an arm at 0% or 100%"
+            continue
+        rows.append(dict(site=site, yi=100 * (est[0] - est[1]), vi=1e4 * (var[0] + var[1])))
+    return pd.DataFrame(rows, columns=["site", "yi", "vi"]), left
+
+
+def site_forest_figures(con, ap: dict, folder: Path) -> dict[str, dict]:
+    """A forest plot per outcome of :data:`SITE_FORESTS`: the sites' differences
+    (:func:`site_differences`) pooled by the random-effects meta-analysis the plan names
+    (``analyse.meta_method``, ``meta_test``), with the prediction interval. Each figure
+    dict carries ``left_out`` (site: why), for the caption."""
+    from pipeline.stats import meta_analysis, plot_forest
+    from pipeline.stats._result import NotEstimable
+
+    o = con.execute("select * from results.metrics_outcomes_public").df()
+    out = {}
+    for outcome, metric, stem, xlabel in SITE_FORESTS:
+        d, left = site_differences(o, outcome, metric, float(ap["conf_level"]))
+        if len(d) < 2:
+            continue
+        try:
+            ma = meta_analysis(d["yi"], d["vi"], method=ap["meta_method"], test=ap["meta_test"],
+                               conf_level=float(ap["conf_level"]), labels=list(d["site"]),
+                               prediction="higgins")
+        except NotEstimable:
+            continue
+        fig = plot_forest(ma, xlabel=xlabel, title="")
+        out[stem] = {**save_figure(fig, folder, stem), "left_out": left}
+    return out
+
+
 def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     """Every figure of the report, from the results tables (disclosure-controlled)."""
     from pipeline import analyse
@@ -220,23 +339,9 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
         if len(sg):
             out["subgroups"] = save_figure(subgroup_figure(sg), folder, "subgroups")
     if "analysis_funnel_public" in have:
-        fu = con.execute("select * from results.analysis_funnel_public "
-                         "order by indicator, site_id").df()
-        for ind, g in fu.groupby("indicator", sort=True):
-            g = g[g["events"].notna() & g["n"].notna()]
-            if len(g) < 2:
-                continue
-            # points at the rounded counts, limits around the published (exact) target, and
-            # each site's flag from tables/analysis_funnel.csv (exact counts): one source
-            target = g["target"].iloc[0] if "target" in g.columns else None
-            fr = funnel(g["events"].astype(float), g["n"].astype(float), kind="proportion",
-                        overdispersion=ap["funnel_overdispersion"],
-                        limits=tuple(ap["funnel_limits"]), labels=list(g["site_id"]),
-                        target=None if target is None or pd.isna(target) else float(target))
-            fig = plot_funnel(fr, xlabel="People (referrals) in the Open Dialogue arm, rounded",
-                              ylabel="Percent", multiplier=100, title=g["title"].iloc[0],
-                              flags=list(g["flag"]) if "flag" in g.columns else None)
-            out[f"funnel_{ind}"] = save_figure(fig, folder, f"funnel_{ind}")
+        out.update(funnel_figures(con, ap, folder))
+    if "metrics_outcomes_public" in have:
+        out.update(site_forest_figures(con, ap, folder))
     if "analysis_fidelity_by_site_outcome_public" in have and \
             "analysis_fidelity_meta_regression_public" in have:
         fo = con.execute("select * from results.analysis_fidelity_by_site_outcome_public "
@@ -504,15 +609,125 @@ def _relapse_site_header(first: str, horizon: int) -> list[str]:
             "UC: involuntary admissions per person-year"]
 
 
-def _funnel_note(cfg: dict) -> str:
-    """What the points of a funnel plot are and where their flags come from."""
-    return (f"Each point is a site's percent from its counts rounded to the nearest "
-            f"{cfg['round_to']} (events and people); the limits are drawn around the overall "
-            "percent of those rounded counts (an exact overall percent would give the exact "
-            "total back). The colour and label of a site are its flag from its "
-            "exact counts, the flag column of tables/analysis_funnel.csv (orange: above the 95% "
-            "limit, green: below), so a flagged site can be drawn just inside a limit. Sites "
-            "with suppressed counts are not drawn.")
+def _funnel_note(cfg: dict, ap: dict) -> str:
+    """What the funnel plots show, how their limits allow for overdispersion, and where
+    their numbers come from (the caption shared by the gallery)."""
+    od = ap.get("funnel_overdispersion")
+    inner, outer = (f"{100 * float(x):g}" for x in sorted(ap["funnel_limits"]))
+    how = {
+        "additive": "adjusted for overdispersion by an additive random-effects term "
+                    "(Spiegelhalter 2005; as FunnelPlotR and NHS Digital's SHMI): the limits "
+                    "are widened by the between-site variance tau² estimated, as in a "
+                    "DerSimonian-Laird meta-analysis, from the sites' z-scores Winsorised at "
+                    "10% and 90%. This is the default because sites genuinely differ (in "
+                    "case-mix, teams, recording), so a limit that allows only for chance flags "
+                    "most large sites; the additive term widens the limits of large sites more "
+                    "than small ones, unlike the multiplicative phi, which scales every limit "
+                    "alike. With few sites tau² is itself uncertain",
+        "multiplicative": "adjusted for overdispersion by the multiplicative factor phi "
+                          "(Spiegelhalter 2005): the limits are widened by the square root "
+                          "of phi, the mean squared z-score Winsorised at 10% and 90%",
+        None: "not adjusted for overdispersion (analyse.funnel_overdispersion: null): they "
+              "allow for chance alone",
+    }[od]
+    return (f"<p>Each funnel plot shows one measure for the Open Dialogue arm of each site "
+            f"(every site labelled) against its size, with {inner}% (dashed) and {outer}% "
+            f"(solid) control limits around the overall value of all sites (dark line). A site "
+            f"outside the {inner}% limits is marked better (green triangle) or worse (vermilion "
+            f"triangle) than expected, by the measure's direction (for fidelity, higher is "
+            f"better; for relapse, involuntary admission and antipsychotic use, lower; for work "
+            f"or education, higher); one outside the {outer}% limits, more so. The limits are "
+            f"{how}. Above each plot: the limits used. When the sites vary no more than chance "
+            f"would suggest (phi &le; 1) no adjustment is made and the limits are <em>exact</em> "
+            f"for counts: the binomial quantiles interpolated as Spiegelhalter (2005) does, so "
+            f"the limit is a smooth curve rather than a staircase; for an estimate with a "
+            f"standard error they are <em>normal</em>. Spiegelhalter's chi-square test of no "
+            f"overdispersion (k phi against chi² on k - 1 df) is given per plot.</p>"
+            f"<p class='muted'>What is plotted: proportions (binary fidelity indicators and "
+            f"outcomes) from the counts of the tables rounded to the nearest {cfg['round_to']}, "
+            f"against the rounded number of referrals or people. Relapse by day 365 is the "
+            f"Aalen-Johansen cumulative incidence (death a competing event), not the share "
+            f"relapsed among people whose status is known (which leaves out those censored "
+            f"earlier and overstates the risk), read off the rounded curve as in the tables, "
+            f"plotted against its effective number of people p(1 - p) / variance (the number "
+            f"of people a plain proportion with the same precision would need; the number of "
+            f"people itself when nobody is censored). Shares of meetings are means of each "
+            f"referral's share, plotted against their precision 1 / SE². The overall value, "
+            f"the overdispersion and the flags are computed from these published numbers, so "
+            f"anyone can check them and they give back no hidden count. Sites with suppressed "
+            f"values are not drawn.</p>")
+
+
+def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
+    """Section 6's funnel plots: one per measure, with its test of overdispersion; the
+    measures that cannot be drawn listed with why."""
+    tabs = _results_tables(con)
+    if "analysis_funnel_public" not in tabs:
+        return ""
+    fu = con.execute("select * from results.analysis_funnel_public order by rowid").df()
+    if "kind" not in fu.columns:
+        return ""
+    P = ["<h3 id='funnels'>Funnel plots: where each site stands</h3>", _funnel_note(cfg, ap)]
+    G = []  # the gallery: two figures a row on a wide screen, one on a narrow one
+    for ind, g in fu.groupby("indicator", sort=False):
+        title = g["title"].iloc[0]
+        fig = figs.get(f"funnel_{ind}")
+        hidden = sorted(g.loc[g["flag"].isin(["suppressed", "not drawn"]), "site_id"])
+        k = int((~g["flag"].isin(["suppressed", "not drawn"])).sum())
+        phi, phi_p, used = g["phi"].iloc[0], g["phi_p"].iloc[0], g["limits_used"].iloc[0]
+        adj = {"additive": f"additive overdispersion, tau² = {g['tau2'].iloc[0]:.3g}",
+               "multiplicative": f"multiplicative overdispersion, phi = {phi:.2f}",
+               "exact": "exact limits (no overdispersion adjustment)",
+               "normal": "normal limits (no overdispersion adjustment)"}[used]
+        better = ", ".join(sorted(g.loc[g["assessment"] == "better", "site_id"])) or "none"
+        worse = ", ".join(sorted(g.loc[g["assessment"] == "worse", "site_id"])) or "none"
+        pval = "p < 0.001" if phi_p < 0.001 else f"p = {phi_p:.2f}"
+        cap = (f"{_esc(title)}: {k} sites drawn; {adj}; phi = {phi:.2f} (test of no "
+               f"overdispersion {pval}). Better than expected: {_esc(better)}; worse: "
+               f"{_esc(worse)}."
+               + (f" Not drawn (values suppressed): {_esc(', '.join(hidden))}." if hidden else ""))
+        G.append(_figure(fig, f"Funnel plot: {title}", cap,
+                         fnotes.get(f"funnel_{ind}", "fewer than two sites can be drawn")))
+    P.append("<div style='display:grid;grid-template-columns:repeat(auto-fill,minmax(28em,1fr));"
+             "gap:0 1.5em'>" + "\n".join(G) + "</div>")
+    gone = [(item.removeprefix("funnel_"), why) for item, why in fnotes.items()
+            if item.startswith("funnel_") and item.removeprefix("funnel_") not in set(fu.indicator)]
+    if gone:
+        from pipeline.metrics import FIDELITY_LABELS
+
+        items = "".join(
+            f"<li>{_esc(FIDELITY_LABELS.get(i, (None, i.replace('_', ' ')))[1])}: "
+            f"{_esc(why)}</li>" for i, why in gone)
+        P.append(f"<p>Not drawn, and why:</p><ul class='muted'>{items}</ul>")
+    return "\n".join(P)
+
+
+def _site_forests_html(figs: dict, ap: dict) -> str:
+    """Per-site forest plots of each outcome (:func:`site_forest_figures`)."""
+    P = []
+    for outcome, metric, stem, xlabel in SITE_FORESTS:
+        f = figs.get(stem)
+        what = xlabel.split(",")[0]
+        if not f:
+            P.append(_figure(None, f"Forest plot: {what}", "", "fewer than two sites have both "
+                             "arms' values published"))
+            continue
+        left = f.get("left_out") or {}
+        gone = "; ".join(f"{s} ({w})" for s, w in sorted(left.items()))
+        P.append(_figure(f, f"Forest plot: {what}",
+                         f"{_esc(what)}: the difference between the arms in each site "
+                         "(percentage points, Open Dialogue minus usual care; below 0 means "
+                         "fewer in the Open Dialogue arm) with its 95% CI, from the published "
+                         "per-site values (proportions from rounded counts, Wald intervals; "
+                         "relapse from the rounded Aalen-Johansen curves), pooled by "
+                         f"random-effects meta-analysis ({_esc(ap['meta_method'])}, "
+                         f"{_esc(ap['meta_test'])}); the orange row is the 95% prediction "
+                         "interval for a new site. A description of how sites differ, not a "
+                         "test of the trial's hypotheses (unadjusted; clusters not allowed for)."
+                         + (f" Not drawn: {_esc(gone)}." if gone else "")))
+    if not P:
+        return ""
+    return "<h3 id='site-forests'>Differences between arms in each site</h3>" + "\n".join(P)
 
 
 def _rounded_note(step: int, tol: float = 0.05) -> str:
@@ -521,7 +736,7 @@ def _rounded_note(step: int, tol: float = 0.05) -> str:
             f"multiples of {step}, the curves of section 4.1; with its 95% CI from the same "
             f"rounded counts. In a small group it can differ from the exact estimate by several "
             f"percentage points (exact estimates of small groups could give their counts away), "
-            f"so compare groups with the hazard ratios and the funnel plot, which use the exact "
+            f"so compare groups with the hazard ratios, which use the exact "
             f"data. Where the re-drawn estimate has no interval or differs from the exact one by "
             f"more than {100 * float(tol):g} percentage points it is not shown "
             f"({disclosure.SUPPRESSED}; the flag column of tables/metrics_outcomes.csv says why). "
@@ -900,12 +1115,8 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
     P.append(_table("Fidelity profile of each site, Open Dialogue arm: percent (95% CI)",
                     ["Principle", "Indicator", *[("All sites" if s_ == "all" else s_) for s_ in sites]],
                     rows))
-    P.append(_figure(figs.get("funnel_first_meeting_24h"), "Funnel plot of first meeting within 24 hours",
-                     "Percent of Open Dialogue referrals whose first network meeting was within "
-                     "24 hours, per site, against the number of referrals. Sites inside the "
-                     "dashed (95%) and solid (99.8%) control limits differ from the overall "
-                     "percent by no more than chance would suggest. " + _funnel_note(cfg),
-                     fnotes.get("funnel_first_meeting_24h", "")))
+    P.append("<p>How each site stands against the others on every indicator: the funnel plots "
+             "of section 6.</p>")
 
     # site comparison
     P.append("<h2 id='sites'>6. Comparing sites</h2>")
@@ -917,18 +1128,15 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
     P.append(_figure(figs.get("forest_relapse"), "Forest plot of site hazard ratios",
                      "Hazard ratio of relapse, Open Dialogue vs usual care, in each site (squares, "
                      "size by weight, with 95% CIs; model-based intervals), pooled by "
-                     "random-effects meta-analysis (diamond: 95% CI of the mean hazard ratio; line: "
+                     "random-effects meta-analysis (diamond: 95% CI of the mean hazard ratio; orange row: "
                      "95% prediction interval for the hazard ratio of a new site). A site whose "
                      "people or first relapses in an arm are too few to show is left out, and the "
                      "figure pools the sites as published (3 significant digits), so its diamond "
                      "can differ a little from the pooled estimate above, which uses every site."
                      + (f" {_esc(left_out)}" if left_out else ""),
                      "fewer than two sites have a hazard ratio that can be shown. " + left_out))
-    P.append(_figure(figs.get("funnel_relapse_by_landmark"), "Funnel plot of relapse by 1 year",
-                     "Percent of Open Dialogue arm people who relapsed by day "
-                     f"{int(params.get('metrics', {}).get('landmark_days', 365))} among those whose "
-                     "status then is known, per site, with 95% and 99.8% control limits. "
-                     + _funnel_note(cfg), fnotes.get("funnel_relapse_by_landmark", "")))
+    P.append(_site_forests_html(figs, ap))
+    P.append(_funnel_gallery(con, figs, fnotes, cfg, ap))
     e = est[est.analysis == "fidelity"]
     if len(e):
         P.append(_slope_box(e.iloc[0]))

@@ -144,59 +144,200 @@ def site_meta(d, p, cfg, met: metrics.MetricsResult | None = None) -> AnalysisRe
     return out
 
 
+#: Which way is better, per funnel measure (Open Dialogue arm): fidelity indicators are
+#: standards to meet (higher is better); of the outcomes, fewer relapses, involuntary
+#: admissions and antipsychotic prescriptions (Open Dialogue aims to use them less) and
+#: more people in work or education are better.
+HIGHER_IS_BETTER = {
+    "p1_within_24h": True, "p1_hours_to_first_meeting": False,
+    "p2_share_network_present": True, "p3_share_home_or_choice": True,
+    "p4_first_contact_at_first_meeting": True, "p5_share_two_clinical": True,
+    "p5_core_team_continuity": True, "p5_peer_worker_present": True,
+    "p7_share_person_present": True, "discharge_by_network": True,
+    "relapse": False, "involuntary_admission": False, "antipsychotic": False,
+    "antipsychotic_last_days": False, "return_to_work": True,
+}
+
+#: Binary outcomes drawn as binomial funnels: (outcome, metric, funnel name, direction key).
+_BINARY_OUTCOMES = (("involuntary_admission", "any", "any_involuntary_admission",
+                     "involuntary_admission"),
+                    ("antipsychotic", "any", "any_antipsychotic", "antipsychotic"),
+                    ("antipsychotic", "last_days", "antipsychotic_last_days",
+                     "antipsychotic_last_days"),
+                    ("return_to_work", "at_2y", "in_work_at_2y", "return_to_work"))
+
+FUNNEL_COLUMNS = ["indicator", "title", "kind", "higher_is_better", "site_id", "events", "n",
+                  "value", "se", "denominator", "flag", "assessment", "target", "limits_used",
+                  "phi", "tau2", "phi_p"]
+
+
+def assessment(flag: str, higher_is_better: bool) -> str:
+    """A funnel flag in words for the measure's direction: ``better`` or ``worse`` (outside
+    the inner limits), ``within``, or the flag itself (``suppressed``)."""
+    if flag in ("within", "suppressed", "") or not isinstance(flag, str):
+        return flag
+    high = flag.startswith("high")
+    return "better" if high == bool(higher_is_better) else "worse"
+
+
+def funnel_of(rows: pd.DataFrame, limits, overdispersion, dispersion=None):
+    """The funnel of one measure's published rows (``kind`` binomial: ``events``/``n``;
+    time_to_event: proportion ``value`` with ``se``; mean: ``value`` with ``se``), around
+    the published ``target``. Everything comes from published values, so anyone can redraw
+    it and its flags give back nothing the tables hide."""
+    from pipeline.stats import funnel, funnel_estimates
+
+    kind = rows["kind"].iloc[0]
+    target = rows["target"].iloc[0]
+    target = None if target is None or pd.isna(target) else float(target)
+    args = dict(overdispersion=overdispersion, limits=tuple(limits), labels=list(rows["site_id"]),
+                target=target, dispersion=dispersion)
+    if kind == "binomial":
+        return funnel(rows["events"].astype(float), rows["n"].astype(float), kind="proportion",
+                      **args)
+    if kind == "mean":  # a mean of shares: limits cut at 0 and 1
+        return funnel_estimates(rows["value"].astype(float), rows["se"].astype(float),
+                                kind="mean", bounds=(0.0, 1.0), **args)
+    return funnel_estimates(rows["value"].astype(float), rows["se"].astype(float),
+                            kind="proportion", **args)
+
+
 def funnels(met: metrics.MetricsResult, p, cfg) -> AnalysisResult:
-    """Funnel plots of the Open Dialogue arm per site: first meeting within 24 h, relapse by
-    the landmark day. Counts come from the public metrics tables, so a cell hidden there is
-    hidden here."""
-    from pipeline.stats import funnel
+    """Funnel plots of the Open Dialogue arm per site, one per measure: every fidelity
+    indicator with a per-referral value (binary indicators as binomial proportions, shares
+    as means against their precision), every binary outcome, and relapse by the landmark
+    day from the Aalen-Johansen estimator (death competing) with its variance, plotted
+    against its effective number of people (:func:`pipeline.stats.funnel_estimates`).
+
+    Every number comes from the public metrics tables (rounded counts; curve points
+    re-estimated from the rounded curves; the standard error of an Aalen-Johansen point
+    from its published log-scale lower limit), and so do the target (the overall value of
+    those published numbers), the overdispersion and the flags: anyone can recompute them,
+    so they give back no hidden or rounded count. A site hidden there is not drawn here
+    (``flag`` ``suppressed``); a measure that cannot be drawn is listed in
+    ``out.not_shown`` with why."""
+    from scipy import stats as sps
+
+    from pipeline.metrics import FIDELITY_LABELS
 
     out = AnalysisResult("site_comparison")
     comp = p["comparison_arm"]
-    specs = []
-    f_ex, f_pub = met.fidelity, met.fidelity_public
-    sel = (f_ex.indicator == "p1_within_24h") & (f_ex.arm == comp) & (f_ex.site_id != "all")
-    specs.append(("first_meeting_24h", "First network meeting within 24 h (Open Dialogue arm)",
-                  f_ex[sel], f_pub[sel]))
-    o_ex, o_pub = met.outcomes, met.outcomes_public
-    sel = ((o_ex.dimension == "site") & (o_ex.metric == "by_landmark") & (o_ex.arm == comp)
-           & (o_ex.level != "all"))
-    specs.append(("relapse_by_landmark", f"Relapse by day {met.params['landmark_days']} "
-                  "(Open Dialogue arm)", o_ex[sel].rename(columns={"level": "site_id"}),
-                  o_pub[sel].rename(columns={"level": "site_id"})))
-    rows = []
-    for name, title, ex, pub in specs:
-        ok = ex[(ex["n"] > 0)]
-        # the target from the published (rounded) counts of the sites shown: anyone can
-        # recompute it, so it gives back no total (an exact target would)
-        pubs = pub.set_index("site_id").loc[list(ok["site_id"])]
-        shown_ = pubs["n"].notna() & pubs["events"].notna()
-        tgt = (float(pubs.loc[shown_, "events"].astype(float).sum())
-               / float(pubs.loc[shown_, "n"].astype(float).sum())) if shown_.any() else None
+    conf = float(met.params.get("conf_level", 0.95))
+    z = sps.norm.ppf(0.5 + conf / 2)
+    specs = []  # (name, title, kind, higher_is_better, public rows, why not drawn or None)
+    f_pub = met.fidelity_public
+    f_pub = f_pub[(f_pub.arm == comp) & (f_pub.site_id != "all")]
+    f_all = met.fidelity_public
+    f_all = f_all[(f_all.arm == comp) & (f_all.site_id == "all")].set_index("indicator")
+    for ind, (_, label) in FIDELITY_LABELS.items():
+        g = f_pub[f_pub.indicator == ind]
+        title = f"{label} (Open Dialogue arm)"
+        if g.empty:
+            continue
+        kind = g["kind"].iloc[0]
+        hib = HIGHER_IS_BETTER.get(ind, True)
+        if kind == "binary":
+            rows = g[["site_id", "events", "n"]].assign(value=np.nan, se=np.nan)
+            specs.append((ind, title, "binomial", hib, rows, None))
+        elif kind == "share":
+            # the mean share's standard error from its published t interval
+            # (mean +/- t(n-1) sd / sqrt(n), clipped to [0, 1]: the half-width on the side
+            # that was not clipped)
+            rows = g[["site_id", "n", "estimate", "lower", "upper"]].copy()
+            nn = rows["n"].astype(float)
+            tq = sps.t.ppf(0.5 + conf / 2, np.maximum(nn - 1, 1))
+            half = np.where(rows["upper"].astype(float) < 1,
+                            rows["upper"].astype(float) - rows["estimate"].astype(float),
+                            rows["estimate"].astype(float) - rows["lower"].astype(float))
+            rows = rows.assign(events=np.nan, value=rows["estimate"].astype(float),
+                               se=half / tq)[["site_id", "events", "n", "value", "se"]]
+            tgt = f_all.at[ind, "estimate"] if ind in f_all.index else np.nan
+            specs.append((ind, title, "mean", hib, rows.assign(target=tgt), None))
+        elif kind == "not_measurable":
+            specs.append((ind, title, "none", hib, None, "not measurable from service "
+                          "records (needs observation or a fidelity scale)."))
+        else:
+            specs.append((ind, title, "none", hib, None, "a median of hours per referral, "
+                          "which has no standard error here; principle 1 is drawn as the "
+                          "percent of first meetings within 24 hours."))
+    o_pub = met.outcomes_public
+    o_site = o_pub[(o_pub.dimension == "site") & (o_pub.arm == comp)]
+    landmark = int(met.params.get("landmark_days", 365))
+    sel = o_site[(o_site.outcome == "relapse") & (o_site.metric == f"aj_{landmark}d")]
+    title = f"Relapse by day {landmark}, Aalen-Johansen (Open Dialogue arm)"
+    if sel.empty:
+        specs.append((f"relapse_by_day_{landmark}", title, "none", False, None,
+                      f"day {landmark} is not one of the metrics' horizons (metrics."
+                      "horizons_days), so no Aalen-Johansen estimate per site exists."))
+    else:
+        allr = sel[sel.level == "all"]
+        g = sel[sel.level != "all"]
+        est, lo = g["estimate"].astype(float), g["lower"].astype(float)
+        # the published interval is exp(log p -/+ z se / p): se = p (log p - log lower) / z
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = est * (np.log(est) - np.log(lo)) / z
+        rows = pd.DataFrame(dict(site_id=g["level"].to_numpy(), events=np.nan,
+                                 n=g["n"].to_numpy(), value=est.to_numpy(), se=se.to_numpy(),
+                                 target=(float(allr["estimate"].iloc[0]) if len(allr)
+                                         and pd.notna(allr["estimate"].iloc[0]) else np.nan)))
+        specs.append((f"relapse_by_day_{landmark}", title, "time_to_event", False, rows, None))
+    for outcome, metric, name, key in _BINARY_OUTCOMES:
+        g = o_site[(o_site.outcome == outcome) & (o_site.metric == metric) & (o_site.level != "all")]
+        if g.empty:
+            continue
+        rows = g.rename(columns={"level": "site_id"})[["site_id", "events", "n"]].assign(
+            value=np.nan, se=np.nan)
+        specs.append((name, f"{g['label'].iloc[0]} (Open Dialogue arm)", "binomial",
+                      HIGHER_IS_BETTER[key], rows, None))
+
+    out_rows = []
+    for name, title, kind, hib, rows, why in specs:
+        if why is not None:
+            out.not_shown.append(dict(item=f"funnel_{name}", reason=why))
+            continue
+        rows = rows.sort_values("site_id").reset_index(drop=True)
+        shown = (rows["n"].notna() & (rows["events"].notna() if kind == "binomial"
+                                      else rows["value"].notna() & rows["se"].notna()))
+        if kind == "binomial":
+            shown &= rows["n"].astype(float).fillna(0) > 0
+            ev, nn = (rows.loc[shown, c].astype(float) for c in ("events", "n"))
+            tgt = float(ev.sum() / nn.sum()) if shown.any() and nn.sum() > 0 else np.nan
+            rows["target"] = tgt
+        pubrows = rows[shown].assign(kind=kind)
+        if shown.sum() < 2:
+            k_all = len(rows)
+            out.not_shown.append(dict(item=f"funnel_{name}", reason=(
+                f"{int(shown.sum())} of {k_all} site{'' if k_all == 1 else 's'} with values "
+                "that can be shown (small counts are suppressed); a funnel plot needs two or "
+                "more")))
+            continue
         try:
-            if tgt is not None and not 0 < tgt < 1:
-                raise NotEstimable(f"the overall proportion of the published counts is {tgt:g} "
-                                   "(no site shows an event, or every site only events): "
-                                   "control limits around it are not defined")
-            fr = funnel(ok["events"].astype(float), ok["n"].astype(float), kind="proportion",
-                        overdispersion=p["funnel_overdispersion"],
-                        limits=tuple(p["funnel_limits"]), labels=list(ok["site_id"]), target=tgt)
+            if kind == "binomial" and not 0 < rows["target"].iloc[0] < 1:
+                raise NotEstimable("the overall percent of the published counts is "
+                                   f"{100 * rows['target'].iloc[0]:g}% (no site shows "
+                                   "an event, or every site only events): control limits "
+                                   "around it are not defined")
+            fr = funnel_of(pubrows, p["funnel_limits"], p["funnel_overdispersion"])
         except NotEstimable as exc:
             out.not_shown.append(dict(item=f"funnel_{name}", reason=str(exc)))
             continue
         out.results[f"funnel_{name}"] = fr
-        pubi = pub.set_index("site_id")
-        for (_, r), (_, fx) in zip(ok.iterrows(), fr.table.iterrows()):
-            pr = pubi.loc[r.site_id]
-            shown = pr["events"] is not None and pr["n"] is not None and not pd.isna(pr["n"]) \
-                and not pd.isna(pr["events"])
-            rows.append(dict(indicator=name, title=title, site_id=r.site_id,
-                             events=int(pr["events"]) if shown else None,
-                             n=int(pr["n"]) if shown else None,
-                             value=(pr["events"] / pr["n"]) if shown and pr["n"] else np.nan,
-                             flag=fx["flag"] if shown else "suppressed",
-                             target=fr.target, limits_used=fr.limits_used))
-    out.public["funnel"] = pd.DataFrame(rows, columns=[
-        "indicator", "title", "site_id", "events", "n", "value", "flag", "target", "limits_used"])
+        flags = dict(zip(fr.table["label"], fr.table["flag"]))
+        dens = dict(zip(fr.table["label"], fr.table["denominator"]))
+        for _, r in rows.iterrows():  # noqa: B007 (the index is used)
+            fl = flags.get(r.site_id, "not drawn" if shown[_] else "suppressed")
+            value = (r.events / r.n if kind == "binomial" and r.site_id in flags else
+                     r.value if r.site_id in flags else np.nan)
+            out_rows.append(dict(
+                indicator=name, title=title, kind=kind, higher_is_better=bool(hib),
+                site_id=r.site_id,
+                events=int(r.events) if kind == "binomial" and r.site_id in flags else None,
+                n=int(r.n) if pd.notna(r.n) else None, value=value,
+                se=r.se if kind != "binomial" and r.site_id in flags else np.nan,
+                denominator=dens.get(r.site_id, np.nan), flag=fl,
+                assessment=assessment(fl, hib), target=fr.target,
+                limits_used=fr.limits_used, phi=fr.phi, tau2=fr.tau2, phi_p=fr.phi_p))
+    out.public["funnel"] = pd.DataFrame(out_rows, columns=FUNNEL_COLUMNS)
     return out
 
 

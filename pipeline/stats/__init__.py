@@ -45,6 +45,7 @@ _EXPORTS = {
     # funnel_limits.py (a module must not share its function's name: importing it would
     # rebind the package attribute to the module)
     "funnel": "funnel_limits",
+    "funnel_estimates": "funnel_limits",
     # propensity.py, weighting.py, evalue.py (observational comparisons)
     "propensity_weights": "propensity",
     "balance": "propensity",

@@ -18,6 +18,13 @@ CHECKS = {
     # (it was a pivot_table(dropna=False) of 88 rows, mostly NaN)
     "fidelity": ["assert table.shape[0] == od.indicator.nunique() == 11, table.shape\n"
                  "assert table.notna().all().all()"],
+    # a funnel per binary fidelity indicator and outcome and relapse from Aalen-Johansen,
+    # every flag in words; the Kaplan-Meier funnel's effective n no more than the people
+    "site_comparison": ["assert set(fu.kind) <= {'binomial', 'mean', 'time_to_event'}\n"
+                        "assert set(fu.assessment) <= {'better', 'worse', 'within', "
+                        "'suppressed', 'not drawn'}\n"
+                        "n = od.groupby('site_id').size()\n"
+                        "assert (fr_km.table.set_index('label').denominator <= n + 1e-9).all()"],
     # polars without pandas, the dictionary of every table the analyses read, the factor
     "derived_tables": ["assert isinstance(tte, pl.DataFrame)\n"
                        "assert set(derive.OUTPUTS) <= set(dictionary.table)\n"

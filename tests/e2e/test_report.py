@@ -78,8 +78,8 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     from pipeline.params import params_hash
     assert params_hash(study.params) in html
     assert "Not measurable from records" in html  # principle 6 is shown, not faked
-    for stem in ("relapse_km", "relapse_cif", "forest_relapse", "funnel_first_meeting_24h",
-                 "funnel_relapse_by_landmark", "subgroups"):
+    for stem in ("relapse_km", "relapse_cif", "forest_relapse", "funnel_p1_within_24h",
+                 "funnel_relapse_by_day_365", "funnel_p7_share_person_present", "subgroups"):
         assert (study.reports / "figures" / f"{stem}.svg").exists()
         assert (study.reports / "figures" / f"{stem}.png").exists()
 

@@ -37,8 +37,8 @@ def test_a_single_site_ends_in_a_report(tmp_path):
     run = run_shape(Shape(sites=1, people_per_site=120, seed=3), tmp_path)
     assert run.ok, run.output
     text = _text(run.report)
-    assert ("Funnel plot of first meeting within 24 hours: not drawn. A funnel plot needs at "
-            "least two units.") in text
+    assert ("First network meeting within 24 h of referral: 1 of 1 site with values that can "
+            "be shown (small counts are suppressed); a funnel plot needs two or more") in text
     assert ("Pooled hazard ratio of relapse over sites (random effects): not estimated. 1 site "
             "with a hazard ratio; a meta-analysis needs two or more.") in text
     assert _estimate(run.warehouse, "primary", "hazard ratio")[1] != "not estimated"

@@ -146,3 +146,42 @@ def test_an_exact_count_written_in_a_note_is_found_and_a_rounded_one_is_not(tmp_
     assert sorted((f.file, f.cell) for f in fs) == [
         ("analysis_estimates.csv", "row 2 column notes"), ("d.json", "value notes.0")]
     assert "37 is not a count the policy publishes" in fs[0].detail
+
+
+def _funnel_csv(path, flags):
+    """A binomial funnel table as analyse writes it: rounded counts, the target of those
+    counts (0.3), exact limits; ``flags`` per site."""
+    rows = [("S01", 15, 50), ("S02", 10, 70), ("S03", 55, 195), ("S04", 50, 145),
+            ("S05", 30, 110), ("S06", 20, 55), ("S07", 40, 105)]
+    tgt = sum(e for _, e, _ in rows) / sum(n for _, _, n in rows)
+    lines = ["indicator,kind,site_id,events,n,flag,target,limits_used,phi,tau2"]
+    lines += [f"p1_within_24h,binomial,{s},{e},{n},{flags.get(s, 'within')},{tgt:.6g},exact,"
+              "0.9,0" for s, e, n in rows]
+    (path / "analysis_funnel.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_a_funnel_flag_from_the_exact_counts_narrows_them(tmp_path):
+    """S07 shows 40 of 105 (38.1%, inside the 95% limits around 30%); a flag high_95 can only
+    come from exact counts further out: the attacker keeps only those, narrower than the
+    rounding interval (the old funnel flagged from exact counts)."""
+    from pipeline.stats import funnel
+
+    _funnel_csv(tmp_path, {"S07": "high_95"})
+    fs = [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "funnel_flag"]
+    assert fs and all("site S07" in f.cell for f in fs)
+    ev = [f for f in fs if f.cell.endswith("events")]
+    assert ev and "flagged high_95 while its published counts are within" in ev[0].detail
+    # the narrowing is real: 38/105 is within the 95% limits, 42/105 above them
+    fr = funnel([38, 42], [105, 105], target=0.3, labels=["a", "b"])
+    assert list(fr.table["flag"]) == ["within", "high_95"]
+
+
+def test_funnel_flags_of_the_published_counts_add_nothing(tmp_path):
+    from pipeline.stats import funnel
+
+    _funnel_csv(tmp_path, {})
+    rows = [(15, 50), (10, 70), (55, 195), (50, 145), (30, 110), (20, 55), (40, 105)]
+    fr = funnel([e for e, _ in rows], [n for _, n in rows], target=180 / 730)
+    _funnel_csv(tmp_path, dict(zip(["S01", "S02", "S03", "S04", "S05", "S06", "S07"],
+                                   fr.table["flag"])))
+    assert [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "funnel_flag"] == []

@@ -175,27 +175,46 @@ def test_label_points_keeps_labels_off_a_neighbouring_bubble():
 
 @pytest.fixture
 def funnel_con():
-    """analysis_funnel_public as analyse writes it: rounded counts, exact flags and target.
-    S07's rounded point (40 of 105, 38.1%) lies inside the 95% limits around 30%, but its
-    exact counts put it above them (flag high_95)."""
-    rows = [("S01", 15, 50, "within"), ("S02", 10, 70, "low_95"), ("S03", 55, 195, "within"),
-            ("S04", 50, 145, "within"), ("S05", 30, 110, "within"), ("S06", 20, 55, "within"),
-            ("S07", 40, 105, "high_95")]
-    df = pd.DataFrame([dict(indicator="relapse_by_landmark", title="Relapse by day 365",
-                            site_id=s, events=e, n=n, value=e / n, flag=f, target=0.3,
-                            limits_used="exact") for s, e, n, f in rows])
+    """analysis_funnel_public as analyse writes it: rounded counts and the flags, target and
+    dispersion of those counts (``site_comparison.funnels``); S08 suppressed."""
+    from pipeline.analyses.site_comparison import FUNNEL_COLUMNS, assessment
+    from pipeline.stats import funnel
+
+    rows = [("S01", 15, 50), ("S02", 5, 70), ("S03", 55, 195), ("S04", 50, 145),
+            ("S05", 30, 110), ("S06", 20, 55), ("S07", 60, 105)]
+    fr = funnel([e for _, e, _ in rows], [n for *_, n in rows], overdispersion="additive",
+                labels=[s for s, *_ in rows])
+    df = pd.DataFrame([dict(indicator="any_antipsychotic", title="Any antipsychotic",
+                            kind="binomial", higher_is_better=False, site_id=s, events=e, n=n,
+                            value=e / n, se=np.nan, denominator=n, flag=f,
+                            assessment=assessment(f, False), target=fr.target,
+                            limits_used=fr.limits_used, phi=fr.phi, tau2=fr.tau2, phi_p=fr.phi_p)
+                       for (s, e, n), f in zip(rows, fr.table["flag"])]
+                      + [dict(indicator="any_antipsychotic", title="Any antipsychotic",
+                              kind="binomial", higher_is_better=False, site_id="S08",
+                              events=None, n=None, value=np.nan, se=np.nan, denominator=np.nan,
+                              flag="suppressed", assessment="suppressed", target=fr.target,
+                              limits_used=fr.limits_used, phi=fr.phi, tau2=fr.tau2,
+                              phi_p=fr.phi_p)], columns=FUNNEL_COLUMNS)
     con = duckdb.connect()
     con.execute("create schema results")
     con.register("f", df)
     con.execute("create table results.analysis_funnel_public as select * from f")
-    yield con
+    yield con, fr
     con.close()
 
 
-def test_the_funnel_figure_flags_the_sites_the_table_flags(funnel_con, tmp_path):
-    figs = report.figures(funnel_con, {}, tmp_path)
-    svg = figs["funnel_relapse_by_landmark"]["svg"].read_text()
+def test_the_funnel_figure_labels_every_site_it_draws_and_colours_by_direction(funnel_con,
+                                                                               tmp_path):
+    con, fr = funnel_con
+    # S02 is below the limits (better: fewer antipsychotics), S07 above (worse)
+    assert list(fr.table["flag"])[1].startswith("low") and list(fr.table["flag"])[6] == "high_95"
+    figs = report.figures(con, {}, tmp_path)
+    svg = figs["funnel_any_antipsychotic"]["svg"].read_text()
     texts = re.findall(r">([^<>]+)</text>", svg)
-    assert "S07" in texts and "S02" in texts  # labelled as flagged, as in the table
-    assert not {"S01", "S03", "S04", "S05", "S06"} & set(texts)
-    assert any("above the 95% limit" in t for t in texts)
+    assert {"S01", "S02", "S03", "S04", "S05", "S06", "S07"} <= set(texts)
+    assert "S08" not in texts  # suppressed: not drawn
+    assert "Overall (all sites)" in texts and "Target" not in texts
+    assert any(t.startswith("Better than expected") for t in texts)
+    assert any(t.startswith("Worse than expected") for t in texts)
+    assert any(t.startswith("Limits: additive overdispersion") for t in texts)

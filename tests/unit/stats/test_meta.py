@@ -64,3 +64,25 @@ def test_forest_plot_has_one_row_per_study_plus_pooled():
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels[:3] == ["A", "B", "C"] and labels[3].startswith("Pooled (REML")
     assert fig.axes[0].get_xscale() == "log"
+
+
+def test_the_prediction_interval_has_its_own_row_and_tau2_zero_is_said():
+    """With tau^2 = 0 the prediction interval is hardly wider than the diamond: on its own
+    row it is still seen, and the footnote says it then shows only the mean's uncertainty."""
+    res = meta_analysis([0.1, 0.12, 0.09, 0.11], [0.04, 0.05, 0.03, 0.04], labels=list("ABCD"))
+    assert res.tau2 == 0
+    fig = plot_forest(res)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "Prediction interval"
+    y_pi = ax.get_yticks()[-1]
+    seg = [c for c in ax.collections if c.get_label().startswith("95% prediction interval")][0]
+    (x0, y0), (x1, y1) = seg.get_segments()[0]
+    assert y0 == y1 == y_pi and x0 == pytest.approx(res.pi[0]) and x1 == pytest.approx(res.pi[1])
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "τ² = 0: the prediction interval shows only the uncertainty of the mean" in texts
+    two = plot_forest(meta_analysis([0.1, 0.3], [0.04, 0.05], labels=["A", "B"],
+                                    prediction="higgins"))
+    assert "Prediction interval" not in [t.get_text() for t in two.axes[0].get_yticklabels()]
+    assert "no prediction interval (fewer than 3 studies)" in " ".join(
+        t.get_text() for t in two.axes[0].texts)
