@@ -212,14 +212,38 @@ def missing_data(d: pd.DataFrame, plan: AnalysisPlan, s: dict, cfg: dict
             t[k] = v
         parts.append(t)
     exact = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    pub = exact.copy()
-    for c in ["people", "analysed", "missing_or_cut_short", *REASONS]:
-        pub[c] = [disclosure.round_count(v, cfg) for v in exact[c]]
-    # the share difference is shown from the rounded counts; the flag and the p-value (two
-    # significant digits) are published
-    pub = pub.drop(columns=["difference"])
+    return exact, protect_missing(exact, cfg)
+
+
+def constraints(r: pd.Series | dict) -> list[tuple[str, list[str]]]:
+    """The sums a row of the missing-data table holds: the reasons add up to the people
+    missing or cut short; for an outcome whose missing people are not analysed (binary),
+    analysed and missing add up to the people. (:mod:`pipeline.attack` audits the same.)"""
+    out = [("missing_or_cut_short", list(REASONS))]
+    if int(r["analysed"]) + int(r["missing_or_cut_short"]) == int(r["people"]):
+        out.append(("people", ["analysed", "missing_or_cut_short"]))
+    return out
+
+
+def protect_missing(exact: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The public missing-data table (:mod:`pipeline.output_policy`): counts of 1 to
+    ``suppress_max`` hidden, with complementary suppression over each row's sums
+    (:func:`pipeline.disclosure.secondary_suppress`), the rest rounded; the share
+    difference left out (the report computes it from the rounded counts); the test's
+    p-value to two significant digits and the flag."""
+    from pipeline import output_policy
+
+    pub = exact.drop(columns=["difference"]).copy().astype(object)
+    cols = ["people", "analysed", "missing_or_cut_short", *REASONS]
+    for i, r in exact.iterrows():
+        counts = {c: int(r[c]) for c in cols}
+        small = {c for c, v in counts.items()
+                 if cfg["suppress_min"] <= v <= cfg["suppress_max"]}
+        hide = disclosure.secondary_suppress(counts, constraints(r), small, cfg=cfg)
+        for c in cols:
+            pub.at[i, c] = None if c in hide else output_policy.count(counts[c], cfg)
     pub["p"] = [float(f"{v:.2g}") if np.isfinite(v) else np.nan for v in exact["p"]]
-    return exact, pub
+    return pub
 
 
 # --------------------------------------------------------------------------- estimates
