@@ -46,12 +46,14 @@ Variance that respects the design. The Cox-based rows (admissions only, transfer
 the plan's few-cluster method exactly as the primary analysis does. RMST and Fine-Gray
 have no sandwich shown to work with few clusters, so they use the delete-one-group
 jackknife (:func:`pipeline.stats.jackknife.group_jackknife`, t on G - 1 df) over the unit
-:func:`jackknife_unit` chooses: the cluster, or the site when the plan's method is the
-site jackknife; people (model-based variance) when there are no clusters. Under the null
-in the demo's pair-matched shape (7 sites x 1 cluster per arm, ICC 0.05) the Fine-Gray
-sandwich covered far below 95% while the cluster jackknife covered within Monte Carlo
-error of it (``docs/sensitivity.md`` has the figures; the light check runs in
-``tests/unit/stats/test_sensitivity_coverage.py``, the 1,000-replicate one is marked slow).
+:func:`jackknife_unit` chooses: the cluster; the site (a pair of clusters) when clusters
+are pair-matched within sites or the plan's method is the site jackknife; people
+(model-based variance) when there are no clusters. Measured under the null
+(:mod:`pipeline.simulation.sensitivity_coverage`): the Fine-Gray sandwich and the RMST's
+model-based errors, which treat people as independent, covered far below 95%; the
+jackknife over the chosen unit at or above it (``docs/sensitivity.md`` has the figures;
+the light check runs in ``tests/unit/stats/test_sensitivity_coverage.py``, the
+1,000-replicate one is marked slow).
 
 References: ICH E9(R1) addendum (2019). Grambsch PM, Therneau TM. Biometrika 1994;81:515-26.
 Royston P, Parmar MKB. BMC Med Res Methodol 2013;13:152. Fine JP, Gray RJ. JASA
@@ -253,9 +255,14 @@ def jackknife_unit(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan
     """The column whose groups the RMST and Fine-Gray jackknife deletes, and why."""
     method = plan.method(op.name)
     strata = plan.design.strata
-    if method == "jackknife-site" and strata and d[strata].nunique() >= 3:
+    sites = strata and d[strata].nunique() >= 3
+    if method == "jackknife-site" and sites:
         return strata, "the plan's method is the site jackknife"
     if has_clusters(d) and method != "model" and d["cluster_id"].nunique() >= 3:
+        if plan.shape == "pair_matched" and sites:
+            return strata, ("clusters randomised in pairs within sites: a pair (site) is "
+                            "deleted at a time, as deleting one cluster of a pair leaves its "
+                            "site with one arm (over-covering in simulation)")
         return "cluster_id", "people are clustered (the unit of randomisation)"
     return None, "no clusters: people independent"
 
