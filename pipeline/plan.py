@@ -753,7 +753,7 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
         if k not in INTERCURRENT:
             raise _err(f"unknown event {k!r}; known: {sorted(INTERCURRENT)}", "intercurrent")
         if v not in INTERCURRENT[k]:
-            raise _err(f"{k}: {v!r} is not implemented; the primary strategy is one of "
+            raise _err(f"{v!r} is not implemented; the primary strategy is one of "
                        f"{sorted(INTERCURRENT[k])} (the sensitivity analyses vary it)",
                        f"intercurrent.{k}")
     from pipeline.analyses.return_to_work import settings as rtw_settings
