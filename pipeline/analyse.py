@@ -28,7 +28,12 @@ Families (``analyse.run`` names):
 * ``return_to_work``: return to work or education with its missing statuses: multiple
   imputation, complete case, while alive, among people not in work at baseline, time to
   first return, tipping point (:mod:`~pipeline.analyses.return_to_work`; options
-  ``analyse.rtw``).
+  ``analyse.rtw``);
+* ``sensitivity``: each outcome's estimand in one sentence, its missing or cut-short data
+  per arm and why (flagged when the arms differ), and the sensitivity analyses of the
+  time-to-event outcomes: proportional-hazards test and hazard ratio per period, RMST
+  difference, admissions-only relapse, Fine-Gray, transfer out as the event
+  (:mod:`~pipeline.analyses.sensitivity`; options ``analyse.sensitivity``).
 
 Results go to the ``results`` schema: exact estimates in ``results.analysis_estimates``
 (one row per analysis and measure, with the estimand, method, degrees of freedom and notes
@@ -58,8 +63,9 @@ from pipeline.errors import OdevalError
 DEFAULTS: dict[str, Any] = {
     "run": ["flow", "primary", "secondary", "weighting", "icc", "subgroups", "table_one",
             "cluster_table_one", "site_meta", "funnel", "fidelity_meta_regression",
-            "return_to_work"],
-    "rtw": {},                       # return_to_work: pipeline.analyses.return_to_work.DEFAULTS
+            "return_to_work", "sensitivity"],
+    "rtw": {},
+    "sensitivity": {},               # sensitivity: pipeline.analyses.sensitivity.DEFAULTS                       # return_to_work: pipeline.analyses.return_to_work.DEFAULTS
     "conf_level": 0.95,
     "reference_arm": "usual_care",
     "comparison_arm": "open_dialogue",
@@ -138,7 +144,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     """
     from pipeline import runstate
     from pipeline.analyses import (baseline, curves, flow, icc, observational,
-                                   return_to_work, site_comparison, subgroups, trial_effects)
+                                   return_to_work, sensitivity, site_comparison, subgroups,
+                                   trial_effects)
 
     params = params or {}
     runstate.require(con, ["derive"], command="analyse")
@@ -190,7 +197,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("funnel", lambda: site_comparison.funnels(met, p, cfg)),
              ("fidelity_meta_regression", fidelity),
              ("return_to_work", lambda: observational.unadjusted(
-                 return_to_work.return_to_work(d, plan, p, clusters, cfg), plan))]
+                 return_to_work.return_to_work(d, plan, p, clusters, cfg), plan)),
+             ("sensitivity", lambda: observational.unadjusted(
+                 sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
     todo = [(n, f) for n, f in steps
             if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
     for i, (name, fn) in enumerate(todo, start=1):

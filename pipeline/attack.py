@@ -789,6 +789,17 @@ def hidden_sums(pub: Published, cfg, know, out: list[Finding]) -> None:
                 _grid_attack(t.file, cells, [(("people", a), parts)], cfg, out,
                              lambda key, var=var: f"{var}={key[0]}, {key[1]}" if key[0] != "people"
                              else f"people, {key[1]}", ex)
+    for t in pub.find("analysis_missing_data.csv"):  # pipeline.analyses.sensitivity
+        from pipeline.analyses.sensitivity import REASONS
+
+        for i, r in enumerate(t.rows):
+            cells = {(i, c): r.get(c, "") for c in ("people", "analysed",
+                                                   "missing_or_cut_short", *REASONS)}
+            groups = [((i, "missing_or_cut_short"), [(i, c) for c in REASONS])]
+            if r.get("outcome", "").startswith("antipsychotic"):
+                groups.append(((i, "people"), [(i, "analysed"), (i, "missing_or_cut_short")]))
+            _grid_attack(t.file, cells, groups, cfg, out,
+                         lambda k, r=r: f"{r.get('outcome')} {r.get('arm')} {k[1]}")
     for t in pub.find("people.csv"):
         cells = {(r["site_id"], r["arm"]): r["n"] for r in t.rows}
         sites = sorted({s for s, _ in cells if s != "all"})

@@ -296,6 +296,40 @@ def _weighting(raw: Any, plan_covariates: tuple[str, ...]) -> WeightingPlan:
                          None if trim is None else float(trim), aug)
 
 
+#: Intercurrent events (ICH E9(R1)) the plan declares a strategy for, and the strategies
+#: implemented for each (the first is the default). The sensitivity analyses
+#: (:mod:`pipeline.analyses.sensitivity`) vary them: Fine-Gray for death, transfer out
+#: counted as an event. Death for return to work is ``analyse.rtw.deaths`` (one place).
+INTERCURRENT: dict[str, dict[str, str]] = {
+    "death": {"competing": "is a competing event (follow-up for the outcome ends at death: "
+                           "the cause-specific hazard, among people alive)"},
+    "transfer_out": {"censor": "censors follow-up (hypothetical strategy: as if followed on, "
+                               "with the same hazard as people still followed)"},
+    "left_service": {"censor": "censors follow-up (hypothetical strategy, as transfer out)"},
+}
+INTERCURRENT_WORDS = {"death": "death", "transfer_out": "transfer out",
+                      "left_service": "leaving the service"}
+
+
+@dataclass(frozen=True)
+class Estimand:
+    """One outcome's estimand (ICH E9(R1)): population, variable, intercurrent events with
+    the strategy for each, and the population-level summary."""
+
+    outcome: str
+    population: str
+    variable: str
+    intercurrent: tuple[tuple[str, str], ...]   # (event in words, strategy in words)
+    summary: str
+
+    @property
+    def sentence(self) -> str:
+        """The estimand in one sentence, as the report prints it."""
+        ice = "; ".join(f"{e} {s}" for e, s in self.intercurrent)
+        return (f"{self.summary[0].upper()}{self.summary[1:]} of {self.variable}, among "
+                f"{self.population}; {ice}.")
+
+
 @dataclass(frozen=True)
 class AnalysisPlan:
     """The declared analysis plan (see the module docstring); build it with :func:`parse`."""
@@ -315,6 +349,12 @@ class AnalysisPlan:
     methods: tuple[tuple[str, str], ...] = field(default=())
     method_sources: tuple[tuple[str, str], ...] = field(default=())
     weighting: WeightingPlan = field(default_factory=WeightingPlan)
+    #: ``design.intercurrent``: (event, strategy) per :data:`INTERCURRENT` event
+    intercurrent: tuple[tuple[str, str], ...] = field(
+        default=tuple((k, next(iter(v))) for k, v in INTERCURRENT.items()))
+    #: ``analyse.rtw.deaths``: death before the window of return to work
+    rtw_deaths: str = "composite"
+    follow_up_days: int = 730
 
     # ------------------------------------------------------------------ words
     @property
@@ -454,6 +494,62 @@ class AnalysisPlan:
         plan's covariates, else every baseline variable."""
         return self.weighting.covariates or self.covariates or BASELINE
 
+    def estimands(self) -> list[Estimand]:
+        """Each outcome's estimand (primary first), from the plan, ``design.intercurrent``
+        and ``analyse.rtw.deaths``."""
+        ice = dict(self.intercurrent)
+        years = f"{self.follow_up_days / 365.25:.3g} years"
+        everyone = ("everyone allocated, in the arm allocated" if self.design.randomised
+                    else "everyone in the comparison, in the arm they were in")
+        out = []
+        for op in self.outcomes:
+            summary = {"time_to_event": "cause-specific hazard ratio",
+                       "count": "rate ratio"}.get(op.kind, f"marginal {op.measure}")
+            if op.kind == "binary" and len(op.outcome.measures) > 1:
+                summary += f" (and {op.outcome.measures[1]})"
+            summary = f"{summary} ({self.contrast})"
+            death = INTERCURRENT["death"][ice["death"]]
+            transfer = INTERCURRENT["transfer_out"][ice["transfer_out"]]
+            left = INTERCURRENT["left_service"][ice["left_service"]]
+            if op.kind == "time_to_event":
+                pop = everyone
+                var = f"the time to {op.outcome.what} within {years}"
+                events = (("death", death + "; sensitivity: Fine-Gray subdistribution hazard "
+                           "ratio, people who died kept in the risk set"),
+                          ("transfer out", transfer + "; sensitivity: transfer out counted as "
+                           "the event"),
+                          ("leaving the service", left),
+                          ("the end of the data", "is administrative censoring"))
+            elif op.kind == "count":
+                pop = everyone + ", with follow-up time"
+                var = op.outcome.what
+                events = (("death", "ends person-time (while alive)"),
+                          ("transfer out", "ends person-time (hypothetical: the rate assumed "
+                           "unchanged after it)"),
+                          ("leaving the service", "ends person-time, as transfer out"))
+            elif op.name == "return_to_work":
+                pop = ("people whose records run into the window of the two-year status "
+                       "(those whose records end before it, recruited late or transferred "
+                       "out, have no status due)")
+                var = op.outcome.what
+                events = (("death before the window",
+                           "counts as not in work or education (composite strategy; "
+                           "sensitivity: while alive)" if self.rtw_deaths == "composite" else
+                           "leaves the person out (while alive)"),
+                          ("a status not recorded in the window", "is imputed (multiple "
+                           "imputation, missing at random; sensitivity: complete case and a "
+                           "tipping-point analysis)"))
+            else:
+                pop = (f"people {op.outcome.missing.replace('not followed', 'followed').replace('(status not known)', '')}"
+                       .strip() if "not followed" in op.outcome.missing else everyone)
+                var = op.outcome.what
+                events = (("death, transfer out or leaving the service before the end of "
+                           "the window", "leaves the outcome unknown: the person is left out "
+                           "(complete cases, valid if these events are unrelated to the "
+                           "outcome within arm and site)"),)
+            out.append(Estimand(op.name, pop, var, tuple(events), summary))
+        return out
+
     def _method_words(self, op: OutcomePlan) -> str:
         name = self.method(op.name)
         words = METHODS[op.kind].get(name, name)
@@ -591,6 +687,7 @@ DEFAULTS: dict[str, Any] = {
     "multiplicity": "hierarchical",
     "subgroups": [],
     "weighting": {},      # observational designs: pipeline.plan.WeightingPlan
+    "intercurrent": {k: next(iter(v)) for k, v in INTERCURRENT.items()},
 }
 
 
@@ -648,6 +745,19 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
                 raise _err(f"{op.name}: {op.small_sample!r} needs clusters; the unit is person",
                            "small_sample")
     conf = float(an.get("conf_level", 0.95))
+    ice = raw["intercurrent"]
+    if not isinstance(ice, dict):
+        raise _err(f"must be a mapping of event: strategy, got {ice!r}", "intercurrent")
+    ice = {**DEFAULTS["intercurrent"], **ice}
+    for k, v in ice.items():
+        if k not in INTERCURRENT:
+            raise _err(f"unknown event {k!r}; known: {sorted(INTERCURRENT)}", "intercurrent")
+        if v not in INTERCURRENT[k]:
+            raise _err(f"{v!r} is not implemented; the primary strategy is one of "
+                       f"{sorted(INTERCURRENT[k])} (the sensitivity analyses vary it)",
+                       f"intercurrent.{k}")
+    from pipeline.analyses.return_to_work import settings as rtw_settings
+
     return AnalysisPlan(
         design=Design(type=raw["type"], unit=raw["unit"], strata=strata,
                       paired=raw["pairing"]),
@@ -655,4 +765,7 @@ def parse(params: dict[str, Any] | None) -> AnalysisPlan:
         covariates=covariates, cluster_covariates=cluster_cov, subgroups=subgroups,
         reference_arm=str(an.get("reference_arm", "usual_care")),
         comparison_arm=str(an.get("comparison_arm", "open_dialogue")), conf_level=conf,
-        weighting=_weighting(raw["weighting"], covariates))
+        weighting=_weighting(raw["weighting"], covariates),
+        intercurrent=tuple((k, ice[k]) for k in INTERCURRENT),
+        rtw_deaths=rtw_settings(an)["deaths"],
+        follow_up_days=int((params.get("derive") or {}).get("follow_up_days", 730)))

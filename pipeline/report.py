@@ -356,6 +356,9 @@ def figures(con, params: dict, folder: Path) -> dict[str, dict]:
     from pipeline import report_rtw
 
     out.update(report_rtw.figures(con, folder, save_figure))
+    from pipeline import report_sensitivity
+
+    out.update(report_sensitivity.figures(con, folder, save_figure))
     return out
 
 
@@ -1083,6 +1086,9 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
     P.append(report_rtw.section(con, figs, _figure))
     P.append(_multiplicity_section(con))
     P.append(_subgroup_section(con, figs))
+    from pipeline import report_sensitivity
+
+    P.append(report_sensitivity.section(con, figs, _figure))
 
     # fidelity
     P.append("<h2 id='fidelity'>5. Fidelity to the principles of Open Dialogue</h2><p>Each "

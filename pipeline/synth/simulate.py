@@ -587,6 +587,10 @@ def simulate_chunk(st: Study, i: int, *, arm: int | None = None,
         "cluster_id": au.cat_arr(st.cluster_ids or ["-"], np.maximum(cluster, 0), cluster >= 0),
         "index_date": au.date_arr(index_abs),
         "data_end_date": au.date_arr(data_end_abs),
+        # why the records end (no random draw: the rest of the study is unchanged)
+        "data_end_reason": au.cat_arr(
+            ("transfer_out", "end_of_follow_up" if st.staggered else "end_of_extract"),
+            np.where(transfer & (data_end_abs < end_abs), 0, 1)),
         "sex": au.cat_arr(sex_v, sex),
         "birth_year": au.int_arr(birth_year, by_valid),
         "ethnicity": au.cat_arr(eth_v, eth, eth_valid),

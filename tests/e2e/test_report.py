@@ -64,7 +64,7 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     html = (study.reports / "report.html").read_text()
     for section in ("id='plan'", "id='flow'", "id='consort'", "id='data-quality'",
                     "id='table-1'", "id='outcomes'", "id='multiplicity'", "id='subgroups'",
-                    "id='fidelity'", "id='sites'", "id='ethnicity'"):
+                    "id='sensitivity'", "id='fidelity'", "id='sites'", "id='ethnicity'"):
         assert section in html
     # the plan and the one primary result come before any other result
     assert html.index("id='plan'") < html.index("Primary result:") < html.index("id='flow'")
@@ -79,7 +79,8 @@ def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     assert params_hash(study.params) in html
     assert "Not measurable from records" in html  # principle 6 is shown, not faked
     for stem in ("relapse_km", "relapse_cif", "forest_relapse", "funnel_p1_within_24h",
-                 "funnel_relapse_by_day_365", "funnel_p7_share_person_present", "subgroups"):
+                 "funnel_relapse_by_day_365", "funnel_p7_share_person_present", "subgroups",
+                 "ph_periods_relapse"):
         assert (study.reports / "figures" / f"{stem}.svg").exists()
         assert (study.reports / "figures" / f"{stem}.png").exists()
 

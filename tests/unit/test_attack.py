@@ -185,3 +185,27 @@ def test_funnel_flags_of_the_published_counts_add_nothing(tmp_path):
     _funnel_csv(tmp_path, dict(zip(["S01", "S02", "S03", "S04", "S05", "S06", "S07"],
                                    fr.table["flag"])))
     assert [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "funnel_flag"] == []
+
+
+def test_missing_data_table_a_hidden_reason_pinned_by_its_row_is_found_and_protect_stops_it(tmp_path):
+    """analysis_missing_data.csv (pipeline.analyses.sensitivity): missing 10 = not followed
+    long enough 10 + died [c] (rounded counts) pins died to 1..4, narrower than the
+    suppression range; the table the pipeline publishes for the same exact row (10 = 7 + 3)
+    hides both reasons, and the attacker then finds nothing."""
+    from pipeline.analyses.sensitivity import REASONS, protect_missing
+
+    head = ["outcome", "arm", "people", "analysed", "missing_or_cut_short", *REASONS]
+    row = ["relapse", "usual_care", "200", "200", "10", "10", "", "0", "0", "0", "0"]
+    (tmp_path / "analysis_missing_data.csv").write_text(",".join(head) + "\n" + ",".join(row) + "\n")
+    fs = [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "hidden_sum"]
+    assert fs and "relapse usual_care died" in fs[0].cell
+    import pandas as pd
+
+    exact = pd.DataFrame([dict(outcome="relapse", arm="usual_care", people=200, analysed=200,
+                               missing_or_cut_short=10, not_long_enough=7, died=3,
+                               transferred_out=0, left_service=0, reason_not_recorded=0,
+                               no_record=0, difference=0.0, p=0.5, test="t", flag=False)])
+    pub = protect_missing(exact, CFG)
+    cells = ["" if v is None else str(v) for v in pub.iloc[0][head].tolist()]
+    (tmp_path / "analysis_missing_data.csv").write_text(",".join(head) + "\n" + ",".join(cells) + "\n")
+    assert not [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "hidden_sum"]

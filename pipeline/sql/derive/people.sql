@@ -31,6 +31,7 @@ days as (
         baseline_activity,
         index_date,
         data_end_date,
+        data_end_reason,
         death_date,
         date_diff('day', index_date, death_date)    as death_day,
         date_diff('day', index_date, data_end_date) as data_end_day
@@ -60,6 +61,7 @@ final as (
         baseline_activity,                                -- employment status at index (nullable)
         index_date,                                       -- day 0
         data_end_date,                                    -- records complete up to this date
+        data_end_reason,                                  -- why they end (nullable; contract vocabulary)
         death_date,                                       -- nullable
         cast(index_date + fu_end_day * interval '1' day as date)
             as fu_end_date,                               -- date follow-up ends

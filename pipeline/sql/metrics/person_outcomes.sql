@@ -25,6 +25,10 @@
 --   last_status_pre, window_reached, died_before_window   derived.activity: the last
 --                          status before the rtw window, records running into it, death
 --                          before it (the return-to-work analyses, pipeline.analyses.return_to_work)
+--   data_end_reason        derived.people: why the records end (transfer_out, withdrawal, ...;
+--                          null when the extract does not say): intercurrent events
+--   admission_time/_event  derived.time_to_event, outcome 'first_admission' (admissions-only
+--                          relapse, a sensitivity analysis; 0 censored, 1 admission, 2 death)
 --   rtw_time, rtw_event    derived.time_to_event, outcome 'return_to_work': days to the
 --                          first status in work or education; 0 censored, 1 return, 2 death
 --   relapse_landmark_known the person's relapse status by day $landmark_days is known:
@@ -38,7 +42,7 @@ with people as (
         person_id, site_id, arm, cluster_id, sex, age_at_index,
         coalesce(nullif(lower(trim(ethnicity)), ''), 'unknown') as ethnicity_group,
         diagnosis_group, prior_admissions_2y, baseline_activity, fu_end_day, end_reason,
-        person_days
+        data_end_reason, person_days
     from derived.people
 ),
 
@@ -52,6 +56,12 @@ involuntary as (
     select person_id, time_days as involuntary_time, event as involuntary_event
     from derived.time_to_event
     where outcome = 'involuntary_admission'
+),
+
+first_admission as (
+    select person_id, time_days as admission_time, event as admission_event
+    from derived.time_to_event
+    where outcome = 'first_admission'
 ),
 
 rtw as (
@@ -73,6 +83,8 @@ final as (
         p.prior_admissions_2y,
         p.baseline_activity,
         p.end_reason,
+        p.data_end_reason,
+        p.fu_end_day,
         p.person_days,
         r.person_years,
         r.relapse_person_years,
@@ -81,6 +93,8 @@ final as (
         rl.relapse_event,
         iv.involuntary_time,
         iv.involuntary_event,
+        fa.admission_time,
+        fa.admission_event,
         r.relapse_count,
         r.involuntary_count,
         case when $binary_window = 'follow_up' or a.window_observed
@@ -110,6 +124,7 @@ final as (
     inner join derived.activity as act on act.person_id = p.person_id
     inner join relapse as rl on rl.person_id = p.person_id
     inner join involuntary as iv on iv.person_id = p.person_id
+    inner join first_admission as fa on fa.person_id = p.person_id
     inner join rtw as rw on rw.person_id = p.person_id
 )
 

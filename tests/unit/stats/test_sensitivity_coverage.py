@@ -1,0 +1,76 @@
+"""Coverage under the null of the sensitivity analyses' intervals (Fine-Gray subdistribution
+hazard ratio, RMST difference at 1 and 2 years) with the variance the pipeline chooses for
+the design (:func:`pipeline.analyses.sensitivity.jackknife_unit`), against the variances
+that treat people as independent.
+
+Trials come from :mod:`pipeline.simulation.sensitivity_coverage` (the generator's model,
+no arm effect on anything, cluster variance at ICC 0.05), so the truth is a log
+subdistribution hazard ratio of 0 and an RMST difference of 0.
+
+Monte Carlo error: with R replicates a coverage c has standard error sqrt(c (1 - c) / R);
+at 0.95 that is 0.028 at R = 60 and 0.0069 at R = 1,000. The chosen variance must not
+under-cover: coverage >= 0.95 - 3 se (a conservative interval keeps the type I error at or
+below 5%, so over-coverage is reported, not failed, up to 0.995). The independent-people
+variances must fall below that bound: they are the reason for the jackknife, and if they
+did not the test would not be telling the two apart. The light test (60 trials of the
+demo's pair-matched shape, about 20 s) runs in ``make test``; 1,000 trials of both shapes
+are marked slow (about 10 min on one core).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import plan as plan_mod
+from pipeline.analyses.sensitivity import jackknife_unit
+from pipeline.simulation import sensitivity_coverage as sc
+from pipeline.simulation.draw import draw_trial
+
+
+def chosen_methods(shape: str) -> set[str]:
+    """The methods of the simulation that the pipeline's rule picks for ``shape``."""
+    d = draw_trial(sc.SHAPES[shape], 1)
+    d["arm"] = np.where(d["od"] == 1, "open_dialogue", "usual_care")
+    plan = plan_mod.parse({"design": {"covariates": [], "primary": {
+        "outcome": "relapse", "small_sample": "jackknife-cluster"}}}).check_data(d)
+    unit, _ = jackknife_unit(d, plan, plan.primary)
+    name = {"cluster_id": "jackknife-cluster", "site_id": "jackknife-site"}[unit]
+    return {f"fg-{name}", f"rmst-{name} 365", f"rmst-{name} 730"}
+
+
+def check(reps: int, shapes) -> pd.DataFrame:
+    s = sc.summarise(sc.run(reps, shapes))
+    se = math.sqrt(0.95 * 0.05 / reps)
+    print("\n" + s.to_string())
+    for shape in shapes:
+        g = s[s["shape"] == shape].set_index("method")["coverage"]
+        ours = chosen_methods(shape)
+        assert ours <= set(g.index)
+        for m in ours:
+            assert 0.95 - 3 * se <= g[m] <= 0.995, (shape, m, g[m])
+        for m in ("fg-sandwich", "rmst-model 365", "rmst-model 730"):
+            assert g[m] < 0.95 - 3 * se, (shape, m, g[m])
+    return s
+
+
+def test_the_rule_picks_the_pair_in_a_pair_matched_trial_and_the_cluster_otherwise():
+    assert chosen_methods("pair_matched") == {"fg-jackknife-site", "rmst-jackknife-site 365",
+                                              "rmst-jackknife-site 730"}
+    assert chosen_methods("six_by_three") == {"fg-jackknife-cluster",
+                                              "rmst-jackknife-cluster 365",
+                                              "rmst-jackknife-cluster 730"}
+
+
+def test_light_coverage_under_the_null_pair_matched(capsys):
+    with capsys.disabled():
+        check(60, ["pair_matched"])
+
+
+@pytest.mark.slow
+def test_coverage_under_the_null_1000_trials(capsys):
+    with capsys.disabled():
+        check(1000, list(sc.SHAPES))
