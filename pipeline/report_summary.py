@@ -182,7 +182,8 @@ def _verdict(m, method: str) -> str:
 
 def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
     """One list item per secondary outcome of the plan, in its order: the plan's first
-    measure with its CI and p-value, and the multiplicity verdict."""
+    measure with its CI and p-value, and the multiplicity verdict. When every outcome has
+    the same "descriptive only" verdict it is said once, in a last item, not on each."""
     sec = est[est.analysis == "secondary"]
     if mt is not None and len(mt):
         order = [(r.outcome, r) for r in mt[mt.role == "secondary"].itertuples()]
@@ -190,7 +191,7 @@ def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
     else:
         order = [(o, None) for o in dict.fromkeys(sec.outcome)]
         method = "none"
-    items = []
+    items, verdicts = [], []
     for outcome, m in order:
         rows = sec[sec.outcome == outcome]
         if rows.empty:
@@ -206,9 +207,16 @@ def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
             body += f"; {p}" if p else ""
         verdict = _verdict(m, method) if m is not None else \
             "descriptive only (no multiplicity procedure declared)"
-        items.append(f"<li><strong>{_esc(name)}</strong>: {_esc(body)}; "
-                     f"<em>{_esc(verdict)}</em>.</li>")
-    return items
+        verdicts.append(verdict)
+        items.append((name, body))
+    if len(items) > 1 and len(set(verdicts)) == 1 and verdicts[0].startswith("descriptive"):
+        every = verdicts[0].replace("descriptive only", "all descriptive only", 1)
+        every = every.replace(": the testing sequence did not reach it",
+                              ": the testing sequence did not reach them")
+        return ([f"<li><strong>{_esc(n)}</strong>: {_esc(b)}.</li>" for n, b in items]
+                + [f"<li class='verdict'><em>{_esc(every[:1].upper() + every[1:])}.</em></li>"])
+    return [f"<li><strong>{_esc(n)}</strong>: {_esc(b)}; <em>{_esc(v)}</em>.</li>"
+            for (n, b), v in zip(items, verdicts)]
 
 
 def _clusters(con, have: set[str]) -> dict[str, int]:
@@ -319,7 +327,7 @@ def section(con, est: pd.DataFrame, arm_n: dict, n_sites: int, count, *,
                                   "estimates and "
                                   "intervals not adjusted.</span>" if how else "")
             + f"<ul>{''.join(items)}</ul>")
-    table = ("<table class='facts'><caption>At a glance</caption><tbody>" + "".join(rows)
+    table = ("<table class='facts'><tbody>" + "".join(rows)
              + "</tbody></table>")
     return ("<h2 id='summary'>Summary</h2>" + table
             + f"<nav class='contents' id='contents' aria-label='Contents'><strong>Contents"

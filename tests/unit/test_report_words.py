@@ -152,12 +152,19 @@ def test_secondary_results_carry_the_multiplicity_verdict_in_the_plans_order():
 
 
 def test_secondary_results_the_sequence_did_not_reach_are_descriptive_only():
+    # the same verdict for every outcome is said once, after them
     items = rs.secondary_items(_est(), _mt("hierarchical", [False, False], [False, False],
                                            [0.13, 0.13]))
-    assert all("descriptive only: the testing sequence did not reach it" in i for i in items)
+    assert len(items) == 3 and "rate ratio 0.66" in items[0] and "descriptive" not in items[0]
+    assert "All descriptive only: the testing sequence did not reach them." in items[2]
     items = rs.secondary_items(_est(), _mt("none", [False, False], [False, False],
                                            [np.nan, np.nan]))
-    assert all("descriptive only (the plan adjusts for no multiplicity)" in i for i in items)
+    assert "All descriptive only (the plan adjusts for no multiplicity)." in items[-1]
+    # different verdicts stay with their outcomes
+    items = rs.secondary_items(_est(), _mt("hierarchical", [True, False], [False, False],
+                                           [0.055, 0.107]))
+    assert len(items) == 2 and "not confirmed (adjusted p = 0.055)" in items[0]
+    assert "descriptive only: the testing sequence did not reach it" in items[1]
 
 
 def test_the_synthetic_banner_follows_truth_json_beside_the_loaded_files(tmp_path):
