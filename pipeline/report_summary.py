@@ -343,7 +343,7 @@ def synthetic_banner() -> str:
 
 def contents_html(report_html: str) -> str:
     """An ordered list of links to the report's h2 sections (the summary excepted)."""
-    heads = re.findall(r"<h2 id='([^']+)'>(.*?)</h2>", report_html)
+    heads = re.findall(r"<h2 id=['\"]([^'\"]+)['\"][^>]*>(.*?)</h2>", report_html, re.S)
     items = "".join(f"<li><a href='#{i}'>{re.sub(r'<[^>]+>', '', t)}</a></li>"
                     for i, t in heads if i != "summary")
     return f"<ul>{items}</ul>" if items else ""

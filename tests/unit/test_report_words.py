@@ -187,9 +187,11 @@ def test_the_run_date_can_be_pinned_with_source_date_epoch(monkeypatch):
 
 def test_the_contents_list_every_section_heading_but_the_summary():
     html = ("<h2 id='summary'>Summary</h2><h2 id='flow'>1. Who is in the analysis</h2>"
-            "<h3 id='x'>not me</h3><h2 id='glossary'>Glossary</h2>")
+            "<h3 id='x'>not me</h3><h2 id=\"sens\" class='s'>8. Sensitivity <em>analyses</em>"
+            "</h2><h2 id='glossary'>Glossary</h2>")
     assert rs.contents_html(html) == ("<ul><li><a href='#flow'>1. Who is in the analysis</a>"
-                                      "</li><li><a href='#glossary'>Glossary</a></li></ul>")
+                                      "</li><li><a href='#sens'>8. Sensitivity analyses</a></li>"
+                                      "<li><a href='#glossary'>Glossary</a></li></ul>")
 
 
 def test_the_data_quality_link_is_given_only_when_the_report_is_beside_it():
