@@ -242,20 +242,24 @@ def _imbalance(con, have: set[str], est: pd.DataFrame, arm_n: dict, n_sites: int
         bits.append(f"the Open Dialogue arm has {ratio:.2f} times as many people as usual "
                     "care")
     rr = est[(est.analysis == "flow") & (est.measure == "recruitment rate ratio")]
-    flagged = 0
+    flagged, per = 0, "cluster"
     if "analysis_recruitment_sites_public" in have:
-        s = con.execute("select imbalanced from results.analysis_recruitment_sites_public"
+        s = con.execute("select imbalanced, per from results.analysis_recruitment_sites_public"
                         ).df()
         flagged = int(s.imbalanced.fillna(False).astype(bool).sum())
+        per = str(s.per.iloc[0]) if len(s) and not _missing(s.per.iloc[0]) else per
     if not bits and not flagged:
         return ""
     if len(rr) and not _missing(rr.iloc[0].estimate):
         r = rr.iloc[0]
-        bits.append(f"recruitment per 1,000 registered {r.estimate:.2f} times as high "
-                    f"(95% CI {r.lower:.2f} to {r.upper:.2f}; {p_text(r.p)})")
+        extra = [f"95% CI {r.lower:.2f} to {r.upper:.2f}"] if not (
+            _missing(r.lower) or _missing(r.upper)) else []
+        extra += [p_text(r.p)] if p_text(r.p) else []
+        bits.append(f"recruitment per {per} {r.estimate:.2f} times as high"
+                    + (f" ({'; '.join(extra)})" if extra else ""))
     if flagged:
-        bits.append(f"in {flagged} of {n_sites} sites one arm recruited more than twice as fast "
-                    "as the other")
+        bits.append(f"in {flagged} of {n_sites} site{'s' if n_sites != 1 else ''} one arm "
+                    "recruited more than twice as fast as the other")
     text = "; ".join(bits)
     why = ("People recruited after their cluster was randomised can differ between the arms "
            "(recruitment bias): compare the arms in Table 1 (section 3) and the recruitment "
@@ -292,7 +296,7 @@ def section(con, est: pd.DataFrame, arm_n: dict, n_sites: int, count, *,
     shape = plan.get("Shape of the data")
     if design:
         row("Design", _esc(design) + (f": {_esc(reader(shape))}" if shape else "")
-            + (f"; {n_sites} sites" if n_sites else ""))
+            + (f"; {n_sites} site{'s' if n_sites != 1 else ''}" if n_sites else ""))
     period = data_period(con)
     if period:
         row("Data period", _esc(period[:1].upper() + period[1:]))
