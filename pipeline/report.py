@@ -386,7 +386,7 @@ flex-direction:column;gap:.5em}.cf-head{font-weight:700;text-align:center;border
 footer code{font-size:.95em}.muted{color:#555}
 .synthetic{border:1px solid #e0a030;border-left:6px solid #d97800;background:#fff6e8;
 padding:.6em 1em;margin:.8em 0}table.facts{width:100%;font-size:.95em}table.facts th{width:11em}
-table.facts ul{margin:.2em 0;padding-left:1.2em}h2#summary{margin-top:1em}p.meta{margin:.2em 0 .8em;color:#444}nav.contents{margin:.6em 0 1em}
+table.facts ul{margin:.2em 0;padding-left:1.2em}table.facts li.verdict{list-style:none}h2#summary{margin-top:1em}p.meta{margin:.2em 0 .8em;color:#444}nav.contents{margin:.6em 0 1em}
 nav.contents ul{columns:2;margin:.3em 0;padding-left:1.2em}dl.glossary dt{font-weight:600;
 margin-top:.6em}dl.glossary dd{margin-left:1.5em}
 """
@@ -913,14 +913,14 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
     P.append(report_summary.meta_line(dq_href, date or report_summary.run_date()))
     if report_summary.is_synthetic(con):
         P.append(report_summary.synthetic_banner())
+    P.append(report_summary.section(
+        con, est, arm_n, len([lv for lv in dict.fromkeys(o.level) if lv != "all"]), c,
+        observational=observational))
     P.append("<p class='lead'>Outcomes of people offered Open Dialogue compared with usual care "
              "across the participating sites: relapse, involuntary admission, antipsychotic use "
              "and being in work or education, with the fidelity of each site to the seven "
              "principles of Open Dialogue. Every interval is a 95% confidence interval (CI) "
              "unless it says otherwise.</p>")
-    P.append(report_summary.section(
-        con, est, arm_n, len([lv for lv in dict.fromkeys(o.level) if lv != "all"]), c,
-        observational=observational))
     P.append(f"<div class='box'><strong>Disclosure control.</strong> Counts from "
              f"{cfg['suppress_min']} to {cfg['suppress_max']} are not shown "
              f"({disclosure.SUPPRESSED}), nor any other count or estimate from which they could "

@@ -182,7 +182,8 @@ def _verdict(m, method: str) -> str:
 
 def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
     """One list item per secondary outcome of the plan, in its order: the plan's first
-    measure with its CI and p-value, and the multiplicity verdict."""
+    measure with its CI and p-value, and the multiplicity verdict. When every outcome has
+    the same "descriptive only" verdict it is said once, in a last item, not on each."""
     sec = est[est.analysis == "secondary"]
     if mt is not None and len(mt):
         order = [(r.outcome, r) for r in mt[mt.role == "secondary"].itertuples()]
@@ -190,7 +191,7 @@ def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
     else:
         order = [(o, None) for o in dict.fromkeys(sec.outcome)]
         method = "none"
-    items = []
+    items, verdicts = [], []
     for outcome, m in order:
         rows = sec[sec.outcome == outcome]
         if rows.empty:
@@ -206,9 +207,16 @@ def secondary_items(est: pd.DataFrame, mt: pd.DataFrame | None) -> list[str]:
             body += f"; {p}" if p else ""
         verdict = _verdict(m, method) if m is not None else \
             "descriptive only (no multiplicity procedure declared)"
-        items.append(f"<li><strong>{_esc(name)}</strong>: {_esc(body)}; "
-                     f"<em>{_esc(verdict)}</em>.</li>")
-    return items
+        verdicts.append(verdict)
+        items.append((name, body))
+    if len(items) > 1 and len(set(verdicts)) == 1 and verdicts[0].startswith("descriptive"):
+        every = verdicts[0].replace("descriptive only", "all descriptive only", 1)
+        every = every.replace(": the testing sequence did not reach it",
+                              ": the testing sequence did not reach them")
+        return ([f"<li><strong>{_esc(n)}</strong>: {_esc(b)}.</li>" for n, b in items]
+                + [f"<li class='verdict'><em>{_esc(every[:1].upper() + every[1:])}.</em></li>"])
+    return [f"<li><strong>{_esc(n)}</strong>: {_esc(b)}; <em>{_esc(v)}</em>.</li>"
+            for (n, b), v in zip(items, verdicts)]
 
 
 def _clusters(con, have: set[str]) -> dict[str, int]:
@@ -234,20 +242,24 @@ def _imbalance(con, have: set[str], est: pd.DataFrame, arm_n: dict, n_sites: int
         bits.append(f"the Open Dialogue arm has {ratio:.2f} times as many people as usual "
                     "care")
     rr = est[(est.analysis == "flow") & (est.measure == "recruitment rate ratio")]
-    flagged = 0
+    flagged, per = 0, "cluster"
     if "analysis_recruitment_sites_public" in have:
-        s = con.execute("select imbalanced from results.analysis_recruitment_sites_public"
+        s = con.execute("select imbalanced, per from results.analysis_recruitment_sites_public"
                         ).df()
         flagged = int(s.imbalanced.fillna(False).astype(bool).sum())
+        per = str(s.per.iloc[0]) if len(s) and not _missing(s.per.iloc[0]) else per
     if not bits and not flagged:
         return ""
     if len(rr) and not _missing(rr.iloc[0].estimate):
         r = rr.iloc[0]
-        bits.append(f"recruitment per 1,000 registered {r.estimate:.2f} times as high "
-                    f"(95% CI {r.lower:.2f} to {r.upper:.2f}; {p_text(r.p)})")
+        extra = [f"95% CI {r.lower:.2f} to {r.upper:.2f}"] if not (
+            _missing(r.lower) or _missing(r.upper)) else []
+        extra += [p_text(r.p)] if p_text(r.p) else []
+        bits.append(f"recruitment per {per} {r.estimate:.2f} times as high"
+                    + (f" ({'; '.join(extra)})" if extra else ""))
     if flagged:
-        bits.append(f"in {flagged} of {n_sites} sites one arm recruited more than twice as fast "
-                    "as the other")
+        bits.append(f"in {flagged} of {n_sites} site{'s' if n_sites != 1 else ''} one arm "
+                    "recruited more than twice as fast as the other")
     text = "; ".join(bits)
     why = ("People recruited after their cluster was randomised can differ between the arms "
            "(recruitment bias): compare the arms in Table 1 (section 3) and the recruitment "
@@ -284,7 +296,7 @@ def section(con, est: pd.DataFrame, arm_n: dict, n_sites: int, count, *,
     shape = plan.get("Shape of the data")
     if design:
         row("Design", _esc(design) + (f": {_esc(reader(shape))}" if shape else "")
-            + (f"; {n_sites} sites" if n_sites else ""))
+            + (f"; {n_sites} site{'s' if n_sites != 1 else ''}" if n_sites else ""))
     period = data_period(con)
     if period:
         row("Data period", _esc(period[:1].upper() + period[1:]))
@@ -319,7 +331,7 @@ def section(con, est: pd.DataFrame, arm_n: dict, n_sites: int, count, *,
                                   "estimates and "
                                   "intervals not adjusted.</span>" if how else "")
             + f"<ul>{''.join(items)}</ul>")
-    table = ("<table class='facts'><caption>At a glance</caption><tbody>" + "".join(rows)
+    table = ("<table class='facts'><tbody>" + "".join(rows)
              + "</tbody></table>")
     return ("<h2 id='summary'>Summary</h2>" + table
             + f"<nav class='contents' id='contents' aria-label='Contents'><strong>Contents"
@@ -335,7 +347,7 @@ def synthetic_banner() -> str:
 
 def contents_html(report_html: str) -> str:
     """An ordered list of links to the report's h2 sections (the summary excepted)."""
-    heads = re.findall(r"<h2 id='([^']+)'>(.*?)</h2>", report_html)
+    heads = re.findall(r"<h2 id=['\"]([^'\"]+)['\"][^>]*>(.*?)</h2>", report_html, re.S)
     items = "".join(f"<li><a href='#{i}'>{re.sub(r'<[^>]+>', '', t)}</a></li>"
                     for i, t in heads if i != "summary")
     return f"<ul>{items}</ul>" if items else ""

@@ -114,6 +114,19 @@ def test_fatal_error_is_one_line_without_traceback(study_run, tmp_path):
     assert "missing staff.csv" in proc.stderr and "[rule ingest.table_missing]" in proc.stderr
 
 
+def test_a_piped_log_is_not_cut_to_80_columns(study_run, tmp_path):
+    """``make demo > demo.log``: rich draws for 80 columns when it is not a terminal, which
+    cut the analyse table's cells to "antipsychotic…"; a log now gets room for them."""
+    wh = tmp_path / "w.duckdb"
+    shutil.copy2(study_run / "data" / "warehouse.duckdb", wh)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["ODEVAL_PROJECT_ROOT"] = str(study_run)
+    proc = subprocess.run([str(BIN / "odeval"), "analyse", "-w", str(wh)], cwd=study_run,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "antipsychotic_last_days" in proc.stdout and "…" not in proc.stdout
+
+
 def test_dvc_repro_runs_the_graph_then_does_nothing(tmp_path):
     """As on a fresh clone: the repository's .gitignore and .dvc/ in a new git repository
     (DVC refuses to write a dvc.lock that git ignores)."""

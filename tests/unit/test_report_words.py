@@ -152,12 +152,19 @@ def test_secondary_results_carry_the_multiplicity_verdict_in_the_plans_order():
 
 
 def test_secondary_results_the_sequence_did_not_reach_are_descriptive_only():
+    # the same verdict for every outcome is said once, after them
     items = rs.secondary_items(_est(), _mt("hierarchical", [False, False], [False, False],
                                            [0.13, 0.13]))
-    assert all("descriptive only: the testing sequence did not reach it" in i for i in items)
+    assert len(items) == 3 and "rate ratio 0.66" in items[0] and "descriptive" not in items[0]
+    assert "All descriptive only: the testing sequence did not reach them." in items[2]
     items = rs.secondary_items(_est(), _mt("none", [False, False], [False, False],
                                            [np.nan, np.nan]))
-    assert all("descriptive only (the plan adjusts for no multiplicity)" in i for i in items)
+    assert "All descriptive only (the plan adjusts for no multiplicity)." in items[-1]
+    # different verdicts stay with their outcomes
+    items = rs.secondary_items(_est(), _mt("hierarchical", [True, False], [False, False],
+                                           [0.055, 0.107]))
+    assert len(items) == 2 and "not confirmed (adjusted p = 0.055)" in items[0]
+    assert "descriptive only: the testing sequence did not reach it" in items[1]
 
 
 def test_the_synthetic_banner_follows_truth_json_beside_the_loaded_files(tmp_path):
@@ -180,9 +187,11 @@ def test_the_run_date_can_be_pinned_with_source_date_epoch(monkeypatch):
 
 def test_the_contents_list_every_section_heading_but_the_summary():
     html = ("<h2 id='summary'>Summary</h2><h2 id='flow'>1. Who is in the analysis</h2>"
-            "<h3 id='x'>not me</h3><h2 id='glossary'>Glossary</h2>")
+            "<h3 id='x'>not me</h3><h2 id=\"sens\" class='s'>8. Sensitivity <em>analyses</em>"
+            "</h2><h2 id='glossary'>Glossary</h2>")
     assert rs.contents_html(html) == ("<ul><li><a href='#flow'>1. Who is in the analysis</a>"
-                                      "</li><li><a href='#glossary'>Glossary</a></li></ul>")
+                                      "</li><li><a href='#sens'>8. Sensitivity analyses</a></li>"
+                                      "<li><a href='#glossary'>Glossary</a></li></ul>")
 
 
 def test_the_data_quality_link_is_given_only_when_the_report_is_beside_it():
