@@ -17,13 +17,16 @@ demo: env
 	$(UV) run odeval synth $(DEMO)
 	$(UV) run odeval run $(DEMO)
 
-## The test suite (everything but tests marked slow)
+## The test suite (everything but tests marked slow), in one worker per core (pytest-xdist,
+## at most 4: every test uses its own tmp folders and warehouses; PYTEST_WORKERS=0 runs it
+## in this process)
+PYTEST_WORKERS ?= auto
 test: env test-tools
-	$(UV) run pytest -q
+	$(UV) run pytest -q -n $(PYTEST_WORKERS) --maxprocesses 4
 
 ## Slow tests too (Monte Carlo coverage, larger studies)
 test-slow: env test-tools
-	$(UV) run pytest -q -m "slow or not slow"
+	$(UV) run pytest -q -n $(PYTEST_WORKERS) --maxprocesses 4 -m "slow or not slow"
 
 ## What the tests need besides Python, found or installed (CI's .ci/run takes the same
 ## steps, through `make test`): headless Chromium and chromedriver at /usr/bin for the

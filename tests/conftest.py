@@ -47,3 +47,34 @@ def extract(tmp_path):
         return write_extract(tmp_path / name, rows, **kw)
 
     return make
+
+
+# ----------------------------------------------------------------- reliability counts
+# The reliability tests count what they tried (tests.reliability.tally); the counts are
+# printed at the end of the run. Under pytest-xdist (`make test` runs one worker per core)
+# each worker sends its counts to the controller, which prints the sum. Here, not in
+# tests/reliability/conftest.py: the controller loads only this conftest.
+
+def pytest_sessionfinish(session):
+    from tests.reliability.tally import COUNTS
+
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["reliability_counts"] = [[s, w, n] for (s, w), n in COUNTS.items()]
+
+
+def pytest_testnodedown(node, error):
+    from tests.reliability.tally import COUNTS
+
+    for s, w, n in getattr(node, "workeroutput", {}).get("reliability_counts", []):
+        COUNTS[(s, w)] += n
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.reliability.tally import COUNTS
+
+    if not COUNTS:
+        return
+    terminalreporter.section("reliability counts")
+    for (suite, what), n in sorted(COUNTS.items()):
+        terminalreporter.write_line(f"{suite:<28} {what:<58} {n:>7,}")

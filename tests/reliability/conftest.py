@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.reliability.tally import COUNTS
 from tests.conftest import snapshot  # noqa: F401  (re-exported for the reliability tests)
 
 settings.register_profile(
@@ -54,11 +53,3 @@ def isolated_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(config, "REPORTS_DIR", tmp_path / "reports")
     return tmp_path
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not COUNTS:
-        return
-    terminalreporter.section("reliability counts")
-    for (suite, what), n in sorted(COUNTS.items()):
-        terminalreporter.write_line(f"{suite:<28} {what:<58} {n:>7,}")
