@@ -666,11 +666,14 @@ def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
     gone = [(item.removeprefix("funnel_"), why) for item, why in fnotes.items()
             if item.startswith("funnel_") and item.removeprefix("funnel_") not in set(fu.indicator)]
     if gone:
+        from pipeline.analyses.site_comparison import OUTCOME_FUNNEL_LABELS
         from pipeline.metrics import FIDELITY_LABELS
 
-        items = "".join(
-            f"<li>{_esc(FIDELITY_LABELS.get(i, (None, i.replace('_', ' ')))[1])}: "
-            f"{_esc(why)}</li>" for i, why in gone)
+        def name(i):
+            return OUTCOME_FUNNEL_LABELS.get(i) or FIDELITY_LABELS.get(
+                i, (None, i.replace("_", " ")))[1]
+
+        items = "".join(f"<li>{_esc(name(i))}: {_esc(why)}</li>" for i, why in gone)
         P.append(f"<p>Not drawn, and why:</p><ul class='muted'>{items}</ul>")
     return "\n".join(P)
 
