@@ -57,7 +57,7 @@ METRICS_SQL_DIR = SQL_DIR / "metrics"
 #: ``params.yaml`` ``metrics:`` defaults.
 DEFAULTS: dict[str, Any] = {
     "horizons_days": [365, 730],   # relapse by 1 and 2 years
-    "landmark_days": 365,          # relapse-by-1-year proportion (funnel plot)
+    "landmark_days": 365,          # relapse by this day in the site funnel (one of horizons_days)
     "conf_level": 0.95,
     "dimensions": ["site", "ethnicity"],
 }

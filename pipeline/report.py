@@ -651,7 +651,8 @@ def _funnel_note(cfg: dict, ap: dict) -> str:
             f"against the rounded number of referrals or people. Relapse by day 365 is the "
             f"Aalen-Johansen cumulative incidence (death a competing event), not the share "
             f"relapsed among people whose status is known (which leaves out those censored "
-            f"earlier and overstates the risk), read off the rounded curve as in the tables, "
+            f"earlier and overstates the risk), read off the rounded curve as in the tables (within 5 percentage points of the exact "
+            f"estimate, else hidden: the disclosure policy's price), "
             f"plotted against its effective number of people p(1 - p) / variance (the number "
             f"of people a plain proportion with the same precision would need; the number of "
             f"people itself when nobody is censored). Shares of meetings are means of each "
@@ -696,11 +697,14 @@ def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
     gone = [(item.removeprefix("funnel_"), why) for item, why in fnotes.items()
             if item.startswith("funnel_") and item.removeprefix("funnel_") not in set(fu.indicator)]
     if gone:
+        from pipeline.analyses.site_comparison import OUTCOME_FUNNEL_LABELS
         from pipeline.metrics import FIDELITY_LABELS
 
-        items = "".join(
-            f"<li>{_esc(FIDELITY_LABELS.get(i, (None, i.replace('_', ' ')))[1])}: "
-            f"{_esc(why)}</li>" for i, why in gone)
+        def name(i):
+            return OUTCOME_FUNNEL_LABELS.get(i) or FIDELITY_LABELS.get(
+                i, (None, i.replace("_", " ")))[1]
+
+        items = "".join(f"<li>{_esc(name(i))}: {_esc(why)}</li>" for i, why in gone)
         P.append(f"<p>Not drawn, and why:</p><ul class='muted'>{items}</ul>")
     return "\n".join(P)
 

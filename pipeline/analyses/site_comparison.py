@@ -166,6 +166,15 @@ _BINARY_OUTCOMES = (("involuntary_admission", "any", "any_involuntary_admission"
                      "antipsychotic_last_days"),
                     ("return_to_work", "at_2y", "in_work_at_2y", "return_to_work"))
 
+#: Readers' names of the outcome funnels (fidelity funnels take the indicator's label).
+OUTCOME_FUNNEL_LABELS = {
+    "relapse_by_day_365": "Relapse by day 365 (Aalen-Johansen)",
+    "any_involuntary_admission": "Any involuntary admission",
+    "any_antipsychotic": "Any antipsychotic",
+    "antipsychotic_last_days": "Antipsychotic in the last days",
+    "in_work_at_2y": "In work or education at 2 years",
+}
+
 FUNNEL_COLUMNS = ["indicator", "title", "kind", "higher_is_better", "site_id", "events", "n",
                   "value", "se", "denominator", "flag", "assessment", "target", "limits_used",
                   "phi", "tau2", "phi_p"]
