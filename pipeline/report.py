@@ -727,8 +727,8 @@ def _site_forests_html(figs: dict, ap: dict) -> str:
                          "fewer in the Open Dialogue arm) with its 95% CI, from the published "
                          "per-site values (proportions from rounded counts, Wald intervals; "
                          "relapse from the rounded Aalen-Johansen curves), pooled by "
-                         f"random-effects meta-analysis ({_esc(ap['meta_method'])}, "
-                         f"{_esc(ap['meta_test'])}); the orange row is the 95% prediction "
+                         f"random-effects meta-analysis ({_esc(report_words.label(ap['meta_method']))}, "
+                         f"{_esc(report_words.label(ap['meta_test']))}); the orange row is the 95% prediction "
                          "interval for a new site. A description of how sites differ, not a "
                          "test of the trial's hypotheses (unadjusted; clusters not allowed for)."
                          + (f" Not drawn: {_esc(gone)}." if gone else "")))
