@@ -55,6 +55,15 @@ def periods_figure(tab: pd.DataFrame, overall: pd.Series | None, what: str):
                    label=f"whole follow-up (primary): {overall.estimate:.2f}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, frameon=False)
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
+
+    lo = float(np.nanmin(np.r_[t["lower"], 1.0]))
+    hi = float(np.nanmax(np.r_[t["upper"], 1.0]))
+    ticks = [v for v in (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 1, 1.5, 2, 3, 4, 5, 10)
+             if lo / 1.05 <= v <= hi * 1.05]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_yticks(y)
     ax.set_yticklabels(t["period"])
     ax.set_ylim(-0.6, len(t) - 0.4)
