@@ -25,6 +25,10 @@ CHECKS = {
                         "'suppressed', 'not drawn'}\n"
                         "n = od.groupby('site_id').size()\n"
                         "assert (fr_km.table.set_index('label').denominator <= n + 1e-9).all()"],
+    # an estimand per outcome, the missing-data table, relapse's sensitivity analyses
+    "outcomes": ["assert len(res.plan.estimands()) == len(res.plan.outcomes)\n"
+                 "assert set(res.public['missing_data'].outcome) >= {'relapse'}\n"
+                 "assert rows.analysis.str.startswith('sensitivity').sum() >= 4, rows"],
     # polars without pandas, the dictionary of every table the analyses read, the factor
     "derived_tables": ["assert isinstance(tte, pl.DataFrame)\n"
                        "assert set(derive.OUTPUTS) <= set(dictionary.table)\n"
