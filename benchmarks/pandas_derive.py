@@ -56,9 +56,16 @@ def _days(later: pd.Series, index: pd.Series) -> pd.Series:
 
 
 def people(study: Path, p: dict) -> pd.DataFrame:
-    df = _read(study, "people", ["person_id", "site_id", "arm", "cluster_id", "sex", "birth_year",
-                                 "ethnicity", "diagnosis_group", "prior_admissions_2y",
-                                 "baseline_activity", "index_date", "data_end_date", "death_date"])
+    import pyarrow.parquet as pq
+
+    cols = ["person_id", "site_id", "arm", "cluster_id", "sex", "birth_year", "ethnicity",
+            "diagnosis_group", "prior_admissions_2y", "baseline_activity", "index_date",
+            "data_end_date", "death_date"]
+    # data_end_reason is optional in the contract: null for everyone when the extract has none
+    have_reason = "data_end_reason" in pq.read_schema(study / "people.parquet").names
+    df = _read(study, "people", cols + (["data_end_reason"] if have_reason else []))
+    if not have_reason:
+        df["data_end_reason"] = None
     fu = p["follow_up_days"]
     death_day = _days(df["death_date"], df["index_date"])
     data_end_day = _days(df["data_end_date"], df["index_date"])
