@@ -288,7 +288,7 @@ def site_forest_figures(con, ap: dict, folder: Path) -> dict[str, dict]:
                                prediction="higgins")
         except NotEstimable:
             continue
-        fig = plot_forest(ma, xlabel=xlabel, title="")
+        fig = plot_forest(ma, xlabel=xlabel, title="", bounds=(-100.0, 100.0))
         out[stem] = {**save_figure(fig, folder, stem), "left_out": left}
     return out
 

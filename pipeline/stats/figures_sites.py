@@ -24,6 +24,7 @@ def plot_forest(
     null_value: float | None = None,
     show_prediction: bool = True,
     ax: plt.Axes | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Figure:
     """Forest plot: per-study estimates with CIs, pooled diamond and prediction interval.
 
@@ -44,6 +45,10 @@ def plot_forest(
         footnote says so).
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure is made if omitted.
+    bounds : (float, float), optional
+        The range the measure can take (e.g. -100 and 100 for a difference of percentages):
+        intervals are drawn and printed cut at it, and the footnote says so (a Wald or a
+        prediction interval on few degrees of freedom can run past what is possible).
 
     Returns
     -------
@@ -59,6 +64,14 @@ def plot_forest(
     """
     t = meta_result.table
     f = np.exp if exponentiate else (lambda x: x)
+    cut = False
+    if bounds is not None:
+        ends = np.r_[f(t.ci_lower), f(t.ci_upper), f(np.asarray(meta_result.ci)),
+                     f(np.asarray(meta_result.pi))]
+        ends = ends[np.isfinite(ends)]
+        cut = bool(((ends < bounds[0]) | (ends > bounds[1])).any())
+        g = f
+        f = lambda x: np.clip(g(x), *bounds)  # noqa: E731
     k = len(t)
     with style():
         if ax is None:
@@ -122,6 +135,8 @@ def plot_forest(
         het = (f"tau² = {meta_result.tau2:.3g}, I² = {meta_result.i2:.0f}%, "
                f"Q = {meta_result.q:.2f} (df = {meta_result.q_df}, p = {meta_result.q_p:.3g})"
                if meta_result.k > 1 else "one study")
+        if cut:
+            het += f"; intervals cut at {bounds[0]:g} and {bounds[1]:g}, the possible range"
         if has_pi and meta_result.tau2 == 0:
             het += "; τ² = 0: the prediction interval shows only the uncertainty of the mean"
         elif show_prediction and meta_result.method != "FE" and not has_pi:

@@ -86,3 +86,20 @@ def test_the_prediction_interval_has_its_own_row_and_tau2_zero_is_said():
     assert "Prediction interval" not in [t.get_text() for t in two.axes[0].get_yticklabels()]
     assert "no prediction interval (fewer than 3 studies)" in " ".join(
         t.get_text() for t in two.axes[0].texts)
+
+
+def test_intervals_past_the_possible_range_are_cut_there_and_said():
+    """Three sites' differences in percentage points: the prediction interval on t(1) runs
+    past -100 (the demo's work forest printed [-104.16, 74.17]); drawn and printed cut at
+    the bounds, with a footnote. Within the bounds nothing changes."""
+    res = meta_analysis([-9.0, -25.0, -14.2], [25.0, 52.0, 53.0], labels=["S03", "S04", "S06"],
+                        prediction="higgins")
+    assert res.pi[0] < -100
+    ax = plot_forest(res, bounds=(-100.0, 100.0)).axes[0]
+    seg = [c for c in ax.collections if c.get_label().startswith("95% prediction interval")][0]
+    (x0, _), (x1, _) = seg.get_segments()[0]
+    assert x0 == -100 and x1 == pytest.approx(min(res.pi[1], 100))
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "[-100.00, " in texts and "intervals cut at -100 and 100, the possible range" in texts
+    inside = plot_forest(res, bounds=(-1000.0, 1000.0)).axes[0]
+    assert "cut at" not in " ".join(t.get_text() for t in inside.texts)
