@@ -158,6 +158,24 @@ def _limits(kind, d, target, levels, used, phi, tau2, bounds=None):
     return out
 
 
+
+def _checked(x, y, names: tuple[str, str], labels, overdispersion, limits
+             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The two per-unit inputs of a funnel as float arrays, and the labels, after checking
+    the options shared by :func:`funnel` and :func:`funnel_estimates`."""
+    if overdispersion not in _OD:
+        raise ValueError(f"overdispersion must be one of {_OD}, got {overdispersion!r}")
+    if len(limits) != 2 or not all(0 < lv < 1 for lv in limits):
+        raise ValueError(f"limits must be two coverage levels in (0, 1), got {limits!r}")
+    X = np.asarray(x, dtype=float).ravel()
+    Y = np.asarray(y, dtype=float).ravel()
+    if X.shape != Y.shape:
+        raise ValueError(f"{names[0]} and {names[1]} differ in length: {X.size} vs {Y.size}")
+    labs = [str(i + 1) for i in range(X.size)] if labels is None else [str(v) for v in labels]
+    if len(labs) != X.size:
+        raise ValueError(f"labels has {len(labs)} entries for {X.size} units")
+    return X, Y, labs
+
 def funnel(
     observed: Sequence[float] | np.ndarray,
     denominator: Sequence[float] | np.ndarray,
@@ -226,17 +244,8 @@ def funnel(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if overdispersion not in _OD:
-        raise ValueError(f"overdispersion must be one of {_OD}, got {overdispersion!r}")
-    if len(limits) != 2 or not all(0 < lv < 1 for lv in limits):
-        raise ValueError(f"limits must be two coverage levels in (0, 1), got {limits!r}")
-    O = np.asarray(observed, dtype=float).ravel()
-    D = np.asarray(denominator, dtype=float).ravel()
-    if O.shape != D.shape:
-        raise ValueError(f"observed and denominator differ in length: {O.size} vs {D.size}")
-    labs = [str(i + 1) for i in range(O.size)] if labels is None else [str(x) for x in labels]
-    if len(labs) != O.size:
-        raise ValueError(f"labels has {len(labs)} entries for {O.size} units")
+    O, D, labs = _checked(observed, denominator, ("observed", "denominator"), labels,
+                          overdispersion, limits)
     notes: list[str] = []
     bad = ~np.isfinite(O) | ~np.isfinite(D) | (D <= 0) | (O < 0)
     if kind == "proportion":
@@ -318,17 +327,7 @@ def funnel_estimates(
     """
     if kind not in ("proportion", "mean"):
         raise ValueError(f"kind must be 'proportion' or 'mean', got {kind!r}")
-    if overdispersion not in _OD:
-        raise ValueError(f"overdispersion must be one of {_OD}, got {overdispersion!r}")
-    if len(limits) != 2 or not all(0 < lv < 1 for lv in limits):
-        raise ValueError(f"limits must be two coverage levels in (0, 1), got {limits!r}")
-    E = np.asarray(estimate, dtype=float).ravel()
-    S = np.asarray(se, dtype=float).ravel()
-    if E.shape != S.shape:
-        raise ValueError(f"estimate and se differ in length: {E.size} vs {S.size}")
-    labs = [str(i + 1) for i in range(E.size)] if labels is None else [str(x) for x in labels]
-    if len(labs) != E.size:
-        raise ValueError(f"labels has {len(labs)} entries for {E.size} units")
+    E, S, labs = _checked(estimate, se, ("estimate", "se"), labels, overdispersion, limits)
     notes: list[str] = []
     bad = ~np.isfinite(E) | ~np.isfinite(S) | (S <= 0)
     if kind == "proportion":
