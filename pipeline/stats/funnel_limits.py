@@ -158,7 +158,6 @@ def _limits(kind, d, target, levels, used, phi, tau2, bounds=None):
     return out
 
 
-
 def _checked(x, y, names: tuple[str, str], labels, overdispersion, limits
              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The two per-unit inputs of a funnel as float arrays, and the labels, after checking
@@ -175,6 +174,7 @@ def _checked(x, y, names: tuple[str, str], labels, overdispersion, limits
     if len(labs) != X.size:
         raise ValueError(f"labels has {len(labs)} entries for {X.size} units")
     return X, Y, labs
+
 
 def funnel(
     observed: Sequence[float] | np.ndarray,
