@@ -1265,7 +1265,11 @@ def _subgroup_section(con, figs) -> str:
             "test answers; the hazard ratio "
             "within each level is description, and two overlapping or non-overlapping "
             "intervals say nothing by themselves about a difference. Levels where an arm has "
-            "few events are pooled into 'other (small groups)'.</p>"
+            "few events are pooled into 'other (small groups)'. With a variance from few "
+            "clusters the test is Hotelling's T² (an F test that allows for the variance "
+            "itself being estimated from few clusters), and it is made only when a subgroup "
+            "has no more than half as many comparisons as the variance has degrees of "
+            "freedom; otherwise the block says there is no test.</p>"
             + _figure(figs.get("subgroups"), "Forest plot of hazard ratios by subgroup",
                       "Hazard ratio of relapse within each level of each pre-specified "
                       "subgroup (squares, 95% CIs, log scale), from one Cox model per subgroup "
