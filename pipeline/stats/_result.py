@@ -46,3 +46,18 @@ class Result:
             + (f"<ul class='notes'>{notes}</ul>" if notes else "")
             + "</div>"
         )
+
+
+class AttrResult(Result):
+    """A result built from its tidy frame, notes and named attributes (``fit.n``,
+    ``fit.vcov``, ...): the frame is also kept under :attr:`frame_name` (``summary`` for
+    models, ``table`` for estimates) and every keyword becomes an attribute."""
+
+    frame_name: str = "summary"
+
+    def __init__(self, frame: pd.DataFrame, notes: list[str] | None = None, **attrs):
+        super().__init__(frame, notes)
+        setattr(self, self.frame_name, frame)
+        for k, v in attrs.items():
+            setattr(self, k, v)
+

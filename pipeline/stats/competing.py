@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import NotEstimable, Result
+from pipeline.stats._result import AttrResult, NotEstimable, Result
 from pipeline.stats._surv_data import (complete_rows, design_matrix, durations_events, group_codes,
                                       group_labels, z_value)
 
@@ -511,7 +511,7 @@ def _fg_variance(X, t, kind, G_row, uk, dk, Gu, k_of_fail, terms) -> tuple[np.nd
     return hinv @ (w.T @ w) @ hinv, hinv
 
 
-class FineGrayResult(Result):
+class FineGrayResult(AttrResult):
     """A fitted Fine-Gray subdistribution hazards model.
 
     Attributes
@@ -529,12 +529,6 @@ class FineGrayResult(Result):
     """
 
     title = "Fine-Gray subdistribution hazards model"
-
-    def __init__(self, summary, notes, **attrs):
-        super().__init__(summary, notes)
-        self.summary = summary
-        for k, v in attrs.items():
-            setattr(self, k, v)
 
 
 def fine_gray(

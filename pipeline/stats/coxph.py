@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import NotEstimable, Result
+from pipeline.stats._result import AttrResult, NotEstimable
 from pipeline.stats._surv_concordance import concordance as _concordance
 from pipeline.stats._surv_data import complete_rows, design_matrix, durations_events, z_value
 
@@ -267,7 +267,7 @@ def _chi2_test(u: np.ndarray, v: np.ndarray, dist_df: int | None = None) -> dict
     return {"chisq": chisq, "df": df, "p": float(p)}
 
 
-class CoxResult(Result):
+class CoxResult(AttrResult):
     """A fitted Cox model.
 
     Attributes
@@ -308,12 +308,6 @@ class CoxResult(Result):
     """
 
     title = "Cox proportional hazards model"
-
-    def __init__(self, summary, notes, **attrs):
-        super().__init__(summary, notes)
-        self.summary = summary
-        for k, v in attrs.items():
-            setattr(self, k, v)
 
     @cached_property
     def concordance(self) -> dict:

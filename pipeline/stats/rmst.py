@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.stats._result import NotEstimable, Result
+from pipeline.stats._result import AttrResult, NotEstimable
 from pipeline.stats._surv_data import complete_rows, durations_events, z_value
 
 
@@ -54,7 +54,7 @@ def _rmst_one(t: np.ndarray, e: np.ndarray, tau: float) -> tuple[float, float]:
     return mean, float(np.sqrt(var))
 
 
-class RMSTResult(Result):
+class RMSTResult(AttrResult):
     """Restricted mean survival time per group.
 
     Attributes
@@ -64,12 +64,7 @@ class RMSTResult(Result):
     """
 
     title = "Restricted mean survival time"
-
-    def __init__(self, table, notes, **attrs):
-        super().__init__(table, notes)
-        self.table = table
-        for k, v in attrs.items():
-            setattr(self, k, v)
+    frame_name = "table"
 
 
 def rmst(df: pd.DataFrame, duration: str, event: str, tau: float,
@@ -115,7 +110,7 @@ def rmst(df: pd.DataFrame, duration: str, event: str, tau: float,
     return RMSTResult(pd.DataFrame(rows), notes, tau=float(tau), conf_level=conf_level)
 
 
-class RMSTDifferenceResult(Result):
+class RMSTDifferenceResult(AttrResult):
     """Difference in RMST between two groups.
 
     Attributes
@@ -127,12 +122,6 @@ class RMSTDifferenceResult(Result):
     """
 
     title = "Difference in restricted mean survival time"
-
-    def __init__(self, summary, notes, **attrs):
-        super().__init__(summary, notes)
-        self.summary = summary
-        for k, v in attrs.items():
-            setattr(self, k, v)
 
 
 def rmst_difference(df: pd.DataFrame, duration: str, event: str, taus: Sequence[float],
