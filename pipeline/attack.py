@@ -60,7 +60,7 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,31 @@ class Published:
                     except json.JSONDecodeError:
                         continue
         return pub
+
+    def text_cells(self, keys: bool = False) -> Iterator[tuple[str, str, str]]:
+        """Every non-empty text the files publish, as ``(file, cell, text)``: each table
+        cell (``row i column c``, the header being row 1) and each string value of the JSON
+        files (``value a.b.0``), with ``keys`` also each JSON key (``key a.b``)."""
+        for t in self.tables.values():
+            for i, r in enumerate(t.rows, start=2):
+                for c, v in r.items():
+                    if v:
+                        yield t.file, f"row {i} column {c}", v
+
+        def walk(rel, obj, path):
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    if keys:
+                        yield rel, f"key {path}{k}", str(k)
+                    yield from walk(rel, v, f"{path}{k}.")
+            elif isinstance(obj, list):
+                for i, v in enumerate(obj):
+                    yield from walk(rel, v, f"{path}{i}.")
+            elif isinstance(obj, str) and obj:
+                yield rel, f"value {path.rstrip('.')}", obj
+
+        for rel, obj in self.json.items():
+            yield from walk(rel, obj, "")
 
     def find(self, name: str) -> list[Table]:
         """Tables whose file is called ``name`` (any folder)."""
@@ -876,33 +901,18 @@ def injection(pub: Published, cfg, know, out: list[Finding]) -> None:
     """Text cells that a spreadsheet would run as a formula (OWASP CSV injection)."""
     from pipeline.output_policy import is_formula
 
+    for file, cell, text in pub.text_cells(keys=True):
+        if not is_formula(text):
+            continue
+        key = cell.startswith("key ")
+        out.append(Finding(file, cell[:80] if key else cell, "injection",
+                           "starts like a spreadsheet formula" if key
+                           else f"{text[:30]!r} starts like a spreadsheet formula"))
     for t in pub.tables.values():
-        for i, r in enumerate(t.rows, start=2):
-            for c, v in r.items():
-                if is_formula(v):
-                    out.append(Finding(t.file, f"row {i} column {c}", "injection",
-                                       f"{v[:30]!r} starts like a spreadsheet formula"))
         for c in t.header:
             if is_formula(c):
                 out.append(Finding(t.file, f"header {c[:30]!r}", "injection",
                                    "starts like a spreadsheet formula"))
-
-    def walk(rel, obj, path):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if is_formula(str(k)):
-                    out.append(Finding(rel, f"key {path}{k}"[:80], "injection",
-                                       "starts like a spreadsheet formula"))
-                walk(rel, v, f"{path}{k}.")
-        elif isinstance(obj, list):
-            for i, v in enumerate(obj):
-                walk(rel, v, f"{path}{i}.")
-        elif isinstance(obj, str) and is_formula(obj):
-            out.append(Finding(rel, f"value {path.rstrip('.')}", "injection",
-                               f"{obj[:30]!r} starts like a spreadsheet formula"))
-
-    for rel, obj in pub.json.items():
-        walk(rel, obj, "")
 
 
 def note_counts(pub: Published, cfg, know, out: list[Finding]) -> None:
@@ -920,24 +930,10 @@ def note_counts(pub: Published, cfg, know, out: list[Finding]) -> None:
                                    f"'{text[max(0, m.start() - 20):m.end() + 16]}': {n} is "
                                    "not a count the policy publishes (exact)"))
 
-    for t in pub.tables.values():
-        for i, r in enumerate(t.rows, start=2):
-            for c, v in r.items():
-                if v and not v[:1].isdigit() and " " in v:
-                    scan(t.file, f"row {i} column {c}", v)
-
-    def walk(rel, obj, path):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(rel, v, f"{path}{k}.")
-        elif isinstance(obj, list):
-            for i, v in enumerate(obj):
-                walk(rel, v, f"{path}{i}.")
-        elif isinstance(obj, str) and " " in obj:
-            scan(rel, f"value {path.rstrip('.')}"[:80], obj)
-
-    for rel, obj in pub.json.items():
-        walk(rel, obj, "")
+    for file, cell, text in pub.text_cells():
+        table = file in pub.tables
+        if " " in text and not (table and text[:1].isdigit()):   # a table's numbers: not text
+            scan(file, cell if table else cell[:80], text)
 
 
 #: In the order they run (later channels use what earlier ones learnt: arm sizes).
