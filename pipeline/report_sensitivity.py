@@ -20,12 +20,13 @@ import pandas as pd
 
 from pipeline import disclosure
 from pipeline.analyses.sensitivity import LABELS, REASONS
+from pipeline.report import _arm_label, _count_td
+from pipeline.report_words import p_text, p_value
 
 OUTCOME_WORDS = {"relapse": "Relapse", "involuntary_admission": "Involuntary admission",
                  "antipsychotic_any": "Any antipsychotic use",
                  "antipsychotic_last_days": "Antipsychotic use at the end",
                  "return_to_work": "Work or education at 2 years"}
-ARM_WORDS = {"open_dialogue": "Open Dialogue", "usual_care": "Usual care"}
 
 
 def _tables(con) -> set[str]:
@@ -136,10 +137,6 @@ def reading(primary, r, ratio: bool) -> str:
 
 # --------------------------------------------------------------------------- HTML
 
-def _count(v) -> str:
-    return disclosure.SUPPRESSED if v is None or pd.isna(v) else f"{int(v)}"
-
-
 def _missing_html(md: pd.DataFrame) -> str:
     cols = [c for c in REASONS if c in md and (md[c].fillna(1) != 0).any()]
     head = ("<tr><th>Outcome</th><th>Arm</th><th>People</th><th>Analysed</th><th>Missing or "
@@ -155,14 +152,14 @@ def _missing_html(md: pd.DataFrame) -> str:
                      and r.people else disclosure.SUPPRESSED)
             flag = ""
             if first:
-                p = "" if pd.isna(r.p) else f"; {escape(str(r.test))}, p = {r.p:.2g}"
+                p = "" if pd.isna(r.p) else f"; {escape(str(r.test))}, {p_text(r.p)}"
                 flag = (f"<td rowspan='{len(g)}'>{'<strong>Yes</strong>' if r.flag else 'No'}"
                         f"{p}</td>")
             rows.append("<tr>" + (f"<td rowspan='{len(g)}'>"
                                   f"{escape(OUTCOME_WORDS.get(outcome, outcome))}</td>"
                                   if first else "")
-                        + f"<td>{escape(ARM_WORDS.get(r.arm, r.arm))}</td>"
-                        + "".join(f"<td class='count'>{_count(getattr(r, c))}</td>"
+                        + f"<td>{escape(_arm_label(r.arm))}</td>"
+                        + "".join(_count_td(getattr(r, c))
                                   for c in ("people", "analysed", "missing_or_cut_short", *cols))
                         + f"<td class='num'>{share}</td>{flag}</tr>")
             first = False
@@ -196,7 +193,7 @@ def _sensitivity_rows(est: pd.DataFrame, outcome: str) -> tuple[list[str], str]:
         if r is None:
             continue
         read = "the reference" if analysis == "primary" else reading(primary, r, ratio)
-        pv = "" if pd.isna(r.p) else f"{r.p:.2g}"
+        pv = p_value(r.p)
         rows.append(f"<tr><td>{escape(words)}</td><td class='num'>"
                     f"{_ci(r.estimate, r.lower, r.upper, 2 if ratio else 1)}</td>"
                     f"<td class='num'>{pv}</td><td>{escape(str(r.method))}</td>"
@@ -205,7 +202,7 @@ def _sensitivity_rows(est: pd.DataFrame, outcome: str) -> tuple[list[str], str]:
     ph_words = ""
     if ph is not None and not pd.isna(ph.estimate):
         ph_words = (f"Proportional hazards: Grambsch-Therneau test of the arm term, chi-square "
-                    f"{ph.estimate:.2f} on 1 df, p = {ph.p:.2g} ("
+                    f"{ph.estimate:.2f} on 1 df, {p_text(ph.p)} ("
                     + ("no evidence that the hazard ratio changes over follow-up" if ph.p >= 0.05
                        else "evidence that the hazard ratio changes over follow-up: read the "
                             "restricted mean difference and the ratio per period rather than "
