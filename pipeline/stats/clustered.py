@@ -234,6 +234,80 @@ def _power(lam: np.ndarray, kind: str) -> np.ndarray:
     return out
 
 
+def _lowrank_factor(lam: np.ndarray, kind: str, power: float) -> np.ndarray:
+    """``(f(1 - lambda)^power - 1) / lambda`` for the eigenvalues ``lambda`` of a cluster's
+    hat matrix, ``f`` as in :func:`_power`: 0 where ``lambda`` is numerically 0 (those
+    directions are not in the cluster's column space and contribute nothing), computed
+    through ``expm1``/``log1p`` so that small eigenvalues keep their precision."""
+    out = np.zeros_like(lam)
+    if kind == "CR0":
+        return out
+    a = (0.5 if kind == "CR2" else 1.0) * power
+    x = 1.0 - lam
+    pos = lam > 1e-14
+    full = pos & (x > 1e-12)
+    out[full] = np.expm1(-a * np.log1p(-lam[full])) / lam[full]
+    gone = pos & ~full  # f = 0: the cluster alone determines a direction
+    out[gone] = -1.0 / lam[gone]
+    return out
+
+
+def _sandwich_lowrank(Z, e, M, codes, n_clusters, kind, satterthwaite: bool):
+    """The CR0, KC (= CR2 with a working variance constant within clusters) and CR3 meat,
+    all clusters at once, from each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score
+    ``s_j = Z_j'e_j`` (p x p and p numbers per cluster; no per-cluster factorisation of
+    ``Z_j``).
+
+    With ``M = L L'`` and the eigenproblem ``L'G_j L = W diag(lambda) W'`` (the non-zero
+    eigenvalues of ``H_jj = Z_j M Z_j'``), ``Z_j' g(I - H_jj) = Z_j' + G_j L W diag((g(1 -
+    lambda) - 1) / lambda) W' L' Z_j'`` for any ``g`` with ``g(1) = 1``; so ``u_j = F_j e_j``,
+    ``F_j F_j'`` and ``F_j Z_j`` follow from ``G_j``, ``s_j`` and that p x p eigenproblem, in
+    batches. Algebraically the same as the QR form of :func:`_sandwich` (checked against it
+    and against clubSandwich in the tests)."""
+    p = Z.shape[1]
+    J = n_clusters
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(J + 1))
+    S = np.empty((J, p))
+    G = np.empty((J, p, p))
+    for j in range(J):
+        idx = order[bounds[j]:bounds[j + 1]]
+        Zj = Z[idx]
+        G[j] = Zj.T @ Zj
+        S[j] = Zj.T @ e[idx]
+    lamM, Vm = np.linalg.eigh(M)
+    L = Vm * np.sqrt(np.clip(lamM, 0, None))  # L L' = M (M may be a pseudo-inverse)
+    GL = G @ L                                  # J x p x p
+    K = L.T @ GL                                # L' G_j L
+    K = (K + np.swapaxes(K, 1, 2)) / 2          # symmetric to rounding
+    lam, W = np.linalg.eigh(K)
+    GLW = GL @ W                                # G_j L W, J x p x p
+    t = np.einsum("jki,jk->ji", W, S @ L)       # W' L' s_j
+    d1 = _lowrank_factor(lam, kind, 1.0)
+    U = S + np.einsum("jik,jk->ji", GLW, d1 * t)
+    meat = U.T @ U
+    if not satterthwaite:
+        return meat, None
+    d2 = _lowrank_factor(lam, kind, 2.0)
+    FF = G + np.einsum("jik,jk,jlk->jil", GLW, d2, GLW)   # F_j F_j'
+    FZ = G + np.einsum("jik,jk,jlk->jil", GLW, d1, GLW)   # F_j Z_j
+    MFF = M @ FF                                          # J x p x p
+    gdiag = np.einsum("jik,ki->ji", MFF, M)               # diag(M F F' M)
+    HZ = M @ FZ                                           # M F_j Z_j
+    return meat, _satterthwaite(gdiag, HZ, L)
+
+
+def _satterthwaite(gdiag, HZ, L):
+    """Bell-McCaffrey df per coefficient (see :func:`_sandwich`)."""
+    p = L.shape[0]
+    dfs = np.empty(p)
+    for i in range(p):
+        h = HZ[:, i, :] @ L  # J x p
+        P = np.diag(gdiag[:, i]) - h @ h.T
+        dfs[i] = np.trace(P) ** 2 / np.sum(P**2)
+    return dfs
+
+
 def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
     """Cluster-robust covariance ``M (sum_j u_j u_j') M`` with ``u_j = F_j e_j``.
 
@@ -255,6 +329,10 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
     Satterthwaite df of Bell and McCaffrey as clubSandwich computes them (``2 E^2 / V`` of
     the variance estimator under the working model: ``P = diag(g) - h h'`` over clusters,
     ``g_j = diag(M F_j F_j' M)``, ``h_j = (M F_j Z_j L)`` rows, ``L L' = M``).
+
+    :func:`glm_clustered` calls :func:`_sandwich_lowrank` instead (the same numbers, all
+    clusters in batches) unless some cluster needs CR2's ``n_j x n_j`` eigenproblem; this
+    per-cluster form stays as its reference (``tests/unit/stats``).
     """
     p = Z.shape[1]
     J = len(groups)
@@ -267,7 +345,7 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
         # with a working variance constant within the cluster (a logistic model whose
         # covariates are the cluster's: arm and site) clubSandwich's CR2 is KC, which the
         # low-rank path computes without the n_j x n_j eigenproblem
-        if kind == "CR2" and np.ptp(th) > 1e-12 * np.max(th):
+        if kind == "CR2" and _varies(th):
             Gm = th[:, None] * (np.eye(len(idx)) - Zj @ M @ Zj.T) * th[None, :]
             lam, Q = np.linalg.eigh(Gm)
             pw = np.zeros_like(lam)
@@ -291,12 +369,12 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
         return meat, None
     lam, Vm = np.linalg.eigh(M)
     L = Vm * np.sqrt(np.clip(lam, 0, None))  # L L' = M (M may be a pseudo-inverse)
-    dfs = np.empty(p)
-    for i in range(p):
-        h = HZ[:, i, :] @ L  # J x p
-        P = np.diag(gdiag[:, i]) - h @ h.T
-        dfs[i] = np.trace(P) ** 2 / np.sum(P**2)
-    return meat, dfs
+    return meat, _satterthwaite(gdiag, HZ, L)
+
+
+def _varies(th: np.ndarray) -> bool:
+    """The working variance differs within this cluster (CR2 is then not KC)."""
+    return bool(np.ptp(th) > 1e-12 * np.max(th))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -469,8 +547,12 @@ def glm_clustered(
             if df_method == "satterthwaite":
                 raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
         else:
-            meat, satt = _sandwich(Z, e, var, M, groups, "CR0" if kind == "CR1" else kind,
-                                   df_method == "satterthwaite")
+            k = "CR0" if kind == "CR1" else kind
+            if k == "CR2" and any(_varies(var[g]) for g in groups):
+                meat, satt = _sandwich(Z, e, var, M, groups, k, df_method == "satterthwaite")
+            else:
+                meat, satt = _sandwich_lowrank(Z, e, M, codes, J, "CR2" if k == "KC" else k,
+                                               df_method == "satterthwaite")
             if kind == "CR1":
                 meat = meat * J / (J - 1)  # a scalar factor leaves the Satterthwaite df as they are
             V = M @ meat @ M

@@ -72,3 +72,25 @@ def test_the_permutation_interval_is_where_the_test_does_not_reject():
     p = lambda delta: permutation_test(v - delta * a, a, s).summary.iloc[0]["p"]  # noqa: E731
     assert p(lo + 1e-7) > 0.05 and p(hi - 1e-7) > 0.05
     assert p(lo - 1e-7) <= 0.05 and p(hi + 1e-7) <= 0.05
+
+
+@pytest.mark.parametrize("kind", ["CR0", "CR2", "CR3"])
+def test_the_batched_sandwich_is_the_per_cluster_one(kind):
+    """glm_clustered's batched meat and Satterthwaite df (from each cluster's Gram matrix)
+    equal the per-cluster QR form, which the R goldens check, on clusters whose own rows
+    cannot estimate every coefficient (a site dummy, a one-cluster level) and one cluster
+    that alone determines a coefficient (its hat eigenvalue is 1)."""
+    from pipeline.stats import clustered as C
+
+    rng = np.random.default_rng(7)
+    n, p, J = 3000, 10, 12
+    codes = rng.integers(0, J, n)
+    Z = rng.normal(size=(n, p))
+    Z[:, 1] = (codes % 3 == 0)
+    Z[:, 2] = (codes == 0)          # only cluster 0's rows carry this coefficient
+    e = rng.normal(size=n)
+    M = np.linalg.inv(Z.T @ Z)
+    ref, ref_df = C._sandwich(Z, e, np.ones(n), M, C._clusters_of(codes, J), kind, True)
+    got, got_df = C._sandwich_lowrank(Z, e, M, codes, J, kind, True)
+    assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref))
+    np.testing.assert_allclose(got_df, ref_df, rtol=1e-10)
