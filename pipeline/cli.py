@@ -6,6 +6,15 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+
+# One BLAS thread for the command line, set before numpy loads (a variable already in the
+# environment wins). The analyses multiply many small and tall-thin matrices (a cluster's
+# rows, a refit's information), where a second OpenBLAS thread spins more than it computes:
+# on this project's 2-core machine a 50,000 x 53 weighted cross-product cost 0.18-0.81 CPU s
+# with two threads against 0.014 s with one, and the frailty ICC 172 against 19.5 CPU s
+# (docs/performance.md). DuckDB keeps its own threads (``warehouse.threads``).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 from pathlib import Path
 from typing import Annotated, Optional
 
