@@ -66,7 +66,7 @@ from pipeline import disclosure
 from pipeline.analyses import AnalysisResult
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
 from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, Effect, effects, has_clusters,
-                                             not_estimated, row)
+                                             not_estimated, row, warm_start)
 from pipeline.plan import AnalysisPlan, OutcomePlan
 from pipeline.stats.impute import BinaryImputation, impute_binary, rubin
 
@@ -142,10 +142,27 @@ def _design_frame(pop, plan, clusters):
     return adjustment(with_cluster_covariates(pop, plan, clusters), names)
 
 
-def _analyse_completed(frame, y, plan, op, p, cols, method):
-    """Effects (risk difference, risk ratio) of one completed dataset."""
+def _analyse_completed(frame, y, plan, op, p, cols, method, start=None):
+    """Effects (risk difference, risk ratio) of one completed dataset; ``start``: the
+    logistic model's coefficients on another completed dataset (the same convergence
+    criterion from a nearer start: completed datasets differ only in imputed statuses)."""
     col = op.outcome.column("outcome")
-    return effects(frame.assign(**{col: y.to_numpy()}), plan, op, p, cols, method)
+    return effects(frame.assign(**{col: y.to_numpy()}), plan, op, p, cols, method, start=start)
+
+
+def _fits(frame, imp, plan, op, p, cols, method, delta=0.0, starts=None, fn=None):
+    """Each completed dataset analysed by ``fn`` (default :func:`_analyse_completed`), each
+    fit started from ``starts[j]`` (updated in place) or else from the previous
+    imputation's fit."""
+    fn = fn or _analyse_completed
+    starts = {} if starts is None else starts
+    fits, prev = [], None
+    for j in range(imp.m):
+        effs = fn(frame, imp.completed(j, delta), plan, op, p, cols, method,
+                  start=starts.get(j, prev))
+        prev = starts[j] = warm_start(effs)
+        fits.append(effs)
+    return fits
 
 
 def _pool(effs_list, conf):
@@ -172,8 +189,7 @@ def _mi(pop, plan, op, p, clusters, s, seed_key) -> tuple[BinaryImputation, list
 
 def _pooled_rows(label, imp, ctx, plan, op, p, estimand, notes, delta=0.0):
     frame, cols, method = ctx
-    fits = [_analyse_completed(frame, imp.completed(j, delta), plan, op, p, cols, method)
-            for j in range(imp.m)]
+    fits = _fits(frame, imp, plan, op, p, cols, method, delta)
     pooled = _pool(fits, plan.conf_level)
     rows = []
     for measure, (pl, e0, log) in pooled.items():
@@ -277,7 +293,7 @@ def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):
              *e.notes, *cov_notes], e.df))
 
 
-def _rd_only(frame, y, plan, op, p, cols, method):
+def _rd_only(frame, y, plan, op, p, cols, method, start=None):
     """The risk difference alone of one completed dataset, as :func:`_analyse_completed`
     finds it (the cluster-level analysis on the difference scale only: half the work)."""
     if method in ("cluster-level", "permutation"):
@@ -291,7 +307,7 @@ def _rd_only(frame, y, plan, op, p, cols, method):
         return [Effect("risk difference", float(r["estimate"]), float(r["lower"]),
                        float(r["upper"]), float(r["p"]), float(r["se"]), float(r["df"]), "",
                        res.n, None, res.n_clusters)]
-    return _analyse_completed(frame, y, plan, op, p, cols, method)[:1]
+    return _analyse_completed(frame, y, plan, op, p, cols, method, start=start)[:1]
 
 
 def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas) -> pd.DataFrame:
@@ -299,11 +315,11 @@ def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas) -> pd.DataFrame:
     shifted by delta in each arm. ``significant``: the interval excludes 0."""
     frame, cols, method = ctx
     rows = []
+    starts: dict = {}   # imputation j's fit at the last cell: the next cell's start
     for d_od in deltas:
         for d_uc in deltas:
             shift = {"1": float(d_od), "0": float(d_uc)}
-            fits = [_rd_only(frame, imp.completed(j, shift), plan, op, p, cols, method)
-                    for j in range(imp.m)]
+            fits = _fits(frame, imp, plan, op, p, cols, method, shift, starts, fn=_rd_only)
             pl, _, _ = _pool(fits, plan.conf_level)["risk difference"]
             rows.append(dict(delta_od=float(d_od), delta_uc=float(d_uc),
                              estimate=pl.estimate, lower=pl.lower, upper=pl.upper, p=pl.p,

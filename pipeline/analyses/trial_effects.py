@@ -183,7 +183,7 @@ def _two_stage(d, kind, cols, method, plan, **cols_of) -> list[Effect]:
 _KIND = {"survival": "time_to_event", "count": "count", "binary": "binary"}
 
 
-def _glm(d, y, cols, method, plan, p, family, offset=None):
+def _glm(d, y, cols, method, plan, p, family, offset=None, start=None):
     from pipeline.stats import glm_clustered
 
     vcov, by, dfm = GLM_VCOV[method]
@@ -202,7 +202,8 @@ def _glm(d, y, cols, method, plan, p, family, offset=None):
         notes.append(f"{d['cluster_id'].nunique()} clusters, more than analyse."
                      "jackknife_max_clusters: CR2 instead of the jackknife.")
     strata = [plan.design.strata] if plan.design.strata else []
-    kw = dict(family=family, cluster=by, vcov=vcov, df_method=dfm, conf_level=plan.conf_level)
+    kw = dict(family=family, cluster=by, vcov=vcov, df_method=dfm, conf_level=plan.conf_level,
+              start=start)
     if offset:
         kw["offset"] = offset
     try:
@@ -243,10 +244,12 @@ def _standardised(fit, d: pd.DataFrame, covariates: list[str], conf: float, df: 
 
 
 def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, Any],
-            cols: list[str], method: str) -> list[Effect]:
+            cols: list[str], method: str, start=None) -> list[Effect]:
     """The arm effect(s) of one outcome on the person frame ``d`` (with the covariate
     columns ``cols``) by ``method``: one Effect (hazard or rate ratio), or two for a binary
-    outcome (risk difference, then risk ratio)."""
+    outcome (risk difference, then risk ratio). ``start``: starting coefficients for a
+    binary outcome's logistic model (:func:`warm_start` of a fit to a dataset that differs
+    only in some outcomes)."""
     o = op.outcome
     if op.kind == "time_to_event":
         ev = f"__{o.name}_event"
@@ -274,7 +277,7 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
     if method in ("cluster-level", "permutation"):
         return _two_stage(dd, "binary", cols, method, plan, outcome=y)
     strata = [plan.design.strata] if plan.design.strata else []
-    fit, used, notes = _glm(dd, y, cols, method, plan, p, "binomial")
+    fit, used, notes = _glm(dd, y, cols, method, plan, p, "binomial", start=start)
     s = fit.summary.loc["od"]
     df = float(s.df)
     (rd, se_rd), (lrr, se_lrr) = _standardised(fit, dd, [*strata, *cols], plan.conf_level, df)
@@ -292,6 +295,16 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
             e.notes.insert(0, f"{int(d[y].isna().sum())} people {o.missing} left out "
                               "(complete cases).")
     return out
+
+
+def warm_start(effs: list[Effect]):
+    """The coefficients of the logistic model behind binary ``effs`` (for
+    :func:`effects`' ``start``), or None (another model, or the cluster-level analysis)."""
+    r = effs[0].result if effs else None
+    summ = getattr(r, "summary", None)
+    if getattr(r, "family", None) != "binomial" or summ is None or "coef" not in summ:
+        return None
+    return summ["coef"].to_numpy(float)
 
 
 def _why_not(d: pd.DataFrame, op: OutcomePlan, plan: AnalysisPlan) -> str | None:

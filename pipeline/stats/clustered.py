@@ -404,6 +404,7 @@ def glm_clustered(
     log_offset: bool = True,
     theta: float | None = None,
     conf_level: float = 0.95,
+    start: Sequence[float] | None = None,
 ) -> ClusteredGLMResult:
     """Fit a GLM and report each coefficient with a variance fit for few clusters.
 
@@ -436,6 +437,11 @@ def glm_clustered(
         likelihood jointly with the coefficients when omitted. The coefficients'
         variances condition on it, as glm.nb's do.
     conf_level : float
+    start : sequence of float, optional
+        Starting coefficients, one per term of the model matrix (e.g. a previous fit's
+        ``summary["coef"]`` on a dataset that differs only in some outcomes, as multiple
+        imputation's completed datasets do): fewer scoring steps to the same convergence
+        criterion. Ignored if its length is not the number of terms.
 
     Returns
     -------
@@ -511,7 +517,11 @@ def glm_clustered(
         theta, ok = _nb_theta(y, X, off)
         if not ok:
             notes.append(f"theta has no finite maximum (stopped at {theta:.3g}): no overdispersion.")
-    beta, mu, eta, converged = _irls(y, X, off, family, link, theta)
+    if start is not None:
+        start = np.asarray(start, float)
+        if start.shape != (p,) or not np.all(np.isfinite(start)):
+            start = None
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start)
     if not converged:
         notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
 
