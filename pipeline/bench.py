@@ -16,7 +16,13 @@ Not a test: nothing here asserts a timing. For one size (``params.yaml`` ``bench
 4. where ``bench.pandas_sizes`` says, the plain pandas derive in ``benchmarks/`` on the same
    Parquet files, its results checked equal to ``derived.*``;
 5. where ``bench.cox_sizes`` says, lifelines ``CoxPHFitter`` beside ``pipeline.stats.cox``
-   on the primary Cox model, coefficients checked equal.
+   on the primary Cox model, coefficients checked equal;
+6. with ``baseline`` (a git commit, e.g. the one the README's last table was measured at):
+   each stage and ``odeval run`` of that commit too, each right after ours in the same
+   bench run and on the same study, from a detached worktree under
+   ``data/bench/baseline/<commit>`` and the same Python environment; the table then has the
+   baseline's figures and ours over them, so that a regression cannot hide in a change of
+   machine load between two runs.
 
 Every step runs in its own subprocess, so that one step's memory cannot hide another's;
 peak memory is that process tree's maximum resident set size (``wait4`` rusage), wall
@@ -147,6 +153,29 @@ def ensure_study(size: str, s: dict[str, Any], data_dir: Path, log: Log) -> tupl
     return path, {"cached": False, **info}
 
 
+def baseline_tree(ref: str, data_dir: Path) -> tuple[Path, str]:
+    """A detached worktree of commit ``ref`` (made once, reused): ``(path, short commit)``."""
+    def git(*args, cwd=PROJ_ROOT):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+    p = git("rev-parse", "--short", f"{ref}^{{commit}}")
+    if p.returncode != 0:
+        raise OdevalError(f"--baseline {ref!r}: not a commit of this repository "
+                          f"({(p.stderr or '').strip().splitlines()[-1:] or ''})",
+                          rule="bench.baseline")
+    sha = p.stdout.strip()
+    path = (data_dir / "baseline" / sha).resolve()
+    if not (path / "pipeline" / "__main__.py").exists():
+        if path.exists():
+            shutil.rmtree(path)
+        git("worktree", "prune")
+        p = git("worktree", "add", "--detach", str(path), sha)
+        if p.returncode != 0:
+            raise OdevalError(f"--baseline {ref!r}: git worktree add failed: "
+                              f"{p.stderr.strip()[-300:]}", rule="bench.baseline")
+    return path, sha
+
+
 def _stage_argv(stage: str, study: Path, warehouse: Path, work: Path) -> list[str]:
     args = [stage]
     if stage in ("ingest", "run"):
@@ -167,11 +196,13 @@ def _fresh(db: Path) -> None:
 
 def run_bench(size: str, *, stages: Sequence[str] | None = None,
               params: dict[str, Any] | None = None, data_dir: Path | None = None,
-              out_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
+              out_dir: Path | None = None, log: Log = print,
+              baseline: str | None = None) -> dict[str, Any]:
     """Benchmark one size; returns the results also written to ``<out_dir>/<size>.json``.
 
     ``stages``: any of the available stages, ``floor``, ``run``, ``pandas`` and ``cox``
-    (default: all that apply to this size).
+    (default: all that apply to this size). ``baseline``: a commit whose stages and run are
+    measured beside ours (step names ``<step>@baseline``).
     """
     from pipeline.params import section
 
@@ -212,6 +243,9 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         "steps": {},
     }
     result["git"] = _git_state()
+    base = baseline_tree(baseline, data_dir) if baseline else None
+    if base:
+        result["baseline"] = {"ref": baseline, "commit": base[1]}
     study, info = ensure_study(size, s, data_dir, log)
     result["study"] = {"path": str(study), **info}
     work = data_dir / size
@@ -235,9 +269,9 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{size}.partial.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
 
-    def step(name: str, argv: list[str]) -> dict[str, Any]:
+    def step(name: str, argv: list[str], cwd: Path = PROJ_ROOT) -> dict[str, Any]:
         log(f"{size}: {name} ...")
-        m = measure(argv, log_file=logs / f"{name}.log", env=env)
+        m = measure(argv, cwd=cwd, log_file=logs / f"{name}.log", env=env)
         result["steps"][name] = m
         save()
         log(f"{size}: {name}: {m['wall_s']:.1f} s, peak {m['peak_rss_mb']:,.0f} MB"
@@ -250,10 +284,16 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         step("floor", _python("-m", "pipeline.bench", "_child", "floor", str(study), str(floor_db)))
         _fresh(floor_db)
     stage_list = [x for x in have if x in wanted]
+    base_wh = work / "baseline.duckdb"
     if stage_list and stage_list[0] == "ingest":
         _fresh(warehouse)
+        _fresh(base_wh)
     for stage in stage_list:
-        if step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] != 0:
+        ok = step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] == 0
+        if base:  # the baseline's stage right after ours, on its own warehouse
+            step(f"{stage}@baseline", _stage_argv(stage, study.resolve(), base_wh.resolve(),
+                                                  work), cwd=base[0])
+        if not ok:
             break
     if "validate_sql" in wanted:  # validate once more, the SQL rules alone
         import yaml
@@ -296,6 +336,10 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         _fresh(run_db)
         step("run", _stage_argv("run", study, run_db, work))
         _fresh(run_db)
+        if base:
+            step("run@baseline", _stage_argv("run", study.resolve(), run_db.resolve(), work),
+                 cwd=base[0])
+            _fresh(run_db)
     result["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     result["summary"] = summarise(result)
     _merge_previous(out_dir / f"{size}.json", result)
@@ -392,6 +436,10 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         out["cox_max_abs_coef_diff"] = fit["max_abs_coef_diff"]
         if "max_abs_coef_diff_precision_1e-12" in fit:
             out["cox_max_abs_coef_diff_tight"] = fit["max_abs_coef_diff_precision_1e-12"]
+    base = st.get("run@baseline")
+    if out.get("run_s") and base and base.get("exit_code") == 0:
+        out["run_baseline_s"] = base["wall_s"]
+        out["run_over_baseline"] = round(out["run_s"] / base["wall_s"], 2)
     people = r.get("people")
     if people and out.get("run_s"):
         out["run_us_per_person"] = round(out["run_s"] / people * 1e6, 1)
@@ -413,6 +461,13 @@ def markdown(r: dict[str, Any]) -> str:
              "Load = 1-minute load average before / after the step (above 0 means other "
              "processes were running).", "",
              "| step | wall s | CPU s | peak RSS MB | load | note |", "|---|---:|---:|---:|---|---|"]
+    if r.get("baseline"):
+        lines[-2:] = [f"Baseline: commit {r['baseline']['commit']} ({r['baseline']['ref']}), each "
+                      "of its steps run right after ours on the same study; ours / baseline "
+                      "below 1 is faster or smaller.", "",
+                      "| step | wall s | CPU s | peak RSS MB | baseline wall s | CPU s | peak MB "
+                      "| ours / baseline: wall, CPU, peak | load | note |",
+                      "|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "validate_sql", "derive_sql",
              "pandas", "cox"]
     notes = {"floor": "read_parquet -> fresh DuckDB, no checks",
@@ -437,6 +492,18 @@ def markdown(r: dict[str, Any]) -> str:
         if m.get("from_run"):
             note += f" (measured {m['from_run']})"
         load = f"{m.get('load_before')} / {m.get('load_after')}"
+        if r.get("baseline"):
+            b = r["steps"].get(f"{name}@baseline")
+            cells = ["", "", "", ""]
+            if b and b.get("exit_code") == 0 and m.get("exit_code") == 0:
+                cells = [f"{b['wall_s']:.2f}", f"{b['cpu_s']:.2f}", _fmt_mb(b["peak_rss_mb"]),
+                         ", ".join(f"{m[k] / b[k]:.2f}" if b[k] else "" for k in
+                                   ("wall_s", "cpu_s", "peak_rss_mb"))]
+            elif b:
+                cells[0] = f"FAILED (exit {b.get('exit_code')})"
+            lines.append(f"| {name} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | "
+                         f"{_fmt_mb(m['peak_rss_mb'])} | {' | '.join(cells)} | {load} | {note} |")
+            continue
         lines.append(f"| {name} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | "
                      f"{_fmt_mb(m['peak_rss_mb'])} | {load} | {note} |")
     sm = r.get("summary") or {}
@@ -461,6 +528,10 @@ def markdown(r: dict[str, Any]) -> str:
     if "run_s" in sm:
         lines.append(f"- `odeval run`: {sm['run_s']:.1f} s, peak {sm['run_peak_mb']:,.0f} MB "
                      "(national target: <= 600 s, <= 4096 MB)")
+    if "run_over_baseline" in sm:
+        lines.append(f"- `odeval run` / the baseline's, same bench run: "
+                     f"**{sm['run_over_baseline']:.2f}x** ({sm['run_s']:.1f} s against "
+                     f"{sm['run_baseline_s']:.1f} s)")
     if "pandas_over_derive" in sm:
         lines.append(f"- pandas derive / our derive: **{sm['pandas_over_derive']:.1f}x** "
                      f"(target >= 10x), results equal: {sm['pandas_equal']}")

@@ -698,6 +698,9 @@ def bench(
                       "floor, a stage, run, pandas, cox.",
                       show_default="all that apply to the size")] = None,
     params: ParamsOpt = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        help="A commit (e.g. the README table's) whose stages and run are measured too, each "
+             "right after ours in this bench run.")] = None,
 ) -> None:
     """Wall time and peak memory per stage, each in a fresh process, beside the floor (plain
     Parquet load), a plain pandas derive and lifelines: reports/bench/<size>.json and .md."""
@@ -705,7 +708,7 @@ def bench(
 
     with _errors():
         result = run_bench(size, stages=stages, params=load_params(params),
-                           log=lambda m: console.print(m, highlight=False))
+                           log=lambda m: console.print(m, highlight=False), baseline=baseline)
     from pipeline.bench import markdown
 
     out.print(markdown(result), highlight=False)

@@ -31,3 +31,40 @@ def test_bench_runs_each_step_and_writes_the_ratios(tmp_path):
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert "validate again without its great-expectations cross-check" in md
     assert "the same with validate's SQL rules alone" in md
+
+
+def test_a_baseline_commit_runs_beside_ours_in_the_same_bench_run(tmp_path):
+    """--baseline: each stage of the older commit runs right after ours on the same study,
+    and the table gives ours over the baseline's."""
+    import subprocess
+
+    from pipeline.config import PROJ_ROOT
+
+    params = {"bench": {"seed": 7, "sizes": {"tiny": {"people": 60, "sites": 2}}}}
+    try:
+        r = run_bench("tiny", stages=["ingest"], params=params, data_dir=tmp_path / "data",
+                      out_dir=tmp_path / "out", log=lambda _: None, baseline="HEAD")
+        tree = tmp_path / "data" / "baseline" / r["baseline"]["commit"]
+        assert (tree / "pipeline" / "bench.py").exists()
+    finally:
+        subprocess.run(["git", "worktree", "prune"], cwd=PROJ_ROOT, capture_output=True)
+    assert {k: v["exit_code"] for k, v in r["steps"].items()} == {"ingest": 0,
+                                                                   "ingest@baseline": 0}
+    md = (tmp_path / "out" / "tiny.md").read_text()
+    assert f"Baseline: commit {r['baseline']['commit']} (HEAD)" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| ingest |"))
+    b, m = r["steps"]["ingest@baseline"], r["steps"]["ingest"]
+    assert f"{m['wall_s'] / b['wall_s']:.2f}, {m['cpu_s'] / b['cpu_s']:.2f}" in row
+    # the baseline's own warehouse, not ours
+    assert (tmp_path / "data" / "tiny" / "baseline.duckdb").exists()
+
+
+def test_a_baseline_that_is_not_a_commit_is_one_line(tmp_path):
+    import pytest
+
+    from pipeline.errors import OdevalError
+
+    with pytest.raises(OdevalError, match="not a commit"):
+        run_bench("tiny", stages=["ingest"], params={"bench": {"sizes": {"tiny": {
+            "people": 60, "sites": 2}}}}, data_dir=tmp_path / "data", out_dir=tmp_path / "out",
+            log=lambda _: None, baseline="no-such-ref-xyz")
