@@ -124,3 +124,26 @@ def test_compare_catches_a_missing_row_and_a_missing_column(study, relations):
     report = agreement.compare({**relations, "activity": relations["activity"].drop("rtw_2y")}, con)
     assert not report["equal"]
     assert report["relations"]["activity"]["not_compared"] == ["rtw_2y"]
+
+
+def test_bench_states_polars_beside_pandas():
+    """The bench's summary and markdown carry the polars step as they carry pandas (figures
+    made up: no timing is measured here)."""
+    from pipeline.bench import markdown, settings, summarise
+
+    assert settings(None)["polars_sizes"] == ["pilot", "trust", "national"]
+    ok = {"exit_code": 0, "cpu_s": 1.0, "peak_rss_mb": 100.0}
+    r = {"size": "trust", "people": 50_000, "sites": 10, "seed": 1, "started": "t",
+         "machine": {"cpus": 2, "memory_gb": 1}, "warehouse_settings": {"threads": 2, "memory_limit": "3GB"},
+         "steps": {"derive": {**ok, "wall_s": 2.0},
+                   "derive_sql": {**ok, "wall_s": 2.5, "relations": {"time_to_event": {"wall_s": 0.5}}},
+                   "pandas": {**ok, "wall_s": 3.0, "check": {"equal": True}, "inner": {"read_and_compute_s": 1.5}},
+                   "polars": {**ok, "wall_s": 5.0, "check": {"equal": False}, "inner": {"read_and_compute_s": 1.0}}}}
+    sm = summarise(r)
+    assert (sm["polars_over_derive"], sm["polars_equal"], sm["polars_compute_over_outcome_sql"]) == (2.5, False, 2.0)
+    assert (sm["pandas_over_derive"], sm["pandas_equal"], sm["pandas_compute_over_outcome_sql"]) == (1.5, True, 3.0)
+    r["summary"] = sm
+    md = markdown(r)
+    assert "| polars | 5.00 |" in md and "equal to ours: False" in md
+    assert "- polars derive / our derive: **2.5x**, results equal: False (pandas: 1.5x)" in md
+    assert "polars read + compute 1.00 s / our SQL for them 0.50 s = **2.0x**" in md
