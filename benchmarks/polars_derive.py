@@ -278,8 +278,7 @@ def exposures(study: Path, p: dict, ppl: pl.LazyFrame) -> pl.LazyFrame:
           .with_columns(from_day=_days("start_on")))
     open_to = _open_end_day("prescriptions", pl.col("from_day"), None, pl.col("last_data_day"), p)
     rx = _clip(rx.with_columns(to_day=_days("end_on").fill_null(open_to) + 1))
-    return (rx.join(ref.select("drug", "route", "ddd_mg", "cpz_equiv_mg"), on=["drug", "route"], how="left",
-                    nulls_equal=True)
+    return (rx.join(ref.select("drug", "route", "ddd_mg", "cpz_equiv_mg"), on=["drug", "route"], how="left")
             .with_columns(days=pl.col("to_day") - pl.col("from_day"),
                           daily_ddd=pl.col("daily_dose_mg") / pl.col("ddd_mg"),
                           daily_cpz_mg=pl.col("daily_dose_mg") * 100.0 / pl.col("cpz_equiv_mg")))
