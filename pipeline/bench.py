@@ -62,10 +62,12 @@ DEFAULTS: dict[str, Any] = {
 Log = Callable[[str], None]
 
 #: The derive relations the pandas and polars benchmarks compute, with the intermediates
-#: they need.
-OUTCOME_RELATIONS = ("people", "int_admission_spells", "int_outcome_events",
-                     "int_antipsychotic_exposures", "int_follow_up_intervals", "time_to_event",
-                     "recurrent", "antipsychotic", "activity")
+#: they need (every relation of ``pipeline/sql/derive/`` they read, reference tables aside).
+OUTCOME_RELATIONS = ("people", "int_care_records", "int_acute_episode_records",
+                     "acute_episodes", "int_mha_episode_records", "mha_episodes",
+                     "int_admission_spells", "int_outcome_events", "int_antipsychotic_exposures",
+                     "int_follow_up_intervals", "time_to_event", "recurrent", "antipsychotic",
+                     "activity")
 
 
 def settings(params: dict[str, Any] | None) -> dict[str, Any]:

@@ -147,3 +147,23 @@ def test_bench_states_polars_beside_pandas():
     assert "| polars | 5.00 |" in md and "equal to ours: False" in md
     assert "- polars derive / our derive: **2.5x**, results equal: False (pandas: 1.5x)" in md
     assert "polars read + compute 1.00 s / our SQL for them 0.50 s = **2.0x**" in md
+
+
+def test_the_ratio_on_the_same_relations_times_all_they_need():
+    """``OUTCOME_RELATIONS`` (our SQL time the peers' read + compute is divided by) is every
+    relation of pipeline/sql/derive/ that the peers' relations read, directly or not."""
+    import re
+
+    from pipeline.bench import OUTCOME_RELATIONS
+    from pipeline.config import PROJ_ROOT
+    from pipeline.derive import REFERENCES
+
+    sql = {f.stem: f.read_text() for f in (PROJ_ROOT / "pipeline" / "sql" / "derive").glob("*.sql")}
+    need, todo = set(), list(agreement.RELATIONS)
+    while todo:
+        name = todo.pop()
+        if name in need or name in REFERENCES:
+            continue
+        need.add(name)
+        todo += re.findall(r"derived\.(\w+)", sql[name])
+    assert set(OUTCOME_RELATIONS) == need
