@@ -392,10 +392,15 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         inner = (st.get(peer) or {}).get("inner")
         if inner and rel:
             sql = sum(v["wall_s"] for k, v in rel.items() if k in OUTCOME_RELATIONS)
+            sql_cpu = sum(v["cpu_s"] for k, v in rel.items() if k in OUTCOME_RELATIONS)
             if sql > 0:
                 out["outcome_sql_s"] = round(sql, 3)
                 out[f"{peer}_compute_s"] = inner["read_and_compute_s"]
                 out[f"{peer}_compute_over_outcome_sql"] = round(inner["read_and_compute_s"] / sql, 2)
+            if sql_cpu > 0 and "read_and_compute_cpu_s" in inner:  # CPU: less disturbed by load
+                out["outcome_sql_cpu_s"] = round(sql_cpu, 3)
+                out[f"{peer}_compute_cpu_s"] = inner["read_and_compute_cpu_s"]
+                out[f"{peer}_compute_cpu_over_outcome_sql"] = round(inner["read_and_compute_cpu_s"] / sql_cpu, 2)
     fit = (st.get("cox") or {}).get("fit")
     if fit:
         out["lifelines_over_cox"] = round(fit["lifelines_s"] / fit["odeval_s"], 2)
@@ -483,7 +488,10 @@ def markdown(r: dict[str, Any]) -> str:
         if f"{peer}_compute_over_outcome_sql" in sm:
             lines.append(f"- same relations only, in-process: {peer} read + compute "
                          f"{sm[f'{peer}_compute_s']:.2f} s / our SQL for them {sm['outcome_sql_s']:.2f} s "
-                         f"= **{sm[f'{peer}_compute_over_outcome_sql']:.1f}x**")
+                         f"= **{sm[f'{peer}_compute_over_outcome_sql']:.1f}x**"
+                         + (f"; CPU {sm[f'{peer}_compute_cpu_s']:.2f} s / {sm['outcome_sql_cpu_s']:.2f} s "
+                            f"= {sm[f'{peer}_compute_cpu_over_outcome_sql']:.1f}x"
+                            if f"{peer}_compute_cpu_s" in sm else ""))
     if "lifelines_over_cox" in sm:
         lines.append(f"- lifelines fit / our Cox fit: **{sm['lifelines_over_cox']:.1f}x** "
                      f"(target >= 1x), max |coef difference| {sm['cox_max_abs_coef_diff']:.1e} "

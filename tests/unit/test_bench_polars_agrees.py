@@ -136,9 +136,10 @@ def test_bench_states_polars_beside_pandas():
     r = {"size": "trust", "people": 50_000, "sites": 10, "seed": 1, "started": "t",
          "machine": {"cpus": 2, "memory_gb": 1}, "warehouse_settings": {"threads": 2, "memory_limit": "3GB"},
          "steps": {"derive": {**ok, "wall_s": 2.0},
-                   "derive_sql": {**ok, "wall_s": 2.5, "relations": {"time_to_event": {"wall_s": 0.5}}},
+                   "derive_sql": {**ok, "wall_s": 2.5, "relations": {"time_to_event": {"wall_s": 0.5, "cpu_s": 0.25}}},
                    "pandas": {**ok, "wall_s": 3.0, "check": {"equal": True}, "inner": {"read_and_compute_s": 1.5}},
-                   "polars": {**ok, "wall_s": 5.0, "check": {"equal": False}, "inner": {"read_and_compute_s": 1.0}}}}
+                   "polars": {**ok, "wall_s": 5.0, "check": {"equal": False},
+                              "inner": {"read_and_compute_s": 1.0, "read_and_compute_cpu_s": 1.5}}}}
     sm = summarise(r)
     assert (sm["polars_over_derive"], sm["polars_equal"], sm["polars_compute_over_outcome_sql"]) == (2.5, False, 2.0)
     assert (sm["pandas_over_derive"], sm["pandas_equal"], sm["pandas_compute_over_outcome_sql"]) == (1.5, True, 3.0)
@@ -146,7 +147,9 @@ def test_bench_states_polars_beside_pandas():
     md = markdown(r)
     assert "| polars | 5.00 |" in md and "equal to ours: False" in md
     assert "- polars derive / our derive: **2.5x**, results equal: False (pandas: 1.5x)" in md
-    assert "polars read + compute 1.00 s / our SQL for them 0.50 s = **2.0x**" in md
+    assert sm["polars_compute_cpu_over_outcome_sql"] == 6.0 and "pandas_compute_cpu_s" not in sm
+    assert "polars read + compute 1.00 s / our SQL for them 0.50 s = **2.0x**; CPU 1.50 s / 0.25 s = 6.0x" in md
+    assert "pandas read + compute 1.50 s / our SQL for them 0.50 s = **3.0x**\n" in md
 
 
 def test_the_ratio_on_the_same_relations_times_all_they_need():
