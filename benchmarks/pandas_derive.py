@@ -14,6 +14,10 @@ Usage::
 
     python -m benchmarks.pandas_derive derive STUDY_DIR OUT_DIR   # writes OUT_DIR/<relation>.parquet
     python -m benchmarks.pandas_derive check OUT_DIR WAREHOUSE     # prints {"equal": ..., ...}
+
+``derive`` also writes ``OUT_DIR/timing.json``: ``read_and_compute_s``,
+``read_and_compute_cpu_s`` and ``write_s``. The check is
+:func:`benchmarks.agreement.compare`, shared with the polars peer.
 """
 
 from __future__ import annotations
@@ -26,14 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RELATIONS = ("people", "time_to_event", "recurrent", "acute_episodes", "mha_episodes",
-             "antipsychotic", "activity")
-KEYS = {"people": ["person_id"], "time_to_event": ["person_id", "outcome"],
-        "recurrent": ["person_id"], "acute_episodes": ["person_id", "episode_seq"],
-        "mha_episodes": ["person_id", "episode_seq"], "antipsychotic": ["person_id"],
-        "activity": ["person_id"]}
-OUTCOMES = ["relapse", "involuntary_admission", "first_admission", "first_crisis",
-            "return_to_work", "death"]
+from benchmarks.agreement import OUTCOMES, RELATIONS, compare, main_check  # noqa: F401 (re-exported)
 
 
 def _params() -> dict:
@@ -426,75 +423,22 @@ def derive_all(study: Path, p: dict | None = None) -> dict[str, pd.DataFrame]:
             "antipsychotic": antipsychotic(ppl, rx, iv, p), "activity": activity(study, ppl, ev, p)}
 
 
-# --------------------------------------------------------------------------- checking
-
-def _same(ours: pd.Series, theirs: pd.Series) -> int:
-    """Number of rows where two columns differ (nulls equal; floats to 1e-12 relative)."""
-    a_null, b_null = ours.isna().to_numpy(), theirs.isna().to_numpy()
-    bad = a_null != b_null
-    both = ~(a_null | b_null)
-    num = (pd.api.types.is_numeric_dtype(ours) and not pd.api.types.is_bool_dtype(ours)
-           and pd.api.types.is_numeric_dtype(theirs) and not pd.api.types.is_bool_dtype(theirs))
-    if num:
-        x = ours.to_numpy(dtype=float, na_value=np.nan)[both]
-        y = theirs.to_numpy(dtype=float, na_value=np.nan)[both]
-        bad[both] |= ~np.isclose(x, y, rtol=1e-12, atol=0)
-    elif pd.api.types.is_datetime64_any_dtype(ours) or pd.api.types.is_datetime64_any_dtype(theirs):
-        x = pd.to_datetime(ours).dt.normalize().to_numpy()[both]
-        y = pd.to_datetime(theirs).dt.normalize().to_numpy()[both]
-        bad[both] |= x != y
-    else:
-        x = ours.astype(object).to_numpy()[both]
-        y = theirs.astype(object).to_numpy()[both]
-        bad[both] |= np.array([u != v for u, v in zip(x, y)], dtype=bool)
-    return int(bad.sum())
-
-
-def compare(theirs: dict[str, pd.DataFrame], con) -> dict:
-    """Compare pandas relations with ``derived.*`` column by column; a JSON-able report."""
-    report = {"equal": True, "relations": {}}
-    for name in RELATIONS:
-        df = theirs[name]
-        ours = con.execute(f"select * from derived.{name}").df()
-        cols = [c for c in df.columns if c in ours.columns]
-        key = KEYS[name]
-        ours = ours.sort_values(key, ignore_index=True)
-        df = df.sort_values(key, ignore_index=True)
-        r = {"rows": [len(ours), len(df)], "columns": len(cols), "differences": {}}
-        if len(ours) != len(df) or not ours[key].equals(df[key]):
-            r["differences"]["<keys>"] = abs(len(ours) - len(df)) or 1
-        else:
-            for c in cols:
-                n = _same(ours[c], df[c])
-                if n:
-                    r["differences"][c] = n
-        missing = [c for c in ours.columns if c not in df.columns]
-        r["not_compared"] = missing
-        report["relations"][name] = r
-        report["equal"] = report["equal"] and not r["differences"]
-    return report
-
-
 def main(argv: list[str]) -> None:
     cmd, *rest = argv
     if cmd == "derive":
         study, out = Path(rest[0]), Path(rest[1])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rel = derive_all(study)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         out.mkdir(parents=True, exist_ok=True)
         for name, df in rel.items():
             df.to_parquet(out / f"{name}.parquet", index=False)
         t2 = time.perf_counter()
         (out / "timing.json").write_text(json.dumps(
-            {"read_and_compute_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3)}) + "\n")
+            {"read_and_compute_s": round(t1 - t0, 3), "read_and_compute_cpu_s": round(c1 - c0, 3),
+             "write_s": round(t2 - t1, 3)}) + "\n")
     elif cmd == "check":
-        import duckdb
-
-        out, warehouse = Path(rest[0]), rest[1]
-        theirs = {n: pd.read_parquet(out / f"{n}.parquet") for n in RELATIONS}
-        con = duckdb.connect(warehouse, read_only=True)
-        print(json.dumps(compare(theirs, con)))
+        main_check(rest)
     else:
         raise SystemExit(f"unknown command {cmd!r}")
 

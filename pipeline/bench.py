@@ -14,7 +14,8 @@ Not a test: nothing here asserts a timing. For one size (``params.yaml`` ``bench
    cross-check switched off (``validate.great_expectations: false``), so that the SQL
    rules' time and the cross-check's show apart;
 4. where ``bench.pandas_sizes`` says, the plain pandas derive in ``benchmarks/`` on the same
-   Parquet files, its results checked equal to ``derived.*``;
+   Parquet files, and where ``bench.polars_sizes`` says, the lazy polars derive beside it
+   (``scan_parquet``, one ``collect_all``), each one's results checked equal to ``derived.*``;
 5. where ``bench.cox_sizes`` says, lifelines ``CoxPHFitter`` beside ``pipeline.stats.cox``
    on the primary Cox model, coefficients checked equal;
 6. with ``baseline`` (a git commit, e.g. the one the README's last table was measured at):
@@ -59,16 +60,20 @@ DEFAULTS: dict[str, Any] = {
         "national": {"people": 1_000_000, "sites": 50},
     },
     "pandas_sizes": ["pilot", "trust"],
+    "polars_sizes": ["pilot", "trust", "national"],
     "cox_sizes": ["pilot", "trust", "national"],
     "run": True,
 }
 
 Log = Callable[[str], None]
 
-#: The derive relations the pandas benchmark computes, with the intermediates they need.
-OUTCOME_RELATIONS = ("people", "int_admission_spells", "int_outcome_events",
-                     "int_antipsychotic_exposures", "int_follow_up_intervals", "time_to_event",
-                     "recurrent", "antipsychotic", "activity")
+#: The derive relations the pandas and polars benchmarks compute, with the intermediates
+#: they need (every relation of ``pipeline/sql/derive/`` they read, reference tables aside).
+OUTCOME_RELATIONS = ("people", "int_care_records", "int_acute_episode_records",
+                     "acute_episodes", "int_mha_episode_records", "mha_episodes",
+                     "int_admission_spells", "int_outcome_events", "int_antipsychotic_exposures",
+                     "int_follow_up_intervals", "time_to_event", "recurrent", "antipsychotic",
+                     "activity")
 
 
 def settings(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -200,9 +205,10 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
               baseline: str | None = None) -> dict[str, Any]:
     """Benchmark one size; returns the results also written to ``<out_dir>/<size>.json``.
 
-    ``stages``: any of the available stages, ``floor``, ``run``, ``pandas`` and ``cox``
-    (default: all that apply to this size). ``baseline``: a commit whose stages and run are
-    measured beside ours (step names ``<step>@baseline``).
+    ``stages``: any of the available stages, ``floor``, ``run``, ``derive_sql``,
+    ``validate_sql``, ``pandas``, ``polars`` and ``cox`` (default: all that apply to this size).
+    ``baseline``: a commit whose stages and run are measured beside ours (step names
+    ``<step>@baseline``).
     """
     from pipeline.params import section
 
@@ -226,10 +232,12 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         default.append("validate_sql")
     if size in s["pandas_sizes"]:
         default.append("pandas")
+    if size in s["polars_sizes"]:
+        default.append("polars")
     if size in s["cox_sizes"]:
         default.append("cox")
     wanted = list(stages or default)
-    extra = ("floor", "run", "derive_sql", "validate_sql", "pandas", "cox")
+    extra = ("floor", "run", "derive_sql", "validate_sql", "pandas", "polars", "cox")
     unknown = [x for x in wanted if x not in (*have, *extra)]
     if unknown:
         raise OdevalError(f"unknown bench step(s) {unknown}; have {[*have, *extra]}",
@@ -313,17 +321,19 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
         if m["exit_code"] == 0:
             m["relations"] = json.loads(prof.read_text())
             save()
-    if "pandas" in wanted:
-        pd_out = work / "pandas_derive"
-        m = step("pandas", _python("-m", "benchmarks.pandas_derive", "derive", str(study), str(pd_out)))
+    for peer in ("pandas", "polars"):  # the derive stage's peers in benchmarks/
+        if peer not in wanted:
+            continue
+        module, peer_out = f"benchmarks.{peer}_derive", work / f"{peer}_derive"
+        m = step(peer, _python("-m", module, "derive", str(study), str(peer_out)))
         if m["exit_code"] == 0:
-            check = _json_child(_python("-m", "benchmarks.pandas_derive", "check", str(pd_out),
-                                        str(warehouse)), logs / "pandas_check.log")
+            check = _json_child(_python("-m", module, "check", str(peer_out), str(warehouse)),
+                                logs / f"{peer}_check.log")
             m["check"] = check
-            timing = pd_out / "timing.json"
+            timing = peer_out / "timing.json"
             if timing.exists():
                 m["inner"] = json.loads(timing.read_text())
-            log(f"{size}: pandas results equal to derived.*: {check.get('equal')}")
+            log(f"{size}: {peer} results equal to derived.*: {check.get('equal')}")
             save()
     if "cox" in wanted:
         cox_json = work / "cox.json"
@@ -381,7 +391,7 @@ def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             "duckdb": _version("duckdb"), "pandas": _version("pandas"),
-            "lifelines": _version("lifelines")}
+            "polars": _version("polars"), "lifelines": _version("lifelines")}
 
 
 def _version(name: str) -> str | None:
@@ -419,17 +429,23 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     if wall("run") is not None:
         out["run_s"] = wall("run")
         out["run_peak_mb"] = st["run"]["peak_rss_mb"]
-    if wall("pandas") and wall("derive"):
-        out["pandas_over_derive"] = round(wall("pandas") / wall("derive"), 2)
-        out["pandas_equal"] = (st["pandas"].get("check") or {}).get("equal")
-    inner = (st.get("pandas") or {}).get("inner")
     rel = (st.get("derive_sql") or {}).get("relations")
-    if inner and rel:
-        sql = sum(v["wall_s"] for k, v in rel.items() if k in OUTCOME_RELATIONS)
-        if sql > 0:
-            out["outcome_sql_s"] = round(sql, 3)
-            out["pandas_compute_s"] = inner["read_and_compute_s"]
-            out["pandas_compute_over_outcome_sql"] = round(inner["read_and_compute_s"] / sql, 2)
+    for peer in ("pandas", "polars"):
+        if wall(peer) and wall("derive"):
+            out[f"{peer}_over_derive"] = round(wall(peer) / wall("derive"), 2)
+            out[f"{peer}_equal"] = (st[peer].get("check") or {}).get("equal")
+        inner = (st.get(peer) or {}).get("inner")
+        if inner and rel:
+            sql = sum(v["wall_s"] for k, v in rel.items() if k in OUTCOME_RELATIONS)
+            sql_cpu = sum(v["cpu_s"] for k, v in rel.items() if k in OUTCOME_RELATIONS)
+            if sql > 0:
+                out["outcome_sql_s"] = round(sql, 3)
+                out[f"{peer}_compute_s"] = inner["read_and_compute_s"]
+                out[f"{peer}_compute_over_outcome_sql"] = round(inner["read_and_compute_s"] / sql, 2)
+            if sql_cpu > 0 and "read_and_compute_cpu_s" in inner:  # CPU: less disturbed by load
+                out["outcome_sql_cpu_s"] = round(sql_cpu, 3)
+                out[f"{peer}_compute_cpu_s"] = inner["read_and_compute_cpu_s"]
+                out[f"{peer}_compute_cpu_over_outcome_sql"] = round(inner["read_and_compute_cpu_s"] / sql_cpu, 2)
     fit = (st.get("cox") or {}).get("fit")
     if fit:
         out["lifelines_over_cox"] = round(fit["lifelines_s"] / fit["odeval_s"], 2)
@@ -469,12 +485,13 @@ def markdown(r: dict[str, Any]) -> str:
                       "| ours / baseline: wall, CPU, peak | load | note |",
                       "|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     order = ["floor", *[x for x in STAGES if x in r["steps"]], "run", "validate_sql", "derive_sql",
-             "pandas", "cox"]
+             "pandas", "polars", "cox"]
     notes = {"floor": "read_parquet -> fresh DuckDB, no checks",
              "validate_sql": "validate again without its great-expectations cross-check",
              "run": "`odeval run`: every stage in one process",
              "derive_sql": "derive again in one process, each relation's SQL timed",
              "pandas": "plain pandas derive (benchmarks/pandas_derive.py)",
+             "polars": "lazy polars derive (benchmarks/polars_derive.py)",
              "cox": "pipeline.stats.cox and lifelines, data loading included"}
     for name in order:
         m = r["steps"].get(name)
@@ -483,7 +500,7 @@ def markdown(r: dict[str, Any]) -> str:
         note = notes.get(name, f"`odeval {name}`")
         if m.get("exit_code") != 0:
             note += f" FAILED (exit {m['exit_code']})"
-        if name == "pandas" and m.get("check") is not None:
+        if name in ("pandas", "polars") and m.get("check") is not None:
             note += f"; equal to ours: {m['check'].get('equal')}"
         if name == "cox" and m.get("fit"):
             f = m["fit"]
@@ -535,10 +552,18 @@ def markdown(r: dict[str, Any]) -> str:
     if "pandas_over_derive" in sm:
         lines.append(f"- pandas derive / our derive: **{sm['pandas_over_derive']:.1f}x** "
                      f"(target >= 10x), results equal: {sm['pandas_equal']}")
-    if "pandas_compute_over_outcome_sql" in sm:
-        lines.append(f"- same relations only, in-process: pandas read + compute "
-                     f"{sm['pandas_compute_s']:.2f} s / our SQL for them {sm['outcome_sql_s']:.2f} s "
-                     f"= **{sm['pandas_compute_over_outcome_sql']:.1f}x**")
+    if "polars_over_derive" in sm:
+        lines.append(f"- polars derive / our derive: **{sm['polars_over_derive']:.1f}x**, results "
+                     f"equal: {sm['polars_equal']}" + (f" (pandas: {sm['pandas_over_derive']:.1f}x)"
+                                                       if "pandas_over_derive" in sm else ""))
+    for peer in ("pandas", "polars"):
+        if f"{peer}_compute_over_outcome_sql" in sm:
+            lines.append(f"- same relations only, in-process: {peer} read + compute "
+                         f"{sm[f'{peer}_compute_s']:.2f} s / our SQL for them {sm['outcome_sql_s']:.2f} s "
+                         f"= **{sm[f'{peer}_compute_over_outcome_sql']:.1f}x**"
+                         + (f"; CPU {sm[f'{peer}_compute_cpu_s']:.2f} s / {sm['outcome_sql_cpu_s']:.2f} s "
+                            f"= {sm[f'{peer}_compute_cpu_over_outcome_sql']:.1f}x"
+                            if f"{peer}_compute_cpu_s" in sm else ""))
     if "lifelines_over_cox" in sm:
         lines.append(f"- lifelines fit / our Cox fit: **{sm['lifelines_over_cox']:.1f}x** "
                      f"(target >= 1x), max |coef difference| {sm['cox_max_abs_coef_diff']:.1e} "
@@ -565,7 +590,8 @@ def _child(argv: list[str]) -> None:
 
         for mod in ("pipeline.cli", "pipeline.ingest", "pipeline.validate", "pipeline.dq_report",
                     "pipeline.derive", "pipeline.ge_suites", "great_expectations",
-                    "great_expectations.expectations", "duckdb_engine", "pandas", "lifelines",
+                    "great_expectations.expectations", "duckdb_engine", "pandas", "polars",
+                    "lifelines",
                     "pipeline.stats.coxph", *(f"pipeline.{x}" for x in ("metrics", "analyse", "report"))):
             try:
                 importlib.import_module(mod)

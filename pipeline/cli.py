@@ -695,7 +695,7 @@ def pool(
 def bench(
     size: Annotated[str, typer.Option(help="pilot, trust or national (params.yaml bench.sizes).")] = "pilot",
     stages: Annotated[Optional[list[str]], typer.Option("--stages", help="Steps to run (repeat): "
-                      "floor, a stage, run, pandas, cox.",
+                      "floor, a stage, run, derive_sql, validate_sql, pandas, polars, cox.",
                       show_default="all that apply to the size")] = None,
     params: ParamsOpt = None,
     baseline: Annotated[Optional[str], typer.Option(
@@ -703,7 +703,8 @@ def bench(
              "right after ours in this bench run.")] = None,
 ) -> None:
     """Wall time and peak memory per stage, each in a fresh process, beside the floor (plain
-    Parquet load), a plain pandas derive and lifelines: reports/bench/<size>.json and .md."""
+    Parquet load), a plain pandas derive, a lazy polars derive and lifelines:
+    reports/bench/<size>.json and .md."""
     from pipeline.bench import run_bench
 
     with _errors():
