@@ -350,7 +350,7 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
             lam, Q = np.linalg.eigh(Gm)
             pw = np.zeros_like(lam)
             pw[lam > 1e-12] = lam[lam > 1e-12] ** -0.5
-            F = (Zj.T @ ((Q * pw) @ Q.T)) * th[None, :]
+            F = (((Zj.T @ Q) * pw) @ Q.T) * th[None, :]  # p x n_j: no n_j x n_j product
             U[j] = F @ e[idx]
             if satterthwaite:
                 gdiag[j] = np.einsum("ij,ij->i", M @ F, M @ F)
