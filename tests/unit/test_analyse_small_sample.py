@@ -49,3 +49,23 @@ def test_when_the_jackknife_cannot_be_computed_cr1_is_used_and_the_notes_say_why
 def test_above_jackknife_max_clusters_cr1_is_used_with_a_note():
     e = _primary(_persons({"A", "B", "C", "D"}), jackknife_max_clusters=3)
     assert "J/(J-1) (CR1)" in e.method and "more than analyse.jackknife_max_clusters" in e.notes
+
+
+def test_above_jackknife_max_clusters_the_glms_use_cr1_instead_of_the_jackknife_or_cr2():
+    """A count outcome by the cluster jackknife or CR2 (a refit, or an n_j x n_j
+    eigenproblem, per cluster): CR1 on J - 1 df once there are more clusters than the cap,
+    with a note; at or under the cap the plan's method."""
+    rng = np.random.default_rng(3)
+    d = _persons({"A", "B", "C", "D"})
+    d["od"] = (d["arm"] == "open_dialogue").astype(int)
+    d["py"] = rng.uniform(0.5, 2.0, len(d))
+    d["n"] = rng.poisson(d["py"] * np.where(d["od"] == 1, 0.8, 1.2))
+    plan = plan_mod.parse({"design": {"primary": {"outcome": "relapse"}, "secondary": []}})
+    for method in ("CR2", "jackknife-cluster"):
+        p = analyse.resolve_params({"jackknife_max_clusters": 3})
+        fit, used, notes = trial_effects._glm(d, "n", [], method, plan, p, "negbin", offset="py")
+        assert used == "CR1" and fit.vcov_type == "CR1" and fit.df_method == "K-1"
+        assert any("more than analyse.jackknife_max_clusters (3): CR1 instead" in n for n in notes)
+        p = analyse.resolve_params({"jackknife_max_clusters": 4})
+        fit, used, notes = trial_effects._glm(d, "n", [], method, plan, p, "negbin", offset="py")
+        assert used == method and not notes
