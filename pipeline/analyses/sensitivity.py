@@ -421,8 +421,20 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
             "first admission (crisis episodes and detentions without admission not counted)",
             ["The first inpatient admission alone is the event: crisis episodes, which Open "
              "Dialogue teams may record differently from usual care, are not counted."]))
-    guarded(LABELS["fine_gray"], "subdistribution hazard ratio",
-            lambda: _fine_gray(dd, plan, op, cols, res))
+    unit, _ = jackknife_unit(dd, plan, op, "fine_gray")
+    many = unit == "cluster_id" and dd["cluster_id"].nunique() > int(p["jackknife_max_clusters"])
+    if many:
+        # a refit per cluster: about 10 CPU s each over a national extract's million rows,
+        # 1,000 of them; no cluster-robust variance for Fine-Gray is implemented instead
+        res.not_shown.append({
+            "item": f"{LABELS['fine_gray']} ({op.name})",
+            "reason": f"{dd['cluster_id'].nunique()} clusters, more than analyse."
+                      f"jackknife_max_clusters ({p['jackknife_max_clusters']}): its variance "
+                      "is the delete-one-cluster jackknife, one refit per cluster; raise the "
+                      "cap to compute it"})
+    else:
+        guarded(LABELS["fine_gray"], "subdistribution hazard ratio",
+                lambda: _fine_gray(dd, plan, op, cols, res))
     moved = (why == "transferred_out") & (dd[e_col] == 0)
     tr = dd.assign(__tr_event=np.where(moved, 1, dd[e_col]))
     tr_op = replace(op, outcome=replace(o, columns=(("time", t_col), ("event", "__tr_event"))))

@@ -159,3 +159,17 @@ def test_plan_declares_intercurrent_events_and_reads_rtw_deaths_from_one_place()
         plan_mod.parse({"design": {"intercurrent": {"transfer_out": "composite"}}})
     with pytest.raises(OdevalError, match="unknown event 'discharge'"):
         plan_mod.parse({"design": {"intercurrent": {"discharge": "censor"}}})
+
+
+def test_fine_gray_is_not_shown_above_jackknife_max_clusters_and_says_why():
+    """Its variance is the cluster jackknife (a refit per cluster): with more clusters than
+    the cap it is listed as not shown with the reason, and the other rows are there."""
+    d = _frame()
+    plan = _plan(d, covariates=[])
+    res = sens.sensitivity(d, plan, {**P, "jackknife_max_clusters": 19}, None, CFG)
+    est = pd.DataFrame(res.estimates)
+    assert sens.LABELS["fine_gray"] not in set(est["analysis"])
+    assert {sens.LABELS["rmst"], sens.LABELS["transfer"]} <= set(est["analysis"])
+    why = [x for x in res.not_shown if x["item"].startswith(sens.LABELS["fine_gray"])]
+    assert len(why) == 1 and "20 clusters, more than analyse.jackknife_max_clusters (19)" \
+        in why[0]["reason"]
