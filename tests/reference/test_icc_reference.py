@@ -102,6 +102,35 @@ def test_frailty_terms_equal_the_cox_terms_of_the_dense_cluster_columns(case, ef
     np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
     info = dense.information()
     np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    # the penalised Newton step (through the strata's blocks when clusters are nested)
+    pen = np.exp(beta[m.p:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[np.zeros(m.p), pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=1e-10 * np.abs(step).max())
+
+
+def test_frailty_terms_with_clusters_crossing_strata_equal_the_dense_cox_terms():
+    """Clusters that span strata (not nested): the same check, through the dense solve."""
+    from pipeline.stats.coxph import _prepare, _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    rng = np.random.default_rng(7)
+    n, C = 300, 9
+    t, e = rng.integers(1, 40, n).astype(float), rng.random(n) < 0.6
+    X, s, cl = rng.normal(size=(n, 2)), rng.integers(0, 3, n), rng.integers(0, C, n)
+    m = _FrailtyModel(t, e, X, s, cl, True)
+    assert not m.nested
+    beta = rng.normal(0, 0.3, 2 + C)
+    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
+                                  t, e, s, True))
+    ours = _FrailtyTerms(beta, m)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[2:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[0.0, 0.0, pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8)
 
 
 @pytest.mark.parametrize("case", list(GOLD["frailty"]))
