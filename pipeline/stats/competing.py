@@ -617,7 +617,8 @@ def fine_gray(
     conf_level : float, default 0.95
     cluster : str, optional
         Cluster (or site) column. ``se`` then is the delete-one-cluster jackknife of the
-        coefficients (:func:`pipeline.stats.jackknife.group_jackknife`: G refits) with t
+        coefficients (as :func:`pipeline.stats.jackknife.group_jackknife`: G refits, each
+        from the rows sorted once and started at the full estimate) with t
         intervals and p-values on G - 1 df; ``se_sandwich`` keeps Fine and Gray's, which
         treats people as independent (in a pair-matched cluster trial its 95% intervals
         covered far too rarely: ``tests/unit/stats/test_sensitivity_coverage.py``).
