@@ -50,13 +50,22 @@ class _Sorted:
 
 
 def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
-    n = len(time)
     order = np.lexsort((time, strata))
-    X = X[order]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)[order]
+    return _structure(X[order], time[order], event[order], strata[order], order, efron,
+                      None if weights is None else np.asarray(weights, dtype=float)[order])
+
+
+def _structure(X, t, e, s, order, efron, w=None) -> _Sorted:
+    """:func:`_prepare` after the sort: rows already in (stratum, time) order, ``X`` not yet
+    centred. The rows of a sorted frame that are kept (a jackknife replicate) are still in
+    the order ``_prepare`` would give them (``lexsort`` is stable), so a replicate's
+    structure is built from the full data's sorted rows without sorting again."""
+    n = len(t)
+    unweighted = w is None
+    w = np.ones(n) if unweighted else w
     # R centres by the weighted mean; centring only changes the baseline, not beta
-    X = X - (X.mean(axis=0) if weights is None else np.average(X, axis=0, weights=w))
-    t, e, s = time[order], event[order].astype(bool), strata[order]
+    X = X - (X.mean(axis=0) if unweighted else np.average(X, axis=0, weights=w))
+    e = e.astype(bool)
     new_g = np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1])]
     row_g = np.cumsum(new_g) - 1
     g_first = np.nonzero(new_g)[0]
@@ -69,7 +78,7 @@ def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
     g_stratum_last = s_last_row[g_s]
     s_first_group = row_g[s_first_row]
     d = np.bincount(row_g, weights=e, minlength=G)
-    dw = d if weights is None else np.bincount(row_g, weights=e * w, minlength=G)
+    dw = d if unweighted else np.bincount(row_g, weights=e * w, minlength=G)
     s_last_group = row_g[s_last_row]
     ev_rows = np.nonzero(e)[0]
     ev_g = row_g[ev_rows]
@@ -236,12 +245,16 @@ def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta, w=None) -> tuple[n
     p = len(beta)
     fits = np.empty((n_clusters, p))
     scores = np.empty((n_clusters, p))
+    # sort once: each replicate keeps the sorted rows outside its cluster
+    order = np.lexsort((t, s_codes))
+    Xs, ts, es, ss, cls = X[order], t[order], e[order], s_codes[order], cl[order]
+    ws = None if w is None else np.asarray(w, dtype=float)[order]
     for g in range(n_clusters):
-        keep = cl != g
-        if e[keep].sum() == 0:
+        keep = cls != g
+        if es[keep].sum() == 0:
             raise ValueError("the jackknife needs events outside every cluster")
-        sd = _prepare(X[keep], t[keep], e[keep], s_codes[keep], efron,
-                      None if w is None else w[keep])
+        sd = _structure(Xs[keep], ts[keep], es[keep], ss[keep], order[keep], efron,
+                        None if ws is None else ws[keep])
         b, _, _, converged, _ = _newton(sd, p, init=beta)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "

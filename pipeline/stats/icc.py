@@ -205,29 +205,201 @@ def _gammacon(d: np.ndarray, nu: float) -> float:
     return term1 + term2
 
 
+class _FrailtyTerms:
+    """Cox log-likelihood, score and information at ``(beta, w)``, ``w`` the log frailties,
+    without a column per cluster: the model matrix ``[X, Z]`` (``Z`` the cluster
+    indicators) is never built. Every sum :class:`pipeline.stats.coxph._Terms` takes over
+    a column of ``Z`` is a sum over the rows of one cluster (``bincount``), and the
+    risk-set sums of ``Z`` are kept per tie group for the clusters of the group's stratum
+    only (a ``groups x clusters-per-stratum`` array, the local column ``q`` of stratum
+    ``s`` being cluster ``pair_cluster[s, q]``); products of them are summed stratum by
+    stratum. Same quantities as ``_Terms`` on ``[X, Z]`` (up to rounding; checked in
+    ``tests/reference/test_icc_reference.py``), in memory linear in the rows."""
+
+    def __init__(self, beta: np.ndarray, m: "_FrailtyModel"):
+        from pipeline.stats.coxph import _suffix
+
+        sd, p, Q = m.sd, m.p, m.Q
+        bx, w = beta[:p], beta[p:]
+        eta = sd.X @ bx + w[m.cl]
+        r = np.exp(eta)
+        G = len(sd.g_first)
+        er, eg, starts, egroups = sd.ev_rows, sd.ev_g, sd.ev_starts, sd.ev_groups
+        S0 = _suffix(r, sd)
+        S1x = _suffix(r[:, None] * sd.X, sd)
+        zg = np.bincount(m.row_gq, weights=r, minlength=G * Q).reshape(G, Q)
+        S1z = _suffix_groups(zg, sd)
+        E0 = np.zeros(G)
+        E1x = np.zeros_like(S1x)
+        if len(er):
+            E0[egroups] = np.add.reduceat(r[er], starts)
+            E1x[egroups] = np.add.reduceat(r[er, None] * sd.X[er], starts, axis=0)
+        E1z = np.bincount(m.row_gq[er], weights=r[er], minlength=G * Q).reshape(G, Q)
+        d = sd.d
+        if sd.efron:  # as _Terms: each tied group's d Efron sub-steps
+            f = (np.arange(len(eg)) - np.repeat(starts, np.diff(np.r_[starts, len(eg)]))) / d[eg]
+            D = S0[eg] - f * E0[eg]
+            a = np.bincount(eg, weights=1 / D, minlength=G)
+            b = np.bincount(eg, weights=f / D, minlength=G)
+            c0 = np.bincount(eg, weights=1 / D**2, minlength=G)
+            c1 = np.bincount(eg, weights=f / D**2, minlength=G)
+            c2 = np.bincount(eg, weights=f**2 / D**2, minlength=G)
+            logterm = np.log(D).sum()
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = np.where(d > 0, d / S0, 0.0)
+                c0 = np.where(d > 0, d / S0**2, 0.0)
+            b = c1 = c2 = np.zeros(G)
+            logterm = np.sum(d[d > 0] * np.log(S0[d > 0]))
+        self.loglik = float(eta[er].sum() - logterm)
+        score_x = sd.Xev_g.sum(axis=0) - (a[:, None] * S1x - b[:, None] * E1x).sum(axis=0)
+        score_z = m.d - m.scatter(np.add.reduceat(a[:, None] * S1z - b[:, None] * E1z,
+                                                  m.s_first_group, axis=0))
+        self.score = np.r_[score_x, score_z]
+        self.m, self.r = m, r
+        self.S1x, self.S1z, self.E1x, self.E1z = S1x, S1z, E1x, E1z
+        self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
+
+    def _blocks(self):
+        """The information in pieces: the covariates' block ``xx`` (p x p), their sums with
+        each cluster ``xz`` (p x C), the clusters' diagonal ``zz`` (C) and, per stratum,
+        the risk-set terms over its covariates and clusters (``(p + q) x (p + q)``, ``q``
+        its clusters ``pair_cluster[s, :q]``)."""
+        from pipeline.stats.coxph import _within_stratum_cumsum
+
+        m = self.m
+        sd, p, C, r = m.sd, m.p, m.C, self.r
+        X, er, eg = sd.X, sd.ev_rows, sd.ev_g
+        # sum_i r_i A_i x~_i x~_i' with x~ = (x, z): x block, x-by-cluster sums, diagonal
+        rA = r * _within_stratum_cumsum(self.a, sd)[sd.row_g]
+        xx = (X * rA[:, None]).T @ X
+        xz = np.array([np.bincount(m.cl, weights=rA * X[:, j], minlength=C)
+                       for j in range(p)]).reshape(p, C)
+        zz = np.bincount(m.cl, weights=rA, minlength=C)
+        if sd.efron:
+            rb = r[er] * self.b[eg]
+            Xe = X[er]
+            xx -= (Xe * rb[:, None]).T @ Xe
+            xz = xz - np.array([np.bincount(m.cl[er], weights=rb * Xe[:, j], minlength=C)
+                                for j in range(p)]).reshape(p, C)
+            zz = zz - np.bincount(m.cl[er], weights=rb, minlength=C)
+        # the risk-set terms, one stratum at a time over its groups and its clusters
+        c0, c1, c2 = self.c0, self.c1, self.c2
+        bounds = np.r_[m.s_first_group, len(sd.g_first)]
+        blocks = []
+        for s in range(len(m.s_first_group)):
+            g = slice(bounds[s], bounds[s + 1])
+            q = m.n_local[s]
+            S1 = np.hstack([self.S1x[g], self.S1z[g, :q]])
+            blk = -(S1 * c0[g, None]).T @ S1
+            if sd.efron:
+                E1 = np.hstack([self.E1x[g], self.E1z[g, :q]])
+                cross = (S1 * c1[g, None]).T @ E1
+                blk += cross + cross.T
+                blk -= (E1 * c2[g, None]).T @ E1
+            blocks.append(blk)
+        return xx, xz, zz, blocks
+
+    def information(self) -> np.ndarray:
+        """``_Terms.information()`` of the model matrix ``[X, Z]`` (dense)."""
+        m = self.m
+        p, C = m.p, m.C
+        xx, xz, zz, blocks = self._blocks()
+        info = np.zeros((p + C, p + C))
+        info[:p, :p] = xx
+        info[:p, p:] = xz
+        info[p:, :p] = xz.T
+        info[p + np.arange(C), p + np.arange(C)] += zz
+        for s, blk in enumerate(blocks):
+            idx = np.r_[np.arange(p), p + m.pair_cluster[s, :m.n_local[s]]]
+            info[np.ix_(idx, idx)] += blk
+        return info
+
+    def newton_step(self, score: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+        """Solve ``(information + diag(0, penalty)) step = score`` (``penalty`` per cluster).
+
+        With every cluster in one stratum the clusters' part of the matrix is block
+        diagonal (a block per stratum), and the step is found through the Schur
+        complement of the covariates' block: small solves per stratum instead of one
+        dense ``(p + C)`` system (C = 1,000 clusters at national size)."""
+        m = self.m
+        p = m.p
+        if not m.nested:
+            info = self.information()
+            info[p:, p:] += np.diag(penalty)
+            return np.linalg.solve(info, score)
+        xx, xz, zz, blocks = self._blocks()
+        u, v = score[:p], score[p:]
+        A, rhs = xx.copy(), u.copy()
+        parts = []
+        for s, blk in enumerate(blocks):
+            idx = m.pair_cluster[s, :m.n_local[s]]
+            A += blk[:p, :p]
+            B = xz[:, idx] + blk[:p, p:]                     # p x q
+            D = blk[p:, p:] + np.diag(zz[idx] + penalty[idx])
+            DinvBv = np.linalg.solve(D, np.column_stack([B.T, v[idx]]))
+            A -= B @ DinvBv[:, :p]
+            rhs -= B @ DinvBv[:, p]
+            parts.append((idx, B, D))
+        x = np.linalg.solve(A, rhs) if p else np.zeros(0)
+        step = np.empty_like(score)
+        step[:p] = x
+        for idx, B, D in parts:
+            step[p + idx] = np.linalg.solve(D, v[idx] - B.T @ x)
+        return step
+
+
+def _suffix_groups(vg: np.ndarray, sd) -> np.ndarray:
+    """:func:`pipeline.stats.coxph._suffix` of values already summed per tie group."""
+    rcs = np.cumsum(vg[::-1], axis=0)[::-1]
+    rcs = np.concatenate([rcs, np.zeros((1,) + vg.shape[1:])], axis=0)
+    return rcs[:-1] - rcs[sd.g_stratum_last_group + 1]
+
+
 class _FrailtyModel:
-    """Penalised Cox fits ``PL(beta, w) - nu sum_c (exp(w_c) - w_c - 1)`` at fixed theta."""
+    """Penalised Cox fits ``PL(beta, w) - nu sum_c (exp(w_c) - w_c - 1)`` at fixed theta.
+
+    The rows are sorted once (:func:`pipeline.stats.coxph._prepare` of the covariates) and
+    every fit of the search over theta reuses them; the clusters enter through
+    :class:`_FrailtyTerms`, not as columns."""
 
     def __init__(self, t, e, X, strata, cl, efron):
         from pipeline.stats.coxph import _prepare
 
         self.C = int(cl.max() + 1)
         self.p = X.shape[1]
-        Z = np.zeros((len(t), self.C))
-        Z[np.arange(len(t)), cl] = 1.0
-        self.sd = _prepare(np.column_stack([X, Z]), t, e, strata, efron)
-        self.d = np.bincount(cl, weights=e, minlength=self.C)
+        self.sd = sd = _prepare(np.asarray(X, float).reshape(len(t), -1), t, e, strata, efron)
+        self.cl = cl = np.asarray(cl)[sd.order]  # sorted rows' clusters
+        self.d = np.bincount(cl, weights=sd.event, minlength=self.C)
+        # (stratum, cluster) pairs: each cluster's local column within its stratum
+        s_id = np.cumsum(np.r_[True, sd.strata[1:] != sd.strata[:-1]]) - 1
+        S = int(s_id[-1]) + 1
+        pair, row_pair = np.unique(s_id * self.C + cl, return_inverse=True)
+        pair_s, pair_c = pair // self.C, pair % self.C
+        first = np.searchsorted(pair_s, np.arange(S))
+        local = np.arange(len(pair)) - first[pair_s]
+        self.n_local = np.bincount(pair_s, minlength=S)
+        self.Q = Q = int(self.n_local.max())
+        self.pair_cluster = np.full((S, Q), -1)
+        self.pair_cluster[pair_s, local] = pair_c
+        self.row_gq = sd.row_g * Q + local[row_pair]  # flat (group, local column) of each row
+        self.s_first_group = sd.row_g[np.searchsorted(s_id, np.arange(S))]  # per stratum
+        self._pair_s, self._local = pair_s, local
+        self.nested = len(pair_c) == len(np.unique(pair_c))  # each cluster in one stratum
         self.start = np.zeros(self.p + self.C)
 
+    def scatter(self, by_stratum: np.ndarray) -> np.ndarray:
+        """Per-stratum values of the local cluster columns (``S x Q``) summed per cluster."""
+        return np.bincount(self.pair_cluster[self._pair_s, self._local],
+                           weights=by_stratum[self._pair_s, self._local], minlength=self.C)
+
     def fit(self, theta: float, tol: float = 1e-13, max_iter: int = 100):
-        from pipeline.stats.coxph import _Terms
+        from pipeline.stats.coxph import _newton, _prepare, _Terms
 
         p, C = self.p, self.C
         if theta <= 0:  # no frailty: the plain Cox model
             beta = np.zeros(p + C)
             if p:
-                from pipeline.stats.coxph import _newton, _prepare
-
                 sd = _prepare(self.sd.X[:, :p], self.sd.time, self.sd.event, self.sd.strata, self.sd.efron)
                 b, terms, _, _, _ = _newton(sd, p)
                 beta[:p] = b
@@ -242,23 +414,21 @@ class _FrailtyModel:
             w = b[p:]
             return terms.loglik - nu * np.sum(np.exp(w) - w - 1)
 
-        terms = _Terms(beta, self.sd)
+        terms = _FrailtyTerms(beta, self)
         obj = pen(beta, terms)
         for _ in range(max_iter):
             w = beta[p:]
             score = terms.score.copy()
             score[p:] -= nu * (np.exp(w) - 1)
-            info = terms.information()
-            info[p:, p:] += np.diag(nu * np.exp(w))
-            step = np.linalg.solve(info, score)
+            step = terms.newton_step(score, nu * np.exp(w))
             new = beta + step
-            nterms = _Terms(new, self.sd)
+            nterms = _FrailtyTerms(new, self)
             nobj = pen(new, nterms)
             halvings = 0
             while not (np.isfinite(nobj) and nobj >= obj - 1e-12 * abs(obj)) and halvings < 30:
                 step /= 2
                 new = beta + step
-                nterms = _Terms(new, self.sd)
+                nterms = _FrailtyTerms(new, self)
                 nobj = pen(new, nterms)
                 halvings += 1
             change = abs(nobj - obj)

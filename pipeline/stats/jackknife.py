@@ -42,15 +42,27 @@ def group_jackknife(df: pd.DataFrame, group: str,
         some replicate (a term that cannot be estimated without a group, e.g. that group's
         own indicator) gets NaN variances instead of an error.
     """
-    labels = sorted(df[group].dropna().unique(), key=str)
-    g = len(labels)
-    if g < 3:
-        raise NotEstimable(f"the jackknife needs at least 3 groups of {group!r}, got {g}")
-    reps = []
+    labels = group_labels(df[group])
     key = df[group]
-    for lab in labels:
-        reps.append(np.atleast_1d(np.asarray(estimate(df[key != lab]), dtype=float)))
-    b = np.vstack(reps)
+    return combine([estimate(df[key != lab]) for lab in labels], group, partial)
+
+
+def group_labels(key: pd.Series) -> list:
+    """The groups of ``key`` in the order :func:`group_jackknife` deletes them (sorted as
+    text), refusing fewer than 3."""
+    labels = sorted(key.dropna().unique(), key=str)
+    if len(labels) < 3:
+        raise NotEstimable(f"the jackknife needs at least 3 groups of {key.name!r}, got "
+                           f"{len(labels)}")
+    return labels
+
+
+def combine(reps: list, group: str, partial: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`group_jackknife`'s result from the replicates (one per group, in the order of
+    :func:`group_labels`), for an estimator that computes its replicates itself (e.g. from
+    arrays sorted once, without a data frame per replicate)."""
+    g = len(reps)
+    b = np.vstack([np.atleast_1d(np.asarray(r, dtype=float)) for r in reps])
     ok = np.isfinite(b).all(axis=0)
     if not ok.all() and not partial:
         raise NotEstimable(f"an estimate without one {group} is not finite")

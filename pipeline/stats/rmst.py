@@ -9,8 +9,9 @@ Parmar 2013), which is why it is a sensitivity analysis of a Cox hazard ratio.
 ``tests/reference/test_sensitivity_reference.py``. :func:`rmst_difference` adds the
 difference between two groups with the standard error either from the two groups' R
 standard errors (independent people) or from the delete-one-cluster jackknife
-(:func:`pipeline.stats.jackknife.group_jackknife`, t on G - 1 df) when people are
-clustered.
+(as :func:`pipeline.stats.jackknife.group_jackknife`, t on G - 1 df) when people are
+clustered; a replicate's Kaplan-Meier curves come from the event and row counts per
+(cluster, time) less the deleted cluster's, the integers its own rows would give.
 
 References
 ----------
@@ -36,7 +37,14 @@ def _rmst_one(t: np.ndarray, e: np.ndarray, tau: float) -> tuple[float, float]:
     """(rmst, se) of one sample, as ``survival:::survmean`` with ``rmean = tau``."""
     times, inv = np.unique(t, return_inverse=True)
     d = np.bincount(inv, weights=e, minlength=len(times))
-    n = np.bincount(inv, minlength=len(times))[::-1].cumsum()[::-1].astype(float)
+    return _rmst_counts(times, d, np.bincount(inv, minlength=len(times)), tau)
+
+
+def _rmst_counts(times: np.ndarray, d: np.ndarray, rows: np.ndarray,
+                 tau: float) -> tuple[float, float]:
+    """:func:`_rmst_one` from the distinct times (each with at least one row), the events
+    and the (integer) number of rows at each."""
+    n = rows[::-1].cumsum()[::-1].astype(float)
     surv = np.cumprod(1 - d / n)
     keep = times < tau
     tk, sk, dk, nk = times[keep], surv[keep], d[keep], n[keep]
@@ -141,14 +149,6 @@ def rmst_difference(df: pd.DataFrame, duration: str, event: str, taus: Sequence[
     if set(np.unique(a)) != {0, 1}:
         raise NotEstimable(f"{arm!r} must hold both 0 and 1")
 
-    def diffs(x: pd.DataFrame) -> np.ndarray:
-        t, e = durations_events(x, duration, event)
-        g = pd.to_numeric(x[arm]).to_numpy()
-        if set(np.unique(g)) != {0, 1}:
-            raise NotEstimable(f"an arm is empty without one {cluster}")
-        return np.array([_rmst_one(t[g == 1], e[g == 1], tau)[0]
-                         - _rmst_one(t[g == 0], e[g == 0], tau)[0] for tau in taus])
-
     t, e = durations_events(d, duration, event)
     one = [(_rmst_one(t[a == 1], e[a == 1], tau), _rmst_one(t[a == 0], e[a == 0], tau))
            for tau in taus]
@@ -158,9 +158,34 @@ def rmst_difference(df: pd.DataFrame, duration: str, event: str, taus: Sequence[
         df_ = np.inf
         method = "Kaplan-Meier areas, standard error from each arm's (people independent)"
     else:
-        from pipeline.stats.jackknife import group_jackknife
+        from pipeline.stats import jackknife
 
-        v, _, g = group_jackknife(d, cluster, diffs)
+        # a replicate's curves from the events and rows per (group, time) of each arm less
+        # the deleted group's: the same integer counts as its own rows give, no re-sorting
+        labels = jackknife.group_labels(d[cluster])
+        codes = pd.Index(labels).get_indexer(d[cluster])
+        times, inv = np.unique(t, return_inverse=True)
+        G, T = len(labels), len(times)
+        per = {}
+        for k in (1, 0):
+            cell = codes[a == k] * T + inv[a == k]
+            rows = np.bincount(cell, minlength=G * T).reshape(G, T)
+            ev = np.bincount(cell, weights=e[a == k], minlength=G * T).reshape(G, T)
+            per[k] = (rows, ev, rows.sum(axis=0), ev.sum(axis=0))
+
+        def diffs(j: int) -> np.ndarray:
+            out = []
+            for k in (1, 0):
+                rows, ev, rows_all, ev_all = per[k]
+                r = rows_all - rows[j]
+                if not r.any():
+                    raise NotEstimable(f"an arm is empty without one {cluster}")
+                m = r > 0
+                out.append([_rmst_counts(times[m], (ev_all - ev[j])[m], r[m], tau)[0]
+                            for tau in taus])
+            return np.array(out[0]) - np.array(out[1])
+
+        v, _, g = jackknife.combine([diffs(j) for j in range(G)], cluster)
         se = np.sqrt(np.diag(v))
         df_ = float(g - 1)
         method = f"Kaplan-Meier areas, delete-one-{cluster} jackknife ({g} groups), t on {g - 1} df"

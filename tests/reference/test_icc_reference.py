@@ -63,12 +63,74 @@ def test_the_binary_effects_module_uses_the_same_anova_icc():
     np.testing.assert_allclose(rd.icc, max(g["icc_raw"], 0), rtol=1e-9)
 
 
-def _model(g):
+def _inputs(g):
     d = _data(g)
     X = d[g["covariates"] if isinstance(g["covariates"], list) else [g["covariates"]]].to_numpy(float)
     s = pd.factorize(d[g["strata"]], sort=True)[0] if g.get("strata") else np.zeros(len(d), np.int64)
     cl = pd.factorize(d[g["cluster"]], sort=True)[0]
-    return _FrailtyModel(d[g["duration"]].to_numpy(float), d[g["event"]].to_numpy(bool), X, s, cl, True)
+    return d[g["duration"]].to_numpy(float), d[g["event"]].to_numpy(bool), X, s, cl
+
+
+def _model(g, efron=True):
+    return _FrailtyModel(*_inputs(g), efron)
+
+
+def _dense(g, efron=True):
+    """The plain Cox model's sorted data with one indicator column per cluster: the
+    frailty model written out, which _FrailtyModel never builds."""
+    from pipeline.stats.coxph import _prepare
+
+    t, e, X, s, cl = _inputs(g)
+    Z = (cl[:, None] == np.arange(cl.max() + 1)).astype(float)
+    return _prepare(np.column_stack([X, Z]), t, e, s, efron)
+
+
+@pytest.mark.parametrize("efron", [True, False])
+@pytest.mark.parametrize("case", list(GOLD["frailty"]))
+def test_frailty_terms_equal_the_cox_terms_of_the_dense_cluster_columns(case, efron):
+    """The log-likelihood, score and information of the frailty model (clusters as sums
+    over their rows) are those of the Cox model with a column per cluster, at a point
+    away from the estimate, with Efron's and Breslow's ties."""
+    from pipeline.stats.coxph import _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    g = GOLD["frailty"][case]
+    m = _model(g, efron)
+    beta = np.random.default_rng(1).normal(0, 0.3, m.p + m.C)
+    ours, dense = _FrailtyTerms(beta, m), _Terms(beta, _dense(g, efron))
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    # the penalised Newton step (through the strata's blocks when clusters are nested)
+    pen = np.exp(beta[m.p:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[np.zeros(m.p), pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=1e-10 * np.abs(step).max())
+
+
+def test_frailty_terms_with_clusters_crossing_strata_equal_the_dense_cox_terms():
+    """Clusters that span strata (not nested): the same check, through the dense solve."""
+    from pipeline.stats.coxph import _prepare, _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    rng = np.random.default_rng(7)
+    n, C = 300, 9
+    t, e = rng.integers(1, 40, n).astype(float), rng.random(n) < 0.6
+    X, s, cl = rng.normal(size=(n, 2)), rng.integers(0, 3, n), rng.integers(0, C, n)
+    m = _FrailtyModel(t, e, X, s, cl, True)
+    assert not m.nested
+    beta = rng.normal(0, 0.3, 2 + C)
+    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
+                                  t, e, s, True))
+    ours = _FrailtyTerms(beta, m)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[2:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[0.0, 0.0, pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8)
 
 
 @pytest.mark.parametrize("case", list(GOLD["frailty"]))
@@ -85,7 +147,7 @@ def test_integrated_likelihood_at_fixed_theta_matches_coxph(case):
     from pipeline.stats.coxph import _Terms
 
     g = GOLD["frailty"][case]
-    m = _model(g)
+    m, dense = _model(g), _dense(g)
     p = m.p
     for fx in g["fixed"]:
         th = fx["theta"]
@@ -93,7 +155,7 @@ def test_integrated_likelihood_at_fixed_theta_matches_coxph(case):
         np.testing.assert_allclose(ll, fx["c_loglik"], rtol=1e-9)
         r = np.r_[fx["coef"], fx["frail"]]
         np.testing.assert_allclose(beta, r, rtol=0, atol=1e-4)
-        pen = lambda b: _Terms(b, m.sd).loglik - np.sum(np.exp(b[p:]) - b[p:] - 1) / th  # noqa: E731
+        pen = lambda b: _Terms(b, dense).loglik - np.sum(np.exp(b[p:]) - b[p:] - 1) / th  # noqa: E731
         assert pen(beta) >= pen(r) - 1e-10 * abs(pen(r))
 
 

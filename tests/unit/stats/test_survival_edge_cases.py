@@ -298,3 +298,19 @@ def test_aalen_johansen_at_carries_the_curve_and_counts_events_between_times():
     assert a1["n_risk"].tolist() == [4, 4, 2, 0]
     b2 = at[(at["group"] == "b") & (at["cause"] == 2)]
     assert b2["cif"].tolist() == [0, 0, 0, 0]
+
+
+def test_frailty_variance_without_covariates_starts_from_the_null_partial_likelihood():
+    """With no covariates the frailty search starts from the Cox partial likelihood of no
+    covariates (it failed on an unbound import before), which is any Cox model's at beta = 0."""
+    from pipeline.stats import frailty_variance
+
+    rng = np.random.default_rng(3)
+    n = 400
+    d = pd.DataFrame({"t": rng.exponential(1, n).round(1) + 0.1, "e": rng.integers(0, 2, n),
+                      "cl": rng.integers(0, 10, n), "x": rng.normal(size=n),
+                      "s": rng.integers(0, 2, n)})
+    f = frailty_variance(d, "t", "e", [], "cl", strata="s").summary.iloc[0]
+    np.testing.assert_allclose(f.loglik_0, cox(d, "t", "e", ["x"], strata="s").loglik[0],
+                               rtol=1e-12)
+    assert f.loglik >= f.loglik_0 and 0 <= f.lower <= f.theta <= f.upper
