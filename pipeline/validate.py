@@ -13,6 +13,13 @@ Invariant, checked on every run for each table and load: raw rows = clean + quar
 A table whose quarantined share passes its threshold (``params.yaml``
 ``validate.max_quarantine_share``) is fatal: the run stops and the warehouse is left as it
 was (the data-quality report is still written, to show why).
+
+Then, unless ``validate.great_expectations`` is false, the great-expectations suites of
+:mod:`pipeline.ge_suites` count every rule's rows a second time, independently (on a
+deterministic sample for tables over ``validate.great_expectations_sample_rows``, with
+the SQL rules counted on the same rows); any disagreement stops the run
+(:func:`compare_expectations`). great-expectations is imported in a thread while the
+SQL rules run.
 """
 
 from __future__ import annotations
