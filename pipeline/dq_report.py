@@ -439,7 +439,7 @@ def _ge_html(report: "ValidationReport") -> str:
         text += (" Cross-checked on a deterministic sample (more rows than "
                  "validate.great_expectations_sample_rows; both counts are of the same sampled "
                  "rows, and the SQL rules apply to every row): " + html.escape(", ".join(
-                     f"{t} (the rows of one key in {s['one_key_in']})"
+                     f"{t} (about one row in {s['one_key_in']}, by a hash of its key)"
                      for t, s in g["tables_on_a_sample"].items())) + ".")
     return text + "</p>"
 

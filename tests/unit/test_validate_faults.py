@@ -101,7 +101,7 @@ def test_on_a_sample_both_counts_are_of_the_same_rows_and_agree(dirty):
     assert any(0 < on_sample[rule] < whole[rule] for rule in on_sample)  # a real subset
     # the sample is gone afterwards, and the views read the whole raw tables again
     assert con.execute("select count(*) from duckdb_databases() "
-                       "where database_name = 'ge_samples'").fetchone()[0] == 0
+                       "where database_name = 'ge_input'").fetchone()[0] == 0
     assert con.execute("select count(*) from ge.contacts").fetchone()[0] == \
         report.tables["contacts"].n_raw
 
