@@ -443,7 +443,8 @@ def ingest(
 @app.command()
 def validate(warehouse: WarehouseOpt = None, params: ParamsOpt = None,
              out_dir: OutOpt = None) -> None:
-    """Put every raw row in clean or quarantine (with the rules it broke); write the
+    """Put every raw row in clean or quarantine (with the rules it broke); count every
+    rule's rows again with great-expectations (a disagreement stops the run); write the
     data-quality report (data_quality.html and .json in the output folder)."""
     with _errors(), _session(warehouse, params) as (con, p):
         _do_validate(con, p, _out_folder(out_dir, warehouse, p))
