@@ -13,6 +13,8 @@ stage has another build now and stops with one line naming the stage to rerun
 (rule ``run.stale``): a failed or killed ``odeval run`` leaves a warehouse that every
 later command refuses until the run is repeated. The failure itself is noted in
 ``meta.builds.failed`` (its own small transaction) so that the message can say why.
+Validate commits before its great-expectations cross-check (which reads the committed
+clean tables); a cross-check that fails takes its build back (:func:`revoke`).
 
 The stage graph (what reads what)::
 
@@ -128,6 +130,26 @@ def record_failure(con: duckdb.DuckDBPyConnection, stage: str, error: BaseExcept
             con.execute("rollback")
         except duckdb.Error:
             pass
+
+
+def revoke(con: duckdb.DuckDBPyConnection, stage: str, error: BaseException) -> None:
+    """Take back ``stage``'s build, committed before a check that came after it failed
+    (validate's great-expectations cross-check reads the committed clean tables): the
+    stage is then a failed one, without a build, and every command that reads it stops.
+    Best effort, like :func:`record_failure`."""
+    if not _managed(con):
+        return
+    try:
+        con.execute("begin transaction")
+        con.execute(DDL)
+        con.execute("delete from meta.builds where stage = ?", [stage])
+        con.execute("commit")
+    except duckdb.Error:
+        try:
+            con.execute("rollback")
+        except duckdb.Error:
+            pass
+    record_failure(con, stage, error)
 
 
 def _closure(stages: tuple[str, ...] | list[str]) -> list[str]:

@@ -13,6 +13,13 @@ Invariant, checked on every run for each table and load: raw rows = clean + quar
 A table whose quarantined share passes its threshold (``params.yaml``
 ``validate.max_quarantine_share``) is fatal: the run stops and the warehouse is left as it
 was (the data-quality report is still written, to show why).
+
+Then, unless ``validate.great_expectations`` is false, the great-expectations suites of
+:mod:`pipeline.ge_suites` count every rule's rows a second time, independently (on a
+deterministic sample for tables over ``validate.great_expectations_sample_rows``, with
+the SQL rules counted on the same rows); any disagreement stops the run
+(:func:`compare_expectations`). great-expectations is imported in a thread while the
+SQL rules run.
 """
 
 from __future__ import annotations
@@ -42,9 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "max_quarantine_share": 0.25,      # a number, or {default: .., <table>: ..}
     "examples_per_rule": 3,
     "great_expectations": True,
-    # GE cross-checks tables up to this many raw rows; larger ones (national contacts)
-    # are named in the report as not cross-checked: GE costs several times the SQL rules
-    "great_expectations_max_rows": 5_000_000,
+    # GE cross-checks tables up to this many raw rows whole; a larger one on a deterministic
+    # sample of about this many rows (its key hashed), the SQL rules counted on the same rows
+    "great_expectations_sample_rows": 250_000,
 }
 
 
@@ -225,7 +232,9 @@ class ValidationReport:
     #: tables whose quarantined share broke their limit: {table: limit} (the fatal reasons)
     over_threshold: dict[str, float] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
-    expectations_skipped: dict[str, int] = field(default_factory=dict)  # table: raw rows
+    #: tables cross-checked on a sample: {table: {"rows": raw rows, "sampled": rows checked,
+    #: "modulus": m (one key hash in m)}}
+    expectations_sampled: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -388,8 +397,12 @@ def validate(
 
     Raises
     ------
-    OdevalError : a table's quarantined share passes its threshold; the warehouse is left
-        as it was, and the data-quality report (if asked for) says why.
+    OdevalError : a table's quarantined share passes its threshold (rule
+        ``validate.quarantine_share``): the warehouse is left as it was, and the
+        data-quality report (if asked for) says why. Or the great-expectations cross-check
+        counts other rows than the SQL rules for some rule (``validate.cross_check``): the
+        clean tables are written but validate is recorded as failed, so no later stage
+        reads them; the report lists the counts.
     """
     from pipeline import outputs, runstate
 
@@ -400,10 +413,55 @@ def validate(
     tables = load_contract()
     extract_date, how = _extract_date(con, settings)
     report = ValidationReport(extract_date=extract_date, extract_date_rule=how)
-    from pipeline import dq_report
+    from pipeline import dq_report  # noqa: F401  (imported before great-expectations starts to)
     from pipeline.disclosure import DEFAULTS as DISCLOSURE
 
     cfg = {**DISCLOSURE, **(disclosure or {})}
+    importing = None
+    if settings["great_expectations"]:
+        from pipeline.ge_suites import preload
+
+        importing = preload()  # while the SQL rules run
+    try:
+        _validate_tables(con, report, tables, settings, cfg, report_dir, progress)
+    finally:
+        if importing is not None:
+            importing.join()
+    if settings["great_expectations"]:
+        if progress:
+            progress(len(tables), len(tables) + 1, "great-expectations")
+        try:
+            report.expectations = compare_expectations(con, report, settings)
+            disagree = [r for r in report.expectations if not r["agree"]]
+            if disagree:
+                raise OdevalError(
+                    f"great-expectations and the SQL rules count different rows for "
+                    f"{len(disagree)} of {len(report.expectations)} rules ("
+                    + ", ".join(f"{r['rule_id']}: {r['ge_unexpected']:,} and {r['sql_rows']:,}"
+                                for r in disagree[:3])
+                    + (", ..." if len(disagree) > 3 else "")
+                    + "): one of them miscounts, so the validation is not used; see the "
+                    "data-quality report", rule="validate.cross_check")
+        except BaseException as exc:
+            # the clean tables are committed, but validate is not done until its cross-check
+            # is: later stages refuse them as a failed validate (pipeline.runstate)
+            runstate.revoke(con, "validate", exc)
+            if isinstance(exc, OdevalError) and report_dir is not None:
+                _write_dq(con, report, Path(report_dir), cfg)
+            raise
+    if report_dir is not None:
+        _write_dq(con, report, Path(report_dir), cfg)
+    if progress:
+        progress(len(tables) + 1, len(tables) + 1, "done")
+    return report
+
+
+def _validate_tables(con: duckdb.DuckDBPyConnection, report: ValidationReport,
+                     tables: dict[str, Table], settings: dict[str, Any], cfg: dict[str, Any],
+                     report_dir: Path | None, progress) -> None:
+    """The SQL rules, the invariant and the thresholds, in one transaction (validate's body)."""
+    from pipeline import dq_report, runstate
+
     with transaction(con):
         for i, table in enumerate(tables.values()):
             if progress:
@@ -426,15 +484,6 @@ def validate(
             raise OdevalError("; ".join(report.fatal) + " (params.yaml validate.max_quarantine_share;"
                               " see the data-quality report)", rule="validate.quarantine_share")
         runstate.record(con, "validate", settings)
-    if settings["great_expectations"]:
-        if progress:
-            progress(len(tables), len(tables) + 1, "great-expectations")
-        report.expectations = compare_expectations(con, report, settings)
-    if report_dir is not None:
-        _write_dq(con, report, Path(report_dir), cfg)
-    if progress:
-        progress(len(tables) + 1, len(tables) + 1, "done")
-    return report
 
 
 def _write_dq(con: duckdb.DuckDBPyConnection, report: ValidationReport, folder: Path,
@@ -447,43 +496,62 @@ def _write_dq(con: duckdb.DuckDBPyConnection, report: ValidationReport, folder: 
         dq_report.write_files(con, report, stage, cfg)
 
 
-def shared_key_rows(con: duckdb.DuckDBPyConnection, table: Table) -> int:
-    """Raw rows whose complete key is shared with another row (what GE's uniqueness counts)."""
+def sql_counts(con: duckdb.DuckDBPyConnection, table: Table, sample=None) -> dict[str, int]:
+    """The SQL rules' count of each rule's rows in ``table``, as great-expectations counts
+    them, on the rows of ``sample`` (a :class:`pipeline.ge_suites.Sample`) or all rows.
+
+    Read from ``quarantine.<table>``, where each row lists every rule it broke. For the key
+    (``<table>.key``) GE counts every row of a key that several rows share, the SQL rule
+    quarantines the conflicts and every copy but the first: conflicts + duplicates + one
+    first copy per duplicated key.
+    """
+    t = table.name
+    where = f"where {sample.predicate()}" if sample is not None else ""
+    counts = dict(con.execute(
+        f"select rule, count(*) from (select unnest(_rules) as rule from quarantine.{t} {where}) "
+        "group by rule").fetchall())
     keys = ", ".join(_q(k) for k in table.key)
-    not_null = " and ".join(f"{_q(k)} is not null" for k in table.key)
-    return con.execute(f"select coalesce(sum(n), 0) from (select count(*) as n from raw.{table.name} "
-                       f"where {not_null} group by {keys} having count(*) > 1)").fetchone()[0]
+    first_copies = con.execute(
+        f"select count(distinct ({keys})) from quarantine.{t} "
+        f"where list_contains(_rules, $rule) {'and ' + sample.predicate() if sample else ''}",
+        {"rule": f"{t}.key.duplicate"}).fetchone()[0]
+    counts[f"{t}.key"] = (counts.get(f"{t}.key.conflict", 0) + counts.get(f"{t}.key.duplicate", 0)
+                          + first_copies)
+    return counts
 
 
 def compare_expectations(con: duckdb.DuckDBPyConnection, report: ValidationReport,
                          settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the great-expectations suites and set their counts beside the SQL rules'.
 
-    Returns one row per expectation: rule id, GE unexpected rows, SQL rows, agree. For a
-    key, the SQL side is the number of rows sharing a key (duplicates, their first copies
-    and conflicts), which is what GE's uniqueness expectations count. Also stored in
-    ``results.dq_expectations``.
+    Returns one row per expectation: rule id, GE unexpected rows, SQL rows, agree, and the
+    rows both counted (a table's raw rows, or its sample: a table with more rows than
+    ``great_expectations_sample_rows`` is checked on a deterministic sample of about that
+    many, :func:`pipeline.ge_suites.sample_for`, listed in ``report.expectations_sampled``).
+    The SQL side is :func:`sql_counts`. Also stored in ``results.dq_expectations``.
     """
-    from pipeline.ge_suites import run_suites
+    from pipeline.ge_suites import run_suites, sample_for
 
-    limit = int(settings["great_expectations_max_rows"])
-    checked = [t for t, r in report.tables.items() if r.n_raw <= limit]
-    report.expectations_skipped = {t: r.n_raw for t, r in report.tables.items() if r.n_raw > limit}
-    ge = run_suites(con, report.extract_date, int(settings["after_data_end_tolerance_days"]),
-                    tables=checked)
     tables = load_contract()
+    size = int(settings["great_expectations_sample_rows"])
+    samples = {t: s for t, r in report.tables.items()
+               if (s := sample_for(tables[t], tables, r.n_raw, size)) is not None}
+    ge, checked = run_suites(con, report.extract_date,
+                             int(settings["after_data_end_tolerance_days"]),
+                             tables=list(report.tables), samples=samples)
+    report.expectations_sampled = {t: {"rows": report.tables[t].n_raw, "sampled": checked[t],
+                                       "modulus": s.modulus} for t, s in samples.items()}
+    sql = {t: sql_counts(con, tables[t], samples.get(t)) for t in report.tables}
     rows = []
     for rule, n_ge in ge.items():
         table = rule.split(".")[0]
-        if rule == f"{table}.key":
-            n_sql = shared_key_rows(con, tables[table])
-        else:
-            n_sql = report.tables[table].rule_counts.get(rule, 0)
+        n_sql = sql[table].get(rule, 0)
         rows.append({"rule_id": rule, "ge_unexpected": n_ge, "sql_rows": n_sql,
-                     "agree": n_ge == n_sql})
+                     "agree": n_ge == n_sql, "rows_checked": checked[table]})
     with transaction(con):
         con.execute("create or replace table results.dq_expectations (rule_id varchar, "
-                    "ge_unexpected bigint, sql_rows bigint, agree boolean)")
-        con.executemany("insert into results.dq_expectations values (?, ?, ?, ?)",
-                        [[r["rule_id"], r["ge_unexpected"], r["sql_rows"], r["agree"]] for r in rows])
+                    "ge_unexpected bigint, sql_rows bigint, agree boolean, rows_checked bigint)")
+        con.executemany("insert into results.dq_expectations values (?, ?, ?, ?, ?)",
+                        [[r["rule_id"], r["ge_unexpected"], r["sql_rows"], r["agree"],
+                          r["rows_checked"]] for r in rows])
     return rows

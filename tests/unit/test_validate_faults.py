@@ -1,15 +1,22 @@
 """Validation scored against the generator: every injected fault caught by its rule,
 no fault-free row quarantined (recall and precision both 1.0), and great-expectations
-agreeing with the SQL rules, rule by rule, on the same dirty study."""
+agreeing with the SQL rules, rule by rule, on the same dirty study (whole, and on a
+sample), and stopping validate when they do not."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from pipeline.ge_suites import install_duckdb_shim
+from pipeline import runstate
+from pipeline.errors import OdevalError
+from pipeline.ge_suites import install_duckdb_shim, sample_for
 from pipeline.ingest import ingest
+from pipeline.schemas import load_contract
 from pipeline.synth import generate_study
-from pipeline.validate import validate
+from pipeline import validate as validate_module
+from pipeline.validate import compare_expectations, validate
 from pipeline.warehouse import connect
 
 
@@ -73,6 +80,63 @@ def test_great_expectations_agree_with_the_sql_rules(dirty):
     assert disagree == []
     failing = {r["rule_id"] for r in report.expectations if r["ge_unexpected"] > 0}
     assert len(failing) >= 20  # the comparison is made on rules that actually fire
+
+
+def test_on_a_sample_both_counts_are_of_the_same_rows_and_agree(dirty):
+    """Tables over great_expectations_sample_rows are checked on a hash sample of their
+    key; the SQL rules are counted on exactly those rows, so the counts still compare."""
+    con, report = dirty
+    copy = dataclasses.replace(report)
+    rows = compare_expectations(con, copy, {**validate_module.DEFAULTS,
+                                            "great_expectations_sample_rows": 500})
+    sampled = copy.expectations_sampled
+    assert {"contacts", "contact_staff"} <= set(sampled)
+    for table, s in sampled.items():
+        assert 0 < s["sampled"] < s["rows"] == report.tables[table].n_raw
+    assert [r for r in rows if not r["agree"]] == []
+    on_sample = {r["rule_id"]: r["ge_unexpected"] for r in rows
+                 if r["rule_id"].split(".")[0] in sampled}
+    whole = {r["rule_id"]: r["ge_unexpected"] for r in report.expectations}
+    assert sum(n > 0 for n in on_sample.values()) >= 10  # rules that fire on the sample too
+    assert any(0 < on_sample[rule] < whole[rule] for rule in on_sample)  # a real subset
+    # the sample is gone afterwards, and the views read the whole raw tables again
+    assert con.execute("select count(*) from duckdb_databases() "
+                       "where database_name = 'ge_input'").fetchone()[0] == 0
+    assert con.execute("select count(*) from ge.contacts").fetchone()[0] == \
+        report.tables["contacts"].n_raw
+
+
+def test_a_sample_keeps_every_group_a_rule_compares_whole():
+    tables = load_contract()
+    assert sample_for(tables["contacts"], tables, 1000, 1000) is None
+    assert sample_for(tables["contacts"], tables, 1001, 1000).columns == ("contact_id",)
+    assert sample_for(tables["contacts"], tables, 2_390_792, 250_000).modulus == 10
+    assert sample_for(tables["contact_staff"], tables, 10, 1).columns == ("contact_id", "staff_id")
+    # people.person_id is referenced on its own (the ambiguous rule groups by it)
+    assert sample_for(tables["people"], tables, 10, 1).columns == ("person_id",)
+
+
+def test_a_disagreement_stops_validate_and_later_stages(tmp_path, monkeypatch):
+    """A SQL rule that miscounts (here the contacts vocabulary rule left out) is caught by
+    the cross-check: validate stops with one line naming the rule and both counts, and
+    validate counts as failed, so derive refuses its clean tables."""
+    generate_study(tmp_path / "study", people=150, sites=3, seed=5, fmt="parquet", faults=0.05)
+    con = connect(tmp_path / "w.duckdb")
+    ingest(con, [tmp_path / "study"])
+    rules = validate_module.row_rules
+    monkeypatch.setattr(validate_module, "row_rules", lambda table: [
+        r for r in rules(table) if r.id != "contacts.contact_type.vocabulary"])
+    with pytest.raises(OdevalError) as err:
+        validate(con, {"max_quarantine_share": 1.0}, report_dir=tmp_path / "out")
+    message = str(err.value)
+    assert err.value.rule == "validate.cross_check" and "\n" not in message
+    assert "contacts.contact_type.vocabulary: " in message and " and 0" in message
+    assert "disagree on: contacts.contact_type.vocabulary" in (
+        tmp_path / "out" / "data_quality.html").read_text()
+    with pytest.raises(OdevalError, match="the last validate failed") as stale:
+        runstate.require(con, ["validate"], command="derive")
+    assert stale.value.rule == "run.stale"
+    con.close()
 
 
 def test_the_duckdb_shim_still_fits_great_expectations():
