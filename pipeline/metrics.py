@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -214,8 +215,16 @@ def person_frame(con: duckdb.DuckDBPyConnection, params: dict | None = None) -> 
 
 # --------------------------------------------------------------------------- intervals
 
+@lru_cache(maxsize=None)
 def _z(conf: float) -> float:
     return float(sps.norm.ppf(1 - (1 - conf) / 2))
+
+
+@lru_cache(maxsize=None)
+def _t(conf: float, df: float) -> float:
+    """The t quantile of a ``conf`` two-sided interval (memoised: every cell of a table asks
+    for the same few, and scipy's ``ppf`` costs a millisecond a call)."""
+    return float(sps.t.ppf(1 - (1 - conf) / 2, df))
 
 
 def wilson(x: float, n: float, conf: float) -> tuple[float, float, float]:
@@ -237,7 +246,7 @@ def mean_ci(n: float, s: float, s2: float, conf: float, clip: bool = False):
     if n < 2:
         return m, np.nan, np.nan
     var = max((s2 - s * s / n) / (n - 1), 0.0)
-    half = float(sps.t.ppf(1 - (1 - conf) / 2, n - 1)) * np.sqrt(var / n)
+    half = _t(conf, n - 1) * np.sqrt(var / n)
     lo, hi = m - half, m + half
     if clip:
         lo, hi = max(lo, 0.0), min(hi, 1.0)
@@ -304,21 +313,30 @@ def _curves_at(d: pd.DataFrame, horizons: list[int], conf: float) -> dict:
 
 
 def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
-                     conf: float, cfg: dict[str, Any]) -> pd.DataFrame:
+                     conf: float, cfg: dict[str, Any],
+                     done: dict[tuple, tuple[dict, dict]] | None = None) -> pd.DataFrame:
     """KM and AJ at each horizon per cell: exact, and from the disclosure-rounded curve
-    data (:func:`pipeline.disclosure.rounded_curve_data`, what the figures show)."""
+    data (:func:`pipeline.disclosure.rounded_curve_data`, what the figures show).
+
+    ``done`` (filled here) holds the curves of each partition of the people already
+    estimated: the margins (each arm, everyone; the last two of :func:`_cell_keys`) are
+    the same partition in every dimension and are estimated once."""
     rows = []
     d = persons[["relapse_time", "relapse_event", "arm", dim_col]].copy()
+    done = {} if done is None else done
     seen = set()
-    for level, arm in _cell_keys(d, dim_col):
+    for i, (level, arm) in enumerate(_cell_keys(d, dim_col)):
         d["cell"] = level + "\x1f" + arm
         cells = tuple(sorted(d["cell"].unique()))
         if cells in seen:
             continue
         seen.add(cells)
-        exact = _curves_at(d, horizons, conf)
-        rounded = disclosure.rounded_curve_data(d, "relapse_time", "relapse_event", cfg, "cell")
-        public = _curves_at(rounded, horizons, conf)
+        key = (dim_col if i < 2 else None, cells)
+        if key not in done:
+            rounded = disclosure.rounded_curve_data(d, "relapse_time", "relapse_event", cfg,
+                                                    "cell")
+            done[key] = (_curves_at(d, horizons, conf), _curves_at(rounded, horizons, conf))
+        exact, public = done[key]
         for cell in cells:
             lv, ar = cell.split("\x1f")
             for h in horizons:
@@ -343,9 +361,10 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
     specs = metric_specs(horizons, definitions)
     dim_cols = {"site": "site_id", "ethnicity": "ethnicity_group"}
     rows = []
+    done: dict[tuple, tuple[dict, dict]] = {}  # curves of the margins, shared by the dimensions
     for dim in p["dimensions"]:
         c = cells[cells["dimension"] == dim].copy()
-        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf, cfg)
+        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf, cfg, done)
         for _, cell in c.iterrows():
             cv = curves[(curves.level == cell.level) & (curves.arm == cell.arm)]
             for m in specs:
@@ -432,6 +451,13 @@ def _k(base: tuple, level, arm):
     return (*base, level, arm)
 
 
+def _set_interval(out: pd.DataFrame, idx, values) -> None:
+    """Set ``estimate, lower, upper`` of row ``idx`` (cell by cell: a ``.loc`` row write
+    costs milliseconds, and the tables have hundreds of rows)."""
+    for col, v in zip(("estimate", "lower", "upper"), values, strict=True):
+        out.at[idx, col] = v
+
+
 def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.95) -> pd.DataFrame:
     """The outcome metrics after disclosure control: counts rounded or suppressed (primary
     and secondary); proportions re-estimated from the rounded counts; rates from rounded
@@ -470,28 +496,28 @@ def protect_outcomes(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.9
                        if e_ok and n_ok else None)
                 out.at[idx, "events"] = e_r
             if not (n_ok and e_ok):
-                out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+                _set_interval(out, idx, (np.nan, np.nan, np.nan))
                 out.at[idx, "person_years"] = None
                 continue
             kind = exact.at[idx, "ci_method"]
             if kind.startswith("Wilson"):      # proportions from the rounded counts
-                out.loc[idx, ["estimate", "lower", "upper"]] = wilson(e_r, n_r, conf)
+                _set_interval(out, idx, wilson(e_r, n_r, conf))
             elif kind.startswith("robust"):    # rate from rounded counts and person-years
                 py = float(round(exact.at[idx, "person_years"]))
                 out.at[idx, "person_years"] = py
                 est, lo, hi = (exact.at[idx, c] for c in ("estimate", "lower", "upper"))
                 r = e_r / py if py > 0 else np.nan
-                out.loc[idx, ["estimate", "lower", "upper"]] = (
-                    (r, r * lo / est, r * hi / est) if est > 0 else (0.0, 0.0, hi))
+                _set_interval(out, idx, (r, r * lo / est, r * hi / est) if est > 0
+                              else (0.0, 0.0, hi))
             elif kind.startswith(("Kaplan", "Aalen")):  # the rounded curves
                 pc = exact.at[idx, "public_curve"]
                 if pc is None:
-                    out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+                    _set_interval(out, idx, (np.nan, np.nan, np.nan))
                 else:
                     est, flag = output_policy.curve_point(
                         pc[0], exact.at[idx, "estimate"], pc[1], pc[2], cfg)
-                    out.loc[idx, ["estimate", "lower", "upper"]] = pc[:3] if est is not None \
-                        else (np.nan, np.nan, np.nan)
+                    _set_interval(out, idx, pc[:3] if est is not None
+                                  else (np.nan, np.nan, np.nan))
                     out.at[idx, "flag"] = flag
                     out.at[idx, "events"] = int(pc[3])
             elif kind.startswith("t"):  # means: no more decimals than keep every n possible
@@ -554,10 +580,9 @@ def protect_fidelity(exact: pd.DataFrame, cfg: dict[str, Any], conf: float = 0.9
             if pd.notna(exact.at[idx, "events"]):
                 out.at[idx, "events"] = disclosure.round_count(exact.at[idx, "events"], cfg) if ok else None
             if not ok:
-                out.loc[idx, ["estimate", "lower", "upper"]] = np.nan
+                _set_interval(out, idx, (np.nan, np.nan, np.nan))
             elif exact.at[idx, "kind"] == "binary":
-                out.loc[idx, ["estimate", "lower", "upper"]] = wilson(
-                    out.at[idx, "events"], out.at[idx, "n"], conf)
+                _set_interval(out, idx, wilson(out.at[idx, "events"], out.at[idx, "n"], conf))
     out["suppressed"] = out["estimate"].isna() & exact["estimate"].notna()
     return out
 
