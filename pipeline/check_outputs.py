@@ -335,9 +335,11 @@ def attack_breaches(folder: Path, cfg: dict[str, Any] | None = None,
 def check(folder: Path, cfg: dict[str, Any] | None = None,
           con: duckdb.DuckDBPyConnection | None = None,
           unrounded_ok: list[str] | None = None, attack: bool = False,
-          beside: tuple[Path, ...] = ()) -> list[Breach]:
+          beside: tuple[Path, ...] = (), skip: tuple[str, ...] = ()) -> list[Breach]:
     """Every breach under ``folder`` (sorted). ``con``: warehouse for identifier values;
-    ``attack``: run the attacker over ``folder`` and ``beside`` too."""
+    ``attack``: run the attacker over ``folder`` and ``beside`` too; ``skip``: files whose
+    path relative to ``folder`` starts with one of these are not read (the scan of the
+    other files, and its identifier search, is the same without them)."""
     cfg = {**disclosure.DEFAULTS, **(cfg or {})}
     exempt = set(unrounded_ok if unrounded_ok is not None else cfg.get("unrounded_ok") or [])
     folder = Path(folder)
@@ -345,7 +347,7 @@ def check(folder: Path, cfg: dict[str, Any] | None = None,
     tokens: dict[str, set[str]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if path.suffix.lower() not in TEXT_SUFFIXES:
+        if path.suffix.lower() not in TEXT_SUFFIXES or (skip and rel.startswith(skip)):
             continue
         try:
             text = path.read_text(encoding="utf-8")
