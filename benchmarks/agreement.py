@@ -11,6 +11,8 @@ peers share; it prints the report as one line of JSON (``{"equal": ..., ...}``).
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,27 @@ def main_check(rest: list[str]) -> None:
     """``check OUT_DIR WAREHOUSE``: print :func:`check`'s report as one line of JSON."""
     out, warehouse = Path(rest[0]), rest[1]
     print(json.dumps(check(out, warehouse)))
+
+
+def main(argv: list[str], derive_all: Callable[[Path], dict[str, Any]],
+         write: Callable[[Any, Path], None]) -> None:
+    """A peer's command line: ``derive STUDY OUT`` (its relations written by ``write`` as
+    ``OUT/<name>.parquet``, read + compute and write times in ``OUT/timing.json``) or
+    ``check OUT WAREHOUSE`` (:func:`main_check`)."""
+    cmd, *rest = argv
+    if cmd == "derive":
+        study, out = Path(rest[0]), Path(rest[1])
+        t0, c0 = time.perf_counter(), time.process_time()
+        rel = derive_all(study)
+        t1, c1 = time.perf_counter(), time.process_time()
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in rel.items():
+            write(df, out / f"{name}.parquet")
+        t2 = time.perf_counter()
+        (out / "timing.json").write_text(json.dumps(
+            {"read_and_compute_s": round(t1 - t0, 3), "read_and_compute_cpu_s": round(c1 - c0, 3),
+             "write_s": round(t2 - t1, 3)}) + "\n")
+    elif cmd == "check":
+        main_check(rest)
+    else:
+        raise SystemExit(f"unknown command {cmd!r}")

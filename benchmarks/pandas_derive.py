@@ -22,14 +22,13 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks import agreement
 from benchmarks.agreement import OUTCOMES, RELATIONS, compare, main_check  # noqa: F401 (re-exported)
 
 
@@ -424,23 +423,7 @@ def derive_all(study: Path, p: dict | None = None) -> dict[str, pd.DataFrame]:
 
 
 def main(argv: list[str]) -> None:
-    cmd, *rest = argv
-    if cmd == "derive":
-        study, out = Path(rest[0]), Path(rest[1])
-        t0, c0 = time.perf_counter(), time.process_time()
-        rel = derive_all(study)
-        t1, c1 = time.perf_counter(), time.process_time()
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in rel.items():
-            df.to_parquet(out / f"{name}.parquet", index=False)
-        t2 = time.perf_counter()
-        (out / "timing.json").write_text(json.dumps(
-            {"read_and_compute_s": round(t1 - t0, 3), "read_and_compute_cpu_s": round(c1 - c0, 3),
-             "write_s": round(t2 - t1, 3)}) + "\n")
-    elif cmd == "check":
-        main_check(rest)
-    else:
-        raise SystemExit(f"unknown command {cmd!r}")
+    agreement.main(argv, derive_all, lambda df, path: df.to_parquet(path, index=False))
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
 
+from benchmarks import agreement
 from benchmarks.agreement import OUTCOMES, RELATIONS, main_check
 
 #: Events that end each time-to-event outcome (death: from ``people.end_reason``).
@@ -444,23 +443,7 @@ def derive_all(study: Path, p: dict | None = None) -> dict[str, pl.DataFrame]:
 
 
 def main(argv: list[str]) -> None:
-    cmd, *rest = argv
-    if cmd == "derive":
-        study, out = Path(rest[0]), Path(rest[1])
-        t0, c0 = time.perf_counter(), time.process_time()
-        rel = derive_all(study)
-        t1, c1 = time.perf_counter(), time.process_time()
-        out.mkdir(parents=True, exist_ok=True)
-        for name, df in rel.items():
-            df.write_parquet(out / f"{name}.parquet")
-        t2 = time.perf_counter()
-        (out / "timing.json").write_text(json.dumps(
-            {"read_and_compute_s": round(t1 - t0, 3), "read_and_compute_cpu_s": round(c1 - c0, 3),
-             "write_s": round(t2 - t1, 3)}) + "\n")
-    elif cmd == "check":
-        main_check(rest)
-    else:
-        raise SystemExit(f"unknown command {cmd!r}")
+    agreement.main(argv, derive_all, lambda df, path: df.write_parquet(path))
 
 
 if __name__ == "__main__":
