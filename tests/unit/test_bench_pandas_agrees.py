@@ -8,35 +8,13 @@ relative). No timing is tested here.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from benchmarks import pandas_derive
-from pipeline.derive import derive, resolve_params
-from pipeline.ingest import ingest
+from pipeline.derive import resolve_params
 from pipeline.params import load_params, section
-from pipeline.synth import generate_study
-from pipeline.validate import validate
-from pipeline.warehouse import connect
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("bench_pandas")
-    out = root / "study"
-    generate_study(out, people=400, sites=4, seed=7, fmt="parquet")
-    con = connect(root / "wh.duckdb", threads=2)
-    ingest(con, [out])
-    report = validate(con, {"great_expectations": False})
-    assert all(r.n_quarantined == 0 for r in report.tables.values())
-    derive(con, section(load_params(), "derive"))
-    yield out, con
-    con.close()
-
-
-def test_pandas_derive_equals_derived_tables(study):
-    out, con = study
+def test_pandas_derive_equals_derived_tables(bench_study):
+    out, con = bench_study
     theirs = pandas_derive.derive_all(out, resolve_params(section(load_params(), "derive")))
     report = pandas_derive.compare(theirs, con)
     for name, r in report["relations"].items():
@@ -46,9 +24,9 @@ def test_pandas_derive_equals_derived_tables(study):
     assert report["equal"]
 
 
-def test_the_study_exercises_every_outcome(study):
+def test_the_study_exercises_every_outcome(bench_study):
     """Agreement means something only if events of every kind occur."""
-    _, con = study
+    _, con = bench_study
     kinds = dict(con.execute("select outcome, sum(case when event = 1 then 1 else 0 end) "
                              "from derived.time_to_event group by outcome").fetchall())
     assert all(kinds[o] > 0 for o in pandas_derive.OUTCOMES), kinds
@@ -58,8 +36,8 @@ def test_the_study_exercises_every_outcome(study):
     assert bed > 0 and detained > 0 and covered > 0
 
 
-def test_compare_notices_a_difference(study):
-    out, con = study
+def test_compare_notices_a_difference(bench_study):
+    out, con = bench_study
     theirs = pandas_derive.derive_all(out, resolve_params(section(load_params(), "derive")))
     df = theirs["recurrent"]
     df.loc[df.index[0], "bed_days"] += 1

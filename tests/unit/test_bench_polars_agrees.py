@@ -10,38 +10,19 @@ step reads. The comparer itself is shown to catch each kind of wrong value, so t
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pandas as pd
 import polars as pl
 import pytest
 
 from benchmarks import agreement, polars_derive
-from pipeline.derive import derive, resolve_params
-from pipeline.ingest import ingest
+from pipeline.derive import resolve_params
 from pipeline.params import load_params, section
-from pipeline.synth import generate_study
-from pipeline.validate import validate
-from pipeline.warehouse import connect
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("bench_polars")
-    out = root / "study"
-    generate_study(out, people=400, sites=4, seed=7, fmt="parquet")
-    con = connect(root / "wh.duckdb", threads=2)
-    ingest(con, [out])
-    report = validate(con, {"great_expectations": False})
-    assert all(r.n_quarantined == 0 for r in report.tables.values())
-    derive(con, section(load_params(), "derive"))
-    yield out, con
-    con.close()
-
-
-@pytest.fixture(scope="module")
-def relations(study) -> dict[str, pl.DataFrame]:
-    out, _ = study
+def relations(bench_study) -> dict[str, pl.DataFrame]:
+    out, _ = bench_study
     return polars_derive.derive_all(out, resolve_params(section(load_params(), "derive")))
 
 
@@ -53,23 +34,23 @@ def _assert_equal(report: dict) -> None:
     assert report["equal"]
 
 
-def test_polars_derive_equals_derived_tables(study, relations):
-    _, con = study
+def test_polars_derive_equals_derived_tables(bench_study, relations):
+    _, con = bench_study
     assert all(isinstance(df, pl.DataFrame) for df in relations.values())
     _assert_equal(agreement.compare(relations, con))
 
 
-def test_equal_after_the_parquet_round_trip(study, relations, tmp_path):
+def test_equal_after_the_parquet_round_trip(bench_study, relations, tmp_path):
     """What ``polars_derive check`` compares: the files ``derive`` wrote, read back."""
-    _, con = study
+    _, con = bench_study
     for name, df in relations.items():
         df.write_parquet(tmp_path / f"{name}.parquet")
     back = {n: pd.read_parquet(tmp_path / f"{n}.parquet") for n in agreement.RELATIONS}
     _assert_equal(agreement.compare(back, con))
 
 
-def test_the_plans_are_lazy(study):
-    out, _ = study
+def test_the_plans_are_lazy(bench_study):
+    out, _ = bench_study
     plans = polars_derive.plans(out, resolve_params(section(load_params(), "derive")))
     assert tuple(plans) == agreement.RELATIONS
     assert all(isinstance(lf, pl.LazyFrame) for lf in plans.values())
@@ -103,8 +84,8 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_compare_catches_a_wrong_relation(study, relations, fault):
-    _, con = study
+def test_compare_catches_a_wrong_relation(bench_study, relations, fault):
+    _, con = bench_study
     name, col, where, change = FAULTS[fault]
     df = relations[name]
     i = _first_where(df, where)
@@ -116,8 +97,8 @@ def test_compare_catches_a_wrong_relation(study, relations, fault):
     assert bad == {name: {expected: 1}}
 
 
-def test_compare_catches_a_missing_row_and_a_missing_column(study, relations):
-    _, con = study
+def test_compare_catches_a_missing_row_and_a_missing_column(bench_study, relations):
+    _, con = bench_study
     report = agreement.compare({**relations, "people": relations["people"][1:]}, con)
     assert not report["equal"]
     assert report["relations"]["people"]["differences"] == {"<keys>": 1}
