@@ -27,6 +27,7 @@ not warehouses: nothing is recorded or checked there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -117,19 +118,11 @@ def record_failure(con: duckdb.DuckDBPyConnection, stage: str, error: BaseExcept
     if len(text) > 200:  # the first of several reasons is enough to say why
         cut = text.rfind("; ", 0, 200)
         text = text[:cut if cut > 0 else 200] + "; ..."
-    try:
-        con.execute("begin transaction")
-        con.execute(DDL)
+    with _best_effort(con):
         con.execute("update meta.builds set failed = ? where stage = ?", [text, stage])
         if not con.execute("select count(*) from meta.builds where stage = ?",
                            [stage]).fetchone()[0]:
             con.execute("insert into meta.builds values (?, '', '{}', '', '', ?)", [stage, text])
-        con.execute("commit")
-    except duckdb.Error:
-        try:
-            con.execute("rollback")
-        except duckdb.Error:
-            pass
 
 
 def revoke(con: duckdb.DuckDBPyConnection, stage: str, error: BaseException) -> None:
@@ -139,17 +132,25 @@ def revoke(con: duckdb.DuckDBPyConnection, stage: str, error: BaseException) -> 
     Best effort, like :func:`record_failure`."""
     if not _managed(con):
         return
+    with _best_effort(con):
+        con.execute("delete from meta.builds where stage = ?", [stage])
+    record_failure(con, stage, error)
+
+
+@contextlib.contextmanager
+def _best_effort(con: duckdb.DuckDBPyConnection):
+    """One transaction on ``meta.builds`` (created if missing), rolled back and forgotten if
+    DuckDB refuses it: recording a failure must not hide the error being recorded."""
     try:
         con.execute("begin transaction")
         con.execute(DDL)
-        con.execute("delete from meta.builds where stage = ?", [stage])
+        yield
         con.execute("commit")
     except duckdb.Error:
         try:
             con.execute("rollback")
         except duckdb.Error:
             pass
-    record_failure(con, stage, error)
 
 
 def _closure(stages: tuple[str, ...] | list[str]) -> list[str]:
