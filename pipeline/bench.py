@@ -295,7 +295,8 @@ def run_bench(size: str, *, stages: Sequence[str] | None = None,
     base_wh = work / "baseline.duckdb"
     if stage_list and stage_list[0] == "ingest":
         _fresh(warehouse)
-        _fresh(base_wh)
+        if base:
+            _fresh(base_wh)
     for stage in stage_list:
         ok = step(stage, _stage_argv(stage, study, warehouse, work))["exit_code"] == 0
         if base:  # the baseline's stage right after ours, on its own warehouse

@@ -252,7 +252,7 @@ def _lowrank_factor(lam: np.ndarray, kind: str, power: float) -> np.ndarray:
     return out
 
 
-def _sandwich_lowrank(Z, e, M, codes, n_clusters, kind, satterthwaite: bool):
+def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     """The CR0, KC (= CR2 with a working variance constant within clusters) and CR3 meat,
     all clusters at once, from each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score
     ``s_j = Z_j'e_j`` (p x p and p numbers per cluster; no per-cluster factorisation of
@@ -265,13 +265,10 @@ def _sandwich_lowrank(Z, e, M, codes, n_clusters, kind, satterthwaite: bool):
     batches. Algebraically the same as the QR form of :func:`_sandwich` (checked against it
     and against clubSandwich in the tests)."""
     p = Z.shape[1]
-    J = n_clusters
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(J + 1))
+    J = len(groups)
     S = np.empty((J, p))
     G = np.empty((J, p, p))
-    for j in range(J):
-        idx = order[bounds[j]:bounds[j + 1]]
+    for j, idx in enumerate(groups):
         Zj = Z[idx]
         G[j] = Zj.T @ Zj
         S[j] = Zj.T @ e[idx]
@@ -561,7 +558,7 @@ def glm_clustered(
             if k == "CR2" and any(_varies(var[g]) for g in groups):
                 meat, satt = _sandwich(Z, e, var, M, groups, k, df_method == "satterthwaite")
             else:
-                meat, satt = _sandwich_lowrank(Z, e, M, codes, J, "CR2" if k == "KC" else k,
+                meat, satt = _sandwich_lowrank(Z, e, M, groups, "CR2" if k == "KC" else k,
                                                df_method == "satterthwaite")
             if kind == "CR1":
                 meat = meat * J / (J - 1)  # a scalar factor leaves the Satterthwaite df as they are

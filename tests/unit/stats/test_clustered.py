@@ -90,7 +90,8 @@ def test_the_batched_sandwich_is_the_per_cluster_one(kind):
     Z[:, 2] = (codes == 0)          # only cluster 0's rows carry this coefficient
     e = rng.normal(size=n)
     M = np.linalg.inv(Z.T @ Z)
-    ref, ref_df = C._sandwich(Z, e, np.ones(n), M, C._clusters_of(codes, J), kind, True)
-    got, got_df = C._sandwich_lowrank(Z, e, M, codes, J, kind, True)
+    groups = C._clusters_of(codes, J)
+    ref, ref_df = C._sandwich(Z, e, np.ones(n), M, groups, kind, True)
+    got, got_df = C._sandwich_lowrank(Z, e, M, groups, kind, True)
     assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref))
     np.testing.assert_allclose(got_df, ref_df, rtol=1e-10)
