@@ -196,10 +196,9 @@ def _glm(d, y, cols, method, plan, p, family, offset=None, start=None):
         notes.append("Fewer than three strata: no site jackknife; model-based variance.")
     if by == "cluster_id" and not has_clusters(d):
         vcov, by, dfm, method = "model", None, None, "model"
-    # Many clusters: the jackknife (a refit per cluster) and CR2 (an n_j x n_j eigenproblem
-    # per cluster when the working variance differs within it: 0.2 CPU s for 1,000 rows)
-    # cost more than the rest of the analysis together, for a small-sample correction of
-    # order p/J that has vanished by then; CR1 on J - 1 df, as the Cox models do
+    # Many clusters: the jackknife (a refit per cluster) costs more than the rest of the
+    # analysis together, and the small-sample corrections of the jackknife and CR2 (of
+    # order p/J) have vanished by then; CR1 on J - 1 df, as the Cox models do
     if vcov in ("jackknife", "CR2") and by == "cluster_id" and \
             d["cluster_id"].nunique() > int(p["jackknife_max_clusters"]):
         notes.append(f"{d['cluster_id'].nunique()} clusters, more than analyse."
