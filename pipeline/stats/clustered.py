@@ -572,8 +572,9 @@ def glm_clustered(
     design : GLMDesign, optional
         The model matrix, offset and clusters built by :func:`glm_design` from ``df``
         (or a frame with its rows) with these ``covariates``, ``cluster``, ``offset`` and
-        ``log_offset``: only the outcome is read from ``df``. The same fit as without it,
-        minus building them again (fits of many outcomes on the same rows).
+        ``log_offset``: only the outcome is read from ``df``, at the design's rows (none of
+        them may miss it). The same fit as without it, minus building them again (fits of
+        many outcomes on the same rows).
 
     Returns
     -------
