@@ -65,7 +65,8 @@ import pandas as pd
 from pipeline import disclosure
 from pipeline.analyses import AnalysisResult
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
-from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, Effect, effects, has_clusters,
+from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, Effect, binary_effects,
+                                             binary_model, effects, has_clusters,
                                              not_estimated, row, warm_start)
 from pipeline.plan import AnalysisPlan, OutcomePlan
 from pipeline.stats.impute import BinaryImputation, impute_binary, rubin
@@ -142,24 +143,36 @@ def _design_frame(pop, plan, clusters):
     return adjustment(with_cluster_covariates(pop, plan, clusters), names)
 
 
-def _analyse_completed(frame, y, plan, op, p, cols, method, start=None):
+def _analyse_completed(frame, y, plan, op, p, cols, method, start=None, model=None):
     """Effects (risk difference, risk ratio) of one completed dataset; ``start``: the
     logistic model's coefficients on another completed dataset (the same convergence
-    criterion from a nearer start: completed datasets differ only in imputed statuses)."""
+    criterion from a nearer start: completed datasets differ only in imputed statuses).
+    ``model``: the logistic model of ``frame`` built once (:func:`_model`), only ``y``
+    differing between the fits that share it (the same numbers as without it)."""
+    if model is not None:
+        return binary_effects(model, y, start=start)
     col = op.outcome.column("outcome")
     return effects(frame.assign(**{col: y.to_numpy()}), plan, op, p, cols, method, start=start)
 
 
-def _fits(frame, imp, plan, op, p, cols, method, delta=0.0, starts=None, fn=None):
+def _model(frame, plan, op, p, cols, method):
+    """The logistic model of :func:`effects` on every row of ``frame`` (a completed
+    dataset has every status), or None for the cluster-level analysis."""
+    if method in ("cluster-level", "permutation"):
+        return None
+    return binary_model(frame, plan, op, p, cols, method)
+
+
+def _fits(frame, imp, plan, op, p, cols, method, delta=0.0, starts=None, fn=None, model=None):
     """Each completed dataset analysed by ``fn`` (default :func:`_analyse_completed`), each
     fit started from ``starts[j]`` (updated in place) or else from the previous
-    imputation's fit."""
+    imputation's fit; ``model`` as :func:`_analyse_completed` takes it."""
     fn = fn or _analyse_completed
     starts = {} if starts is None else starts
     fits, prev = [], None
     for j in range(imp.m):
         effs = fn(frame, imp.completed(j, delta), plan, op, p, cols, method,
-                  start=starts.get(j, prev))
+                  start=starts.get(j, prev), model=model)
         prev = starts[j] = warm_start(effs)
         fits.append(effs)
     return fits
@@ -184,12 +197,12 @@ def _mi(pop, plan, op, p, clusters, s, seed_key) -> tuple[BinaryImputation, list
     imp = impute_binary(frame, "rtw_y", preds, m=int(s["imputations"]), by="od",
                         seed=np.random.SeedSequence([int(s["seed"]), seed_key]))
     method = plan.method(op.name)
-    return imp, (frame, cols, method), cov_notes
+    return imp, (frame, cols, method, _model(frame, plan, op, p, cols, method)), cov_notes
 
 
 def _pooled_rows(label, imp, ctx, plan, op, p, estimand, notes, delta=0.0):
-    frame, cols, method = ctx
-    fits = _fits(frame, imp, plan, op, p, cols, method, delta)
+    frame, cols, method, model = ctx
+    fits = _fits(frame, imp, plan, op, p, cols, method, delta, model=model)
     pooled = _pool(fits, plan.conf_level)
     rows = []
     for measure, (pl, e0, log) in pooled.items():
@@ -293,7 +306,7 @@ def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):
              *e.notes, *cov_notes], e.df))
 
 
-def _rd_only(frame, y, plan, op, p, cols, method, start=None):
+def _rd_only(frame, y, plan, op, p, cols, method, start=None, model=None):
     """The risk difference alone of one completed dataset, as :func:`_analyse_completed`
     finds it (the cluster-level analysis on the difference scale only: half the work)."""
     if method in ("cluster-level", "permutation"):
@@ -307,19 +320,21 @@ def _rd_only(frame, y, plan, op, p, cols, method, start=None):
         return [Effect("risk difference", float(r["estimate"]), float(r["lower"]),
                        float(r["upper"]), float(r["p"]), float(r["se"]), float(r["df"]), "",
                        res.n, None, res.n_clusters)]
-    return _analyse_completed(frame, y, plan, op, p, cols, method, start=start)[:1]
+    return _analyse_completed(frame, y, plan, op, p, cols, method, start=start,
+                              model=model)[:1]
 
 
 def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas) -> pd.DataFrame:
     """The pooled risk difference for each (delta_OD, delta_UC): the imputed log-odds
     shifted by delta in each arm. ``significant``: the interval excludes 0."""
-    frame, cols, method = ctx
+    frame, cols, method, model = ctx
     rows = []
     starts: dict = {}   # imputation j's fit at the last cell: the next cell's start
     for d_od in deltas:
         for d_uc in deltas:
             shift = {"1": float(d_od), "0": float(d_uc)}
-            fits = _fits(frame, imp, plan, op, p, cols, method, shift, starts, fn=_rd_only)
+            fits = _fits(frame, imp, plan, op, p, cols, method, shift, starts, fn=_rd_only,
+                         model=model)
             pl, _, _ = _pool(fits, plan.conf_level)["risk difference"]
             rows.append(dict(delta_od=float(d_od), delta_uc=float(d_uc),
                              estimate=pl.estimate, lower=pl.lower, upper=pl.upper, p=pl.p,

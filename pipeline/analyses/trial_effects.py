@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from pipeline.analyses import AnalysisResult
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
 from pipeline.analyses.multiplicity import test_in_order
 from pipeline.plan import METHODS, AnalysisPlan, OutcomePlan
+
+if TYPE_CHECKING:
+    from pipeline.stats.clustered import GLMDesign
 
 GRAY_WITH_CLUSTERS = ("Gray's test of the cumulative incidence is not reported: it treats "
                       "people as independent, and the data are clustered.")
@@ -95,8 +98,10 @@ def _t_interval(est, se, df, conf, log):
     q = stats.norm.ppf(1 - (1 - conf) / 2) if not np.isfinite(df) else \
         stats.t.ppf(1 - (1 - conf) / 2, df)
     lo, hi = est - q * se, est + q * se
-    dist = stats.norm if not np.isfinite(df) else stats.t(df)
-    p = float(2 * dist.sf(abs(est / se))) if se > 0 else np.nan
+    p = np.nan
+    if se > 0:   # the t's sf given df: freezing stats.t(df) costs more than the sf itself
+        z = abs(est / se)
+        p = float(2 * (stats.t.sf(z, df) if np.isfinite(df) else stats.norm.sf(z)))
     f = np.exp if log else (lambda x: x)
     return float(f(est)), float(f(lo)), float(f(hi)), p
 
@@ -183,9 +188,9 @@ def _two_stage(d, kind, cols, method, plan, **cols_of) -> list[Effect]:
 _KIND = {"survival": "time_to_event", "count": "count", "binary": "binary"}
 
 
-def _glm(d, y, cols, method, plan, p, family, offset=None, start=None):
-    from pipeline.stats import glm_clustered
-
+def _variance_choice(d, method, plan, p):
+    """The variance the plan's ``method`` comes to on the rows ``d``: ``(vcov, the column
+    whose groups are deleted or summed, df_method, the method as used, notes)``."""
     vcov, by, dfm = GLM_VCOV[method]
     notes = []
     if method == "jackknife-site":   # the plan's strata are the sites deleted one at a time
@@ -205,9 +210,25 @@ def _glm(d, y, cols, method, plan, p, family, offset=None, start=None):
                      f"jackknife_max_clusters ({p['jackknife_max_clusters']}): CR1 instead of "
                      f"{'the jackknife' if vcov == 'jackknife' else 'CR2'}.")
         vcov, dfm, method = "CR1", "K-1", "CR1"
+    return vcov, by, dfm, method, notes
+
+
+def _glm(d, y, cols, method, plan, p, family, offset=None, start=None):
+    return _fit_glm(d, y, cols, _variance_choice(d, method, plan, p), plan, family,
+                    offset=offset, start=start)
+
+
+def _fit_glm(d, y, cols, choice, plan, family, offset=None, start=None, design=None):
+    """The GLM of ``y`` on arm, site and ``cols`` with the variance ``choice``
+    (:func:`_variance_choice`); ``design``: its model matrix and clusters already built
+    (:func:`pipeline.stats.glm_design`, with ``choice``'s cluster column)."""
+    from pipeline.stats import glm_clustered
+
+    vcov, by, dfm, method, notes = choice
+    notes = list(notes)
     strata = [plan.design.strata] if plan.design.strata else []
     kw = dict(family=family, cluster=by, vcov=vcov, df_method=dfm, conf_level=plan.conf_level,
-              start=start)
+              start=start, design=design)
     if offset:
         kw["offset"] = offset
     try:
@@ -227,20 +248,29 @@ def _standardised(fit, d: pd.DataFrame, covariates: list[str], conf: float, df: 
     """Marginal risk difference and log risk ratio by standardisation (g-computation) from
     a logistic ``fit``: everyone's predicted risk with ``od`` set to 1 and to 0, averaged;
     delta-method variance from the fit's covariance. Returns ``((rd, se), (log rr, se))``."""
+    return _standardise(fit, *_counterfactual(d, covariates, list(fit.summary.index)))
+
+
+def _counterfactual(d: pd.DataFrame, covariates: list[str], names: list[str]):
+    """The model matrix of ``d`` (terms ``names``) with everyone's ``od`` set to 1 and to 0."""
     from pipeline.stats._eff_design import design_matrix
 
     X = design_matrix(d, ["od", *covariates])
-    names = list(fit.summary.index)
     X = X[names].to_numpy(float)
-    b = fit.summary["coef"].to_numpy(float)
-    V = np.asarray(fit.vcov, dtype=float)
     j = names.index("od")
     X1, X0 = X.copy(), X.copy()
     X1[:, j], X0[:, j] = 1.0, 0.0
+    return X1, X0
+
+
+def _standardise(fit, X1: np.ndarray, X0: np.ndarray) -> tuple[tuple, tuple]:
+    """:func:`_standardised` from the counterfactual model matrices (:func:`_counterfactual`)."""
+    b = fit.summary["coef"].to_numpy(float)
+    V = np.asarray(fit.vcov, dtype=float)
     p1, p0 = 1 / (1 + np.exp(-(X1 @ b))), 1 / (1 + np.exp(-(X0 @ b)))
     m1, m0 = p1.mean(), p0.mean()
-    g1 = (p1 * (1 - p1)) @ X1 / len(X)
-    g0 = (p0 * (1 - p0)) @ X0 / len(X)
+    g1 = (p1 * (1 - p1)) @ X1 / len(X1)
+    g0 = (p0 * (1 - p0)) @ X0 / len(X0)
     g_rd = g1 - g0
     g_lrr = g1 / m1 - g0 / m0
     return ((m1 - m0, float(np.sqrt(g_rd @ V @ g_rd))),
@@ -280,24 +310,68 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
     dd = d[d[y].notna()].assign(**{y: lambda x: x[y].astype(int)})
     if method in ("cluster-level", "permutation"):
         return _two_stage(dd, "binary", cols, method, plan, outcome=y)
+    out = binary_effects(binary_model(dd, plan, op, p, cols, method), dd[y], start=start)
+    if d[y].isna().any():
+        for e in out:
+            e.notes.insert(0, f"{int(d[y].isna().sum())} people {o.missing} left out "
+                              "(complete cases).")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryModel:
+    """The logistic model :func:`effects` fits to a binary outcome, built once for the rows
+    analysed (:func:`binary_model`): the variance the plan's method comes to on them, the
+    model matrix and clusters (:class:`pipeline.stats.clustered.GLMDesign`) and the
+    standardisation's model matrices (everyone with ``od`` set to 1, and to 0). Fits of
+    outcomes that differ only in some values (multiple imputation's completed datasets)
+    share it (:func:`binary_effects`)."""
+
+    outcome: str
+    cols: list[str]
+    strata: list[str]
+    choice: tuple
+    design: GLMDesign
+    X1: np.ndarray
+    X0: np.ndarray
+    plan: AnalysisPlan
+
+
+def binary_model(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, Any],
+                 cols: list[str], method: str) -> BinaryModel:
+    """:class:`BinaryModel` of ``op``'s outcome on the rows ``d`` (every one analysed: the
+    outcome is not read here) with the covariate columns ``cols``, by a GLM ``method``
+    (not the cluster-level analysis). Raises as the fit would on a singular model."""
+    from pipeline.stats import glm_design
+
     strata = [plan.design.strata] if plan.design.strata else []
-    fit, used, notes = _glm(dd, y, cols, method, plan, p, "binomial", start=start)
+    choice = _variance_choice(d, method, plan, p)
+    design = glm_design(d, ["od", *strata, *cols], cluster=choice[1])
+    X1, X0 = _counterfactual(d, [*strata, *cols], design.terms)
+    return BinaryModel(op.outcome.column("outcome"), list(cols), strata, choice, design,
+                       X1, X0, plan)
+
+
+def binary_effects(model: BinaryModel, y, start=None) -> list[Effect]:
+    """Risk difference and risk ratio (:func:`effects` for a binary outcome) with the
+    outcome ``y`` (0/1, one per row of the model's frame, none missing)."""
+    plan = model.plan
+    y = np.asarray(y).astype(int)
+    frame = pd.DataFrame({model.outcome: y}, index=model.design.source_index)
+    fit, used, notes = _fit_glm(frame, model.outcome, model.cols, model.choice, plan,
+                                "binomial", start=start, design=model.design)
     s = fit.summary.loc["od"]
     df = float(s.df)
-    (rd, se_rd), (lrr, se_lrr) = _standardised(fit, dd, [*strata, *cols], plan.conf_level, df)
-    words = (f"logistic model, {'site, ' if strata else ''}"
-             f"{'covariates, ' if cols else ''}standardised over the people analysed "
+    (rd, se_rd), (lrr, se_lrr) = _standardise(fit, model.X1, model.X0)
+    words = (f"logistic model, {'site, ' if model.strata else ''}"
+             f"{'covariates, ' if model.cols else ''}standardised over the people analysed "
              f"(delta method); {_words('binary', used, fit.n_clusters, df)}")
     out = []
     for measure, est, se, log in (("risk difference", rd, se_rd, False),
                                   ("risk ratio", lrr, se_lrr, True)):
         e, lo, hi, pv = _t_interval(est, se, df, plan.conf_level, log=log)
-        out.append(Effect(measure, e, lo, hi, pv, se, df, words, fit.n, int(dd[y].sum()),
+        out.append(Effect(measure, e, lo, hi, pv, se, df, words, fit.n, int(y.sum()),
                           fit.n_clusters, [*fit.notes, *notes], fit))
-    if d[y].isna().any():
-        for e in out:
-            e.notes.insert(0, f"{int(d[y].isna().sum())} people {o.missing} left out "
-                              "(complete cases).")
     return out
 
 

@@ -31,6 +31,7 @@ _EXPORTS = {
     "odds_ratio": "binary",
     # clustered.py: GLMs with few-cluster inference (CR1, CR2, CR3/MD, KC, jackknife)
     "glm_clustered": "clustered",
+    "glm_design": "clustered",
     # two_stage.py: two-stage cluster-level analysis, stratified permutation test
     "cluster_level": "two_stage",
     "permutation_test": "two_stage",

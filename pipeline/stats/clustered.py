@@ -35,6 +35,7 @@ fits and refits without each cluster or site, in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,8 @@ from pipeline.stats._eff_design import check_columns, check_conf_level, design_m
 from pipeline.stats._result import Result
 from pipeline.stats.rates import _inverse
 
-__all__ = ["ClusteredGLMResult", "glm_clustered", "VCOV_TYPES", "DF_METHODS"]
+__all__ = ["ClusteredGLMResult", "GLMDesign", "glm_clustered", "glm_design", "VCOV_TYPES",
+           "DF_METHODS"]
 
 FAMILIES = ("binomial", "poisson", "negbin", "gaussian")
 LINKS = {"binomial": ("logit", "log", "identity"), "poisson": ("log",), "negbin": ("log",),
@@ -457,6 +459,133 @@ def _varies(th: np.ndarray) -> bool:
     return bool(np.ptp(th) > 1e-12 * np.max(th))
 
 
+# ----------------------------------------------------------------------------- the design
+
+@dataclass(frozen=True, eq=False)
+class GLMDesign:
+    """What a :func:`glm_clustered` fit needs besides the outcome: the model matrix, the
+    offset and the clusters of the rows used (see :func:`glm_design`).
+
+    Attributes
+    ----------
+    covariates : tuple of str
+    cluster, offset : str or None
+        The columns it was built with (``offset`` as named, ``log_offset`` whether logged).
+    index : Index, shape (n,)
+        The rows used, as labelled in the frame the design was built from.
+    rows : ndarray of int, shape (n,), or None
+        Their positions in that frame (None: every row, in order).
+    n_source : int
+        The number of rows of that frame.
+    terms : list of str
+    X : ndarray, shape (n, p)
+        The model matrix (:func:`pipeline.stats._eff_design.design_matrix`), of full column
+        rank (checked).
+    off : ndarray, shape (n,)
+    codes : ndarray of int, shape (n,), or None
+        Each row's cluster (0 .. n_clusters - 1, levels sorted); None without ``cluster``.
+    levels : Index or None
+    groups : list of ndarray or None
+        The rows of each cluster (positions in ``X``).
+    notes : tuple of str
+        Rows dropped for missing values.
+    source_index : Index
+        The row labels of the frame it was built from.
+    """
+
+    covariates: tuple[str, ...]
+    cluster: str | None
+    offset: str | None
+    log_offset: bool
+    index: pd.Index
+    rows: np.ndarray | None
+    n_source: int
+    terms: list[str]
+    X: np.ndarray
+    off: np.ndarray
+    codes: np.ndarray | None
+    levels: pd.Index | None
+    groups: list[np.ndarray] | None
+    notes: tuple[str, ...]
+    source_index: pd.Index
+
+    def outcome(self, df: pd.DataFrame, outcome: str) -> np.ndarray:
+        """``df[outcome]`` at the design's rows, as floats; ``df`` has the rows (and row
+        labels) of the frame the design was built from, and the outcome none missing there."""
+        check_columns(df, [outcome])
+        if len(df) != self.n_source or not df.index.equals(self.source_index):
+            raise ValueError("the data frame does not have the rows the design was built from")
+        y = df[outcome].to_numpy(float)
+        if self.rows is not None:
+            y = y[self.rows]
+        if np.isnan(y).any():
+            raise ValueError(f"outcome {outcome!r} is missing in {int(np.isnan(y).sum())} "
+                             "row(s) of the design: build the design without them")
+        return y
+
+
+def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None,
+                  covariates: list[str], cluster: str | None, offset: str | None,
+                  log_offset: bool, notes: list[str]) -> GLMDesign:
+    """The design of the rows ``d`` (``source`` with rows missing a used column dropped;
+    ``keep`` their positions there, None if none was)."""
+    Xdf = design_matrix(d, covariates)
+    X = Xdf.to_numpy(float)
+    n, p = X.shape
+    if _rank(X)[0] < p:
+        raise ValueError("the covariates are collinear (model matrix not of full column rank)")
+    off = np.zeros(n)
+    if offset:
+        o = d[offset].to_numpy(float)
+        if log_offset:
+            if np.any(o <= 0):
+                raise ValueError(f"offset column {offset!r} must be > 0 to be logged")
+            o = np.log(o)
+        off = o
+    codes = levels = groups = None
+    if cluster:
+        codes, levels = pd.factorize(d[cluster], sort=True)
+        groups = _clusters_of(codes, len(levels))
+    return GLMDesign(tuple(covariates), cluster, offset, log_offset, d.index, keep,
+                     len(source), list(Xdf.columns), X, off, codes, levels, groups,
+                     tuple(notes), source.index)
+
+
+def _used_rows(df: pd.DataFrame, used: list[str], notes: list[str]):
+    """``df[used]`` without the rows missing any of them (noted), and those rows' positions
+    (None when none is missing)."""
+    check_columns(df, used)
+    d = df[used]
+    miss = d.isna().any(axis=1)
+    keep = None
+    if miss.any():
+        notes.append(f"{int(miss.sum())} row(s) dropped for missing values in "
+                     f"{[c for c in d.columns if d[c].isna().any()]}.")
+        keep = np.flatnonzero(~miss.to_numpy())
+        d = d.loc[~miss]
+    if d.empty:
+        raise ValueError("no rows left after dropping missing values")
+    return d, keep
+
+
+def glm_design(df: pd.DataFrame, covariates: Sequence[str], cluster: str | None = None,
+               offset: str | None = None, log_offset: bool = True) -> GLMDesign:
+    """The model matrix, offset and clusters of :func:`glm_clustered` built once, for fits
+    of many outcomes on the same rows (``glm_clustered(..., design=...)``: the completed
+    datasets of multiple imputation, which differ only in imputed outcomes).
+
+    Parameters as :func:`glm_clustered`'s. Rows missing a covariate, the offset or the
+    cluster are dropped (noted in each fit); the outcome must then be present in every
+    row kept. Raises ``ValueError`` if the model matrix is not of full column rank.
+    """
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+    used = list(dict.fromkeys(covariates + ([offset] if offset else [])
+                              + ([cluster] if cluster else [])))
+    notes: list[str] = []
+    d, keep = _used_rows(df, used, notes)
+    return _build_design(df, d, keep, covariates, cluster, offset, log_offset, notes)
+
+
 # ----------------------------------------------------------------------------- the model
 
 def _nb_theta(y, X, offset):
@@ -485,6 +614,7 @@ def glm_clustered(
     theta: float | None = None,
     conf_level: float = 0.95,
     start: Sequence[float] | None = None,
+    design: GLMDesign | None = None,
 ) -> ClusteredGLMResult:
     """Fit a GLM and report each coefficient with a variance fit for few clusters.
 
@@ -522,6 +652,12 @@ def glm_clustered(
         ``summary["coef"]`` on a dataset that differs only in some outcomes, as multiple
         imputation's completed datasets do): fewer scoring steps to the same convergence
         criterion. Ignored if its length is not the number of terms.
+    design : GLMDesign, optional
+        The model matrix, offset and clusters built by :func:`glm_design` from ``df``
+        (or a frame with its rows) with these ``covariates``, ``cluster``, ``offset`` and
+        ``log_offset``: only the outcome is read from ``df``, at the design's rows (none of
+        them may miss it). The same fit as without it, minus building them again (fits of
+        many outcomes on the same rows).
 
     Returns
     -------
@@ -563,36 +699,25 @@ def glm_clustered(
         raise ValueError(f"vcov={vcov!r} needs a cluster column")
     check_conf_level(conf_level)
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
-    used = [outcome, *covariates] + ([offset] if offset else []) + ([cluster] if cluster else [])
-    check_columns(df, list(dict.fromkeys(used)))
-    notes: list[str] = []
-    d = df[list(dict.fromkeys(used))]
-    miss = d.isna().any(axis=1)
-    if miss.any():
-        notes.append(f"{int(miss.sum())} row(s) dropped for missing values in "
-                     f"{[c for c in d.columns if d[c].isna().any()]}.")
-        d = d.loc[~miss]
-    if d.empty:
-        raise ValueError("no rows left after dropping missing values")
-    y = d[outcome].to_numpy(float)
+    if design is None:
+        used = [outcome, *covariates] + ([offset] if offset else []) + ([cluster] if cluster else [])
+        notes: list[str] = []
+        d, keep = _used_rows(df, list(dict.fromkeys(used)), notes)
+        y = d[outcome].to_numpy(float)
+    else:
+        if (list(design.covariates), design.cluster, design.offset, design.log_offset) != \
+                (covariates, cluster, offset, log_offset):
+            raise ValueError("the design was built with other covariates, cluster or offset")
+        notes = list(design.notes)
+        y = design.outcome(df, outcome)
     if family == "binomial" and not np.all((y == 0) | (y == 1)):
         raise ValueError(f"outcome {outcome!r} must be 0/1 for the binomial family")
     if family in ("poisson", "negbin") and (np.any(y < 0) or np.any(y != np.round(y))):
         raise ValueError(f"outcome {outcome!r} must hold non-negative integer counts")
-    Xdf = design_matrix(d, covariates)
-    terms = list(Xdf.columns)
-    X = Xdf.to_numpy(float)
+    if design is None:
+        design = _build_design(df, d, keep, covariates, cluster, offset, log_offset, [])
+    X, terms, off = design.X, design.terms, design.off
     n, p = X.shape
-    if _rank(X)[0] < p:
-        raise ValueError("the covariates are collinear (model matrix not of full column rank)")
-    off = np.zeros(n)
-    if offset:
-        o = d[offset].to_numpy(float)
-        if log_offset:
-            if np.any(o <= 0):
-                raise ValueError(f"offset column {offset!r} must be > 0 to be logged")
-            o = np.log(o)
-        off = o
     if family == "negbin" and theta is None:
         theta, ok = _nb_theta(y, X, off)
         if not ok:
@@ -627,11 +752,10 @@ def glm_clustered(
         if df_method != "z":
             raise ValueError("the model-based variance uses the normal reference (df_method='z')")
     else:
-        codes, levels = pd.factorize(d[cluster], sort=True)
-        J = n_clusters = len(levels)
+        J = n_clusters = len(design.levels)
         if J < 2:
             raise ValueError("cluster-robust variances need at least two clusters")
-        groups = _clusters_of(codes, J)
+        groups = design.groups
         if kind == "jackknife":
             V = _jackknife(y, X, off, family, link, theta, groups, beta)
             if df_method == "satterthwaite":
@@ -685,7 +809,7 @@ def glm_clustered(
     res.family, res.link, res.theta = family, link, (float(theta) if theta is not None else np.nan)
     res.n, res.n_clusters, res.conf_level = n, n_clusters, conf_level
     res.vcov_type, res.df_method = vcov, df_method
-    res.fitted = pd.Series(mu, index=d.index)
+    res.fitted = pd.Series(mu, index=design.index)
     res.title = f"GLM ({family}, {link} link, n={n}): {res.method}"
     return res
 

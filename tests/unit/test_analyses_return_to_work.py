@@ -138,3 +138,32 @@ def test_without_the_outcome_in_the_plan_nothing_runs():
     plan = _plan(d, secondary=["antipsychotic_any"])
     res = _run(d, plan)
     assert res.estimates == [] and res.not_shown
+
+
+@pytest.mark.parametrize("method", ["KC", "CR2", "CR1", "jackknife-cluster", "jackknife-site",
+                                    "model"])
+def test_the_model_built_once_analyses_each_completed_dataset_as_effects_does(method):
+    """The completed datasets share one logistic model (model matrix, clusters,
+    standardisation matrices): each analysis is effects' on the completed frame, to the
+    last bit, warm starts included."""
+    d = _frame(sites=4, clusters_per_arm=2)
+    plan = _plan(d, covariates=["sex", "age_at_index"])
+    op = rtw._op(plan)
+    pop = rtw.population(d)
+    s = rtw.settings(P)
+    imp, (frame, cols, _, _), _ = rtw._mi(pop, plan, op, P, None, s, 1)
+    model = rtw._model(frame, plan, op, P, cols, method)
+    start = None
+    for j in range(imp.m):
+        y = imp.completed(j, {"1": 0.5, "0": -0.5} if j % 2 else 0.0)
+        slow = rtw._analyse_completed(frame, y, plan, op, P, cols, method, start=start)
+        fast = rtw._analyse_completed(frame, y, plan, op, P, cols, method, start=start,
+                                      model=model)
+        for a, b in zip(slow, fast, strict=True):
+            np.testing.assert_equal(   # exact, NaN equal to NaN
+                (a.measure, a.estimate, a.lower, a.upper, a.p, a.se, a.df, a.method, a.n,
+                 a.events, a.n_clusters, a.notes),
+                (b.measure, b.estimate, b.lower, b.upper, b.p, b.se, b.df, b.method, b.n,
+                 b.events, b.n_clusters, b.notes))
+            pd.testing.assert_frame_equal(a.result.summary, b.result.summary, check_exact=True)
+        start = trial_effects.warm_start(fast)

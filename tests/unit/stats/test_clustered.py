@@ -131,3 +131,41 @@ def test_cr2_by_quadrature_is_the_eigenproblem(n, spread, leverage):
     got = C._cr2_f(Zj, th, M)
     assert np.max(np.abs(got - exact)) <= 1e-11 * np.max(np.abs(exact))
     assert not np.any(got[4])
+
+
+@pytest.mark.parametrize("vcov,cluster", [("KC", "cluster"), ("CR2", "cluster"),
+                                          ("CR1", "cluster"), ("jackknife", "site"),
+                                          ("model", None)])
+def test_a_design_built_once_gives_the_same_fit_for_every_outcome(vcov, cluster):
+    """glm_design + glm_clustered(design=...) (multiple imputation's completed datasets)
+    is the same fit as glm_clustered alone, to the last bit, rows dropped for a missing
+    covariate included."""
+    from pipeline.stats import glm_design
+
+    d = _trial(seed=4)
+    d["x"] = np.random.default_rng(5).normal(size=len(d))
+    d.loc[[3, 40], "x"] = np.nan
+    covs = ["arm", "site", "x"]
+    des = glm_design(d, covs, cluster=cluster)
+    for seed in (6, 7):
+        d["y"] = np.random.default_rng(seed).binomial(1, 0.4, len(d))
+        plain = glm_clustered(d, "y", covs, cluster=cluster, vcov=vcov)
+        fast = glm_clustered(d[["y"]], "y", covs, cluster=cluster, vcov=vcov, design=des)
+        pd.testing.assert_frame_equal(plain.summary, fast.summary, check_exact=True)
+        pd.testing.assert_frame_equal(plain.vcov, fast.vcov, check_exact=True)
+        assert plain.notes == fast.notes and plain.method == fast.method
+        pd.testing.assert_series_equal(plain.fitted, fast.fitted, check_exact=True)
+
+
+def test_a_design_refuses_other_rows_other_terms_and_a_missing_outcome():
+    from pipeline.stats import glm_design
+
+    d = _trial()
+    des = glm_design(d, ["arm", "site"], cluster="cluster")
+    with pytest.raises(ValueError, match="rows the design was built from"):
+        glm_clustered(d.iloc[1:], "y", ["arm", "site"], cluster="cluster", design=des)
+    with pytest.raises(ValueError, match="other covariates"):
+        glm_clustered(d, "y", ["arm"], cluster="cluster", design=des)
+    d.loc[0, "y"] = np.nan
+    with pytest.raises(ValueError, match="missing in 1 row"):
+        glm_clustered(d, "y", ["arm", "site"], cluster="cluster", design=des)
