@@ -254,6 +254,13 @@ def _lowrank_factor(lam: np.ndarray, kind: str, power: float) -> np.ndarray:
     return out
 
 
+def _psd_root(M: np.ndarray) -> np.ndarray:
+    """``L`` with ``L L' = M`` for a symmetric positive semi-definite ``M`` (a pseudo-inverse
+    information may have zero eigenvalues, which rounding can make slightly negative)."""
+    lam, V = np.linalg.eigh(M)
+    return V * np.sqrt(np.clip(lam, 0, None))
+
+
 def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     """The CR0, KC (= CR2 with a working variance constant within clusters) and CR3 meat,
     all clusters at once, from each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score
@@ -274,8 +281,7 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
         Zj = Z[idx]
         G[j] = Zj.T @ Zj
         S[j] = Zj.T @ e[idx]
-    lamM, Vm = np.linalg.eigh(M)
-    L = Vm * np.sqrt(np.clip(lamM, 0, None))  # L L' = M (M may be a pseudo-inverse)
+    L = _psd_root(M)
     GL = G @ L                                  # J x p x p
     K = L.T @ GL                                # L' G_j L
     K = (K + np.swapaxes(K, 1, 2)) / 2          # symmetric to rounding
@@ -324,10 +330,11 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
 
     KC, CR3 and CR0 apply ``f(I - H_jj)`` through the p x p eigenproblem of ``R M R'``
     (``Z_j = Q R``), so no ``n_j x n_j`` matrix is formed; CR2 applies ``G^-1/2`` by
-    quadrature (:func:`_cr2_f`), also without one. With ``satterthwaite`` also returns, per coefficient, the
-    Satterthwaite df of Bell and McCaffrey as clubSandwich computes them (``2 E^2 / V`` of
-    the variance estimator under the working model: ``P = diag(g) - h h'`` over clusters,
-    ``g_j = diag(M F_j F_j' M)``, ``h_j = (M F_j Z_j L)`` rows, ``L L' = M``).
+    quadrature (:func:`_cr2_f`), also without one. With ``satterthwaite`` also returns,
+    per coefficient, the Satterthwaite df of Bell and McCaffrey as clubSandwich computes
+    them (``2 E^2 / V`` of the variance estimator under the working model: ``P = diag(g) -
+    h h'`` over clusters, ``g_j = diag(M F_j F_j' M)``, ``h_j = (M F_j Z_j L)`` rows, ``L
+    L' = M``).
 
     :func:`glm_clustered` calls :func:`_sandwich_lowrank` instead (the same numbers, all
     clusters in batches) unless CR2's working variance varies within some cluster; this
@@ -362,9 +369,7 @@ def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
     meat = U.T @ U
     if not satterthwaite:
         return meat, None
-    lam, Vm = np.linalg.eigh(M)
-    L = Vm * np.sqrt(np.clip(lam, 0, None))  # L L' = M (M may be a pseudo-inverse)
-    return meat, _satterthwaite(gdiag, HZ, L)
+    return meat, _satterthwaite(gdiag, HZ, _psd_root(M))
 
 
 #: the quadrature's relative error bound for ``x^-1/2`` over the spectrum (see
@@ -410,18 +415,18 @@ def _cr2_f(Zj: np.ndarray, th: np.ndarray, M: np.ndarray, exact: bool = False) -
     ``L L' = M``, ``q`` the columns of ``Z_j`` that are not zero in this cluster), so
     ``G^-1/2 Z_j = sum_k w_k (G + tau_k)^-1 Z_j`` (:func:`_inv_sqrt_nodes`) with each
     ``(G + tau_k)^-1`` applied by the Woodbury identity: ``O(n_j q^2)`` per node and no
-    ``n_j x n_j`` matrix, where the eigenproblem of ``G`` costs ``O(n_j^3)`` (measured: 0.17
-    CPU s at 1,000 rows and 21 s at 5,000, against 1.3 and 7.7 ms by quadrature). The nodes need the spectrum of ``G``: within ``[min th^2
-    (1 - lambda_max(H_jj)), max th^2]``. Where that interval reaches 1e-10 or its ratio
-    1e8 (a cluster that alone nearly determines a coefficient), and with ``exact``, the
-    eigenproblem of ``G`` itself, dropping eigenvalues under 1e-12 as clubSandwich does.
-    The two agree to 1e-12 relative (``tests/unit/stats/test_clustered.py``)."""
+    ``n_j x n_j`` matrix, where the eigenproblem of ``G`` costs ``O(n_j^3)`` (measured:
+    0.17 CPU s at 1,000 rows and 21 s at 5,000, against 1.3 and 7.7 ms by quadrature). The
+    nodes need the spectrum of ``G``: within ``[min th^2 (1 - lambda_max(H_jj)), max
+    th^2]``. Where that interval reaches 1e-10 or its ratio 1e8 (a cluster that alone nearly
+    determines a coefficient), and with ``exact``, the eigenproblem of ``G`` itself,
+    dropping eigenvalues under 1e-12 as clubSandwich does. The two agree to 3e-13 relative
+    at most in ``tests/unit/stats/test_clustered.py`` (which requires 1e-11)."""
     n, p = Zj.shape
     nz = np.flatnonzero(np.any(Zj != 0, axis=0))
     Zc = Zj[:, nz]
     q = len(nz)
-    lm, Vm = np.linalg.eigh(M[np.ix_(nz, nz)])
-    Lc = Vm * np.sqrt(np.clip(lm, 0, None))
+    Lc = _psd_root(M[np.ix_(nz, nz)])
     lam_max = float(np.linalg.eigvalsh(Lc.T @ (Zc.T @ Zc) @ Lc).max()) if q else 0.0
     t2 = th**2
     lo, hi = float(t2.min()) * (1.0 - lam_max), float(t2.max())
@@ -433,23 +438,23 @@ def _cr2_f(Zj: np.ndarray, th: np.ndarray, M: np.ndarray, exact: bool = False) -
         return (((Zj.T @ Q) * pw) @ Q.T) * th[None, :]  # p x n_j: no n_j x n_j product
     tau, w = _inv_sqrt_nodes(lo, hi)
     nodes = len(tau)
-    blocks = [slice(i, min(i + _QUAD_ROWS, n)) for i in range(0, n, _QUAD_ROWS)]
+    A = 1.0 / (t2[:, None] + tau[None, :])               # a_k = 1 / (th^2 + tau_k), n_j x N
     P1 = np.zeros((q * q, nodes))
     P2 = np.zeros((q * q, nodes))
-    for b in blocks:   # Z' diag(th^2 a_k) Z and Z' diag(th a_k) Z, a_k = 1 / (th^2 + tau_k)
-        A = 1.0 / (t2[b, None] + tau[None, :])
+    for i in range(0, n, _QUAD_ROWS):   # Z' diag(th^2 a_k) Z and Z' diag(th a_k) Z
+        b = slice(i, i + _QUAD_ROWS)
         ZZ = (Zc[b, :, None] * Zc[b, None, :]).reshape(-1, q * q)
-        P1 += ZZ.T @ (t2[b, None] * A)
-        P2 += ZZ.T @ (th[b, None] * A)
+        P1 += ZZ.T @ (t2[b, None] * A[b])
+        P2 += ZZ.T @ (th[b, None] * A[b])
     P1 = P1.T.reshape(nodes, q, q)
     P2 = P2.T.reshape(nodes, q, q)
     C = np.eye(q) - Lc.T @ P1 @ Lc                       # I - B' D_k^-1 B
     R = (Lc @ np.linalg.solve(C, Lc.T @ P2)).reshape(nodes, q * q)
     F = np.zeros((p, n))
-    for b in blocks:   # G^-1/2 Z = sum_k w_k (D_k^-1 Z + D_k^-1 Theta Z R_k), D_k = th^2 + tau_k
-        A = 1.0 / (t2[b, None] + tau[None, :])
-        Y = (A @ w)[:, None] * Zc[b] + np.einsum(
-            "ni,nij->nj", Zc[b], ((th[b, None] * A * w[None, :]) @ R).reshape(-1, q, q))
+    for i in range(0, n, _QUAD_ROWS):   # G^-1/2 Z = sum_k w_k (D_k^-1 Z + D_k^-1 Theta Z R_k)
+        b = slice(i, i + _QUAD_ROWS)
+        Y = (A[b] @ w)[:, None] * Zc[b] + np.einsum(
+            "ni,nij->nj", Zc[b], ((th[b, None] * A[b] * w[None, :]) @ R).reshape(-1, q, q))
         F[nz, b] = (Y * th[b, None]).T
     return F
 
