@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
 from pipeline.stats._result import AttrResult, NotEstimable
 from pipeline.stats._surv_concordance import concordance as _concordance
@@ -47,6 +47,31 @@ class _Sorted:
     Xev_g: np.ndarray  # (G, p) sum of X over the events of each group (weighted)
     w: np.ndarray  # case weights (ones when unweighted)
     dw: np.ndarray  # summed weight of the events per group (= d when unweighted)
+
+    @cached_property
+    def group_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indptr, indices)`` of the tie groups' rows, for :func:`_segment_sums`."""
+        n = len(self.time)
+        return _index(np.r_[self.g_first, n]), _index(np.arange(n))
+
+    @cached_property
+    def event_group_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indptr, indices)`` of the event rows of each group with events."""
+        return _index(np.r_[self.ev_starts, len(self.ev_rows)]), _index(self.ev_rows)
+
+
+def _index(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int32 if len(a) == 0 or a.max() < 2**31 - 1 else np.int64)
+
+
+def _segment_sums(X: np.ndarray, weights: np.ndarray, layout: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per segment, ``sum_i weights_i X_i`` over its rows (``layout`` as
+    :attr:`_Sorted.group_rows`), as ``np.add.reduceat`` of the rows ``weights_i X_i``
+    would give (rows added in order), by one sparse (segments x rows) product: about 5x
+    faster than ``reduceat`` over an ``n x p`` array, which it also does not build."""
+    indptr, indices = layout
+    M = sparse.csr_matrix((weights, indices, indptr), shape=(len(indptr) - 1, len(X)))
+    return M @ X
 
 
 def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
@@ -99,9 +124,13 @@ def _suffix(v: np.ndarray, sd: _Sorted) -> np.ndarray:
     Rows are summed per tie group first (contiguous, ``reduceat``), then suffix sums run
     over the groups only.
     """
-    vg = np.add.reduceat(v, sd.g_first, axis=0)
+    return _suffix_groups(np.add.reduceat(v, sd.g_first, axis=0), sd)
+
+
+def _suffix_groups(vg: np.ndarray, sd: _Sorted) -> np.ndarray:
+    """:func:`_suffix` of values already summed per tie group."""
     rcs = np.cumsum(vg[::-1], axis=0)[::-1]
-    rcs = np.concatenate([rcs, np.zeros((1,) + v.shape[1:])], axis=0)
+    rcs = np.concatenate([rcs, np.zeros((1,) + vg.shape[1:])], axis=0)
     return rcs[:-1] - rcs[sd.g_stratum_last_group + 1]
 
 
@@ -110,6 +139,40 @@ def _within_stratum_cumsum(a: np.ndarray, sd: _Sorted) -> np.ndarray:
     cs = np.cumsum(a, axis=0)
     cs0 = np.concatenate([np.zeros((1,) + a.shape[1:]), cs], axis=0)
     return cs - cs0[sd.g_stratum_first_group]
+
+
+def _group_coefficients(S0, E0, d, dw, idx, starts, efron, second=True):
+    """Per tie group, the coefficients the score and information take from the risk-set
+    sums ``S0`` and the events' sums ``E0``: ``a = sum_m mw / D_m``, ``b = sum_m mw f_m /
+    D_m`` and, with ``second``, ``c0``, ``c1``, ``c2`` (the same over ``D_m^2``, times 1,
+    ``f_m``, ``f_m^2``) and the log term of the likelihood. Efron expands each group's
+    ``d`` events into sub-steps ``m = 0..d-1`` with ``f_m = m / d``, ``D_m = S0 - f_m E0``,
+    each carrying the group's mean event weight ``mw = dw / d``; Breslow has ``a = dw /
+    S0``, ``c0 = dw / S0^2`` and the rest zero. ``idx`` holds one entry per event (its
+    group, sorted) and ``starts`` the first entry of each group's run."""
+    G = len(S0)
+    if efron:
+        start = np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
+        f = (np.arange(len(idx)) - start) / d[idx]
+        D = S0[idx] - f * E0[idx]
+        mw = dw[idx] / d[idx]
+        a = np.bincount(idx, weights=mw / D, minlength=G)
+        b = np.bincount(idx, weights=mw * f / D, minlength=G)
+        if not second:
+            return a, b
+        c0 = np.bincount(idx, weights=mw / D**2, minlength=G)
+        c1 = np.bincount(idx, weights=mw * f / D**2, minlength=G)
+        c2 = np.bincount(idx, weights=mw * f**2 / D**2, minlength=G)
+        logterm = (mw * np.log(D)).sum()
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(d > 0, dw / S0, 0.0)
+            if not second:
+                return a, np.zeros(G)
+            c0 = np.where(d > 0, dw / S0**2, 0.0)
+        b = c1 = c2 = np.zeros(G)
+        logterm = np.sum(dw[d > 0] * np.log(S0[d > 0]))
+    return a, b, c0, c1, c2, logterm
 
 
 class _Terms:
@@ -127,36 +190,15 @@ class _Terms:
         r = sd.w * np.exp(eta)
         self.r = r
         G = len(sd.g_first)
-        rX = r[:, None] * X
         S0 = _suffix(r, sd)
-        S1 = _suffix(rX, sd)
+        S1 = _suffix_groups(_segment_sums(X, r, sd.group_rows), sd)
         ev_rows, ev_g = sd.ev_rows, sd.ev_g
         E0 = np.zeros(G)
         E1 = np.zeros_like(S1)
         if len(ev_rows):
             E0[sd.ev_groups] = np.add.reduceat(r[ev_rows], sd.ev_starts)
-            E1[sd.ev_groups] = np.add.reduceat(rX[ev_rows], sd.ev_starts, axis=0)
-        d, dw = sd.d, sd.dw
-        if sd.efron:
-            # expand each tied group into its d sub-steps m = 0..d-1 with fraction f = m / d,
-            # each carrying the group's mean event weight
-            idx = ev_g  # one entry per event, sorted by group
-            start = np.repeat(sd.ev_starts, np.diff(np.r_[sd.ev_starts, len(idx)]))
-            f = (np.arange(len(idx)) - start) / d[idx]
-            D = S0[idx] - f * E0[idx]
-            mw = dw[idx] / d[idx]
-            a = np.bincount(idx, weights=mw / D, minlength=G)
-            b = np.bincount(idx, weights=mw * f / D, minlength=G)
-            c0 = np.bincount(idx, weights=mw / D**2, minlength=G)
-            c1 = np.bincount(idx, weights=mw * f / D**2, minlength=G)
-            c2 = np.bincount(idx, weights=mw * f**2 / D**2, minlength=G)
-            logterm = (mw * np.log(D)).sum()
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.where(d > 0, dw / S0, 0.0)
-                c0 = np.where(d > 0, dw / S0**2, 0.0)
-            b = c1 = c2 = np.zeros(G)
-            logterm = np.sum(dw[d > 0] * np.log(S0[d > 0]))
+            E1[sd.ev_groups] = _segment_sums(X, r[ev_rows], sd.event_group_rows)
+        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, ev_g, sd.ev_starts, sd.efron)
         self.S0, self.S1, self.E0, self.E1 = S0, S1, E0, E1
         self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
         self.ev_rows, self.ev_g = ev_rows, ev_g
@@ -172,11 +214,12 @@ class _Terms:
         a, b = self.a * w, self.b * w
         c0, c1, c2 = self.c0 * w, self.c1 * w, self.c2 * w
         A = _within_stratum_cumsum(a, sd)[sd.row_g]
-        info = (X * (r * A)[:, None]).T @ X
+        v = r * A
         if sd.efron:
+            # an event row's own Efron term, in the same cross-product
             er = self.ev_rows
-            Xe = X[er]
-            info -= (Xe * (r[er] * b[self.ev_g])[:, None]).T @ Xe
+            v[er] -= r[er] * b[self.ev_g]
+        info = (X * v[:, None]).T @ X
         S1, E1 = self.S1, self.E1
         info -= (S1 * c0[:, None]).T @ S1
         if sd.efron:
@@ -238,32 +281,75 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
     return beta, terms, terms0, converged, it + 1
 
 
-def _jackknife(X, t, e, s_codes, cl, n_clusters, efron, beta, w=None) -> tuple[np.ndarray, np.ndarray]:
-    """Delete-one-cluster jackknife covariances (rows in data order) of the coefficients
-    and of the score at beta = 0: ``(G - 1) / G * sum_g (v_g - v_mean)(v_g - v_mean)'``
-    for ``v_g`` the refitted coefficients, and the score, without cluster g."""
+def _jackknife(X, sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, np.ndarray]:
+    """Delete-one-cluster jackknife covariances of the coefficients and of the score at
+    beta = 0: ``(G - 1) / G * sum_g (v_g - v_mean)(v_g - v_mean)'`` for ``v_g`` the refitted
+    coefficients, and the score, without cluster g.
+
+    ``X`` holds the covariates in data order, ``sd`` the full data sorted by
+    :func:`_prepare`, ``cl`` the cluster code of each sorted row. Each replicate keeps
+    the sorted rows outside its cluster (no second sort) and runs Newton-Raphson, to the
+    same convergence criterion as the full fit, from ``start[g]``: the full fit's
+    coefficients minus cluster g's summed dfbeta residuals, one Newton step from the full
+    fit towards the replicate's, which saves about one iteration in three. The scores at
+    zero come from per-group sums (:func:`_scores_at_zero`)."""
     p = len(beta)
     fits = np.empty((n_clusters, p))
-    scores = np.empty((n_clusters, p))
-    # sort once: each replicate keeps the sorted rows outside its cluster
-    order = np.lexsort((t, s_codes))
-    Xs, ts, es, ss, cls = X[order], t[order], e[order], s_codes[order], cl[order]
-    ws = None if w is None else np.asarray(w, dtype=float)[order]
+    Xs = X[sd.order]
+    ws = sd.w if weighted else None
     for g in range(n_clusters):
-        keep = cls != g
-        if es[keep].sum() == 0:
+        keep = cl != g
+        if not sd.event[keep].any():
             raise ValueError("the jackknife needs events outside every cluster")
-        sd = _structure(Xs[keep], ts[keep], es[keep], ss[keep], order[keep], efron,
-                        None if ws is None else ws[keep])
-        b, _, _, converged, _ = _newton(sd, p, init=beta)
+        rep = _structure(Xs[keep], sd.time[keep], sd.event[keep], sd.strata[keep],
+                         sd.order[keep], sd.efron, None if ws is None else ws[keep])
+        b, _, _, converged, _ = _newton(rep, p, init=start[g])
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
                              "converge: the jackknife cannot be computed")
         fits[g] = b
-        scores[g] = _Terms(np.zeros(p), sd).score
+    scores = _scores_at_zero(sd, cl, n_clusters)
     factor = (n_clusters - 1) / n_clusters
     dev, sdev = fits - fits.mean(axis=0), scores - scores.mean(axis=0)
     return dev.T @ dev * factor, sdev.T @ sdev * factor
+
+
+def _scores_at_zero(sd: _Sorted, cl: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Score at beta = 0 of the data without each cluster, one row per cluster.
+
+    At zero every risk weight is the case weight, so the replicate's sums per tie group
+    are the full data's minus the cluster's own (``bincount`` over its rows), and its
+    risk-set sums are suffix sums over the groups: per cluster O(groups x p + events)
+    instead of a pass over every row. Groups left without rows or events contribute
+    nothing; the score does not depend on how the covariates are centred (shifting ``x``
+    by ``c`` shifts ``a S1 - b E1`` by ``c dw``, as it shifts the events' sum)."""
+    X, w, e, rg = sd.X, sd.w, sd.event, sd.row_g
+    G, p = len(sd.g_first), X.shape[1]
+    wX = w[:, None] * X
+    W = np.add.reduceat(w, sd.g_first)
+    WX = np.add.reduceat(wX, sd.g_first, axis=0)
+    by_cluster = np.argsort(cl, kind="stable")
+    bounds = np.searchsorted(cl[by_cluster], np.arange(n_clusters + 1))
+    scores = np.empty((n_clusters, p))
+    for g in range(n_clusters):
+        rows = by_cluster[bounds[g]:bounds[g + 1]]
+        k, ev = rg[rows], e[rows]
+        W_r = W - np.bincount(k, weights=w[rows], minlength=G)
+        WX_r = WX.copy()
+        _bincount_cols(WX_r, k, -wX[rows])
+        d_r = sd.d - np.bincount(k[ev], minlength=G)
+        dw_r = sd.dw - np.bincount(k[ev], weights=w[rows][ev], minlength=G)
+        Xev_r = sd.Xev_g.copy()
+        _bincount_cols(Xev_r, k[ev], -wX[rows][ev])
+        S0, S1 = _suffix_groups(W_r, sd), _suffix_groups(WX_r, sd)
+        groups = np.nonzero(d_r > 0)[0]
+        counts = d_r[groups].astype(np.int64)
+        idx = np.repeat(groups, counts)
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        # at zero the events' sums E0, E1 are their weights dw and weighted covariates
+        a, b = _group_coefficients(S0, dw_r, d_r, dw_r, idx, starts, sd.efron, second=False)
+        scores[g] = Xev_r.sum(axis=0) - (a @ S1 - b @ Xev_r)
+    return scores
 
 
 def _chi2_test(u: np.ndarray, v: np.ndarray, dist_df: int | None = None) -> dict:
@@ -527,7 +613,9 @@ def cox(
         cl = codes[sd.order]
         n_clusters = int(codes.max() + 1)
         if small_sample == "jackknife":
-            vcov, B0 = _jackknife(X, t, e, s_codes, codes, n_clusters, ties == "efron", beta, w)
+            D = np.zeros((n_clusters, len(beta)))
+            _bincount_cols(D, cl, (terms.score_residuals() * sd.w[:, None]) @ vcov_naive)
+            vcov, B0 = _jackknife(X, sd, cl, n_clusters, w is not None, beta, beta - D)
         else:
             # weighted dfbeta residuals, rows sorted (R residuals(fit, "dfbeta", weighted = TRUE))
             dfbeta = (terms.score_residuals() * sd.w[:, None]) @ vcov_naive

@@ -217,7 +217,7 @@ class _FrailtyTerms:
     ``tests/reference/test_icc_reference.py``), in memory linear in the rows."""
 
     def __init__(self, beta: np.ndarray, m: "_FrailtyModel"):
-        from pipeline.stats.coxph import _suffix
+        from pipeline.stats.coxph import _suffix, _suffix_groups
 
         sd, p, Q = m.sd, m.p, m.Q
         bx, w = beta[:p], beta[p:]
@@ -347,13 +347,6 @@ class _FrailtyTerms:
         for idx, B, D in parts:
             step[p + idx] = np.linalg.solve(D, v[idx] - B.T @ x)
         return step
-
-
-def _suffix_groups(vg: np.ndarray, sd) -> np.ndarray:
-    """:func:`pipeline.stats.coxph._suffix` of values already summed per tie group."""
-    rcs = np.cumsum(vg[::-1], axis=0)[::-1]
-    rcs = np.concatenate([rcs, np.zeros((1,) + vg.shape[1:])], axis=0)
-    return rcs[:-1] - rcs[sd.g_stratum_last_group + 1]
 
 
 class _FrailtyModel:
