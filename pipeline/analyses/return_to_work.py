@@ -83,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     "deaths": "composite",      # composite (death before the window = not working) | while_alive
     "deltas": [-2.0, -1.0, 0.0, 1.0, 2.0],   # tipping-point grid (log-odds), per arm
     "cif_times": [365, 730],
+    # the tipping map refits the primary model len(deltas)^2 x imputations times (500 at
+    # the defaults): above this many people in the imputed population it is listed as not
+    # shown, with its cost, instead of computed (about 8 CPU s per 25,000 people measured)
+    "tipping_max_people": 200_000,
 }
 WORK = ("employed", "self_employed", "education", "training")
 
@@ -277,8 +281,17 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                                                  "baseline (baseline activity known)."]))
     if mi is not None:
         imp, ctx, _ = mi
-        res.tables["rtw_tipping"] = tipping(imp, ctx, plan, op, p, s["deltas"])
-        res.public["rtw_tipping"] = res.tables["rtw_tipping"].round(6)
+        fits = len(s["deltas"]) ** 2 * imp.m
+        if len(pop) > int(s["tipping_max_people"]):
+            res.not_shown.append({
+                "item": "return to work or education: tipping-point map",
+                "reason": f"{fits} refits of the primary model over {len(pop):,} people are "
+                          "more than this run computes: the map is computed up to "
+                          f"analyse.rtw.tipping_max_people ({int(s['tipping_max_people']):,}) "
+                          "people; raise it to compute the map"})
+        else:
+            res.tables["rtw_tipping"] = tipping(imp, ctx, plan, op, p, s["deltas"])
+            res.public["rtw_tipping"] = res.tables["rtw_tipping"].round(6)
     res.estimates.extend(time_to_return(d, plan, op, s, work))
     return res
 

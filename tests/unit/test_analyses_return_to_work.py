@@ -79,6 +79,20 @@ def test_labels_population_and_tipping_table():
     assert tip.groupby("delta_od")["estimate"].mean().is_monotonic_increasing
 
 
+def test_the_tipping_map_above_its_size_limit_is_listed_as_not_shown():
+    d = _frame()
+    plan = _plan(d)
+    pop = rtw.population(d)
+    small = _run(d, plan, {**P, "rtw": {**P["rtw"], "tipping_max_people": len(pop)}})
+    assert len(small.tables["rtw_tipping"]) == 9
+    big = _run(d, plan, {**P, "rtw": {**P["rtw"], "tipping_max_people": len(pop) - 1}})
+    assert "rtw_tipping" not in big.tables and "rtw_tipping" not in big.public
+    (why,) = [x["reason"] for x in big.not_shown if "tipping" in x["item"]]
+    assert "45 refits" in why and f"{len(pop):,} people" in why
+    # the rest of the analysis is unchanged
+    assert pd.DataFrame(big.estimates).equals(pd.DataFrame(small.estimates))
+
+
 def test_complete_case_is_the_plans_analysis_of_the_people_with_a_status():
     d = _frame()
     plan = _plan(d)
