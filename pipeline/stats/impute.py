@@ -69,20 +69,25 @@ def augment(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     X = np.asarray(X, float)
     p = X.shape[1]
+    if p == 0:
+        return np.empty((0, 0)), np.empty(0), np.empty(0)
+    sd = X.std(axis=0, ddof=1) if len(X) > 1 else np.zeros(p)
+    return _augment_rows(X.mean(axis=0), sd, X.min(axis=0), X.max(axis=0))
+
+
+def _augment_rows(mean, sd, lo, hi):
+    """:func:`augment` from the predictors' means, standard deviations and ranges."""
+    p = len(mean)
     # both levels always (mice takes the levels observed: with one only, its model has no
     # pseudo-observation of the other and the fit diverges; with both observed, the same)
     levels = np.array([0.0, 1.0])
     k = 2
-    if p == 0:
-        return np.empty((0, 0)), np.empty(0), np.empty(0)
     nr = 2 * p * k
-    mean = X.mean(axis=0)
-    sd = X.std(axis=0, ddof=1) if len(X) > 1 else np.zeros(p)
     d = np.tile(mean, (nr, 1))
     for j in range(p):
         rows = slice(2 * k * j, 2 * k * (j + 1))
         d[rows, j] += np.tile([0.5, -0.5], k) * sd[j]
-    d = np.clip(d, X.min(axis=0), X.max(axis=0))
+    d = np.clip(d, lo, hi)
     ya = np.tile(np.repeat(levels, 2), p).astype(float)
     return d, ya, np.full(nr, (p + 1) / nr)
 
@@ -125,6 +130,156 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
     Vk = np.linalg.pinv(A)
     full_b = np.zeros(X.shape[1])
     full_V = np.zeros((X.shape[1], X.shape[1]))
+    full_b[keep] = beta
+    full_V[np.ix_(keep, keep)] = (Vk + Vk.T) / 2
+    return full_b, full_V
+
+
+#: a text predictor of the imputation model with more levels than this (1,000 GP practices
+#: at national size) is kept as level codes (:class:`_Coded`), not a dense column per level
+CODED_MIN_LEVELS = 100
+
+
+@dataclass
+class _Coded:
+    """The model matrix ``[1, X]`` with one factor's treatment dummies kept as codes.
+
+    Columns ``dense_pos`` (the intercept, position 0, among them) are ``dense``; columns
+    ``block_pos`` are the dummies of levels 1 .. k-1 of one factor: row ``i`` has its 1 in
+    ``block_pos[codes[i] - 1]`` (none for level 0, the reference). Products, cross-products
+    and row sums follow without the ``n x (k - 1)`` dummy matrix: a national extract's
+    1,000 practices would make it 4 GB and its cross-product a teraflop."""
+
+    dense: np.ndarray       # (n, q)
+    dense_pos: np.ndarray   # (q,)
+    codes: np.ndarray       # (n,) in 0 .. k - 1
+    block_pos: np.ndarray   # (k - 1,)
+
+    @property
+    def p(self) -> int:
+        return len(self.dense_pos) + len(self.block_pos)
+
+    @property
+    def k(self) -> int:
+        return len(self.block_pos) + 1
+
+    def rows(self, idx) -> "_Coded":
+        return _Coded(self.dense[idx], self.dense_pos, self.codes[idx], self.block_pos)
+
+    def dot(self, B: np.ndarray) -> np.ndarray:
+        """``X @ B`` for coefficients ``B`` of shape (p,) or (p, m)."""
+        level = np.zeros((self.k,) + B.shape[1:])
+        level[1:] = B[self.block_pos]
+        return self.dense @ B[self.dense_pos] + level[self.codes]
+
+    def tdot(self, v: np.ndarray) -> np.ndarray:
+        """``X' v``."""
+        out = np.empty(self.p)
+        out[self.dense_pos] = self.dense.T @ v
+        out[self.block_pos] = np.bincount(self.codes, weights=v, minlength=self.k)[1:]
+        return out
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        """``X' diag(w) X``: the dense block by one product, the factor's diagonal and its
+        cross-products with the dense columns by sums per level."""
+        G = np.zeros((self.p, self.p))
+        dp, bp = self.dense_pos, self.block_pos
+        Dw = self.dense * w[:, None]
+        G[np.ix_(dp, dp)] = Dw.T @ self.dense
+        cross = np.column_stack([np.bincount(self.codes, weights=Dw[:, j], minlength=self.k)
+                                 for j in range(len(dp))])[1:]
+        G[np.ix_(bp, dp)] = cross
+        G[np.ix_(dp, bp)] = cross.T
+        G[bp, bp] = np.bincount(self.codes, weights=w, minlength=self.k)[1:]
+        return G
+
+    def column_stats(self):
+        """Each column's mean, standard deviation (ddof 1), minimum and maximum."""
+        n = len(self.codes)
+        mean, sd, lo, hi = (np.empty(self.p) for _ in range(4))
+        dp, bp = self.dense_pos, self.block_pos
+        mean[dp] = self.dense.mean(axis=0)
+        sd[dp] = self.dense.std(axis=0, ddof=1) if n > 1 else 0.0
+        lo[dp], hi[dp] = self.dense.min(axis=0), self.dense.max(axis=0)
+        cnt = np.bincount(self.codes, minlength=self.k)[1:].astype(float)
+        m = cnt / n
+        mean[bp] = m
+        sd[bp] = np.sqrt((cnt * (1 - m) ** 2 + (n - cnt) * m**2) / (n - 1)) if n > 1 else 0.0
+        lo[bp] = np.where(cnt == n, 1.0, 0.0)
+        hi[bp] = np.where(cnt > 0, 1.0, 0.0)
+        return mean, sd, lo, hi
+
+    def r_rows(self, sw: np.ndarray) -> np.ndarray:
+        """Rows ``A`` with ``A'A = X' diag(sw^2) X``, from a QR of each level's rows of the
+        dense columns: within level ``l`` the level's dummy column equals the intercept
+        column, so its column of ``R`` is the intercept's. Stacked, about ``k q`` rows
+        instead of ``n``, for the rank-revealing QR."""
+        D = self.dense * sw[:, None]
+        order = np.argsort(self.codes, kind="stable")
+        bounds = np.searchsorted(self.codes[order], np.arange(self.k + 1))
+        blocks = []
+        for lev in range(self.k):
+            Dl = D[order[bounds[lev]:bounds[lev + 1]]]
+            if not len(Dl):
+                continue
+            R = np.linalg.qr(Dl, mode="r")
+            A = np.zeros((R.shape[0], self.p))
+            A[:, self.dense_pos] = R
+            if lev:
+                A[:, self.block_pos[lev - 1]] = R[:, 0]   # intercept column: position 0
+            blocks.append(A)
+        return np.vstack(blocks)
+
+
+def _fit_logistic_coded(Xc: _Coded, y: np.ndarray, Xa: np.ndarray, ya: np.ndarray,
+                        wa: np.ndarray, tol: float = 1e-12, maxiter: int = 100,
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_logistic` of the rows ``Xc`` (weight 1, outcome ``y``) stacked on the
+    augmentation rows ``Xa`` (dense, with their intercept column; outcome ``ya``, weights
+    ``wa``), the same iterations on cross-products summed per part. The rank-revealing QR
+    runs on :meth:`_Coded.r_rows`, which has the same cross-product as the rows it stands
+    for; a rank-deficient model may then drop another of its collinear columns than the
+    dense fit (an equivalent model)."""
+    p = Xc.p
+    yy = np.concatenate([y, ya])
+    w = np.concatenate([np.ones(len(y)), wa])
+    na = len(ya)
+    r, piv = _qr_pivot(np.vstack([Xc.r_rows(np.ones(len(y))), Xa * np.sqrt(wa)[:, None]]))
+    keep = np.sort(piv[:_rank(r)])
+    Xak = Xa[:, keep]
+
+    def eta_of(beta_k):
+        full = np.zeros(p)
+        full[keep] = beta_k
+        return np.concatenate([Xc.dot(full), Xak @ beta_k])
+
+    def gram(ww):
+        G = Xc.gram(ww[:-na] if na else ww)[np.ix_(keep, keep)]
+        return G + (Xak * ww[-na:, None]).T @ Xak if na else G
+
+    def tdot(v):
+        out = Xc.tdot(v[:-na] if na else v)[keep]
+        return out + Xak.T @ v[-na:] if na else out
+
+    mu = (w * yy + 0.5) / (w + 1.0)
+    eta = special.logit(mu)
+    dev_old = np.inf
+    for _ in range(maxiter):
+        mu = special.expit(eta)
+        var = np.maximum(mu * (1 - mu), 1e-300)
+        z = eta + (yy - mu) / var
+        ww = w * var
+        beta = np.linalg.lstsq(gram(ww), tdot(ww * z), rcond=None)[0]
+        eta = np.clip(eta_of(beta), -30, 30)
+        mu = special.expit(eta)
+        dev = -2 * np.sum(w * (special.xlogy(yy, mu) + special.xlogy(1 - yy, 1 - mu)))
+        if not np.isfinite(dev) or abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
+            break
+        dev_old = dev
+    mu = special.expit(eta)
+    Vk = np.linalg.pinv(gram(w * mu * (1 - mu)))
+    full_b = np.zeros(p)
+    full_V = np.zeros((p, p))
     full_b[keep] = beta
     full_V[np.ix_(keep, keep)] = (Vk + Vk.T) / 2
     return full_b, full_V
@@ -192,8 +347,7 @@ def _design(df: pd.DataFrame, predictors: Sequence[str]) -> pd.DataFrame:
     blocks, names = [], []
     for c in predictors:
         x = df[c]
-        if isinstance(x.dtype, pd.CategoricalDtype) or x.dtype == object or \
-                pd.api.types.is_string_dtype(x) or pd.api.types.is_bool_dtype(x):
+        if _is_text(x):
             x = x.astype(str)
             levels = sorted(x.unique())
             codes = pd.Categorical(x, categories=levels).codes
@@ -208,6 +362,41 @@ def _design(df: pd.DataFrame, predictors: Sequence[str]) -> pd.DataFrame:
     if not blocks:
         return pd.DataFrame(index=df.index)
     return pd.DataFrame(np.hstack(blocks), columns=names, index=df.index)
+
+
+def _is_text(x: pd.Series) -> bool:
+    return (isinstance(x.dtype, pd.CategoricalDtype) or x.dtype == object
+            or pd.api.types.is_string_dtype(x) or pd.api.types.is_bool_dtype(x))
+
+
+def _many_levels(df: pd.DataFrame, predictors: Sequence[str]) -> str | None:
+    """The text predictor with the most levels in ``df`` if it has more than
+    :data:`CODED_MIN_LEVELS`, else None."""
+    counts = {c: df[c].astype(str).nunique() for c in predictors if _is_text(df[c])}
+    best = max(counts, key=counts.get, default=None)
+    return best if best is not None and counts[best] > CODED_MIN_LEVELS else None
+
+
+def _coded_design(df: pd.DataFrame, predictors: Sequence[str], coded: str) -> _Coded:
+    """``[1, X]`` of :func:`_design` (constant columns left out, as the dense fit leaves
+    them) with the predictor ``coded``'s dummies kept as codes, columns in the same order."""
+    n = len(df)
+    dense, dense_pos, block_pos, codes = [np.ones(n)], [0], np.empty(0, int), np.zeros(n, int)
+    col = 1
+    for c in predictors:
+        if c == coded:
+            x = df[c].astype(str)
+            levels = sorted(x.unique())
+            codes = pd.Categorical(x, categories=levels).codes.astype(np.int64)
+            block_pos = np.arange(col, col + len(levels) - 1)
+            col += len(levels) - 1
+            continue
+        Xv = _design(df, [c]).to_numpy(float)
+        for j in np.flatnonzero(Xv.max(axis=0) > Xv.min(axis=0)) if Xv.shape[1] else []:
+            dense.append(Xv[:, j])
+            dense_pos.append(col)
+            col += 1
+    return _Coded(np.column_stack(dense), np.array(dense_pos), codes, block_pos)
 
 
 def impute_binary(df: pd.DataFrame, outcome: str, predictors: Sequence[str], m: int = 20,
@@ -249,9 +438,6 @@ def impute_binary(df: pd.DataFrame, outcome: str, predictors: Sequence[str], m: 
     for g in groups:
         rows = np.arange(len(df)) if g is None else np.flatnonzero(df[by].astype(str) == g)
         sub = df.iloc[rows]
-        X = _design(sub, predictors)
-        Xv = X.to_numpy(float)
-        X = X.loc[:, Xv.max(axis=0) > Xv.min(axis=0)] if len(X.columns) else X   # constant within group
         ry = yv.iloc[rows].notna().to_numpy()
         mis = rows[~ry]
         if not len(mis):
@@ -260,18 +446,31 @@ def impute_binary(df: pd.DataFrame, outcome: str, predictors: Sequence[str], m: 
             raise ValueError(f"{outcome!r} is missing for everyone in {by} = {g}: nothing "
                              "to impute from")
         yo = yv.iloc[rows].to_numpy()[ry]
-        Xa, ya, wa = augment(X.to_numpy(float), yo)
-        Xn = X.to_numpy(float)
-        Xfit = np.column_stack([np.ones(ry.sum() + len(ya)),
-                                np.vstack([Xn[ry], Xa]) if Xn.shape[1] else
-                                np.empty((ry.sum() + len(ya), 0))])
-        beta, V = fit_logistic(Xfit, np.concatenate([yo, ya]),
-                               np.concatenate([np.ones(ry.sum()), wa]))
+        big = _many_levels(sub, predictors)
+        if big is None:
+            X = _design(sub, predictors)
+            Xv = X.to_numpy(float)
+            X = X.loc[:, Xv.max(axis=0) > Xv.min(axis=0)] if len(X.columns) else X   # constant within group
+            Xa, ya, wa = augment(X.to_numpy(float), yo)
+            Xn = X.to_numpy(float)
+            Xfit = np.column_stack([np.ones(ry.sum() + len(ya)),
+                                    np.vstack([Xn[ry], Xa]) if Xn.shape[1] else
+                                    np.empty((ry.sum() + len(ya), 0))])
+            beta, V = fit_logistic(Xfit, np.concatenate([yo, ya]),
+                                   np.concatenate([np.ones(ry.sum()), wa]))
+            Xm = np.column_stack([np.ones(len(mis)), Xn[~ry]])
+            missing_x = Xm.__matmul__   # eta = Xm @ B
+        else:
+            Xc = _coded_design(sub, predictors, big)
+            mean, sd, lo, hi = Xc.column_stats()
+            Xa, ya, wa = _augment_rows(mean[1:], sd[1:], lo[1:], hi[1:])   # not the intercept
+            beta, V = _fit_logistic_coded(Xc.rows(ry), yo,
+                                          np.column_stack([np.ones(len(ya)), Xa]), ya, wa)
+            missing_x = Xc.rows(~ry).dot
         L = _chol(V)
         z = rng.standard_normal((len(beta), m))
         B = beta[:, None] + L @ z                                         # (p+1, m)
-        Xm = np.column_stack([np.ones(len(mis)), Xn[~ry]])
-        eta = Xm @ B
+        eta = missing_x(B)
         u = rng.random((len(mis), m))
         miss_all.append(mis)
         eta_all.append(eta)
