@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from pipeline.stats._eff_design import check_columns, check_conf_level, design_matrix
+from pipeline.stats._eff_design import (check_columns, check_conf_level, design_matrix,
+                                        is_categorical, levels_of)
 from pipeline.stats._result import Result
 from pipeline.stats.rates import _inverse
 
@@ -161,12 +162,14 @@ def _start_eta(y, family, link, offset):
     return mu
 
 
-def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter=100):
+def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter=100,
+          gram=None):
     """Fisher scoring (iteratively reweighted least squares), as R's ``glm.fit``, with step
     halving when the deviance rises; stops when the deviance changes by less than ``tol``
     (relative; R's criterion, at a far smaller default). Returns ``(beta, mu, eta,
     converged)``; columns of ``X`` that are numerically collinear get a least-squares
-    step (their coefficients are reported as not estimable by the caller)."""
+    step (their coefficients are reported as not estimable by the caller). ``gram``:
+    ``w -> X' diag(w) X`` when the design computes it cheaper (:class:`_FactorBlock`)."""
     if start is None:
         eta = _start_eta(y, family, link, offset)
         beta = None
@@ -180,9 +183,12 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
         d = _mu_eta(eta, mu, link)
         w = d**2 / _variance(mu, family, theta)
         z = eta - offset + (y - mu) / d
-        Xw = X * w[:, None]
         try:
-            new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
+            if gram is None:
+                Xw = X * w[:, None]
+                new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
+            else:
+                new = np.linalg.solve(gram(w), X.T @ (w * z))
         except np.linalg.LinAlgError:
             new = np.linalg.lstsq(X * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
         if beta is not None:
@@ -263,6 +269,16 @@ def _psd_root(M: np.ndarray) -> np.ndarray:
     return V * np.sqrt(np.clip(lam, 0, None))
 
 
+def _score_meat(Z, e, groups):
+    """``sum_j s_j s_j'`` for the clusters' scores ``s_j = Z_j' e_j``: the CR0 meat, with
+    no Gram matrix or eigenproblem per cluster (at 1,000 clusters of a national extract
+    those were 4 GFLOP a fit). ``Z_j' (c e)_j`` for a row scale ``c`` is ``(c Z)_j' e_j``."""
+    S = np.empty((len(groups), Z.shape[1]))
+    for j, idx in enumerate(groups):
+        S[j] = Z[idx].T @ e[idx]
+    return S.T @ S
+
+
 def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     """The CR0, KC (= CR2 with a working variance constant within clusters) and CR3 meat,
     all clusters at once, from each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score
@@ -279,11 +295,7 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     J = len(groups)
     S = np.empty((J, p))
     if kind == "CR0" and not satterthwaite:
-        # F_j = Z_j': the meat is the clusters' scores alone (no Gram matrix, no
-        # eigenproblem: at 1,000 clusters of a national extract those were 4 GFLOP a fit)
-        for j, idx in enumerate(groups):
-            S[j] = Z[idx].T @ e[idx]
-        return S.T @ S, None
+        return _score_meat(Z, e, groups), None
     G = np.empty((J, p, p))
     for j, idx in enumerate(groups):
         Zj = Z[idx]
@@ -474,6 +486,60 @@ def _varies(th: np.ndarray) -> bool:
 
 # ----------------------------------------------------------------------------- the design
 
+#: a factor with more treatment dummies than this (the 49 site indicators of a national
+#: extract) has its cross-products summed per level (:class:`_FactorBlock`)
+BLOCK_MIN_DUMMIES = 24
+
+
+@dataclass(frozen=True, eq=False)
+class _FactorBlock:
+    """One factor's treatment dummies in the model matrix (columns ``block_pos``; row ``i``
+    has its 1 in ``block_pos[codes[i] - 1]``, none at level 0) and the other columns
+    (``dense``, at ``dense_pos``), for cross-products ``X' diag(w) X`` at the cost of the
+    dense columns: the dense block by one product, the factor's diagonal and its
+    cross-products with the dense columns by sums per level. A national extract's site
+    term is 49 of 64 columns, so this is about a seventeenth of the full product."""
+
+    dense: np.ndarray
+    dense_pos: np.ndarray
+    codes: np.ndarray
+    block_pos: np.ndarray
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        k, dp, bp = len(self.block_pos) + 1, self.dense_pos, self.block_pos
+        G = np.zeros((len(dp) + len(bp),) * 2)
+        Dw = self.dense * w[:, None]
+        G[np.ix_(dp, dp)] = Dw.T @ self.dense
+        cross = np.column_stack([np.bincount(self.codes, weights=Dw[:, j], minlength=k)
+                                 for j in range(len(dp))])[1:]
+        G[np.ix_(bp, dp)] = cross
+        G[np.ix_(dp, bp)] = cross.T
+        G[bp, bp] = np.bincount(self.codes, weights=w, minlength=k)[1:]
+        return G
+
+
+def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _FactorBlock | None:
+    """The :class:`_FactorBlock` of the covariate with the most dummies, if more than
+    :data:`BLOCK_MIN_DUMMIES` (columns as :func:`design_matrix` lays them out)."""
+    col, best = 1, None   # column 0: the intercept
+    for c in covariates:
+        s = d[c]
+        if is_categorical(s):
+            levels = [False, True] if pd.api.types.is_bool_dtype(s) else levels_of(s)
+            width = max(len(levels) - 1, 0)
+            if width > BLOCK_MIN_DUMMIES and (best is None or width > len(best[1])):
+                best = (c, np.arange(col, col + width), levels)
+        else:
+            width = 1
+        col += width
+    if best is None:
+        return None
+    c, bp, levels = best
+    codes = pd.Categorical(d[c], categories=levels).codes.astype(np.int64)
+    dp = np.setdiff1d(np.arange(X.shape[1]), bp)
+    return _FactorBlock(np.ascontiguousarray(X[:, dp]), dp, codes, bp)
+
+
 @dataclass(frozen=True, eq=False)
 class GLMDesign:
     """What a :func:`glm_clustered` fit needs besides the outcome: the model matrix, the
@@ -521,6 +587,14 @@ class GLMDesign:
     groups: list[np.ndarray] | None
     notes: tuple[str, ...]
     source_index: pd.Index
+    block: "_FactorBlock | None" = None
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        """``X' diag(w) X``, by :class:`_FactorBlock` when the design has a large factor."""
+        if self.block is None:
+            Xw = self.X * w[:, None]
+            return Xw.T @ self.X
+        return self.block.gram(w)
 
     def outcome(self, df: pd.DataFrame, outcome: str) -> np.ndarray:
         """``df[outcome]`` at the design's rows, as floats; ``df`` has the rows (and row
@@ -561,7 +635,7 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
         groups = _clusters_of(codes, len(levels))
     return GLMDesign(tuple(covariates), cluster, offset, log_offset, d.index, keep,
                      len(source), list(Xdf.columns), X, off, codes, levels, groups,
-                     tuple(notes), source.index)
+                     tuple(notes), source.index, _factor_block(d, covariates, X))
 
 
 def _used_rows(df: pd.DataFrame, used: list[str], notes: list[str]):
@@ -739,17 +813,19 @@ def glm_clustered(
         start = np.asarray(start, float)
         if start.shape != (p,) or not np.all(np.isfinite(start)):
             start = None
-    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start)
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start,
+                                     gram=design.gram if design.block is not None else None)
     if not converged:
         notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
 
     dmu = _mu_eta(eta, mu, link)
     var = _variance(mu, family, theta)
-    Z = X * (dmu / np.sqrt(var))[:, None]
+    scale = dmu / np.sqrt(var)
     e = (y - mu) / np.sqrt(var)
+    Z = X * scale[:, None] if design.block is None else None   # else built if needed
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
-    M, flat = _inverse(Z.T @ Z)
+    M, flat = _inverse(Z.T @ Z if Z is not None else design.gram(scale**2))
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -775,7 +851,11 @@ def glm_clustered(
                 raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
         else:
             k = "CR0" if kind == "CR1" else kind
-            if k == "CR2" and any(_varies(var[g]) for g in groups):
+            if Z is None and not (k == "CR0" and df_method != "satterthwaite"):
+                Z = X * scale[:, None]
+            if Z is None:   # CR0/CR1 without Satterthwaite df: the scores alone
+                meat, satt = _score_meat(X, scale * e, groups), None
+            elif k == "CR2" and any(_varies(var[g]) for g in groups):
                 meat, satt = _sandwich(Z, e, var, M, groups, k, df_method == "satterthwaite")
             else:
                 meat, satt = _sandwich_lowrank(Z, e, M, groups, "CR2" if k == "KC" else k,
