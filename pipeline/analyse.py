@@ -140,7 +140,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     """Run the analyses named in ``analyse.run`` (``params`` is the whole params.yaml).
 
     ``met``: the metrics stage's result for the same warehouse and parameters, when the
-    caller has it (``odeval run``); computed here otherwise.
+    caller has it (``odeval run``); else the metrics stage's tables when they are current
+    (:func:`pipeline.metrics.stored`), else computed here.
     """
     from pipeline import runstate
     from pipeline.analyses import (baseline, curves, flow, icc, observational,
@@ -151,8 +152,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     runstate.require(con, ["derive"], command="analyse")
     p = resolve_params(params.get("analyse"))
     cfg = disclosure.settings(params)
-    if met is None:
-        met = metrics.compute(con, params.get("metrics"), cfg)
+    if met is None:   # the metrics stage's tables when current, else computed here
+        met = metrics.stored(con, params) or metrics.compute(con, params.get("metrics"), cfg)
     persons = con.execute("select * from person_outcomes order by person_id").df()
     clusters = clusters_frame(con)
     from pipeline.derive import definitions

@@ -708,6 +708,36 @@ def _for_duckdb(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def stored(con: duckdb.DuckDBPyConnection, params: dict) -> MetricsResult | None:
+    """The metrics stage's result read back from ``results``, when the warehouse's metrics
+    build is current for ``params`` (the whole parameter file, as :func:`run` records its
+    metrics and disclosure sections: :func:`pipeline.runstate.current`); else None.
+    ``odeval analyse`` reads it instead of computing every metric again. Counts in the
+    public tables come back as they were computed (Python ints, None where suppressed).
+    Like :func:`compute`, it leaves the temporary relations of ``pipeline/sql/metrics``
+    (``person_outcomes``, ...) on the connection."""
+    from pipeline import runstate
+    from pipeline.params import section
+
+    if not runstate.current(con, "metrics", {"metrics": section(params, "metrics"),
+                                             "disclosure": section(params, "disclosure")}):
+        return None
+    p = resolve_params(section(params, "metrics"))
+    build_temp_tables(con, p)
+    t = {name: con.execute(f"select * from results.metrics_{name}").df()
+         for name in ("outcomes", "outcomes_public", "fidelity", "fidelity_public", "dq",
+                      "dq_public")}
+    for name in ("outcomes_public", "fidelity_public", "dq_public"):
+        df = t[name]
+        for c in df.columns:
+            if pd.api.types.is_integer_dtype(df[c]):
+                df[c] = pd.Series([None if pd.isna(v) else int(v) for v in df[c]],
+                                  index=df.index, dtype=object)
+    return MetricsResult(p, t["outcomes"],
+                         t["outcomes_public"], t["fidelity"], t["fidelity_public"], t["dq"],
+                         t["dq_public"])
+
+
 def load_public(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     """The public metrics tables from the warehouse (for the report)."""
     out = {}

@@ -190,6 +190,19 @@ def problem(con: duckdb.DuckDBPyConnection, needs: tuple[str, ...] | list[str]) 
     return None
 
 
+def current(con: duckdb.DuckDBPyConnection, stage: str, params: Any = None) -> bool:
+    """``stage``'s tables are what running it now would write: it has a build, by this
+    odeval version, with ``params`` (as :func:`record` took them), from the builds the
+    warehouse holds now of everything it reads. A command may then read them instead of
+    computing them again."""
+    from pipeline import __version__
+
+    rec = builds(con).get(stage)
+    return (rec is not None and bool(rec["build_id"]) and rec["failed"] is None
+            and rec["odeval_version"] == __version__ and rec["params_sha256"] == _sha(params or {})
+            and problem(con, [stage]) is None)
+
+
 def require(con: duckdb.DuckDBPyConnection, needs: tuple[str, ...] | list[str], *,
             command: str) -> None:
     """Stop ``command`` with one line (rule ``run.stale``) unless the stages it reads,

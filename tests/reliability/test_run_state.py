@@ -115,6 +115,45 @@ def test_the_same_inputs_and_parameters_give_the_same_build_ids(studies, tmp_pat
     assert ids[0] == ids[1] and set(ids[0]) == set(runstate.STAGES)
 
 
+def test_analyse_reads_the_metrics_stage_only_while_it_is_current(studies, tmp_path,
+                                                                  monkeypatch):
+    """``odeval analyse`` alone reads the metrics stage's tables instead of computing every
+    metric again, and only while that stage is current: after metrics ran with other
+    parameters, or derive ran since with other parameters, it computes them."""
+    from pipeline import metrics
+
+    root, wh = studies, tmp_path / "w.duckdb"
+    assert _cli(root, "run", str(root / "a"), "-w", str(wh))[0] == 0
+    con = duckdb.connect(str(wh), read_only=True)
+    before = con.execute("select * from results.analysis_estimates").df()
+    con.close()
+    real, computed = metrics.compute, []
+    monkeypatch.setattr(metrics, "compute", lambda *a, **k: computed.append(1) or real(*a, **k))
+    code, out = _cli(root, "analyse", "-w", str(wh))
+    assert code == 0 and computed == [], out
+    con = duckdb.connect(str(wh), read_only=True)
+    assert con.execute("select * from results.analysis_estimates").df().equals(before)
+    con.close()
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["metrics"]["landmark_days"] = 180
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert _cli(other, "metrics", "-w", str(wh))[0] == 0   # landmark 180 now
+    computed.clear()
+    code, out = _cli(root, "analyse", "-w", str(wh))   # landmark 365: not current
+    assert code == 0 and computed == [1], out
+    assert _cli(root, "metrics", "-w", str(wh))[0] == 0
+    params["metrics"]["landmark_days"] = 365
+    params["derive"]["rtw_window_days"] = 60
+    (other / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    assert _cli(other, "derive", "-w", str(wh))[0] == 0   # another derive since metrics
+    computed.clear()
+    code, out = _cli(root, "analyse", "-w", str(wh))
+    assert code == 0 and computed == [1], out
+
+
 def test_a_failed_command_leaves_no_warehouse_it_created(studies, tmp_path):
     """Issue 17: a failed ingest, or an analyse on a new path, left an empty warehouse."""
     bad = tmp_path / "bad"
