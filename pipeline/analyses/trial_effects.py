@@ -202,13 +202,14 @@ def _variance_choice(d, method, plan, p):
     if by == "cluster_id" and not has_clusters(d):
         vcov, by, dfm, method = "model", None, None, "model"
     # Many clusters: the jackknife (a refit per cluster) costs more than the rest of the
-    # analysis together, and the small-sample corrections of the jackknife and CR2 (of
-    # order p/J) have vanished by then; CR1 on J - 1 df, as the Cox models do
-    if vcov in ("jackknife", "CR2") and by == "cluster_id" and \
+    # analysis together, and the small-sample corrections of the jackknife, CR2, KC and MD
+    # (of order p/J; each a p x p eigenproblem per cluster at least) have vanished by
+    # then; CR1 on J - 1 df, as the Cox models do
+    if vcov in ("jackknife", "CR2", "KC", "MD") and by == "cluster_id" and \
             d["cluster_id"].nunique() > int(p["jackknife_max_clusters"]):
         notes.append(f"{d['cluster_id'].nunique()} clusters, more than analyse."
                      f"jackknife_max_clusters ({p['jackknife_max_clusters']}): CR1 instead of "
-                     f"{'the jackknife' if vcov == 'jackknife' else 'CR2'}.")
+                     f"{'the jackknife' if vcov == 'jackknife' else vcov}.")
         vcov, dfm, method = "CR1", "K-1", "CR1"
     return vcov, by, dfm, method, notes
 

@@ -52,7 +52,7 @@ def test_above_jackknife_max_clusters_cr1_is_used_with_a_note():
 
 
 def test_above_jackknife_max_clusters_the_glms_use_cr1_instead_of_the_jackknife_or_cr2():
-    """A count outcome by the cluster jackknife or CR2 (a refit, or an n_j x n_j
+    """A count outcome by the cluster jackknife, CR2, KC or MD (a refit, or an
     eigenproblem, per cluster): CR1 on J - 1 df once there are more clusters than the cap,
     with a note; at or under the cap the plan's method."""
     rng = np.random.default_rng(3)
@@ -61,7 +61,7 @@ def test_above_jackknife_max_clusters_the_glms_use_cr1_instead_of_the_jackknife_
     d["py"] = rng.uniform(0.5, 2.0, len(d))
     d["n"] = rng.poisson(d["py"] * np.where(d["od"] == 1, 0.8, 1.2))
     plan = plan_mod.parse({"design": {"primary": {"outcome": "relapse"}, "secondary": []}})
-    for method in ("CR2", "jackknife-cluster"):
+    for method in ("CR2", "jackknife-cluster", "KC", "MD"):
         p = analyse.resolve_params({"jackknife_max_clusters": 3})
         fit, used, notes = trial_effects._glm(d, "n", [], method, plan, p, "negbin", offset="py")
         assert used == "CR1" and fit.vcov_type == "CR1" and fit.df_method == "K-1"
