@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "reference_arm": "usual_care",
     "comparison_arm": "open_dialogue",
     "ties": "efron",
-    "jackknife_max_clusters": 200,   # above it the cluster jackknife and CR2 give way to CR1
+    "jackknife_max_clusters": 200,   # above it the cluster jackknife, CR2, KC and MD give way to CR1
     "rate_family": "negbin",         # poisson | negbin
     "table_one": ["sex", "age_at_index", "ethnicity_group", "diagnosis_group",
                   "prior_admissions_2y", "baseline_activity"],
