@@ -81,7 +81,13 @@ DEFAULTS: dict[str, Any] = {
     "funnel_limits": [0.95, 0.998],
     "moderators": ["p1_within_24h"],  # open-dialogue-arm fidelity indicators per site
     "curve_times": [0, 90, 180, 365, 545, 730],
+    # 2: return to work (about a third of the stage: its imputations and tipping map) runs
+    # in a forked process beside the other families, on Linux; 1: everything in this one
+    "workers": 2,
 }
+
+#: the family a second worker computes (it keeps no result objects, so little comes back)
+FORKED = "return_to_work"
 
 Progress = Callable[[int, int, str], None]
 
@@ -203,14 +209,69 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                  sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
     todo = [(n, f) for n, f in steps
             if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
-    for i, (name, fn) in enumerate(todo, start=1):
-        out.add(name, fn())
-        if progress:
-            progress(i, len(todo), name)
+    forked = {n: _Forked(f) for n, f in todo if n == FORKED and int(p["workers"]) > 1}
+    try:
+        for i, (name, fn) in enumerate(todo, start=1):
+            out.add(name, forked[name]() if name in forked else fn())
+            if progress:
+                progress(i, len(todo), name)
+    finally:
+        for worker in forked.values():
+            worker.stop()
     out.metrics = met
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
     out.public["not_shown"] = pd.DataFrame(out.not_shown, columns=["item", "reason"])
     return out
+
+
+class _Forked:
+    """``fn`` (one analysis family) started in a forked process: it reads the frames this
+    process holds, and no warehouse. Calling the object waits for its result. If the worker
+    fails in any way (an exception, a kill), the family is computed again here, so that its
+    error, if any, is raised as it would be without a worker; where fork is not the
+    platform's way (not Linux) it simply runs here when called. :meth:`stop` ends a worker
+    whose result is no longer wanted (an earlier family failed)."""
+
+    def __init__(self, fn: Callable[[], AnalysisResult]):
+        import multiprocessing as mp
+        import sys
+
+        self.fn, self.proc = fn, None
+        if not sys.platform.startswith("linux"):
+            return
+        ctx = mp.get_context("fork")
+        self.recv, send = ctx.Pipe(duplex=False)
+
+        def work() -> None:
+            try:
+                send.send(("ok", fn()))
+            except BaseException:   # noqa: BLE001  (the parent computes it again and raises)
+                send.send(("failed", None))
+            finally:
+                send.close()
+
+        self.proc = ctx.Process(target=work, daemon=True)
+        self.proc.start()
+        send.close()
+
+    def __call__(self) -> AnalysisResult:
+        if self.proc is None:
+            return self.fn()
+        try:
+            kind, value = self.recv.recv()
+        except (EOFError, OSError):
+            kind, value = "failed", None
+        finally:
+            self.stop()
+        return value if kind == "ok" else self.fn()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.recv.close()
+            if self.proc.is_alive():
+                self.proc.terminate()
+            self.proc.join()
+            self.proc = None
 
 
 def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
