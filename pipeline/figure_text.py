@@ -104,12 +104,14 @@ def text_measured_once() -> Iterator[None]:
 
     get_font, tables = mtext.get_font, {}
 
-    def font_tables(*args, **kwargs):  # text.py reads only a font's tables
-        font = get_font(*args, **kwargs)
-        mine = tables.get(id(font))
-        if mine is None or mine.font is not font:
-            mine = tables[id(font)] = _FontTables(font)
-        return mine
+    def font_tables(paths, *args, **kwargs):  # text.py reads only a font's tables
+        k = (tuple(paths) if isinstance(paths, list) else paths, args,
+             tuple(sorted(kwargs.items())))
+        try:
+            return tables[k]
+        except KeyError:
+            got = tables[k] = _FontTables(get_font(paths, *args, **kwargs))
+            return got
 
     before = mtext._get_text_metrics_function
     mtext._get_text_metrics_function = metrics_function
