@@ -7,13 +7,15 @@ the size of a text per renderer and finds the font file of a text's properties a
 every call (and reads its height from the font's tables again), so the same titles,
 labels and tick labels were measured on every pass of every figure.
 
-:func:`text_measured_once` shares both among the renderers of one class and resolution
-while it is entered, and reads a font's tables once. All are pure functions of what the
-key holds (the text, its font properties, math or not, the resolution, the renderer class;
-the font file) and of the font, text and mathtext ``rcParams``, which select the store; so
-every file is byte for byte what matplotlib writes without it. It replaces three private
-matplotlib names for the duration, only on the matplotlib version it was checked on
-(:data:`CHECKED`); on any other version it does nothing. Not for use by two threads
+:func:`text_measured_once` shares the sizes among the renderers of one class and
+resolution while it is entered, and finds a font file and reads a font's tables once.
+All are pure functions of what the key holds (the text, its font properties, math or not,
+the resolution, the renderer class; the font file) and of the ``rcParams`` of
+:func:`_fingerprint`, which select the store; so every file is byte for byte what
+matplotlib writes without it. At trust size the report's 26 figures (52 files) took
+5.5 CPU s to save before and 3.9 s with it, every file identical. It replaces three
+private matplotlib names for the duration, only on the matplotlib version it was checked
+on (:data:`CHECKED`); on any other version it does nothing. Not for use by two threads
 drawing at once.
 """
 
@@ -24,7 +26,8 @@ from collections.abc import Iterator
 
 #: matplotlib versions whose text layout this was checked against (text.py's
 #: ``_get_text_metrics_function`` and ``get_font``, ``FontManager._find_fonts_by_props``):
-#: every figure of the trust-size report byte-identical with and without it.
+#: every figure of the trust-size report and of an observational study's (weighting
+#: figures) byte-identical with and without it.
 CHECKED = ("3.11.2",)
 
 #: per font manager and rcParams fingerprint: (sizes by (renderer class, dpi), font files
@@ -51,9 +54,10 @@ class _FontTables:
 
 
 def _fingerprint(rc) -> tuple:
-    """The rcParams a text's size or font file can depend on."""
+    """The rcParams a text's size or font file can depend on (the PDF and PostScript ones
+    for their core fonts, should another format be saved inside)."""
     return tuple((k, repr(v)) for k, v in sorted(rc.items())
-                 if k.startswith(("font.", "text.", "mathtext.")))
+                 if k.startswith(("font.", "text.", "mathtext.", "pdf.", "ps.")))
 
 
 @contextlib.contextmanager
