@@ -47,13 +47,15 @@ def exact_counterpart(con, public: str, df: pd.DataFrame) -> pd.DataFrame | None
 # --------------------------------------------------------------------------- figures
 
 def save_figure(fig, folder: Path, stem: str) -> dict[str, Path]:
-    """``stem``.svg and ``stem``.png without dates or versions (byte-identical reruns)."""
+    """``stem``.svg and ``stem``.png without dates or versions (byte-identical reruns),
+    each text measured once for both (:mod:`pipeline.figure_text`)."""
     import matplotlib.pyplot as plt
 
+    from pipeline.figure_text import text_measured_once
     from pipeline.stats._style import style
 
     svg, png = folder / f"{stem}.svg", folder / f"{stem}.png"
-    with style():
+    with style(), text_measured_once():
         fig.savefig(svg, format="svg", bbox_inches="tight",
                     metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
         fig.savefig(png, format="png", bbox_inches="tight", metadata={"Software": None})
