@@ -28,6 +28,18 @@ from typing import Any
 import pandas as pd
 
 
+def with_columns(d: pd.DataFrame, **columns: Any) -> pd.DataFrame:
+    """``d.assign(**columns)`` without copying ``d``'s data: a shallow copy with these
+    columns set (values, or functions of the frame, as ``assign`` takes them). The person
+    frame of a national extract is hundreds of megabytes, which ``assign`` copied for
+    every model. The result shares ``d``'s other columns: set whole columns on it, never
+    write into it in place (``.loc[...] =``)."""
+    out = d.copy(deep=False)
+    for name, value in columns.items():
+        out[name] = value(out) if callable(value) else value
+    return out
+
+
 @dataclass
 class AnalysisResult:
     """What one family of analyses found."""

@@ -50,7 +50,7 @@ def adjustment(d: pd.DataFrame, names: list[str] | tuple[str, ...]
     ``cov__<covariate>[__<level>]``), their names in order, and notes (missing values
     filled, columns left out).
     """
-    out = d.copy()
+    out = d.copy(deep=False)   # only whole columns are added: d's data need not be copied
     cols: list[str] = []
     notes: list[str] = []
     for name in names:

@@ -69,7 +69,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline import disclosure
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
 from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, effects, has_clusters,
                                              not_estimated, row)
@@ -172,7 +172,7 @@ def _differential(d: pd.DataFrame, short: pd.Series, plan: AnalysisPlan, s: dict
                   ) -> dict[str, Any]:
     """Difference in the share missing or cut short (comparison - reference), the design's
     test and the flag."""
-    x = d.assign(__short=short.to_numpy())
+    x = with_columns(d, __short=short.to_numpy())
     shares = x.groupby("od")["__short"].mean()
     if len(shares) < 2:
         return dict(difference=np.nan, p=np.nan, test="one arm only", flag=False)

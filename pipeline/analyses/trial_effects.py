@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
 from pipeline.analyses.multiplicity import test_in_order
 from pipeline.plan import METHODS, AnalysisPlan, OutcomePlan
@@ -288,14 +288,14 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
     o = op.outcome
     if op.kind == "time_to_event":
         ev = f"__{o.name}_event"
-        dd = d.assign(**{ev: (d[o.column("event")] == 1).astype(int)})
+        dd = with_columns(d, **{ev: (d[o.column("event")] == 1).astype(int)})
         if method in ("cluster-level", "permutation"):
             return _two_stage(dd, "survival", cols, method, plan, duration=o.column("time"),
                               event=ev)
         return [_cox(dd, o.column("time"), ev, cols, method, p, plan)]
     if op.kind == "count":
         y, t = o.column("count"), o.column("exposure")
-        dd = d[d[t] > 0]
+        dd = d if bool((d[t] > 0).all()) else d[d[t] > 0]
         if method in ("cluster-level", "permutation"):
             return _two_stage(dd, "count", cols, method, plan, outcome=y, person_time=t)
         fit, used, notes = _glm(dd, y, cols, method, plan, p, p["rate_family"], offset=t)
@@ -308,7 +308,8 @@ def effects(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
         return [Effect("rate ratio", est, lo, hi, pv, float(s.se), float(s.df), words, fit.n,
                        int(dd[y].sum()), fit.n_clusters, [*fit.notes, *notes], fit)]
     y = o.column("outcome")
-    dd = d[d[y].notna()].assign(**{y: lambda x: x[y].astype(int)})
+    dd = with_columns(d[d[y].notna()] if d[y].isna().any() else d,
+                      **{y: lambda x: x[y].astype(int)})
     if method in ("cluster-level", "permutation"):
         return _two_stage(dd, "binary", cols, method, plan, outcome=y)
     out = binary_effects(binary_model(dd, plan, op, p, cols, method), dd[y], start=start)
