@@ -80,16 +80,20 @@ def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
                       None if weights is None else np.asarray(weights, dtype=float)[order])
 
 
-def _structure(X, t, e, s, order, efron, w=None) -> _Sorted:
+def _structure(X, t, e, s, order, efron, w=None, centred=False) -> _Sorted:
     """:func:`_prepare` after the sort: rows already in (stratum, time) order, ``X`` not yet
-    centred. The rows of a sorted frame that are kept (a jackknife replicate) are still in
-    the order ``_prepare`` would give them (``lexsort`` is stable), so a replicate's
-    structure is built from the full data's sorted rows without sorting again."""
+    centred (``centred``: already centred, e.g. a jackknife replicate's rows of the full
+    data's centred ``X``: centring only keeps ``exp(X beta)`` in range, and the full data's
+    mean does that for 49 of 50 clusters' rows as well). The rows of a sorted frame that are
+    kept (a jackknife replicate) are still in the order ``_prepare`` would give them
+    (``lexsort`` is stable), so a replicate's structure is built from the full data's
+    sorted rows without sorting again."""
     n = len(t)
     unweighted = w is None
     w = np.ones(n) if unweighted else w
     # R centres by the weighted mean; centring only changes the baseline, not beta
-    X = X - (X.mean(axis=0) if unweighted else np.average(X, axis=0, weights=w))
+    if not centred:
+        X = X - (X.mean(axis=0) if unweighted else np.average(X, axis=0, weights=w))
     e = e.astype(bool)
     new_g = np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1])]
     row_g = np.cumsum(new_g) - 1
@@ -281,28 +285,28 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
     return beta, terms, terms0, converged, it + 1
 
 
-def _jackknife(X, sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, np.ndarray]:
+def _jackknife(sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, np.ndarray]:
     """Delete-one-cluster jackknife covariances of the coefficients and of the score at
     beta = 0: ``(G - 1) / G * sum_g (v_g - v_mean)(v_g - v_mean)'`` for ``v_g`` the refitted
     coefficients, and the score, without cluster g.
 
-    ``X`` holds the covariates in data order, ``sd`` the full data sorted by
-    :func:`_prepare`, ``cl`` the cluster code of each sorted row. Each replicate keeps
-    the sorted rows outside its cluster (no second sort) and runs Newton-Raphson, to the
+    ``sd`` is the full data sorted by :func:`_prepare`, ``cl`` the cluster code of each
+    sorted row. Each replicate keeps the sorted, centred rows outside its cluster (no
+    second sort or centring) and runs Newton-Raphson, to the
     same convergence criterion as the full fit, from ``start[g]``: the full fit's
     coefficients minus cluster g's summed dfbeta residuals, one Newton step from the full
     fit towards the replicate's, which saves about one iteration in three. The scores at
     zero come from per-group sums (:func:`_scores_at_zero`)."""
     p = len(beta)
     fits = np.empty((n_clusters, p))
-    Xs = X[sd.order]
     ws = sd.w if weighted else None
     for g in range(n_clusters):
         keep = cl != g
         if not sd.event[keep].any():
             raise ValueError("the jackknife needs events outside every cluster")
-        rep = _structure(Xs[keep], sd.time[keep], sd.event[keep], sd.strata[keep],
-                         sd.order[keep], sd.efron, None if ws is None else ws[keep])
+        rep = _structure(sd.X[keep], sd.time[keep], sd.event[keep], sd.strata[keep],
+                         sd.order[keep], sd.efron, None if ws is None else ws[keep],
+                         centred=True)
         b, _, _, converged, _ = _newton(rep, p, init=start[g])
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
@@ -615,7 +619,7 @@ def cox(
         if small_sample == "jackknife":
             D = np.zeros((n_clusters, len(beta)))
             _bincount_cols(D, cl, (terms.score_residuals() * sd.w[:, None]) @ vcov_naive)
-            vcov, B0 = _jackknife(X, sd, cl, n_clusters, w is not None, beta, beta - D)
+            vcov, B0 = _jackknife(sd, cl, n_clusters, w is not None, beta, beta - D)
         else:
             # weighted dfbeta residuals, rows sorted (R residuals(fit, "dfbeta", weighted = TRUE))
             dfbeta = (terms.score_residuals() * sd.w[:, None]) @ vcov_naive
