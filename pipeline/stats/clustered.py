@@ -221,10 +221,11 @@ def _clusters_of(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return [order[bounds[j]:bounds[j + 1]] for j in range(n_clusters)]
 
 
-def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
+def _rank(X: np.ndarray, gram: np.ndarray | None = None) -> tuple[int, np.ndarray]:
     """Rank of a tall ``X`` and its null-space directions, from the p x p eigenproblem of
-    ``X'X`` (singular values squared) with ``numpy.linalg.matrix_rank``'s tolerance."""
-    lam, V = np.linalg.eigh(X.T @ X)
+    ``X'X`` (singular values squared; ``gram``: ``X'X`` when already at hand) with
+    ``numpy.linalg.matrix_rank``'s tolerance."""
+    lam, V = np.linalg.eigh(X.T @ X if gram is None else gram)
     sv = np.sqrt(np.clip(lam, 0, None))
     small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
     return int(np.sum(~small)), V[:, small].T
@@ -619,7 +620,8 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
     Xdf = design_matrix(d, covariates)
     X = Xdf.to_numpy(float)
     n, p = X.shape
-    if _rank(X)[0] < p:
+    block = _factor_block(d, covariates, X)
+    if _rank(X, None if block is None else block.gram(np.ones(n)))[0] < p:
         raise ValueError("the covariates are collinear (model matrix not of full column rank)")
     off = np.zeros(n)
     if offset:
@@ -635,7 +637,7 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
         groups = _clusters_of(codes, len(levels))
     return GLMDesign(tuple(covariates), cluster, offset, log_offset, d.index, keep,
                      len(source), list(Xdf.columns), X, off, codes, levels, groups,
-                     tuple(notes), source.index, _factor_block(d, covariates, X))
+                     tuple(notes), source.index, block)
 
 
 def _used_rows(df: pd.DataFrame, used: list[str], notes: list[str]):

@@ -197,3 +197,8 @@ def test_a_large_factor_summed_per_level_fits_as_the_dense_product(monkeypatch, 
     for col in ("coef", "se", "df"):
         a, b = dense.summary[col].to_numpy(), block.summary[col].to_numpy()
         assert np.allclose(a, b, rtol=1e-10, atol=1e-12), col
+    # the rank check reads the per-level cross-product too: a column that repeats a level's
+    # indicator is refused
+    d["s7"] = (d["site"] == "S7").astype(float)
+    with pytest.raises(ValueError, match="collinear"):
+        clustered.glm_design(d, ["arm", "site", "x", "s7"], cluster="cluster")
