@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import special, stats
 
 from pipeline.stats._eff_design import (check_columns, check_conf_level, design_matrix,
-                                        is_categorical, levels_of)
+                                        factor_gram, is_categorical, levels_of)
 from pipeline.stats._result import Result
 from pipeline.stats.rates import _inverse
 
@@ -507,16 +507,7 @@ class _FactorBlock:
     block_pos: np.ndarray
 
     def gram(self, w: np.ndarray) -> np.ndarray:
-        k, dp, bp = len(self.block_pos) + 1, self.dense_pos, self.block_pos
-        G = np.zeros((len(dp) + len(bp),) * 2)
-        Dw = self.dense * w[:, None]
-        G[np.ix_(dp, dp)] = Dw.T @ self.dense
-        cross = np.column_stack([np.bincount(self.codes, weights=Dw[:, j], minlength=k)
-                                 for j in range(len(dp))])[1:]
-        G[np.ix_(bp, dp)] = cross
-        G[np.ix_(dp, bp)] = cross.T
-        G[bp, bp] = np.bincount(self.codes, weights=w, minlength=k)[1:]
-        return G
+        return factor_gram(self.dense, self.dense_pos, self.codes, self.block_pos, w)
 
 
 def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _FactorBlock | None:

@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from pipeline.stats._eff_design import factor_gram
+
 __all__ = ["augment", "fit_logistic", "impute_binary", "BinaryImputation", "rubin",
            "Pooled"]
 
@@ -92,6 +94,29 @@ def _augment_rows(mean, sd, lo, hi):
     return d, ya, np.full(nr, (p + 1) / nr)
 
 
+def _irls_logistic(gram, tdot, eta_of, y, w, tol, maxiter):
+    """The IRLS of :func:`fit_logistic` on the kept columns, through ``gram(ww) = X'
+    diag(ww) X``, ``tdot(v) = X' v`` and ``eta_of(b) = X b`` (dense or
+    :class:`_Coded`). Returns the coefficients and the pseudo-inverse information."""
+    mu = (w * y + 0.5) / (w + 1.0)
+    eta = special.logit(mu)
+    dev_old = np.inf
+    for _ in range(maxiter):
+        mu = special.expit(eta)
+        var = np.maximum(mu * (1 - mu), 1e-300)
+        z = eta + (y - mu) / var
+        ww = w * var
+        beta = np.linalg.lstsq(gram(ww), tdot(ww * z), rcond=None)[0]
+        eta = np.clip(eta_of(beta), -30, 30)   # fitted probabilities stay off 0 and 1
+        mu = special.expit(eta)
+        dev = -2 * np.sum(w * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
+        if not np.isfinite(dev) or abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
+            break
+        dev_old = dev
+    mu = special.expit(eta)
+    return beta, np.linalg.pinv(gram(w * mu * (1 - mu)))
+
+
 def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
                  tol: float = 1e-12, maxiter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Weighted logistic regression by IRLS (``X`` with its intercept column).
@@ -108,26 +133,8 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
     r, piv = _qr_pivot(X * np.sqrt(w)[:, None])
     keep = np.sort(piv[:_rank(r)])
     Xk = X[:, keep]
-    beta = np.zeros(Xk.shape[1])
-    mu = (w * y + 0.5) / (w + 1.0)
-    eta = special.logit(mu)
-    dev_old = np.inf
-    for _ in range(maxiter):
-        mu = special.expit(eta)
-        var = np.maximum(mu * (1 - mu), 1e-300)
-        z = eta + (y - mu) / var
-        ww = w * var
-        A = Xk.T @ (ww[:, None] * Xk)
-        beta = np.linalg.lstsq(A, Xk.T @ (ww * z), rcond=None)[0]
-        eta = np.clip(Xk @ beta, -30, 30)   # fitted probabilities stay off 0 and 1
-        mu = special.expit(eta)
-        dev = -2 * np.sum(w * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
-        if not np.isfinite(dev) or abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
-            break
-        dev_old = dev
-    mu = special.expit(eta)
-    A = Xk.T @ ((w * mu * (1 - mu))[:, None] * Xk)
-    Vk = np.linalg.pinv(A)
+    beta, Vk = _irls_logistic(lambda ww: Xk.T @ (ww[:, None] * Xk), lambda v: Xk.T @ v,
+                              lambda b: Xk @ b, y, w, tol, maxiter)
     full_b = np.zeros(X.shape[1])
     full_V = np.zeros((X.shape[1], X.shape[1]))
     full_b[keep] = beta
@@ -180,18 +187,8 @@ class _Coded:
         return out
 
     def gram(self, w: np.ndarray) -> np.ndarray:
-        """``X' diag(w) X``: the dense block by one product, the factor's diagonal and its
-        cross-products with the dense columns by sums per level."""
-        G = np.zeros((self.p, self.p))
-        dp, bp = self.dense_pos, self.block_pos
-        Dw = self.dense * w[:, None]
-        G[np.ix_(dp, dp)] = Dw.T @ self.dense
-        cross = np.column_stack([np.bincount(self.codes, weights=Dw[:, j], minlength=self.k)
-                                 for j in range(len(dp))])[1:]
-        G[np.ix_(bp, dp)] = cross
-        G[np.ix_(dp, bp)] = cross.T
-        G[bp, bp] = np.bincount(self.codes, weights=w, minlength=self.k)[1:]
-        return G
+        """``X' diag(w) X`` (:func:`pipeline.stats._eff_design.factor_gram`)."""
+        return factor_gram(self.dense, self.dense_pos, self.codes, self.block_pos, w)
 
     def column_stats(self):
         """Each column's mean, standard deviation (ddof 1), minimum and maximum."""
@@ -261,23 +258,7 @@ def _fit_logistic_coded(Xc: _Coded, y: np.ndarray, Xa: np.ndarray, ya: np.ndarra
         out = Xc.tdot(v[:-na] if na else v)[keep]
         return out + Xak.T @ v[-na:] if na else out
 
-    mu = (w * yy + 0.5) / (w + 1.0)
-    eta = special.logit(mu)
-    dev_old = np.inf
-    for _ in range(maxiter):
-        mu = special.expit(eta)
-        var = np.maximum(mu * (1 - mu), 1e-300)
-        z = eta + (yy - mu) / var
-        ww = w * var
-        beta = np.linalg.lstsq(gram(ww), tdot(ww * z), rcond=None)[0]
-        eta = np.clip(eta_of(beta), -30, 30)
-        mu = special.expit(eta)
-        dev = -2 * np.sum(w * (special.xlogy(yy, mu) + special.xlogy(1 - yy, 1 - mu)))
-        if not np.isfinite(dev) or abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
-            break
-        dev_old = dev
-    mu = special.expit(eta)
-    Vk = np.linalg.pinv(gram(w * mu * (1 - mu)))
+    beta, Vk = _irls_logistic(gram, tdot, eta_of, yy, w, tol, maxiter)
     full_b = np.zeros(p)
     full_V = np.zeros((p, p))
     full_b[keep] = beta
