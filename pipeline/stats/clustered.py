@@ -668,15 +668,17 @@ def glm_design(df: pd.DataFrame, covariates: Sequence[str], cluster: str | None 
 
 # ----------------------------------------------------------------------------- the model
 
-def _nb_theta(y, X, offset):
+def _nb_theta(y, X, offset, gram=None):
     """ML theta of the NB2 model jointly with the coefficients (``MASS::glm.nb``), by the
-    search of :func:`pipeline.stats.rates.rate_ratio`."""
+    search of :func:`pipeline.stats.rates.rate_ratio` (``gram``: the design's cross-product
+    when it has a factor summed per level)."""
     from scipy import sparse
 
     from pipeline.stats import rates
 
     Xs = sparse.csr_matrix(X)
-    theta, _, ok = rates._negbin_theta(y, Xs, offset, rates._glm(y, Xs, offset))
+    theta, _, ok = rates._negbin_theta(y, Xs, offset, rates._glm(y, Xs, offset, gram=gram),
+                                       gram=gram)
     return theta, ok
 
 
@@ -799,7 +801,7 @@ def glm_clustered(
     X, terms, off = design.X, design.terms, design.off
     n, p = X.shape
     if family == "negbin" and theta is None:
-        theta, ok = _nb_theta(y, X, off)
+        theta, ok = _nb_theta(y, X, off, design.gram if design.block is not None else None)
         if not ok:
             notes.append(f"theta has no finite maximum (stopped at {theta:.3g}): no overdispersion.")
     if start is not None:

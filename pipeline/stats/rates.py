@@ -165,7 +165,7 @@ def _inverse(A) -> tuple[np.ndarray, np.ndarray]:
     return inv, flat
 
 
-def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
+def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200, gram=None):
     """Poisson (``theta=None``) or NB2 with known ``theta``, log link, by Newton-Raphson
     on a sparse model matrix.
 
@@ -180,8 +180,10 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
     million rows and 51 columns. A step that raises the deviance is halved (as R's
     glm.fit does). Stops when a step changes the deviance by less than ``tol`` relative
     (R's glm.fit criterion, at a far smaller tolerance); ``converged`` is false if
-    ``maxiter`` steps did not get there.
+    ``maxiter`` steps did not get there. ``gram``: ``w -> X' diag(w) X`` when the caller
+    has it cheaper than the sparse product (a design's factor summed per level).
     """
+    xtwx = _xtwx if gram is None else (lambda _, w: gram(w))
     if start is None:
         mu = (y + y.mean()) / 2  # statsmodels' starting values
         eta = np.log(mu)
@@ -198,7 +200,7 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200):
             w = theta * mu * (theta + y) / (theta + mu) ** 2
             score = (y - mu) * theta / (theta + mu)
         z = eta - offset + score / w
-        new = _solve(_xtwx(X, w), X.T @ (w * z), beta)
+        new = _solve(xtwx(X, w), X.T @ (w * z), beta)
         if beta is not None:
             # a coefficient whose level has no events has its maximum at minus infinity
             # and a flat likelihood there: Newton's step along that direction is rounding
@@ -249,7 +251,7 @@ def _jackknife_vcov(y, X, offset, family, codes, n_clusters, beta, theta) -> np.
     return dev.T @ dev * (n_clusters - 1) / n_clusters
 
 
-def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
+def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7, gram=None):
     """Joint ML of (beta, theta): root of the profile score of theta.
 
     By the envelope theorem the derivative of the profile log-likelihood
@@ -265,10 +267,11 @@ def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7):
     # start carried over from the previous evaluation moved g there by rounding, enough to
     # flip its sign next to a root (a covariate level without events, whose coefficient
     # wanders along a flat likelihood, made it raise)
-    start = np.asarray(_glm(y, X, offset, theta=np.exp(t0), start=poisson_fit.params).params)
+    start = np.asarray(_glm(y, X, offset, theta=np.exp(t0), start=poisson_fit.params,
+                            gram=gram).params)
 
     def fit_at(theta):
-        return _glm(y, X, offset, theta=theta, start=start)
+        return _glm(y, X, offset, theta=theta, start=start, gram=gram)
 
     def g(log_theta):
         theta = np.exp(log_theta)

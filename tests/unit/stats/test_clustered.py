@@ -173,7 +173,8 @@ def test_a_design_refuses_other_rows_other_terms_and_a_missing_outcome():
 
 @pytest.mark.parametrize("family,vcov,df_method", [("binomial", "CR1", "K-1"),
                                                     ("binomial", "CR2", None),
-                                                    ("poisson", "KC", None)])
+                                                    ("poisson", "KC", None),
+                                                    ("negbin", "CR1", "K-1")])
 def test_a_large_factor_summed_per_level_fits_as_the_dense_product(monkeypatch, family, vcov,
                                                                   df_method):
     """Above BLOCK_MIN_DUMMIES (a national extract's 49 site indicators) the IRLS and
@@ -186,7 +187,7 @@ def test_a_large_factor_summed_per_level_fits_as_the_dense_product(monkeypatch, 
     d = _trial(seed=4, sites=30, per_arm=2, m=25)
     d["x"] = np.random.default_rng(2).normal(size=len(d))
     d["count"] = np.random.default_rng(3).poisson(1.5, len(d))
-    y = "y" if family == "binomial" else "count"
+    y = "y" if family == "binomial" else "count"   # negbin: its theta searched too
     kw = dict(family=family, cluster="cluster", vcov=vcov, df_method=df_method)
     monkeypatch.setattr(clustered, "BLOCK_MIN_DUMMIES", 10**6)
     dense = glm_clustered(d, y, ["arm", "site", "x"], **kw)
