@@ -252,12 +252,14 @@ def _standardised(fit, d: pd.DataFrame, covariates: list[str], conf: float, df: 
     return _standardise(fit, *_counterfactual(d, covariates, list(fit.summary.index)))
 
 
-def _counterfactual(d: pd.DataFrame, covariates: list[str], names: list[str]):
-    """The model matrix of ``d`` (terms ``names``) with everyone's ``od`` set to 1 and to 0."""
+def _counterfactual(d: pd.DataFrame, covariates: list[str], names: list[str],
+                    X: np.ndarray | None = None):
+    """The model matrix of ``d`` (terms ``names``) with everyone's ``od`` set to 1 and to 0
+    (``X``: that model matrix, when the caller has it)."""
     from pipeline.stats._eff_design import design_matrix
 
-    X = design_matrix(d, ["od", *covariates])
-    X = X[names].to_numpy(float)
+    if X is None:
+        X = design_matrix(d, ["od", *covariates])[names].to_numpy(float)
     j = names.index("od")
     X1, X0 = X.copy(), X.copy()
     X1[:, j], X0[:, j] = 1.0, 0.0
@@ -349,7 +351,9 @@ def binary_model(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[s
     strata = [plan.design.strata] if plan.design.strata else []
     choice = _variance_choice(d, method, plan, p)
     design = glm_design(d, ["od", *strata, *cols], cluster=choice[1])
-    X1, X0 = _counterfactual(d, [*strata, *cols], design.terms)
+    # the design's matrix is d's when it kept every row (a million rows at national size)
+    X1, X0 = _counterfactual(d, [*strata, *cols], design.terms,
+                             design.X if design.rows is None else None)
     return BinaryModel(op.outcome.column("outcome"), list(cols), strata, choice, design,
                        X1, X0, plan)
 
