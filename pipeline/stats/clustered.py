@@ -221,14 +221,23 @@ def _clusters_of(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return [order[bounds[j]:bounds[j + 1]] for j in range(n_clusters)]
 
 
-def _rank(X: np.ndarray, gram: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-    """Rank of a tall ``X`` and its null-space directions, from the p x p eigenproblem of
-    ``X'X`` (singular values squared; ``gram``: ``X'X`` when already at hand) with
-    ``numpy.linalg.matrix_rank``'s tolerance."""
-    lam, V = np.linalg.eigh(X.T @ X if gram is None else gram)
-    sv = np.sqrt(np.clip(lam, 0, None))
+def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
+    """Rank of a tall ``X`` and its null-space directions (rows), by
+    ``numpy.linalg.matrix_rank``'s tolerance (ten times it) on the singular values of ``X``.
+
+    The p x p eigenproblem of ``X'X`` settles it when ``X`` is well conditioned (smallest
+    eigenvalue over 1e-8 of the largest: rank p, whatever the rounding of ``X'X``);
+    otherwise the singular values come from the R factor of a QR of ``X``. The square
+    roots of the eigenvalues are too coarse for that tolerance: an eigenvalue rounded to
+    1e-14 of the largest is a singular value of 1e-7, and a column repeating a factor
+    level's indicator passed as full rank that way."""
+    lam = np.linalg.eigvalsh(X.T @ X)
+    p = X.shape[1]
+    if p == 0 or lam[0] > lam[-1] * 1e-8:
+        return p, np.zeros((0, p))
+    _, sv, vt = np.linalg.svd(np.linalg.qr(X, mode="r"))
     small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
-    return int(np.sum(~small)), V[:, small].T
+    return int(np.sum(~small)), vt[small]
 
 
 def _power(lam: np.ndarray, kind: str) -> np.ndarray:
@@ -496,18 +505,18 @@ BLOCK_MIN_DUMMIES = 24
 class _FactorBlock:
     """One factor's treatment dummies in the model matrix (columns ``block_pos``; row ``i``
     has its 1 in ``block_pos[codes[i] - 1]``, none at level 0) and the other columns
-    (``dense``, at ``dense_pos``), for cross-products ``X' diag(w) X`` at the cost of the
+    (``dense_t`` transposed, at ``dense_pos``), for cross-products ``X' diag(w) X`` at the cost of the
     dense columns: the dense block by one product, the factor's diagonal and its
     cross-products with the dense columns by sums per level. A national extract's site
     term is 49 of 64 columns, so this is about a seventeenth of the full product."""
 
-    dense: np.ndarray
+    dense_t: np.ndarray   # the dense columns transposed (p_dense x n, rows contiguous)
     dense_pos: np.ndarray
     codes: np.ndarray
     block_pos: np.ndarray
 
     def gram(self, w: np.ndarray) -> np.ndarray:
-        return factor_gram(self.dense, self.dense_pos, self.codes, self.block_pos, w)
+        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w)
 
 
 def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _FactorBlock | None:
@@ -529,7 +538,7 @@ def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _Fac
     c, bp, levels = best
     codes = pd.Categorical(d[c], categories=levels).codes.astype(np.int64)
     dp = np.setdiff1d(np.arange(X.shape[1]), bp)
-    return _FactorBlock(np.ascontiguousarray(X[:, dp]), dp, codes, bp)
+    return _FactorBlock(np.ascontiguousarray(X[:, dp].T), dp, codes, bp)
 
 
 @dataclass(frozen=True, eq=False)
@@ -612,7 +621,10 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
     X = Xdf.to_numpy(float)
     n, p = X.shape
     block = _factor_block(d, covariates, X)
-    if _rank(X, None if block is None else block.gram(np.ones(n)))[0] < p:
+    # on X itself, not the per-level cross-product: a singular value found as the root of
+    # a rounded eigenvalue is too coarse for matrix_rank's tolerance (a design with an
+    # exactly collinear column passed that way)
+    if _rank(X)[0] < p:
         raise ValueError("the covariates are collinear (model matrix not of full column rank)")
     off = np.zeros(n)
     if offset:

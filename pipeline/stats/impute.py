@@ -188,7 +188,8 @@ class _Coded:
 
     def gram(self, w: np.ndarray) -> np.ndarray:
         """``X' diag(w) X`` (:func:`pipeline.stats._eff_design.factor_gram`)."""
-        return factor_gram(self.dense, self.dense_pos, self.codes, self.block_pos, w)
+        return factor_gram(np.ascontiguousarray(self.dense.T), self.dense_pos, self.codes,
+                           self.block_pos, w)
 
     def column_stats(self):
         """Each column's mean, standard deviation (ddof 1), minimum and maximum."""
