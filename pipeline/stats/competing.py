@@ -279,7 +279,12 @@ def aalen_johansen(
         notes.append("no events of any cause.")
     gvals = d[group] if group is not None else pd.Series("all", index=d.index)
     groups, gcode = group_codes(gvals)
-    frames = []
+    columns = ["group", "cause", "time", "n_risk", "n_event", "cif", "se", "lower", "upper",
+               "se_delta"]
+    # columns gathered over groups and causes, one frame built at the end
+    labels: list = []
+    cause_of: list = []
+    cols: dict[str, list] = {c: [] for c in columns[2:]}
     for k, g in enumerate(groups):
         m = gcode == k
         res = _aj_one(t[m], e[m], causes)
@@ -294,25 +299,16 @@ def aalen_johansen(
                 se_log = se / pp
                 lower = np.where(se == 0, pp, np.exp(np.log(pp) - z * se_log))
                 upper = np.where(se == 0, pp, np.minimum(np.exp(np.log(pp) + z * se_log), 1))
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "group": g,
-                        "cause": c,
-                        "time": res["time"],
-                        "n_risk": res["n_risk"],
-                        "n_event": res["n_event"][:, j],
-                        "cif": p,
-                        "se": se,
-                        "lower": lower,
-                        "upper": upper,
-                        "se_delta": np.sqrt(res["var_delta"][:, j]),
-                    }
-                )
-            )
-    columns = ["group", "cause", "time", "n_risk", "n_event", "cif", "se", "lower", "upper",
-               "se_delta"]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+            labels += [g] * len(p)
+            cause_of += [c] * len(p)
+            for name, v in (("time", res["time"]), ("n_risk", res["n_risk"]),
+                            ("n_event", res["n_event"][:, j]), ("cif", p), ("se", se),
+                            ("lower", lower), ("upper", upper),
+                            ("se_delta", np.sqrt(res["var_delta"][:, j]))):
+                cols[name].append(v)
+    table = (pd.DataFrame({"group": labels, "cause": cause_of,
+                           **{name: np.concatenate(v) for name, v in cols.items()}})
+             if cols["time"] else pd.DataFrame(columns=columns))
     return AalenJohansenResult(table, notes, report, groups, conf_level)
 
 
