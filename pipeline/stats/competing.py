@@ -80,8 +80,9 @@ def _aj_one(t: np.ndarray, e: np.ndarray, causes: Sequence[int]) -> dict:
     # Influence per distinct (time, status) pair, weighted by the pair's count: the same
     # sums as per subject (2,000-odd pairs for a million people followed for two years).
     base = int(e.max()) + 1
-    pairs, w = np.unique(inv.astype(np.int64) * base + e.astype(np.int64), return_counts=True)
-    pt, pe, w = pairs // base, pairs % base, w.astype(float)
+    w = np.bincount(inv.astype(np.int64) * base + e.astype(np.int64), minlength=nt * base)
+    pairs = np.flatnonzero(w)  # the distinct codes in order, as np.unique gives them
+    pt, pe, w = pairs // base, pairs % base, w[pairs].astype(float)
     s = step[pt]  # steps done by the end of the pair's time; an event's own is s - 1 >= 0
     jump = np.where(pe > 0, p0[s - 1] / Y[s - 1], 0.0)
     u0 = a0[s] - jump  # influence on p0 just after its time
