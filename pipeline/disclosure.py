@@ -283,26 +283,36 @@ def rounded_curve_data(df: pd.DataFrame, duration: str, event: str, cfg: dict[st
     DataFrame with columns ``duration``, ``event`` (and ``group``), sorted.
     """
     k = curve_step(cfg)
-    # groupby's sorted keys are sorted(df[group].dropna().unique())
-    by_group = [(None, df)] if group is None else df.groupby(group, sort=True)
-    parts = []
-    for g, d in by_group:
-        tab = (d.groupby([duration, event]).size().unstack(event, fill_value=0).sort_index())
-        cum = tab.cumsum()
-        rounded = (np.floor(cum / k + 0.5) * k).astype(int)
-        inc = rounded.diff().fillna(rounded).astype(int)
-        times = inc.index.to_numpy()
-        for code in inc.columns:
-            reps = inc[code].to_numpy()
-            if reps.sum() == 0:
-                continue
-            part = pd.DataFrame({duration: np.repeat(times, reps), event: int(code)})
-            if group is not None:
-                part[group] = g
-            parts.append(part)
+    # counts per (group,) time and code in one groupby (rows missing any of them dropped,
+    # as a group's own groupby drops them); cumulated, rounded and differenced within
+    # each group (a code absent from a group stays 0 there and gives no rows)
+    if group is None:
+        tab = df.groupby([duration, event]).size().unstack(event, fill_value=0).sort_index()
+    else:
+        # groups as their codes among the sorted labels (-1: missing), as groupby sorts them
+        gcode, glabels = pd.factorize(df[group], sort=True)
+        keep = gcode >= 0
+        tab = (df.loc[keep, [duration, event]].groupby([gcode[keep], duration, event]).size()
+               .unstack(event, fill_value=0).sort_index())
+    within = (lambda x: x.groupby(level=0)) if group is not None else (lambda x: x)
+    cum = within(tab).cumsum()
+    rounded = (np.floor(cum / k + 0.5) * k).astype(int)
+    inc = within(rounded).diff().fillna(rounded).astype(int).to_numpy()
     cols = [duration, event] + ([group] if group is not None else [])
-    if not parts:
+    if not inc.sum():
         return pd.DataFrame(columns=cols)
-    out = pd.concat(parts, ignore_index=True)
+    # rows by group, then code, then time (the order the sort below keeps for ties)
+    n_rows, n_codes = inc.shape
+    r = np.tile(np.arange(n_rows), n_codes)
+    c = np.repeat(np.arange(n_codes), n_rows)
+    g = tab.index.codes[0][r] if group is not None else np.zeros(len(r), dtype=int)
+    o = np.lexsort((r, c, g))
+    r, c, reps = r[o], c[o], inc[r[o], c[o]]
+    codes = np.array([int(x) for x in tab.columns], dtype=np.int64)
+    out = pd.DataFrame({duration: np.repeat(tab.index.get_level_values(duration).to_numpy()[r], reps),
+                        event: np.repeat(codes[c], reps)})
+    if group is not None:  # the type the labels themselves give, as a column of one label
+        labels = np.asarray(glabels, dtype=object)[tab.index.get_level_values(0).to_numpy()]
+        out[group] = np.repeat(labels[r], reps).tolist()
     return out.sort_values(cols[::-1] if group is not None else cols,
                            kind="mergesort").reset_index(drop=True)[cols]

@@ -291,24 +291,24 @@ def _curves_at(d: pd.DataFrame, horizons: list[int], conf: float) -> dict:
     aj = (aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="cell",
                          conf_level=conf).table
           if (d["relapse_event"] == 1).any() else None)
-    # one pass per table, then lookups per cell (a national extract has hundreds of cells)
-    rt = rt.drop_duplicates(["group", "time"]).set_index(["group", "time"])
-    aj_of = dict(tuple(aj.groupby("group", sort=False))) if aj is not None else {}
+    # one pass per table into arrays, then lookups per cell (a national extract has
+    # hundreds of cells)
+    rt = rt.drop_duplicates(["group", "time"])
+    km_at = dict(zip(zip(rt["group"], rt["time"]),
+                     rt[["survival", "lower", "upper"]].to_numpy()))
+    aj_of = ({g: (tab["time"].to_numpy(), tab[["cif", "lower", "upper"]].to_numpy())
+              for g, tab in aj.groupby("group", sort=False)} if aj is not None else {})
     event_times = {c: np.sort(s.to_numpy()) for c, s in
                    d.loc[d["relapse_event"] == 1].groupby("cell")["relapse_time"]}
     for cell in sorted(d["cell"].unique()):
-        a_cell = aj_of.get(cell)
+        a_time, a_vals = aj_of.get(cell, (np.empty(0), None))
         times = event_times.get(cell, np.empty(0))
         for h in horizons:
-            r = rt.loc[(cell, h)]
-            a = a_cell[a_cell["time"] <= h] if a_cell is not None else []
-            if len(a):
-                a = a.iloc[-1]
-                aj_v = (a["cif"], a["lower"], a["upper"])
-            else:
-                aj_v = (0.0, np.nan, np.nan)
+            s, lo, up = km_at[(cell, h)]
+            k = int(np.searchsorted(a_time, h, side="right"))  # AJ rows with time <= h
+            aj_v = tuple(a_vals[k - 1]) if k else (0.0, np.nan, np.nan)
             events = int(np.searchsorted(times, h, side="right"))
-            out[(cell, h)] = (1 - r["survival"], 1 - r["upper"], 1 - r["lower"], *aj_v, events)
+            out[(cell, h)] = (1 - s, 1 - up, 1 - lo, *aj_v, events)
     return out
 
 

@@ -20,8 +20,8 @@ __all__ = ["KaplanMeierResult", "LogrankResult", "kaplan_meier", "logrank"]
 _TOL = float(np.sqrt(np.finfo(float).eps))
 
 
-def _km_one(t: np.ndarray, e: np.ndarray) -> pd.DataFrame:
-    """Kaplan-Meier table at every distinct observed time of one group."""
+def _km_one(t: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
+    """Kaplan-Meier columns at every distinct observed time of one group."""
     times, inv = np.unique(t, return_inverse=True)
     n_event = np.bincount(inv, weights=e, minlength=len(times))
     n_all = np.bincount(inv, minlength=len(times)).astype(float)
@@ -32,16 +32,14 @@ def _km_one(t: np.ndarray, e: np.ndarray) -> pd.DataFrame:
         term = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
     # Greenwood variance of the cumulative hazard -log S; infinite once S reaches 0.
     var_cumhaz = np.cumsum(term)
-    return pd.DataFrame(
-        {
-            "time": times,
-            "n_risk": n_risk,
-            "n_event": n_event,
-            "n_censor": n_censor,
-            "survival": surv,
-            "se_cumhaz": np.sqrt(var_cumhaz),
-        }
-    )
+    return {
+        "time": times,
+        "n_risk": n_risk,
+        "n_event": n_event,
+        "n_censor": n_censor,
+        "survival": surv,
+        "se_cumhaz": np.sqrt(var_cumhaz),
+    }
 
 
 def _conf_limits(surv: np.ndarray, se_cumhaz: np.ndarray, z: float, conf_type: str):
@@ -67,7 +65,8 @@ def _findq(x: np.ndarray, y: np.ndarray, p: float, xmax: float) -> float:
     Port of the ``findq`` helper in R's ``quantile.survfit``: a flat stretch exactly at
     ``p`` gives the midpoint of the flat.
     """
-    keep = ~pd.Series(y).duplicated().to_numpy()  # drop duplicated y (censoring times)
+    keep = np.zeros(len(y), dtype=bool)  # drop duplicated y (censoring times)
+    keep[np.unique(y, return_index=True)[1]] = True  # first of each value (NaN one value)
     x, y = x[keep], y[keep]
     last = y[-1]
     ok = ~np.isnan(y)  # R's approx() drops NA points
@@ -132,37 +131,27 @@ class KaplanMeierResult(Result):
             0), ``survival, se, lower, upper`` at ``time``.
         """
         times = np.sort(np.asarray(times, dtype=float))
-        rows = []
+        if len(times) == 0:
+            return pd.DataFrame([])
+        cols = ["survival", "se", "lower", "upper"]
+        parts = []
         for g in self.groups:
             tab = self.table[self.table["group"] == g]
             tt = tab["time"].to_numpy()
             cum_ev = np.r_[0.0, tab["n_event"].cumsum().to_numpy()]
             cum_ce = np.r_[0.0, tab["n_censor"].cumsum().to_numpy()]
-            prev = 0
-            for t in times:
-                k = int(np.searchsorted(tt, t, side="right"))  # rows with time <= t
-                later = np.searchsorted(tt, t, side="left")  # first row with time >= t
-                n_risk = tab["n_risk"].iloc[later] if later < len(tab) else 0.0
-                if k == 0:
-                    s, se, lo, up = 1.0, 0.0, 1.0, 1.0
-                else:
-                    r = tab.iloc[k - 1]
-                    s, se, lo, up = r["survival"], r["se"], r["lower"], r["upper"]
-                rows.append(
-                    {
-                        "group": g,
-                        "time": t,
-                        "n_risk": float(n_risk),
-                        "n_event": cum_ev[k] - cum_ev[prev],
-                        "n_censor": cum_ce[k] - cum_ce[prev],
-                        "survival": s,
-                        "se": se,
-                        "lower": lo,
-                        "upper": up,
-                    }
-                )
-                prev = k
-        return pd.DataFrame(rows)
+            k = np.searchsorted(tt, times, side="right")  # rows with time <= t
+            later = np.searchsorted(tt, times, side="left")  # first row with time >= t
+            prev = np.r_[0, k[:-1]]
+            # before the first row: S = 1, se 0, limits 1 and 1
+            vals = np.vstack([[1.0, 0.0, 1.0, 1.0], tab[cols].to_numpy(dtype=float)])[k]
+            parts.append({"group": [g] * len(times), "time": times,
+                          "n_risk": np.r_[tab["n_risk"].to_numpy(dtype=float), 0.0][later],
+                          "n_event": cum_ev[k] - cum_ev[prev], "n_censor": cum_ce[k] - cum_ce[prev],
+                          **dict(zip(cols, vals.T))})
+        return pd.DataFrame({"group": [g for p in parts for g in p["group"]],
+                             **{c: np.concatenate([p[c] for p in parts])
+                                for c in ["time", "n_risk", "n_event", "n_censor", *cols]}})
 
 
 def kaplan_meier(
@@ -224,29 +213,35 @@ def kaplan_meier(
     t, e = durations_events(d, duration, event)
     gvals = d[group] if group is not None else pd.Series("all", index=d.index)
     groups, gcode = group_codes(gvals)
-    tables, medians = [], []
+    cols: dict[str, list] = {c: [] for c in ["time", "n_risk", "n_event", "n_censor", "survival",
+                                             "se", "lower", "upper"]}
+    labels: list = []
+    medians = []
     for k, g in enumerate(groups):
         m = gcode == k
         tab = _km_one(t[m], e[m])
-        lower, upper = _conf_limits(tab["survival"].to_numpy(), tab["se_cumhaz"].to_numpy(), z, conf_type)
+        surv = tab["survival"]
+        lower, upper = _conf_limits(surv, tab["se_cumhaz"], z, conf_type)
         with np.errstate(invalid="ignore"):
-            tab["se"] = tab["survival"] * tab["se_cumhaz"]
+            tab["se"] = surv * tab["se_cumhaz"]
         tab["lower"], tab["upper"] = lower, upper
-        tab.insert(0, "group", g)
+        for c in cols:
+            cols[c].append(tab[c])
+        labels += [g] * len(surv)
         if tab["n_event"].sum() == 0:
             notes.append(f"group {g!r}: no events; survival stays at 1.")
-        x = np.r_[0.0, tab["time"].to_numpy()]
+        x = np.r_[0.0, tab["time"]]
         xmax = float(x[-1])
         medians.append(
             {
                 "group": g,
-                "median": _findq(x, np.r_[0.0, 1 - tab["survival"].to_numpy()], 0.5, xmax),
+                "median": _findq(x, np.r_[0.0, 1 - surv], 0.5, xmax),
                 "lower": _findq(x, np.r_[0.0, 1 - lower], 0.5, xmax),
                 "upper": _findq(x, np.r_[0.0, 1 - upper], 0.5, xmax),
             }
         )
-        tables.append(tab.drop(columns="se_cumhaz"))
-    table = pd.concat(tables, ignore_index=True)
+    # one frame for all groups (a national extract has hundreds)
+    table = pd.DataFrame({"group": labels, **{c: np.concatenate(v) for c, v in cols.items()}})
     result = KaplanMeierResult(
         table, pd.DataFrame(medians), conf_type, conf_level, notes, groups, group
     )
