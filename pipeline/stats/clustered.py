@@ -235,7 +235,8 @@ def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
     p = X.shape[1]
     if p == 0 or lam[0] > lam[-1] * 1e-8:
         return p, np.zeros((0, p))
-    _, sv, vt = np.linalg.svd(np.linalg.qr(X, mode="r"))
+    _, sv, vt = np.linalg.svd(np.linalg.qr(X, mode="r"))   # vt: p x p
+    sv = np.r_[sv, np.zeros(p - len(sv))]   # fewer rows than columns: the rest are zero
     small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
     return int(np.sum(~small)), vt[small]
 

@@ -203,3 +203,17 @@ def test_a_large_factor_summed_per_level_fits_as_the_dense_product(monkeypatch, 
     d["s7"] = (d["site"] == "S7").astype(float)
     with pytest.raises(ValueError, match="collinear"):
         clustered.glm_design(d, ["arm", "site", "x", "s7"], cluster="cluster")
+
+
+@pytest.mark.parametrize("n,p,extra", [(6, 14, 0), (100, 5, 1), (100, 5, 0)])
+def test_the_design_rank_and_null_space_are_numpys(n, p, extra):
+    """_rank agrees with numpy.linalg.matrix_rank for fewer rows than columns, an exactly
+    collinear column and a full-rank matrix, and its null-space rows are annihilated by X."""
+    from pipeline.stats.clustered import _rank
+
+    X = np.random.default_rng(n + p).normal(size=(n, p))
+    if extra:
+        X = np.c_[X, X[:, 0] + X[:, 1]]
+    r, null = _rank(X)
+    assert r == np.linalg.matrix_rank(X) and len(null) == X.shape[1] - r
+    assert not len(null) or np.abs(X @ null.T).max() < 1e-10
