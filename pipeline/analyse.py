@@ -81,13 +81,15 @@ DEFAULTS: dict[str, Any] = {
     "funnel_limits": [0.95, 0.998],
     "moderators": ["p1_within_24h"],  # open-dialogue-arm fidelity indicators per site
     "curve_times": [0, 90, 180, 365, 545, 730],
-    # 2: return to work (about a third of the stage: its imputations and tipping map) runs
-    # in a forked process beside the other families, on Linux; 1: everything in this one
+    # 2: the FORKED families (about half the stage) run in a forked process beside the
+    # others, on Linux; 1: everything in this one
     "workers": 2,
 }
 
-#: the family a second worker computes (it keeps no result objects, so little comes back)
-FORKED = "return_to_work"
+#: the families a second worker computes, one after the other, while this process computes
+#: the rest: about half the stage's CPU at trust size (return to work's imputations and
+#: tipping map, the subgroup models)
+FORKED = ("subgroups", "return_to_work")
 
 Progress = Callable[[int, int, str], None]
 
@@ -209,15 +211,24 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                  sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
     todo = [(n, f) for n, f in steps
             if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
-    forked = {n: _Forked(f) for n, f in todo if n == FORKED and int(p["workers"]) > 1}
+    away = [(n, f) for n, f in todo if n in FORKED] if int(p["workers"]) > 1 else []
+    worker = _Forked(lambda: {n: f() for n, f in away}) if away else None
+    done: dict[str, AnalysisResult] = {}
     try:
-        for i, (name, fn) in enumerate(todo, start=1):
-            out.add(name, forked[name]() if name in forked else fn())
+        for name, fn in todo:
+            if worker is None or name not in dict(away):
+                done[name] = fn()
+                if progress:
+                    progress(len(done), len(todo), name)
+        if worker is not None:
+            done.update(worker())
             if progress:
-                progress(i, len(todo), name)
+                progress(len(done), len(todo), ", ".join(n for n, _ in away))
     finally:
-        for worker in forked.values():
+        if worker is not None:
             worker.stop()
+    for name, _ in todo:   # in the plan's order, wherever each was computed
+        out.add(name, done[name])
     out.metrics = met
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
     out.public["not_shown"] = pd.DataFrame(out.not_shown, columns=["item", "reason"])
@@ -225,14 +236,14 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
 
 
 class _Forked:
-    """``fn`` (one analysis family) started in a forked process: it reads the frames this
+    """``fn`` (analysis families) started in a forked process: it reads the frames this
     process holds, and no warehouse. Calling the object waits for its result. If the worker
-    fails in any way (an exception, a kill), the family is computed again here, so that its
+    fails in any way (an exception, a kill), ``fn`` is computed again here, so that its
     error, if any, is raised as it would be without a worker; where fork is not the
     platform's way (not Linux) it simply runs here when called. :meth:`stop` ends a worker
     whose result is no longer wanted (an earlier family failed)."""
 
-    def __init__(self, fn: Callable[[], AnalysisResult]):
+    def __init__(self, fn: Callable[[], Any]):
         import multiprocessing as mp
         import sys
 
@@ -254,7 +265,7 @@ class _Forked:
         self.proc.start()
         send.close()
 
-    def __call__(self) -> AnalysisResult:
+    def __call__(self) -> Any:
         if self.proc is None:
             return self.fn()
         try:
