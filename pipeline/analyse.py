@@ -100,6 +100,10 @@ def resolve_params(params: dict | None) -> dict[str, Any]:
     if bad:
         raise OdevalError(f"analyse.run: unknown analyses {bad}; known: {DEFAULTS['run']}",
                           rule="analyse.params.run", file="params.yaml")
+    if not isinstance(p["workers"], int) or isinstance(p["workers"], bool) \
+            or p["workers"] not in (1, 2):
+        raise OdevalError(f"analyse.workers must be 1 or 2, got {p['workers']!r}",
+                          rule="analyse.params.workers", file="params.yaml")
     return p
 
 

@@ -44,3 +44,12 @@ def test_stop_ends_a_worker_whose_result_is_not_wanted():
     proc = w.proc
     w.stop()
     assert not proc.is_alive()
+
+
+@pytest.mark.parametrize("value", [0, 3, "two", 1.5, True])
+def test_workers_other_than_one_or_two_are_refused_in_one_line(value):
+    from pipeline.analyse import resolve_params
+    from pipeline.errors import OdevalError
+
+    with pytest.raises(OdevalError, match="analyse.workers must be 1 or 2"):
+        resolve_params({"workers": value})
