@@ -217,7 +217,7 @@ class _FrailtyTerms:
     ``tests/reference/test_icc_reference.py``), in memory linear in the rows."""
 
     def __init__(self, beta: np.ndarray, m: "_FrailtyModel"):
-        from pipeline.stats.coxph import _suffix, _suffix_groups
+        from pipeline.stats.coxph import _group_coefficients, _suffix, _suffix_groups
 
         sd, p, Q = m.sd, m.p, m.Q
         bx, w = beta[:p], beta[p:]
@@ -235,22 +235,8 @@ class _FrailtyTerms:
             E0[egroups] = np.add.reduceat(r[er], starts)
             E1x[egroups] = np.add.reduceat(r[er, None] * sd.X[er], starts, axis=0)
         E1z = np.bincount(m.row_gq[er], weights=r[er], minlength=G * Q).reshape(G, Q)
-        d = sd.d
-        if sd.efron:  # as _Terms: each tied group's d Efron sub-steps
-            f = (np.arange(len(eg)) - np.repeat(starts, np.diff(np.r_[starts, len(eg)]))) / d[eg]
-            D = S0[eg] - f * E0[eg]
-            a = np.bincount(eg, weights=1 / D, minlength=G)
-            b = np.bincount(eg, weights=f / D, minlength=G)
-            c0 = np.bincount(eg, weights=1 / D**2, minlength=G)
-            c1 = np.bincount(eg, weights=f / D**2, minlength=G)
-            c2 = np.bincount(eg, weights=f**2 / D**2, minlength=G)
-            logterm = np.log(D).sum()
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.where(d > 0, d / S0, 0.0)
-                c0 = np.where(d > 0, d / S0**2, 0.0)
-            b = c1 = c2 = np.zeros(G)
-            logterm = np.sum(d[d > 0] * np.log(S0[d > 0]))
+        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, eg, starts,
+                                                        sd.efron)   # as _Terms (unweighted)
         self.loglik = float(eta[er].sum() - logterm)
         score_x = sd.Xev_g.sum(axis=0) - (a[:, None] * S1x - b[:, None] * E1x).sum(axis=0)
         score_z = m.d - m.scatter(np.add.reduceat(a[:, None] * S1z - b[:, None] * E1z,
