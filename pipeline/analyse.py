@@ -215,19 +215,19 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                  sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
     todo = [(n, f) for n, f in steps
             if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
-    away = [(n, f) for n, f in todo if n in FORKED] if int(p["workers"]) > 1 else []
-    worker = _Forked(lambda: {n: f() for n, f in away}) if away else None
+    away = dict((n, f) for n, f in todo if n in FORKED) if p["workers"] > 1 else {}
+    worker = _Forked(lambda: {n: f() for n, f in away.items()}) if away else None
     done: dict[str, AnalysisResult] = {}
     try:
         for name, fn in todo:
-            if worker is None or name not in dict(away):
+            if name not in away:
                 done[name] = fn()
                 if progress:
                     progress(len(done), len(todo), name)
         if worker is not None:
             done.update(worker())
             if progress:
-                progress(len(done), len(todo), ", ".join(n for n, _ in away))
+                progress(len(done), len(todo), ", ".join(away))
     finally:
         if worker is not None:
             worker.stop()

@@ -281,11 +281,10 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                                                  "baseline (baseline activity known)."]))
     if mi is not None:
         imp, ctx, _ = mi
-        fits = len(s["deltas"]) ** 2 * imp.m
         if len(pop) > int(s["tipping_max_people"]):
             res.not_shown.append({
                 "item": "return to work or education: tipping-point map",
-                "reason": f"{fits} refits of the primary model over {len(pop):,} people are "
+                "reason": f"{len(s['deltas']) ** 2 * imp.m} refits of the primary model over {len(pop):,} people are "
                           "more than this run computes: the map is computed up to "
                           f"analyse.rtw.tipping_max_people ({int(s['tipping_max_people']):,}) "
                           "people; raise it to compute the map"})

@@ -305,8 +305,6 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     p = Z.shape[1]
     J = len(groups)
     S = np.empty((J, p))
-    if kind == "CR0" and not satterthwaite:
-        return _score_meat(Z, e, groups), None
     G = np.empty((J, p, p))
     for j, idx in enumerate(groups):
         Zj = Z[idx]
@@ -589,14 +587,7 @@ class GLMDesign:
     groups: list[np.ndarray] | None
     notes: tuple[str, ...]
     source_index: pd.Index
-    block: "_FactorBlock | None" = None
-
-    def gram(self, w: np.ndarray) -> np.ndarray:
-        """``X' diag(w) X``, by :class:`_FactorBlock` when the design has a large factor."""
-        if self.block is None:
-            Xw = self.X * w[:, None]
-            return Xw.T @ self.X
-        return self.block.gram(w)
+    block: "_FactorBlock | None" = None   # a large factor's columns, summed per level
 
     def outcome(self, df: pd.DataFrame, outcome: str) -> np.ndarray:
         """``df[outcome]`` at the design's rows, as floats; ``df`` has the rows (and row
@@ -813,16 +804,16 @@ def glm_clustered(
         design = _build_design(df, d, keep, covariates, cluster, offset, log_offset, [])
     X, terms, off = design.X, design.terms, design.off
     n, p = X.shape
+    gram = None if design.block is None else design.block.gram   # else X' diag(w) X dense
     if family == "negbin" and theta is None:
-        theta, ok = _nb_theta(y, X, off, design.gram if design.block is not None else None)
+        theta, ok = _nb_theta(y, X, off, gram)
         if not ok:
             notes.append(f"theta has no finite maximum (stopped at {theta:.3g}): no overdispersion.")
     if start is not None:
         start = np.asarray(start, float)
         if start.shape != (p,) or not np.all(np.isfinite(start)):
             start = None
-    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start,
-                                     gram=design.gram if design.block is not None else None)
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, gram=gram)
     if not converged:
         notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
 
@@ -830,10 +821,12 @@ def glm_clustered(
     var = _variance(mu, family, theta)
     scale = dmu / np.sqrt(var)
     e = (y - mu) / np.sqrt(var)
-    Z = X * scale[:, None] if design.block is None else None   # else built if needed
+    # Z = X * scale, the n x p standardised model matrix; with a factor block it is built
+    # only for a sandwich that needs it
+    Z = X * scale[:, None] if gram is None else None
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
-    M, flat = _inverse(Z.T @ Z if Z is not None else design.gram(scale**2))
+    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2))
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -859,15 +852,17 @@ def glm_clustered(
                 raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
         else:
             k = "CR0" if kind == "CR1" else kind
-            if Z is None and not (k == "CR0" and df_method != "satterthwaite"):
-                Z = X * scale[:, None]
-            if Z is None:   # CR0/CR1 without Satterthwaite df: the scores alone
-                meat, satt = _score_meat(X, scale * e, groups), None
-            elif k == "CR2" and any(_varies(var[g]) for g in groups):
-                meat, satt = _sandwich(Z, e, var, M, groups, k, df_method == "satterthwaite")
+            satterthwaite = df_method == "satterthwaite"
+            if k == "CR0" and not satterthwaite:   # the clusters' scores alone
+                meat, satt = (_score_meat(Z, e, groups) if Z is not None
+                              else _score_meat(X, scale * e, groups)), None
             else:
-                meat, satt = _sandwich_lowrank(Z, e, M, groups, "CR2" if k == "KC" else k,
-                                               df_method == "satterthwaite")
+                Z = X * scale[:, None] if Z is None else Z
+                if k == "CR2" and any(_varies(var[g]) for g in groups):
+                    meat, satt = _sandwich(Z, e, var, M, groups, k, satterthwaite)
+                else:
+                    meat, satt = _sandwich_lowrank(Z, e, M, groups, "CR2" if k == "KC" else k,
+                                                   satterthwaite)
             if kind == "CR1":
                 meat = meat * J / (J - 1)  # a scalar factor leaves the Satterthwaite df as they are
             V = M @ meat @ M

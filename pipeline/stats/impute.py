@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -186,10 +187,14 @@ class _Coded:
         out[self.block_pos] = np.bincount(self.codes, weights=v, minlength=self.k)[1:]
         return out
 
+    @cached_property
+    def dense_t(self) -> np.ndarray:
+        """The dense columns transposed, each contiguous (for :meth:`gram`), built once."""
+        return np.ascontiguousarray(self.dense.T)
+
     def gram(self, w: np.ndarray) -> np.ndarray:
         """``X' diag(w) X`` (:func:`pipeline.stats._eff_design.factor_gram`)."""
-        return factor_gram(np.ascontiguousarray(self.dense.T), self.dense_pos, self.codes,
-                           self.block_pos, w)
+        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w)
 
     def column_stats(self):
         """Each column's mean, standard deviation (ddof 1), minimum and maximum."""
@@ -430,11 +435,10 @@ def impute_binary(df: pd.DataFrame, outcome: str, predictors: Sequence[str], m: 
         yo = yv.iloc[rows].to_numpy()[ry]
         big = _many_levels(sub, predictors)
         if big is None:
-            X = _design(sub, predictors)
-            Xv = X.to_numpy(float)
-            X = X.loc[:, Xv.max(axis=0) > Xv.min(axis=0)] if len(X.columns) else X   # constant within group
-            Xa, ya, wa = augment(X.to_numpy(float), yo)
-            Xn = X.to_numpy(float)
+            Xn = _design(sub, predictors).to_numpy(float)
+            if Xn.shape[1]:   # columns constant within the group left out
+                Xn = Xn[:, Xn.max(axis=0) > Xn.min(axis=0)]
+            Xa, ya, wa = augment(Xn, yo)
             Xfit = np.column_stack([np.ones(ry.sum() + len(ya)),
                                     np.vstack([Xn[ry], Xa]) if Xn.shape[1] else
                                     np.empty((ry.sum() + len(ya), 0))])

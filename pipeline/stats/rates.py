@@ -183,7 +183,7 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200, gram=None
     ``maxiter`` steps did not get there. ``gram``: ``w -> X' diag(w) X`` when the caller
     has it cheaper than the sparse product (a design's factor summed per level).
     """
-    xtwx = _xtwx if gram is None else (lambda _, w: gram(w))
+    gram = gram or (lambda w: _xtwx(X, w))
     if start is None:
         mu = (y + y.mean()) / 2  # statsmodels' starting values
         eta = np.log(mu)
@@ -200,7 +200,7 @@ def _glm(y, X, offset, theta=None, start=None, tol=1e-14, maxiter=200, gram=None
             w = theta * mu * (theta + y) / (theta + mu) ** 2
             score = (y - mu) * theta / (theta + mu)
         z = eta - offset + score / w
-        new = _solve(xtwx(X, w), X.T @ (w * z), beta)
+        new = _solve(gram(w), X.T @ (w * z), beta)
         if beta is not None:
             # a coefficient whose level has no events has its maximum at minus infinity
             # and a flat likelihood there: Newton's step along that direction is rounding
