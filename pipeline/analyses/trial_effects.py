@@ -249,31 +249,35 @@ def _standardised(fit, d: pd.DataFrame, covariates: list[str], conf: float, df: 
     """Marginal risk difference and log risk ratio by standardisation (g-computation) from
     a logistic ``fit``: everyone's predicted risk with ``od`` set to 1 and to 0, averaged;
     delta-method variance from the fit's covariance. Returns ``((rd, se), (log rr, se))``."""
-    return _standardise(fit, *_counterfactual(d, covariates, list(fit.summary.index)))
+    return _standardise(fit, *_model_matrix(d, covariates, list(fit.summary.index)))
 
 
-def _counterfactual(d: pd.DataFrame, covariates: list[str], names: list[str],
-                    X: np.ndarray | None = None):
-    """The model matrix of ``d`` (terms ``names``) with everyone's ``od`` set to 1 and to 0
-    (``X``: that model matrix, when the caller has it)."""
+def _model_matrix(d: pd.DataFrame, covariates: list[str], names: list[str]):
+    """The model matrix of ``d`` (terms ``names``) and its ``od`` column, for
+    :func:`_standardise`."""
     from pipeline.stats._eff_design import design_matrix
 
-    if X is None:
-        X = design_matrix(d, ["od", *covariates])[names].to_numpy(float)
-    j = names.index("od")
-    X1, X0 = X.copy(), X.copy()
-    X1[:, j], X0[:, j] = 1.0, 0.0
-    return X1, X0
+    X = design_matrix(d, ["od", *covariates])[names].to_numpy(float)
+    return X, X[:, names.index("od")]
 
 
-def _standardise(fit, X1: np.ndarray, X0: np.ndarray) -> tuple[tuple, tuple]:
-    """:func:`_standardised` from the counterfactual model matrices (:func:`_counterfactual`)."""
+def _standardise(fit, X, x_od: np.ndarray) -> tuple[tuple, tuple]:
+    """:func:`_standardised` from the model matrix ``X`` of the people standardised over (an
+    array, or a design's factor block: anything with ``X @ b`` and ``X.T @ v``) and its
+    ``od`` column ``x_od``. Everyone's linear predictor with ``od`` set to 1 (to 0) is ``X b``
+    with ``od``'s term replaced, and the gradient's ``od`` entry is the sum of the
+    weights (zero), so the two counterfactual matrices are never built."""
     b = fit.summary["coef"].to_numpy(float)
     V = np.asarray(fit.vcov, dtype=float)
-    p1, p0 = 1 / (1 + np.exp(-(X1 @ b))), 1 / (1 + np.exp(-(X0 @ b)))
+    j = list(fit.summary.index).index("od")
+    eta0 = X @ b - x_od * b[j]
+    p1, p0 = 1 / (1 + np.exp(-(eta0 + b[j]))), 1 / (1 + np.exp(-eta0))
     m1, m0 = p1.mean(), p0.mean()
-    g1 = (p1 * (1 - p1)) @ X1 / len(X1)
-    g0 = (p0 * (1 - p0)) @ X0 / len(X0)
+    n = len(x_od)
+    v1, v0 = p1 * (1 - p1), p0 * (1 - p0)
+    g1, g0 = X.T @ v1, X.T @ v0
+    g1[j], g0[j] = v1.sum(), 0.0
+    g1, g0 = g1 / n, g0 / n
     g_rd = g1 - g0
     g_lrr = g1 / m1 - g0 / m0
     return ((m1 - m0, float(np.sqrt(g_rd @ V @ g_rd))),
@@ -327,7 +331,7 @@ class BinaryModel:
     """The logistic model :func:`effects` fits to a binary outcome, built once for the rows
     analysed (:func:`binary_model`): the variance the plan's method comes to on them, the
     model matrix and clusters (:class:`pipeline.stats.clustered.GLMDesign`) and the
-    standardisation's model matrices (everyone with ``od`` set to 1, and to 0). Fits of
+    standardisation's model matrix and ``od`` column (:func:`_standardise`). Fits of
     outcomes that differ only in some values (multiple imputation's completed datasets)
     share it (:func:`binary_effects`)."""
 
@@ -336,8 +340,8 @@ class BinaryModel:
     strata: list[str]
     choice: tuple
     design: GLMDesign
-    X1: np.ndarray
-    X0: np.ndarray
+    X: Any      # ndarray, or the design's factor block (pipeline.stats.clustered)
+    x_od: np.ndarray
     plan: AnalysisPlan
 
 
@@ -351,11 +355,15 @@ def binary_model(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[s
     strata = [plan.design.strata] if plan.design.strata else []
     choice = _variance_choice(d, method, plan, p)
     design = glm_design(d, ["od", *strata, *cols], cluster=choice[1])
-    # the design's matrix is d's when it kept every row (a million rows at national size)
-    X1, X0 = _counterfactual(d, [*strata, *cols], design.terms,
-                             design.X if design.rows is None else None)
+    # the design's matrix (or its factor block: a million rows at national size) is d's
+    # when it kept every row
+    if design.rows is None:
+        X = design.X if design.block is None else design.block
+        x_od = design.X[:, design.terms.index("od")]
+    else:
+        X, x_od = _model_matrix(d, [*strata, *cols], design.terms)
     return BinaryModel(op.outcome.column("outcome"), list(cols), strata, choice, design,
-                       X1, X0, plan)
+                       X, x_od, plan)
 
 
 def binary_effects(model: BinaryModel, y, start=None) -> list[Effect]:
@@ -368,7 +376,7 @@ def binary_effects(model: BinaryModel, y, start=None) -> list[Effect]:
                                 "binomial", start=start, design=model.design)
     s = fit.summary.loc["od"]
     df = float(s.df)
-    (rd, se_rd), (lrr, se_lrr) = _standardise(fit, model.X1, model.X0)
+    (rd, se_rd), (lrr, se_lrr) = _standardise(fit, model.X, model.x_od)
     words = (f"logistic model, {'site, ' if model.strata else ''}"
              f"{'covariates, ' if model.cols else ''}standardised over the people analysed "
              f"(delta method); {_words('binary', used, fit.n_clusters, df)}")

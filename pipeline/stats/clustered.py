@@ -163,19 +163,21 @@ def _start_eta(y, family, link, offset):
 
 
 def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter=100,
-          gram=None):
+          block=None):
     """Fisher scoring (iteratively reweighted least squares), as R's ``glm.fit``, with step
     halving when the deviance rises; stops when the deviance changes by less than ``tol``
     (relative; R's criterion, at a far smaller default). Returns ``(beta, mu, eta,
     converged)``; columns of ``X`` that are numerically collinear get a least-squares
-    step (their coefficients are reported as not estimable by the caller). ``gram``:
-    ``w -> X' diag(w) X`` when the design computes it cheaper (:class:`_FactorBlock`)."""
+    step (their coefficients are reported as not estimable by the caller). ``block``: the
+    design's :class:`_FactorBlock`, which takes the products with ``X`` and its
+    cross-products ``X' diag(w) X`` at the cost of the dense columns."""
+    A = X if block is None else block   # for products with the model matrix
     if start is None:
         eta = _start_eta(y, family, link, offset)
         beta = None
     else:
         beta = np.asarray(start, float)
-        eta = X @ beta + offset
+        eta = A @ beta + offset
     mu = _linkinv(eta, link)
     dev = np.inf if beta is None else _deviance(y, mu, family, theta)
     converged = False
@@ -184,24 +186,24 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
         w = d**2 / _variance(mu, family, theta)
         z = eta - offset + (y - mu) / d
         try:
-            if gram is None:
+            if block is None:
                 Xw = X * w[:, None]
                 new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
             else:
-                new = np.linalg.solve(gram(w), X.T @ (w * z))
+                new = np.linalg.solve(block.gram(w), block.T @ (w * z))
         except np.linalg.LinAlgError:
             new = np.linalg.lstsq(X * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
         if beta is not None:
             longest = np.max(np.abs(new - beta))
             if not longest <= MAX_STEP:
                 new = beta + (new - beta) * (MAX_STEP / longest if np.isfinite(longest) else 0.0)
-        eta_new = X @ new + offset
+        eta_new = A @ new + offset
         mu_new = _linkinv(eta_new, link)
         dev_new = _deviance(y, mu_new, family, theta)
         halvings = 0
         while beta is not None and not (np.isfinite(dev_new) and dev_new <= dev * (1 + 1e-15)) and halvings < 30:
             new = (new + beta) / 2
-            eta_new = X @ new + offset
+            eta_new = A @ new + offset
             mu_new = _linkinv(eta_new, link)
             dev_new = _deviance(y, mu_new, family, theta)
             halvings += 1
@@ -504,10 +506,12 @@ BLOCK_MIN_DUMMIES = 24
 class _FactorBlock:
     """One factor's treatment dummies in the model matrix (columns ``block_pos``; row ``i``
     has its 1 in ``block_pos[codes[i] - 1]``, none at level 0) and the other columns
-    (``dense_t`` transposed, at ``dense_pos``), for cross-products ``X' diag(w) X`` at the cost of the
-    dense columns: the dense block by one product, the factor's diagonal and its
-    cross-products with the dense columns by sums per level. A national extract's site
-    term is 49 of 64 columns, so this is about a seventeenth of the full product."""
+    (``dense_t`` transposed, at ``dense_pos``), for cross-products ``X' diag(w) X`` at the
+    cost of the dense columns: the dense block by one product, the factor's diagonal and
+    its cross-products with the dense columns by sums per level. A national extract's site
+    term is 49 of 64 columns, so this is about a seventeenth of the full product. It also
+    stands in for ``X`` in ``X @ b``, ``X.T @ v`` and per-cluster sums (:meth:`group_sums`),
+    which then read a quarter of the dense matrix's memory."""
 
     dense_t: np.ndarray   # the dense columns transposed (p_dense x n, rows contiguous)
     dense_pos: np.ndarray
@@ -516,6 +520,46 @@ class _FactorBlock:
 
     def gram(self, w: np.ndarray) -> np.ndarray:
         return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.codes), len(self.dense_pos) + len(self.block_pos)
+
+    def __matmul__(self, b: np.ndarray) -> np.ndarray:
+        """``X @ b``: the dense columns' product plus each row's level coefficient (the
+        sums of :meth:`gram` again, at a quarter of the dense matrix's memory traffic)."""
+        level = np.r_[0.0, b[self.block_pos]]
+        return b[self.dense_pos] @ self.dense_t + level[self.codes]
+
+    @property
+    def T(self) -> "_FactorBlockT":
+        return _FactorBlockT(self)
+
+    def group_sums(self, groups: np.ndarray, n_groups: int, v: np.ndarray) -> np.ndarray:
+        """``X_j' v_j`` of each group ``j`` (``groups``: each row's, 0 .. n_groups - 1) as
+        the rows of an ``n_groups x p`` array, by sums per group (and level)."""
+        S = np.empty((n_groups, self.shape[1]))
+        for k, col in zip(self.dense_pos, self.dense_t):
+            S[:, k] = np.bincount(groups, weights=col * v, minlength=n_groups)
+        k = len(self.block_pos) + 1
+        S[:, self.block_pos] = np.bincount(groups * k + self.codes, weights=v,
+                                           minlength=n_groups * k).reshape(n_groups, k)[:, 1:]
+        return S
+
+
+@dataclass(frozen=True, eq=False)
+class _FactorBlockT:
+    """``X.T`` of a :class:`_FactorBlock`, for ``X.T @ v``: the dense columns' product
+    and ``v`` summed per level."""
+
+    x: _FactorBlock
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        x = self.x
+        out = np.empty(x.shape[1])
+        out[x.dense_pos] = x.dense_t @ v
+        out[x.block_pos] = np.bincount(x.codes, weights=v, minlength=len(x.block_pos) + 1)[1:]
+        return out
 
 
 def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _FactorBlock | None:
@@ -672,15 +716,16 @@ def glm_design(df: pd.DataFrame, covariates: Sequence[str], cluster: str | None 
 
 # ----------------------------------------------------------------------------- the model
 
-def _nb_theta(y, X, offset, gram=None):
+def _nb_theta(y, X, offset, block=None):
     """ML theta of the NB2 model jointly with the coefficients (``MASS::glm.nb``), by the
-    search of :func:`pipeline.stats.rates.rate_ratio` (``gram``: the design's cross-product
-    when it has a factor summed per level)."""
+    search of :func:`pipeline.stats.rates.rate_ratio` on ``X`` as a sparse matrix, or on
+    the design's :class:`_FactorBlock` (``block``) when it has one: its products and
+    cross-products sum the large factor per level."""
     from scipy import sparse
 
     from pipeline.stats import rates
 
-    Xs = sparse.csr_matrix(X)
+    Xs, gram = (sparse.csr_matrix(X), None) if block is None else (block, block.gram)
     theta, _, ok = rates._negbin_theta(y, Xs, offset, rates._glm(y, Xs, offset, gram=gram),
                                        gram=gram)
     return theta, ok
@@ -804,16 +849,17 @@ def glm_clustered(
         design = _build_design(df, d, keep, covariates, cluster, offset, log_offset, [])
     X, terms, off = design.X, design.terms, design.off
     n, p = X.shape
-    gram = None if design.block is None else design.block.gram   # else X' diag(w) X dense
+    block = design.block   # None: products with X dense
+    gram = None if block is None else block.gram
     if family == "negbin" and theta is None:
-        theta, ok = _nb_theta(y, X, off, gram)
+        theta, ok = _nb_theta(y, X, off, block)
         if not ok:
             notes.append(f"theta has no finite maximum (stopped at {theta:.3g}): no overdispersion.")
     if start is not None:
         start = np.asarray(start, float)
         if start.shape != (p,) or not np.all(np.isfinite(start)):
             start = None
-    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, gram=gram)
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, block=block)
     if not converged:
         notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
 
@@ -854,8 +900,12 @@ def glm_clustered(
             k = "CR0" if kind == "CR1" else kind
             satterthwaite = df_method == "satterthwaite"
             if k == "CR0" and not satterthwaite:   # the clusters' scores alone
-                meat, satt = (_score_meat(Z, e, groups) if Z is not None
-                              else _score_meat(X, scale * e, groups)), None
+                if Z is not None:
+                    meat = _score_meat(Z, e, groups)
+                else:
+                    S = block.group_sums(design.codes, J, scale * e)
+                    meat = S.T @ S
+                satt = None
             else:
                 Z = X * scale[:, None] if Z is None else Z
                 if k == "CR2" and any(_varies(var[g]) for g in groups):

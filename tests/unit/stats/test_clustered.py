@@ -205,6 +205,34 @@ def test_a_large_factor_summed_per_level_fits_as_the_dense_product(monkeypatch, 
         clustered.glm_design(d, ["arm", "site", "x", "s7"], cluster="cluster")
 
 
+def test_a_factor_block_stands_in_for_the_model_matrix_in_products_and_standardisation(
+        monkeypatch):
+    """The factor block's ``X @ b``, ``X.T @ v`` and per-cluster sums are the dense matrix's
+    (to 1e-12 relative; they only sum in another order), and the standardised risk
+    difference and log risk ratio from it equal those from the dense matrix."""
+    from pipeline.analyses.trial_effects import _standardise
+    from pipeline.stats import clustered
+
+    d = _trial(seed=6, sites=30, per_arm=2, m=20).rename(columns={"arm": "od"})
+    d["x"] = np.random.default_rng(7).normal(size=len(d))
+    monkeypatch.setattr(clustered, "BLOCK_MIN_DUMMIES", 24)
+    design = clustered.glm_design(d, ["od", "site", "x"], cluster="cluster")
+    X, B = design.X, design.block
+    assert B is not None and B.shape == X.shape
+    rng = np.random.default_rng(8)
+    b, v = rng.normal(size=X.shape[1]), rng.normal(size=X.shape[0])
+    np.testing.assert_allclose(B @ b, X @ b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(B.T @ v, X.T @ v, rtol=1e-12, atol=1e-13)
+    S = B.group_sums(design.codes, len(design.levels), v)
+    np.testing.assert_allclose(S, np.array([X[g].T @ v[g] for g in design.groups]),
+                               rtol=1e-12, atol=1e-13)
+    fit = glm_clustered(d, "y", ["od", "site", "x"], design=design, family="binomial",
+                        cluster="cluster", vcov="CR1", df_method="K-1")
+    x_od = X[:, design.terms.index("od")]
+    np.testing.assert_allclose(np.ravel(_standardise(fit, B, x_od)),
+                               np.ravel(_standardise(fit, X, x_od)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("n,p,extra", [(6, 14, 0), (100, 5, 1), (100, 5, 0)])
 def test_the_design_rank_and_null_space_are_numpys(n, p, extra):
     """_rank agrees with numpy.linalg.matrix_rank for fewer rows than columns, an exactly
