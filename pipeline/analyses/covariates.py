@@ -72,13 +72,15 @@ def adjustment(d: pd.DataFrame, names: list[str] | tuple[str, ...]
                              "mean, with a missing indicator.")
         else:
             x = x.astype(object).where(x.notna(), MISSING).astype(str)
-            counts = x.value_counts()
+            # each level's indicator from the codes (one pass over the text, not one per level)
+            codes, levels = pd.factorize(x)
+            counts = pd.Series(np.bincount(codes, minlength=len(levels)), index=levels)
             ref = sorted(counts[counts == counts.max()].index)[0]
             for lv in sorted(counts.index):
                 if lv == ref:
                     continue
                 col = f"cov__{_safe(name)}__{_safe(lv)}"
-                out[col] = (x == lv).astype(float)
+                out[col] = (codes == levels.get_loc(lv)).astype(float)
                 cols.append(col)
     kept = []
     for c in cols:

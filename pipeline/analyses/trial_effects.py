@@ -402,7 +402,7 @@ def warm_start(effs: list[Effect]):
 def _why_not(d: pd.DataFrame, op: OutcomePlan, plan: AnalysisPlan) -> str | None:
     """Why an arm contrast of ``op`` cannot be estimated from ``d``, or None."""
     o = op.outcome
-    arm = d["arm"].astype(str)
+    arm = d["arm"]   # text or categorical: compared with each arm's name
     if op.kind == "time_to_event":
         x = (d[o.column("event")] == 1).astype(float)
     elif op.kind == "count":

@@ -48,8 +48,56 @@ def design_matrix(
     the column is a ``pd.Categorical``, else sorted order. The dense form of
     :func:`sparse_design`.
     """
-    names, X = sparse_design(df, covariates, intercept)
-    return pd.DataFrame(X.toarray(), columns=names, index=df.index)
+    names, X, _ = dense_design(df, covariates, intercept)
+    return pd.DataFrame(X, columns=names, index=df.index)
+
+
+def _terms(df: pd.DataFrame, covariates: Sequence[str], intercept: bool):
+    """The terms of :func:`design_matrix`: ``(names, parts)``, a part per term either
+    ``(None, values)`` (one numeric column) or ``(codes, levels)`` (a factor: each row's
+    level, 0 the reference and -1 missing, which gets no indicator)."""
+    n = len(df)
+    names: list[str] = []
+    parts: list[tuple] = []
+    if intercept:
+        names.append("(Intercept)")
+        parts.append((None, np.ones(n)))
+    for name in covariates:
+        s = df[name]
+        if is_categorical(s):
+            levels = levels_of(s)
+            if pd.api.types.is_bool_dtype(s):
+                levels = [False, True]
+            code = pd.Categorical(s, categories=levels).codes.astype(np.int64)
+            parts.append((code, levels))
+            names += [f"{name}{'TRUE' if lev is True else lev}" for lev in levels[1:]]
+        else:
+            parts.append((None, s.to_numpy(float)))
+            names.append(name)
+    return names, parts
+
+
+def dense_design(df: pd.DataFrame, covariates: Sequence[str], intercept: bool = True
+                 ) -> tuple[list[str], np.ndarray, list[tuple[np.ndarray, np.ndarray, list]]]:
+    """Column names and the model matrix of :func:`design_matrix` as an array, built
+    directly (not through the sparse matrix), and its factors: ``(columns, codes,
+    levels)`` per categorical term, ``columns`` its indicators' positions and ``codes``
+    each row's level (0 the reference)."""
+    names, parts = _terms(df, covariates, intercept)
+    X = np.zeros((len(df), len(names)))
+    factors = []
+    col = 0
+    for codes, values in parts:
+        if codes is None:
+            X[:, col] = values
+            col += 1
+            continue
+        width = max(len(values) - 1, 0)
+        rows = np.flatnonzero(codes > 0)
+        X[rows, col + codes[rows] - 1] = 1.0
+        factors.append((np.arange(col, col + width), codes, values))
+        col += width
+    return names, X, factors
 
 
 def sparse_design(
@@ -61,25 +109,15 @@ def sparse_design(
     from scipy import sparse
 
     n = len(df)
-    names: list[str] = []
+    names, parts = _terms(df, covariates, intercept)
     blocks = []
-    if intercept:
-        names.append("(Intercept)")
-        blocks.append(sparse.csr_matrix(np.ones((n, 1))))
-    for name in covariates:
-        s = df[name]
-        if is_categorical(s):
-            levels = levels_of(s)
-            if pd.api.types.is_bool_dtype(s):
-                levels = [False, True]
-            code = pd.Categorical(s, categories=levels).codes.astype(np.int64)
-            rows = np.flatnonzero(code > 0)
-            blocks.append(sparse.csr_matrix((np.ones(len(rows)), (rows, code[rows] - 1)),
-                                            shape=(n, max(len(levels) - 1, 0))))
-            names += [f"{name}{'TRUE' if lev is True else lev}" for lev in levels[1:]]
+    for codes, values in parts:
+        if codes is None:
+            blocks.append(sparse.csr_matrix(values.reshape(-1, 1)))
         else:
-            blocks.append(sparse.csr_matrix(s.to_numpy(float).reshape(-1, 1)))
-            names.append(name)
+            rows = np.flatnonzero(codes > 0)
+            blocks.append(sparse.csr_matrix((np.ones(len(rows)), (rows, codes[rows] - 1)),
+                                            shape=(n, max(len(values) - 1, 0))))
     X = sparse.hstack(blocks, format="csr") if blocks else sparse.csr_matrix((n, 0))
     return names, X
 

@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from pipeline.stats._eff_design import (check_columns, check_conf_level, design_matrix,
-                                        factor_gram, is_categorical, levels_of)
+from pipeline.stats._eff_design import (check_columns, check_conf_level, dense_design,
+                                        factor_gram)
 from pipeline.stats._result import Result
 from pipeline.stats.rates import _inverse
 
@@ -223,7 +223,7 @@ def _clusters_of(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return [order[bounds[j]:bounds[j + 1]] for j in range(n_clusters)]
 
 
-def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
+def _rank(X: np.ndarray, gram=None) -> tuple[int, np.ndarray]:
     """Rank of a tall ``X`` and its null-space directions (rows), by
     ``numpy.linalg.matrix_rank``'s tolerance (ten times it) on the singular values of ``X``.
 
@@ -232,8 +232,10 @@ def _rank(X: np.ndarray) -> tuple[int, np.ndarray]:
     otherwise the singular values come from the R factor of a QR of ``X``. The square
     roots of the eigenvalues are too coarse for that tolerance: an eigenvalue rounded to
     1e-14 of the largest is a singular value of 1e-7, and a column repeating a factor
-    level's indicator passed as full rank that way."""
-    lam = np.linalg.eigvalsh(X.T @ X)
+    level's indicator passed as full rank that way. ``gram``: ``w -> X' diag(w) X`` when
+    the design has it cheaper than the product (its eigenvalues only have to show that
+    the smallest is far above rounding)."""
+    lam = np.linalg.eigvalsh(X.T @ X if gram is None else gram(np.ones(len(X))))
     p = X.shape[1]
     if p == 0 or lam[0] > lam[-1] * 1e-8:
         return p, np.zeros((0, p))
@@ -562,24 +564,17 @@ class _FactorBlockT:
         return out
 
 
-def _factor_block(d: pd.DataFrame, covariates: list[str], X: np.ndarray) -> _FactorBlock | None:
-    """The :class:`_FactorBlock` of the covariate with the most dummies, if more than
-    :data:`BLOCK_MIN_DUMMIES` (columns as :func:`design_matrix` lays them out)."""
-    col, best = 1, None   # column 0: the intercept
-    for c in covariates:
-        s = d[c]
-        if is_categorical(s):
-            levels = [False, True] if pd.api.types.is_bool_dtype(s) else levels_of(s)
-            width = max(len(levels) - 1, 0)
-            if width > BLOCK_MIN_DUMMIES and (best is None or width > len(best[1])):
-                best = (c, np.arange(col, col + width), levels)
-        else:
-            width = 1
-        col += width
+def _factor_block(X: np.ndarray, factors: list) -> _FactorBlock | None:
+    """The :class:`_FactorBlock` of the factor with the most dummies, if more than
+    :data:`BLOCK_MIN_DUMMIES` (``factors`` as :func:`pipeline.stats._eff_design.dense_design`
+    gives them for ``X``)."""
+    best = None
+    for cols, codes, _ in factors:
+        if len(cols) > BLOCK_MIN_DUMMIES and (best is None or len(cols) > len(best[0])):
+            best = (cols, codes)
     if best is None:
         return None
-    c, bp, levels = best
-    codes = pd.Categorical(d[c], categories=levels).codes.astype(np.int64)
+    bp, codes = best
     dp = np.setdiff1d(np.arange(X.shape[1]), bp)
     return _FactorBlock(np.ascontiguousarray(X[:, dp].T), dp, codes, bp)
 
@@ -653,14 +648,10 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
                   log_offset: bool, notes: list[str]) -> GLMDesign:
     """The design of the rows ``d`` (``source`` with rows missing a used column dropped;
     ``keep`` their positions there, None if none was)."""
-    Xdf = design_matrix(d, covariates)
-    X = Xdf.to_numpy(float)
+    names, X, factors = dense_design(d, covariates)
     n, p = X.shape
-    block = _factor_block(d, covariates, X)
-    # on X itself, not the per-level cross-product: a singular value found as the root of
-    # a rounded eigenvalue is too coarse for matrix_rank's tolerance (a design with an
-    # exactly collinear column passed that way)
-    if _rank(X)[0] < p:
+    block = _factor_block(X, factors)
+    if _rank(X, None if block is None else block.gram)[0] < p:
         raise ValueError("the covariates are collinear (model matrix not of full column rank)")
     off = np.zeros(n)
     if offset:
@@ -675,7 +666,7 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
         codes, levels = pd.factorize(d[cluster], sort=True)
         groups = _clusters_of(codes, len(levels))
     return GLMDesign(tuple(covariates), cluster, offset, log_offset, d.index, keep,
-                     len(source), list(Xdf.columns), X, off, codes, levels, groups,
+                     len(source), names, X, off, codes, levels, groups,
                      tuple(notes), source.index, block)
 
 
