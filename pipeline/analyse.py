@@ -174,6 +174,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     plan = (plan_mod.parse(params).with_definitions(words)
             .check_data(persons, clusters))  # before any estimate
     d = prepare(persons, plan)
+    del persons   # d is a copy: the frame once, not twice (a million rows at national size)
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
     out.public["plan"] = pd.DataFrame(plan.describe(weighted="weighting" in p["run"]),
                                      columns=["item", "plan"])

@@ -180,7 +180,8 @@ def table_one(
 
     rows: list[dict] = []
     smd: dict[str, float] = {}
-    fmt_rows: list[tuple[str, dict]] = [("n", {lab: f"{int((g == k).sum())}" for lab, k in zip(glabels, groups, strict=True)})]
+    masks = [(g == k).to_numpy() for k in groups]   # each group's rows, found once
+    fmt_rows: list[tuple[str, dict]] = [("n", {lab: f"{int(m.sum())}" for lab, m in zip(glabels, masks, strict=True)})]
     for v in variables:
         x = d[v]
         nmiss = int(x.isna().sum())
@@ -189,15 +190,17 @@ def table_one(
             smd[v] = smd_categorical(x, g, groups, levels)
             header = f"{v} (%)"
             fmt_rows.append((header, {"SMD": f"{smd[v]:.3f}", "Missing": str(nmiss)}))
-            for lev in levels:
+            # per group: missing (code -1), then each level's count, from the codes at once
+            codes = pd.Categorical(x, categories=levels).codes.astype(np.int64) + 1
+            counts = [np.bincount(codes[m], minlength=len(levels) + 1) for m in masks]
+            for li, lev in enumerate(levels):
                 cells = {}
-                for lab, k in zip(glabels, groups, strict=True):
-                    xk = x[g == k]
-                    nk = int(xk.notna().sum())
-                    cnt = int((xk == lev).sum())
+                for lab, c in zip(glabels, counts, strict=True):
+                    nk = int(c[1:].sum())
+                    cnt = int(c[li + 1])
                     pct = 100 * cnt / nk if nk else np.nan
                     rows.append({"variable": v, "level": _label(lev), "group": lab,
-                                 "kind": "categorical", "n": nk, "missing": int(xk.isna().sum()),
+                                 "kind": "categorical", "n": nk, "missing": int(c[0]),
                                  "count": cnt, "pct": pct})
                     cells[lab] = f"{cnt} ({pct:.1f})"
                 fmt_rows.append((f"   {_label(lev)}", cells))
@@ -208,8 +211,8 @@ def table_one(
             smd[v] = smd_continuous(x, g, groups)
             kind = "nonnormal" if v in nonnormal else "normal"
             cells = {}
-            for lab, k in zip(glabels, groups, strict=True):
-                xk = x[g == k]
+            for lab, m in zip(glabels, masks, strict=True):
+                xk = x[m]
                 xx = xk.dropna().to_numpy()
                 q1, med, q3 = (np.quantile(xx, [0.25, 0.5, 0.75]) if xx.size else [np.nan] * 3)
                 row = {"variable": v, "level": "", "group": lab, "kind": kind, "n": int(xx.size),
