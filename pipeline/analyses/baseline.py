@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import disclosure, output_policy
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.plan import AnalysisPlan, cluster_covariate_frame
 from pipeline.stats._result import NotEstimable
 
@@ -82,7 +82,7 @@ def table_one(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any]) -> Analys
 
     out = AnalysisResult("baseline")
     variables = list(p["table_one"])
-    dd = d.assign(arm=d["arm"].astype(str))
+    dd = with_columns(d, arm=d["arm"].astype(str))
     num = [v for v in variables if pd.api.types.is_numeric_dtype(dd[v])]
     try:
         res = t1(dd, "arm", variables, categorical=[v for v in variables if v not in num],

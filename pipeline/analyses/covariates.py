@@ -36,7 +36,7 @@ def with_cluster_covariates(d: pd.DataFrame, plan: AnalysisPlan,
     if not plan.cluster_covariates or clusters is None or not len(clusters):
         return d
     wide = cluster_covariate_frame(clusters).set_index("cluster_id")
-    out = d.copy()
+    out = d.copy(deep=False)   # whole columns are added: d's data need not be copied
     for c in plan.cluster_covariates:
         out[c] = out["cluster_id"].map(wide[c])
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import disclosure
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.trial_effects import has_clusters, row
 from pipeline.plan import AnalysisPlan
 
@@ -32,13 +32,13 @@ def primary_curves(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         return res
     o = op.outcome
     time, status = o.column("time"), o.column("event")
-    dd = d.assign(__ev=(d[status] == 1).astype(int))
+    dd = with_columns(d, __ev=(d[status] == 1).astype(int))
     times = [float(t) for t in p["curve_times"]]
     res.results["primary_km"] = kaplan_meier(dd, time, "__ev", group="arm",
                                              conf_level=plan.conf_level, times=times)
     res.results["primary_aj"] = aalen_johansen(dd, time, status, group="arm",
                                                conf_level=plan.conf_level)
-    rc = disclosure.rounded_curve_data(dd.assign(arm=dd["arm"].astype(str)), time, status,
+    rc = disclosure.rounded_curve_data(with_columns(dd, arm=dd["arm"].astype(str)), time, status,
                                        cfg, "arm")
     counts = rc.groupby(["arm", time, status]).size().rename("count").reset_index()
     counts.insert(0, "outcome", o.name)

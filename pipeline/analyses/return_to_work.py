@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import disclosure
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
 from pipeline.analyses.trial_effects import (_NOT_ESTIMABLE, Effect, binary_effects,
                                              binary_model, effects, has_clusters,
@@ -121,7 +121,8 @@ def population(d: pd.DataFrame, deaths: str = "composite",
     """The people the status at two years is due from, with ``rtw_y`` (1 in work or
     education, 0 not, NaN missing: to impute), ``rtw_missing`` and the imputation model's
     predictors ``rtw_place`` (cluster, else site), ``rtw_base`` and ``rtw_last``."""
-    pop = d[d["window_reached"].fillna(False).astype(bool)].copy()
+    # the selection is a new frame: a shallow copy of it (not a second deep one) takes columns
+    pop = d[d["window_reached"].fillna(False).astype(bool)].copy(deep=False)
     died = pop["died_before_window"].fillna(False).astype(bool)
     if deaths == "while_alive":
         pop, died = pop[~died], died[~died]
@@ -156,7 +157,8 @@ def _analyse_completed(frame, y, plan, op, p, cols, method, start=None, model=No
     if model is not None:
         return binary_effects(model, y, start=start)
     col = op.outcome.column("outcome")
-    return effects(frame.assign(**{col: y.to_numpy()}), plan, op, p, cols, method, start=start)
+    return effects(with_columns(frame, **{col: y.to_numpy()}), plan, op, p, cols, method,
+                   start=start)
 
 
 def _model(frame, plan, op, p, cols, method):
@@ -325,7 +327,7 @@ def _rd_only(frame, y, plan, op, p, cols, method, start=None, model=None):
         from pipeline.stats import cluster_level
 
         col = op.outcome.column("outcome")
-        res = cluster_level(frame.assign(**{col: y.to_numpy()}), "binary", cluster="cluster_id",
+        res = cluster_level(with_columns(frame, **{col: y.to_numpy()}), "binary", cluster="cluster_id",
                             arm="od", strata=plan.design.strata, covariates=cols,
                             scale="difference", conf_level=plan.conf_level, outcome=col)
         r = res.summary.iloc[0]
@@ -374,8 +376,8 @@ def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict
         return [not_estimated(label, op.name, f"cumulative incidence difference at {t} days",
                               est.format(t=t), "an arm has no one not in work at baseline",
                               n=len(nw)) for t in s["cif_times"]]
-    f = nw.assign(grp=nw["arm"].astype(str), t=nw["rtw_time"].astype(float),
-                  e=nw["rtw_event"].astype(int))
+    f = with_columns(nw, grp=nw["arm"].astype(str), t=nw["rtw_time"].astype(float),
+                     e=nw["rtw_event"].astype(int))
     aj = aalen_johansen(f, "t", "e", cause=1, group="grp", conf_level=plan.conf_level)
     at = aj.at(s["cif_times"])
     z = st.norm.ppf(1 - (1 - plan.conf_level) / 2)

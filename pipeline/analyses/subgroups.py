@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.covariates import MISSING, _safe
 from pipeline.analyses.trial_effects import _cox, row as _row
 from pipeline.plan import AnalysisPlan
@@ -98,7 +98,7 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                                              "with enough events in both arms."]))
             continue
         ref = levels[0]
-        dd = d.assign(__ev=ev)
+        dd = with_columns(d, __ev=ev)
         lv_cols, int_cols = [], []
         for lv in levels[1:]:
             c = f"sg__{_safe(lv)}"

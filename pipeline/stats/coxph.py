@@ -404,13 +404,24 @@ class CoxResult(AttrResult):
     n, n_events, n_clusters : int
     weighted : bool
         Fitted with case ``weights``.
-    dfbeta : DataFrame, shape (n, n_terms), optional
+    dfbeta : DataFrame, shape (n, n_terms), or None
         With a cluster or weights (and no jackknife): each used row's weighted dfbeta
         residual (R ``residuals(fit, "dfbeta", weighted = TRUE)``), indexed like the input;
-        per-cluster sums of these give the robust variance.
+        per-cluster sums of these give the robust variance. Computed when first read (a
+        result of a national extract would otherwise hold a million rows of them).
     """
 
     title = "Cox proportional hazards model"
+
+    @cached_property
+    def dfbeta(self) -> pd.DataFrame | None:
+        index = getattr(self, "_dfbeta_index", None)
+        if index is None:
+            return None
+        sd = self._sd
+        back = np.empty((len(sd.order), len(self.summary)))
+        back[sd.order] = _dfbeta(self._terms, sd, self.vcov_naive)
+        return pd.DataFrame(back, index=index, columns=self.summary.index.tolist())
 
     @cached_property
     def concordance(self) -> dict:
@@ -621,8 +632,7 @@ def cox(
             _bincount_cols(D, cl, (terms.score_residuals() * sd.w[:, None]) @ vcov_naive)
             vcov, B0 = _jackknife(sd, cl, n_clusters, w is not None, beta, beta - D)
         else:
-            # weighted dfbeta residuals, rows sorted (R residuals(fit, "dfbeta", weighted = TRUE))
-            dfbeta = (terms.score_residuals() * sd.w[:, None]) @ vcov_naive
+            dfbeta = _dfbeta(terms, sd, vcov_naive)
             D = np.zeros((n_clusters, len(beta)))
             _bincount_cols(D, cl, dfbeta)  # dfbeta per cluster
             vcov = D.T @ D
@@ -678,8 +688,11 @@ def cox(
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
     result._term_cols = term_cols
-    if dfbeta is not None:
-        back = np.empty_like(dfbeta)
-        back[sd.order] = dfbeta
-        result.dfbeta = pd.DataFrame(back, index=d.index, columns=names)
+    result._dfbeta_index = d.index if dfbeta is not None else None   # CoxResult.dfbeta
     return result
+
+
+def _dfbeta(terms: _Terms, sd, vcov_naive: np.ndarray) -> np.ndarray:
+    """The weighted dfbeta residuals, rows sorted (R ``residuals(fit, "dfbeta", weighted =
+    TRUE)``)."""
+    return (terms.score_residuals() * sd.w[:, None]) @ vcov_naive
