@@ -11,6 +11,7 @@ report did not write is replaced or deleted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html as htmllib
 import json
@@ -48,7 +49,14 @@ def exact_counterpart(con, public: str, df: pd.DataFrame) -> pd.DataFrame | None
 
 def save_figure(fig, folder: Path, stem: str) -> dict[str, Path]:
     """``stem``.svg and ``stem``.png without dates or versions (byte-identical reruns),
-    each text measured once for both (:mod:`pipeline.figure_text`)."""
+    each text measured once for both (:mod:`pipeline.figure_text`). Inside
+    :func:`saving_beside`, possibly by a second process while this one goes on."""
+    if _BESIDE and _BESIDE[-1].save(fig, folder, stem):
+        return {"svg": folder / f"{stem}.svg", "png": folder / f"{stem}.png"}
+    return _save_now(fig, folder, stem)
+
+
+def _save_now(fig, folder: Path, stem: str) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     from pipeline.figure_text import text_measured_once
@@ -61,6 +69,84 @@ def save_figure(fig, folder: Path, stem: str) -> dict[str, Path]:
         fig.savefig(png, format="png", bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return {"svg": svg, "png": png}
+
+
+class _Beside:
+    """One forked process at a time saving a figure (:func:`_save_now`) while this one
+    builds and saves the next: saving is most of the report's time and figures are
+    independent. A figure whose process failed in any way is saved again here when the
+    saves are joined, so that its error, if any, is raised as without the second process.
+    Linux only (fork); elsewhere every figure is saved here."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.enabled = sys.platform.startswith("linux")
+        self.busy: tuple | None = None        # (pid, fig, folder, stem)
+        self.failed: list[tuple] = []
+        self.started = 0                      # figures given to a forked process
+
+    def _reap(self, block: bool) -> bool:
+        """Whether the forked save is over (recording a failed one)."""
+        import os
+
+        if self.busy is None:
+            return True
+        pid, status = os.waitpid(self.busy[0], 0 if block else os.WNOHANG)
+        if pid == 0:
+            return False
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            self.failed.append(self.busy[1:])
+        else:
+            import matplotlib.pyplot as plt
+
+            plt.close(self.busy[1])
+        self.busy = None
+        return True
+
+    def save(self, fig, folder: Path, stem: str) -> bool:
+        """Start saving ``fig`` in a forked process, unless one is still busy (then the
+        caller saves it): whether it was started."""
+        import os
+
+        if not self.enabled or not self._reap(block=False):
+            return False
+        pid = os.fork()
+        if pid == 0:   # the child: save, and leave without running this process's exit code
+            code = 1
+            try:
+                _save_now(fig, folder, stem)
+                code = 0
+            finally:
+                os._exit(code)
+        self.busy = (pid, fig, folder, stem)
+        self.started += 1
+        return True
+
+    def join(self) -> None:
+        self._reap(block=True)
+        failed, self.failed = self.failed, []
+        for fig, folder, stem in failed:
+            _save_now(fig, folder, stem)
+
+
+_BESIDE: list[_Beside] = []
+
+
+@contextlib.contextmanager
+def saving_beside():
+    """:func:`save_figure` inside the block may save in a second process (:class:`_Beside`);
+    every figure is written when the block ends."""
+    saver = _Beside()
+    _BESIDE.append(saver)
+    try:
+        yield saver
+        _BESIDE.pop()
+        saver.join()
+    finally:
+        if _BESIDE and _BESIDE[-1] is saver:
+            _BESIDE.pop()
+            saver._reap(block=True)
 
 
 def _curve_frame(counts: pd.DataFrame) -> pd.DataFrame:
@@ -1394,7 +1480,8 @@ def build(con, params: dict, reports_dir: Path, progress=None) -> Path:
                          rule="report.write") as stage:
         (stage / "figures").mkdir()
         (stage / "tables").mkdir()
-        figs = figures(con, params, stage / "figures")
+        with saving_beside():
+            figs = figures(con, params, stage / "figures")
         step(1, "figures")
         for name in sorted(_results_tables(con)):
             if name.endswith("_public") or name == "analysis_curve_counts":
