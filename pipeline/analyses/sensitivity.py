@@ -218,13 +218,26 @@ def _shares_design(d: pd.DataFrame, plan: AnalysisPlan):
     return glm_design(d[[strata]], [strata])
 
 
+def _arm_members(d: pd.DataFrame, arms) -> dict[str, pd.Series]:
+    """``{a: d["arm"].astype(str) == a}`` for each of ``arms``; for a categorical arm
+    without missing values from its categories' names (a string per category, not one per
+    person: 0.3 CPU s over a national extract)."""
+    arm = d["arm"]
+    if isinstance(arm.dtype, pd.CategoricalDtype) and arm.notna().all():
+        names = np.asarray(arm.cat.categories.astype(str))
+        codes = arm.cat.codes.to_numpy()
+        return {a: pd.Series(np.isin(codes, np.flatnonzero(names == a)), index=d.index)
+                for a in arms}
+    arm = arm.astype(str)
+    return {a: arm == a for a in arms}
+
+
 def missing_data(d: pd.DataFrame, plan: AnalysisPlan, s: dict, cfg: dict
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(exact table, public table): per outcome of the plan and arm, who is analysed and
     who is missing or cut short and why, with the differential flag per outcome."""
     why = end_reason(d)
-    arm = d["arm"].astype(str)
-    in_arm = {a: arm == a for a in (plan.comparison_arm, plan.reference_arm)}
+    in_arm = _arm_members(d, (plan.comparison_arm, plan.reference_arm))
     clustered = has_clusters(d) and d["cluster_id"].nunique() >= 4
     design = _shares_design(d, plan) if clustered else None
     parts, tested = [], []   # tested: (indicator, its test) of the outcomes so far
@@ -313,8 +326,25 @@ def _variance_words(unit: str | None, g: int | None) -> str:
     return f"delete-one-{what} jackknife ({g} {what}s), t on {g - 1} df"
 
 
+def _model_frame(d: pd.DataFrame, plan: AnalysisPlan, cols: list[str], *columns: str
+                 ) -> pd.DataFrame:
+    """The columns of ``d`` that the plan's analyses (:func:`pipeline.analyses.
+    trial_effects.effects`) read: ``columns`` (the outcome's), arm, covariates ``cols``,
+    strata and clusters; each cluster named by its number in the names' sorted order when
+    no one lacks one (the same people together, the same order, the same count: every fit
+    is the one on the names). Subsets and refits of it copy and count a few numeric
+    columns, not the person frame and a million cluster names."""
+    keep = [c for c in dict.fromkeys([*columns, "od", *cols, plan.design.strata, "cluster_id"])
+            if c is not None and c in d]
+    out = d[keep]
+    if "cluster_id" in out and out["cluster_id"].notna().all():
+        out = with_columns(out, cluster_id=pd.factorize(out["cluster_id"], sort=True)[0])
+    return out
+
+
 def _ph(d, plan, op, p, cols, s, res) -> None:
-    """The PH score test of the arm term and the hazard ratio per period."""
+    """The PH score test of the arm term and the hazard ratio per period (``d``: the
+    outcome's :func:`_model_frame`)."""
     from pipeline.stats import cox
 
     o = op.outcome
@@ -342,11 +372,8 @@ def _ph(d, plan, op, p, cols, s, res) -> None:
     method = plan.method(op.name)
     cuts = sorted(float(x) for x in s["ph_periods"])
     rows = []
-    # the columns the plan's analyses read: each period copies these rows, not the frame's
-    used = dd[[c for c in dict.fromkeys([t, "__e", "od", *cols, strata, "cluster_id"])
-               if c is not None and c in dd]]
     for a, b in zip(cuts[:-1], cuts[1:]):
-        at = used[used[t] > a]
+        at = dd[dd[t] > a]
         sub = with_columns(at, __t=np.minimum(at[t], b) - a,
                            __pe=((at["__e"] == 1) & (at[t] <= b)).astype(int))
         per = replace(op, outcome=replace(o, columns=(("time", "__t"), ("event", "__pe"))))
@@ -431,6 +458,9 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
     o = op.outcome
     why = end_reason(dd)
     t_col, e_col = o.column("time"), o.column("event")
+    adm_cols = (["admission_time", "admission_event"]
+                if op.name == "relapse" and "admission_time" in dd else [])
+    mf = _model_frame(dd, plan, cols, t_col, e_col, *adm_cols)
 
     def guarded(label, measure, fn):
         try:
@@ -440,14 +470,14 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
                                                str(exc), n=len(dd)))
 
     guarded(LABELS["ph"], "proportional-hazards chi-square (arm)",
-            lambda: _ph(dd, plan, op, p, cols, s, res))
+            lambda: _ph(mf, plan, op, p, cols, s, res))
     guarded(LABELS["rmst"], "RMST difference", lambda: _rmst(dd, plan, op, s, res))
-    if op.name == "relapse" and "admission_time" in dd:
+    if adm_cols:
         adm = replace(op, outcome=replace(o, columns=(("time", "admission_time"),
                                                       ("event", "admission_event")),
                                           event="admission"))
         guarded(LABELS["admissions"], op.measure, lambda: _plan_analysis(
-            LABELS["admissions"], dd, plan, adm, p, cols, clusters, res,
+            LABELS["admissions"], mf, plan, adm, p, cols, clusters, res,
             "first admission (crisis episodes and detentions without admission not counted)",
             ["The first inpatient admission alone is the event: crisis episodes, which Open "
              "Dialogue teams may record differently from usual care, are not counted."]))
@@ -466,7 +496,7 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
         guarded(LABELS["fine_gray"], "subdistribution hazard ratio",
                 lambda: _fine_gray(dd, plan, op, cols, res))
     moved = (why == "transferred_out") & (dd[e_col] == 0)
-    tr = with_columns(dd, __tr_event=np.where(moved, 1, dd[e_col]))
+    tr = with_columns(mf, __tr_event=np.where(moved, 1, mf[e_col]))
     tr_op = replace(op, outcome=replace(o, columns=(("time", t_col), ("event", "__tr_event"))))
     guarded(LABELS["transfer"], op.measure, lambda: _plan_analysis(
         LABELS["transfer"], tr, plan, tr_op, p, cols, clusters, res,

@@ -98,11 +98,13 @@ def test_the_missing_data_tests_share_a_design_and_repeat_none_without_changing_
     assert "cluster-level" in exact["test"].iloc[0]
     why = sens.end_reason(d)
     in_arm = {a: d["arm"].astype(str) == a for a in (plan.comparison_arm, plan.reference_arm)}
+    assert all(m.equals(sens._arm_members(d, list(in_arm))[a]) for a, m in in_arm.items())
     for op in plan.outcomes:
-        _, short = sens._missing_rows(d, plan, op, why, in_arm)
+        rows, short = sens._missing_rows(d, plan, op, why, in_arm)
         own = sens._differential(d, short, plan, s, clustered=True, design=None)
-        got = exact[exact["outcome"] == op.name].iloc[0]
-        assert {k: got[k] for k in own} == own
+        got = exact[exact["outcome"] == op.name]
+        assert {k: got.iloc[0][k] for k in own} == own
+        pd.testing.assert_frame_equal(got[rows.columns].reset_index(drop=True), rows)
 
 
 def test_public_missing_table_hides_small_counts_and_their_complements():
