@@ -209,7 +209,8 @@ def _shares_design(d: pd.DataFrame, plan: AnalysisPlan):
     """The model matrix of the stratum term (:func:`pipeline.stats.glm_design`) that the
     first stage of the cluster-level test of every outcome's share missing fits, built once
     for all of them: None without strata or when a person lacks a cluster, arm or stratum
-    (then each test drops its own rows and builds its own)."""
+    (then each test drops its own rows and builds its own, as does a test whose indicator
+    is missing for someone)."""
     from pipeline.stats import glm_design
 
     strata = plan.design.strata
@@ -338,7 +339,8 @@ def _model_frame(d: pd.DataFrame, plan: AnalysisPlan, cols: list[str], *columns:
             if c is not None and c in d]
     out = d[keep]
     if "cluster_id" in out and out["cluster_id"].notna().all():
-        out = with_columns(out, cluster_id=pd.factorize(out["cluster_id"], sort=True)[0])
+        out = with_columns(out, cluster_id=pd.factorize(out["cluster_id"].to_numpy(),
+                                                        sort=True)[0])
     return out
 
 

@@ -298,7 +298,7 @@ def cluster_level(
     # them), found once for the checks and the table (over a national extract's million
     # rows this step took 0.28 CPU s with three groupbys by the clusters' names, 0.16 so).
     # The sums stay pandas' (compensated) ones.
-    code, names = pd.factorize(d[cluster], sort=True)
+    code, names = pd.factorize(d[cluster].to_numpy(), sort=True)
     first = _first_rows(code, len(names))
     m = np.bincount(code, minlength=len(names))
     in_arm = np.bincount(code, weights=armv, minlength=len(names))   # people with arm 1

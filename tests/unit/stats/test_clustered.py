@@ -245,6 +245,21 @@ def test_the_cluster_table_is_the_clusters_grouped_by_name():
     pd.testing.assert_frame_equal(res.clusters.drop(columns="value"), want, check_exact=True)
 
 
+def test_clusters_are_ordered_by_name_whatever_the_column_type():
+    """A categorical cluster column whose categories run backwards: the clusters are still
+    taken in their names' order, so the analysis and the permutation test are those of the
+    plain column."""
+    d = _trial(seed=7)
+    c = d.assign(cluster=pd.Categorical(d["cluster"],
+                                        categories=sorted(d["cluster"].unique())[::-1]))
+    kw = dict(cluster="cluster", arm="arm", strata="site", duration="time", event="event",
+              permutation=True, max_exact=100, n_perm=999)
+    plain, cat = cluster_level(d, "survival", **kw), cluster_level(c, "survival", **kw)
+    pd.testing.assert_frame_equal(cat.clusters, plain.clusters, check_exact=True)
+    pd.testing.assert_frame_equal(cat.permutation.summary, plain.permutation.summary,
+                                  check_exact=True)
+
+
 def test_a_design_built_once_gives_the_same_analysis_and_must_fit_the_rows():
     """Outcomes of the same people share the first stage's model matrix (glm_design): the
     result is the one built inside, to the bit; a design of other rows or kinds is refused."""
