@@ -123,10 +123,11 @@ def end_reason(d: pd.DataFrame) -> pd.Series:
 
 # --------------------------------------------------------------------------- missing data
 
-def _missing_rows(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, why: pd.Series
-                  ) -> tuple[pd.DataFrame, pd.Series]:
-    """Per arm: people, analysed, and the reasons; and each person's 'missing or cut
-    short' indicator (NaN for people outside the outcome's population)."""
+def _missing_rows(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, why: pd.Series,
+                  in_arm: dict[str, pd.Series]) -> tuple[pd.DataFrame, pd.Series]:
+    """Per arm (``in_arm``: each arm's members): people, analysed, and the reasons; and
+    each person's 'missing or cut short' indicator (NaN for people outside the outcome's
+    population)."""
     o = op.outcome
     if op.kind == "time_to_event":
         analysed = pd.Series(True, index=d.index)
@@ -158,32 +159,36 @@ def _missing_rows(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, why: pd.
         short = ~analysed
     rows = []
     for a in (plan.comparison_arm, plan.reference_arm):
-        m = d["arm"].astype(str) == a
+        m = in_arm[a]
         r = dict(outcome=op.name, arm=a, people=int(m.sum()),
                  analysed=int((analysed & m).sum()),
                  missing_or_cut_short=int((short & m).sum()))
+        counts = reason[m].value_counts()   # one pass, not one comparison per reason
         for k in REASONS:
-            r[k] = int(((reason == k) & m).sum())
+            r[k] = int(counts.get(k, 0))
         rows.append(r)
     return pd.DataFrame(rows), short.astype(float)
 
 
-def _differential(d: pd.DataFrame, short: pd.Series, plan: AnalysisPlan, s: dict
-                  ) -> dict[str, Any]:
+def _differential(d: pd.DataFrame, short: pd.Series, plan: AnalysisPlan, s: dict,
+                  clustered: bool, design=None) -> dict[str, Any]:
     """Difference in the share missing or cut short (comparison - reference), the design's
-    test and the flag."""
+    test and the flag. ``clustered``: the test is the cluster-level one (at least 4
+    clusters); ``design``: the stratum term of its first stage (:func:`_shares_design`)."""
     x = with_columns(d, __short=short.to_numpy())
     shares = x.groupby("od")["__short"].mean()
     if len(shares) < 2:
         return dict(difference=np.nan, p=np.nan, test="one arm only", flag=False)
     diff = float(shares.get(1) - shares.get(0))
-    if has_clusters(x) and x["cluster_id"].nunique() >= 4:
+    if clustered:
         from pipeline.stats import cluster_level
 
         try:
             r = cluster_level(x, "binary", cluster="cluster_id", arm="od",
                               strata=plan.design.strata, outcome="__short", scale="difference",
-                              conf_level=plan.conf_level)
+                              conf_level=plan.conf_level,
+                              design=design if design is not None and short.notna().all()
+                              else None)
             pv, test = float(r.summary.iloc[0]["p"]), ("cluster-level t-test of the "
                                                        "clusters' shares")
         except _NOT_ESTIMABLE:
@@ -200,15 +205,51 @@ def _differential(d: pd.DataFrame, short: pd.Series, plan: AnalysisPlan, s: dict
     return dict(difference=diff, p=pv, test=test, flag=flag)
 
 
+def _shares_design(d: pd.DataFrame, plan: AnalysisPlan):
+    """The model matrix of the stratum term (:func:`pipeline.stats.glm_design`) that the
+    first stage of the cluster-level test of every outcome's share missing fits, built once
+    for all of them: None without strata or when a person lacks a cluster, arm or stratum
+    (then each test drops its own rows and builds its own, as does a test whose indicator
+    is missing for someone)."""
+    from pipeline.stats import glm_design
+
+    strata = plan.design.strata
+    if not strata or d[["cluster_id", "od", strata]].isna().any(axis=None):
+        return None
+    return glm_design(d[[strata]], [strata])
+
+
+def _arm_members(d: pd.DataFrame, arms) -> dict[str, pd.Series]:
+    """``{a: d["arm"].astype(str) == a}`` for each of ``arms``; for a categorical arm
+    without missing values from its categories' names (a string per category, not one per
+    person: 0.3 CPU s over a national extract)."""
+    arm = d["arm"]
+    if isinstance(arm.dtype, pd.CategoricalDtype) and arm.notna().all():
+        names = np.asarray(arm.cat.categories.astype(str))
+        codes = arm.cat.codes.to_numpy()
+        return {a: pd.Series(np.isin(codes, np.flatnonzero(names == a)), index=d.index)
+                for a in arms}
+    arm = arm.astype(str)
+    return {a: arm == a for a in arms}
+
+
 def missing_data(d: pd.DataFrame, plan: AnalysisPlan, s: dict, cfg: dict
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(exact table, public table): per outcome of the plan and arm, who is analysed and
     who is missing or cut short and why, with the differential flag per outcome."""
     why = end_reason(d)
-    parts = []
+    in_arm = _arm_members(d, (plan.comparison_arm, plan.reference_arm))
+    clustered = has_clusters(d) and d["cluster_id"].nunique() >= 4
+    design = _shares_design(d, plan) if clustered else None
+    parts, tested = [], []   # tested: (indicator, its test) of the outcomes so far
     for op in plan.outcomes:
-        t, short = _missing_rows(d, plan, op, why)
-        dif = _differential(d, short, plan, s)
+        t, short = _missing_rows(d, plan, op, why, in_arm)
+        # outcomes missing for the same people (the same indicator) have the same test
+        dif = next((r for x, r in tested
+                    if np.array_equal(x, short.to_numpy(), equal_nan=True)), None)
+        if dif is None:
+            dif = _differential(d, short, plan, s, clustered, design)
+            tested.append((short.to_numpy(), dif))
         for k, v in dif.items():
             t[k] = v
         parts.append(t)
@@ -286,13 +327,31 @@ def _variance_words(unit: str | None, g: int | None) -> str:
     return f"delete-one-{what} jackknife ({g} {what}s), t on {g - 1} df"
 
 
+def _model_frame(d: pd.DataFrame, plan: AnalysisPlan, cols: list[str], *columns: str
+                 ) -> pd.DataFrame:
+    """The columns of ``d`` that the plan's analyses (:func:`pipeline.analyses.
+    trial_effects.effects`) read: ``columns`` (the outcome's), arm, covariates ``cols``,
+    strata and clusters; each cluster named by its number in the names' sorted order when
+    no one lacks one (the same people together, the same order, the same count: every fit
+    is the one on the names). Subsets and refits of it copy and count a few numeric
+    columns, not the person frame and a million cluster names."""
+    keep = [c for c in dict.fromkeys([*columns, "od", *cols, plan.design.strata, "cluster_id"])
+            if c is not None and c in d]
+    out = d[keep]
+    if "cluster_id" in out and out["cluster_id"].notna().all():
+        out = with_columns(out, cluster_id=pd.factorize(out["cluster_id"].to_numpy(),
+                                                        sort=True)[0])
+    return out
+
+
 def _ph(d, plan, op, p, cols, s, res) -> None:
-    """The PH score test of the arm term and the hazard ratio per period."""
+    """The PH score test of the arm term and the hazard ratio per period (``d``: the
+    outcome's :func:`_model_frame`)."""
     from pipeline.stats import cox
 
     o = op.outcome
     t, e = o.column("time"), o.column("event")
-    dd = d.assign(__e=(d[e] == 1).astype(int))
+    dd = with_columns(d, __e=(d[e] == 1).astype(int))
     strata = plan.design.strata
     fit = cox(dd, t, "__e", ["od", *cols], strata=strata, ties=p["ties"],
               conf_level=plan.conf_level)
@@ -317,8 +376,8 @@ def _ph(d, plan, op, p, cols, s, res) -> None:
     rows = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         at = dd[dd[t] > a]
-        sub = at.assign(__t=np.minimum(at[t], b) - a,
-                        __pe=((at["__e"] == 1) & (at[t] <= b)).astype(int))
+        sub = with_columns(at, __t=np.minimum(at[t], b) - a,
+                           __pe=((at["__e"] == 1) & (at[t] <= b)).astype(int))
         per = replace(op, outcome=replace(o, columns=(("time", "__t"), ("event", "__pe"))))
         label = f"days {int(a) + 1}-{int(b)}"
         try:
@@ -339,7 +398,7 @@ def _rmst(d, plan, op, s, res) -> None:
     from pipeline.stats.rmst import rmst_difference
 
     o = op.outcome
-    dd = d.assign(__e=(d[o.column("event")] == 1).astype(int))
+    dd = with_columns(d, __e=(d[o.column("event")] == 1).astype(int))
     unit, why = jackknife_unit(d, plan, op, "rmst")
     r = rmst_difference(dd, o.column("time"), "__e", s["rmst_days"], "od", cluster=unit,
                         conf_level=plan.conf_level)
@@ -401,6 +460,9 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
     o = op.outcome
     why = end_reason(dd)
     t_col, e_col = o.column("time"), o.column("event")
+    adm_cols = (["admission_time", "admission_event"]
+                if op.name == "relapse" and "admission_time" in dd else [])
+    mf = _model_frame(dd, plan, cols, t_col, e_col, *adm_cols)
 
     def guarded(label, measure, fn):
         try:
@@ -410,14 +472,14 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
                                                str(exc), n=len(dd)))
 
     guarded(LABELS["ph"], "proportional-hazards chi-square (arm)",
-            lambda: _ph(dd, plan, op, p, cols, s, res))
+            lambda: _ph(mf, plan, op, p, cols, s, res))
     guarded(LABELS["rmst"], "RMST difference", lambda: _rmst(dd, plan, op, s, res))
-    if op.name == "relapse" and "admission_time" in dd:
+    if adm_cols:
         adm = replace(op, outcome=replace(o, columns=(("time", "admission_time"),
                                                       ("event", "admission_event")),
                                           event="admission"))
         guarded(LABELS["admissions"], op.measure, lambda: _plan_analysis(
-            LABELS["admissions"], dd, plan, adm, p, cols, clusters, res,
+            LABELS["admissions"], mf, plan, adm, p, cols, clusters, res,
             "first admission (crisis episodes and detentions without admission not counted)",
             ["The first inpatient admission alone is the event: crisis episodes, which Open "
              "Dialogue teams may record differently from usual care, are not counted."]))
@@ -436,7 +498,7 @@ def time_to_event(d, plan, op, p, clusters, s, res) -> None:
         guarded(LABELS["fine_gray"], "subdistribution hazard ratio",
                 lambda: _fine_gray(dd, plan, op, cols, res))
     moved = (why == "transferred_out") & (dd[e_col] == 0)
-    tr = dd.assign(__tr_event=np.where(moved, 1, dd[e_col]))
+    tr = with_columns(mf, __tr_event=np.where(moved, 1, mf[e_col]))
     tr_op = replace(op, outcome=replace(o, columns=(("time", t_col), ("event", "__tr_event"))))
     guarded(LABELS["transfer"], op.measure, lambda: _plan_analysis(
         LABELS["transfer"], tr, plan, tr_op, p, cols, clusters, res,

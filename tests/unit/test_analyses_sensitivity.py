@@ -86,6 +86,27 @@ def test_missing_data_table_adds_up_and_flags_a_difference_between_arms():
     assert "cluster-level" in a2["test"]
 
 
+def test_the_missing_data_tests_share_a_design_and_repeat_none_without_changing_them():
+    """missing_data builds the stratum term of the cluster-level tests once and tests an
+    indicator once for every outcome missing for the same people: each outcome's row is
+    what its own test, building its own design, gives (to the bit)."""
+    d = _frame(clusters_per_arm=3)
+    d["ap_use_last_days"] = d["ap_any_use"]   # a second outcome missing for the same people
+    plan = _plan(d, secondary=["antipsychotic_any", "antipsychotic_last_days"])
+    s = sens.settings(P)
+    exact, _ = sens.missing_data(d, plan, s, CFG)
+    assert "cluster-level" in exact["test"].iloc[0]
+    why = sens.end_reason(d)
+    in_arm = {a: d["arm"].astype(str) == a for a in (plan.comparison_arm, plan.reference_arm)}
+    assert all(m.equals(sens._arm_members(d, list(in_arm))[a]) for a, m in in_arm.items())
+    for op in plan.outcomes:
+        rows, short = sens._missing_rows(d, plan, op, why, in_arm)
+        own = sens._differential(d, short, plan, s, clustered=True, design=None)
+        got = exact[exact["outcome"] == op.name]
+        assert {k: got.iloc[0][k] for k in own} == own
+        pd.testing.assert_frame_equal(got[rows.columns].reset_index(drop=True), rows)
+
+
 def test_public_missing_table_hides_small_counts_and_their_complements():
     exact = pd.DataFrame([dict(outcome="relapse", arm="usual_care", people=200, analysed=200,
                                missing_or_cut_short=43, not_long_enough=40, died=3,

@@ -245,3 +245,68 @@ def test_the_design_rank_and_null_space_are_numpys(n, p, extra):
     r, null = _rank(X)
     assert r == np.linalg.matrix_rank(X) and len(null) == X.shape[1] - r
     assert not len(null) or np.abs(X @ null.T).max() < 1e-10
+
+
+def test_cluster_level_refuses_a_cluster_that_spans_several_strata():
+    d = _trial()
+    d.loc[0, "site"] = "S9"
+    with pytest.raises(ValueError, match="spans several site"):
+        cluster_level(d, "survival", cluster="cluster", arm="arm", strata="site",
+                      duration="time", event="event")
+
+
+def test_the_cluster_table_is_the_clusters_grouped_by_name():
+    """Rows shuffled, clusters named so that their sorted order is not the order they come
+    in: each cluster's row holds its stratum, arm, size and summed observed and expected
+    events, as pandas groups them (Kahan sums), in sorted order."""
+    from pipeline.stats.two_stage import expected_events
+
+    d = _trial(seed=4).sample(frac=1, random_state=2)
+    d["cluster"] = "k" + d["cluster"].str[::-1]
+    res = cluster_level(d, "binary", cluster="cluster", arm="arm", strata="site", outcome="y")
+    obs, exp_, _ = expected_events(d, "binary", strata="site", outcome="y")
+    want = (pd.DataFrame({"cluster": d["cluster"].to_numpy(), "stratum": d["site"].to_numpy(),
+                          "arm": d["arm"].to_numpy(), "observed": obs, "expected": exp_})
+            .groupby("cluster").agg(stratum=("stratum", "first"), arm=("arm", "first"),
+                                    m=("arm", "size"), observed=("observed", "sum"),
+                                    expected=("expected", "sum")).reset_index())
+    pd.testing.assert_frame_equal(res.clusters.drop(columns="value"), want, check_exact=True)
+
+
+def test_clusters_are_ordered_by_name_whatever_the_column_type():
+    """A categorical cluster column whose categories run backwards: the clusters are still
+    taken in their names' order, so the analysis and the permutation test are those of the
+    plain column."""
+    d = _trial(seed=7)
+    c = d.assign(cluster=pd.Categorical(d["cluster"],
+                                        categories=sorted(d["cluster"].unique())[::-1]))
+    kw = dict(cluster="cluster", arm="arm", strata="site", duration="time", event="event",
+              permutation=True, max_exact=100, n_perm=999)
+    plain, cat = cluster_level(d, "survival", **kw), cluster_level(c, "survival", **kw)
+    pd.testing.assert_frame_equal(cat.clusters, plain.clusters, check_exact=True)
+    pd.testing.assert_frame_equal(cat.permutation.summary, plain.permutation.summary,
+                                  check_exact=True)
+
+
+def test_a_design_built_once_gives_the_same_analysis_and_must_fit_the_rows():
+    """Outcomes of the same people share the first stage's model matrix (glm_design): the
+    result is the one built inside, to the bit; a design of other rows or kinds is refused."""
+    from pipeline.stats import glm_design
+
+    d = _trial(seed=6)
+    d["y2"] = 1 - d["y"]
+    design = glm_design(d[["site"]], ["site"])
+    for y in ("y", "y2"):
+        for scale in ("difference", "ratio"):
+            kw = dict(cluster="cluster", arm="arm", strata="site", outcome=y, scale=scale)
+            own = cluster_level(d, "binary", **kw)
+            shared = cluster_level(d, "binary", design=design, **kw)
+            pd.testing.assert_frame_equal(shared.summary, own.summary, check_exact=True)
+            pd.testing.assert_frame_equal(shared.clusters, own.clusters, check_exact=True)
+            assert shared.notes == own.notes and shared.method == own.method
+    with pytest.raises(ValueError, match="rows the design was built from"):
+        cluster_level(d.iloc[1:], "binary", cluster="cluster", arm="arm", strata="site",
+                      outcome="y", design=design)
+    with pytest.raises(ValueError, match="design is for the count or binary"):
+        cluster_level(d, "survival", cluster="cluster", arm="arm", strata="site", duration="time",
+                      event="event", design=design)
