@@ -81,15 +81,20 @@ DEFAULTS: dict[str, Any] = {
     "funnel_limits": [0.95, 0.998],
     "moderators": ["p1_within_24h"],  # open-dialogue-arm fidelity indicators per site
     "curve_times": [0, 90, 180, 365, 545, 730],
-    # 2: the FORKED families (about half the stage) run in a forked process beside the
-    # others, on Linux; 1: everything in this one
+    # 2: the families shared with a forked process (Linux), each taking the next from its
+    # end of SCHEDULE; 1: everything in this one
     "workers": 2,
 }
 
-#: the families a second worker computes, one after the other, while this process computes
-#: the rest: about half the stage's CPU at trust size (return to work's imputations and
-#: tipping map, the subgroup models)
-FORKED = ("subgroups", "return_to_work")
+#: the order in which the families are shared between this process, which takes them from
+#: the front, and a second worker, which takes them from the back (:func:`_two_ends`): the
+#: largest at either end (at trust size return to work and the sensitivity analyses are
+#: each about a quarter of the stage; at national size the effects, ICCs and return to
+#: work), the smallest in the middle, where the two meet. The site meta-analysis and the
+#: fidelity meta-regression, which reads it, are one unit.
+SCHEDULE = (("effects",), ("icc",), ("flow",), ("weighting",), ("table_one",),
+            ("cluster_table_one",), ("sensitivity",), ("site_meta", "fidelity_meta_regression"),
+            ("funnel",), ("subgroups",), ("return_to_work",))
 
 Progress = Callable[[int, int, str], None]
 
@@ -206,6 +211,10 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         return observational.unadjusted(site_comparison.fidelity_meta_regression(
             met, p, cfg, sites.get("meta") or AnalysisResult("site_comparison")), plan)
 
+    def site_and_fidelity():   # one unit: the fidelity meta-regression reads site_meta's
+        return {n: f() for n, f in (("site_meta", site_meta),
+                                     ("fidelity_meta_regression", fidelity)) if wanted(n)}
+
     steps = [("flow", lambda: flow.consort_flow(d, clusters, plan, cfg)),
              ("effects", effects),   # primary and/or secondary: outcomes, multiplicity, curves
              ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
@@ -221,24 +230,20 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                  return_to_work.return_to_work(d, plan, p, clusters, cfg), plan)),
              ("sensitivity", lambda: observational.unadjusted(
                  sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
-    todo = [(n, f) for n, f in steps
-            if n in run or (n == "effects" and {"primary", "secondary"} & set(run))]
-    away = dict((n, f) for n, f in todo if n in FORKED) if p["workers"] > 1 else {}
-    worker = _Forked(lambda: {n: f() for n, f in away.items()}) if away else None
+
+    def wanted(n):
+        return n in run or (n == "effects" and bool({"primary", "secondary"} & set(run)))
+
+    todo = [(n, f) for n, f in steps if wanted(n)]
+    fn_of = dict(todo)
+    units = [(names, (lambda f=fn_of[names[0]], n=names[0]: {n: f()}) if len(names) == 1
+              else site_and_fidelity)
+             for names in SCHEDULE if any(wanted(n) for n in names)]
     done: dict[str, AnalysisResult] = {}
-    try:
-        for name, fn in todo:
-            if name not in away:
-                done[name] = fn()
-                if progress:
-                    progress(len(done), len(todo), name)
-        if worker is not None:
-            done.update(worker())
-            if progress:
-                progress(len(done), len(todo), ", ".join(away))
-    finally:
-        if worker is not None:
-            worker.stop()
+    for names, res in _two_ends(units, p["workers"] > 1):
+        done.update(res)
+        if progress:
+            progress(len(done), len(todo), ", ".join(n for n in names if n in res))
     for name, _ in todo:   # in the plan's order, wherever each was computed
         out.add(name, done[name])
     out.metrics = met
@@ -247,54 +252,65 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     return out
 
 
-class _Forked:
-    """``fn`` (analysis families) started in a forked process: it reads the frames this
-    process holds, and no warehouse. Calling the object waits for its result. If the worker
-    fails in any way (an exception, a kill), ``fn`` is computed again here, so that its
-    error, if any, is raised as it would be without a worker; where fork is not the
-    platform's way (not Linux) it simply runs here when called. :meth:`stop` ends a worker
-    whose result is no longer wanted (an earlier family failed)."""
+def _two_ends(units: list[tuple[tuple[str, ...], Callable[[], dict]]], fork: bool):
+    """Compute ``units`` (``(names, fn)``, ``fn`` returning ``{name: result}``), yielding
+    ``(names, results)``: this process takes them from the front of the list and, with
+    ``fork`` on Linux, a forked worker takes them from the back, each claiming the next
+    under a lock until the two meet, so the split follows what each family costs on these
+    data (it differs between a trial of 50 clusters and a national extract). The worker
+    reads the frames this process holds, and no warehouse; its results come back when it
+    has finished. If it fails in any way (an exception, a kill), the units it claimed are
+    computed here, so that an error is raised as it would be without it. Units computed
+    here come first, as they are done; the caller orders the results itself."""
+    import sys
 
-    def __init__(self, fn: Callable[[], Any]):
-        import multiprocessing as mp
-        import sys
+    if not fork or len(units) < 2 or not sys.platform.startswith("linux"):
+        for names, fn in units:
+            yield names, fn()
+        return
+    import multiprocessing as mp
 
-        self.fn, self.proc = fn, None
-        if not sys.platform.startswith("linux"):
-            return
-        ctx = mp.get_context("fork")
-        self.recv, send = ctx.Pipe(duplex=False)
+    ctx = mp.get_context("fork")
+    ends = ctx.RawArray("i", [0, len(units) - 1])   # the next unit from the front, the back
+    lock = ctx.Lock()
+    recv, send = ctx.Pipe(duplex=False)
 
-        def work() -> None:
-            try:
-                send.send(("ok", fn()))
-            except BaseException:   # noqa: BLE001  (the parent computes it again and raises)
-                send.send(("failed", None))
-            finally:
-                send.close()
+    def claim(front: bool) -> int | None:
+        with lock:
+            if ends[0] > ends[1]:
+                return None
+            k = ends[0] if front else ends[1]
+            ends[0 if front else 1] += 1 if front else -1
+            return k
 
-        self.proc = ctx.Process(target=work, daemon=True)
-        self.proc.start()
-        send.close()
-
-    def __call__(self) -> Any:
-        if self.proc is None:
-            return self.fn()
+    def work() -> None:
+        got = {}
         try:
-            kind, value = self.recv.recv()
-        except (EOFError, OSError):
-            kind, value = "failed", None
+            while (k := claim(front=False)) is not None:
+                got[k] = units[k][1]()
+            send.send(("ok", got))
+        except BaseException:   # noqa: BLE001  (the parent computes its units and raises)
+            send.send(("failed", None))
         finally:
-            self.stop()
-        return value if kind == "ok" else self.fn()
+            send.close()
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.recv.close()
-            if self.proc.is_alive():
-                self.proc.terminate()
-            self.proc.join()
-            self.proc = None
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while (k := claim(front=True)) is not None:
+            yield units[k][0], units[k][1]()
+        try:
+            kind, got = recv.recv()
+        except (EOFError, OSError):
+            kind, got = "failed", None
+        for k in range(ends[1] + 1, len(units)):   # the worker's: past the back's last claim
+            yield units[k][0], got[k] if kind == "ok" else units[k][1]()
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
 
 
 def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:

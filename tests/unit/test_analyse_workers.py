@@ -1,6 +1,7 @@
-"""pipeline.analyse's second worker (analyse.workers: return to work in a forked process):
-the result comes back as computed, and a worker that fails leaves the family to be
-computed in the parent, which raises its error as it would without a worker."""
+"""pipeline.analyse's second worker (analyse.workers: 2, families shared with a forked process
+from the two ends of a list): results come back as computed, each family once, and a worker
+that fails leaves its families to be computed in the parent, which raises an error as it
+would without a worker."""
 
 from __future__ import annotations
 
@@ -11,39 +12,58 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline.analyse import _Forked
+from pipeline.analyse import _two_ends
 from pipeline.analyses import AnalysisResult
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
 
 
-def _family(fail_in_child_of: int | None = None, always_fail: bool = False):
+def _unit(name, seconds=0.0, fail_in_child_of=None, always_fail=False):
     def fn():
+        time.sleep(seconds)
         if always_fail or (fail_in_child_of is not None and os.getpid() != fail_in_child_of):
-            raise ValueError("no estimate here")
-        return AnalysisResult("return_to_work", estimates=[{"pid": os.getpid()}],
-                              tables={"t": pd.DataFrame({"x": [1.5, 2.5]})})
-    return fn
+            raise ValueError(f"no estimate for {name}")
+        return {name: AnalysisResult(name, estimates=[{"pid": os.getpid()}],
+                                     tables={"t": pd.DataFrame({"x": [1.5, 2.5]})})}
+    return (name,), fn
 
 
-def test_the_worker_returns_the_family_computed_in_another_process():
-    res = _Forked(_family())()
-    assert res.estimates[0]["pid"] != os.getpid()
-    assert res.tables["t"].equals(pd.DataFrame({"x": [1.5, 2.5]}))
+def test_units_are_shared_between_the_ends_and_each_computed_once():
+    """This process takes from the front and the worker from the back: with a slow unit
+    at the front, the worker computes the rest; every unit comes back once, as computed."""
+    units = [_unit("slow", 1.0), *(_unit(f"u{i}") for i in range(5))]
+    got = list(_two_ends(units, fork=True))
+    names = [n for ns, _ in got for n in ns]
+    assert sorted(names) == sorted(["slow", *(f"u{i}" for i in range(5))])
+    pids = {n: r[n].estimates[0]["pid"] for ns, r in got for n in ns}
+    assert pids["slow"] == os.getpid()
+    assert pids["u4"] != os.getpid()        # the worker's first claim
+    assert got[0][0] == ("slow",)           # this process's units first
+    for _, r in got:
+        assert next(iter(r.values())).tables["t"].equals(pd.DataFrame({"x": [1.5, 2.5]}))
 
 
-def test_a_failed_worker_leaves_the_family_to_the_parent():
-    res = _Forked(_family(fail_in_child_of=os.getpid()))()
-    assert res.estimates[0]["pid"] == os.getpid()
-    with pytest.raises(ValueError, match="no estimate here"):
-        _Forked(_family(always_fail=True))()
+def test_a_failed_worker_leaves_its_units_to_this_process():
+    me = os.getpid()
+    units = [_unit("slow", 0.5), _unit("a", fail_in_child_of=me), _unit("b")]
+    got = dict((ns[0], r[ns[0]].estimates[0]["pid"]) for ns, r in _two_ends(units, fork=True))
+    assert set(got) == {"slow", "a", "b"} and got["a"] == me
+    with pytest.raises(ValueError, match="no estimate for b"):
+        list(_two_ends([_unit("slow", 0.5), _unit("b", always_fail=True)], fork=True))
 
 
-def test_stop_ends_a_worker_whose_result_is_not_wanted():
-    w = _Forked(lambda: time.sleep(60))
-    proc = w.proc
-    w.stop()
-    assert not proc.is_alive()
+def test_without_fork_every_unit_is_computed_here_in_order():
+    got = list(_two_ends([_unit("a"), _unit("b"), _unit("c")], fork=False))
+    assert [ns for ns, _ in got] == [("a",), ("b",), ("c",)]
+    assert {r[ns[0]].estimates[0]["pid"] for ns, r in got} == {os.getpid()}
+
+
+def test_a_failing_unit_here_stops_the_worker():
+    units = [_unit("bad", always_fail=True), _unit("long", 60.0)]
+    t = time.time()
+    with pytest.raises(ValueError, match="no estimate for bad"):
+        list(_two_ends(units, fork=True))
+    assert time.time() - t < 30
 
 
 @pytest.mark.parametrize("value", [0, 3, "two", 1.5, True])
