@@ -241,7 +241,7 @@ class _FrailtyTerms:
         if len(m.ev_cells):
             E0[sd.ev_groups] = np.add.reduceat(cr[m.ev_cells], m.ev_cell_starts)
         a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, sd.ev_g, sd.ev_starts,
-                                                        sd.efron)   # as _Terms (unweighted)
+                                                        sd.efron, steps=m.efron_steps)  # as _Terms
         # each row's multiplier in the score and the information: A = sum of a over the
         # groups of its stratum up to its time, less b at its own group if it is an event
         k = _within_stratum_cumsum(a, sd)[m.cell_g]
@@ -282,7 +282,7 @@ class _FrailtyTerms:
         # the risk-set terms, one stratum at a time over its groups and its clusters
         c0, c1, c2 = self.c0, self.c1, self.c2
         bounds = np.r_[m.s_first_group, G]
-        blocks = []
+        per_stratum = np.zeros((len(m.s_first_group), p + Q, p + Q))  # padded to Q clusters
         for s in range(len(m.s_first_group)):
             g = slice(bounds[s], bounds[s + 1])
             q = m.n_local[s]
@@ -293,8 +293,8 @@ class _FrailtyTerms:
                 cross = (S1 * c1[g, None]).T @ E1
                 blk += cross + cross.T
                 blk -= (E1 * c2[g, None]).T @ E1
-            blocks.append(blk)
-        return xx, xz, self.zz, blocks
+            per_stratum[s, :p + q, :p + q] = blk
+        return xx, xz, self.zz, per_stratum
 
     def information(self) -> np.ndarray:
         """``_Terms.information()`` of the model matrix ``[X, Z]`` (dense)."""
@@ -315,8 +315,9 @@ def _information(m: "_FrailtyModel", blocks) -> np.ndarray:
     info[p:, :p] = xz.T
     info[p + np.arange(C), p + np.arange(C)] += zz
     for s, blk in enumerate(per_stratum):
-        idx = np.r_[np.arange(p), p + m.pair_cluster[s, :m.n_local[s]]]
-        info[np.ix_(idx, idx)] += blk
+        q = m.n_local[s]
+        idx = np.r_[np.arange(p), p + m.pair_cluster[s, :q]]
+        info[np.ix_(idx, idx)] += blk[:p + q, :p + q]
     return info
 
 
@@ -326,8 +327,9 @@ def _newton_step(m: "_FrailtyModel", blocks, score: np.ndarray, penalty: np.ndar
 
     With every cluster in one stratum the clusters' part of the matrix is block
     diagonal (a block per stratum), and the step is found through the Schur
-    complement of the covariates' block: small solves per stratum instead of one
-    dense ``(p + C)`` system (C = 1,000 clusters at national size)."""
+    complement of the covariates' block: one batch of small solves, a stratum each
+    (padded to the largest stratum's clusters by an identity), instead of one dense
+    ``(p + C)`` system (C = 1,000 clusters at national size)."""
     p = m.p
     if not m.nested:
         info = _information(m, blocks)
@@ -335,22 +337,20 @@ def _newton_step(m: "_FrailtyModel", blocks, score: np.ndarray, penalty: np.ndar
         return np.linalg.solve(info, score)
     xx, xz, zz, per_stratum = blocks
     u, v = score[:p], score[p:]
-    A, rhs = xx.copy(), u.copy()
-    parts = []
-    for s, blk in enumerate(per_stratum):
-        idx = m.pair_cluster[s, :m.n_local[s]]
-        A += blk[:p, :p]
-        B = xz[:, idx] + blk[:p, p:]                     # p x q
-        D = blk[p:, p:] + np.diag(zz[idx] + penalty[idx])
-        DinvBv = np.linalg.solve(D, np.column_stack([B.T, v[idx]]))
-        A -= B @ DinvBv[:, :p]
-        rhs -= B @ DinvBv[:, p]
-        parts.append((idx, B, D))
-    x = np.linalg.solve(A, rhs) if p else np.zeros(0)
+    cols = m.pair_cluster                                 # S x Q, -1 past a stratum's clusters
+    real = cols >= 0
+    c = np.where(real, cols, 0)
+    B = np.where(real[:, None, :], xz[:, c].transpose(1, 0, 2), 0.0) + per_stratum[:, :p, p:]
+    D = per_stratum[:, p:, p:].copy()
+    diag = np.arange(m.Q)
+    D[:, diag, diag] += np.where(real, zz[c] + penalty[c], 1.0)
+    rhs = np.concatenate([B.transpose(0, 2, 1), np.where(real, v[c], 0.0)[:, :, None]], axis=2)
+    sol = np.linalg.solve(D, rhs)                         # S x Q x (p + 1): D^-1 [B', v]
+    A = xx + per_stratum[:, :p, :p].sum(axis=0) - np.einsum("spq,sqk->pk", B, sol[:, :, :p])
+    x = np.linalg.solve(A, u - np.einsum("spq,sq->p", B, sol[:, :, p])) if p else np.zeros(0)
     step = np.empty_like(score)
     step[:p] = x
-    for idx, B, D in parts:
-        step[p + idx] = np.linalg.solve(D, v[idx] - B.T @ x)
+    step[p + cols[real]] = (sol[:, :, p] - sol[:, :, :p] @ x)[real]
     return step
 
 
@@ -376,7 +376,7 @@ class _FrailtyModel:
     fit at the nearest theta already fitted."""
 
     def __init__(self, t, e, X, strata, cl, efron):
-        from pipeline.stats.coxph import _index, _prepare
+        from pipeline.stats.coxph import _efron_steps, _index, _prepare
 
         self.C = int(cl.max() + 1)
         self.p = X.shape[1]
@@ -384,6 +384,7 @@ class _FrailtyModel:
         self.cl = cl = np.asarray(cl)[sd.order]  # sorted rows' clusters
         self.d = np.bincount(cl, weights=sd.event, minlength=self.C)
         self.x_ev = sd.Xev_g.sum(axis=0)  # sum of the covariates over the events
+        self.efron_steps = _efron_steps(sd.d, sd.dw, sd.ev_g, sd.ev_starts) if efron else None
         # (stratum, cluster) pairs: each cluster's local column within its stratum
         s_id = np.cumsum(np.r_[True, sd.strata[1:] != sd.strata[:-1]]) - 1
         S = int(s_id[-1]) + 1
@@ -427,10 +428,13 @@ class _FrailtyModel:
         maximising the penalised partial likelihood, the partial likelihood there and the
         penalised one. Newton-Raphson with step halving, from the converged fit at the
         nearest theta fitted before (zeros for the first), until the penalised likelihood
-        changes by at most ``tol`` (relative) and the largest step is below 1e-9 or no
-        longer shrinking (Newton's quadratic convergence has reached the rounding of the
-        sums, which where the likelihood is nearly flat, large theta, can keep the step
-        near 1e-8 for ever). A theta fitted before returns its fit."""
+        changes by at most ``tol`` (relative) and the largest step is below 1e-9 or, taken
+        with the information at its own point, no longer shrinking (Newton's quadratic
+        convergence has reached the rounding of the sums, which where the likelihood is
+        nearly flat, large theta, can keep the step near 1e-8 for ever). The information
+        (the partial likelihood's: the penalty's is exact at every step) is kept from one
+        step to the next while the steps shrink a hundredfold, and a fit starts with the
+        one its starting fit ended with. A theta fitted before returns its fit."""
         from pipeline.stats.coxph import _newton, _prepare, _Terms
 
         key = max(float(theta), 0.0)
@@ -456,17 +460,18 @@ class _FrailtyModel:
 
         if self._solved:
             terms = self._solved[min(self._solved, key=lambda th: abs(th - theta))]
-            beta = terms.beta
+            beta, blocks, fresh = terms.beta, terms.blocks, False
         else:
             beta = np.zeros(p + C)
             terms = _FrailtyTerms(beta, self)
+            blocks, fresh = terms.blocks, True
         obj = pen(beta, terms.loglik)
         last = np.inf
         for _ in range(max_iter):
             w = beta[p:]
             score = terms.score.copy()
             score[p:] -= nu * (np.exp(w) - 1)
-            step = _newton_step(self, terms.blocks, score, nu * np.exp(w))
+            step = _newton_step(self, blocks, score, nu * np.exp(w))
             new = beta + step
             nterms = _FrailtyTerms(new, self)
             nobj = pen(new, nterms.loglik)
@@ -480,10 +485,16 @@ class _FrailtyModel:
             change = abs(nobj - obj)
             beta, terms, obj = new, nterms, nobj
             size = np.max(np.abs(step))
-            if change <= tol * max(1.0, abs(obj)) and (size < 1e-9 or size > last / 2):
+            if change <= tol * max(1.0, abs(obj)) and (size < 1e-9 or (fresh and size > last / 2)):
                 break
+            # keep the information while the steps shrink a hundredfold (it is then close
+            # enough to the current one), else take it at the new point
+            if halvings or size > last / 100:
+                blocks, fresh = terms.blocks, True
+            else:
+                fresh = False
             last = size
-        self._solved[theta] = _Solved(beta, terms.loglik, terms.score, terms.blocks)
+        self._solved[theta] = _Solved(beta, terms.loglik, terms.score, blocks)
         # the partial likelihood is unchanged by a common shift of the log frailties (it is
         # absorbed by the baseline hazard); the penalty's optimum has mean(exp(w)) = 1
         self._fits[key] = beta, terms.loglik, obj
