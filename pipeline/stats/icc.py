@@ -220,16 +220,16 @@ class _FrailtyTerms:
     likelihood and the score only through ``S0``, ``E0`` and the within-stratum cumulative
     coefficient ``A`` (a row's score term is ``r (A - b [event])``, so the score of a
     cluster is ``d_c`` minus a sum over its cells). The information (:attr:`blocks`, needed
-    only for a Newton step) adds the risk-set sums of ``Z`` per tie group for the clusters
-    of the group's stratum only (a ``groups x clusters-per-stratum`` array, the local
-    column ``q`` of stratum ``s`` being cluster ``pair_cluster[s, q]``), whose products
-    are summed stratum by stratum. Same quantities as ``_Terms`` on ``[X, Z]`` (up to
-    rounding; checked in ``tests/reference/test_icc_reference.py``), in memory linear in
-    the rows."""
+    only for a Newton step) adds Efron's second-order sums and the risk-set sums of ``Z``
+    per tie group for the clusters of the group's stratum only (a ``groups x
+    clusters-per-stratum`` array, the local column ``q`` of stratum ``s`` being cluster
+    ``pair_cluster[s, q]``), whose products are summed stratum by stratum. Same
+    quantities as ``_Terms`` on ``[X, Z]`` (up to rounding; checked in
+    ``tests/reference/test_icc_reference.py``), in memory linear in the rows."""
 
     def __init__(self, beta: np.ndarray, m: "_FrailtyModel"):
-        from pipeline.stats.coxph import (_group_coefficients, _segment_sums, _suffix_groups,
-                                          _within_stratum_cumsum)
+        from pipeline.stats.coxph import (_efron_first, _group_coefficients, _segment_sums,
+                                          _suffix_groups, _within_stratum_cumsum)
 
         sd, p = m.sd, m.p
         bx, w = beta[:p], beta[p:]
@@ -240,8 +240,12 @@ class _FrailtyTerms:
         E0 = np.zeros(len(S0))
         if len(m.ev_cells):
             E0[sd.ev_groups] = np.add.reduceat(cr[m.ev_cells], m.ev_cell_starts)
-        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, sd.ev_g, sd.ev_starts,
-                                                        sd.efron, steps=m.efron_steps)  # as _Terms
+        if sd.efron:  # as _Terms (unweighted); the second-order sums only for the information
+            a, b, logterm, self._D = _efron_first(S0, E0, sd.ev_g, m.efron_steps)
+        else:
+            a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, sd.ev_g,
+                                                            sd.ev_starts, False)
+            self._c = c0, c1, c2
         # each row's multiplier in the score and the information: A = sum of a over the
         # groups of its stratum up to its time, less b at its own group if it is an event
         k = _within_stratum_cumsum(a, sd)[m.cell_g]
@@ -251,7 +255,7 @@ class _FrailtyTerms:
         self.loglik = float(m.x_ev @ bx + m.d @ w - logterm)   # sum of eta over the events
         self.score = np.r_[m.x_ev - k @ crx, m.d - zz]
         self.m, self.ru, self.cr, self.crx, self.k, self.zz = m, ru, cr, crx, k, zz
-        self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
+        self.a, self.b = a, b
 
     @cached_property
     def blocks(self):
@@ -259,7 +263,7 @@ class _FrailtyTerms:
         each cluster ``xz`` (p x C), the clusters' diagonal ``zz`` (C) and, per stratum,
         the risk-set terms over its covariates and clusters (``(p + q) x (p + q)``, ``q``
         its clusters ``pair_cluster[s, :q]``)."""
-        from pipeline.stats.coxph import _suffix_groups
+        from pipeline.stats.coxph import _efron_second, _suffix_groups
 
         m = self.m
         sd, p, C, Q = m.sd, m.p, m.C, m.Q
@@ -280,7 +284,7 @@ class _FrailtyTerms:
             E1x[sd.ev_groups] = np.add.reduceat(crx[ev], m.ev_cell_starts, axis=0)
             E1z = np.bincount(m.cell_gq[ev], weights=cr[ev], minlength=G * Q).reshape(G, Q)
         # the risk-set terms, one stratum at a time over its groups and its clusters
-        c0, c1, c2 = self.c0, self.c1, self.c2
+        c0, c1, c2 = _efron_second(self._D, sd.ev_g, m.efron_steps, G) if sd.efron else self._c
         bounds = np.r_[m.s_first_group, G]
         per_stratum = np.zeros((len(m.s_first_group), p + Q, p + Q))  # padded to Q clusters
         for s in range(len(m.s_first_group)):

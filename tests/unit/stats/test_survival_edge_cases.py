@@ -319,9 +319,11 @@ def test_frailty_variance_without_covariates_starts_from_the_null_partial_likeli
 @pytest.mark.parametrize("weighted", [False, True])
 def test_efron_coefficients_from_precomputed_steps_are_the_same_to_the_bit(weighted):
     """``coxph._group_coefficients`` with the Efron sub-steps computed once
-    (``_efron_steps``, as the frailty fits do) and without them gives the same numbers, to
-    the bit, as the expansion written out with the mean event weight in every term."""
-    from pipeline.stats.coxph import _efron_steps, _group_coefficients, _prepare
+    (``_efron_steps``, as the frailty fits do) and without them, and its two halves
+    ``_efron_first`` and ``_efron_second``, give the same numbers, to the bit, as the
+    expansion written out with the mean event weight in every term."""
+    from pipeline.stats.coxph import (_efron_first, _efron_second, _efron_steps, _group_coefficients,
+                                      _prepare)
 
     rng = np.random.default_rng(5)
     n = 300
@@ -347,3 +349,8 @@ def test_efron_coefficients_from_precomputed_steps_are_the_same_to_the_bit(weigh
     a, b = _group_coefficients(S0, E0, sd.d, sd.dw, idx, starts, True, second=False, steps=steps)
     np.testing.assert_array_equal(a, written[0])
     np.testing.assert_array_equal(b, written[1])
+    # the first-order sums alone (every evaluation of a frailty fit), the second-order
+    # ones later from their D (only for a Newton step)
+    a, b, logterm, D1 = _efron_first(S0, E0, idx, steps)
+    for x, y in zip((a, b, *_efron_second(D1, idx, steps, G), logterm), written):
+        np.testing.assert_array_equal(x, y)
