@@ -234,8 +234,11 @@ class _FrailtyTerms:
         sd, p = m.sd, m.p
         bx, w = beta[:p], beta[p:]
         ru = m.u_n * np.exp(m.Xu @ bx + w[m.u_cl])      # r of each distinct row, times its count
-        cs = _segment_sums(m.Xu1, ru, m.cell_units)      # per cell: sum r, sum r x
-        cr, crx = cs[:, 0], cs[:, 1:]
+        if m.cell_units is None:  # one distinct row per cell (covariates constant in clusters)
+            cr, crx = ru, ru[:, None] * m.Xu
+        else:
+            cs = _segment_sums(m.Xu1, ru, m.cell_units)  # per cell: sum r, sum r x
+            cr, crx = cs[:, 0], cs[:, 1:]
         S0 = _suffix_groups(np.add.reduceat(cr, m.g_cell_first), sd)
         E0 = np.zeros(len(S0))
         if len(m.ev_cells):
@@ -250,7 +253,7 @@ class _FrailtyTerms:
         # groups of its stratum up to its time, less b at its own group if it is an event
         k = _within_stratum_cumsum(a, sd)[m.cell_g]
         if sd.efron:
-            k[m.ev_cells] -= b[m.cell_g[m.ev_cells]]
+            k[m.ev_cells] -= b[m.ev_cell_g]
         zz = np.bincount(m.cell_c, weights=k * cr, minlength=m.C)
         self.loglik = float(m.x_ev @ bx + m.d @ w - logterm)   # sum of eta over the events
         self.score = np.r_[m.x_ev - k @ crx, m.d - zz]
@@ -415,13 +418,13 @@ class _FrailtyModel:
         self.u_cl = c[u_first]
         self.u_cell = np.cumsum(new_cell)[u_first] - 1
         cell_first = np.nonzero(new_cell)[0]
-        self.cell_units = (_index(np.r_[np.nonzero(new_cell[u_first])[0], len(u_first)]),
-                           _index(np.arange(len(u_first))))
+        self.cell_units = None if len(cell_first) == len(u_first) else (
+            _index(np.r_[np.nonzero(new_cell[u_first])[0], len(u_first)]), _index(np.arange(len(u_first))))
         self.cell_g, self.cell_c = g[cell_first], c[cell_first]
         self.cell_gq = self.cell_g * Q + local[row_pair[o[cell_first]]]  # flat (group, local column)
         self.g_cell_first = np.nonzero(np.r_[True, self.cell_g[1:] != self.cell_g[:-1]])[0]
         self.ev_cells = np.nonzero(ev[cell_first])[0]
-        ev_g = self.cell_g[self.ev_cells]
+        self.ev_cell_g = ev_g = self.cell_g[self.ev_cells]
         self.ev_cell_starts = np.nonzero(np.r_[True, ev_g[1:] != ev_g[:-1]])[0] if len(ev_g) else ev_g
         self._pair_s, self._local = pair_s, local
         self._fits: dict[float, tuple] = {}       # theta -> (beta, loglik, penalised)
