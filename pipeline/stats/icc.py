@@ -395,7 +395,13 @@ class _FrailtyModel:
         # (stratum, cluster) pairs: each cluster's local column within its stratum
         s_id = np.cumsum(np.r_[True, sd.strata[1:] != sd.strata[:-1]]) - 1
         S = int(s_id[-1]) + 1
-        pair, row_pair = np.unique(s_id * self.C + cl, return_inverse=True)
+        key = s_id * self.C + cl
+        if S * self.C <= 4 * len(key):  # np.unique's answer without sorting the rows
+            seen = np.zeros(S * self.C, bool)
+            seen[key] = True
+            pair, row_pair = np.nonzero(seen)[0], (np.cumsum(seen) - 1)[key]
+        else:
+            pair, row_pair = np.unique(key, return_inverse=True)
         pair_s, pair_c = pair // self.C, pair % self.C
         first = np.searchsorted(pair_s, np.arange(S))
         local = np.arange(len(pair)) - first[pair_s]
@@ -442,7 +448,7 @@ class _FrailtyModel:
         (the partial likelihood's: the penalty's is exact at every step) is kept from one
         step to the next while the steps shrink a hundredfold, and a fit starts with the
         one its starting fit ended with. A theta fitted before returns its fit."""
-        from pipeline.stats.coxph import _newton, _prepare, _Terms
+        from pipeline.stats.coxph import _newton, _structure, _Terms
 
         key = max(float(theta), 0.0)
         if key in self._fits:
@@ -450,13 +456,14 @@ class _FrailtyModel:
         p, C = self.p, self.C
         if key == 0:  # no frailty: the plain Cox model
             beta = np.zeros(p + C)
+            # _prepare of the sorted rows, which it would leave in their order: not sorted again
+            sd = _structure(self.sd.X, self.sd.time, self.sd.event, self.sd.strata,
+                            np.arange(len(self.sd.time)), self.sd.efron)
             if p:
-                sd = _prepare(self.sd.X[:, :p], self.sd.time, self.sd.event, self.sd.strata, self.sd.efron)
                 b, terms, _, _, _ = _newton(sd, p)
                 beta[:p] = b
             else:
-                terms = _Terms(np.zeros(0), _prepare(np.zeros((len(self.sd.time), 0)), self.sd.time,
-                                                     self.sd.event, self.sd.strata, self.sd.efron))
+                terms = _Terms(np.zeros(0), sd)
             self._fits[key] = beta, terms.loglik, terms.loglik
             return self._fits[key]
         nu = 1.0 / theta

@@ -164,6 +164,33 @@ def test_frailty_terms_with_repeated_rows_equal_the_dense_cox_terms(efron):
                                atol=1e-10 * np.abs(step).max())
 
 
+def test_frailty_terms_with_more_stratum_cluster_pairs_than_rows_equal_the_dense_cox_terms():
+    """Few rows, many strata and clusters (the (stratum, cluster) pairs are then found by
+    sorting, not by a table of every pair): the same check against the dense Cox terms."""
+    from pipeline.stats.coxph import _prepare, _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    rng = np.random.default_rng(13)
+    n, C = 40, 20
+    t, e = rng.integers(1, 10, n).astype(float), rng.random(n) < 0.5
+    X, cl = rng.normal(size=(n, 1)), np.r_[np.arange(C), rng.integers(0, C, n - C)]
+    s = cl % 10  # 10 strata of 2 clusters
+    assert 10 * C > 4 * n
+    m = _FrailtyModel(t, e, X, s, cl, True)
+    beta = rng.normal(0, 0.3, 1 + C)
+    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
+                                  t, e, s, True))
+    ours = _FrailtyTerms(beta, m)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[1:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[0.0, pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=1e-10 * np.abs(step).max())
+
+
 def test_a_theta_is_fitted_once_and_the_order_of_the_fits_does_not_matter():
     """Each fit starts from the converged fit at the nearest theta fitted before, and a
     theta asked for again returns its fit: fitting the same thetas in the opposite order
