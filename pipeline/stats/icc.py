@@ -440,11 +440,12 @@ class _FrailtyModel:
         """``(beta, loglik, penalised)`` at ``theta``: the coefficients and log frailties
         maximising the penalised partial likelihood, the partial likelihood there and the
         penalised one. Newton-Raphson with step halving, from the converged fit at the
-        nearest theta fitted before (zeros for the first), until the penalised likelihood
-        changes by at most ``tol`` (relative) and the largest step is below 1e-9 or, taken
-        with the information at its own point, no longer shrinking (Newton's quadratic
-        convergence has reached the rounding of the sums, which where the likelihood is
-        nearly flat, large theta, can keep the step near 1e-8 for ever). The information
+        nearest theta fitted before (zeros for the first), until the last step changed the
+        penalised likelihood by at most ``tol`` (relative) and the next one is below 1e-9
+        (that point is the fit; a converged fit for a theta close enough is one), or the
+        step, taken with the information at its own point, is no longer shrinking (Newton's
+        quadratic convergence has reached the rounding of the sums, which where the
+        likelihood is nearly flat, large theta, can keep the step near 1e-8 for ever). The information
         (the partial likelihood's: the penalty's is exact at every step) is kept from one
         step to the next while the steps shrink a hundredfold, and a fit starts with the
         one its starting fit ended with. A theta fitted before returns its fit."""
@@ -475,10 +476,11 @@ class _FrailtyModel:
         if self._solved:
             terms = self._solved[min(self._solved, key=lambda th: abs(th - theta))]
             beta, blocks, fresh = terms.beta, terms.blocks, False
+            change = 0.0  # of a converged fit's last step: nothing
         else:
             beta = np.zeros(p + C)
             terms = _FrailtyTerms(beta, self)
-            blocks, fresh = terms.blocks, True
+            blocks, fresh, change = terms.blocks, True, np.inf
         obj = pen(beta, terms.loglik)
         last = np.inf
         for _ in range(max_iter):
@@ -486,6 +488,8 @@ class _FrailtyModel:
             score = terms.score.copy()
             score[p:] -= nu * (np.exp(w) - 1)
             step = _newton_step(self, blocks, score, nu * np.exp(w))
+            if np.max(np.abs(step)) < 1e-9 and change <= tol * max(1.0, abs(obj)):
+                break  # the step from here is below the tolerance: this point is the fit
             new = beta + step
             nterms = _FrailtyTerms(new, self)
             nobj = pen(new, nterms.loglik)
@@ -499,8 +503,8 @@ class _FrailtyModel:
             change = abs(nobj - obj)
             beta, terms, obj = new, nterms, nobj
             size = np.max(np.abs(step))
-            if change <= tol * max(1.0, abs(obj)) and (size < 1e-9 or (fresh and size > last / 2)):
-                break
+            if change <= tol * max(1.0, abs(obj)) and fresh and size > last / 2:
+                break  # no longer shrinking with the information at its own point: rounding
             # keep the information while the steps shrink a hundredfold (it is then close
             # enough to the current one), else take it at the new point
             if halvings or size > last / 100:
