@@ -264,8 +264,9 @@ class _FrailtyTerms:
     def blocks(self):
         """The information in pieces: the covariates' block ``xx`` (p x p), their sums with
         each cluster ``xz`` (p x C), the clusters' diagonal ``zz`` (C) and, per stratum,
-        the risk-set terms over its covariates and clusters (``(p + q) x (p + q)``, ``q``
-        its clusters ``pair_cluster[s, :q]``)."""
+        the risk-set terms over its covariates and clusters (an ``S x (p + Q) x (p + Q)``
+        array, stratum s's terms in its first ``p + q`` rows and columns, ``q`` its
+        clusters ``pair_cluster[s, :q]``, zeros after them)."""
         from pipeline.stats.coxph import _efron_second, _suffix_groups
 
         m = self.m
