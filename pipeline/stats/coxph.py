@@ -145,7 +145,51 @@ def _within_stratum_cumsum(a: np.ndarray, sd: _Sorted) -> np.ndarray:
     return cs - cs0[sd.g_stratum_first_group]
 
 
-def _group_coefficients(S0, E0, d, dw, idx, starts, efron, second=True):
+def _efron_steps(d, dw, idx, starts) -> tuple[np.ndarray, np.ndarray | None]:
+    """The Efron sub-step of each event, for :func:`_group_coefficients` called many times
+    on the same data: ``f_m = m / d`` and the mean event weight ``mw = dw / d`` (None when
+    it is 1 for every event, unweighted data). They do not depend on beta."""
+    start = np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
+    f = (np.arange(len(idx)) - start) / d[idx]
+    mw = dw[idx] / d[idx]
+    return f, (None if np.all(mw == 1.0) else mw)
+
+
+def _efron_first(S0, E0, idx, steps, log=True):
+    """Efron's first-order sums per tie group (:func:`_group_coefficients`): ``a``, ``b``,
+    the log term of the likelihood (with ``log``, else None) and ``D_m`` of each event,
+    from which :func:`_efron_second` takes the rest. ``steps`` as :func:`_efron_steps`."""
+    G = len(S0)
+    f, mw = steps
+    D = S0[idx] - f * E0[idx]
+    if mw is None:  # unweighted: mw = 1
+        a = np.bincount(idx, weights=1.0 / D, minlength=G)
+        b = np.bincount(idx, weights=f / D, minlength=G)
+        logterm = np.log(D).sum() if log else None
+    else:
+        a = np.bincount(idx, weights=mw / D, minlength=G)
+        b = np.bincount(idx, weights=mw * f / D, minlength=G)
+        logterm = (mw * np.log(D)).sum() if log else None
+    return a, b, logterm, D
+
+
+def _efron_second(D, idx, steps, G):
+    """Efron's second-order sums per tie group, ``c0``, ``c1``, ``c2`` of
+    :func:`_group_coefficients`, from the ``D`` of :func:`_efron_first` (``G`` groups)."""
+    f, mw = steps
+    if mw is None:
+        D2 = D**2
+        c0 = np.bincount(idx, weights=1.0 / D2, minlength=G)
+        c1 = np.bincount(idx, weights=f / D2, minlength=G)
+        c2 = np.bincount(idx, weights=f**2 / D2, minlength=G)
+    else:
+        c0 = np.bincount(idx, weights=mw / D**2, minlength=G)
+        c1 = np.bincount(idx, weights=mw * f / D**2, minlength=G)
+        c2 = np.bincount(idx, weights=mw * f**2 / D**2, minlength=G)
+    return c0, c1, c2
+
+
+def _group_coefficients(S0, E0, d, dw, idx, starts, efron, second=True, steps=None):
     """Per tie group, the coefficients the score and information take from the risk-set
     sums ``S0`` and the events' sums ``E0``: ``a = sum_m mw / D_m``, ``b = sum_m mw f_m /
     D_m`` and, with ``second``, ``c0``, ``c1``, ``c2`` (the same over ``D_m^2``, times 1,
@@ -153,21 +197,17 @@ def _group_coefficients(S0, E0, d, dw, idx, starts, efron, second=True):
     ``d`` events into sub-steps ``m = 0..d-1`` with ``f_m = m / d``, ``D_m = S0 - f_m E0``,
     each carrying the group's mean event weight ``mw = dw / d``; Breslow has ``a = dw /
     S0``, ``c0 = dw / S0^2`` and the rest zero. ``idx`` holds one entry per event (its
-    group, sorted) and ``starts`` the first entry of each group's run."""
+    group, sorted) and ``starts`` the first entry of each group's run. ``steps``, from
+    :func:`_efron_steps` of the same arguments, saves recomputing the sub-steps; the
+    results are the same to the bit (a weight of exactly 1 multiplies nothing). Efron's
+    sums are :func:`_efron_first` and :func:`_efron_second`."""
     G = len(S0)
     if efron:
-        start = np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
-        f = (np.arange(len(idx)) - start) / d[idx]
-        D = S0[idx] - f * E0[idx]
-        mw = dw[idx] / d[idx]
-        a = np.bincount(idx, weights=mw / D, minlength=G)
-        b = np.bincount(idx, weights=mw * f / D, minlength=G)
+        steps = _efron_steps(d, dw, idx, starts) if steps is None else steps
+        a, b, logterm, D = _efron_first(S0, E0, idx, steps, log=second)
         if not second:
             return a, b
-        c0 = np.bincount(idx, weights=mw / D**2, minlength=G)
-        c1 = np.bincount(idx, weights=mw * f / D**2, minlength=G)
-        c2 = np.bincount(idx, weights=mw * f**2 / D**2, minlength=G)
-        logterm = (mw * np.log(D)).sum()
+        c0, c1, c2 = _efron_second(D, idx, steps, G)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             a = np.where(d > 0, dw / S0, 0.0)

@@ -23,6 +23,8 @@ and its ``history$c.loglik``) in ``tests/reference/test_icc_reference.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -208,152 +210,199 @@ def _gammacon(d: np.ndarray, nu: float) -> float:
 class _FrailtyTerms:
     """Cox log-likelihood, score and information at ``(beta, w)``, ``w`` the log frailties,
     without a column per cluster: the model matrix ``[X, Z]`` (``Z`` the cluster
-    indicators) is never built. Every sum :class:`pipeline.stats.coxph._Terms` takes over
-    a column of ``Z`` is a sum over the rows of one cluster (``bincount``), and the
-    risk-set sums of ``Z`` are kept per tie group for the clusters of the group's stratum
-    only (a ``groups x clusters-per-stratum`` array, the local column ``q`` of stratum
-    ``s`` being cluster ``pair_cluster[s, q]``); products of them are summed stratum by
-    stratum. Same quantities as ``_Terms`` on ``[X, Z]`` (up to rounding; checked in
+    indicators) is never built.
+
+    The sums run over the model's cells (:class:`_FrailtyModel`: the rows of one tie group,
+    event status and cluster), whose rows share ``exp(w_c)`` and the group's Efron
+    coefficients: ``eta`` and ``exp(eta)`` are taken once per distinct row (rows alike in
+    group, event status, cluster and covariates are one row with a count), one sparse
+    product gives each cell's sums of ``r`` and ``r x``, and the risk-set sums enter the
+    likelihood and the score only through ``S0``, ``E0`` and the within-stratum cumulative
+    coefficient ``A`` (a row's score term is ``r (A - b [event])``, so the score of a
+    cluster is ``d_c`` minus a sum over its cells). The information (:attr:`blocks`, needed
+    only for a Newton step) adds Efron's second-order sums and the risk-set sums of ``Z``
+    per tie group for the clusters of the group's stratum only (a ``groups x
+    clusters-per-stratum`` array, the local column ``q`` of stratum ``s`` being cluster
+    ``pair_cluster[s, q]``), whose products are summed stratum by stratum. Same
+    quantities as ``_Terms`` on ``[X, Z]`` (up to rounding; checked in
     ``tests/reference/test_icc_reference.py``), in memory linear in the rows."""
 
     def __init__(self, beta: np.ndarray, m: "_FrailtyModel"):
-        from pipeline.stats.coxph import _group_coefficients, _suffix, _suffix_groups
+        from pipeline.stats.coxph import (_efron_first, _group_coefficients, _segment_sums,
+                                          _suffix_groups, _within_stratum_cumsum)
 
-        sd, p, Q = m.sd, m.p, m.Q
+        sd, p = m.sd, m.p
         bx, w = beta[:p], beta[p:]
-        eta = sd.X @ bx + w[m.cl]
-        r = np.exp(eta)
-        G = len(sd.g_first)
-        er, eg, starts, egroups = sd.ev_rows, sd.ev_g, sd.ev_starts, sd.ev_groups
-        S0 = _suffix(r, sd)
-        S1x = _suffix(r[:, None] * sd.X, sd)
-        zg = np.bincount(m.row_gq, weights=r, minlength=G * Q).reshape(G, Q)
-        S1z = _suffix_groups(zg, sd)
-        E0 = np.zeros(G)
-        E1x = np.zeros_like(S1x)
-        if len(er):
-            E0[egroups] = np.add.reduceat(r[er], starts)
-            E1x[egroups] = np.add.reduceat(r[er, None] * sd.X[er], starts, axis=0)
-        E1z = np.bincount(m.row_gq[er], weights=r[er], minlength=G * Q).reshape(G, Q)
-        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, eg, starts,
-                                                        sd.efron)   # as _Terms (unweighted)
-        self.loglik = float(eta[er].sum() - logterm)
-        score_x = sd.Xev_g.sum(axis=0) - (a[:, None] * S1x - b[:, None] * E1x).sum(axis=0)
-        score_z = m.d - m.scatter(np.add.reduceat(a[:, None] * S1z - b[:, None] * E1z,
-                                                  m.s_first_group, axis=0))
-        self.score = np.r_[score_x, score_z]
-        self.m, self.r = m, r
-        self.S1x, self.S1z, self.E1x, self.E1z = S1x, S1z, E1x, E1z
-        self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
+        ru = m.u_n * np.exp(m.Xu @ bx + w[m.u_cl])      # r of each distinct row, times its count
+        if m.cell_units is None:  # one distinct row per cell (covariates constant in clusters)
+            cr, crx = ru, ru[:, None] * m.Xu
+        else:
+            cs = _segment_sums(m.Xu1, ru, m.cell_units)  # per cell: sum r, sum r x
+            cr, crx = cs[:, 0], cs[:, 1:]
+        S0 = _suffix_groups(np.add.reduceat(cr, m.g_cell_first), sd)
+        E0 = np.zeros(len(S0))
+        if len(m.ev_cells):
+            E0[sd.ev_groups] = np.add.reduceat(cr[m.ev_cells], m.ev_cell_starts)
+        if sd.efron:  # as _Terms (unweighted); the second-order sums only for the information
+            a, b, logterm, self._D = _efron_first(S0, E0, sd.ev_g, m.efron_steps)
+        else:
+            a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, sd.ev_g,
+                                                            sd.ev_starts, False)
+            self._c = c0, c1, c2
+        # each row's multiplier in the score and the information: A = sum of a over the
+        # groups of its stratum up to its time, less b at its own group if it is an event
+        k = _within_stratum_cumsum(a, sd)[m.cell_g]
+        if sd.efron:
+            k[m.ev_cells] -= b[m.ev_cell_g]
+        zz = np.bincount(m.cell_c, weights=k * cr, minlength=m.C)
+        self.loglik = float(m.x_ev @ bx + m.d @ w - logterm)   # sum of eta over the events
+        self.score = np.r_[m.x_ev - k @ crx, m.d - zz]
+        self.m, self.ru, self.cr, self.crx, self.k, self.zz = m, ru, cr, crx, k, zz
+        self.a, self.b = a, b
 
-    def _blocks(self):
+    @cached_property
+    def blocks(self):
         """The information in pieces: the covariates' block ``xx`` (p x p), their sums with
         each cluster ``xz`` (p x C), the clusters' diagonal ``zz`` (C) and, per stratum,
-        the risk-set terms over its covariates and clusters (``(p + q) x (p + q)``, ``q``
-        its clusters ``pair_cluster[s, :q]``)."""
-        from pipeline.stats.coxph import _within_stratum_cumsum
+        the risk-set terms over its covariates and clusters (an ``S x (p + Q) x (p + Q)``
+        array, stratum s's terms in its first ``p + q`` rows and columns, ``q`` its
+        clusters ``pair_cluster[s, :q]``, zeros after them)."""
+        from pipeline.stats.coxph import _efron_second, _suffix_groups
 
         m = self.m
-        sd, p, C, r = m.sd, m.p, m.C, self.r
-        X, er, eg = sd.X, sd.ev_rows, sd.ev_g
-        # sum_i r_i A_i x~_i x~_i' with x~ = (x, z): x block, x-by-cluster sums, diagonal
-        rA = r * _within_stratum_cumsum(self.a, sd)[sd.row_g]
-        xx = (X * rA[:, None]).T @ X
-        xz = np.array([np.bincount(m.cl, weights=rA * X[:, j], minlength=C)
+        sd, p, C, Q = m.sd, m.p, m.C, m.Q
+        G = len(sd.g_first)
+        cr, crx, k = self.cr, self.crx, self.k
+        # sum_i r_i (A_i - b_i [event]) x~_i x~_i' with x~ = (x, z): x block, x-by-cluster
+        # sums, diagonal
+        xx = (m.Xu * (self.ru * k[m.u_cell])[:, None]).T @ m.Xu
+        xz = np.array([np.bincount(m.cell_c, weights=k * crx[:, j], minlength=C)
                        for j in range(p)]).reshape(p, C)
-        zz = np.bincount(m.cl, weights=rA, minlength=C)
-        if sd.efron:
-            rb = r[er] * self.b[eg]
-            Xe = X[er]
-            xx -= (Xe * rb[:, None]).T @ Xe
-            xz = xz - np.array([np.bincount(m.cl[er], weights=rb * Xe[:, j], minlength=C)
-                                for j in range(p)]).reshape(p, C)
-            zz = zz - np.bincount(m.cl[er], weights=rb, minlength=C)
+        # the risk-set and event sums of x and z per tie group
+        S1x = _suffix_groups(np.add.reduceat(crx, m.g_cell_first, axis=0), sd)
+        S1z = _suffix_groups(np.bincount(m.cell_gq, weights=cr, minlength=G * Q).reshape(G, Q), sd)
+        E1x = np.zeros_like(S1x)
+        E1z = np.zeros((G, Q))
+        if sd.efron and len(m.ev_cells):
+            ev = m.ev_cells
+            E1x[sd.ev_groups] = np.add.reduceat(crx[ev], m.ev_cell_starts, axis=0)
+            E1z = np.bincount(m.cell_gq[ev], weights=cr[ev], minlength=G * Q).reshape(G, Q)
         # the risk-set terms, one stratum at a time over its groups and its clusters
-        c0, c1, c2 = self.c0, self.c1, self.c2
-        bounds = np.r_[m.s_first_group, len(sd.g_first)]
-        blocks = []
+        c0, c1, c2 = _efron_second(self._D, sd.ev_g, m.efron_steps, G) if sd.efron else self._c
+        bounds = np.r_[m.s_first_group, G]
+        per_stratum = np.zeros((len(m.s_first_group), p + Q, p + Q))  # padded to Q clusters
         for s in range(len(m.s_first_group)):
             g = slice(bounds[s], bounds[s + 1])
             q = m.n_local[s]
-            S1 = np.hstack([self.S1x[g], self.S1z[g, :q]])
+            S1 = np.hstack([S1x[g], S1z[g, :q]])
             blk = -(S1 * c0[g, None]).T @ S1
             if sd.efron:
-                E1 = np.hstack([self.E1x[g], self.E1z[g, :q]])
+                E1 = np.hstack([E1x[g], E1z[g, :q]])
                 cross = (S1 * c1[g, None]).T @ E1
                 blk += cross + cross.T
                 blk -= (E1 * c2[g, None]).T @ E1
-            blocks.append(blk)
-        return xx, xz, zz, blocks
+            per_stratum[s, :p + q, :p + q] = blk
+        return xx, xz, self.zz, per_stratum
 
     def information(self) -> np.ndarray:
         """``_Terms.information()`` of the model matrix ``[X, Z]`` (dense)."""
-        m = self.m
-        p, C = m.p, m.C
-        xx, xz, zz, blocks = self._blocks()
-        info = np.zeros((p + C, p + C))
-        info[:p, :p] = xx
-        info[:p, p:] = xz
-        info[p:, :p] = xz.T
-        info[p + np.arange(C), p + np.arange(C)] += zz
-        for s, blk in enumerate(blocks):
-            idx = np.r_[np.arange(p), p + m.pair_cluster[s, :m.n_local[s]]]
-            info[np.ix_(idx, idx)] += blk
-        return info
+        return _information(self.m, self.blocks)
 
     def newton_step(self, score: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-        """Solve ``(information + diag(0, penalty)) step = score`` (``penalty`` per cluster).
+        """Solve ``(information + diag(0, penalty)) step = score`` (see :func:`_newton_step`)."""
+        return _newton_step(self.m, self.blocks, score, penalty)
 
-        With every cluster in one stratum the clusters' part of the matrix is block
-        diagonal (a block per stratum), and the step is found through the Schur
-        complement of the covariates' block: small solves per stratum instead of one
-        dense ``(p + C)`` system (C = 1,000 clusters at national size)."""
-        m = self.m
-        p = m.p
-        if not m.nested:
-            info = self.information()
-            info[p:, p:] += np.diag(penalty)
-            return np.linalg.solve(info, score)
-        xx, xz, zz, blocks = self._blocks()
-        u, v = score[:p], score[p:]
-        A, rhs = xx.copy(), u.copy()
-        parts = []
-        for s, blk in enumerate(blocks):
-            idx = m.pair_cluster[s, :m.n_local[s]]
-            A += blk[:p, :p]
-            B = xz[:, idx] + blk[:p, p:]                     # p x q
-            D = blk[p:, p:] + np.diag(zz[idx] + penalty[idx])
-            DinvBv = np.linalg.solve(D, np.column_stack([B.T, v[idx]]))
-            A -= B @ DinvBv[:, :p]
-            rhs -= B @ DinvBv[:, p]
-            parts.append((idx, B, D))
-        x = np.linalg.solve(A, rhs) if p else np.zeros(0)
-        step = np.empty_like(score)
-        step[:p] = x
-        for idx, B, D in parts:
-            step[p + idx] = np.linalg.solve(D, v[idx] - B.T @ x)
-        return step
+
+def _information(m: "_FrailtyModel", blocks) -> np.ndarray:
+    """The dense ``(p + C) x (p + C)`` information from :attr:`_FrailtyTerms.blocks`."""
+    p, C = m.p, m.C
+    xx, xz, zz, per_stratum = blocks
+    info = np.zeros((p + C, p + C))
+    info[:p, :p] = xx
+    info[:p, p:] = xz
+    info[p:, :p] = xz.T
+    info[p + np.arange(C), p + np.arange(C)] += zz
+    for s, blk in enumerate(per_stratum):
+        q = m.n_local[s]
+        idx = np.r_[np.arange(p), p + m.pair_cluster[s, :q]]
+        info[np.ix_(idx, idx)] += blk[:p + q, :p + q]
+    return info
+
+
+def _newton_step(m: "_FrailtyModel", blocks, score: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """Solve ``(information + diag(0, penalty)) step = score`` (``penalty`` per cluster),
+    the information given by its :attr:`_FrailtyTerms.blocks`.
+
+    With every cluster in one stratum the clusters' part of the matrix is block
+    diagonal (a block per stratum), and the step is found through the Schur
+    complement of the covariates' block: one batch of small solves, a stratum each
+    (padded to the largest stratum's clusters by an identity), instead of one dense
+    ``(p + C)`` system (C = 1,000 clusters at national size)."""
+    p = m.p
+    if not m.nested:
+        info = _information(m, blocks)
+        info[p:, p:] += np.diag(penalty)
+        return np.linalg.solve(info, score)
+    xx, xz, zz, per_stratum = blocks
+    u, v = score[:p], score[p:]
+    cols = m.pair_cluster                                 # S x Q, -1 past a stratum's clusters
+    real = cols >= 0
+    c = np.where(real, cols, 0)
+    B = np.where(real[:, None, :], xz[:, c].transpose(1, 0, 2), 0.0) + per_stratum[:, :p, p:]
+    D = per_stratum[:, p:, p:].copy()
+    diag = np.arange(m.Q)
+    D[:, diag, diag] += np.where(real, zz[c] + penalty[c], 1.0)
+    rhs = np.concatenate([B.transpose(0, 2, 1), np.where(real, v[c], 0.0)[:, :, None]], axis=2)
+    sol = np.linalg.solve(D, rhs)                         # S x Q x (p + 1): D^-1 [B', v]
+    A = xx + per_stratum[:, :p, :p].sum(axis=0) - np.einsum("spq,sqk->pk", B, sol[:, :, :p])
+    x = np.linalg.solve(A, u - np.einsum("spq,sq->p", B, sol[:, :, p])) if p else np.zeros(0)
+    step = np.empty_like(score)
+    step[:p] = x
+    step[p + cols[real]] = (sol[:, :, p] - sol[:, :, :p] @ x)[real]
+    return step
+
+
+class _Solved(NamedTuple):
+    """A converged penalised fit, kept to start the fits at other thetas from: its point
+    and what a Newton step from it needs (all independent of theta)."""
+
+    beta: np.ndarray
+    loglik: float
+    score: np.ndarray
+    blocks: tuple
 
 
 class _FrailtyModel:
     """Penalised Cox fits ``PL(beta, w) - nu sum_c (exp(w_c) - w_c - 1)`` at fixed theta.
 
-    The rows are sorted once (:func:`pipeline.stats.coxph._prepare` of the covariates) and
-    every fit of the search over theta reuses them; the clusters enter through
-    :class:`_FrailtyTerms`, not as columns."""
+    The rows are sorted once (:func:`pipeline.stats.coxph._prepare` of the covariates),
+    then within each tie group by event status, cluster and covariates: a *cell* is the
+    rows of one group, status and cluster (contiguous), and rows alike in all of these and
+    the covariates are kept once with their count. Every fit of the search over theta
+    reuses this; the clusters enter through :class:`_FrailtyTerms`, not as columns. Each
+    theta is fitted once (the search asks for some twice), starting from the converged
+    fit at the nearest theta already fitted."""
 
     def __init__(self, t, e, X, strata, cl, efron):
-        from pipeline.stats.coxph import _prepare
+        from pipeline.stats.coxph import _efron_steps, _index, _prepare
 
         self.C = int(cl.max() + 1)
         self.p = X.shape[1]
         self.sd = sd = _prepare(np.asarray(X, float).reshape(len(t), -1), t, e, strata, efron)
         self.cl = cl = np.asarray(cl)[sd.order]  # sorted rows' clusters
         self.d = np.bincount(cl, weights=sd.event, minlength=self.C)
+        self.x_ev = sd.Xev_g.sum(axis=0)  # sum of the covariates over the events
+        self.efron_steps = _efron_steps(sd.d, sd.dw, sd.ev_g, sd.ev_starts) if efron else None
         # (stratum, cluster) pairs: each cluster's local column within its stratum
         s_id = np.cumsum(np.r_[True, sd.strata[1:] != sd.strata[:-1]]) - 1
         S = int(s_id[-1]) + 1
-        pair, row_pair = np.unique(s_id * self.C + cl, return_inverse=True)
+        key = s_id * self.C + cl
+        if S * self.C <= 4 * len(key):  # np.unique's answer without sorting the rows
+            seen = np.zeros(S * self.C, bool)
+            seen[key] = True
+            pair, row_pair = np.nonzero(seen)[0], (np.cumsum(seen) - 1)[key]
+        else:
+            pair, row_pair = np.unique(key, return_inverse=True)
         pair_s, pair_c = pair // self.C, pair % self.C
         first = np.searchsorted(pair_s, np.arange(S))
         local = np.arange(len(pair)) - first[pair_s]
@@ -361,63 +410,114 @@ class _FrailtyModel:
         self.Q = Q = int(self.n_local.max())
         self.pair_cluster = np.full((S, Q), -1)
         self.pair_cluster[pair_s, local] = pair_c
-        self.row_gq = sd.row_g * Q + local[row_pair]  # flat (group, local column) of each row
         self.s_first_group = sd.row_g[np.searchsorted(s_id, np.arange(S))]  # per stratum
-        self._pair_s, self._local = pair_s, local
         self.nested = len(pair_c) == len(np.unique(pair_c))  # each cluster in one stratum
-        self.start = np.zeros(self.p + self.C)
-
-    def scatter(self, by_stratum: np.ndarray) -> np.ndarray:
-        """Per-stratum values of the local cluster columns (``S x Q``) summed per cluster."""
-        return np.bincount(self.pair_cluster[self._pair_s, self._local],
-                           weights=by_stratum[self._pair_s, self._local], minlength=self.C)
+        # cells (group, event status, cluster) and their distinct rows
+        X = sd.X
+        o = np.lexsort((*X.T[::-1], cl, sd.event, sd.row_g))
+        g, ev, c, Xs = sd.row_g[o], sd.event[o], cl[o], X[o]
+        new_cell = np.r_[True, (g[1:] != g[:-1]) | (ev[1:] != ev[:-1]) | (c[1:] != c[:-1])]
+        new_row = new_cell | np.r_[True, (Xs[1:] != Xs[:-1]).any(axis=1)]
+        u_first = np.nonzero(new_row)[0]
+        self.u_n = np.diff(np.r_[u_first, len(o)]).astype(float)   # count of each distinct row
+        self.Xu = Xs[u_first]
+        self.Xu1 = np.column_stack([np.ones(len(u_first)), self.Xu])
+        self.u_cl = c[u_first]
+        self.u_cell = np.cumsum(new_cell)[u_first] - 1
+        cell_first = np.nonzero(new_cell)[0]
+        self.cell_units = None if len(cell_first) == len(u_first) else (
+            _index(np.r_[np.nonzero(new_cell[u_first])[0], len(u_first)]), _index(np.arange(len(u_first))))
+        self.cell_g, self.cell_c = g[cell_first], c[cell_first]
+        self.cell_gq = self.cell_g * Q + local[row_pair[o[cell_first]]]  # flat (group, local column)
+        self.g_cell_first = np.nonzero(np.r_[True, self.cell_g[1:] != self.cell_g[:-1]])[0]
+        self.ev_cells = np.nonzero(ev[cell_first])[0]
+        self.ev_cell_g = ev_g = self.cell_g[self.ev_cells]
+        self.ev_cell_starts = np.nonzero(np.r_[True, ev_g[1:] != ev_g[:-1]])[0] if len(ev_g) else ev_g
+        self._pair_s, self._local = pair_s, local
+        self._fits: dict[float, tuple] = {}       # theta -> (beta, loglik, penalised)
+        self._solved: dict[float, _Solved] = {}   # theta > 0 -> its converged fit
 
     def fit(self, theta: float, tol: float = 1e-13, max_iter: int = 100):
-        from pipeline.stats.coxph import _newton, _prepare, _Terms
+        """``(beta, loglik, penalised)`` at ``theta``: the coefficients and log frailties
+        maximising the penalised partial likelihood, the partial likelihood there and the
+        penalised one. Newton-Raphson with step halving, from the converged fit at the
+        nearest theta fitted before (zeros for the first), until the last step changed the
+        penalised likelihood by at most ``tol`` (relative) and the next one is below 1e-9
+        (that point is the fit; a converged fit for a theta close enough is one), or the
+        step, taken with the information at its own point, is no longer shrinking (Newton's
+        quadratic convergence has reached the rounding of the sums, which where the
+        likelihood is nearly flat, large theta, can keep the step near 1e-8 for ever). The information
+        (the partial likelihood's: the penalty's is exact at every step) is kept from one
+        step to the next while the steps shrink a hundredfold, and a fit starts with the
+        one its starting fit ended with. A theta fitted before returns its fit."""
+        from pipeline.stats.coxph import _newton, _structure, _Terms
 
+        key = max(float(theta), 0.0)
+        if key in self._fits:
+            return self._fits[key]
         p, C = self.p, self.C
-        if theta <= 0:  # no frailty: the plain Cox model
+        if key == 0:  # no frailty: the plain Cox model
             beta = np.zeros(p + C)
+            # _prepare of the sorted rows, which it would leave in their order: not sorted again
+            sd = _structure(self.sd.X, self.sd.time, self.sd.event, self.sd.strata,
+                            np.arange(len(self.sd.time)), self.sd.efron)
             if p:
-                sd = _prepare(self.sd.X[:, :p], self.sd.time, self.sd.event, self.sd.strata, self.sd.efron)
                 b, terms, _, _, _ = _newton(sd, p)
                 beta[:p] = b
-                return beta, terms.loglik, terms.loglik
-            terms = _Terms(np.zeros(0), _prepare(np.zeros((len(self.sd.time), 0)), self.sd.time,
-                                                 self.sd.event, self.sd.strata, self.sd.efron))
-            return beta, terms.loglik, terms.loglik
+            else:
+                terms = _Terms(np.zeros(0), sd)
+            self._fits[key] = beta, terms.loglik, terms.loglik
+            return self._fits[key]
         nu = 1.0 / theta
-        beta = self.start.copy()
 
-        def pen(b, terms):
+        def pen(b, loglik):
             w = b[p:]
-            return terms.loglik - nu * np.sum(np.exp(w) - w - 1)
+            return loglik - nu * np.sum(np.exp(w) - w - 1)
 
-        terms = _FrailtyTerms(beta, self)
-        obj = pen(beta, terms)
+        if self._solved:
+            terms = self._solved[min(self._solved, key=lambda th: abs(th - theta))]
+            beta, blocks, fresh = terms.beta, terms.blocks, False
+            change = 0.0  # of a converged fit's last step: nothing
+        else:
+            beta = np.zeros(p + C)
+            terms = _FrailtyTerms(beta, self)
+            blocks, fresh, change = terms.blocks, True, np.inf
+        obj = pen(beta, terms.loglik)
+        last = np.inf
         for _ in range(max_iter):
             w = beta[p:]
             score = terms.score.copy()
             score[p:] -= nu * (np.exp(w) - 1)
-            step = terms.newton_step(score, nu * np.exp(w))
+            step = _newton_step(self, blocks, score, nu * np.exp(w))
+            if np.max(np.abs(step)) < 1e-9 and change <= tol * max(1.0, abs(obj)):
+                break  # the step from here is below the tolerance: this point is the fit
             new = beta + step
             nterms = _FrailtyTerms(new, self)
-            nobj = pen(new, nterms)
+            nobj = pen(new, nterms.loglik)
             halvings = 0
             while not (np.isfinite(nobj) and nobj >= obj - 1e-12 * abs(obj)) and halvings < 30:
                 step /= 2
                 new = beta + step
                 nterms = _FrailtyTerms(new, self)
-                nobj = pen(new, nterms)
+                nobj = pen(new, nterms.loglik)
                 halvings += 1
             change = abs(nobj - obj)
             beta, terms, obj = new, nterms, nobj
-            if change <= tol * max(1.0, abs(obj)) and np.max(np.abs(step)) < 1e-9:
-                break
-        self.start = beta  # warm start for the next theta
+            size = np.max(np.abs(step))
+            if change <= tol * max(1.0, abs(obj)) and fresh and size > last / 2:
+                break  # no longer shrinking with the information at its own point: rounding
+            # keep the information while the steps shrink a hundredfold (it is then close
+            # enough to the current one), else take it at the new point
+            if halvings or size > last / 100:
+                blocks, fresh = terms.blocks, True
+            else:
+                fresh = False
+            last = size
+        self._solved[theta] = _Solved(beta, terms.loglik, terms.score, blocks)
         # the partial likelihood is unchanged by a common shift of the log frailties (it is
         # absorbed by the baseline hazard); the penalty's optimum has mean(exp(w)) = 1
-        return beta, terms.loglik, obj
+        self._fits[key] = beta, terms.loglik, obj
+        return self._fits[key]
 
     def integrated(self, theta: float) -> tuple[float, np.ndarray]:
         """R's ``c.loglik``: the penalised log-likelihood (with ``mean exp(w) = 1``) plus the

@@ -133,6 +133,81 @@ def test_frailty_terms_with_clusters_crossing_strata_equal_the_dense_cox_terms()
     np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8)
 
 
+@pytest.mark.parametrize("efron", [True, False])
+def test_frailty_terms_with_repeated_rows_equal_the_dense_cox_terms(efron):
+    """Rows alike in tie group, event status, cluster and covariates are kept once with
+    their count, and a cell (group, status, cluster) holds several distinct rows when the
+    covariates vary within clusters: the terms are still those of the Cox model with a
+    column per cluster (strata of unequal numbers of clusters: the per-stratum solves are
+    padded)."""
+    from pipeline.stats.coxph import _prepare, _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    rng = np.random.default_rng(11)
+    n, C = 400, 8
+    t, e = rng.integers(1, 12, n).astype(float), rng.random(n) < 0.5
+    X, cl = rng.integers(0, 2, (n, 2)).astype(float), rng.integers(0, C, n)
+    s = (cl < 3).astype(int)  # clusters nested in two strata, of 3 and 5 clusters
+    m = _FrailtyModel(t, e, X, s, cl, efron)
+    assert m.nested and (m.u_n > 1).any() and len(m.cell_g) < len(m.u_n) < n
+    beta = rng.normal(0, 0.3, 2 + C)
+    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
+                                  t, e, s, efron))
+    ours = _FrailtyTerms(beta, m)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[2:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[0.0, 0.0, pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=1e-10 * np.abs(step).max())
+
+
+def test_frailty_terms_with_more_stratum_cluster_pairs_than_rows_equal_the_dense_cox_terms():
+    """Few rows, many strata and clusters (the (stratum, cluster) pairs are then found by
+    sorting, not by a table of every pair): the same check against the dense Cox terms."""
+    from pipeline.stats.coxph import _prepare, _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    rng = np.random.default_rng(13)
+    n, C = 40, 20
+    t, e = rng.integers(1, 10, n).astype(float), rng.random(n) < 0.5
+    X, cl = rng.normal(size=(n, 1)), np.r_[np.arange(C), rng.integers(0, C, n - C)]
+    s = cl % 10  # 10 strata of 2 clusters
+    assert 10 * C > 4 * n
+    m = _FrailtyModel(t, e, X, s, cl, True)
+    beta = rng.normal(0, 0.3, 1 + C)
+    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
+                                  t, e, s, True))
+    ours = _FrailtyTerms(beta, m)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[1:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[0.0, pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=1e-10 * np.abs(step).max())
+
+
+def test_a_theta_is_fitted_once_and_the_order_of_the_fits_does_not_matter():
+    """Each fit starts from the converged fit at the nearest theta fitted before, and a
+    theta asked for again returns its fit: fitting the same thetas in the opposite order
+    (each from another neighbour, or from zero) gives the same integrated likelihood and
+    estimates, to far within the tolerances against R."""
+    g = GOLD["frailty"]["kidney"]
+    thetas = [0.01, 0.1, 0.4, 2.0, 20.0]
+    up, down = _model(g), _model(g)
+    a = {th: up.integrated(th) for th in thetas}
+    b = {th: down.integrated(th) for th in thetas[::-1]}
+    for th in thetas:
+        np.testing.assert_allclose(a[th][0], b[th][0], rtol=1e-13)
+        np.testing.assert_allclose(a[th][1], b[th][1], rtol=0, atol=1e-7)
+        again = up.integrated(th)
+        assert again[0] == a[th][0] and again[1] is a[th][1]
+
+
 @pytest.mark.parametrize("case", list(GOLD["frailty"]))
 def test_integrated_likelihood_at_fixed_theta_matches_coxph(case):
     """R: ``coxph(Surv ~ x + frailty(cluster, theta = th))``: ``history[[1]]$c.loglik`` at

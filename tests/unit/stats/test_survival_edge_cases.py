@@ -314,3 +314,43 @@ def test_frailty_variance_without_covariates_starts_from_the_null_partial_likeli
     np.testing.assert_allclose(f.loglik_0, cox(d, "t", "e", ["x"], strata="s").loglik[0],
                                rtol=1e-12)
     assert f.loglik >= f.loglik_0 and 0 <= f.lower <= f.theta <= f.upper
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_efron_coefficients_from_precomputed_steps_are_the_same_to_the_bit(weighted):
+    """``coxph._group_coefficients`` with the Efron sub-steps computed once
+    (``_efron_steps``, as the frailty fits do) and without them, and its two halves
+    ``_efron_first`` and ``_efron_second``, give the same numbers, to the bit, as the
+    expansion written out with the mean event weight in every term."""
+    from pipeline.stats.coxph import (_efron_first, _efron_second, _efron_steps, _group_coefficients,
+                                      _prepare)
+
+    rng = np.random.default_rng(5)
+    n = 300
+    t, e = rng.integers(1, 30, n).astype(float), rng.random(n) < 0.6
+    w = rng.uniform(0.5, 2, n) if weighted else None
+    sd = _prepare(rng.normal(size=(n, 1)), t, e, rng.integers(0, 3, n), True, w)
+    G = len(sd.g_first)
+    S0, E0 = rng.uniform(5, 50, G), rng.uniform(0.5, 2, G)
+    idx, starts = sd.ev_g, sd.ev_starts
+    start = np.repeat(starts, np.diff(np.r_[starts, len(idx)]))
+    f = (np.arange(len(idx)) - start) / sd.d[idx]
+    D = S0[idx] - f * E0[idx]
+    mw = sd.dw[idx] / sd.d[idx]
+    written = [np.bincount(idx, weights=x, minlength=G)
+               for x in (mw / D, mw * f / D, mw / D**2, mw * f / D**2, mw * f**2 / D**2)]
+    written.append((mw * np.log(D)).sum())
+    steps = _efron_steps(sd.d, sd.dw, idx, starts)
+    assert (steps[1] is None) == (not weighted)
+    for got in (_group_coefficients(S0, E0, sd.d, sd.dw, idx, starts, True),
+                _group_coefficients(S0, E0, sd.d, sd.dw, idx, starts, True, steps=steps)):
+        for x, y in zip(got, written):
+            np.testing.assert_array_equal(x, y)
+    a, b = _group_coefficients(S0, E0, sd.d, sd.dw, idx, starts, True, second=False, steps=steps)
+    np.testing.assert_array_equal(a, written[0])
+    np.testing.assert_array_equal(b, written[1])
+    # the first-order sums alone (every evaluation of a frailty fit), the second-order
+    # ones later from their D (only for a Newton step)
+    a, b, logterm, D1 = _efron_first(S0, E0, idx, steps)
+    for x, y in zip((a, b, *_efron_second(D1, idx, steps, G), logterm), written):
+        np.testing.assert_array_equal(x, y)
