@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.analyses import AnalysisResult
+from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.trial_effects import has_clusters
 from pipeline.plan import AnalysisPlan
 
@@ -43,7 +43,7 @@ def outcome_iccs(d: pd.DataFrame, plan: AnalysisPlan) -> AnalysisResult:
                  kendall_tau=np.nan, method="", note="")
         try:
             if op.kind == "time_to_event":
-                dd = d.assign(__ev=(d[o.column("event")] == 1).astype(int))
+                dd = with_columns(d, __ev=(d[o.column("event")] == 1).astype(int))
                 f = frailty_variance(dd, o.column("time"), "__ev", ["od"], "cluster_id",
                                      strata=strata, conf_level=plan.conf_level)
                 s = f.summary.iloc[0]
@@ -53,7 +53,10 @@ def outcome_iccs(d: pd.DataFrame, plan: AnalysisPlan) -> AnalysisResult:
                          note=" ".join(f.notes))
             else:
                 col = o.column("count" if op.kind == "count" else "outcome")
-                dd = d[d[col].notna()]
+                # the columns the ICC reads, not a copy of the whole frame per outcome
+                used = list(dict.fromkeys([col, "cluster_id", *within]
+                                          + ([o.column("exposure")] if op.kind == "count" else [])))
+                dd = d.loc[d[col].notna(), used]
                 if op.kind == "count":
                     dd = dd[dd[o.column("exposure")] > 0]
                 dd = dd.assign(**{col: dd[col].astype(float), "arm": dd["arm"].astype(str)})
