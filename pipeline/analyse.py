@@ -153,13 +153,18 @@ def prepare(persons: pd.DataFrame, plan) -> pd.DataFrame:
 
 
 def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
-            progress: Progress | None = None, met: metrics.MetricsResult | None = None) -> Analyses:
+            progress: Progress | None = None, met: metrics.MetricsResult | None = None,
+            keep_results: bool = True) -> Analyses:
     """Run the analyses named in ``analyse.run`` (``params`` is the whole params.yaml).
 
     ``met``: the metrics stage's result for the same warehouse and parameters, when the
     caller has it (``odeval run``); else the metrics stage's tables when they are current
     (:func:`pipeline.metrics.stored`), else computed here. The person frame is read from
-    the temporary relation ``person_outcomes``, which is then dropped.
+    the temporary relation ``person_outcomes``, which is then dropped. ``keep_results``:
+    keep each family's result objects (fitted models, for notebooks) in
+    ``Analyses.results``; without them (the command line, which stores tables) each is
+    freed as its family ends, instead of holding up to a million rows of residuals and
+    sorted data per model to the end.
     """
     from pipeline import runstate
     from pipeline.analyses import (baseline, curves, flow, icc, observational,
@@ -236,8 +241,17 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
 
     todo = [(n, f) for n, f in steps if wanted(n)]
     fn_of = dict(todo)
-    units = [(names, (lambda f=fn_of[names[0]], n=names[0]: {n: f()}) if len(names) == 1
-              else site_and_fidelity)
+    def unit(fn):
+        def run_unit() -> dict[str, AnalysisResult]:
+            res = fn()
+            if not keep_results:
+                for r in res.values():
+                    r.results = {}
+            return res
+        return run_unit
+
+    units = [(names, unit((lambda f=fn_of[names[0]], n=names[0]: {n: f()})
+                          if len(names) == 1 else site_and_fidelity))
              for names in SCHEDULE if any(wanted(n) for n in names)]
     done: dict[str, AnalysisResult] = {}
     for names, res in _two_ends(units, p["workers"] > 1):
@@ -358,8 +372,9 @@ def write_results(con: duckdb.DuckDBPyConnection, res: Analyses,
 
 
 def run(con: duckdb.DuckDBPyConnection, params: dict, progress: Progress | None = None,
-        met: metrics.MetricsResult | None = None) -> Analyses:
-    """The ``odeval analyse`` stage: compute and store in ``results`` (``met``: see :func:`compute`)."""
-    res = compute(con, params, progress, met)
+        met: metrics.MetricsResult | None = None, keep_results: bool = True) -> Analyses:
+    """The ``odeval analyse`` stage: compute and store in ``results`` (``met``,
+    ``keep_results``: see :func:`compute`)."""
+    res = compute(con, params, progress, met, keep_results)
     write_results(con, res, {k: (params or {}).get(k) for k in ("analyse", "metrics", "disclosure")})
     return res

@@ -523,7 +523,7 @@ def _do_analyse(con, params: dict, met=None) -> None:
     from pipeline.analyse import run as run_analyse
 
     with _progress("analyse") as update, _noting_failure(con, "analyse"):
-        res = run_analyse(con, params, progress=update, met=met)
+        res = run_analyse(con, params, progress=update, met=met, keep_results=False)
     table = RichTable("analysis", "outcome", "measure", "estimate", "95% CI", title="analyse")
     for _, e in res.estimates.iterrows():
         ci = "" if e.lower != e.lower else f"{e.lower:.3f} to {e.upper:.3f}"
