@@ -359,7 +359,7 @@ def binary_model(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[s
     # when it kept every row
     if design.rows is None:
         X = design.X if design.block is None else design.block
-        x_od = design.X[:, design.terms.index("od")]
+        x_od = design.column(design.terms.index("od"))
     else:
         X, x_od = _model_matrix(d, [*strata, *cols], design.terms)
     return BinaryModel(op.outcome.column("outcome"), list(cols), strata, choice, design,

@@ -48,7 +48,7 @@ def design_matrix(
     the column is a ``pd.Categorical``, else sorted order. The dense form of
     :func:`sparse_design`.
     """
-    names, X, _ = dense_design(df, covariates, intercept)
+    names, X = dense_design(df, covariates, intercept)
     return pd.DataFrame(X, columns=names, index=df.index)
 
 
@@ -78,26 +78,26 @@ def _terms(df: pd.DataFrame, covariates: Sequence[str], intercept: bool):
 
 
 def dense_design(df: pd.DataFrame, covariates: Sequence[str], intercept: bool = True
-                 ) -> tuple[list[str], np.ndarray, list[tuple[np.ndarray, np.ndarray, list]]]:
+                 ) -> tuple[list[str], np.ndarray]:
     """Column names and the model matrix of :func:`design_matrix` as an array, built
-    directly (not through the sparse matrix), and its factors: ``(columns, codes,
-    levels)`` per categorical term, ``columns`` its indicators' positions and ``codes``
-    each row's level (0 the reference)."""
+    directly (not through the sparse matrix)."""
     names, parts = _terms(df, covariates, intercept)
-    X = np.zeros((len(df), len(names)))
-    factors = []
+    return names, dense_matrix(len(df), len(names), parts)
+
+
+def dense_matrix(n: int, p: int, parts: list[tuple]) -> np.ndarray:
+    """The ``n x p`` model matrix of the terms ``parts`` (:func:`_terms`)."""
+    X = np.zeros((n, p))
     col = 0
     for codes, values in parts:
         if codes is None:
             X[:, col] = values
             col += 1
             continue
-        width = max(len(values) - 1, 0)
         rows = np.flatnonzero(codes > 0)
         X[rows, col + codes[rows] - 1] = 1.0
-        factors.append((np.arange(col, col + width), codes, values))
-        col += width
-    return names, X, factors
+        col += max(len(values) - 1, 0)
+    return X
 
 
 def sparse_design(

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from pipeline.stats._eff_design import (check_columns, check_conf_level, dense_design,
-                                        factor_gram)
+from pipeline.stats._eff_design import (_terms, check_columns, check_conf_level,
+                                        dense_matrix, factor_gram)
 from pipeline.stats._result import Result
 from pipeline.stats.rates import _inverse
 
@@ -192,7 +193,8 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
             else:
                 new = np.linalg.solve(block.gram(w), block.T @ (w * z))
         except np.linalg.LinAlgError:
-            new = np.linalg.lstsq(X * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
+            Xd = X if block is None else block.toarray()
+            new = np.linalg.lstsq(Xd * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
         if beta is not None:
             longest = np.max(np.abs(new - beta))
             if not longest <= MAX_STEP:
@@ -234,11 +236,13 @@ def _rank(X: np.ndarray, gram=None) -> tuple[int, np.ndarray]:
     1e-14 of the largest is a singular value of 1e-7, and a column repeating a factor
     level's indicator passed as full rank that way. ``gram``: ``w -> X' diag(w) X`` when
     the design has it cheaper than the product (its eigenvalues only have to show that
-    the smallest is far above rounding)."""
-    lam = np.linalg.eigvalsh(X.T @ X if gram is None else gram(np.ones(len(X))))
+    the smallest is far above rounding); ``X`` may then be the design's
+    :class:`_FactorBlock`, built in full only if they do not."""
+    lam = np.linalg.eigvalsh(X.T @ X if gram is None else gram(np.ones(X.shape[0])))
     p = X.shape[1]
     if p == 0 or lam[0] > lam[-1] * 1e-8:
         return p, np.zeros((0, p))
+    X = X if isinstance(X, np.ndarray) else X.toarray()   # a factor block, in full
     _, sv, vt = np.linalg.svd(np.linalg.qr(X, mode="r"))   # vt: p x p
     sv = np.r_[sv, np.zeros(p - len(sv))]   # fewer rows than columns: the rest are zero
     small = sv <= sv.max() * max(X.shape) * np.finfo(float).eps * 10
@@ -537,6 +541,21 @@ class _FactorBlock:
     def T(self) -> "_FactorBlockT":
         return _FactorBlockT(self)
 
+    def toarray(self) -> np.ndarray:
+        """The model matrix in full (n x p)."""
+        X = np.zeros(self.shape)
+        X[:, self.dense_pos] = self.dense_t.T
+        rows = np.flatnonzero(self.codes > 0)
+        X[rows, self.block_pos[self.codes[rows] - 1]] = 1.0
+        return X
+
+    def column(self, j: int) -> np.ndarray:
+        """Column ``j`` of the model matrix, a dense one."""
+        k = int(np.searchsorted(self.dense_pos, j))
+        if k == len(self.dense_pos) or self.dense_pos[k] != j:
+            raise ValueError(f"column {j} is one of the factor's indicators")
+        return self.dense_t[k]
+
     def group_sums(self, groups: np.ndarray, n_groups: int, v: np.ndarray) -> np.ndarray:
         """``X_j' v_j`` of each group ``j`` (``groups``: each row's, 0 .. n_groups - 1) as
         the rows of an ``n_groups x p`` array, by sums per group (and level)."""
@@ -564,19 +583,38 @@ class _FactorBlockT:
         return out
 
 
-def _factor_block(X: np.ndarray, factors: list) -> _FactorBlock | None:
-    """The :class:`_FactorBlock` of the factor with the most dummies, if more than
-    :data:`BLOCK_MIN_DUMMIES` (``factors`` as :func:`pipeline.stats._eff_design.dense_design`
-    gives them for ``X``)."""
-    best = None
-    for cols, codes, _ in factors:
-        if len(cols) > BLOCK_MIN_DUMMIES and (best is None or len(cols) > len(best[0])):
-            best = (cols, codes)
-    if best is None:
-        return None
-    bp, codes = best
-    dp = np.setdiff1d(np.arange(X.shape[1]), bp)
-    return _FactorBlock(np.ascontiguousarray(X[:, dp].T), dp, codes, bp)
+def _model_matrix(d: pd.DataFrame, covariates: list[str]
+                  ) -> tuple[list[str], np.ndarray | None, _FactorBlock | None]:
+    """``(names, X, block)``: the model matrix of :func:`pipeline.stats._eff_design.
+    design_matrix` as an array, or, when a factor has more than :data:`BLOCK_MIN_DUMMIES`
+    dummies, as the :class:`_FactorBlock` of the factor with the most (X None): its other
+    columns are built transposed and its dummies never are (a national extract's n x 64
+    matrix is 0.5 GB, its dense columns a quarter of it)."""
+    names, parts = _terms(d, covariates, True)
+    widths = [1 if codes is None else max(len(vals) - 1, 0) for codes, vals in parts]
+    first = np.r_[0, np.cumsum(widths)[:-1]].astype(int)
+    big = None
+    for i, (codes, _) in enumerate(parts):
+        if codes is not None and widths[i] > BLOCK_MIN_DUMMIES and \
+                (big is None or widths[i] > widths[big]):
+            big = i
+    if big is None:
+        return names, dense_matrix(len(d), len(names), parts), None
+    n, p = len(d), len(names)
+    bp = np.arange(first[big], first[big] + widths[big])
+    dp = np.setdiff1d(np.arange(p), bp)
+    row_of = np.full(p, -1)
+    row_of[dp] = np.arange(len(dp))
+    dense_t = np.zeros((len(dp), n))
+    for i, (codes, values) in enumerate(parts):
+        if i == big:
+            continue
+        if codes is None:
+            dense_t[row_of[first[i]]] = values
+        else:
+            rows = np.flatnonzero(codes > 0)
+            dense_t[row_of[first[i] + codes[rows] - 1], rows] = 1.0
+    return names, None, _FactorBlock(dense_t, dp, parts[big][0], bp)
 
 
 @dataclass(frozen=True, eq=False)
@@ -596,9 +634,10 @@ class GLMDesign:
     n_source : int
         The number of rows of that frame.
     terms : list of str
-    X : ndarray, shape (n, p)
+    dense : ndarray, shape (n, p), or None
         The model matrix (:func:`pipeline.stats._eff_design.design_matrix`), of full column
-        rank (checked).
+        rank (checked); None when it is held as a factor block (``block``). :attr:`X` is
+        the matrix either way.
     off : ndarray, shape (n,)
     codes : ndarray of int, shape (n,), or None
         Each row's cluster (0 .. n_clusters - 1, levels sorted); None without ``cluster``.
@@ -619,7 +658,7 @@ class GLMDesign:
     rows: np.ndarray | None
     n_source: int
     terms: list[str]
-    X: np.ndarray
+    dense: np.ndarray | None
     off: np.ndarray
     codes: np.ndarray | None
     levels: pd.Index | None
@@ -627,6 +666,20 @@ class GLMDesign:
     notes: tuple[str, ...]
     source_index: pd.Index
     block: "_FactorBlock | None" = None   # a large factor's columns, summed per level
+
+    @cached_property
+    def X(self) -> np.ndarray:
+        """The model matrix; from a factor block, built when first read (only the
+        jackknife, CR2 and Satterthwaite df need it)."""
+        return self.dense if self.dense is not None else self.block.toarray()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.off), len(self.terms)
+
+    def column(self, j: int) -> np.ndarray:
+        """Column ``j`` of the model matrix (not a factor block's indicator)."""
+        return self.dense[:, j] if self.dense is not None else self.block.column(j)
 
     def outcome(self, df: pd.DataFrame, outcome: str) -> np.ndarray:
         """``df[outcome]`` at the design's rows, as floats; ``df`` has the rows (and row
@@ -648,10 +701,9 @@ def _build_design(source: pd.DataFrame, d: pd.DataFrame, keep: np.ndarray | None
                   log_offset: bool, notes: list[str]) -> GLMDesign:
     """The design of the rows ``d`` (``source`` with rows missing a used column dropped;
     ``keep`` their positions there, None if none was)."""
-    names, X, factors = dense_design(d, covariates)
-    n, p = X.shape
-    block = _factor_block(X, factors)
-    if _rank(X, None if block is None else block.gram)[0] < p:
+    names, X, block = _model_matrix(d, covariates)
+    n, p = len(d), len(names)
+    if _rank(X if block is None else block, None if block is None else block.gram)[0] < p:
         raise ValueError("the covariates are collinear (model matrix not of full column rank)")
     off = np.zeros(n)
     if offset:
@@ -838,9 +890,9 @@ def glm_clustered(
         raise ValueError(f"outcome {outcome!r} must hold non-negative integer counts")
     if design is None:
         design = _build_design(df, d, keep, covariates, cluster, offset, log_offset, [])
-    X, terms, off = design.X, design.terms, design.off
-    n, p = X.shape
-    block = design.block   # None: products with X dense
+    terms, off, block = design.terms, design.off, design.block
+    n, p = design.shape
+    X = design.dense   # None with a factor block: its products and sums stand in for it
     gram = None if block is None else block.gram
     if family == "negbin" and theta is None:
         theta, ok = _nb_theta(y, X, off, block)
@@ -884,7 +936,7 @@ def glm_clustered(
             raise ValueError("cluster-robust variances need at least two clusters")
         groups = design.groups
         if kind == "jackknife":
-            V = _jackknife(y, X, off, family, link, theta, groups, beta)
+            V = _jackknife(y, design.X, off, family, link, theta, groups, beta)
             if df_method == "satterthwaite":
                 raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
         else:
@@ -898,7 +950,7 @@ def glm_clustered(
                     meat = S.T @ S
                 satt = None
             else:
-                Z = X * scale[:, None] if Z is None else Z
+                Z = design.X * scale[:, None] if Z is None else Z
                 if k == "CR2" and any(_varies(var[g]) for g in groups):
                     meat, satt = _sandwich(Z, e, var, M, groups, k, satterthwaite)
                 else:

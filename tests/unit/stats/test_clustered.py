@@ -215,10 +215,15 @@ def test_a_factor_block_stands_in_for_the_model_matrix_in_products_and_standardi
 
     d = _trial(seed=6, sites=30, per_arm=2, m=20).rename(columns={"arm": "od"})
     d["x"] = np.random.default_rng(7).normal(size=len(d))
+    monkeypatch.setattr(clustered, "BLOCK_MIN_DUMMIES", 10**6)
+    full = clustered.glm_design(d, ["od", "site", "x"], cluster="cluster")
     monkeypatch.setattr(clustered, "BLOCK_MIN_DUMMIES", 24)
     design = clustered.glm_design(d, ["od", "site", "x"], cluster="cluster")
+    assert design.dense is None and full.block is None   # the matrix is built when read
     X, B = design.X, design.block
     assert B is not None and B.shape == X.shape
+    np.testing.assert_array_equal(X, full.X)
+    np.testing.assert_array_equal(design.column(1), full.column(1))
     rng = np.random.default_rng(8)
     b, v = rng.normal(size=X.shape[1]), rng.normal(size=X.shape[0])
     np.testing.assert_allclose(B @ b, X @ b, rtol=1e-12, atol=1e-13)
