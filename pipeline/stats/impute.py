@@ -130,9 +130,8 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
     X = np.asarray(X, float)
     y = np.asarray(y, float)
     w = np.ones(len(y)) if w is None else np.asarray(w, float)
-    # drop aliased columns (rank-revealing QR on the weighted design)
-    r, piv = _qr_pivot(X * np.sqrt(w)[:, None])
-    keep = np.sort(piv[:_rank(r)])
+    # drop aliased columns (rank-revealing QR on the weighted design, unless surely none is)
+    keep = _kept(lambda: (X * w[:, None]).T @ X, lambda: X * np.sqrt(w)[:, None])
     Xk = X[:, keep]
     beta, Vk = _irls_logistic(lambda ww: Xk.T @ (ww[:, None] * Xk), lambda v: Xk.T @ v,
                               lambda b: Xk @ b, y, w, tol, maxiter)
@@ -247,8 +246,8 @@ def _fit_logistic_coded(Xc: _Coded, y: np.ndarray, Xa: np.ndarray, ya: np.ndarra
     yy = np.concatenate([y, ya])
     w = np.concatenate([np.ones(len(y)), wa])
     na = len(ya)
-    r, piv = _qr_pivot(np.vstack([Xc.r_rows(np.ones(len(y))), Xa * np.sqrt(wa)[:, None]]))
-    keep = np.sort(piv[:_rank(r)])
+    keep = _kept(lambda: Xc.gram(np.ones(len(y))) + (Xa * wa[:, None]).T @ Xa,
+                 lambda: np.vstack([Xc.r_rows(np.ones(len(y))), Xa * np.sqrt(wa)[:, None]]))
     Xak = Xa[:, keep]
 
     def eta_of(beta_k):
@@ -270,6 +269,23 @@ def _fit_logistic_coded(Xc: _Coded, y: np.ndarray, Xa: np.ndarray, ya: np.ndarra
     full_b[keep] = beta
     full_V[np.ix_(keep, keep)] = (Vk + Vk.T) / 2
     return full_b, full_V
+
+
+def _kept(gram, rows) -> np.ndarray:
+    """The columns a rank-revealing QR of ``rows()`` keeps (sorted): those of its first
+    :func:`_rank` pivots. When the cross-product ``gram()`` shows full rank with a wide
+    margin (smallest eigenvalue over 1e-10 of the largest: a singular-value ratio over
+    1e-5), every column: the QR would keep them all, since ``min |r_ii| >= sigma_min`` and
+    ``max |r_ii| <= sigma_max`` for a triangular ``R``, so no diagonal entry could fall
+    under ``_rank``'s 1e-7 of the largest. The QR of a national extract's imputation
+    model (about 14,000 rows by 1,000 columns) is then not computed."""
+    G = gram()
+    if len(G):
+        lam = np.linalg.eigvalsh(G)
+        if lam[0] > 1e-10 * lam[-1]:
+            return np.arange(len(G))
+    r, piv = _qr_pivot(rows())
+    return np.sort(piv[:_rank(r)])
 
 
 def _qr_pivot(A):

@@ -140,3 +140,24 @@ def test_a_predictor_with_many_levels_kept_as_codes_imputes_as_the_dense_model(m
         assert np.array_equal(codes.missing, dense.missing)
         assert np.max(np.abs(codes.eta - dense.eta)) < 1e-9
 
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_columns_kept_without_the_qr_are_those_the_qr_keeps(scale):
+    """_kept skips the rank-revealing QR only when the cross-product shows full rank with a
+    wide margin; it then keeps what the QR keeps (every column), and with a collinear column
+    (or one near it) the QR decides."""
+    from pipeline.stats.impute import _kept, _qr_pivot, _rank
+
+    X = np.random.default_rng(11).normal(size=(200, 6))
+    X[:, 3] *= scale   # a small but independent column: still full rank
+    def by_qr(A):
+        r, piv = _qr_pivot(A)
+        return np.sort(piv[:_rank(r)])
+    assert np.array_equal(_kept(lambda: X.T @ X, lambda: X), by_qr(X))
+    assert len(_kept(lambda: X.T @ X, lambda: X)) == 6
+    Xc = np.column_stack([X, X[:, 0] + X[:, 1]])          # exactly collinear
+    Xn = np.column_stack([X, X[:, 0] + 1e-9 * X[:, 2]])   # nearly: the QR drops it
+    for A in (Xc, Xn):
+        assert np.array_equal(_kept(lambda: A.T @ A, lambda: A), by_qr(A))
+        assert len(_kept(lambda: A.T @ A, lambda: A)) == 6
