@@ -179,7 +179,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         met = metrics.stored(con, params) or metrics.compute(con, params.get("metrics"), cfg)
     elif not con.execute("select count(*) from duckdb_tables() where temporary and "
                          "table_name = 'person_outcomes'").fetchone()[0]:
-        metrics.build_temp_tables(con, metrics.resolve_params(params.get("metrics")))
+        metrics.build_temp_tables(con, metrics.resolve_params(params.get("metrics")),
+                                  ("person_outcomes",))
     persons = con.execute("select * from person_outcomes order by person_id").df()
     # read once: DuckDB's copy of it is memory the rest of the stage needs (0.26 GB at
     # national size)

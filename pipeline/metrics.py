@@ -184,8 +184,10 @@ def resolve_params(params: dict | None) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- SQL
 
-def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> None:
-    """Run every ``pipeline/sql/metrics/*.sql`` as a temporary table (works read-only)."""
+def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any],
+                      relations: tuple[str, ...] = RELATIONS) -> None:
+    """Run ``pipeline/sql/metrics/<relation>.sql`` for each of ``relations`` (default:
+    every one) as a temporary table (works read-only)."""
     from pipeline.derive import sql_parameters
 
     for need in ("people", "time_to_event", "recurrent", "antipsychotic", "activity",
@@ -198,7 +200,7 @@ def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) ->
 
     bind = {"landmark_days": int(params["landmark_days"]),
             "binary_window": definitions(con)["binary_window"]}
-    for name in RELATIONS:
+    for name in relations:
         path = METRICS_SQL_DIR / f"{name}.sql"
         sql = path.read_text(encoding="utf-8").strip().rstrip(";")
         used = {n: bind[n] for n in sql_parameters(sql)}
@@ -714,8 +716,9 @@ def stored(con: duckdb.DuckDBPyConnection, params: dict) -> MetricsResult | None
     metrics and disclosure sections: :func:`pipeline.runstate.current`); else None.
     ``odeval analyse`` reads it instead of computing every metric again. Counts in the
     public tables come back as they were computed (Python ints, None where suppressed).
-    Like :func:`compute`, it leaves the temporary relations of ``pipeline/sql/metrics``
-    (``person_outcomes``, ...) on the connection."""
+    It leaves the temporary relation ``person_outcomes`` on the connection (the others
+    of ``pipeline/sql/metrics`` only make the metrics: 2 s of fidelity sums at national
+    size)."""
     from pipeline import runstate
     from pipeline.params import section
 
@@ -723,7 +726,7 @@ def stored(con: duckdb.DuckDBPyConnection, params: dict) -> MetricsResult | None
                                              "disclosure": section(params, "disclosure")}):
         return None
     p = resolve_params(section(params, "metrics"))
-    build_temp_tables(con, p)
+    build_temp_tables(con, p, ("person_outcomes",))
     t = {name: con.execute(f"select * from results.metrics_{name}").df()
          for name in ("outcomes", "outcomes_public", "fidelity", "fidelity_public", "dq",
                       "dq_public")}
