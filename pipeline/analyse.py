@@ -159,8 +159,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
 
     ``met``: the metrics stage's result for the same warehouse and parameters, when the
     caller has it (``odeval run``); else the metrics stage's tables when they are current
-    (:func:`pipeline.metrics.stored`), else computed here. The person frame is read from
-    the temporary relation ``person_outcomes``, which is then dropped. ``keep_results``:
+    (:func:`pipeline.metrics.stored`), else computed here. The person frame is the one
+    ``met`` holds when it was just computed (taken over: ``met.persons`` is then None),
+    else read from the temporary relation ``person_outcomes``, which is then dropped. ``keep_results``:
     keep each family's result objects (fitted models, for notebooks) in
     ``Analyses.results``; without them (the command line, which stores tables) each is
     freed as its family ends, instead of holding up to a million rows of residuals and
@@ -177,11 +178,13 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     cfg = disclosure.settings(params)
     if met is None:   # the metrics stage's tables when current, else computed here
         met = metrics.stored(con, params) or metrics.compute(con, params.get("metrics"), cfg)
-    elif not con.execute("select count(*) from duckdb_tables() where temporary and "
-                         "table_name = 'person_outcomes'").fetchone()[0]:
-        metrics.build_temp_tables(con, metrics.resolve_params(params.get("metrics")),
-                                  ("person_outcomes",))
-    persons = con.execute("select * from person_outcomes order by person_id").df()
+    persons, met.persons = met.persons, None   # the frame the metrics read, taken over
+    if persons is None:
+        if not con.execute("select count(*) from duckdb_tables() where temporary and "
+                           "table_name = 'person_outcomes'").fetchone()[0]:
+            metrics.build_temp_tables(con, metrics.resolve_params(params.get("metrics")),
+                                      ("person_outcomes",))
+        persons = con.execute("select * from person_outcomes order by person_id").df()
     # read once: DuckDB's copy of it is memory the rest of the stage needs (0.26 GB at
     # national size)
     con.execute("drop table if exists temp.person_outcomes")
