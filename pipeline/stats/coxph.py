@@ -290,6 +290,30 @@ class _Terms:
         return L
 
 
+    def cluster_scores(self, cl: np.ndarray, n_clusters: int) -> np.ndarray:
+        """Per cluster (``cl``: each sorted row's, 0 .. n_clusters - 1), the sum of its
+        rows' weighted score residuals ``w_i L_i`` (:meth:`score_residuals`), without the
+        n x p matrix of them: the risk-set part ``-sum r_i (A_g(i) x_i - B_g(i))`` as two
+        sparse products (a cluster-by-row and a cluster-by-tie-group matrix of the risk
+        weights), the events' part from the event rows only. ``n_clusters x p``."""
+        sd, r, X = self.sd, self.r, self.sd.X
+        a, b, c1, c2 = self.a, self.b, self.c1, self.c2
+        S1, E1 = self.S1, self.E1
+        n, G = len(r), len(a)
+        A = _within_stratum_cumsum(a, sd)
+        Bg = _within_stratum_cumsum(self.c0[:, None] * S1 - c1[:, None] * E1, sd)
+        by_row = sparse.csr_matrix((r * A[sd.row_g], (cl, np.arange(n))), shape=(n_clusters, n))
+        by_group = sparse.csr_matrix((r, (cl, sd.row_g)), shape=(n_clusters, G))
+        out = by_group @ Bg - by_row @ X
+        er, eg = self.ev_rows, self.ev_g
+        d = sd.dw[eg]
+        ev = sd.w[er, None] * (X[er] - (a[eg, None] * S1[eg] - b[eg, None] * E1[eg]) / d[:, None])
+        if sd.efron:
+            ev += r[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
+        _bincount_cols(out, cl[er], ev)
+        return out
+
+
 def _bincount_cols(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
     for j in range(vals.shape[1]):
         out[:, j] += np.bincount(idx, weights=vals[:, j], minlength=out.shape[0])
@@ -667,18 +691,14 @@ def cox(
             codes = np.arange(len(d))  # weights without a cluster: every row its own (R)
         cl = codes[sd.order]
         n_clusters = int(codes.max() + 1)
+        D = terms.cluster_scores(cl, n_clusters) @ vcov_naive   # dfbeta summed per cluster
         if small_sample == "jackknife":
-            D = np.zeros((n_clusters, len(beta)))
-            _bincount_cols(D, cl, (terms.score_residuals() * sd.w[:, None]) @ vcov_naive)
             vcov, B0 = _jackknife(sd, cl, n_clusters, w is not None, beta, beta - D)
         else:
-            dfbeta = _dfbeta(terms, sd, vcov_naive)
-            D = np.zeros((n_clusters, len(beta)))
-            _bincount_cols(D, cl, dfbeta)  # dfbeta per cluster
+            dfbeta = True   # CoxResult.dfbeta: the rows' own, when read
             vcov = D.T @ D
             # robust score test at beta = 0: per-cluster sums of the score residuals there
-            U0 = np.zeros((n_clusters, len(beta)))
-            _bincount_cols(U0, cl, terms0.score_residuals() * sd.w[:, None])
+            U0 = terms0.cluster_scores(cl, n_clusters)
             B0 = U0.T @ U0
             if small_sample == "cr1":
                 vcov = vcov * n_clusters / (n_clusters - 1)
@@ -728,7 +748,7 @@ def cox(
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
     result._term_cols = term_cols
-    result._dfbeta_index = d.index if dfbeta is not None else None   # CoxResult.dfbeta
+    result._dfbeta_index = d.index if dfbeta else None   # CoxResult.dfbeta
     return result
 
 

@@ -354,3 +354,21 @@ def test_efron_coefficients_from_precomputed_steps_are_the_same_to_the_bit(weigh
     a, b, logterm, D1 = _efron_first(S0, E0, idx, steps)
     for x, y in zip((a, b, *_efron_second(D1, idx, steps, G), logterm), written):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("efron,weighted", [(True, False), (True, True), (False, True)])
+def test_per_cluster_score_sums_are_the_summed_score_residuals(efron, weighted):
+    """``_Terms.cluster_scores`` (the robust variance's per-cluster sums, without the n x p
+    residuals) equals the weighted score residuals summed per cluster, to rounding."""
+    from pipeline.stats.coxph import _prepare, _Terms
+
+    rng = np.random.default_rng(8)
+    n, C = 400, 23
+    t, e = rng.integers(1, 40, n).astype(float), rng.random(n) < 0.5
+    w = rng.uniform(0.5, 2, n) if weighted else None
+    sd = _prepare(rng.normal(size=(n, 3)), t, e, rng.integers(0, 3, n), efron, w)
+    cl = rng.integers(0, C, n)
+    terms = _Terms(np.array([0.3, -0.2, 0.1]), sd)
+    L = terms.score_residuals() * sd.w[:, None]
+    want = np.array([L[cl == c].sum(axis=0) for c in range(C)])
+    np.testing.assert_allclose(terms.cluster_scores(cl, C), want, rtol=1e-10, atol=1e-12)
