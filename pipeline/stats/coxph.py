@@ -319,8 +319,16 @@ def _bincount_cols(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
         out[:, j] += np.bincount(idx, weights=vals[:, j], minlength=out.shape[0])
 
 
-def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-12):
-    """Newton-Raphson with step halving; returns the terms at the start (``init``) too."""
+def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-12,
+            coefficients_only: bool = False):
+    """Newton-Raphson with step halving; returns the terms at the start (``init``) too.
+
+    ``coefficients_only`` (a jackknife replicate, whose coefficients alone are used): a
+    step that already meets the convergence criterion's size (below 1e-8 of the
+    coefficients) and whose first-order change of the log-likelihood (``score' step``,
+    twice the quadratic model's) is within ``tol`` ends the search at the point it leads
+    to, without evaluating the model there only to see that change confirmed; the terms
+    returned are then None."""
     beta = np.zeros(p) if init is None else np.asarray(init, dtype=float)
     terms = terms0 = _Terms(beta, sd)
     converged = False
@@ -333,6 +341,10 @@ def _newton(sd: _Sorted, p: int, init=None, max_iter: int = 50, tol: float = 1e-
                 "the information matrix is singular: no finite estimate (e.g. at every event "
                 "time the people at risk in its stratum share one covariate value, or every "
                 "event is in one group)") from None
+        if coefficients_only and \
+                np.max(np.abs(step)) < 1e-8 * max(1.0, np.max(np.abs(beta + step))) and \
+                abs(terms.score @ step) <= tol * max(1.0, abs(terms.loglik)):
+            return beta + step, None, terms0, True, it + 1
         new = _Terms(beta + step, sd)
         halvings = 0
         while not np.isfinite(new.loglik) or new.loglik < terms.loglik - 1e-12 * abs(terms.loglik):
@@ -371,7 +383,7 @@ def _jackknife(sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, n
         rep = _structure(sd.X[keep], sd.time[keep], sd.event[keep], sd.strata[keep],
                          sd.order[keep], sd.efron, None if ws is None else ws[keep],
                          centred=True)
-        b, _, _, converged, _ = _newton(rep, p, init=start[g])
+        b, _, _, converged, _ = _newton(rep, p, init=start[g], coefficients_only=True)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
                              "converge: the jackknife cannot be computed")
