@@ -12,9 +12,9 @@ views ``ge.<table>`` over ``raw.<table>``, which present what the rules read:
 
 Rules that need another table (references, plausibility against the person) are
 ``UnexpectedRowsExpectation`` queries written from the schema; they select only the row's
-``_load_id, _row_number`` (GE runs each query twice, once to fetch example rows and once
-to count them, and ``select *`` made DuckDB compute every column of the view for every
-row: 0.37 against 0.05 s CPU for one reference of the trust contacts). Cascades are a
+``_load_id, _row_number`` (``select *`` made DuckDB compute every column of the view for
+every row: 0.37 against 0.05 s CPU for one reference of the trust contacts), and GE counts
+their rows without also fetching examples (:func:`unexpected_row_count_expectation`). Cascades are a
 consequence of other rules, not a property of the data, and have no expectation.
 
 A table with more rows than ``validate.great_expectations_sample_rows`` is cross-checked
@@ -209,8 +209,42 @@ class Spec:
     def build(self):
         import great_expectations as gx
 
+        if self.expectation == "UnexpectedRowsExpectation":
+            return unexpected_row_count_expectation()(**dict(self.kwargs),
+                                                      meta={"rule": self.rule})
         return getattr(gx.expectations, self.expectation)(**dict(self.kwargs),
                                                           meta={"rule": self.rule})
+
+
+_ROW_COUNT_EXPECTATION = None
+
+
+def unexpected_row_count_expectation():
+    """GE's ``UnexpectedRowsExpectation``, asking GE for the row count only.
+
+    GE's own class runs each query twice: for the metric ``unexpected_rows_query.table``
+    (up to 200 of the rows, shown only in the COMPLETE result format, which odeval never
+    asks for) and for ``unexpected_rows_query.row_count`` (``count(*)`` over the query),
+    the count it reports as ``observed_value``. This subclass depends on the count alone:
+    each query still runs in GE's execution engine, once, and reports the same count
+    (trust size: 48 queries fewer, 0.43 s of DuckDB; all 159 counts unchanged, measured).
+    Defined once, after great-expectations is imported (GE registers the class by its
+    name, ``odeval_unexpected_rows``).
+    """
+    global _ROW_COUNT_EXPECTATION
+    if _ROW_COUNT_EXPECTATION is None:
+        import_gx()
+        from great_expectations.expectations import UnexpectedRowsExpectation
+
+        class OdevalUnexpectedRows(UnexpectedRowsExpectation):
+            metric_dependencies = ("unexpected_rows_query.row_count",)
+
+            def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+                count = metrics["unexpected_rows_query.row_count"]
+                return {"success": count == 0, "result": {"observed_value": count}}
+
+        _ROW_COUNT_EXPECTATION = OdevalUnexpectedRows
+    return _ROW_COUNT_EXPECTATION
 
 
 def suite_specs(table: Table, tables: dict[str, Table], extract_date, tolerance_days: int

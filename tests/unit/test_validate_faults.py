@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import runstate
 from pipeline.errors import OdevalError
-from pipeline.ge_suites import install_duckdb_shim, sample_for
+from pipeline.ge_suites import Spec, install_duckdb_shim, sample_for
 from pipeline.ingest import ingest
 from pipeline.schemas import load_contract
 from pipeline.synth import generate_study
@@ -150,6 +150,20 @@ def test_the_duckdb_shim_still_fits_great_expectations():
     install_duckdb_shim()
     assert SqlAlchemyExecutionEngine.get_connection.__qualname__.endswith(
         "install_duckdb_shim.<locals>.get_connection")
+
+
+def test_row_queries_are_great_expectations_own_expectation_asking_only_the_count():
+    """The cross-table rules stay GE's UnexpectedRowsExpectation (its query, its count,
+    its observed_value), but GE is not asked for example rows, a second run of the query."""
+    from great_expectations.expectations import UnexpectedRowsExpectation
+
+    built = Spec("t.c.reference", "UnexpectedRowsExpectation", (
+        ("unexpected_rows_query", "select _load_id from {batch} where c is null"),)).build()
+    assert isinstance(built, UnexpectedRowsExpectation)
+    assert built.meta == {"rule": "t.c.reference"}
+    assert built.metric_dependencies == ("unexpected_rows_query.row_count",)
+    assert built._validate({"unexpected_rows_query.row_count": 3}) == {
+        "success": False, "result": {"observed_value": 3}}
 
 
 def test_importing_great_expectations_does_not_end_a_python_c_process():
