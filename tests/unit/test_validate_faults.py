@@ -166,6 +166,21 @@ def test_row_queries_are_great_expectations_own_expectation_asking_only_the_coun
         "success": False, "result": {"observed_value": 3}}
 
 
+def test_column_expectations_are_great_expectations_own_without_the_unexpected_values():
+    """Each map expectation is GE's class (its metrics, its _validate, its count), asked
+    for every metric it asks for itself except the sample of unexpected values."""
+    from great_expectations.expectations import ExpectColumnValuesToBeInSet
+
+    built = Spec("t.c.vocabulary", "ExpectColumnValuesToBeInSet",
+                 (("column", "c"), ("value_set", ["a", "b"]))).build()
+    plain = ExpectColumnValuesToBeInSet(column="c", value_set=["a", "b"])
+    assert isinstance(built, ExpectColumnValuesToBeInSet)
+    basic = {"result_format": {"result_format": "BASIC", "partial_unexpected_count": 0}}
+    ours = set(built.get_validation_dependencies(runtime_configuration=basic).get_metric_names())
+    theirs = set(plain.get_validation_dependencies(runtime_configuration=basic).get_metric_names())
+    assert theirs - ours == {"column_values.in_set.unexpected_values"} and ours < theirs
+
+
 def test_importing_great_expectations_does_not_end_a_python_c_process():
     """pyspark (installed for the Spark engine) exits 0 on import of Spark Connect when
     __main__ has no file, and GE imports it: a `python -c` validate stopped silently."""
