@@ -68,14 +68,20 @@ def import_gx():
     engine); without grpc, pyspark 4's ``check_dependencies`` calls ``sys.exit(0)`` when
     ``__main__`` has no file (``python -c``, a script on stdin), which ended a user's
     validate run silently with status 0. Spark Connect is hidden while GE loads (GE
-    treats it as absent); the classic Spark session the engine uses is unaffected.
+    treats it as absent); the classic Spark session the engine uses is unaffected. When
+    pyspark is not imported yet, all of it is hidden while GE loads: GE then treats Spark
+    as absent (its suites here run on DuckDB), and does not import pyspark and its ML
+    modules for nothing (0.1-0.25 s CPU of the 2.6 s import, measured); a later
+    ``import pyspark`` (the Spark engine) is unaffected.
     """
-    if "great_expectations" not in sys.modules and "pyspark.sql.connect" not in sys.modules:
-        sys.modules["pyspark.sql.connect"] = None  # type: ignore[assignment]
-        try:
-            import great_expectations
-        finally:
-            del sys.modules["pyspark.sql.connect"]
+    if "great_expectations" not in sys.modules:
+        hidden = "pyspark" if "pyspark" not in sys.modules else "pyspark.sql.connect"
+        if hidden not in sys.modules:
+            sys.modules[hidden] = None  # type: ignore[assignment]
+            try:
+                import great_expectations
+            finally:
+                del sys.modules[hidden]
     import great_expectations
 
     return great_expectations
