@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import yaml
@@ -130,80 +131,113 @@ def check_identifier_values(con: duckdb.DuckDBPyConnection, table: Table, path: 
 
     ``present``: contract column name -> input column name, for the columns in the file;
     ``extras``: the same for the extra columns (normalised name, as kept in ``_extra``).
+    One aggregate scan of the load's rows (ingest folds it into its own count,
+    :class:`_IdentifierScan`).
     """
-    cfg = value_checks()
-    if not cfg:
+    scan = _IdentifierScan.of(table, present, extras)
+    if scan is None:
         return
-    cols: list[tuple[str, str, str]] = []  # (input name, SQL text expression, contract name or '')
-    for name in (cfg.get("columns") or {}).get(table.name, []):
-        if name in present:
-            cols.append((present[name], f"nullif(trim({_quote(name)}), '')", name))
-    for norm, shown in extras.items():
-        cols.append((shown, f"nullif(trim(_extra[{_sql_str(norm)}]), '')", ""))
-    if not cols:
-        return
-    names_cfg = cfg.get("person_name") or {}
-    dob_cfg = cfg.get("date_of_birth") or {}
-    has_birth_year = "birth_year" in present
-    tests: list[dict[str, str]] = []
-    aggs = []
-    for i, (_, v, contract) in enumerate(cols):
-        year = _year_of_full_date(v)
-        t = {
-            # (a CASE on the length first: DuckDB does not short-circuit AND)
-            "postcode": f"(case when length({v}) between 5 and 8 then "
-                        f"regexp_full_match(upper({v}), {_sql_str(_POSTCODE_RE)}) else false end)",
-            "nhs_number": f"(case when length({v}) between 10 and 12 then {nhs_number_sql(v)} "
-                          "else false end)",
-            "email": f"regexp_matches({v}, {_sql_str(_EMAIL_RE)})",
-            "date": f"{year} is not null",
-        }
-        if has_birth_year:
-            t["dob"] = f"coalesce({year} = birth_year, false)"
-            t["dob_pairs"] = f"{year} is not null and birth_year is not null"
-        if table.name in (names_cfg.get("tables") or ()) and contract not in (
-                names_cfg.get("not_columns") or ()):
-            t["person_name"] = f"regexp_full_match({v}, {_sql_str(_NAME_RE)})"
-        tests.append(t)
-        aggs.append(f"count({v}) as c{i}_n")
-        aggs += [f"count_if({test}) as c{i}_{kind}" for kind, test in t.items()]
-    where = f"from raw.{table.name} where _load_id = $l"
-    cur = con.execute(f"select {', '.join(aggs)} {where}", {"l": load_id})
-    got = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    cur = con.execute(f"select {', '.join(scan.aggs)} {scan.where(table)}", {"l": load_id})
+    scan.judge(con, table, path, load_id, dict(zip([d[0] for d in cur.description], cur.fetchone())))
 
-    def refuse(i: int, kind: str, test: str, hits: int, n: int, extra: str = "") -> None:
-        row = con.execute(f"select min(_row_number) {where} and ({test})", {"l": load_id}).fetchone()[0]
-        raise OdevalError(
-            f"column {cols[i][0]!r} holds {_KINDS[kind]} ({hits:,} of {n:,} values, the first in "
-            f"row {row}{extra}): the extract must be pseudonymised, so it is refused whole; drop "
-            "or pseudonymise the column", rule=f"identifier.{kind}", file=path, column=cols[i][0],
-            row=row)
 
-    for i, (name, v, _) in enumerate(cols):
-        n, t = got[f"c{i}_n"], tests[i]
-        if not n:
-            continue
-        for kind in ("email", "nhs_number", "postcode"):
-            hits, rule = got[f"c{i}_{kind}"], cfg.get(kind) or {}
-            if hits >= max(1, int(rule.get("min_count", 1))) and hits / n >= float(
-                    rule.get("min_share", 0)):
-                refuse(i, kind, t[kind], hits, n)
-        tokens = set(normalise_column_name(name).split("_"))
-        if got[f"c{i}_date"] and tokens & set(dob_cfg.get("name_tokens") or ()):
-            refuse(i, "date_of_birth", t["date"], got[f"c{i}_date"], n,
-                   ", full dates in a column named like a birth date")
-        pairs = got.get(f"c{i}_dob_pairs") or 0
-        if pairs and got[f"c{i}_dob"] / pairs >= float(dob_cfg.get("min_share", 0.5)):
-            refuse(i, "date_of_birth", t["dob"], got[f"c{i}_dob"], n,
-                   ", full dates in the year of the person's birth_year")
-        hits = got.get(f"c{i}_person_name") or 0
-        if hits and hits / n >= float(names_cfg.get("min_share", 0.5)):
-            distinct, named = con.execute(
-                f"select count(distinct {v}), count(distinct {v}) filter (where "
-                f"{t['person_name']}) {where}", {"l": load_id}).fetchone()
-            if (named >= int(names_cfg.get("min_distinct", 20))
-                    and distinct / n >= float(names_cfg.get("min_unique_share", 0.8))):
-                refuse(i, "person_name", t["person_name"], hits, n)
+@dataclass
+class _IdentifierScan:
+    """The identifier tests of one table's load: aggregates to add to a scan of its rows
+    (named ``c<i>_<kind>``), then :meth:`judge` on what they counted."""
+
+    cols: list[tuple[str, str, str]]  # (input name, SQL text expression, contract name or '')
+    tests: list[dict[str, str]]
+    aggs: list[str]
+
+    @classmethod
+    def of(cls, table: Table, present: dict[str, str], extras: dict[str, str]
+           ) -> _IdentifierScan | None:
+        """The tests for ``table`` (None when ``value_checks`` names none of its columns)."""
+        cfg = value_checks()
+        if not cfg:
+            return None
+        cols: list[tuple[str, str, str]] = []
+        for name in (cfg.get("columns") or {}).get(table.name, []):
+            if name in present:
+                cols.append((present[name], f"nullif(trim({_quote(name)}), '')", name))
+        for norm, shown in extras.items():
+            cols.append((shown, f"nullif(trim(_extra[{_sql_str(norm)}]), '')", ""))
+        if not cols:
+            return None
+        names_cfg = cfg.get("person_name") or {}
+        has_birth_year = "birth_year" in present
+        tests: list[dict[str, str]] = []
+        aggs = []
+        for i, (_, v, contract) in enumerate(cols):
+            year = _year_of_full_date(v)
+            t = {
+                # (a CASE on the length first: DuckDB does not short-circuit AND)
+                "postcode": f"(case when length({v}) between 5 and 8 then "
+                            f"regexp_full_match(upper({v}), {_sql_str(_POSTCODE_RE)}) else false end)",
+                "nhs_number": f"(case when length({v}) between 10 and 12 then {nhs_number_sql(v)} "
+                              "else false end)",
+                "email": f"regexp_matches({v}, {_sql_str(_EMAIL_RE)})",
+                "date": f"{year} is not null",
+            }
+            if has_birth_year:
+                t["dob"] = f"coalesce({year} = birth_year, false)"
+                t["dob_pairs"] = f"{year} is not null and birth_year is not null"
+            if table.name in (names_cfg.get("tables") or ()) and contract not in (
+                    names_cfg.get("not_columns") or ()):
+                t["person_name"] = f"regexp_full_match({v}, {_sql_str(_NAME_RE)})"
+            tests.append(t)
+            aggs.append(f"count({v}) as c{i}_n")
+            aggs += [f"count_if({test}) as c{i}_{kind}" for kind, test in t.items()]
+        return cls(cols, tests, aggs)
+
+    @staticmethod
+    def where(table: Table) -> str:
+        return f"from raw.{table.name} where _load_id = $l"
+
+    def judge(self, con: duckdb.DuckDBPyConnection, table: Table, path: Path, load_id: str,
+              got: dict[str, Any]) -> None:
+        """Raise ``identifier.<kind>`` for the first column whose counts ``got`` pass a
+        threshold of ``value_checks``."""
+        cfg = value_checks()
+        names_cfg = cfg.get("person_name") or {}
+        dob_cfg = cfg.get("date_of_birth") or {}
+        cols, where = self.cols, self.where(table)
+
+        def refuse(i: int, kind: str, test: str, hits: int, n: int, extra: str = "") -> None:
+            row = con.execute(f"select min(_row_number) {where} and ({test})",
+                              {"l": load_id}).fetchone()[0]
+            raise OdevalError(
+                f"column {cols[i][0]!r} holds {_KINDS[kind]} ({hits:,} of {n:,} values, the "
+                f"first in row {row}{extra}): the extract must be pseudonymised, so it is "
+                "refused whole; drop or pseudonymise the column", rule=f"identifier.{kind}",
+                file=path, column=cols[i][0], row=row)
+
+        for i, (name, v, _) in enumerate(cols):
+            n, t = got[f"c{i}_n"], self.tests[i]
+            if not n:
+                continue
+            for kind in ("email", "nhs_number", "postcode"):
+                hits, rule = got[f"c{i}_{kind}"], cfg.get(kind) or {}
+                if hits >= max(1, int(rule.get("min_count", 1))) and hits / n >= float(
+                        rule.get("min_share", 0)):
+                    refuse(i, kind, t[kind], hits, n)
+            tokens = set(normalise_column_name(name).split("_"))
+            if got[f"c{i}_date"] and tokens & set(dob_cfg.get("name_tokens") or ()):
+                refuse(i, "date_of_birth", t["date"], got[f"c{i}_date"], n,
+                       ", full dates in a column named like a birth date")
+            pairs = got.get(f"c{i}_dob_pairs") or 0
+            if pairs and got[f"c{i}_dob"] / pairs >= float(dob_cfg.get("min_share", 0.5)):
+                refuse(i, "date_of_birth", t["dob"], got[f"c{i}_dob"], n,
+                       ", full dates in the year of the person's birth_year")
+            hits = got.get(f"c{i}_person_name") or 0
+            if hits and hits / n >= float(names_cfg.get("min_share", 0.5)):
+                distinct, named = con.execute(
+                    f"select count(distinct {v}), count(distinct {v}) filter (where "
+                    f"{t['person_name']}) {where}", {"l": load_id}).fetchone()
+                if (named >= int(names_cfg.get("min_distinct", 20))
+                        and distinct / n >= float(names_cfg.get("min_unique_share", 0.8))):
+                    refuse(i, "person_name", t["person_name"], hits, n)
 
 
 # --------------------------------------------------------------------------- typing
@@ -646,23 +680,28 @@ def _load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: st
         if disk_full_error(exc) is not None or not _is_file_error(exc):
             raise  # transaction() rolls back and explains a full disk
         raise (_csv_error(exc, path) if fmt == "csv" else _parquet_error(exc, path)) from None
-    n_rows, n_untyped = con.execute(
-        f"select count(*), count(_untyped) from raw.{table.name} where _load_id = $l", {"l": load_id}
-    ).fetchone()
-    for c in table.columns:
-        if c.pseudonym and c.name in by_norm:
-            hit = con.execute(
-                f"select _row_number from raw.{table.name} where _load_id = $l and "
-                f"{nhs_number_sql(_quote(c.name))} order by _row_number limit 1", {"l": load_id}
-            ).fetchone()
-            if hit:
-                raise OdevalError(
-                    "a value shaped like an NHS number (10 digits passing the Modulus 11 check): "
-                    "the extract is not pseudonymised and is refused whole",
-                    rule=f"{table.name}.{c.name}.nhs_number", file=path, column=c.name, row=hit[0])
-    check_identifier_values(con, table, path, load_id,
-                            {c.name: by_norm[c.name][0] for c in table.columns if c.name in by_norm},
-                            {n: by_norm[n][0] for n in extras})
+    # One scan of the load's rows: its counts, the first NHS-number-shaped pseudonym of
+    # each pseudonymised column, and the identifier tests of its free-text and extra
+    # columns (three scans before; the same answers, and the pseudonyms still judged first)
+    pseudonyms = [c.name for c in table.columns if c.pseudonym and c.name in by_norm]
+    identifiers = _IdentifierScan.of(
+        table, {c.name: by_norm[c.name][0] for c in table.columns if c.name in by_norm},
+        {n: by_norm[n][0] for n in extras})
+    aggs = (["count(*) as n_rows", "count(_untyped) as n_untyped"]
+            + [f"min(_row_number) filter (where {nhs_number_sql(_quote(c))}) as p{i}_first"
+               for i, c in enumerate(pseudonyms)]
+            + (identifiers.aggs if identifiers is not None else []))
+    cur = con.execute(f"select {', '.join(aggs)} {_IdentifierScan.where(table)}", {"l": load_id})
+    got = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    n_rows, n_untyped = got["n_rows"], got["n_untyped"]
+    for i, c in enumerate(pseudonyms):
+        if got[f"p{i}_first"] is not None:
+            raise OdevalError(
+                "a value shaped like an NHS number (10 digits passing the Modulus 11 check): "
+                "the extract is not pseudonymised and is refused whole",
+                rule=f"{table.name}.{c}.nhs_number", file=path, column=c, row=got[f"p{i}_first"])
+    if identifiers is not None:
+        identifiers.judge(con, table, path, load_id, got)
     con.execute(
         "insert into meta.loads values ($load_id, $table, $file, $sha, $fmt, $n, $extra, "
         "cast(current_timestamp as timestamp))",

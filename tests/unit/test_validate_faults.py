@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import runstate
 from pipeline.errors import OdevalError
-from pipeline.ge_suites import install_duckdb_shim, sample_for
+from pipeline.ge_suites import Spec, install_duckdb_shim, sample_for
 from pipeline.ingest import ingest
 from pipeline.schemas import load_contract
 from pipeline.synth import generate_study
@@ -152,6 +152,35 @@ def test_the_duckdb_shim_still_fits_great_expectations():
         "install_duckdb_shim.<locals>.get_connection")
 
 
+def test_row_queries_are_great_expectations_own_expectation_asking_only_the_count():
+    """The cross-table rules stay GE's UnexpectedRowsExpectation (its query, its count,
+    its observed_value), but GE is not asked for example rows, a second run of the query."""
+    from great_expectations.expectations import UnexpectedRowsExpectation
+
+    built = Spec("t.c.reference", "UnexpectedRowsExpectation", (
+        ("unexpected_rows_query", "select _load_id from {batch} where c is null"),)).build()
+    assert isinstance(built, UnexpectedRowsExpectation)
+    assert built.meta == {"rule": "t.c.reference"}
+    assert built.metric_dependencies == ("unexpected_rows_query.row_count",)
+    assert built._validate({"unexpected_rows_query.row_count": 3}) == {
+        "success": False, "result": {"observed_value": 3}}
+
+
+def test_column_expectations_are_great_expectations_own_without_the_unexpected_values():
+    """Each map expectation is GE's class (its metrics, its _validate, its count), asked
+    for every metric it asks for itself except the sample of unexpected values."""
+    from great_expectations.expectations import ExpectColumnValuesToBeInSet
+
+    built = Spec("t.c.vocabulary", "ExpectColumnValuesToBeInSet",
+                 (("column", "c"), ("value_set", ["a", "b"]))).build()
+    plain = ExpectColumnValuesToBeInSet(column="c", value_set=["a", "b"])
+    assert isinstance(built, ExpectColumnValuesToBeInSet)
+    basic = {"result_format": {"result_format": "BASIC", "partial_unexpected_count": 0}}
+    ours = set(built.get_validation_dependencies(runtime_configuration=basic).get_metric_names())
+    theirs = set(plain.get_validation_dependencies(runtime_configuration=basic).get_metric_names())
+    assert theirs - ours == {"column_values.in_set.unexpected_values"} and ours < theirs
+
+
 def test_importing_great_expectations_does_not_end_a_python_c_process():
     """pyspark (installed for the Spark engine) exits 0 on import of Spark Connect when
     __main__ has no file, and GE imports it: a `python -c` validate stopped silently."""
@@ -160,6 +189,8 @@ def test_importing_great_expectations_does_not_end_a_python_c_process():
 
     code = ("from pipeline.ge_suites import import_gx, install_duckdb_shim; import_gx(); "
             "install_duckdb_shim(); print('still running')")
+    # GE loads without pyspark (hidden meanwhile), which imports afterwards as before
+    code += "; import sys; assert 'pyspark' not in sys.modules; import pyspark.sql"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "still running", proc.stderr[-2000:]
