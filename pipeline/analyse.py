@@ -293,15 +293,24 @@ def _two_ends(units: list[tuple[tuple[str, ...], Callable[[], dict]]], fork: boo
     lock = ctx.Lock()
     recv, send = ctx.Pipe(duplex=False)
 
+    def take(front: bool) -> int | None:
+        if ends[0] > ends[1]:
+            return None
+        k = ends[0] if front else ends[1]
+        ends[0 if front else 1] += 1 if front else -1
+        return k
+
     def claim(front: bool) -> int | None:
-        with lock:
-            if ends[0] > ends[1]:
-                return None
-            k = ends[0] if front else ends[1]
-            ends[0 if front else 1] += 1 if front else -1
-            return k
+        while not lock.acquire(timeout=0.5):
+            if front and not proc.is_alive():   # the worker died holding it: no one else will
+                return take(front)
+        try:
+            return take(front)
+        finally:
+            lock.release()
 
     def work() -> None:
+        _plain_streams()
         got = {}
         try:
             while (k := claim(front=False)) is not None:
@@ -329,6 +338,15 @@ def _two_ends(units: list[tuple[tuple[str, ...], Callable[[], dict]]], fork: boo
         if proc.is_alive():
             proc.terminate()
         proc.join()
+
+
+def _plain_streams() -> None:
+    """In a forked process: write to the process's own stdout and stderr, not through the
+    parent's progress display (rich's proxies), whose lock its refresh thread may have held
+    at the fork, so that a warning printed there cannot hang the process."""
+    import sys
+
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
