@@ -501,6 +501,9 @@ def run(
             _do_ingest(con, dirs, replace)
             _do_validate(con, p, folder)
             _do_derive(con, p)
+            from pipeline.warehouse import release_cache
+
+            release_cache(con, section(p, "warehouse").get("memory_limit"))
             met = _do_metrics(con, p, folder)
             _do_analyse(con, p, met)
             path = _do_report(con, p, folder)

@@ -33,6 +33,19 @@ create table if not exists meta.loads (
 """
 
 
+def release_cache(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
+    """Let DuckDB drop the blocks it keeps cached (up to its ``memory_limit``: a national
+    extract's validate and derive leave about 1 GB of them) by lowering the limit for a
+    moment, then set ``memory_limit`` again (None: DuckDB's default). For ``odeval run``
+    before the stages whose memory is pandas and numpy's (and a forked worker's, which would
+    inherit the cache). Temporary tables are written out, not lost."""
+    con.execute("set memory_limit = '1MB'")
+    if memory_limit:
+        con.execute(f"set memory_limit = '{_safe_size(memory_limit)}'")
+    else:
+        con.execute("reset memory_limit")
+
+
 def connect(
     path: str | Path,
     *,
