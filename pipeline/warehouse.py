@@ -38,8 +38,15 @@ def release_cache(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> N
     extract's validate and derive leave about 1 GB of them) by lowering the limit for a
     moment, then set ``memory_limit`` again (None: DuckDB's default). For ``odeval run``
     before the stages whose memory is pandas and numpy's (and a forked worker's, which would
-    inherit the cache). Temporary tables are written out, not lost."""
-    con.execute("set memory_limit = '1MB'")
+    inherit the cache). Temporary tables are written out, not lost. Best effort: memory
+    DuckDB cannot free (a national run's, after derive) refuses a low limit, and then a
+    higher one is tried; the limit is set again in any case."""
+    for low in ("1MB", "256MB", "1GB"):
+        try:
+            con.execute(f"set memory_limit = '{low}'")
+            break
+        except duckdb.OutOfMemoryException:
+            continue
     if memory_limit:
         con.execute(f"set memory_limit = '{_safe_size(memory_limit)}'")
     else:

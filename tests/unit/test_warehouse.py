@@ -30,3 +30,23 @@ def test_release_cache_drops_duckdbs_cached_blocks_and_keeps_the_limit(tmp_path)
     release_cache(con, None)
     assert limit() == duckdb.connect().execute(
         "select current_setting('memory_limit')").fetchone()[0]
+
+
+def test_release_cache_tries_a_higher_limit_when_duckdb_cannot_free_enough():
+    """A limit DuckDB refuses (memory it cannot free) is not an error: the next, higher one
+    is tried, and the configured limit is set again."""
+    from pipeline.warehouse import release_cache
+
+    class Con:
+        def __init__(self):
+            self.calls = []
+
+        def execute(self, sql):
+            self.calls.append(sql)
+            if "'1MB'" in sql or "'256MB'" in sql:
+                raise duckdb.OutOfMemoryException("could not free up enough memory")
+
+    con = Con()
+    release_cache(con, "3GB")
+    assert con.calls == ["set memory_limit = '1MB'", "set memory_limit = '256MB'",
+                         "set memory_limit = '1GB'", "set memory_limit = '3GB'"]
