@@ -88,9 +88,9 @@ DEFAULTS: dict[str, Any] = {
 
 #: the order in which the families are shared between this process, which takes them from
 #: the front, and a second worker, which takes them from the back (:func:`_two_ends`): the
-#: largest at either end (at trust size return to work and the sensitivity analyses are
-#: each about a quarter of the stage; at national size the effects, ICCs and return to
-#: work), the smallest in the middle, where the two meet. The site meta-analysis and the
+#: effects first here and return to work first there, the sensitivity analyses (as large:
+#: each a fifth to a third of the stage at trust and at national size) near the middle,
+#: for whichever is free first, and small ones between. The site meta-analysis and the
 #: fidelity meta-regression, which reads it, are one unit.
 SCHEDULE = (("effects",), ("icc",), ("flow",), ("weighting",), ("table_one",),
             ("cluster_table_one",), ("sensitivity",), ("site_meta", "fidelity_meta_regression"),
@@ -161,8 +161,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     caller has it (``odeval run``); else the metrics stage's tables when they are current
     (:func:`pipeline.metrics.stored`), else computed here. The person frame is the one
     ``met`` holds when it was just computed (taken over: ``met.persons`` is then None),
-    else read from the temporary relation ``person_outcomes``, which is then dropped. ``keep_results``:
-    keep each family's result objects (fitted models, for notebooks) in
+    else read from the temporary relation ``person_outcomes``, which is then dropped.
+
+    ``keep_results``: keep each family's result objects (fitted models, for notebooks) in
     ``Analyses.results``; without them (the command line, which stores tables) each is
     freed as its family ends, instead of holding up to a million rows of residuals and
     sorted data per model to the end.
@@ -195,7 +196,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     plan = (plan_mod.parse(params).with_definitions(words)
             .check_data(persons, clusters))  # before any estimate
     d = prepare(persons, plan)
-    del persons   # d is a copy: the frame once, not twice (a million rows at national size)
+    del persons   # d is a copy (its text values shared): the original's arrays go
     out = Analyses(p, pd.DataFrame(columns=list(_row("", "", "", "", 0, 0, 0))), plan=plan)
     out.public["plan"] = pd.DataFrame(plan.describe(weighted="weighting" in p["run"]),
                                      columns=["item", "plan"])
@@ -245,6 +246,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
 
     todo = [(n, f) for n, f in steps if wanted(n)]
     fn_of = dict(todo)
+
     def unit(fn):
         def run_unit() -> dict[str, AnalysisResult]:
             res = fn()
