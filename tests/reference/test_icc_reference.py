@@ -75,14 +75,32 @@ def _model(g, efron=True):
     return _FrailtyModel(*_inputs(g), efron)
 
 
-def _dense(g, efron=True):
+def _dense(t, e, X, s, cl, efron=True):
     """The plain Cox model's sorted data with one indicator column per cluster: the
     frailty model written out, which _FrailtyModel never builds."""
     from pipeline.stats.coxph import _prepare
 
-    t, e, X, s, cl = _inputs(g)
     Z = (cl[:, None] == np.arange(cl.max() + 1)).astype(float)
     return _prepare(np.column_stack([X, Z]), t, e, s, efron)
+
+
+def _assert_terms_equal_the_dense_ones(m, beta, dense_sd, step_atol=1e-10):
+    """_FrailtyTerms of ``m`` at ``beta`` against the Cox terms of the dense cluster columns
+    (``dense_sd``): log-likelihood, score, information, and the penalised Newton step
+    (through the strata's blocks when clusters are nested); ``step_atol`` relative to the
+    step's largest entry."""
+    from pipeline.stats.coxph import _Terms
+    from pipeline.stats.icc import _FrailtyTerms
+
+    ours, dense = _FrailtyTerms(beta, m), _Terms(beta, dense_sd)
+    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
+    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
+    info = dense.information()
+    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
+    pen = np.exp(beta[m.p:]) / 0.7
+    step = np.linalg.solve(info + np.diag(np.r_[np.zeros(m.p), pen]), dense.score)
+    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
+                               atol=step_atol * np.abs(step).max())
 
 
 @pytest.mark.parametrize("efron", [True, False])
@@ -91,29 +109,14 @@ def test_frailty_terms_equal_the_cox_terms_of_the_dense_cluster_columns(case, ef
     """The log-likelihood, score and information of the frailty model (clusters as sums
     over their rows) are those of the Cox model with a column per cluster, at a point
     away from the estimate, with Efron's and Breslow's ties."""
-    from pipeline.stats.coxph import _Terms
-    from pipeline.stats.icc import _FrailtyTerms
-
     g = GOLD["frailty"][case]
     m = _model(g, efron)
     beta = np.random.default_rng(1).normal(0, 0.3, m.p + m.C)
-    ours, dense = _FrailtyTerms(beta, m), _Terms(beta, _dense(g, efron))
-    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
-    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
-    info = dense.information()
-    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
-    # the penalised Newton step (through the strata's blocks when clusters are nested)
-    pen = np.exp(beta[m.p:]) / 0.7
-    step = np.linalg.solve(info + np.diag(np.r_[np.zeros(m.p), pen]), dense.score)
-    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
-                               atol=1e-10 * np.abs(step).max())
+    _assert_terms_equal_the_dense_ones(m, beta, _dense(*_inputs(g), efron))
 
 
 def test_frailty_terms_with_clusters_crossing_strata_equal_the_dense_cox_terms():
     """Clusters that span strata (not nested): the same check, through the dense solve."""
-    from pipeline.stats.coxph import _prepare, _Terms
-    from pipeline.stats.icc import _FrailtyTerms
-
     rng = np.random.default_rng(7)
     n, C = 300, 9
     t, e = rng.integers(1, 40, n).astype(float), rng.random(n) < 0.6
@@ -121,16 +124,7 @@ def test_frailty_terms_with_clusters_crossing_strata_equal_the_dense_cox_terms()
     m = _FrailtyModel(t, e, X, s, cl, True)
     assert not m.nested
     beta = rng.normal(0, 0.3, 2 + C)
-    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
-                                  t, e, s, True))
-    ours = _FrailtyTerms(beta, m)
-    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
-    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
-    info = dense.information()
-    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
-    pen = np.exp(beta[2:]) / 0.7
-    step = np.linalg.solve(info + np.diag(np.r_[0.0, 0.0, pen]), dense.score)
-    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8)
+    _assert_terms_equal_the_dense_ones(m, beta, _dense(t, e, X, s, cl), step_atol=0.0)
 
 
 @pytest.mark.parametrize("efron", [True, False])
@@ -140,9 +134,6 @@ def test_frailty_terms_with_repeated_rows_equal_the_dense_cox_terms(efron):
     covariates vary within clusters: the terms are still those of the Cox model with a
     column per cluster (strata of unequal numbers of clusters: the per-stratum solves are
     padded)."""
-    from pipeline.stats.coxph import _prepare, _Terms
-    from pipeline.stats.icc import _FrailtyTerms
-
     rng = np.random.default_rng(11)
     n, C = 400, 8
     t, e = rng.integers(1, 12, n).astype(float), rng.random(n) < 0.5
@@ -151,25 +142,12 @@ def test_frailty_terms_with_repeated_rows_equal_the_dense_cox_terms(efron):
     m = _FrailtyModel(t, e, X, s, cl, efron)
     assert m.nested and (m.u_n > 1).any() and len(m.cell_g) < len(m.u_n) < n
     beta = rng.normal(0, 0.3, 2 + C)
-    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
-                                  t, e, s, efron))
-    ours = _FrailtyTerms(beta, m)
-    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
-    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
-    info = dense.information()
-    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
-    pen = np.exp(beta[2:]) / 0.7
-    step = np.linalg.solve(info + np.diag(np.r_[0.0, 0.0, pen]), dense.score)
-    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
-                               atol=1e-10 * np.abs(step).max())
+    _assert_terms_equal_the_dense_ones(m, beta, _dense(t, e, X, s, cl, efron))
 
 
 def test_frailty_terms_with_more_stratum_cluster_pairs_than_rows_equal_the_dense_cox_terms():
     """Few rows, many strata and clusters (the (stratum, cluster) pairs are then found by
     sorting, not by a table of every pair): the same check against the dense Cox terms."""
-    from pipeline.stats.coxph import _prepare, _Terms
-    from pipeline.stats.icc import _FrailtyTerms
-
     rng = np.random.default_rng(13)
     n, C = 40, 20
     t, e = rng.integers(1, 10, n).astype(float), rng.random(n) < 0.5
@@ -178,17 +156,7 @@ def test_frailty_terms_with_more_stratum_cluster_pairs_than_rows_equal_the_dense
     assert 10 * C > 4 * n
     m = _FrailtyModel(t, e, X, s, cl, True)
     beta = rng.normal(0, 0.3, 1 + C)
-    dense = _Terms(beta, _prepare(np.column_stack([X, cl[:, None] == np.arange(C)]).astype(float),
-                                  t, e, s, True))
-    ours = _FrailtyTerms(beta, m)
-    np.testing.assert_allclose(ours.loglik, dense.loglik, rtol=1e-12)
-    np.testing.assert_allclose(ours.score, dense.score, rtol=1e-9, atol=1e-9)
-    info = dense.information()
-    np.testing.assert_allclose(ours.information(), info, rtol=1e-9, atol=1e-9 * np.abs(info).max())
-    pen = np.exp(beta[1:]) / 0.7
-    step = np.linalg.solve(info + np.diag(np.r_[0.0, pen]), dense.score)
-    np.testing.assert_allclose(ours.newton_step(dense.score, pen), step, rtol=1e-8,
-                               atol=1e-10 * np.abs(step).max())
+    _assert_terms_equal_the_dense_ones(m, beta, _dense(t, e, X, s, cl))
 
 
 def test_a_theta_is_fitted_once_and_the_order_of_the_fits_does_not_matter():
@@ -222,7 +190,7 @@ def test_integrated_likelihood_at_fixed_theta_matches_coxph(case):
     from pipeline.stats.coxph import _Terms
 
     g = GOLD["frailty"][case]
-    m, dense = _model(g), _dense(g)
+    m, dense = _model(g), _dense(*_inputs(g))
     p = m.p
     for fx in g["fixed"]:
         th = fx["theta"]
