@@ -85,17 +85,19 @@ def dense_design(df: pd.DataFrame, covariates: Sequence[str], intercept: bool = 
     return names, dense_matrix(len(df), len(names), parts)
 
 
-def dense_matrix(n: int, p: int, parts: list[tuple]) -> np.ndarray:
-    """The ``n x p`` model matrix of the terms ``parts`` (:func:`_terms`)."""
-    X = np.zeros((n, p))
+def dense_matrix(n: int, p: int, parts: list[tuple], transposed: bool = False) -> np.ndarray:
+    """The ``n x p`` model matrix of the terms ``parts`` (:func:`_terms`); with
+    ``transposed``, its ``p x n`` transpose, built as such (each column a contiguous row)."""
+    X = np.zeros((p, n) if transposed else (n, p))
     col = 0
     for codes, values in parts:
         if codes is None:
-            X[:, col] = values
+            X[(col, slice(None)) if transposed else (slice(None), col)] = values
             col += 1
             continue
         rows = np.flatnonzero(codes > 0)
-        X[rows, col + codes[rows] - 1] = 1.0
+        cols = col + codes[rows] - 1
+        X[(cols, rows) if transposed else (rows, cols)] = 1.0
         col += max(len(values) - 1, 0)
     return X
 

@@ -592,7 +592,6 @@ def _model_matrix(d: pd.DataFrame, covariates: list[str]
     matrix is 0.5 GB, its dense columns a quarter of it)."""
     names, parts = _terms(d, covariates, True)
     widths = [1 if codes is None else max(len(vals) - 1, 0) for codes, vals in parts]
-    first = np.r_[0, np.cumsum(widths)[:-1]].astype(int)
     big = None
     for i, (codes, _) in enumerate(parts):
         if codes is not None and widths[i] > BLOCK_MIN_DUMMIES and \
@@ -600,20 +599,9 @@ def _model_matrix(d: pd.DataFrame, covariates: list[str]
             big = i
     if big is None:
         return names, dense_matrix(len(d), len(names), parts), None
-    n, p = len(d), len(names)
-    bp = np.arange(first[big], first[big] + widths[big])
-    dp = np.setdiff1d(np.arange(p), bp)
-    row_of = np.full(p, -1)
-    row_of[dp] = np.arange(len(dp))
-    dense_t = np.zeros((len(dp), n))
-    for i, (codes, values) in enumerate(parts):
-        if i == big:
-            continue
-        if codes is None:
-            dense_t[row_of[first[i]]] = values
-        else:
-            rows = np.flatnonzero(codes > 0)
-            dense_t[row_of[first[i] + codes[rows] - 1], rows] = 1.0
+    bp = np.arange(sum(widths[:big]), sum(widths[:big + 1]))
+    dp = np.setdiff1d(np.arange(len(names)), bp)   # the other terms' columns, in order
+    dense_t = dense_matrix(len(d), len(dp), parts[:big] + parts[big + 1:], transposed=True)
     return names, None, _FactorBlock(dense_t, dp, parts[big][0], bp)
 
 
