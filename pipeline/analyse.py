@@ -161,7 +161,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     caller has it (``odeval run``); else the metrics stage's tables when they are current
     (:func:`pipeline.metrics.stored`), else computed here. The person frame is the one
     ``met`` holds when it was just computed (taken over: ``met.persons`` is then None),
-    else read from the temporary relation ``person_outcomes``, which is then dropped.
+    else read from the temporary relation ``person_outcomes``, which is then dropped, and
+    DuckDB's cached blocks are let go (:func:`pipeline.warehouse.release_cache`, the limit
+    then set again to params.yaml's ``warehouse.memory_limit``, or DuckDB's default).
 
     ``keep_results``: keep each family's result objects (fitted models, for notebooks) in
     ``Analyses.results``; without them (the command line, which stores tables) each is
@@ -169,6 +171,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     sorted data per model to the end.
     """
     from pipeline import runstate
+    from pipeline.params import section
+    from pipeline.warehouse import release_cache
     from pipeline.analyses import (baseline, curves, flow, icc, observational,
                                    return_to_work, sensitivity, site_comparison, subgroups,
                                    trial_effects)
@@ -187,8 +191,9 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                                       ("person_outcomes",))
         persons = con.execute("select * from person_outcomes order by person_id").df()
     # read once: DuckDB's copy of it is memory the rest of the stage needs (0.26 GB at
-    # national size)
+    # national size), as are the blocks DuckDB keeps cached from building it (0.8 GB more)
     con.execute("drop table if exists temp.person_outcomes")
+    release_cache(con, section(params, "warehouse").get("memory_limit"))
     clusters = clusters_frame(con)
     from pipeline.derive import definitions
 
