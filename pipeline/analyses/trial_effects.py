@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from pipeline.analyses import AnalysisResult, with_columns
 from pipeline.analyses.covariates import adjustment, with_cluster_covariates
@@ -95,13 +95,16 @@ class Effect:
 
 
 def _t_interval(est, se, df, conf, log):
-    q = stats.norm.ppf(1 - (1 - conf) / 2) if not np.isfinite(df) else \
-        stats.t.ppf(1 - (1 - conf) / 2, df)
+    # stats.t.ppf and .sf (stats.norm's where df is not finite) by the special functions
+    # they call: the same numbers, without rv_continuous's per-call overhead (four calls a
+    # fit of the tipping map's 500)
+    q = special.ndtri(1 - (1 - conf) / 2) if not np.isfinite(df) else \
+        special.stdtrit(df, 1 - (1 - conf) / 2)
     lo, hi = est - q * se, est + q * se
     p = np.nan
-    if se > 0:   # the t's sf given df: freezing stats.t(df) costs more than the sf itself
+    if se > 0:
         z = abs(est / se)
-        p = float(2 * (stats.t.sf(z, df) if np.isfinite(df) else stats.norm.sf(z)))
+        p = float(2 * (special.stdtr(df, -z) if np.isfinite(df) else special.ndtr(-z)))
     f = np.exp if log else (lambda x: x)
     return float(f(est)), float(f(lo)), float(f(hi)), p
 

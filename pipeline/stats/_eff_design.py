@@ -140,17 +140,20 @@ def sparse_rank(X, chunk: int = 200_000) -> int:
 
 
 def factor_gram(dense_t: np.ndarray, dense_pos: np.ndarray, codes: np.ndarray,
-                block_pos: np.ndarray, w: np.ndarray) -> np.ndarray:
+                block_pos: np.ndarray, w: np.ndarray, out: np.ndarray | None = None
+                ) -> np.ndarray:
     """``X' diag(w) X`` for a model matrix whose columns ``block_pos`` are one factor's
     treatment dummies (row ``i`` has its 1 in ``block_pos[codes[i] - 1]``, none at level
     0) and whose other columns, at ``dense_pos``, are the rows of ``dense_t`` (the dense
     columns transposed, each contiguous: a weighted sum per level of a strided column is
     five times slower): the dense block by one product, the factor's diagonal and its
     cross-products with the dense columns by sums per level, at the cost of the dense
-    columns alone."""
+    columns alone. ``out``: an array of ``dense_t``'s shape to hold ``dense_t * w`` (a
+    caller's work array across calls: at national size a new one each call, 70 MB, cost
+    page faults as well as the product)."""
     k = len(block_pos) + 1
     G = np.zeros((len(dense_pos) + len(block_pos),) * 2)
-    Dw = dense_t * w
+    Dw = np.multiply(dense_t, w, out=out)
     G[np.ix_(dense_pos, dense_pos)] = Dw @ dense_t.T
     cross = np.stack([np.bincount(codes, weights=row, minlength=k) for row in Dw], axis=1)[1:]
     G[np.ix_(block_pos, dense_pos)] = cross

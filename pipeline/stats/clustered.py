@@ -40,7 +40,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from pipeline.stats._eff_design import (_terms, check_columns, check_conf_level,
                                         dense_matrix, factor_gram)
@@ -164,14 +164,17 @@ def _start_eta(y, family, link, offset):
 
 
 def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter=100,
-          block=None):
+          block=None, out=None):
     """Fisher scoring (iteratively reweighted least squares), as R's ``glm.fit``, with step
     halving when the deviance rises; stops when the deviance changes by less than ``tol``
     (relative; R's criterion, at a far smaller default). Returns ``(beta, mu, eta,
     converged)``; columns of ``X`` that are numerically collinear get a least-squares
     step (their coefficients are reported as not estimable by the caller). ``block``: the
     design's :class:`_FactorBlock`, which takes the products with ``X`` and its
-    cross-products ``X' diag(w) X`` at the cost of the dense columns."""
+    cross-products ``X' diag(w) X`` at the cost of the dense columns. ``out``: a work
+    array the steps may write ``X diag(w)`` into, of ``X``'s shape and layout (or of the
+    block's dense columns, ``block.dense_t``), the caller's to reuse after; by default one
+    is allocated."""
     A = X if block is None else block   # for products with the model matrix
     if start is None:
         eta = _start_eta(y, family, link, offset)
@@ -182,16 +185,18 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
     mu = _linkinv(eta, link)
     dev = np.inf if beta is None else _deviance(y, mu, family, theta)
     converged = False
+    Xw = out   # X * w (the block's dense columns * w): one array for every step
     for _ in range(maxiter):
         d = _mu_eta(eta, mu, link)
         w = d**2 / _variance(mu, family, theta)
         z = eta - offset + (y - mu) / d
         try:
             if block is None:
-                Xw = X * w[:, None]
+                Xw = np.multiply(X, w[:, None], out=Xw)
                 new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
             else:
-                new = np.linalg.solve(block.gram(w), block.T @ (w * z))
+                Xw = np.empty_like(block.dense_t) if Xw is None else Xw
+                new = np.linalg.solve(block.gram(w, out=Xw), block.T @ (w * z))
         except np.linalg.LinAlgError:
             Xd = X if block is None else block.toarray()
             new = np.linalg.lstsq(Xd * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
@@ -524,8 +529,10 @@ class _FactorBlock:
     codes: np.ndarray
     block_pos: np.ndarray
 
-    def gram(self, w: np.ndarray) -> np.ndarray:
-        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w)
+    def gram(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``X' diag(w) X``; ``out`` as :func:`pipeline.stats._eff_design.factor_gram`
+        takes it (``dense_t``'s shape)."""
+        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w, out)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -890,7 +897,12 @@ def glm_clustered(
         start = np.asarray(start, float)
         if start.shape != (p,) or not np.all(np.isfinite(start)):
             start = None
-    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, block=block)
+    # one array for X * w in every scoring step, then for Z (or, with a factor block, for
+    # its dense columns times the weights): a new one each time cost about as much as the
+    # product it holds
+    work = np.empty_like(X if block is None else block.dense_t)
+    beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, block=block,
+                                     out=work)
     if not converged:
         notes.append("the model fit did not converge in 100 iterations: estimates unreliable.")
 
@@ -900,10 +912,10 @@ def glm_clustered(
     e = (y - mu) / np.sqrt(var)
     # Z = X * scale, the n x p standardised model matrix; with a factor block it is built
     # only for a sandwich that needs it
-    Z = X * scale[:, None] if gram is None else None
+    Z = np.multiply(X, scale[:, None], out=work) if gram is None else None
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
-    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2))
+    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2, out=work))
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -958,10 +970,13 @@ def glm_clustered(
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.where(flat, np.nan, np.sqrt(np.diag(V)))
         tstat = beta / se
-    q = np.where(np.isinf(dfs), stats.norm.ppf(1 - (1 - conf_level) / 2),
-                 stats.t.ppf(1 - (1 - conf_level) / 2, np.where(np.isinf(dfs), 1, dfs)))
-    pval = np.where(np.isinf(dfs), 2 * stats.norm.sf(np.abs(tstat)),
-                    2 * stats.t.sf(np.abs(tstat), np.where(np.isinf(dfs), 1, dfs)))
+    # the t's (normal's) quantile and tail by the special functions stats.t.ppf and .sf
+    # (stats.norm's) call, the same numbers without rv_continuous's per-call overhead
+    inf = np.isinf(dfs)
+    q = np.where(inf, special.ndtri(1 - (1 - conf_level) / 2),
+                 special.stdtrit(np.where(inf, 1, dfs), 1 - (1 - conf_level) / 2))
+    pval = np.where(inf, 2 * special.ndtr(-np.abs(tstat)),
+                    2 * special.stdtr(np.where(inf, 1, dfs), -np.abs(tstat)))
     with np.errstate(invalid="ignore"):
         se_model = np.where(flat, np.nan, np.sqrt(np.diag(vcov_model)))
     if flat.any():
