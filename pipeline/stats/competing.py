@@ -15,7 +15,7 @@ from scipy import stats
 
 from pipeline.stats._result import AttrResult, NotEstimable, Result
 from pipeline.stats._surv_data import (complete_rows, design_matrix, durations_events, group_codes,
-                                      group_labels, z_value)
+                                      group_labels, group_rows, z_value)
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
 
@@ -286,8 +286,7 @@ def aalen_johansen(
     labels: list = []
     cause_of: list = []
     cols: dict[str, list] = {c: [] for c in columns[2:]}
-    for k, g in enumerate(groups):
-        m = gcode == k
+    for g, m in zip(groups, group_rows(gcode, len(groups))):
         res = _aj_one(t[m], e[m], causes)
         for j, c in enumerate(causes):
             if c not in report:

@@ -13,7 +13,8 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._result import NotEstimable, Result
-from pipeline.stats._surv_data import complete_rows, durations_events, group_codes, group_labels, z_value
+from pipeline.stats._surv_data import (complete_rows, durations_events, group_codes, group_labels,
+                                        group_rows, z_value)
 
 __all__ = ["KaplanMeierResult", "LogrankResult", "kaplan_meier", "logrank"]
 
@@ -217,8 +218,7 @@ def kaplan_meier(
                                              "se", "lower", "upper"]}
     labels: list = []
     medians = []
-    for k, g in enumerate(groups):
-        m = gcode == k
+    for g, m in zip(groups, group_rows(gcode, len(groups))):
         tab = _km_one(t[m], e[m])
         surv = tab["survival"]
         lower, upper = _conf_limits(surv, tab["se_cumhaz"], z, conf_type)
