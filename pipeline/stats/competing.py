@@ -498,6 +498,7 @@ class _FGFixed:
         self.cr = np.flatnonzero(self.comp)
         self.k_from = np.searchsorted(self.first_ge, self.cr, side="right")
         self.X_cr = X[self.cr]
+        self.XT = np.ascontiguousarray(X.T)  # X's columns as rows, for the risk sums of r x
         self.X_fail = X[kind == 1]
         self.X_fail_sum = self.X_fail.sum(axis=0)
         self.n_le = np.searchsorted(uk, t, side="right")  # number of u_k <= T_j
@@ -514,8 +515,8 @@ class _FGTerms:
         r = np.exp(X @ beta)
         comp, first_ge, cr, k_from = fx.comp, fx.first_ge, fx.cr, fx.k_from
 
-        def suffix(v):
-            return np.cumsum(np.add.reduceat(v, first_ge, axis=0)[::-1], axis=0)[::-1]
+        def suffix(vg):  # vg: values already summed between consecutive event times
+            return np.cumsum(vg[::-1], axis=0)[::-1]
 
         K = len(uk)
 
@@ -526,8 +527,11 @@ class _FGTerms:
             return np.cumsum(np.stack(cols, axis=1), axis=0)
 
         wc = r[cr] / G_row[cr]
-        S0 = suffix(r) + Gu * prefix_lt(wc)
-        S1 = suffix(r[:, None] * X) + Gu[:, None] * prefix_lt(wc[:, None] * fx.X_cr)
+        S0 = suffix(np.add.reduceat(r, first_ge)) + Gu * prefix_lt(wc)
+        # r x summed along the rows of X' (contiguous): the sums reduceat of the rows r x
+        # gives (the same pairwise sum of each segment), in a quarter of the time
+        rx_g = np.add.reduceat(fx.XT * r, first_ge, axis=1).T.copy()
+        S1 = suffix(rx_g) + Gu[:, None] * prefix_lt(wc[:, None] * fx.X_cr)
         xbar = S1 / S0[:, None]
         self.loglik = float((fx.X_fail @ beta).sum() - np.sum(dk * np.log(S0)))
         self.score = fx.X_fail_sum - (dk[:, None] * xbar).sum(axis=0)
