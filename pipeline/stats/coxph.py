@@ -47,6 +47,7 @@ class _Sorted:
     Xev_g: np.ndarray  # (G, p) sum of X over the events of each group (weighted)
     w: np.ndarray  # case weights (ones when unweighted)
     dw: np.ndarray  # summed weight of the events per group (= d when unweighted)
+    unweighted: bool = False  # w is all ones: multiplying by it is skipped (x * 1.0 == x)
 
     @cached_property
     def group_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +59,12 @@ class _Sorted:
     def event_group_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """``(indptr, indices)`` of the event rows of each group with events."""
         return _index(np.r_[self.ev_starts, len(self.ev_rows)]), _index(self.ev_rows)
+
+    @cached_property
+    def efron_steps(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """:func:`_efron_steps` of these data (None with Breslow ties), for every
+        :class:`_Terms` at another beta."""
+        return _efron_steps(self.d, self.dw, self.ev_g, self.ev_starts) if self.efron else None
 
 
 def _index(a: np.ndarray) -> np.ndarray:
@@ -115,10 +122,11 @@ def _structure(X, t, e, s, order, efron, w=None, centred=False) -> _Sorted:
     ev_groups = ev_g[ev_starts]
     Xev_g = np.zeros((G, X.shape[1]))
     if len(ev_rows):
-        Xev_g[ev_groups] = np.add.reduceat(X[ev_rows] * w[ev_rows, None], ev_starts, axis=0)
+        Xev = X[ev_rows] if unweighted else X[ev_rows] * w[ev_rows, None]
+        Xev_g[ev_groups] = np.add.reduceat(Xev, ev_starts, axis=0)
     return _Sorted(
         X, t, e, s, order, row_g, g_first, g_stratum_last, s_first_group[g_s], d, efron,
-        s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g, w, dw,
+        s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g, w, dw, unweighted,
     )
 
 
@@ -133,8 +141,10 @@ def _suffix(v: np.ndarray, sd: _Sorted) -> np.ndarray:
 
 def _suffix_groups(vg: np.ndarray, sd: _Sorted) -> np.ndarray:
     """:func:`_suffix` of values already summed per tie group."""
-    rcs = np.cumsum(vg[::-1], axis=0)[::-1]
-    rcs = np.concatenate([rcs, np.zeros((1,) + vg.shape[1:])], axis=0)
+    G = len(vg)
+    rcs = np.empty((G + 1,) + vg.shape[1:])
+    np.cumsum(vg[::-1], axis=0, out=rcs[:G][::-1])  # rcs[k]: sum over the groups from k on
+    rcs[G] = 0.0
     return rcs[:-1] - rcs[sd.g_stratum_last_group + 1]
 
 
@@ -231,7 +241,7 @@ class _Terms:
     def __init__(self, beta: np.ndarray, sd: _Sorted):
         X, e = sd.X, sd.event
         eta = X @ beta
-        r = sd.w * np.exp(eta)
+        r = np.exp(eta) if sd.unweighted else sd.w * np.exp(eta)
         self.r = r
         G = len(sd.g_first)
         S0 = _suffix(r, sd)
@@ -242,11 +252,12 @@ class _Terms:
         if len(ev_rows):
             E0[sd.ev_groups] = np.add.reduceat(r[ev_rows], sd.ev_starts)
             E1[sd.ev_groups] = _segment_sums(X, r[ev_rows], sd.event_group_rows)
-        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, ev_g, sd.ev_starts, sd.efron)
+        a, b, c0, c1, c2, logterm = _group_coefficients(S0, E0, sd.d, sd.dw, ev_g, sd.ev_starts, sd.efron,
+                                                        steps=sd.efron_steps)
         self.S0, self.S1, self.E0, self.E1 = S0, S1, E0, E1
         self.a, self.b, self.c0, self.c1, self.c2 = a, b, c0, c1, c2
         self.ev_rows, self.ev_g = ev_rows, ev_g
-        self.loglik = float((sd.w[ev_rows] * eta[ev_rows]).sum() - logterm)
+        self.loglik = float((eta[ev_rows] if sd.unweighted else sd.w[ev_rows] * eta[ev_rows]).sum() - logterm)
         self.U_g = sd.Xev_g - (a[:, None] * S1 - b[:, None] * E1)  # per-group score
         self.score = self.U_g.sum(axis=0)
         self.sd = sd
@@ -254,9 +265,11 @@ class _Terms:
     def information(self, w: np.ndarray | None = None) -> np.ndarray:
         """``sum_k w_k V_k`` where ``V_k`` is the information from tie group ``k``."""
         sd, r, X = self.sd, self.r, self.sd.X
-        w = np.ones(len(self.a)) if w is None else w
-        a, b = self.a * w, self.b * w
-        c0, c1, c2 = self.c0 * w, self.c1 * w, self.c2 * w
+        if w is None:
+            a, b, c0, c1, c2 = self.a, self.b, self.c0, self.c1, self.c2
+        else:
+            a, b = self.a * w, self.b * w
+            c0, c1, c2 = self.c0 * w, self.c1 * w, self.c2 * w
         A = _within_stratum_cumsum(a, sd)[sd.row_g]
         v = r * A
         if sd.efron:
@@ -377,12 +390,12 @@ def _jackknife(sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, n
     fits = np.empty((n_clusters, p))
     ws = sd.w if weighted else None
     for g in range(n_clusters):
-        keep = cl != g
+        keep = np.flatnonzero(cl != g)   # (take by index copies X's rows faster than a mask)
         if not sd.event[keep].any():
             raise ValueError("the jackknife needs events outside every cluster")
-        rep = _structure(sd.X[keep], sd.time[keep], sd.event[keep], sd.strata[keep],
-                         sd.order[keep], sd.efron, None if ws is None else ws[keep],
-                         centred=True)
+        rep = _structure(np.take(sd.X, keep, axis=0), sd.time[keep], sd.event[keep],
+                         sd.strata[keep], sd.order[keep], sd.efron,
+                         None if ws is None else ws[keep], centred=True)
         b, _, _, converged, _ = _newton(rep, p, init=start[g], coefficients_only=True)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "
