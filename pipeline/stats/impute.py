@@ -447,9 +447,10 @@ def impute_binary(df: pd.DataFrame, outcome: str, predictors: Sequence[str], m: 
     yv = y.astype(float)
     groups = [None] if by is None else sorted(df[by].astype(str).unique())
     miss_all, eta_all, u_all, grp_all, notes = [], [], [], [], []
+    design_columns = df[list(dict.fromkeys(predictors))]   # a group's rows of these alone
     for g in groups:
         rows = np.arange(len(df)) if g is None else np.flatnonzero(df[by].astype(str) == g)
-        sub = df.iloc[rows]
+        sub = design_columns.iloc[rows]
         ry = yv.iloc[rows].notna().to_numpy()
         mis = rows[~ry]
         if not len(mis):
