@@ -365,7 +365,8 @@ def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict
     from pipeline.stats.competing import aalen_johansen
 
     label = LABELS["time"]
-    nw = d[_status_group(d["baseline_activity"], work) == "not_working"]
+    used = [c for c in ("arm", "rtw_time", "rtw_event") if c in d]   # their rows alone
+    nw = d.loc[(_status_group(d["baseline_activity"], work) == "not_working").to_numpy(), used]
     out = []
     est = ("Difference in the cumulative incidence of a first status in work or education "
            "by day {t} (death a competing event), " + plan.contrast +

@@ -38,7 +38,8 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
     from pipeline.stats import cox
 
     rows, left_out = [], {}
-    for site, sd in d.groupby("site_id", sort=True):
+    used = [c for c in ("site_id", "od", "relapse_time", "relapse_only", "cluster_id") if c in d]
+    for site, sd in d[used].groupby("site_id", sort=True):   # each site's rows of these alone
         ev = sd.groupby("od")["relapse_only"].sum()
         if len(ev) < 2:
             left_out.setdefault("people in one arm only", []).append(site)
