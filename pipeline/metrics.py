@@ -38,7 +38,7 @@ These describe each cell and do not allow for clustering; the analyses do.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -205,10 +205,7 @@ def build_temp_tables(con: duckdb.DuckDBPyConnection, params: dict[str, Any],
         path = METRICS_SQL_DIR / f"{name}.sql"
         sql = path.read_text(encoding="utf-8").strip().rstrip(";")
         used = {n: bind[n] for n in sql_parameters(sql)}
-        if name in SUMMED_IN_ORDER:
-            with _one_thread(con):
-                con.execute(f"create or replace temp table {name} as\n{sql}\n", used)
-        else:
+        with _one_thread(con) if name in SUMMED_IN_ORDER else nullcontext():
             con.execute(f"create or replace temp table {name} as\n{sql}\n", used)
 
 

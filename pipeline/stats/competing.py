@@ -628,7 +628,8 @@ def _fg_newton(args: tuple, start: np.ndarray | None = None):
     """Newton-Raphson with step halving from ``start`` (beta = 0 by default): ``(beta,
     terms, loglik at the start, converged)``."""
     beta = np.zeros(args[0].shape[1]) if start is None else start.copy()
-    fixed = _FGFixed(*args[:3], args[4])
+    X, t, kind, _, uk = args[:5]   # (X, t, kind, G_row, uk, ...): _FGTerms's arguments
+    fixed = _FGFixed(X, t, kind, uk)
     terms = _FGTerms(beta, *args, fixed=fixed)
     loglik0 = terms.loglik
     converged = False

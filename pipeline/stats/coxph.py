@@ -302,7 +302,6 @@ class _Terms:
             L[er] += ex[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
         return L
 
-
     def cluster_scores(self, cl: np.ndarray, n_clusters: int) -> np.ndarray:
         """Per cluster (``cl``: each sorted row's, 0 .. n_clusters - 1), the sum of its
         rows' weighted score residuals ``w_i L_i`` (:meth:`score_residuals`), without the
@@ -708,7 +707,7 @@ def cox(
     dist = stats.norm
     score_test = _chi2_test(terms0.score, terms0.information())
     robust_score_test = None
-    dfbeta = None
+    has_dfbeta = False   # CoxResult.dfbeta: the rows' own, computed when read
     if cluster is not None or w is not None:
         if cluster is not None:
             codes = pd.factorize(d[cluster].to_numpy())[0]  # rows in data order
@@ -720,7 +719,7 @@ def cox(
         if small_sample == "jackknife":
             vcov, B0 = _jackknife(sd, cl, n_clusters, w is not None, beta, beta - D)
         else:
-            dfbeta = True   # CoxResult.dfbeta: the rows' own, when read
+            has_dfbeta = True
             vcov = D.T @ D
             # robust score test at beta = 0: per-cluster sums of the score residuals there
             U0 = terms0.cluster_scores(cl, n_clusters)
@@ -773,7 +772,7 @@ def cox(
     result._terms = terms
     result._cluster_codes = cl if cluster is not None else None
     result._term_cols = term_cols
-    result._dfbeta_index = d.index if dfbeta else None   # CoxResult.dfbeta
+    result._dfbeta_index = d.index if has_dfbeta else None   # CoxResult.dfbeta
     return result
 
 
