@@ -36,12 +36,12 @@ create table if not exists meta.loads (
 def release_cache(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
     """Let DuckDB drop the blocks it keeps cached (up to its ``memory_limit``) by lowering
     the limit for a moment, then set ``memory_limit`` again (None: DuckDB's default). For
-    ``odeval run`` after derive, before the stages whose memory is pandas and numpy's (and
-    a forked worker's, which would inherit the cache): on the national extract the main
-    process's peak in the analyses went from 3.34 to 3.06 GB. Temporary tables are written
-    out, not lost. Best effort: memory
-    DuckDB cannot free (a national run's, after derive) refuses a low limit, and then a
-    higher one is tried; the limit is set again in any case."""
+    the stages whose memory is pandas and numpy's (and a forked worker's, which would
+    inherit the cache): ``odeval run`` after derive (the national analyses' main-process
+    peak 3.34 -> 3.06 GB), and analyse once it has read the person frame (its base at
+    national size 2.17 -> 1.46 GB). Temporary tables are written out, not lost. Best
+    effort: memory DuckDB cannot free (a national run's, after derive) refuses a low limit,
+    and then a higher one is tried; the limit is set again in any case."""
     for low in ("1MB", "256MB", "1GB"):
         try:
             con.execute(f"set memory_limit = '{low}'")
