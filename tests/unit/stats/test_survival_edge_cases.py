@@ -416,3 +416,25 @@ def test_information_from_distinct_covariate_rows_equals_the_sum_over_every_row(
     forced = replace(sd, patterns=(Xu, key.ravel()))
     np.testing.assert_allclose(_Terms(beta, forced).information(), _Terms(beta, sd).information(),
                                rtol=1e-12)
+
+
+def test_fine_gray_information_from_distinct_covariate_rows_equals_the_sum_over_every_row():
+    """Fine-Gray's information with the rows that share covariate values merged (the
+    patterns ``fine_gray`` finds once and its jackknife refits reuse) equals the plain sum
+    over every row to rounding, for the full data and for a refit's kept rows."""
+    from pipeline.stats.competing import _fg_setup, _FGFixed, _FGTerms
+    from pipeline.stats.coxph import _row_patterns
+
+    rng = np.random.default_rng(12)
+    n = 500
+    t = np.sort(rng.integers(1, 60, n).astype(float))
+    e = rng.choice([0, 1, 2], n, p=[0.4, 0.4, 0.2])
+    X = np.c_[rng.integers(0, 2, n), rng.integers(0, 3, n), rng.choice([-1.5, 0.25, 2.0], n)].astype(float)
+    pat = _row_patterns(X)
+    assert pat is not None and len(pat[0]) <= 18
+    beta = np.array([0.3, -0.2, 0.4])
+    for keep in (np.ones(n, dtype=bool), rng.integers(0, 10, n) != 0):
+        args = _fg_setup(X[keep], t[keep], e[keep], 1, ["a", "b", "c"])
+        X_, t_, kind, _, uk = args[:5]
+        merged = _FGTerms(beta, *args, fixed=_FGFixed(X_, t_, kind, uk, (pat[0], pat[1][keep]))).info
+        np.testing.assert_allclose(merged, _FGTerms(beta, *args).info, rtol=1e-12)
