@@ -15,9 +15,9 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.stats._result import AttrResult, NotEstimable, Result
-from pipeline.stats.coxph import _row_patterns
 from pipeline.stats._surv_data import (complete_rows, design_matrix, durations_events, group_codes,
                                       group_labels, group_rows, z_value)
+from pipeline.stats.coxph import _row_patterns
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
 
