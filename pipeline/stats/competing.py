@@ -17,6 +17,7 @@ from scipy import stats
 from pipeline.stats._result import AttrResult, NotEstimable, Result
 from pipeline.stats._surv_data import (complete_rows, design_matrix, durations_events, group_codes,
                                       group_labels, group_rows, z_value)
+from pipeline.stats.coxph import _row_patterns
 
 __all__ = ["AalenJohansenResult", "FineGrayResult", "GrayTestResult", "aalen_johansen", "fine_gray", "gray_test"]
 
@@ -485,9 +486,12 @@ def gray_test(
 # --------------------------------------------------------------------- Fine-Gray
 class _FGFixed:
     """What :class:`_FGTerms` takes from the data that does not depend on beta, found once
-    per Newton-Raphson (arguments as :class:`_FGTerms`'s)."""
+    per Newton-Raphson (arguments as :class:`_FGTerms`'s; ``patterns``: the distinct rows
+    of ``X`` and each row's index among them, :func:`pipeline.stats.coxph._row_patterns`,
+    for the information, or None)."""
 
-    def __init__(self, X, t, kind, uk):
+    def __init__(self, X, t, kind, uk, patterns=None):
+        self.patterns = patterns
         # rows are sorted by time; kind: 1 = cause of interest, 2 = competing, 0 = censored
         self.comp = kind == 2
         # risk sums over T_j >= u_k: the rows between consecutive event times summed once
@@ -542,16 +546,23 @@ class _FGTerms:
         g = dk * Gu / S0
         cg = np.r_[0.0, np.cumsum(g)]
         self._Bc = np.where(comp, (cg[-1] - cg[n_le]) / G_row, 0.0)
-        self._X, self._dk = X, dk
+        self._X, self._dk, self._patterns = X, dk, fx.patterns
         self.r, self.S0, self.S1, self.xbar = r, S0, S1, xbar
         self.n_le, self.A, self.a, self.g, self.ca, self.cg = n_le, A, a, g, ca, cg
 
     @cached_property
     def info(self) -> np.ndarray:
-        """The information (minus the Hessian of the log-likelihood)."""
+        """The information (minus the Hessian of the log-likelihood). With the data's
+        distinct rows (:class:`_FGFixed`), the rows' cross-product sums their weights per
+        distinct row first (equal up to the order of the floating-point sums)."""
         X, xbar, dk = self._X, self.xbar, self._dk
         w = self.r * (self.A + self._Bc)
-        return (X * w[:, None]).T @ X - (xbar * dk[:, None]).T @ xbar
+        if self._patterns is None:
+            rows = (X * w[:, None]).T @ X
+        else:
+            Xu, key = self._patterns
+            rows = (Xu * np.bincount(key, weights=w, minlength=len(Xu))[:, None]).T @ Xu
+        return rows - (xbar * dk[:, None]).T @ xbar
 
 
 def _fg_variance(X, t, kind, G_row, uk, dk, Gu, k_of_fail, terms) -> tuple[np.ndarray, np.ndarray]:
@@ -624,12 +635,12 @@ def _fg_setup(X, t, e, cause, names) -> tuple:
     return (X, t, kind, G_row, uk, dk, Gu, k_of_fail)
 
 
-def _fg_newton(args: tuple, start: np.ndarray | None = None):
+def _fg_newton(args: tuple, start: np.ndarray | None = None, patterns=None):
     """Newton-Raphson with step halving from ``start`` (beta = 0 by default): ``(beta,
-    terms, loglik at the start, converged)``."""
+    terms, loglik at the start, converged)``. ``patterns`` as :class:`_FGFixed`'s."""
     beta = np.zeros(args[0].shape[1]) if start is None else start.copy()
     X, t, kind, _, uk = args[:5]   # (X, t, kind, G_row, uk, ...): _FGTerms's arguments
-    fixed = _FGFixed(X, t, kind, uk)
+    fixed = _FGFixed(X, t, kind, uk, patterns)
     terms = _FGTerms(beta, *args, fixed=fixed)
     loglik0 = terms.loglik
     converged = False
@@ -731,7 +742,8 @@ def fine_gray(
     X, names, term_cols = design_matrix(d, covariates, notes)
     X = X[order]
     args = _fg_setup(X, t, e, cause, names)
-    beta, terms, loglik0, converged = _fg_newton(args)
+    pat = _row_patterns(X)   # the refits' information takes the same distinct rows
+    beta, terms, loglik0, converged = _fg_newton(args, patterns=pat)
     if not converged:
         notes.append("Newton-Raphson did not converge; estimates may be unreliable.")
     vcov, hinv = _fg_variance(*args, terms)
@@ -754,7 +766,8 @@ def fine_gray(
             Xk = X[keep]
             if all(Xk[:, cols].any(axis=0).all() and not Xk[:, cols].any(axis=1).all()
                    for cols in factors):
-                return _fg_newton(_fg_setup(Xk, t[keep], e[keep], cause, names), beta)[0]
+                return _fg_newton(_fg_setup(Xk, t[keep], e[keep], cause, names), beta,
+                                  None if pat is None else (pat[0], pat[1][keep]))[0]
             fit = fine_gray(d[codes != j], duration, event, cause, covariates, conf_level)
             return fit.summary["coef"].reindex(names).to_numpy()
 

@@ -48,6 +48,7 @@ class _Sorted:
     w: np.ndarray  # case weights (ones when unweighted)
     dw: np.ndarray  # summed weight of the events per group (= d when unweighted)
     unweighted: bool = False  # w is all ones: multiplying by it is skipped (x * 1.0 == x)
+    patterns: tuple[np.ndarray, np.ndarray] | None = None  # :func:`_row_patterns` of X
 
     @cached_property
     def group_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -82,19 +83,60 @@ def _segment_sums(X: np.ndarray, weights: np.ndarray, layout: tuple[np.ndarray, 
 
 
 def _prepare(X, time, event, strata, efron, weights=None) -> _Sorted:
+    """Sort by (stratum, time) and build the structure (:func:`_structure`), with the
+    distinct rows of the centred ``X`` (:func:`_row_patterns`)."""
     order = np.lexsort((time, strata))
-    return _structure(X[order], time[order], event[order], strata[order], order, efron,
-                      None if weights is None else np.asarray(weights, dtype=float)[order])
+    sd = _structure(X[order], time[order], event[order], strata[order], order, efron,
+                    None if weights is None else np.asarray(weights, dtype=float)[order])
+    sd.patterns = _row_patterns(sd.X)
+    return sd
 
 
-def _structure(X, t, e, s, order, efron, w=None, centred=False) -> _Sorted:
+def _row_patterns(X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The distinct rows ``X_u`` of ``X`` and each row's index among them, for the
+    information's cross-product ``sum_i v_i x_i x_i' = sum_u (sum of v over the rows equal
+    to x_u) x_u x_u'`` (:meth:`_Terms.information`, Fine-Gray's too), or None when that is
+    not faster: with one column, or more distinct rows than half the rows. (Measured at
+    50,000 rows up to half as many distinct rows as rows, the merged product, a
+    ``bincount`` over the rows then the product of the distinct ones, took at most 0.85 of
+    the plain one's CPU time with 2 columns, 0.47 with 14 and 0.42 with 23; with one column
+    the plain product is a dot product, cheaper than the ``bincount``. Finding the rows
+    cost 3 to 13 plain products: a fit's 5 to 8 informations recover that when few rows
+    are distinct, may not near half, and a jackknife's refits, which reuse the rows, do
+    many times over.)
+
+    Each column is factorized and the codes combined column by column, factorized again
+    whenever their product of levels could pass the number of rows; the search stops as
+    soon as the rows seen so far have too many distinct values."""
+    n, p = X.shape
+    most = n // 2
+    if p < 2:
+        return None
+    key, n_keys = np.zeros(n, dtype=np.int64), 1
+    for j in range(p):
+        codes, levels = pd.factorize(X[:, j])
+        if len(levels) > most:
+            return None
+        key, n_keys = key * len(levels) + codes, n_keys * len(levels)
+        if n_keys > n or j == p - 1:  # keys below n: key * levels stays below n**2
+            key, uniq = pd.factorize(key)
+            n_keys = len(uniq)
+            if n_keys > most:
+                return None
+    Xu = np.empty((n_keys, p))
+    Xu[key] = X  # the rows of a pattern are equal: whichever is written is its value
+    return Xu, key
+
+
+def _structure(X, t, e, s, order, efron, w=None, centred=False, patterns=None) -> _Sorted:
     """:func:`_prepare` after the sort: rows already in (stratum, time) order, ``X`` not yet
     centred (``centred``: already centred, e.g. a jackknife replicate's rows of the full
     data's centred ``X``: centring only keeps ``exp(X beta)`` in range, and the full data's
     mean does that for 49 of 50 clusters' rows as well). The rows of a sorted frame that are
     kept (a jackknife replicate) are still in the order ``_prepare`` would give them
     (``lexsort`` is stable), so a replicate's structure is built from the full data's
-    sorted rows without sorting again."""
+    sorted rows without sorting again. ``patterns``: :attr:`_Sorted.patterns` of these rows
+    (a replicate's: the full data's distinct rows and the kept rows' indices among them)."""
     n = len(t)
     unweighted = w is None
     w = np.ones(n) if unweighted else w
@@ -127,6 +169,7 @@ def _structure(X, t, e, s, order, efron, w=None, centred=False) -> _Sorted:
     return _Sorted(
         X, t, e, s, order, row_g, g_first, g_stratum_last, s_first_group[g_s], d, efron,
         s_last_group[g_s], ev_rows, ev_g, ev_groups, ev_starts, Xev_g, w, dw, unweighted,
+        patterns,
     )
 
 
@@ -263,7 +306,10 @@ class _Terms:
         self.sd = sd
 
     def information(self, w: np.ndarray | None = None) -> np.ndarray:
-        """``sum_k w_k V_k`` where ``V_k`` is the information from tie group ``k``."""
+        """``sum_k w_k V_k`` where ``V_k`` is the information from tie group ``k``. With
+        :attr:`_Sorted.patterns`, the rows' cross-product ``X' diag(v) X`` sums ``v`` over the
+        rows of each distinct covariate row first (equal to the plain product up to the
+        order of the floating-point sums)."""
         sd, r, X = self.sd, self.r, self.sd.X
         if w is None:
             a, b, c0, c1, c2 = self.a, self.b, self.c0, self.c1, self.c2
@@ -276,7 +322,11 @@ class _Terms:
             # an event row's own Efron term, in the same cross-product
             er = self.ev_rows
             v[er] -= r[er] * b[self.ev_g]
-        info = (X * v[:, None]).T @ X
+        if sd.patterns is None:
+            info = (X * v[:, None]).T @ X
+        else:  # sum_i v_i x_i x_i' = sum_u (sum of v over the rows equal to x_u) x_u x_u'
+            Xu, key = sd.patterns
+            info = (Xu * np.bincount(key, weights=v, minlength=len(Xu))[:, None]).T @ Xu
         S1, E1 = self.S1, self.E1
         info -= (S1 * c0[:, None]).T @ S1
         if sd.efron:
@@ -384,17 +434,20 @@ def _jackknife(sd, cl, n_clusters, weighted, beta, start) -> tuple[np.ndarray, n
     same convergence criterion as the full fit, from ``start[g]``: the full fit's
     coefficients minus cluster g's summed dfbeta residuals, one Newton step from the full
     fit towards the replicate's, which saves about one iteration in three. The scores at
-    zero come from per-group sums (:func:`_scores_at_zero`)."""
+    zero come from per-group sums (:func:`_scores_at_zero`). The replicates' information
+    merges equal covariate rows by the full data's :attr:`_Sorted.patterns`."""
     p = len(beta)
     fits = np.empty((n_clusters, p))
     ws = sd.w if weighted else None
+    pat = sd.patterns
     for g in range(n_clusters):
         keep = np.flatnonzero(cl != g)   # (take by index copies X's rows faster than a mask)
         if not sd.event[keep].any():
             raise ValueError("the jackknife needs events outside every cluster")
         rep = _structure(np.take(sd.X, keep, axis=0), sd.time[keep], sd.event[keep],
                          sd.strata[keep], sd.order[keep], sd.efron,
-                         None if ws is None else ws[keep], centred=True)
+                         None if ws is None else ws[keep], centred=True,
+                         patterns=None if pat is None else (pat[0], pat[1][keep]))
         b, _, _, converged, _ = _newton(rep, p, init=start[g], coefficients_only=True)
         if not converged:
             raise ValueError(f"the model without cluster {g + 1} of {n_clusters} did not "

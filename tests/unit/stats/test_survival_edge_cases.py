@@ -372,3 +372,69 @@ def test_per_cluster_score_sums_are_the_summed_score_residuals(efron, weighted):
     L = terms.score_residuals() * sd.w[:, None]
     want = np.array([L[cl == c].sum(axis=0) for c in range(C)])
     np.testing.assert_allclose(terms.cluster_scores(cl, C), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("efron,weighted", [(True, False), (True, True), (False, True)])
+def test_information_from_distinct_covariate_rows_equals_the_sum_over_every_row(efron, weighted):
+    """``_Terms.information`` with the rows that share covariate values merged
+    (``_Sorted.patterns``, as ``_prepare`` finds them) equals the plain sum over every row
+    to rounding, with and without tie-group weights (``ph_test``), and so does a jackknife
+    replicate's (the full data's distinct rows, indexed by the kept rows). With every row
+    distinct ``_row_patterns`` leaves the plain sum in place (None), and the merged sum
+    forced on those rows still equals it."""
+    from dataclasses import replace
+
+    from pipeline.stats.coxph import _prepare, _row_patterns, _structure, _Terms
+
+    rng = np.random.default_rng(11)
+    n = 400
+    t, e = rng.integers(1, 40, n).astype(float), rng.random(n) < 0.5
+    w = rng.uniform(0.5, 2, n) if weighted else None
+    s = rng.integers(0, 3, n)
+    beta = np.array([0.3, -0.2, 0.4])
+    repeated = np.c_[rng.integers(0, 2, n), rng.integers(0, 3, n), rng.choice([-1.5, 0.25, 2.0], n)]
+    sd = _prepare(repeated.astype(float), t, e, s, efron, w)
+    Xu, key = sd.patterns
+    assert len(Xu) == len(np.unique(sd.X, axis=0)) <= 18
+    np.testing.assert_array_equal(Xu[key], sd.X)
+    plain = replace(sd, patterns=None)
+    gk = rng.uniform(0.5, 2, len(sd.g_first))
+    for weights in (None, gk):
+        merged = _Terms(beta, sd).information(weights)
+        np.testing.assert_allclose(merged, _Terms(beta, plain).information(weights), rtol=1e-12)
+    keep = np.flatnonzero(rng.integers(0, 10, n) != 0)
+    args = (sd.X[keep], sd.time[keep], sd.event[keep], sd.strata[keep], sd.order[keep], efron,
+            None if w is None else sd.w[keep])
+    rep = _structure(*args, centred=True, patterns=(Xu, key[keep]))
+    np.testing.assert_allclose(_Terms(beta, rep).information(),
+                               _Terms(beta, _structure(*args, centred=True)).information(), rtol=1e-12)
+
+    sd = _prepare(rng.normal(size=(n, 3)), t, e, s, efron, w)
+    assert sd.patterns is None and _row_patterns(sd.X[:, :1]) is None
+    Xu, key = np.unique(sd.X, axis=0, return_inverse=True)
+    assert len(Xu) == n
+    forced = replace(sd, patterns=(Xu, key.ravel()))
+    np.testing.assert_allclose(_Terms(beta, forced).information(), _Terms(beta, sd).information(),
+                               rtol=1e-12)
+
+
+def test_fine_gray_information_from_distinct_covariate_rows_equals_the_sum_over_every_row():
+    """Fine-Gray's information with the rows that share covariate values merged (the
+    patterns ``fine_gray`` finds once and its jackknife refits reuse) equals the plain sum
+    over every row to rounding, for the full data and for a refit's kept rows."""
+    from pipeline.stats.competing import _fg_setup, _FGFixed, _FGTerms
+    from pipeline.stats.coxph import _row_patterns
+
+    rng = np.random.default_rng(12)
+    n = 500
+    t = np.sort(rng.integers(1, 60, n).astype(float))
+    e = rng.choice([0, 1, 2], n, p=[0.4, 0.4, 0.2])
+    X = np.c_[rng.integers(0, 2, n), rng.integers(0, 3, n), rng.choice([-1.5, 0.25, 2.0], n)].astype(float)
+    pat = _row_patterns(X)
+    assert pat is not None and len(pat[0]) <= 18
+    beta = np.array([0.3, -0.2, 0.4])
+    for keep in (np.ones(n, dtype=bool), rng.integers(0, 10, n) != 0):
+        args = _fg_setup(X[keep], t[keep], e[keep], 1, ["a", "b", "c"])
+        X_, t_, kind, _, uk = args[:5]
+        merged = _FGTerms(beta, *args, fixed=_FGFixed(X_, t_, kind, uk, (pat[0], pat[1][keep]))).info
+        np.testing.assert_allclose(merged, _FGTerms(beta, *args).info, rtol=1e-12)
