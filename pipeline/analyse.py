@@ -51,7 +51,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline import disclosure, metrics, output_policy
+from pipeline import disclosure, metrics, output_policy, parallel
 from pipeline import params as params_mod
 from pipeline import plan as plan_mod
 from pipeline.analyses import AnalysisResult
@@ -87,11 +87,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: the order in which the families are shared between this process, which takes them from
-#: the front, and a second worker, which takes them from the back (:func:`_two_ends`): the
-#: effects first here and return to work first there, the sensitivity analyses (as large:
-#: each a fifth to a third of the stage at trust and at national size) near the middle,
-#: for whichever is free first, and small ones between. The site meta-analysis and the
-#: fidelity meta-regression, which reads it, are one unit.
+#: the front, and a second worker, which takes them from the back
+#: (:func:`pipeline.parallel.two_ends`): the effects first here and return to work first
+#: there, the sensitivity analyses (as large: each a fifth to a third of the stage at trust
+#: and at national size) near the middle, for whichever is free first, and small ones
+#: between. The site meta-analysis and the fidelity meta-regression, which reads it, are
+#: one unit.
 SCHEDULE = (("effects",), ("icc",), ("flow",), ("weighting",), ("table_one",),
             ("cluster_table_one",), ("sensitivity",), ("site_meta", "fidelity_meta_regression"),
             ("funnel",), ("subgroups",), ("return_to_work",))
@@ -265,7 +266,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                           if len(names) == 1 else site_and_fidelity))
              for names in SCHEDULE if any(wanted(n) for n in names)]
     done: dict[str, AnalysisResult] = {}
-    for names, res in _two_ends(units, p["workers"] > 1):
+    for names, res in parallel.two_ends(units, p["workers"] > 1):
         done.update(res)
         if progress:
             progress(len(done), len(todo), ", ".join(n for n in names if n in res))
@@ -275,85 +276,6 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     out.public["estimates"] = protect_estimates(out.estimates, cfg)
     out.public["not_shown"] = pd.DataFrame(out.not_shown, columns=["item", "reason"])
     return out
-
-
-def _two_ends(units: list[tuple[tuple[str, ...], Callable[[], dict]]], fork: bool):
-    """Compute ``units`` (``(names, fn)``, ``fn`` returning ``{name: result}``), yielding
-    ``(names, results)``: this process takes them from the front of the list and, with
-    ``fork`` on Linux, a forked worker takes them from the back, each claiming the next
-    under a lock until the two meet, so the split follows what each family costs on these
-    data (it differs between a trial of 50 clusters and a national extract). The worker
-    reads the frames this process holds, and no warehouse; its results come back when it
-    has finished. If it fails in any way (an exception, a kill), the units it claimed are
-    computed here, so that an error is raised as it would be without it. Units computed
-    here come first, as they are done; the caller orders the results itself."""
-    import sys
-
-    if not fork or len(units) < 2 or not sys.platform.startswith("linux"):
-        for names, fn in units:
-            yield names, fn()
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    ends = ctx.RawArray("i", [0, len(units) - 1])   # the next unit from the front, the back
-    lock = ctx.Lock()
-    recv, send = ctx.Pipe(duplex=False)
-
-    def take(front: bool) -> int | None:
-        if ends[0] > ends[1]:
-            return None
-        k = ends[0] if front else ends[1]
-        ends[0 if front else 1] += 1 if front else -1
-        return k
-
-    def claim(front: bool) -> int | None:
-        while not lock.acquire(timeout=0.5):
-            if front and not proc.is_alive():   # the worker died holding it: no one else will
-                return take(front)
-        try:
-            return take(front)
-        finally:
-            lock.release()
-
-    def work() -> None:
-        _plain_streams()
-        got = {}
-        try:
-            while (k := claim(front=False)) is not None:
-                got[k] = units[k][1]()
-            send.send(("ok", got))
-        except BaseException:   # noqa: BLE001  (the parent computes its units and raises)
-            send.send(("failed", None))
-        finally:
-            send.close()
-
-    proc = ctx.Process(target=work, daemon=True)
-    proc.start()
-    send.close()
-    try:
-        while (k := claim(front=True)) is not None:
-            yield units[k][0], units[k][1]()
-        try:
-            kind, got = recv.recv()
-        except (EOFError, OSError):
-            kind, got = "failed", None
-        for k in range(ends[1] + 1, len(units)):   # the worker's: past the back's last claim
-            yield units[k][0], got[k] if kind == "ok" else units[k][1]()
-    finally:
-        recv.close()
-        if proc.is_alive():
-            proc.terminate()
-        proc.join()
-
-
-def _plain_streams() -> None:
-    """In a forked process: write to the process's own stdout and stderr, not through the
-    parent's progress display (rich's proxies), whose lock its refresh thread may have held
-    at the fork, so that a warning printed there cannot hang the process."""
-    import sys
-
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:

@@ -115,9 +115,9 @@ class _Beside:
         if pid == 0:   # the child: save, and leave without running this process's exit code
             code = 1
             try:
-                from pipeline.analyse import _plain_streams
+                from pipeline.parallel import plain_streams
 
-                _plain_streams()
+                plain_streams()
                 _save_now(fig, folder, stem)
                 code = 0
             finally:

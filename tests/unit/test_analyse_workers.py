@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline.analyse import _two_ends
+from pipeline.parallel import two_ends
 from pipeline.analyses import AnalysisResult
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork: Linux")
@@ -32,7 +32,7 @@ def test_units_are_shared_between_the_ends_and_each_computed_once():
     """This process takes from the front and the worker from the back: with a slow unit
     at the front, the worker computes the rest; every unit comes back once, as computed."""
     units = [_unit("slow", 1.0), *(_unit(f"u{i}") for i in range(5))]
-    got = list(_two_ends(units, fork=True))
+    got = list(two_ends(units, fork=True))
     names = [n for ns, _ in got for n in ns]
     assert sorted(names) == sorted(["slow", *(f"u{i}" for i in range(5))])
     pids = {n: r[n].estimates[0]["pid"] for ns, r in got for n in ns}
@@ -46,14 +46,14 @@ def test_units_are_shared_between_the_ends_and_each_computed_once():
 def test_a_failed_worker_leaves_its_units_to_this_process():
     me = os.getpid()
     units = [_unit("slow", 0.5), _unit("a", fail_in_child_of=me), _unit("b")]
-    got = dict((ns[0], r[ns[0]].estimates[0]["pid"]) for ns, r in _two_ends(units, fork=True))
+    got = dict((ns[0], r[ns[0]].estimates[0]["pid"]) for ns, r in two_ends(units, fork=True))
     assert set(got) == {"slow", "a", "b"} and got["a"] == me
     with pytest.raises(ValueError, match="no estimate for b"):
-        list(_two_ends([_unit("slow", 0.5), _unit("b", always_fail=True)], fork=True))
+        list(two_ends([_unit("slow", 0.5), _unit("b", always_fail=True)], fork=True))
 
 
 def test_without_fork_every_unit_is_computed_here_in_order():
-    got = list(_two_ends([_unit("a"), _unit("b"), _unit("c")], fork=False))
+    got = list(two_ends([_unit("a"), _unit("b"), _unit("c")], fork=False))
     assert [ns for ns, _ in got] == [("a",), ("b",), ("c",)]
     assert {r[ns[0]].estimates[0]["pid"] for ns, r in got} == {os.getpid()}
 
@@ -62,7 +62,7 @@ def test_a_failing_unit_here_stops_the_worker():
     units = [_unit("bad", always_fail=True), _unit("long", 60.0)]
     t = time.time()
     with pytest.raises(ValueError, match="no estimate for bad"):
-        list(_two_ends(units, fork=True))
+        list(two_ends(units, fork=True))
     assert time.time() - t < 30
 
 
