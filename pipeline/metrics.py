@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from pipeline import disclosure, output_policy
+from pipeline import disclosure, output_policy, parallel
 from pipeline import params as params_mod
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "landmark_days": 365,          # relapse by this day in the site funnel (one of horizons_days)
     "conf_level": 0.95,
     "dimensions": ["site", "ethnicity"],
+    # 2: the curves of each partition of the people shared with a forked process (Linux),
+    # each taking the next from its end of CURVE_SCHEDULE; 1: everything in this one
+    "workers": 2,
 }
 
 #: SQL files, in dependency order; each becomes a temporary table of the same name.
@@ -180,6 +183,10 @@ def resolve_params(params: dict | None) -> dict[str, Any]:
     if bad:
         raise OdevalError(f"metrics.dimensions: unknown {bad}; known: site, ethnicity",
                           rule="metrics.params.dimensions", file="params.yaml")
+    if not isinstance(p["workers"], int) or isinstance(p["workers"], bool) \
+            or p["workers"] not in (1, 2):
+        raise OdevalError(f"metrics.workers must be 1 or 2, got {p['workers']!r}",
+                          rule="metrics.params.workers", file="params.yaml")
     return p
 
 
@@ -335,31 +342,46 @@ def _curves_at(d: pd.DataFrame, horizons: list[int], conf: float) -> dict:
     return out
 
 
-def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
-                     conf: float, cfg: dict[str, Any],
-                     done: dict[tuple, tuple[dict, dict]] | None = None) -> pd.DataFrame:
-    """KM and AJ at each horizon per cell: exact, and from the disclosure-rounded curve
-    data (:func:`pipeline.disclosure.rounded_curve_data`, what the figures show).
+#: the partitions of the people whose curves are estimated, as ``(dimension, i)``: the
+#: ``i``-th of :func:`_cell_keys` (0: level and arm, 1: level) for a dimension, or the
+#: margins (2: arm, 3: everyone; ``None``: the same partition in every dimension). In this
+#: order they are shared between this process, which takes them from the front, and a
+#: second worker (``metrics.workers: 2``), which takes them from the back
+#: (:func:`pipeline.parallel.two_ends`): the two site partitions, the costliest, one at
+#: each end (the trust bench's people spread over 50 sites, as the national bench's: site
+#: and arm 6.0 times the CPU of everyone, site 3.4, ethnicity and arm 1.7, ethnicity 1.3,
+#: arm 1.1), then ethnicity's, and the margins in the middle for whichever is free first.
+CURVE_SCHEDULE = (("site", 0), ("ethnicity", 0), (None, 2), (None, 3), ("ethnicity", 1),
+                  ("site", 1))
 
-    ``done`` (filled here) holds the curves of each partition of the people already
-    estimated: the margins (each arm, everyone; the last two of :func:`_cell_keys`) are
-    the same partition in every dimension and are estimated once."""
-    rows = []
+DIMENSION_COLUMNS = {"site": "site_id", "ethnicity": "ethnicity_group"}
+
+
+def _partition_curves(persons: pd.DataFrame, dim_col: str, i: int, horizons: list[int],
+                      conf: float, cfg: dict[str, Any]) -> tuple[tuple, tuple[dict, dict]]:
+    """The curves of one partition of the people, the ``i``-th of :func:`_cell_keys` for
+    ``dim_col``: ``(cells, (exact, public))``, ``cells`` naming its cells in order, the
+    curves (:func:`_curves_at`) exact and from the disclosure-rounded curve data
+    (:func:`pipeline.disclosure.rounded_curve_data`, what the figures show)."""
     d = persons[["relapse_time", "relapse_event", "arm", dim_col]].copy()
-    done = {} if done is None else done
+    level, arm = _cell_keys(d, dim_col)[i]
+    d["cell"] = level + "\x1f" + arm
+    cells = tuple(sorted(d["cell"].unique()))
+    rounded = disclosure.rounded_curve_data(d, "relapse_time", "relapse_event", cfg, "cell")
+    return cells, (_curves_at(d, horizons, conf), _curves_at(rounded, horizons, conf))
+
+
+def _curve_rows(partitions: list[tuple[tuple, tuple[dict, dict]]],
+                horizons: list[int]) -> pd.DataFrame:
+    """KM and AJ at each horizon per cell of ``partitions`` (:func:`_partition_curves`,
+    those of :func:`_cell_keys` for one dimension, in its order), exact and from the
+    rounded curve data (``pub``); a partition whose cells came before is left out."""
+    rows = []
     seen = set()
-    for i, (level, arm) in enumerate(_cell_keys(d, dim_col)):
-        d["cell"] = level + "\x1f" + arm
-        cells = tuple(sorted(d["cell"].unique()))
+    for cells, (exact, public) in partitions:
         if cells in seen:
             continue
         seen.add(cells)
-        key = (dim_col if i < 2 else None, cells)
-        if key not in done:
-            rounded = disclosure.rounded_curve_data(d, "relapse_time", "relapse_event", cfg,
-                                                    "cell")
-            done[key] = (_curves_at(d, horizons, conf), _curves_at(rounded, horizons, conf))
-        exact, public = done[key]
         for cell in cells:
             lv, ar = cell.split("\x1f")
             for h in horizons:
@@ -372,6 +394,26 @@ def _curve_estimates(persons: pd.DataFrame, dim_col: str, horizons: list[int],
     return pd.DataFrame(rows)
 
 
+def _curve_estimates(persons: pd.DataFrame, p: dict[str, Any],
+                     cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """:func:`_curve_rows` of each of ``p['dimensions']``. Each distinct partition of the
+    people is estimated once (the margins, each arm and everyone, are the same partition
+    in every dimension), with ``p['workers']`` 2 shared with a forked worker in the order
+    of :data:`CURVE_SCHEDULE`; the estimates are the same either way."""
+    dims = list(p["dimensions"])
+    horizons, conf = p["horizons_days"], float(p["conf_level"])
+    units = []
+    for dim, i in CURVE_SCHEDULE:
+        if (dim is None and not dims) or (dim is not None and dim not in dims):
+            continue
+        col = DIMENSION_COLUMNS[dim if dim is not None else dims[0]]
+        units.append(((dim, i), partial(_partition_curves, persons, col, i, horizons, conf,
+                                        cfg)))
+    got = dict(parallel.two_ends(units, p["workers"] > 1))
+    return {dim: _curve_rows([got[(dim if i < 2 else None, i)] for i in range(4)], horizons)
+            for dim in dims}
+
+
 def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any],
                     cfg: dict[str, Any] | None = None,
                     definitions: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -382,12 +424,11 @@ def outcome_metrics(cells: pd.DataFrame, persons: pd.DataFrame, p: dict[str, Any
     conf = float(p["conf_level"])
     horizons = p["horizons_days"]
     specs = metric_specs(horizons, definitions)
-    dim_cols = {"site": "site_id", "ethnicity": "ethnicity_group"}
     rows = []
-    done: dict[tuple, tuple[dict, dict]] = {}  # curves of the margins, shared by the dimensions
+    curves_of = _curve_estimates(persons, p, cfg)
     for dim in p["dimensions"]:
         c = cells[cells["dimension"] == dim].copy()
-        curves = _curve_estimates(persons, dim_cols[dim], horizons, conf, cfg, done)
+        curves = curves_of[dim]
         for _, cell in c.iterrows():
             cv = curves[(curves.level == cell.level) & (curves.arm == cell.arm)]
             for m in specs:
