@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # 2: the families shared with a forked process (Linux), each taking the next from its
     # end of SCHEDULE; 1: everything in this one
     "workers": 2,
+    # GB (10^9 bytes) the two processes may hold together: the worker is forked only when
+    # it is expected to fit (pipeline.parallel.worker_fits); null: always
+    "memory_budget_gb": 3,
 }
 
 #: the order in which the families are shared between this process, which takes them from
@@ -110,6 +113,10 @@ def resolve_params(params: dict | None) -> dict[str, Any]:
             or p["workers"] not in (1, 2):
         raise OdevalError(f"analyse.workers must be 1 or 2, got {p['workers']!r}",
                           rule="analyse.params.workers", file="params.yaml")
+    b = p["memory_budget_gb"]
+    if b is not None and (isinstance(b, bool) or not isinstance(b, int | float) or b <= 0):
+        raise OdevalError(f"analyse.memory_budget_gb must be a positive number of GB or null, "
+                          f"got {b!r}", rule="analyse.params.memory_budget_gb", file="params.yaml")
     return p
 
 
@@ -266,7 +273,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                           if len(names) == 1 else site_and_fidelity))
              for names in SCHEDULE if any(wanted(n) for n in names)]
     done: dict[str, AnalysisResult] = {}
-    for names, res in parallel.two_ends(units, p["workers"] > 1):
+    fork = p["workers"] > 1 and parallel.worker_fits(p["memory_budget_gb"])
+    for names, res in parallel.two_ends(units, fork):
         done.update(res)
         if progress:
             progress(len(done), len(todo), ", ".join(n for n in names if n in res))

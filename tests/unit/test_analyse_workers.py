@@ -73,3 +73,23 @@ def test_workers_other_than_one_or_two_are_refused_in_one_line(value):
 
     with pytest.raises(OdevalError, match="analyse.workers must be 1 or 2"):
         resolve_params({"workers": value})
+
+
+def test_the_worker_is_forked_only_when_both_processes_are_expected_to_fit(monkeypatch):
+    """analyse.memory_budget_gb: three times this process's memory at the fork must fit."""
+    from pipeline import parallel
+
+    monkeypatch.setattr(parallel, "resident_bytes", lambda: 1.0e9)
+    assert parallel.worker_fits(3) and not parallel.worker_fits(2.9)
+    assert parallel.worker_fits(None)
+    monkeypatch.setattr(parallel, "resident_bytes", lambda: None)   # not Linux: no measure
+    assert parallel.worker_fits(0.001)
+
+
+@pytest.mark.parametrize("value", [0, -1, "3GB", True])
+def test_a_memory_budget_that_is_not_a_positive_number_is_refused_in_one_line(value):
+    from pipeline.analyse import resolve_params
+    from pipeline.errors import OdevalError
+
+    with pytest.raises(OdevalError, match="analyse.memory_budget_gb must be a positive"):
+        resolve_params({"memory_budget_gb": value})
