@@ -168,7 +168,8 @@ def measure(argv: Sequence[str], *, cwd: Path = PROJ_ROOT, log_file: Path | None
     """Run ``argv`` in a fresh process; its wall time, CPU time and peak memory.
 
     ``peak_rss_mb``: the largest resident set of the process and of the children it waited
-    for (``ru_maxrss`` from ``wait4``, kB on Linux): one process's. ``peak_all_mb``: its
+    for (``ru_maxrss`` from ``wait4``, kB on Linux): one process's, at least the size of the
+    process that forked it (Linux carries that over the exec; the bench's own is small). ``peak_all_mb``: its
     processes together (:class:`TreeMemory`; None off Linux). Output goes to ``log_file``.
     """
     out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115

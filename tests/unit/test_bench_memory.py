@@ -29,5 +29,7 @@ os.waitpid(pid, 0)
 def test_the_processes_together_count_a_forked_workers_own_memory_once_each():
     m = measure([sys.executable, "-c", SCRIPT])
     assert m["exit_code"] == 0
-    assert 330 <= m["peak_rss_mb"] <= 420          # one process: shared 200 + its own 150
+    # one process: shared 200 + its own 150 (ru_maxrss has no upper bound here: Linux carries
+    # the forking process's own peak over the exec, and a pytest worker can hold 1.7 GB)
+    assert m["peak_rss_mb"] >= 330
     assert 480 <= m["peak_all_mb"] <= 600          # both: 200 once + 150 + 150
