@@ -30,9 +30,9 @@ Peak memory is given twice: the largest resident set of any one process of the s
 (``wait4`` rusage), and on Linux the step's processes together, their proportional set
 sizes (PSS: a page shared by a forked worker and its parent counted once) summed every
 0.25 s (:class:`TreeMemory`). The second is what the machine must hold when analyse or
-metrics forks a worker; the first alone understated it (4.2 GB summed against 2.8 GB for
-the largest process, national ``odeval run``, measured). Wall time is measured around it. Stage subprocesses write their DVC stamps and reports under
-``data/bench/<size>/`` instead of ``data/stamps`` and ``reports/``, so benchmarking never
+metrics forks a worker; the first alone understated it (4.4 GB summed against 2.8 GB for
+the largest process, national ``odeval run``, measured). Wall time is measured around
+it. Stage subprocesses write their DVC stamps and reports under ``data/bench/<size>/`` instead of ``data/stamps`` and ``reports/``, so benchmarking never
 disturbs the project's own outputs. Results: ``reports/bench/<size>.json`` and ``.md``.
 """
 
@@ -104,9 +104,10 @@ def _loadavg() -> float | None:
 
 class TreeMemory:
     """The largest sum, over a process and all its descendants, of their proportional set
-    sizes (``Pss`` of ``/proc/<pid>/smaps_rollup``), sampled every ``interval`` seconds by
-    a thread between :meth:`start` and :meth:`stop` (Linux; elsewhere ``peak_mb`` stays
-    None). A spike shorter than the interval can be missed."""
+    sizes (psutil's ``memory_full_info().pss``, from ``/proc/<pid>/smaps_rollup``),
+    sampled every ``interval`` seconds by a thread between :meth:`start` and :meth:`stop`
+    (Linux; elsewhere ``peak_mb`` stays None). A spike shorter than the interval can be
+    missed."""
 
     def __init__(self, pid: int, interval: float = 0.25):
         import threading
@@ -127,40 +128,23 @@ class TreeMemory:
         return self.peak_mb
 
     def _run(self) -> None:
+        import psutil
+
         while not self._stop.is_set():
-            kb = sum(_pss_kb(p) for p in _descendants(self.pid))
-            if kb:
-                self.peak_mb = max(self.peak_mb or 0.0, round(kb / 1024, 1))
-            self._stop.wait(self.interval)
-
-
-def _descendants(root: int) -> list[int]:
-    """``root`` and every process below it (from each ``/proc/<pid>/stat``'s parent)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
             try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:  # gone since the scan
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):  # gone, or not ours to read
-        pass
-    return 0
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:  # ended since the last sample
+                procs = []
+            total = 0
+            for proc in procs:
+                try:
+                    total += proc.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, or not ours
+                    pass
+            if total:
+                self.peak_mb = max(self.peak_mb or 0.0, round(total / 2**20, 1))
+            self._stop.wait(self.interval)
 
 
 def measure(argv: Sequence[str], *, cwd: Path = PROJ_ROOT, log_file: Path | None = None,
@@ -168,9 +152,10 @@ def measure(argv: Sequence[str], *, cwd: Path = PROJ_ROOT, log_file: Path | None
     """Run ``argv`` in a fresh process; its wall time, CPU time and peak memory.
 
     ``peak_rss_mb``: the largest resident set of the process and of the children it waited
-    for (``ru_maxrss`` from ``wait4``, kB on Linux): one process's, at least the size of the
-    process that forked it (Linux carries that over the exec; the bench's own is small). ``peak_all_mb``: its
-    processes together (:class:`TreeMemory`; None off Linux). Output goes to ``log_file``.
+    for (``ru_maxrss`` from ``wait4``, kB on Linux): one process's, at least the size of
+    the process that forked it (Linux carries that over the exec; the bench's own is
+    small). ``peak_all_mb``: its processes together (:class:`TreeMemory`; None off Linux).
+    Output goes to ``log_file``.
     """
     out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
     load0 = _loadavg()

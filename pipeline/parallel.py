@@ -10,15 +10,13 @@ from typing import Any
 
 
 def resident_bytes() -> int | None:
-    """This process's resident memory (``VmRSS`` of ``/proc/self/status``), None off Linux."""
+    """This process's resident memory (psutil), None where it cannot be read."""
+    import psutil
+
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+        return psutil.Process().memory_info().rss
+    except psutil.Error:
+        return None
 
 
 #: A forked worker's processes, parent and worker together, peak at up to this many times
