@@ -89,6 +89,13 @@ DEFAULTS: dict[str, Any] = {
     "memory_budget_gb": 3,
 }
 
+#: Memory one process allocates of its own for the analyses at their peak, per person in
+#: the frame (pipeline.parallel.worker_fits: a forked worker and this process need twice
+#: this beside what they share). Measured at national size (1 M people): this process held
+#: 0.73-0.78 GB at the fork and the two peaked at 2.83-3.03 GB together (summed PSS, five
+#: runs), 1.03-1.13 GB each of their own; one process alone peaked at 1.65-1.89 GB.
+WORK_BYTES_PER_PERSON = 1_150
+
 #: the order in which the families are shared between this process, which takes them from
 #: the front, and a second worker, which takes them from the back
 #: (:func:`pipeline.parallel.two_ends`): the effects first here and return to work first
@@ -275,7 +282,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
                           if len(names) == 1 else site_and_fidelity))
              for names in SCHEDULE if any(wanted(n) for n in names)]
     done: dict[str, AnalysisResult] = {}
-    fork = p["workers"] > 1 and parallel.worker_fits(p["memory_budget_gb"])
+    fork = p["workers"] > 1 and parallel.worker_fits(p["memory_budget_gb"],
+                                                     2 * WORK_BYTES_PER_PERSON * len(d))
     for names, res in parallel.two_ends(units, fork):
         done.update(res)
         if progress:

@@ -19,20 +19,14 @@ def resident_bytes() -> int | None:
         return None
 
 
-#: A forked worker's processes, parent and worker together, peak at up to this many times
-#: the parent's resident memory at the fork: each computes on the frames they share (pages
-#: counted once) with working memory of its own. Measured for the analyse stage at national
-#: size: the parent held 1.51 GB there, and with the worker the two peaked at 3.9-4.4 GB
-#: together (PSS summed; 2.6-2.9 times), against 2.5 GB without it.
-FORK_GROWTH = 3.0
-
-
-def worker_fits(budget_gb: float | None) -> bool:
+def worker_fits(budget_gb: float | None, need_bytes: float) -> bool:
     """Whether forking a worker is expected to keep this process and the worker within
-    ``budget_gb`` GB (10^9 bytes) together (:data:`FORK_GROWTH` times the memory held
-    now); always True without a budget or where the memory cannot be read."""
+    ``budget_gb`` GB (10^9 bytes) together: the memory this process holds now (which the
+    worker shares, pages counted once) plus ``need_bytes``, what the two will allocate of
+    their own at their peak; always True without a budget or where the memory cannot be
+    read."""
     held = resident_bytes()
-    return budget_gb is None or held is None or FORK_GROWTH * held <= float(budget_gb) * 1e9
+    return budget_gb is None or held is None or held + need_bytes <= float(budget_gb) * 1e9
 
 
 def two_ends(units: list[tuple[Any, Callable[[], Any]]], fork: bool

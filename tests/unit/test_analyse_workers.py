@@ -76,14 +76,20 @@ def test_workers_other_than_one_or_two_are_refused_in_one_line(value):
 
 
 def test_the_worker_is_forked_only_when_both_processes_are_expected_to_fit(monkeypatch):
-    """analyse.memory_budget_gb: three times this process's memory at the fork must fit."""
-    from pipeline import parallel
+    """analyse.memory_budget_gb: the memory held at the fork and what the two processes
+    allocate of their own, per person, must fit."""
+    from pipeline import analyse, parallel
 
     monkeypatch.setattr(parallel, "resident_bytes", lambda: 1.0e9)
-    assert parallel.worker_fits(3) and not parallel.worker_fits(2.9)
-    assert parallel.worker_fits(None)
+    assert parallel.worker_fits(3, 2.0e9) and not parallel.worker_fits(2.9, 2.0e9)
+    assert parallel.worker_fits(None, 9e99)
     monkeypatch.setattr(parallel, "resident_bytes", lambda: None)   # not Linux: no measure
-    assert parallel.worker_fits(0.001)
+    assert parallel.worker_fits(0.001, 1e9)
+    # national size (1 M people) after odeval run's earlier stages (1.0 GB held): not forked;
+    # a trust-size frame (50,000 people) is
+    monkeypatch.setattr(parallel, "resident_bytes", lambda: 1.0e9)
+    assert not parallel.worker_fits(3, 2 * analyse.WORK_BYTES_PER_PERSON * 1_000_000)
+    assert parallel.worker_fits(3, 2 * analyse.WORK_BYTES_PER_PERSON * 50_000)
 
 
 @pytest.mark.parametrize("value", [0, -1, "3GB", True])
