@@ -1,0 +1,42 @@
+"""Analyses that keep less in memory at once give the same results: the sensitivity
+analyses' model frame shares the person frame's columns instead of copying them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import plan as plan_mod
+from pipeline.analyses import sensitivity as sens
+from pipeline.simulation.draw import Shape, draw_trial
+
+
+def _trial(seed=4):
+    d = draw_trial(Shape("t", sites=5, clusters_per_arm=2, people=900), seed)
+    rng = np.random.default_rng(seed)
+    return d.assign(arm=np.where(d.od == 1, "open_dialogue", "usual_care"),
+                    relapse_event=d.relapse_only, age=rng.normal(40, 10, len(d)),
+                    diagnosis_group=rng.choice(["g0", "g1", "g2"], len(d)),
+                    sex=rng.choice(["f", "m"], len(d)))
+
+
+def _plan(d):
+    return plan_mod.parse({"design": {
+        "type": "cluster_randomised", "unit": "cluster", "strata": "site_id",
+        "secondary": [], "subgroups": ["diagnosis_group", "sex"]}}).check_data(d)
+
+
+def test_model_frame_shares_the_frames_columns():
+    d = _trial()
+    plan = _plan(d)
+    mf = sens._model_frame(d, plan, ["age"], "relapse_time", "relapse_event")
+    assert set(mf.columns) == {"relapse_time", "relapse_event", "od", "age", "site_id",
+                               "cluster_id"}
+    for c in ["relapse_time", "relapse_event", "od", "age"]:
+        assert np.shares_memory(mf[c].to_numpy(), d[c].to_numpy()), c
+        pd.testing.assert_series_equal(mf[c], d[c], check_exact=True)
+    # clusters numbered in their names' sorted order
+    assert (np.asarray(sorted(d["cluster_id"].unique()))[mf["cluster_id"]]
+            == d["cluster_id"].to_numpy()).all()
+    assert len(d.columns) > len(mf.columns)   # d itself unchanged
+    assert "diagnosis_group" in d
