@@ -245,7 +245,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
              ("icc", lambda: icc.outcome_iccs(d, plan)),
              ("subgroups", lambda: observational.unadjusted(
-                 subgroups.subgroup_effects(d, plan, p, cfg), plan)),
+                 subgroups.subgroup_effects(d, plan, p, cfg, keep_results), plan)),
              ("table_one", lambda: baseline.table_one(d, p, cfg)),
              ("cluster_table_one", lambda: baseline.cluster_table_one(d, clusters, plan, cfg)),
              ("site_meta", site_meta),

@@ -1,5 +1,7 @@
 """Analyses that keep less in memory at once give the same results: the sensitivity
-analyses' model frame shares the person frame's columns instead of copying them."""
+analyses' model frame shares the person frame's columns instead of copying them, and the
+subgroup family without ``keep_results`` holds no fitted model (each freed before the next
+is fitted) and gives the same tables."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import pandas as pd
 
 from pipeline import plan as plan_mod
 from pipeline.analyses import sensitivity as sens
+from pipeline.analyses.subgroups import subgroup_effects
 from pipeline.simulation.draw import Shape, draw_trial
+
+P = {"ties": "efron", "jackknife_max_clusters": 200}
 
 
 def _trial(seed=4):
@@ -40,3 +45,17 @@ def test_model_frame_shares_the_frames_columns():
             == d["cluster_id"].to_numpy()).all()
     assert len(d.columns) > len(mf.columns)   # d itself unchanged
     assert "diagnosis_group" in d
+
+
+def test_subgroups_without_results_kept_are_the_same():
+    d = _trial()
+    plan = _plan(d)
+    kept = subgroup_effects(d, plan, P, {"suppress_max": 0})
+    freed = subgroup_effects(d, plan, P, {"suppress_max": 0}, keep_results=False)
+    assert set(kept.results) == {"subgroup_diagnosis_group", "subgroup_sex"}
+    assert freed.results == {}
+    assert kept.tables.keys() == freed.tables.keys()
+    for k in kept.tables:
+        pd.testing.assert_frame_equal(kept.tables[k], freed.tables[k], check_exact=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(kept.estimates), pd.DataFrame(freed.estimates),
+                                  check_exact=True)
