@@ -222,7 +222,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         weighted = "weighting" in run and not plan.design.randomised
         res = trial_effects.outcomes(d, plan, p, clusters, run_primary="primary" in run,
                                      run_secondary="secondary" in run,
-                                     test_family=not weighted)
+                                     test_family=not weighted, keep_results=keep_results)
         if weighted:  # observational: the weighted analysis is the primary one
             res = observational.as_sensitivity(res, plan)
         return res.merge(observational.unadjusted(curves.primary_curves(d, plan, p, cfg), plan)
