@@ -229,7 +229,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         weighted = "weighting" in run and not plan.design.randomised
         res = trial_effects.outcomes(d, plan, p, clusters, run_primary="primary" in run,
                                      run_secondary="secondary" in run,
-                                     test_family=not weighted)
+                                     test_family=not weighted, keep_results=keep_results)
         if weighted:  # observational: the weighted analysis is the primary one
             res = observational.as_sensitivity(res, plan)
         return res.merge(observational.unadjusted(curves.primary_curves(d, plan, p, cfg), plan)
@@ -252,7 +252,7 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
              ("icc", lambda: icc.outcome_iccs(d, plan)),
              ("subgroups", lambda: observational.unadjusted(
-                 subgroups.subgroup_effects(d, plan, p, cfg), plan)),
+                 subgroups.subgroup_effects(d, plan, p, cfg, keep_results), plan)),
              ("table_one", lambda: baseline.table_one(d, p, cfg)),
              ("cluster_table_one", lambda: baseline.cluster_table_one(d, clusters, plan, cfg)),
              ("site_meta", site_meta),

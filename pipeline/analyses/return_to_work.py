@@ -246,6 +246,8 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
     res.tables["rtw_population"] = _population_counts(d, pop, plan, s)
     res.public["rtw_population"] = _protect_counts(res.tables["rtw_population"], cfg)
     n_miss = int(pop["rtw_missing"].sum())
+    n_pop = len(pop)
+    tip = n_pop <= int(s["tipping_max_people"])   # the tipping-point map is made
     death_words = ("deaths before the window counted as not in work or education (composite)"
                    if s["deaths"] == "composite" else "deaths before the window left out "
                    "(while alive)")
@@ -256,7 +258,7 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
             return fn()
         except _NOT_ESTIMABLE as exc:
             res.estimates.extend(not_estimated(label, op.name, m, estimand, str(exc),
-                                               n=len(pop)) for m in op.outcome.measures)
+                                               n=n_pop) for m in op.outcome.measures)
             return None
 
     def by_mi(label, sub, key, notes):
@@ -271,26 +273,32 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
 
     mi = guarded(LABELS["mi"], lambda: by_mi(
         LABELS["mi"], pop, 1, [*base_notes, f"{_words_n(n_miss, cfg)} statuses imputed."]))
+    m_imputed = None if mi is None else mi[0].m
+    if not tip:   # only the map reads the imputations and model: freed now, not at the end
+        mi = None
     guarded(LABELS["cc"], lambda: _complete_case(res, pop, plan, op, p, clusters, estimand,
                                                  base_notes))
     if s["deaths"] == "composite":
         alive = population(d, "while_alive", work)
         guarded(LABELS["alive"], lambda: by_mi(
             LABELS["alive"], alive, 2, ["Deaths before the window left out (while alive)."]))
+        del alive
     nw = pop[pop["rtw_base"] == "not_working"]
+    del pop   # (each population freed once its last analysis is made: 0.2 GB at national size)
     guarded(LABELS["baseline"], lambda: by_mi(
         LABELS["baseline"], nw, 3, [*base_notes, "People not in work or education at "
                                                  "baseline (baseline activity known)."]))
-    if mi is not None:
-        imp, ctx, _ = mi
-        if len(pop) > int(s["tipping_max_people"]):
+    del nw
+    if m_imputed is not None:
+        if not tip:
             res.not_shown.append({
                 "item": "return to work or education: tipping-point map",
-                "reason": f"{len(s['deltas']) ** 2 * imp.m} refits of the primary model over {len(pop):,} people are "
+                "reason": f"{len(s['deltas']) ** 2 * m_imputed} refits of the primary model over {n_pop:,} people are "
                           "more than this run computes: the map is computed up to "
                           f"analyse.rtw.tipping_max_people ({int(s['tipping_max_people']):,}) "
                           "people; raise it to compute the map"})
         else:
+            imp, ctx, _ = mi
             res.tables["rtw_tipping"] = tipping(imp, ctx, plan, op, p, s["deltas"])
             res.public["rtw_tipping"] = res.tables["rtw_tipping"].round(6)
     res.estimates.extend(time_to_return(d, plan, op, s, work))

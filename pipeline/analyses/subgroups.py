@@ -68,9 +68,12 @@ def interaction_test(b: np.ndarray, V: np.ndarray, eta: float | None, conf_level
 
 
 def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
-                     cfg: dict[str, Any]) -> AnalysisResult:
+                     cfg: dict[str, Any], keep_results: bool = True) -> AnalysisResult:
     """Interaction tests and per-level effects of the primary outcome for every subgroup
-    of the plan (time-to-event primary outcomes; others are noted as not analysed)."""
+    of the plan (time-to-event primary outcomes; others are noted as not analysed).
+    ``keep_results``: keep each subgroup's fitted model in ``results`` (False: each is freed
+    before the next subgroup's is fitted, not held to the end; at national size each holds
+    about 0.1 GB of sorted rows)."""
     res = AnalysisResult("subgroups")
     op = plan.primary
     if not plan.subgroups:
@@ -133,7 +136,8 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                          f"{int(eff.df)} df (a test needs at most {int(eff.df) // 2}); pool "
                          "levels or pre-specify fewer.")
         tests.append(dict(subgroup=var, test=test, statistic=w, df1=df1, df2=df2, p=pval))
-        res.results[f"subgroup_{var}"] = fit
+        if keep_results:
+            res.results[f"subgroup_{var}"] = fit
         ev_lv = pd.crosstab(g, d["od"], values=ev, aggfunc="sum").fillna(0)
         shown = {lv: bool(ev_lv.shape[1] == 2 and (ev_lv.loc[lv] > cfg["suppress_max"]).all())
                  for lv in levels}
@@ -163,6 +167,7 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                              hr=float(np.exp(est)), lower=float(np.exp(est - crit * se)),
                              upper=float(np.exp(est + crit * se)), log_hr=float(est), se=se,
                              interaction_p=pval, test=test, shown=shown[lv]))
+        del dd, eff, fit   # (freed before the next subgroup's model is built)
     table = pd.DataFrame(rows, columns=["subgroup", "level", "reference", "hr", "lower",
                                         "upper", "log_hr", "se", "interaction_p", "test",
                                         "shown"])

@@ -427,9 +427,12 @@ def _why_not(d: pd.DataFrame, op: OutcomePlan, plan: AnalysisPlan) -> str | None
 
 
 def outcome(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, Any],
-            clusters: pd.DataFrame | None, role: str) -> AnalysisResult:
+            clusters: pd.DataFrame | None, role: str, keep_results: bool = True
+            ) -> AnalysisResult:
     """One outcome: the plan's (adjusted) estimate as ``role`` (primary or secondary), and
-    the unadjusted estimate as a sensitivity analysis when the plan has covariates."""
+    the unadjusted estimate as a sensitivity analysis when the plan has covariates.
+    ``keep_results``: keep the fitted models in ``results`` (False: each is freed before
+    the next is fitted; a national Cox model holds 0.2 GB of sorted rows)."""
     res = AnalysisResult("trial_effects")
     names = [*plan.covariates, *plan.cluster_covariates]
     dd, cols, cov_notes = (adjustment(with_cluster_covariates(d, plan, clusters), names)
@@ -452,8 +455,9 @@ def outcome(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
                               for m in measures]
             continue
         for e in effs:
-            res.results[f"{op.name}_{e.measure.replace(' ', '_')}"
-                        + ("" if label == "plan" else "_unadjusted")] = e.result
+            if keep_results:
+                res.results[f"{op.name}_{e.measure.replace(' ', '_')}"
+                            + ("" if label == "plan" else "_unadjusted")] = e.result
             est_words = estimand if label == "plan" else unadj_estimand
             if e.measure != op.measure and op.kind == "binary":
                 est_words = est_words.replace(f"Marginal {op.measure}", f"Marginal {e.measure}")
@@ -465,21 +469,24 @@ def outcome(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, p: dict[str, A
                 analysis, op.name, e.measure, est_words, e.estimate, e.lower, e.upper, e.p,
                 e.se, e.method, e.n, e.events, e.n_clusters,
                 [*e.notes, *(cov_notes if label == "plan" else []), *extra], e.df))
+        effs = e = None   # (the fits freed before the unadjusted model is fitted)
     return res
 
 
 def outcomes(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
              clusters: pd.DataFrame | None, run_primary: bool = True,
-             run_secondary: bool = True, test_family: bool = True) -> AnalysisResult:
+             run_secondary: bool = True, test_family: bool = True,
+             keep_results: bool = True) -> AnalysisResult:
     """Every outcome of the plan (primary first), then the secondary family tested in the
     plan's order with its multiplicity method (table ``multiplicity``; the adjusted
     p-value in each tested secondary row's notes). ``test_family=False``: these estimates
-    are not the tested ones (an observational design's weighted estimates are)."""
+    are not the tested ones (an observational design's weighted estimates are).
+    ``keep_results``: as :func:`outcome`'s."""
     res = AnalysisResult("trial_effects")
     todo = [(plan.primary, "primary")] if run_primary else []
     todo += [(op, "secondary") for op in plan.secondary] if run_secondary else []
     for op, role in todo:
-        part = outcome(d, plan, op, p, clusters, role)
+        part = outcome(d, plan, op, p, clusters, role, keep_results)
         res.estimates += part.estimates
         res.results.update(part.results)
         res.notes += part.notes

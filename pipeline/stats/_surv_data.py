@@ -105,7 +105,10 @@ def design_matrix(
         Each covariate and the positions of its columns in ``X`` (one for a number, levels
         - 1 for a factor): tests of a whole term (e.g. ``cox.zph``'s) use them.
     """
-    blocks: list[np.ndarray] = []
+    # the columns' kinds and levels first, then each written into one preallocated matrix:
+    # building blocks and stacking them held the model matrix twice (a national model's
+    # is 0.2 GB)
+    fills: list = []   # (values of a number, or a factor's codes and number of levels)
     names: list[str] = []
     terms: dict[str, list[int]] = {}
     for col in covariates:
@@ -117,7 +120,7 @@ def design_matrix(
         else:
             kind = pd.api.types.infer_dtype(s, skipna=True)
         if kind in ("integer", "floating", "mixed-integer-float", "boolean", "decimal", "numeric"):
-            blocks.append(pd.to_numeric(s).to_numpy(dtype=float)[:, None])
+            fills.append(s)
             terms[col] = [len(names)]
             names.append(col)
             continue
@@ -133,16 +136,43 @@ def design_matrix(
             levels = sorted(s.dropna().unique())
         if len(levels) < 2:
             # one level: a constant column, refused below like any constant covariate
-            blocks.append(np.zeros((len(s), 1)))
+            fills.append(None)
             terms[col] = [len(names)]
             names.append(col)
             continue
-        codes = pd.Categorical(s, categories=levels).codes
-        dummies = (codes[:, None] == np.arange(1, len(levels))[None, :]).astype(float)
-        blocks.append(dummies)
+        fills.append((pd.Categorical(s, categories=levels).codes, len(levels)))
         terms[col] = list(range(len(names), len(names) + len(levels) - 1))
         names += [f"{col}[T.{lv}]" for lv in levels[1:]]
         notes.append(f"{col}: text entered as a factor, {len(levels)} levels compared with the "
                      f"reference level {levels[0]!r} (treatment contrasts, as R).")
-    X = np.hstack(blocks) if blocks else np.empty((len(d), 0))
+    X = np.empty((len(d), len(names)))
+    j = 0
+    for fill in fills:
+        if fill is None:
+            X[:, j] = 0.0
+            j += 1
+        elif isinstance(fill, tuple):
+            codes, k = fill
+            X[:, j:j + k - 1] = codes[:, None] == np.arange(1, k)[None, :]
+            j += k - 1
+        else:
+            X[:, j] = pd.to_numeric(fill).to_numpy(dtype=float)
+            j += 1
     return X, names, terms
+
+
+def constant_columns(X: np.ndarray) -> np.ndarray:
+    """Whether each column of ``X`` has ``X.std(axis=0) == 0``, without the ``n x p`` array
+    of deviations ``std`` builds (a national model matrix's size: 0.2 GB): the same mean,
+    then each column's squared deviations summed alone. The sum of non-negative terms is 0
+    (or, divided by ``n``, underflows to 0) in every order of summation or in none: it is 0
+    only when every term is, and a sum small enough to underflow is of subnormal terms,
+    whose sums are exact. NaN or infinite values give False, as ``std`` gives NaN."""
+    n, p = X.shape
+    mean = X.mean(axis=0)   # np.std's own: the same reduction, divided by n
+    out = np.zeros(p, dtype=bool)
+    for j in range(p):
+        dev = X[:, j] - mean[j]
+        np.multiply(dev, dev, out=dev)
+        out[j] = dev.sum() / n == 0
+    return out

@@ -19,7 +19,8 @@ from scipy import sparse, stats
 
 from pipeline.stats._result import AttrResult, NotEstimable
 from pipeline.stats._surv_concordance import concordance as _concordance
-from pipeline.stats._surv_data import complete_rows, design_matrix, durations_events, z_value
+from pipeline.stats._surv_data import (complete_rows, constant_columns, design_matrix,
+                                       durations_events, z_value)
 
 __all__ = ["CoxResult", "cox"]
 
@@ -375,13 +376,23 @@ class _Terms:
         by_row = sparse.csr_matrix((r * A[sd.row_g], (cl, np.arange(n))), shape=(n_clusters, n))
         by_group = sparse.csr_matrix((r, (cl, sd.row_g)), shape=(n_clusters, G))
         out = by_group @ Bg - by_row @ X
-        er, eg = self.ev_rows, self.ev_g
-        d = sd.dw[eg]
-        ev = sd.w[er, None] * (X[er] - (a[eg, None] * S1[eg] - b[eg, None] * E1[eg]) / d[:, None])
-        if sd.efron:
-            ev += r[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
-        _bincount_cols(out, cl[er], ev)
+        ev = np.empty((len(self.ev_rows), X.shape[1]))
+        # the events' rows a block at a time: each term is an events x p array, and a
+        # national model's events made five of them at once (0.3 GB); the values are the
+        # same element by element
+        for lo in range(0, len(ev), _EVENT_BLOCK):
+            k = slice(lo, lo + _EVENT_BLOCK)
+            er, eg = self.ev_rows[k], self.ev_g[k]
+            d = sd.dw[eg]
+            ev[k] = sd.w[er, None] * (X[er] - (a[eg, None] * S1[eg] - b[eg, None] * E1[eg]) / d[:, None])
+            if sd.efron:
+                ev[k] += r[er, None] * (X[er] * b[eg, None] - (c1[eg, None] * S1[eg] - c2[eg, None] * E1[eg]))
+        _bincount_cols(out, cl[self.ev_rows], ev)
         return out
+
+
+#: rows of the events' score terms computed at once (:meth:`_Terms.cluster_scores`)
+_EVENT_BLOCK = 65536
 
 
 def _bincount_cols(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
@@ -753,10 +764,11 @@ def cox(
         s_codes = np.zeros(len(d), dtype=np.int64)
     if e.sum() == 0:
         raise NotEstimable("no events: the Cox model cannot be fitted")
-    const = [c for c, sdv in zip(names, X.std(axis=0)) if sdv == 0]
+    const = [c for c, flat in zip(names, constant_columns(X)) if flat]
     if const:
         raise NotEstimable(f"covariate(s) constant in the data used: {', '.join(const)}")
     sd = _prepare(X, t, e, s_codes, ties == "efron", w)
+    del X   # the fit reads the sorted copy: not two model matrices through it
     beta, terms, terms0, converged, n_iter = _newton(sd, len(names))
     loglik0 = terms0.loglik
     if not converged:
