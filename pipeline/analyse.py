@@ -91,10 +91,11 @@ DEFAULTS: dict[str, Any] = {
 
 #: Memory one process allocates of its own for the analyses at their peak, per person in
 #: the frame (pipeline.parallel.worker_fits: a forked worker and this process need twice
-#: this beside what they share). Measured at national size (1 M people): this process held
-#: 0.73-0.78 GB at the fork and the two peaked at 2.83-3.03 GB together (summed PSS, five
-#: runs), 1.03-1.13 GB each of their own; one process alone peaked at 1.65-1.89 GB.
-WORK_BYTES_PER_PERSON = 1_150
+#: this beside what they share), rounded up from the most measured. At national size (1 M
+#: people), seven forked runs: this process held 0.73-0.80 GB at the fork and the two
+#: peaked at 1.96-2.11 GB together (summed PSS), 575-660 MB each of their own (before the
+#: families freed each model once read: 1.03-1.13 GB each, 2.83-3.07 GB together).
+WORK_BYTES_PER_PERSON = 700
 
 #: the order in which the families are shared between this process, which takes them from
 #: the front, and a second worker, which takes them from the back

@@ -85,11 +85,12 @@ def test_the_worker_is_forked_only_when_both_processes_are_expected_to_fit(monke
     assert parallel.worker_fits(None, 9e99)
     monkeypatch.setattr(parallel, "resident_bytes", lambda: None)   # not Linux: no measure
     assert parallel.worker_fits(0.001, 1e9)
-    # national size (1 M people) after odeval run's earlier stages (1.0 GB held): not forked;
-    # a trust-size frame (50,000 people) is
-    monkeypatch.setattr(parallel, "resident_bytes", lambda: 1.0e9)
-    assert not parallel.worker_fits(3, 2 * analyse.WORK_BYTES_PER_PERSON * 1_000_000)
-    assert parallel.worker_fits(3, 2 * analyse.WORK_BYTES_PER_PERSON * 50_000)
+    # national size (1 M people) after odeval run's earlier stages (1.0 GB held): forked;
+    # not if this process held 2 GB (then a trust-size frame, 50,000 people, still is)
+    national, trust = (2 * analyse.WORK_BYTES_PER_PERSON * n for n in (1_000_000, 50_000))
+    assert parallel.worker_fits(3, national)
+    monkeypatch.setattr(parallel, "resident_bytes", lambda: 2.0e9)
+    assert not parallel.worker_fits(3, national) and parallel.worker_fits(3, trust)
 
 
 @pytest.mark.parametrize("value", [0, -1, "3GB", True])
