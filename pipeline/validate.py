@@ -496,8 +496,8 @@ def finish_cross_check(con: duckdb.DuckDBPyConnection, report: ValidationReport)
     check, report.cross_check = report.cross_check, None
     if check is None:
         return
+    check.thread.join()
     try:
-        check.thread.join()   # inside: an interrupt while waiting also takes validate back
         if check.error is not None:
             raise check.error
         report.expectations = check.rows or []
