@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 # One BLAS thread for the command line, set before numpy loads (a variable already in the
 # environment wins). The analyses multiply many small and tall-thin matrices (a cluster's
@@ -311,34 +311,17 @@ def _do_ingest(con, dirs: list[Path], replace: bool) -> None:
     _stamp("ingest", {"loads": sorted([f.load_id, f.n_rows] for f in report.loads)})
 
 
-def _do_validate(con, params: dict, folder: Path, beside: Callable[[], None] | None = None
-                 ) -> None:
-    """``beside``: work that does not read the great-expectations cross-check's result
-    (``odeval run``'s derive), run while the cross-check runs in a thread; the run stops
-    all the same if the counts disagree (validate's build, and so what ``beside`` built
-    from it, is then refused)."""
-    from pipeline.validate import finish_cross_check, validate as run_validate
+def _do_validate(con, params: dict, folder: Path) -> None:
+    from pipeline.validate import validate as run_validate
 
     with _progress("validate") as update, _noting_failure(con, "validate"):
         report = run_validate(con, section(params, "validate"), progress=update,
-                              report_dir=folder, disclosure=section(params, "disclosure"),
-                              defer_cross_check=beside is not None)
+                              report_dir=folder, disclosure=section(params, "disclosure"))
     table = RichTable("table", "rows in", "clean", "quarantined", "share", title="validate")
     for name, r in report.tables.items():
         table.add_row(name, f"{r.n_raw:,}", f"{r.n_clean:,}", f"{r.n_quarantined:,}",
                       f"{r.quarantined_share:.2%}")
     out.print(table)
-    if beside is not None:
-        if report.cross_check is not None:
-            out.print("great-expectations cross-check: running beside derive")
-        try:
-            beside()
-        except BaseException:
-            with contextlib.suppress(Exception):  # a disagreement still revokes validate
-                finish_cross_check(con, report)
-            raise
-        with _noting_failure(con, "validate"):
-            finish_cross_check(con, report)
     if report.expectations:  # validate stops the run when any disagree
         out.print(f"great-expectations cross-check: {len(report.expectations)} expectations "
                   "agree with the SQL rules"
@@ -516,9 +499,8 @@ def run(
                                    ("report", folder)):  # refuse a wrong folder before any work
                 outputs.claim(where, command, outputs.warehouse_source(con))
             _do_ingest(con, dirs, replace)
-            # derive reads the committed clean tables while great-expectations counts
-            # the rules' rows again in a thread (it reads raw and clean, not derived)
-            _do_validate(con, p, folder, beside=lambda: _do_derive(con, p))
+            _do_validate(con, p, folder)
+            _do_derive(con, p)
             from pipeline.warehouse import release_cache
 
             release_cache(con, section(p, "warehouse").get("memory_limit"))

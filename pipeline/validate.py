@@ -29,7 +29,6 @@ SQL rules run.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,23 +240,6 @@ class ValidationReport:
     #: tables cross-checked on a sample: {table: {"rows": raw rows, "sampled": rows checked,
     #: "modulus": m (one key hash in m)}}
     expectations_sampled: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: the great-expectations cross-check still running (``validate(defer_cross_check=
-    #: True)``), until :func:`finish_cross_check`
-    cross_check: CrossCheck | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class CrossCheck:
-    """The great-expectations cross-check running in a thread, on a cursor of its own (a
-    connection to the same warehouse, its own transactions): it reads the raw tables and
-    the committed clean ones and writes only ``results.dq_expectations``."""
-
-    thread: threading.Thread
-    settings: dict[str, Any]
-    cfg: dict[str, Any]
-    report_dir: Path | None
-    rows: list[dict[str, Any]] | None = None
-    error: BaseException | None = None
 
 
 def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -401,7 +383,6 @@ def validate(
     progress: Callable[[int, int, str], None] | None = None,
     report_dir: Path | None = None,
     disclosure: dict[str, Any] | None = None,
-    defer_cross_check: bool = False,
 ) -> ValidationReport:
     """Validate every raw table into clean and quarantine, all or nothing.
 
@@ -412,13 +393,6 @@ def validate(
     progress : optional callback ``progress(done, total, description)`` per table.
     report_dir : where the data-quality report goes (HTML and JSON); none if ``None``.
     disclosure : small-count suppression for the report (params.yaml ``disclosure``).
-    defer_cross_check : return once the clean tables are committed, the great-expectations
-        cross-check still running in a thread (``report.cross_check``), for work that does
-        not read its result to run meanwhile (``odeval run``'s derive); the caller must then
-        call :func:`finish_cross_check`, which compares the counts, raises on a
-        disagreement as validate would, and writes the data-quality report. Until then,
-        validate is recorded as built (derive may read the clean tables); a disagreement
-        takes that back, and everything built from it is then refused as stale.
 
     Raises
     ------
@@ -455,71 +429,30 @@ def validate(
     if settings["great_expectations"]:
         if progress:
             progress(len(tables), len(tables) + 1, "great-expectations")
-        report.cross_check = _start_cross_check(con, report, settings, cfg, report_dir)
-        if defer_cross_check:
-            return report
-        finish_cross_check(con, report)
-    elif report_dir is not None:
+        try:
+            report.expectations = compare_expectations(con, report, settings)
+            disagree = [r for r in report.expectations if not r["agree"]]
+            if disagree:
+                raise OdevalError(
+                    f"great-expectations and the SQL rules count different rows for "
+                    f"{len(disagree)} of {len(report.expectations)} rules ("
+                    + ", ".join(f"{r['rule_id']}: {r['ge_unexpected']:,} and {r['sql_rows']:,}"
+                                for r in disagree[:3])
+                    + (", ..." if len(disagree) > 3 else "")
+                    + "): one of them miscounts, so the validation is not used; see the "
+                    "data-quality report", rule="validate.cross_check")
+        except BaseException as exc:
+            # the clean tables are committed, but validate is not done until its cross-check
+            # is: later stages refuse them as a failed validate (pipeline.runstate)
+            runstate.revoke(con, "validate", exc)
+            if isinstance(exc, OdevalError) and report_dir is not None:
+                _write_dq(con, report, Path(report_dir), cfg)
+            raise
+    if report_dir is not None:
         _write_dq(con, report, Path(report_dir), cfg)
     if progress:
         progress(len(tables) + 1, len(tables) + 1, "done")
     return report
-
-
-def _start_cross_check(con: duckdb.DuckDBPyConnection, report: ValidationReport,
-                       settings: dict[str, Any], cfg: dict[str, Any],
-                       report_dir: Path | None) -> CrossCheck:
-    cursor = con.cursor()
-
-    def work():
-        try:
-            check.rows = compare_expectations(cursor, report, settings)
-        except BaseException as exc:  # raised where it is finished, in the caller's thread
-            check.error = exc
-        finally:
-            cursor.close()
-
-    check = CrossCheck(threading.Thread(target=work, name="great-expectations cross-check",
-                                        daemon=True), settings, cfg, report_dir)
-    check.thread.start()
-    return check
-
-
-def finish_cross_check(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> None:
-    """Wait for ``report``'s great-expectations cross-check and compare its counts with the
-    SQL rules': on a disagreement (or any failure of the check) validate's build is taken
-    back (:func:`pipeline.runstate.revoke`: later stages, and what was built from it
-    meanwhile, are refused) and an :class:`OdevalError` (rule ``validate.cross_check``)
-    raised. Writes the data-quality report, with the counts, either way."""
-    from pipeline import runstate
-
-    check, report.cross_check = report.cross_check, None
-    if check is None:
-        return
-    check.thread.join()
-    try:
-        if check.error is not None:
-            raise check.error
-        report.expectations = check.rows or []
-        disagree = [r for r in report.expectations if not r["agree"]]
-        if disagree:
-            raise OdevalError(
-                f"great-expectations and the SQL rules count different rows for "
-                f"{len(disagree)} of {len(report.expectations)} rules ("
-                + ", ".join(f"{r['rule_id']}: {r['ge_unexpected']:,} and {r['sql_rows']:,}"
-                            for r in disagree[:3])
-                + (", ..." if len(disagree) > 3 else "")
-                + "): one of them miscounts, so the validation is not used; see the "
-                "data-quality report", rule="validate.cross_check")
-    except BaseException as exc:
-        # the clean tables are committed, but validate is not done until its cross-check
-        # is: later stages refuse them as a failed validate (pipeline.runstate)
-        runstate.revoke(con, "validate", exc)
-        if isinstance(exc, OdevalError) and check.report_dir is not None:
-            _write_dq(con, report, Path(check.report_dir), check.cfg)
-        raise
-    if check.report_dir is not None:
-        _write_dq(con, report, Path(check.report_dir), check.cfg)
 
 
 def _validate_tables(con: duckdb.DuckDBPyConnection, report: ValidationReport,

@@ -139,50 +139,6 @@ def test_a_disagreement_stops_validate_and_later_stages(tmp_path, monkeypatch):
     con.close()
 
 
-def test_a_disagreement_found_beside_derive_stops_odeval_run(tmp_path, monkeypatch):
-    """`odeval run` derives while the cross-check runs in a thread: a disagreement found
-    then still stops the run (one line, exit 2, a data error), before metrics, and takes back validate,
-    so the derived tables built meanwhile are refused as stale."""
-    from typer.testing import CliRunner
-
-    import pipeline.config as config
-    from pipeline import derive as derive_module
-    from pipeline.cli import app
-
-    generate_study(tmp_path / "study", people=150, sites=3, seed=5, fmt="parquet", faults=0.05)
-    rules = validate_module.row_rules
-    monkeypatch.setattr(validate_module, "row_rules", lambda table: [
-        r for r in rules(table) if r.id != "contacts.contact_type.vocabulary"])
-    derived = []
-    plain_derive = derive_module.derive
-    monkeypatch.setattr(derive_module, "derive", lambda *a, **k: derived.append(
-        validate_module.threading.active_count()) or plain_derive(*a, **k))
-    monkeypatch.setattr(config, "DATA_DIR", tmp_path / "data")
-    params = tmp_path / "params.yaml"
-    import yaml
-
-    from pipeline.params import load_params
-
-    doc = load_params()
-    doc["validate"] = {**doc.get("validate", {}), "max_quarantine_share": 1.0}
-    params.write_text(yaml.safe_dump(doc, sort_keys=False))
-    wh, out = tmp_path / "w.duckdb", tmp_path / "out"
-    connect(wh).close()   # an existing warehouse: a failed run does not remove it
-    res = CliRunner().invoke(app, ["run", str(tmp_path / "study"), "-w", str(wh), "--out",
-                                   str(out), "--params", str(params)])
-    assert res.exit_code == 2, res.output
-    assert "validate.cross_check" in res.output and "contacts.contact_type.vocabulary" in res.output
-    assert len(derived) == 1 and derived[0] >= 2   # derive ran, the cross-check's thread beside it
-    assert not (out / "report.html").exists() and not (out / "metrics").exists()
-    assert "disagree on: contacts.contact_type.vocabulary" in (out / "data_quality.html").read_text()
-    con = connect(wh)
-    assert con.execute("select count(*) from derived.people").fetchone()[0] > 0
-    with pytest.raises(OdevalError, match="the last validate failed") as stale:
-        runstate.require(con, ["derive"], command="metrics")
-    assert stale.value.rule == "run.stale"
-    con.close()
-
-
 def test_the_duckdb_shim_still_fits_great_expectations():
     """Fails loudly if an upgrade changes the GE internals the shim relies on."""
     import great_expectations as gx
