@@ -53,6 +53,7 @@ from typing import Any
 import duckdb
 
 from pipeline.schemas import Table, load_contract
+from pipeline.warehouse import quote_ident
 
 _SHIM_INSTALLED = False
 #: the in-memory database attached while the suites run: each table's view, computed
@@ -141,8 +142,7 @@ def preload() -> threading.Thread:
     return thread
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_ident
 
 
 @dataclass(frozen=True)

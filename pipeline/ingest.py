@@ -34,7 +34,7 @@ from pipeline.config import SCHEMAS_DIR
 from pipeline import runstate
 from pipeline.errors import OdevalError, existing_folder
 from pipeline.schemas import Column, Table, forbidden_columns, load_contract, normalise_column_name
-from pipeline.warehouse import disk_full_error, table_exists, transaction
+from pipeline.warehouse import disk_full_error, quote_ident, table_exists, transaction
 
 FORMATS = ("csv", "parquet")
 
@@ -290,8 +290,7 @@ def _typed_from_native(col: Column, src: str, src_type: str) -> str:
     return f"try_cast({src} as {col.duckdb_type})"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_quote = quote_ident
 
 
 # --------------------------------------------------------------------------- files

@@ -53,6 +53,7 @@ from pipeline import disclosure, output_policy, parallel
 from pipeline import params as params_mod
 from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
+from pipeline.warehouse import quote_ident
 
 METRICS_SQL_DIR = SQL_DIR / "metrics"
 
@@ -259,16 +260,14 @@ def read_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     text = [c for c, t in kinds if t == "VARCHAR"]
     order = " order by person_id"
     rest = [c for c, _ in kinds if c not in text]
-    df = con.execute(f"select {_cols(rest)} from person_outcomes{order}").df()
-    strings = (con.sql(f"select {_cols(text)} from person_outcomes{order}").to_arrow_table()
+    df = con.execute(f"select {', '.join(map(quote_ident, rest))} from person_outcomes{order}"
+                     ).df()
+    strings = (con.sql(f"select {', '.join(map(quote_ident, text))} from person_outcomes{order}")
+               .to_arrow_table()
                .to_pandas(deduplicate_objects=True))
     for c in text:
         df[c] = strings[c].to_numpy(dtype=object)
     return df[[c for c, _ in kinds]]
-
-
-def _cols(names: list[str]) -> str:
-    return ", ".join('"' + n.replace('"', '""') + '"' for n in names)
 
 
 # --------------------------------------------------------------------------- intervals

@@ -40,7 +40,7 @@ from pipeline.config import SQL_DIR
 from pipeline.errors import OdevalError
 from pipeline.ingest import _sql_str
 from pipeline.schemas import Column, Table, load_contract
-from pipeline.warehouse import transaction
+from pipeline.warehouse import quote_ident, transaction
 
 SQL = SQL_DIR / "validate"
 
@@ -87,8 +87,7 @@ class Rule:
         return {k: v for k, v in p.items() if f"${k}" in text}
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_ident
 
 
 def _kind_rule(table: Table, col: Column, kind: str, category: str, message: str,

@@ -33,6 +33,11 @@ create table if not exists meta.loads (
 """
 
 
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB identifier in double quotes (an inner quote doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def release_cache(con: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
     """Let DuckDB drop the blocks it keeps cached (up to its ``memory_limit``) by lowering
     the limit for a moment, then set ``memory_limit`` again (None: DuckDB's default). For
@@ -224,9 +229,7 @@ def read_table(
 
         key = [k for k in relation_headers().get(table, {}).get("key", []) if k in have_cols]
 
-    def quoted(c: str) -> str:
-        return '"' + c.replace('"', '""') + '"'
-
+    quoted = quote_ident
     order = f" order by {', '.join(quoted(k) for k in key)}" if key else ""
     rel = con.sql(f"select {', '.join(quoted(c) for c in wanted)} from "
                   f"{quoted(schema)}.{quoted(table)}{order}")

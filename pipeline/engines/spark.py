@@ -43,6 +43,7 @@ from pipeline import validate as validate_mod
 from pipeline.engines.transpile import spark_type, to_spark, view_name
 from pipeline.errors import OdevalError
 from pipeline.schemas import Table, load_contract
+from pipeline.warehouse import quote_ident
 
 Progress = Callable[[int, int, str], None]
 
@@ -105,8 +106,7 @@ def session(master: str | None = "local[2]", conf: dict[str, str] | None = None)
 
 # --------------------------------------------------------------------------- helpers
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_quote = quote_ident
 
 
 def _sql(spark, duckdb_sql: str, args: dict[str, Any] | None = None):
