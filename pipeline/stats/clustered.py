@@ -336,23 +336,49 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     if not satterthwaite:
         return meat, None
     d2 = _lowrank_factor(lam, kind, 2.0)
-    FF = G + np.einsum("jik,jk,jlk->jil", GLW, d2, GLW)   # F_j F_j'
-    FZ = G + np.einsum("jik,jk,jlk->jil", GLW, d1, GLW)   # F_j Z_j
+    # GLW diag(d) (GLW)' by batched products, not a three-operand einsum: 0.19 against
+    # 0.67 ms at 50 clusters and p = 24 (the same sums in another order)
+    GLWt = np.swapaxes(GLW, 1, 2)
+    FF = G + (GLW * d2[:, None, :]) @ GLWt                # F_j F_j'
+    FZ = G + (GLW * d1[:, None, :]) @ GLWt                # F_j Z_j
     MFF = M @ FF                                          # J x p x p
     gdiag = np.einsum("jik,ki->ji", MFF, M)               # diag(M F F' M)
     HZ = M @ FZ                                           # M F_j Z_j
     return meat, _satterthwaite(gdiag, HZ, L)
 
 
+#: clusters per block in :func:`_satterthwaite`
+_SATT_BLOCK = 32
+
+
 def _satterthwaite(gdiag, HZ, L):
-    """Bell-McCaffrey df per coefficient (see :func:`_sandwich`)."""
+    """Bell-McCaffrey df per coefficient (see :func:`_sandwich`): ``trace(P)^2 /
+    sum(P^2)`` for the ``J x J`` matrix ``P = diag(g) - h h'`` (``g = gdiag[:, i]``, ``h``
+    the ``J x p`` rows ``HZ[:, i, :] L``), which is never formed whole. ``trace(P) =
+    sum_j (g_j - |h_j|^2)``; ``sum(P^2)`` is its diagonal's squares plus its off-diagonal
+    ones ``(h_j'h_k)^2``, these summed in blocks of :data:`_SATT_BLOCK` clusters: within a
+    block from its ``h h'`` (as the ``J x J`` form has them), between a block and the
+    blocks before it as ``sum_j h_j' A h_j`` with ``A`` the running sum of those blocks'
+    ``h'h`` (p x p). ``O(J p (p + block))`` per coefficient instead of ``O(J^2 p)`` (65 ms
+    a fit at 1,000 clusters and p = 16). Nothing cancels: ``||h'h||_F^2 - sum_j |h_j|^4``
+    would, where one cluster alone carries a coefficient (2e-8 relative measured against
+    the ``J x J`` form in extended precision, which this form matches to rounding;
+    ``tests/unit/stats/test_clustered.py`` checks it against the ``J x J`` form)."""
     p = L.shape[0]
-    dfs = np.empty(p)
-    for i in range(p):
-        h = HZ[:, i, :] @ L  # J x p
-        P = np.diag(gdiag[:, i]) - h @ h.T
-        dfs[i] = np.trace(P) ** 2 / np.sum(P**2)
-    return dfs
+    J = HZ.shape[0]
+    b = min(J, _SATT_BLOCK)
+    nb = -(-J // b)
+    H = np.zeros((p, nb * b, p))               # coefficient i's h is H[i]; rows past J zero
+    H[:, :J] = np.swapaxes(HZ @ L, 0, 1)
+    diag = gdiag.T - np.einsum("ijk,ijk->ij", H[:, :J], H[:, :J])   # P_jj, p x J
+    Hb = H.reshape(p, nb, b, p)
+    K = Hb @ np.swapaxes(Hb, 2, 3)             # h h' within each block, p x nb x b x b
+    K[..., np.arange(b), np.arange(b)] = 0.0
+    off = np.einsum("inkl,inkl->i", K, K)
+    if nb > 1:
+        A = np.cumsum(np.swapaxes(Hb[:, :-1], 2, 3) @ Hb[:, :-1], axis=1)  # blocks before
+        off += 2 * np.einsum("inkl,inkl->i", Hb[:, 1:] @ A, Hb[:, 1:])
+    return diag.sum(axis=1) ** 2 / (np.einsum("ij,ij->i", diag, diag) + off)
 
 
 def _sandwich(Z, e, theta, M, groups, kind, satterthwaite: bool):
