@@ -172,9 +172,9 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
     step (their coefficients are reported as not estimable by the caller). ``block``: the
     design's :class:`_FactorBlock`, which takes the products with ``X`` and its
     cross-products ``X' diag(w) X`` at the cost of the dense columns. ``out``: a work
-    array the steps may write ``X diag(w)`` into, of ``X``'s shape and layout (or of the
-    block's dense columns, ``block.dense_t``), the caller's to reuse after; by default one
-    is allocated."""
+    array the steps may write ``X diag(w)`` into, of ``X``'s shape and layout, the
+    caller's to reuse after; by default one is allocated (not used with ``block``, whose
+    cross-products need none)."""
     A = X if block is None else block   # for products with the model matrix
     if start is None:
         eta = _start_eta(y, family, link, offset)
@@ -185,7 +185,7 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
     mu = _linkinv(eta, link)
     dev = np.inf if beta is None else _deviance(y, mu, family, theta)
     converged = False
-    Xw = out   # X * w (the block's dense columns * w): one array for every step
+    Xw = out   # X * w: one array for every step
     for _ in range(maxiter):
         d = _mu_eta(eta, mu, link)
         w = d**2 / _variance(mu, family, theta)
@@ -195,8 +195,7 @@ def _irls(y, X, offset, family, link, theta=None, start=None, tol=1e-14, maxiter
                 Xw = np.multiply(X, w[:, None], out=Xw)
                 new = np.linalg.solve(Xw.T @ X, Xw.T @ z)
             else:
-                Xw = np.empty_like(block.dense_t) if Xw is None else Xw
-                new = np.linalg.solve(block.gram(w, out=Xw), block.T @ (w * z))
+                new = np.linalg.solve(block.gram(w), block.T @ (w * z))
         except np.linalg.LinAlgError:
             Xd = X if block is None else block.toarray()
             new = np.linalg.lstsq(Xd * np.sqrt(w)[:, None], np.sqrt(w) * z, rcond=None)[0]
@@ -555,10 +554,9 @@ class _FactorBlock:
     codes: np.ndarray
     block_pos: np.ndarray
 
-    def gram(self, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``X' diag(w) X``; ``out`` as :func:`pipeline.stats._eff_design.factor_gram`
-        takes it (``dense_t``'s shape)."""
-        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w, out)
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        """``X' diag(w) X`` (:func:`pipeline.stats._eff_design.factor_gram`)."""
+        return factor_gram(self.dense_t, self.dense_pos, self.codes, self.block_pos, w)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -923,10 +921,9 @@ def glm_clustered(
         start = np.asarray(start, float)
         if start.shape != (p,) or not np.all(np.isfinite(start)):
             start = None
-    # one array for X * w in every scoring step, then for Z (or, with a factor block, for
-    # its dense columns times the weights): a new one each time cost about as much as the
-    # product it holds
-    work = np.empty_like(X if block is None else block.dense_t)
+    # one array for X * w in every scoring step, then for Z: a new one each time cost about
+    # as much as the product it holds (a factor block's cross-products need none)
+    work = np.empty_like(X) if block is None else None
     beta, mu, eta, converged = _irls(y, X, off, family, link, theta, start=start, block=block,
                                      out=work)
     if not converged:
@@ -941,7 +938,7 @@ def glm_clustered(
     Z = np.multiply(X, scale[:, None], out=work) if gram is None else None
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
-    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2, out=work))
+    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2))
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
