@@ -302,7 +302,20 @@ def _score_meat(Z, e, groups):
     return S.T @ S
 
 
-def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
+def _cluster_grams(Z, e, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score ``s_j = Z_j'e_j``: ``(G, S)``,
+    ``J x p x p`` and ``J x p``."""
+    p = Z.shape[1]
+    S = np.empty((len(groups), p))
+    G = np.empty((len(groups), p, p))
+    for j, idx in enumerate(groups):
+        Zj = Z[idx]
+        G[j] = Zj.T @ Zj
+        S[j] = Zj.T @ e[idx]
+    return G, S
+
+
+def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool, grams=None):
     """The CR0, KC (= CR2 with a working variance constant within clusters) and CR3 meat,
     all clusters at once, from each cluster's Gram matrix ``G_j = Z_j'Z_j`` and score
     ``s_j = Z_j'e_j`` (p x p and p numbers per cluster; no per-cluster factorisation of
@@ -313,15 +326,9 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool):
     lambda) - 1) / lambda) W' L' Z_j'`` for any ``g`` with ``g(1) = 1``; so ``u_j = F_j e_j``,
     ``F_j F_j'`` and ``F_j Z_j`` follow from ``G_j``, ``s_j`` and that p x p eigenproblem, in
     batches. Algebraically the same as the QR form of :func:`_sandwich` (checked against it
-    and against clubSandwich in the tests)."""
-    p = Z.shape[1]
-    J = len(groups)
-    S = np.empty((J, p))
-    G = np.empty((J, p, p))
-    for j, idx in enumerate(groups):
-        Zj = Z[idx]
-        G[j] = Zj.T @ Zj
-        S[j] = Zj.T @ e[idx]
+    and against clubSandwich in the tests). ``grams``: ``(G, S)`` of :func:`_cluster_grams`
+    when the caller has them already."""
+    G, S = _cluster_grams(Z, e, groups) if grams is None else grams
     L = _psd_root(M)
     GL = G @ L                                  # J x p x p
     K = L.T @ GL                                # L' G_j L
@@ -936,9 +943,22 @@ def glm_clustered(
     # Z = X * scale, the n x p standardised model matrix; with a factor block it is built
     # only for a sandwich that needs it
     Z = np.multiply(X, scale[:, None], out=work) if gram is None else None
+    kind = _ALIAS.get(vcov, vcov)
+    default_df = {"model": "z", "jackknife": "K-1", "KC": "K-p", "MD": "K-p"}.get(vcov, "satterthwaite")
+    df_method = df_method or default_df
+    k = "CR0" if kind == "CR1" else kind
+    satterthwaite = df_method == "satterthwaite"
+    # the batched sandwich (all but CR0 without Satterthwaite df, and CR2 with a working
+    # variance that varies within a cluster) takes each cluster's Z_j'Z_j; they sum to Z'Z,
+    # which is then not computed again (one n x p^2 product less a fit: 0.9 of 22 ms a
+    # fit at n = 25,000, p = 24, 50 clusters)
+    lowrank = vcov not in ("model", "jackknife") and not (k == "CR0" and not satterthwaite) \
+        and not (k == "CR2" and any(_varies(var[g]) for g in design.groups))
+    grams = _cluster_grams(Z, e, design.groups) if lowrank and Z is not None else None
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
-    M, flat = _inverse(Z.T @ Z if gram is None else gram(scale**2))
+    M, flat = _inverse(grams[0].sum(axis=0) if grams is not None
+                       else Z.T @ Z if gram is None else gram(scale**2))
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -946,9 +966,6 @@ def glm_clustered(
 
     n_clusters = None
     dfs = np.full(p, np.inf)
-    kind = _ALIAS.get(vcov, vcov)
-    default_df = {"model": "z", "jackknife": "K-1", "KC": "K-p", "MD": "K-p"}.get(vcov, "satterthwaite")
-    df_method = df_method or default_df
     if vcov == "model":
         V = vcov_model
         if df_method != "z":
@@ -963,8 +980,6 @@ def glm_clustered(
             if df_method == "satterthwaite":
                 raise ValueError("Satterthwaite df are defined for CR0-CR3, not the jackknife")
         else:
-            k = "CR0" if kind == "CR1" else kind
-            satterthwaite = df_method == "satterthwaite"
             if k == "CR0" and not satterthwaite:   # the clusters' scores alone
                 if Z is not None:
                     meat = _score_meat(Z, e, groups)
@@ -974,11 +989,11 @@ def glm_clustered(
                 satt = None
             else:
                 Z = design.X * scale[:, None] if Z is None else Z
-                if k == "CR2" and any(_varies(var[g]) for g in groups):
+                if not lowrank:   # CR2, the working variance varying within a cluster
                     meat, satt = _sandwich(Z, e, var, M, groups, k, satterthwaite)
                 else:
                     meat, satt = _sandwich_lowrank(Z, e, M, groups, "CR2" if k == "KC" else k,
-                                                   satterthwaite)
+                                                   satterthwaite, grams)
             if kind == "CR1":
                 meat = meat * J / (J - 1)  # a scalar factor leaves the Satterthwaite df as they are
             V = M @ meat @ M
