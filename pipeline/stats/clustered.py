@@ -353,8 +353,10 @@ def _sandwich_lowrank(Z, e, M, groups, kind, satterthwaite: bool, grams=None):
     return meat, _satterthwaite(gdiag, HZ, L)
 
 
-#: clusters per block in :func:`_satterthwaite`
+#: clusters per block in :func:`_satterthwaite`, and the numbers it holds in one array at
+#: most (8 MB; at 1,000 clusters and p = 64 all coefficients at once would hold 65 MB)
 _SATT_BLOCK = 32
+_SATT_NUMBERS = 1 << 20
 
 
 def _satterthwaite(gdiag, HZ, L):
@@ -377,13 +379,17 @@ def _satterthwaite(gdiag, HZ, L):
     H = np.zeros((p, nb * b, p))               # coefficient i's h is H[i]; rows past J zero
     H[:, :J] = np.swapaxes(HZ @ L, 0, 1)
     diag = gdiag.T - np.einsum("ijk,ijk->ij", H[:, :J], H[:, :J])   # P_jj, p x J
-    Hb = H.reshape(p, nb, b, p)
-    K = Hb @ np.swapaxes(Hb, 2, 3)             # h h' within each block, p x nb x b x b
-    K[..., np.arange(b), np.arange(b)] = 0.0
-    off = np.einsum("inkl,inkl->i", K, K)
-    if nb > 1:
-        A = np.cumsum(np.swapaxes(Hb[:, :-1], 2, 3) @ Hb[:, :-1], axis=1)  # blocks before
-        off += 2 * np.einsum("inkl,inkl->i", Hb[:, 1:] @ A, Hb[:, 1:])
+    off = np.empty(p)
+    # coefficients a few at a time: the running sums are nb x p x p numbers each
+    step = max(1, _SATT_NUMBERS // (nb * max(b, p) * p))
+    for i in range(0, p, step):
+        Hb = H[i:i + step].reshape(-1, nb, b, p)
+        K = Hb @ np.swapaxes(Hb, 2, 3)         # h h' within each block, . x nb x b x b
+        K[..., np.arange(b), np.arange(b)] = 0.0
+        off[i:i + step] = np.einsum("inkl,inkl->i", K, K)
+        if nb > 1:
+            A = np.cumsum(np.swapaxes(Hb[:, :-1], 2, 3) @ Hb[:, :-1], axis=1)  # blocks before
+            off[i:i + step] += 2 * np.einsum("inkl,inkl->i", Hb[:, 1:] @ A, Hb[:, 1:])
     return diag.sum(axis=1) ** 2 / (np.einsum("ij,ij->i", diag, diag) + off)
 
 
