@@ -270,12 +270,26 @@ def _negbin_theta(y, X, offset, poisson_fit, theta_max=1e7, gram=None):
     start = np.asarray(_glm(y, X, offset, theta=np.exp(t0), start=poisson_fit.params,
                             gram=gram).params)
 
+    # fit_at is a function of theta alone, so each theta is fitted once: Brent's method
+    # evaluates the bracket's ends again, and the root it returns is a theta it evaluated
+    # (two fits of about eleven saved, and the final one; the same numbers). The last few
+    # fits are kept (a fit holds its n fitted values), every score.
+    fits: dict[float, _Fit] = {}
+    scores: dict[float, float] = {}
+
     def fit_at(theta):
-        return _glm(y, X, offset, theta=theta, start=start, gram=gram)
+        theta = float(theta)
+        if theta not in fits:
+            fits[theta] = _glm(y, X, offset, theta=theta, start=start, gram=gram)
+            while len(fits) > 3:
+                del fits[next(iter(fits))]   # the oldest
+        return fits[theta]
 
     def g(log_theta):
-        theta = np.exp(log_theta)
-        return _theta_score(theta, y, fit_at(theta).fittedvalues, yu)
+        theta = float(np.exp(log_theta))
+        if theta not in scores:
+            scores[theta] = _theta_score(theta, y, fit_at(theta).fittedvalues, yu)
+        return scores[theta]
 
     lo = hi = t0
     g_lo = g_hi = g(t0)
