@@ -46,7 +46,11 @@ def test_a_baseline_commit_runs_beside_ours_in_the_same_bench_run(tmp_path):
                       out_dir=tmp_path / "out", log=lambda _: None, baseline="HEAD")
         tree = tmp_path / "data" / "baseline" / r["baseline"]["commit"]
         assert (tree / "pipeline" / "bench.py").exists()
-    finally:
+    finally:   # the worktree removed, not only pruned: pytest keeps its folder a while,
+        # and prune alone left it registered in this repository until then
+        for made in (tmp_path / "data" / "baseline").glob("*"):
+            subprocess.run(["git", "worktree", "remove", "--force", str(made)], cwd=PROJ_ROOT,
+                           capture_output=True)
         subprocess.run(["git", "worktree", "prune"], cwd=PROJ_ROOT, capture_output=True)
     assert {k: v["exit_code"] for k, v in r["steps"].items()} == {"ingest": 0,
                                                                    "ingest@baseline": 0}
