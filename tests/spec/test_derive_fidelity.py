@@ -104,6 +104,24 @@ def test_p4_first_contact_staff_at_the_first_meeting():
     assert got == {"r1": True, "r2": False, "r3": None}
 
 
+def test_first_meeting_at_equal_start_times_is_the_lower_contact_id():
+    # r1's two meetings start together: c1 (not c2, nor whichever row comes first) is its
+    # first, so nurse1, its first-contact worker, was at it, and c2's staff (psych and
+    # nurse1) make the later attendances, one of them by the first meeting's staff
+    tables = dict(contacts="""
+      contact_id | referral_id | person_id | start_at
+      c2         | r1          | p1        | +1 09:00
+      c1         | r1          | p1        | +1 09:00
+    """, contact_staff="""
+      contact_id | staff_id
+      c2         | psych
+      c2         | nurse1
+      c1         | nurse1
+    """)
+    assert fidelity("p4_first_contact_at_first_meeting", **tables)["r1"] is True
+    assert fidelity("p5_core_team_continuity", **tables)["r1"] == 0.5
+
+
 def test_p5_share_of_meetings_with_two_clinical_staff():
     got = fidelity("p5_share_two_clinical", contacts="""
       contact_id | referral_id | person_id | start_at
