@@ -34,6 +34,9 @@ decimal literals (``1.0``, ``365.25``)
     Spark reads a struct on the left of ``IN (subquery)`` as a row of values, one per
     field, and then finds one column on the right; ``COALESCE(struct)`` (the same value)
     keeps it one value.
+``WITH x AS [NOT] MATERIALIZED (...)``
+    DuckDB's hint whether to store a CTE's rows (its memory and speed, never its rows);
+    Spark has no such syntax: the hint is dropped.
 ``date_diff``, ``extract``, ``year``, ``len``, ``row_number``, ``rank``, ...
     BIGINT in DuckDB, INT in Spark: cast to BIGINT, so both engines write the same column
     types.
@@ -157,6 +160,13 @@ def _struct_in_subquery(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _materialized_hint(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+        node = node.copy()
+        node.set("materialized", None)
+    return node
+
+
 #: Functions whose result is BIGINT in DuckDB but INT in Spark.
 _BIGINT_FUNCTIONS = (exp.DateDiff, exp.Extract, exp.Year, exp.Month, exp.Day, exp.Length,
                      exp.ArraySize)
@@ -175,7 +185,7 @@ def _bigint_results(node: exp.Expression) -> exp.Expression:
 #: Applied in this order to every node of the parsed DuckDB statement.
 REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     _qualified_tables, _hash_to_struct, _struct_in_subquery, _decimal_literals, _full_match,
-    _strptime, _isfinite, _bigint_results,
+    _strptime, _isfinite, _bigint_results, _materialized_hint,
 )
 
 

@@ -55,6 +55,12 @@ def test_bigint_functions_and_struct_in_subquery():
         "select 1 from t where struct_pack(a := a) in (select k from s)")
 
 
+def test_materialized_hints_are_dropped():
+    assert to_spark("with a as not materialized (select 1 as x), b as materialized "
+                    "(select 2 as y) select * from a, b") == (
+        "WITH a AS (SELECT 1 AS x), b AS (SELECT 2 AS y) SELECT * FROM a, b")
+
+
 def test_every_derive_relation_transpiles():
     for name, sql in load_relations().items():
         assert "$" not in to_spark(sql), name

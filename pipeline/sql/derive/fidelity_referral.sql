@@ -47,8 +47,9 @@
 -- rows) are looked up by (referral, staff), so that the attendances are aggregated once,
 -- per meeting, as they leave their join, and are never stored; the 15.3 M meeting rows
 -- are (as materialized), which lets the per-meeting grouping spill and be freed before
--- the per-referral one (inlined, 2 GB was too little). Alone, as a table: 28.6 -> 17.7 s
--- national, 0.76 -> 0.71 s trust, every row equal. It replaced a grouping-sets pass over
+-- the per-referral one (inlined, 2 GB was too little). Alone, as a table, national: 28.6 ->
+-- 17.7 s, and 31.1 -> 21.0 s in a slower hour; trust 0.76 -> 0.71 s; every row equal.
+-- The hints are DuckDB's; the Spark engine drops them (pipeline.engines.transpile). It replaced a grouping-sets pass over
 -- the 37 M attendances stored in a CTE (before that, a 37 M-row table read three times).
 --
 -- parameters: $clinical_roles
@@ -79,7 +80,7 @@ per_referral as (          -- one row per referral with a meeting
         sum(case when person_present then 1 else 0 end) as n_person_present,
         sum(case when person_present is not null then 1 else 0 end) as n_person_recorded,
         -- the first meeting: the earliest by start_at, then contact_id (the key)
-        arg_min(contact_id, (start_at, contact_id)) as first_meeting_id,
+        arg_min(contact_id, struct_pack(s := start_at, c := contact_id)) as first_meeting_id,
         min(start_at) as first_start_at
     from network_meetings
     group by referral_id
