@@ -41,16 +41,20 @@
 --                               recorded (including referrals not yet discharged)
 --
 -- How, for national size (1 M referrals, 15.3 M meetings, 37 M of the 77 M contact-staff
--- rows at them), within DuckDB's 2 GB: the meetings are read where they are used, not
--- held (not materialized); each referral's first meeting comes from the grouping of its
--- meetings (arg_min), not a window over all of them; the staff at first meetings (1.7 M
--- rows) are looked up by (referral, staff), so that the attendances are aggregated once,
--- per meeting, as they leave their join, and are never stored; the 15.3 M meeting rows
--- are (as materialized), which lets the per-meeting grouping spill and be freed before
--- the per-referral one (inlined, 2 GB was too little). Alone, as a table, national: 28.6 ->
--- 17.7 s, and 31.1 -> 21.0 s in a slower hour; trust 0.76 -> 0.71 s; every row equal.
--- The hints are DuckDB's; the Spark engine drops them (pipeline.engines.transpile). It replaced a grouping-sets pass over
--- the 37 M attendances stored in a CTE (before that, a 37 M-row table read three times).
+-- rows at them), within DuckDB's 2 GB:
+--   * the meetings are read where they are used, not stored (not materialized);
+--   * each referral's first meeting comes from the grouping of its meetings (arg_min),
+--     not from a window over all of them;
+--   * the staff at first meetings (1.7 M rows) are looked up by (referral, staff), so the
+--     attendances are aggregated once, per meeting, as they leave their join, and are
+--     never stored;
+--   * the 15.3 M per-meeting rows are a materialized CTE, which lets their grouping spill
+--     and be freed before the per-referral one (inlined, 2 GB was too little).
+-- Alone, as a table, national: 28.6 -> 17.7 s, and 31.1 -> 21.0 s in a slower hour; trust
+-- 0.76 -> 0.71 s; every row equal. It replaced a grouping-sets pass over the 37 M
+-- attendances stored in a CTE (before that, a 37 M-row table read three times). The
+-- materialization hints are DuckDB's; the Spark engine drops them
+-- (pipeline.engines.transpile).
 --
 -- parameters: $clinical_roles
 
