@@ -108,7 +108,11 @@ WORK_BYTES_PER_PERSON = 700
 #: analyses sat in the middle before, after the small ones: at national size this process
 #: reached them while the worker was still in return to work, and the worker then waited
 #: idle once it had finished subgroups. The site meta-analysis and the fidelity
-#: meta-regression, which reads it, are one unit.
+#: meta-regression, which reads it, are one unit. Return to work and subgroups are
+#: computed in parts (the analyses, each half of the tipping map; each subgroup), taken
+#: from the back by the worker first: at trust size the map alone is 8.5 s, and this
+#: process, done with the rest, waited 2.7 s for the worker before they were parts
+#: (trust analyse, two alternating pairs: 16.2-16.7 -> 14.9-15.1 s).
 SCHEDULE = (("effects",), ("sensitivity",), ("weighting",), ("cluster_table_one",), ("flow",),
             ("funnel",), ("site_meta", "fidelity_meta_regression"), ("table_one",), ("icc",),
             ("subgroups",), ("return_to_work",))
@@ -257,15 +261,13 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
              ("effects", effects),   # primary and/or secondary: outcomes, multiplicity, curves
              ("weighting", lambda: observational.weighting(d, plan, p, cfg)),
              ("icc", lambda: icc.outcome_iccs(d, plan)),
-             ("subgroups", lambda: observational.unadjusted(
-                 subgroups.subgroup_effects(d, plan, p, cfg, keep_results), plan)),
+             ("subgroups", None),   # in parts: see split below
              ("table_one", lambda: baseline.table_one(d, p, cfg)),
              ("cluster_table_one", lambda: baseline.cluster_table_one(d, clusters, plan, cfg)),
              ("site_meta", site_meta),
              ("funnel", lambda: site_comparison.funnels(met, p, cfg)),
              ("fidelity_meta_regression", fidelity),
-             ("return_to_work", lambda: observational.unadjusted(
-                 return_to_work.return_to_work(d, plan, p, clusters, cfg), plan)),
+             ("return_to_work", None),   # in parts: see split below
              ("sensitivity", lambda: observational.unadjusted(
                  sensitivity.sensitivity(d, plan, p, clusters, cfg), plan))]
 
@@ -284,16 +286,60 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             return res
         return run_unit
 
-    units = [(names, unit((lambda f=fn_of[names[0]], n=names[0]: {n: f()})
-                          if len(names) == 1 else site_and_fidelity))
-             for names in SCHEDULE if any(wanted(n) for n in names)]
+    # families computed in parts, which the two processes share: a part's label is
+    # (family, k), its result a piece that the family's combine (the second of the pair)
+    # puts together as one call makes it. At trust size return to work's tipping map (8.5
+    # of its 10.4 s) and the three subgroups (2.8 s) left this process idle for 2.7 s
+    # while the worker finished them
+    pieces: dict[str, dict[int, Any]] = {}
+    split: dict[str, tuple[list[Callable[[], Any]], Callable[[list], AnalysisResult]]] = {}
+    if wanted("subgroups"):
+        split["subgroups"] = (
+            [lambda only=only: subgroups.subgroup_effects(d, plan, p, cfg, keep_results, only)
+             for only in subgroups.parts(plan)],
+            lambda got: observational.unadjusted(subgroups.combine(got), plan))
+    if wanted("return_to_work"):
+        split["return_to_work"] = (
+            [lambda: return_to_work.return_to_work(d, plan, p, clusters, cfg,
+                                                   tipping_map=False)]
+            + [lambda k=k: return_to_work.tipping_part(d, plan, p, clusters, cfg, k)
+               for k in range(return_to_work.TIPPING_PARTS)],
+            lambda got: observational.unadjusted(
+                return_to_work.with_tipping(got[0], got[1:]), plan))
+
+    def part(name, k, fn):
+        def run_part():
+            got = fn()
+            if not keep_results and isinstance(got, AnalysisResult):
+                got.results = {}
+            return got
+        return (name, k), run_part
+
+    units = []
+    for names in SCHEDULE:
+        if not any(wanted(n) for n in names):
+            continue
+        if names[0] in split:
+            units += [part(names[0], k, fn) for k, fn in enumerate(split[names[0]][0])]
+        else:
+            units.append((names, unit((lambda f=fn_of[names[0]], n=names[0]: {n: f()})
+                                      if len(names) == 1 else site_and_fidelity)))
     done: dict[str, AnalysisResult] = {}
     fork = p["workers"] > 1 and parallel.worker_fits(p["memory_budget_gb"],
                                                      2 * WORK_BYTES_PER_PERSON * len(d))
-    for names, res in parallel.two_ends(units, fork):
+    for label, res in parallel.two_ends(units, fork):
+        if len(label) == 2 and isinstance(label[1], int):   # a part of a split family
+            name, k = label
+            pieces.setdefault(name, {})[k] = res
+            if len(pieces[name]) < len(split[name][0]):
+                continue
+            got = pieces.pop(name)
+            res, label = {name: split[name][1]([got[i] for i in range(len(got))])}, (name,)
+            if not keep_results:
+                res[name].results = {}
         done.update(res)
         if progress:
-            progress(len(done), len(todo), ", ".join(n for n in names if n in res))
+            progress(len(done), len(todo), ", ".join(n for n in label if n in res))
     for name, _ in todo:   # in the plan's order, wherever each was computed
         out.add(name, done[name])
     out.metrics = met

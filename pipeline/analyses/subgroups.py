@@ -68,12 +68,14 @@ def interaction_test(b: np.ndarray, V: np.ndarray, eta: float | None, conf_level
 
 
 def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
-                     cfg: dict[str, Any], keep_results: bool = True) -> AnalysisResult:
+                     cfg: dict[str, Any], keep_results: bool = True,
+                     only: tuple[str, ...] | None = None) -> AnalysisResult:
     """Interaction tests and per-level effects of the primary outcome for every subgroup
     of the plan (time-to-event primary outcomes; others are noted as not analysed).
     ``keep_results``: keep each subgroup's fitted model in ``results`` (False: each is freed
     before the next subgroup's is fitted, not held to the end; at national size each holds
-    about 0.1 GB of sorted rows)."""
+    about 0.1 GB of sorted rows). ``only``: these of the plan's subgroups alone (a part of
+    :func:`parts`; :func:`combine` puts the parts together as one call makes them)."""
     res = AnalysisResult("subgroups")
     op = plan.primary
     if not plan.subgroups:
@@ -85,7 +87,7 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
     o = op.outcome
     ev = (d[o.column("event")] == 1).astype(int)
     rows, tests = [], []
-    for var in plan.subgroups:
+    for var in plan.subgroups if only is None else only:
         g = d[var].astype(object).where(d[var].notna(), MISSING).astype(str)
         ev_arm = pd.crosstab(g, d["od"], values=ev, aggfunc="sum").fillna(0)
         small = [lv for lv in ev_arm.index
@@ -168,15 +170,47 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                              upper=float(np.exp(est + crit * se)), log_hr=float(est), se=se,
                              interaction_p=pval, test=test, shown=shown[lv]))
         del dd, eff, fit   # (freed before the next subgroup's model is built)
-    table = pd.DataFrame(rows, columns=["subgroup", "level", "reference", "hr", "lower",
-                                        "upper", "log_hr", "se", "interaction_p", "test",
-                                        "shown"])
+    _set_tables(res, rows, tests)
+    return res
+
+
+_LEVEL_COLUMNS = ["subgroup", "level", "reference", "hr", "lower", "upper", "log_hr", "se",
+                  "interaction_p", "test", "shown"]
+_TEST_COLUMNS = ["subgroup", "test", "statistic", "df1", "df2", "p"]
+
+
+def _set_tables(res: AnalysisResult, rows: list[dict], tests: list[dict]) -> None:
+    table = pd.DataFrame(rows, columns=_LEVEL_COLUMNS)
     res.tables["subgroups"] = table
-    res.tables["subgroup_tests"] = pd.DataFrame(
-        tests, columns=["subgroup", "test", "statistic", "df1", "df2", "p"])
+    res.tables["subgroup_tests"] = pd.DataFrame(tests, columns=_TEST_COLUMNS)
     # public: ratios of levels whose arms all have more than suppress_max events (a pooled
     # level too can have few; its members are named in the notes, its counts never shown)
     pub = table.drop(columns=["log_hr", "se"])
     pub.loc[~pub["shown"], ["hr", "lower", "upper"]] = np.nan
     res.public["subgroups"] = pub.assign(suppressed=~pub["shown"]).drop(columns="shown")
+
+
+def parts(plan: AnalysisPlan) -> list[tuple[str, ...] | None]:
+    """How :func:`subgroup_effects` can be computed in independent parts (its ``only``),
+    so that the analyse stage's two processes can share them: one subgroup each where
+    the plan's primary outcome is analysed by subgroup; else one part, the whole."""
+    if plan.subgroups and plan.primary.kind == "time_to_event":
+        return [(var,) for var in plan.subgroups]
+    return [None]
+
+
+def combine(results: list[AnalysisResult]) -> AnalysisResult:
+    """The results of :func:`parts`' calls (in its order) as one call of
+    :func:`subgroup_effects` makes them: the same rows, tables and fitted models."""
+    if len(results) == 1:
+        return results[0]
+    res = AnalysisResult("subgroups")
+    rows, tests = [], []
+    for r in results:
+        res.estimates += r.estimates
+        res.results.update(r.results)
+        res.notes += r.notes
+        rows += r.tables["subgroups"].to_dict("records")
+        tests += r.tables["subgroup_tests"].to_dict("records")
+    _set_tables(res, rows, tests)
     return res

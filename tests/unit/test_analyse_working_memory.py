@@ -1,7 +1,8 @@
 """Analyses that keep less in memory at once give the same results: the sensitivity
 analyses' model frame shares the person frame's columns instead of copying them, and the
 trial effects and subgroup families without ``keep_results`` hold no fitted model (each
-freed before the next is fitted) and give the same rows and tables."""
+freed before the next is fitted) and give the same rows and tables; so do the subgroups
+computed one at a time (the parts analyse's two processes share) and put together."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from pipeline import plan as plan_mod
 from pipeline.analyses import sensitivity as sens
 from pipeline.analyses import trial_effects
+from pipeline.analyses import subgroups
 from pipeline.analyses.subgroups import subgroup_effects
 from pipeline.simulation.draw import Shape, draw_trial
 
@@ -60,6 +62,25 @@ def test_subgroups_without_results_kept_are_the_same():
         pd.testing.assert_frame_equal(kept.tables[k], freed.tables[k], check_exact=True)
     pd.testing.assert_frame_equal(pd.DataFrame(kept.estimates), pd.DataFrame(freed.estimates),
                                   check_exact=True)
+
+
+def test_subgroups_in_parts_are_the_subgroups_whole():
+    d = _trial()
+    plan = _plan(d)
+    whole = subgroup_effects(d, plan, P, {"suppress_max": 0})
+    assert subgroups.parts(plan) == [("diagnosis_group",), ("sex",)]
+    got = subgroups.combine([subgroup_effects(d, plan, P, {"suppress_max": 0}, only=only)
+                             for only in subgroups.parts(plan)])
+    assert got.results.keys() == whole.results.keys()
+    for kind in ("tables", "public"):
+        assert getattr(got, kind).keys() == getattr(whole, kind).keys()
+        for k, t in getattr(whole, kind).items():
+            pd.testing.assert_frame_equal(getattr(got, kind)[k], t, check_exact=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(got.estimates), pd.DataFrame(whole.estimates),
+                                  check_exact=True)
+    assert len(whole.tables["subgroup_tests"]) == 2
+    # a plan whose primary outcome is not analysed by subgroup: one part, the whole
+    assert subgroups.parts(plan_mod.parse({"design": {"subgroups": []}})) == [None]
 
 
 def test_trial_effects_without_results_kept_are_the_same():

@@ -93,6 +93,43 @@ def test_the_tipping_map_above_its_size_limit_is_listed_as_not_shown():
     assert pd.DataFrame(big.estimates).equals(pd.DataFrame(small.estimates))
 
 
+def test_the_tipping_map_made_in_parts_is_the_map_made_whole(monkeypatch):
+    # the analyse stage's two processes share the map's parts: the imputations made again
+    # from the seed, each part from its own starts, give the same numbers to the bit
+    d = _frame()
+    plan = _plan(d, covariates=["sex"])
+    whole = _run(d, plan)
+    parts = [rtw.tipping_part(d, plan, P, None, CFG, k) for k in range(rtw.TIPPING_PARTS)]
+    assert [len(x) for x in parts] == [4, 5]   # 9 cells, row by row
+    split = rtw.with_tipping(rtw.return_to_work(d, plan, P, None, CFG, tipping_map=False),
+                             parts)
+    assert split.tables["rtw_tipping"].equals(whole.tables["rtw_tipping"])
+    assert split.public["rtw_tipping"].equals(whole.public["rtw_tipping"])
+    assert pd.DataFrame(split.estimates).equals(pd.DataFrame(whole.estimates))
+    # above the size limit a part is nothing, and the whole analysis lists why
+    limit = {**P, "rtw": {**P["rtw"], "tipping_max_people": len(rtw.population(d)) - 1}}
+    assert rtw.tipping_part(d, plan, limit, None, CFG, 0) is None
+    # no map beside a primary imputation that was not estimated, whatever the parts hold
+    no_mi = rtw.return_to_work(d, plan, P, None, CFG, tipping_map=False)
+    for r in no_mi.estimates:
+        if r["analysis"] == rtw.LABELS["mi"]:
+            r["estimate"] = np.nan
+    assert "rtw_tipping" not in rtw.with_tipping(no_mi, parts).tables
+    # a cell that cannot be estimated: the map is listed as not shown, nothing crashes
+    def no_variance(*args, **kwargs):
+        raise ValueError("no variance")
+
+    monkeypatch.setattr(rtw, "_rd_only", no_variance)
+    assert rtw.tipping_part(d, plan, P, None, CFG, 1) == "no variance"
+    for res in (_run(d, plan), rtw.with_tipping(
+            rtw.return_to_work(d, plan, P, None, CFG, tipping_map=False),
+            [parts[0], "no variance"])):
+        assert "rtw_tipping" not in res.tables and "rtw_tipping" not in res.public
+        (why,) = [x["reason"] for x in res.not_shown if "tipping" in x["item"]]
+        assert why == "a cell of the map is not estimable: no variance"
+        assert pd.DataFrame(res.estimates).equals(pd.DataFrame(whole.estimates))
+
+
 def test_complete_case_is_the_plans_analysis_of_the_people_with_a_status():
     d = _frame()
     plan = _plan(d)
