@@ -1,4 +1,5 @@
-"""The derive SQL reproduces the synthetic study's planted per-person truth exactly.
+"""The derive SQL reproduces the synthetic study's planted per-person truth exactly, and so
+does the metrics stage's person_outcomes, which the metrics and analyses read.
 
 pipeline.synth writes, beside the tables, ``truth_people.parquet``: what the default
 outcome definitions must give for every person (follow-up end and reason, time and event
@@ -69,6 +70,20 @@ def test_derive_reproduces_the_planted_truth(tmp_path, seed, design):
         bad = [(pid, e, a) for pid, e, a in zip(truth.index, expected, actual, strict=True)
                if e != a]
         assert not bad, f"{column}: {len(bad)} people differ, e.g. {bad[:3]}"
+    # what the metrics and analyses read (metrics' person_outcomes) is the same truth
+    from pipeline import metrics
+
+    metrics.build_temp_tables(con, metrics.resolve_params(None), ("person_outcomes",))
+    po = con.sql("select * from person_outcomes").df().set_index("person_id").loc[truth.index]
+    for column, own in {"relapse_time": "relapse_time", "relapse_event": "relapse_event",
+                        "involuntary_admission_time": "involuntary_time",
+                        "involuntary_admission_event": "involuntary_event",
+                        "first_admission_time": "admission_time",
+                        "first_admission_event": "admission_event", "rtw_time": "rtw_time",
+                        "rtw_event": "rtw_event", "rtw_2y": "rtw_2y"}.items():
+        expected = [None if pd.isna(v) else v for v in truth[column].tolist()]
+        actual = [None if pd.isna(v) else v for v in po[own].tolist()]
+        assert expected == actual, f"person_outcomes.{own} is not the truth's {column}"
     # the study is not degenerate: every kind of event occurs
     assert {0, 1, 2} <= set(truth["relapse_event"])
     assert truth["rtw_2y"].notna().any() and truth["involuntary_count"].gt(0).any()

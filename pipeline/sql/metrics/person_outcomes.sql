@@ -46,28 +46,27 @@ with people as (
     from derived.people
 ),
 
-relapse as (
-    select person_id, time_days as relapse_time, event as relapse_event
+tte as (                  -- the time-to-event outcomes metrics read, one row per person
+    select
+        person_id,
+        any_value(time_days) filter (where outcome = 'relapse')               as relapse_time,
+        any_value(event) filter (where outcome = 'relapse')                   as relapse_event,
+        any_value(time_days) filter (where outcome = 'involuntary_admission') as involuntary_time,
+        any_value(event) filter (where outcome = 'involuntary_admission')     as involuntary_event,
+        any_value(time_days) filter (where outcome = 'first_admission')       as admission_time,
+        any_value(event) filter (where outcome = 'first_admission')           as admission_event,
+        any_value(time_days) filter (where outcome = 'return_to_work')        as rtw_time,
+        any_value(event) filter (where outcome = 'return_to_work')            as rtw_event
     from derived.time_to_event
-    where outcome = 'relapse'
-),
-
-involuntary as (
-    select person_id, time_days as involuntary_time, event as involuntary_event
-    from derived.time_to_event
-    where outcome = 'involuntary_admission'
-),
-
-first_admission as (
-    select person_id, time_days as admission_time, event as admission_event
-    from derived.time_to_event
-    where outcome = 'first_admission'
-),
-
-rtw as (
-    select person_id, time_days, event
-    from derived.time_to_event
-    where outcome = 'return_to_work'
+    where outcome in ('relapse', 'involuntary_admission', 'first_admission', 'return_to_work')
+    group by person_id
+    -- every person has a row of each (the relation's key is person and outcome); one
+    -- without would have been left out by the joins this grouping replaced (a join per
+    -- outcome, each over the 6 M rows: national 2.85 -> 1.95-2.0 s, every row equal)
+    having count(*) filter (where outcome = 'relapse') > 0
+       and count(*) filter (where outcome = 'involuntary_admission') > 0
+       and count(*) filter (where outcome = 'first_admission') > 0
+       and count(*) filter (where outcome = 'return_to_work') > 0
 ),
 
 final as (
@@ -89,12 +88,12 @@ final as (
         r.person_years,
         r.relapse_person_years,
         r.involuntary_person_years,
-        rl.relapse_time,
-        rl.relapse_event,
-        iv.involuntary_time,
-        iv.involuntary_event,
-        fa.admission_time,
-        fa.admission_event,
+        t.relapse_time,
+        t.relapse_event,
+        t.involuntary_time,
+        t.involuntary_event,
+        t.admission_time,
+        t.admission_event,
         r.relapse_count,
         r.involuntary_count,
         case when $binary_window = 'follow_up' or a.window_observed
@@ -112,20 +111,17 @@ final as (
         act.last_status_pre,
         act.window_reached,
         act.died_before_window,
-        rw.time_days                                    as rtw_time,
-        rw.event                                        as rtw_event,
-        (rl.relapse_event > 0 and rl.relapse_time <= $landmark_days)
+        t.rtw_time,
+        t.rtw_event,
+        (t.relapse_event > 0 and t.relapse_time <= $landmark_days)
             or p.fu_end_day >= $landmark_days           as relapse_landmark_known,
-        rl.relapse_event = 1 and rl.relapse_time <= $landmark_days
+        t.relapse_event = 1 and t.relapse_time <= $landmark_days
                                                         as relapse_by_landmark
     from people as p
     inner join derived.recurrent as r on r.person_id = p.person_id
     inner join derived.antipsychotic as a on a.person_id = p.person_id
     inner join derived.activity as act on act.person_id = p.person_id
-    inner join relapse as rl on rl.person_id = p.person_id
-    inner join involuntary as iv on iv.person_id = p.person_id
-    inner join first_admission as fa on fa.person_id = p.person_id
-    inner join rtw as rw on rw.person_id = p.person_id
+    inner join tte as t on t.person_id = p.person_id
 )
 
 select * from final
