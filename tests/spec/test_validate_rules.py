@@ -131,6 +131,27 @@ def test_every_raw_row_is_clean_or_quarantined_per_load(tmp_path, extract):
     assert rows == [("admissions", 3, 1, 2)]
 
 
+def test_the_data_quality_tables_count_the_clean_and_quarantined_rows(tmp_path, extract):
+    # per table and site: rows in = clean + quarantined; per site and month of the table's
+    # date: the clean rows (the quarantined one, of no site, not counted)
+    con = _run(tmp_path, extract, {
+        "people": [P1, {**P1, "person_id": "P2", "site_id": "S2"}],
+        "admissions": [ADM, {**ADM, "admission_id": "A2", "admitted_on": "2023-04-04",
+                             "discharged_on": ""},
+                       {**ADM, "admission_id": "A3", "person_id": "P404"},
+                       {**ADM, "admission_id": "A4", "person_id": "P2"}]})
+    got = con.execute("select site_id, n_raw, n_clean, n_quarantined from results.dq_tables "
+                      "where table_name = 'admissions' order by 1").fetchall()
+    assert got == [("(unknown)", 1, 0, 1), ("S1", 2, 2, 0), ("S2", 1, 1, 0)]
+    month = con.execute(
+        "select site_id, month, n_clean from results.dq_completeness "
+        "where table_name = 'admissions' order by 1, 2").fetchall()
+    dated = con.execute("""
+        select p.site_id, strftime(a.admitted_on, '%Y-%m'), count(*) from clean.admissions a
+        join clean.people p using (person_id) group by all order by 1, 2""").fetchall()
+    assert month == dated and sum(n for _, _, n in month) == 3 and len(month) == 3
+
+
 def test_quarantined_rows_keep_lineage(tmp_path, extract):
     con = _run(tmp_path, extract, {"admissions": [ADM, {**ADM, "admission_id": "A2",
                                                         "person_id": "P404"}]})
