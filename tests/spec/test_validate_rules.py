@@ -139,7 +139,9 @@ def test_the_data_quality_tables_count_the_clean_and_quarantined_rows(tmp_path, 
         "admissions": [ADM, {**ADM, "admission_id": "A2", "admitted_on": "2023-04-04",
                              "discharged_on": ""},
                        {**ADM, "admission_id": "A3", "person_id": "P404"},
-                       {**ADM, "admission_id": "A4", "person_id": "P2"}]})
+                       {**ADM, "admission_id": "A4", "person_id": "P2"}],
+        "contact_staff": [{"contact_id": "C1", "staff_id": "ST1"},
+                          {"contact_id": "C1", "staff_id": "ST404"}]})
     got = con.execute("select site_id, n_raw, n_clean, n_quarantined from results.dq_tables "
                       "where table_name = 'admissions' order by 1").fetchall()
     assert got == [("(unknown)", 1, 0, 1), ("S1", 2, 2, 0), ("S2", 1, 1, 0)]
@@ -150,6 +152,16 @@ def test_the_data_quality_tables_count_the_clean_and_quarantined_rows(tmp_path, 
         select p.site_id, strftime(a.admitted_on, '%Y-%m'), count(*) from clean.admissions a
         join clean.people p using (person_id) group by all order by 1, 2""").fetchall()
     assert month == dated and sum(n for _, _, n in month) == 3 and len(month) == 3
+    # every table's rules counted, with or without a date (contact staff has none)
+    got = con.execute("select site_id, n_raw, n_clean, n_quarantined from results.dq_tables "
+                      "where table_name = 'contact_staff' order by 1").fetchall()
+    assert got == [("(unknown)", 1, 0, 1), ("S1", 1, 1, 0)]
+    assert dict(con.execute("select rule_id, n_rows from results.dq_rules where n_rows > 0")
+                .fetchall()) == {"admissions.person_id.reference": 1,
+                                 "contact_staff.staff_id.reference": 1}
+    assert con.execute("select rule_id, row_number from results.dq_examples order by 1"
+                       ).fetchall() == [("admissions.person_id.reference", 3),
+                                        ("contact_staff.staff_id.reference", 2)]
 
 
 def test_quarantined_rows_keep_lineage(tmp_path, extract):
