@@ -278,11 +278,14 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     fn_of = dict(todo)
 
     def unit(fn):
-        def run_unit() -> dict[str, AnalysisResult]:
+        """``fn`` with the fitted models of what it returns freed unless kept: a family's
+        results ``{name: AnalysisResult}`` or a part's piece (see split below)."""
+        def run_unit():
             res = fn()
             if not keep_results:
-                for r in res.values():
-                    r.results = {}
+                for r in res.values() if isinstance(res, dict) else [res]:
+                    if isinstance(r, AnalysisResult):
+                        r.results = {}
             return res
         return run_unit
 
@@ -307,20 +310,12 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             lambda got: observational.unadjusted(
                 return_to_work.with_tipping(got[0], got[1:]), plan))
 
-    def part(name, k, fn):
-        def run_part():
-            got = fn()
-            if not keep_results and isinstance(got, AnalysisResult):
-                got.results = {}
-            return got
-        return (name, k), run_part
-
     units = []
     for names in SCHEDULE:
         if not any(wanted(n) for n in names):
             continue
         if names[0] in split:
-            units += [part(names[0], k, fn) for k, fn in enumerate(split[names[0]][0])]
+            units += [((names[0], k), unit(fn)) for k, fn in enumerate(split[names[0]][0])]
         else:
             units.append((names, unit((lambda f=fn_of[names[0]], n=names[0]: {n: f()})
                                       if len(names) == 1 else site_and_fidelity)))
@@ -334,9 +329,8 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
             if len(pieces[name]) < len(split[name][0]):
                 continue
             got = pieces.pop(name)
+            # (the parts' models, freed or kept, are all the combined result holds)
             res, label = {name: split[name][1]([got[i] for i in range(len(got))])}, (name,)
-            if not keep_results:
-                res[name].results = {}
         done.update(res)
         if progress:
             progress(len(done), len(todo), ", ".join(n for n in label if n in res))

@@ -90,17 +90,7 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
         join, site = site_join(t, persons="_person_sites")
         when = next((c.name for c in t.columns if c.event_date), None)
         when = when or ("index_date" if t.name == "people" else None)
-        if when:
-            _dated_counts(con, t, join, site, when)
-        else:
-            con.execute(f"""
-                insert into results.dq_tables
-                select coalesce({site}, '(unknown)'), $t, count(*),
-                       count(*) filter (where q._load_id is null), count(q._load_id)
-                from raw.{t.name} as r {join}
-                left join quarantine.{t.name} as q using (_load_id, _row_number)
-                group by all order by 1
-            """, {"t": t.name})
+        _counts(con, t, join, site, when)
         for rule, n in con.execute(f"select rule, count(*) from (select unnest(_rules) as rule "
                                    f"from quarantine.{t.name}) group by rule").fetchall():
             counts[rule] = n
@@ -129,18 +119,18 @@ def write_results(con: duckdb.DuckDBPyConnection, report: "ValidationReport",
                       counts.get(r["id"], 0)] for r in sorted(catalogue, key=lambda r: r["id"])])
 
 
-def _dated_counts(con: duckdb.DuckDBPyConnection, t: Table, join: str, site: str,
-                  when: str) -> None:
-    """The ``results.dq_tables`` and ``dq_completeness`` rows of table ``t``, whose date is
-    ``when``: its rows counted once per site and month, for both the site's counts and its
-    clean rows per month (national contacts: one pass over the 47 M rows instead of two;
-    the dated tables' queries 3.56 -> 2.27 s, one run each side by side, every row equal).
-    Clean rows are the raw rows not quarantined, as the view ``clean.<table>`` reads them
-    (validate has judged every load of raw by now)."""
+def _counts(con: duckdb.DuckDBPyConnection, t: Table, join: str, site: str,
+            when: str | None) -> None:
+    """The ``results.dq_tables`` rows of table ``t`` and, when it has a date ``when``, its
+    ``dq_completeness`` rows: its rows counted once per site and month, for both the site's
+    counts and its clean rows per month (national contacts: one pass over the 47 M rows
+    instead of two; the dated tables' queries 3.56 -> 2.27 s, one run each side by side,
+    every row equal). Clean rows are the raw rows not quarantined, as the view
+    ``clean.<table>`` reads them (validate has judged every load of raw by now)."""
+    month = f"""date_trunc('month', cast(r."{when}" as date))""" if when else "cast(null as date)"
     con.execute(f"""
         create or replace temp table _dq_cells as
-        select coalesce({site}, '(unknown)') as site_id,
-               date_trunc('month', cast(r."{when}" as date)) as month,
+        select coalesce({site}, '(unknown)') as site_id, {month} as month,
                count(*) as n_raw, count(*) filter (where q._load_id is null) as n_clean,
                count(q._load_id) as n_quarantined
         from raw.{t.name} as r {join}
@@ -152,13 +142,14 @@ def _dated_counts(con: duckdb.DuckDBPyConnection, t: Table, join: str, site: str
         select site_id, $t, sum(n_raw), sum(n_clean), sum(n_quarantined)
         from _dq_cells group by site_id order by 1
     """, {"t": t.name})
-    con.execute("""
-        insert into results.dq_completeness
-        -- months formatted after grouping, not for each of 47 M contacts
-        select site_id, $t, strftime(month, '%Y-%m'), sum(n_clean) from _dq_cells
-        where month is not null group by site_id, month having sum(n_clean) > 0
-        order by 1, 3
-    """, {"t": t.name})
+    if when:
+        con.execute("""
+            insert into results.dq_completeness
+            -- months formatted after grouping, not for each of 47 M contacts
+            select site_id, $t, strftime(month, '%Y-%m'), sum(n_clean) from _dq_cells
+            where month is not null group by site_id, month having sum(n_clean) > 0
+            order by 1, 3
+        """, {"t": t.name})
 
 
 def open_rule_id(table: Table) -> str:

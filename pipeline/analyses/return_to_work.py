@@ -89,6 +89,8 @@ DEFAULTS: dict[str, Any] = {
     "tipping_max_people": 200_000,
 }
 WORK = ("employed", "self_employed", "education", "training")
+#: the tipping-point map's item in ``not_shown`` when it is not made
+MAP_ITEM = "return to work or education: tipping-point map"
 
 
 def settings(p: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +294,7 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
     if m_imputed is not None:
         if not tip:
             res.not_shown.append({
-                "item": "return to work or education: tipping-point map",
+                "item": MAP_ITEM,
                 "reason": f"{len(s['deltas']) ** 2 * m_imputed} refits of the primary model over {n_pop:,} people are "
                           "more than this run computes: the map is computed up to "
                           f"analyse.rtw.tipping_max_people ({int(s['tipping_max_people']):,}) "
@@ -334,7 +336,7 @@ def _tipping_or_why(imp, ctx, plan, op, p, deltas, part) -> pd.DataFrame | str:
 def _add_tipping(res: AnalysisResult, parts: list[pd.DataFrame | str]) -> None:
     why = [x for x in parts if isinstance(x, str)]
     if why:
-        res.not_shown.append({"item": "return to work or education: tipping-point map",
+        res.not_shown.append({"item": MAP_ITEM,
                               "reason": f"a cell of the map is not estimable: {why[0]}"})
         return
     res.tables["rtw_tipping"] = pd.concat(parts, ignore_index=True)
@@ -375,7 +377,7 @@ def with_tipping(res: AnalysisResult, parts: list[pd.DataFrame | str | None]) ->
     imputation has an estimate and the map was not listed as not shown."""
     made = any(r["analysis"] == LABELS["mi"] and np.isfinite(r["estimate"])
                for r in res.estimates)
-    listed = any(x["item"] == "return to work or education: tipping-point map"
+    listed = any(x["item"] == MAP_ITEM
                  for x in res.not_shown)
     if made and not listed and all(x is not None for x in parts):
         _add_tipping(res, parts)
