@@ -49,14 +49,22 @@ def interaction_test(b: np.ndarray, V: np.ndarray, eta: float | None, conf_level
     a few-cluster variance: Hotelling's T^2, F = W (eta - q + 1) / (eta q) on
     (q, eta - q + 1) df, made only when q <= eta / 2 (p NaN otherwise). Returns W, the test
     in words, its two df (df2 NaN for chi-square), p, and the critical value for the
-    per-level intervals (t on eta df, or normal)."""
+    per-level intervals (t on eta df, or normal).
+
+    W is NaN, and no test is made, when ``V`` is singular (numerical rank below q): a
+    jackknife over G sites has rank at most G - 1, so with as many interaction terms as
+    sites ``b' V^-1 b`` is rounding noise (seen: -1.6e15 on a 6-site study) or raises."""
     q = len(b)
-    w = float(b @ np.linalg.solve(V, b))
+    rank = int(np.linalg.matrix_rank(V))
+    w = float(b @ np.linalg.solve(V, b)) if rank == q else np.nan
+    crit = float(stats.norm.ppf(1 - (1 - conf_level) / 2) if eta is None
+                 else stats.t.ppf(1 - (1 - conf_level) / 2, int(eta)))
+    if rank < q:
+        return w, f"no test ({q} terms, variance of rank {rank})", float(q), np.nan, np.nan, crit
     if eta is None:
         return (w, f"Wald chi-square on {q} df", float(q), np.nan, float(stats.chi2.sf(w, q)),
-                float(stats.norm.ppf(1 - (1 - conf_level) / 2)))
+                crit)
     eta = int(eta)
-    crit = float(stats.t.ppf(1 - (1 - conf_level) / 2, eta))
     if q == 1:   # T^2 on (1, eta) is the t test squared
         return w, f"Wald F(1, {eta})", 1.0, float(eta), float(stats.f.sf(w, 1, eta)), crit
     if 2 * q > eta:
@@ -136,7 +144,10 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         if not np.isfinite(pval):
             notes.append(f"No interaction test: {q} interaction terms with a variance on "
                          f"{int(eff.df)} df (a test needs at most {int(eff.df) // 2}); pool "
-                         "levels or pre-specify fewer.")
+                         "levels or pre-specify fewer." if corrected and np.isfinite(w) else
+                         f"No interaction test: the variance of the {q} interaction terms "
+                         "is singular (as many terms as sites, or more); pool levels or "
+                         "pre-specify fewer.")
         tests.append(dict(subgroup=var, test=test, statistic=w, df1=df1, df2=df2, p=pval))
         if keep_results:
             res.results[f"subgroup_{var}"] = fit

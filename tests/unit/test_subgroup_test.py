@@ -61,3 +61,19 @@ def test_without_few_cluster_df_the_test_is_chi_square():
     assert w == pytest.approx(float(b @ np.linalg.solve(v, b)))
     assert p == pytest.approx(stats.chi2.sf(w, 2)) and math.isnan(df2)
     assert test == "Wald chi-square on 2 df" and crit == pytest.approx(stats.norm.ppf(0.95))
+
+
+def test_a_singular_variance_gives_no_statistic_and_no_test():
+    """A site jackknife over G sites has rank at most G - 1: with as many interaction terms
+    as sites, b' V^-1 b is rounding noise (-1.6e15 was published on a 6-site study), so W
+    is NaN and no test is made, with or without few-cluster df."""
+    rng = np.random.default_rng(3)
+    reps = rng.normal(size=(4, 4))                      # 4 sites' replicates, 4 terms
+    dev = reps - reps.mean(axis=0)
+    v = dev.T @ dev * 3 / 4                              # rank 3
+    b = np.array([0.3, -0.2, 0.1, 0.4])
+    for eta in (3, None):
+        w, test, df1, df2, p, crit = interaction_test(b, v, eta, 0.95)
+        assert math.isnan(w) and math.isnan(p) and test == "no test (4 terms, variance of rank 3)"
+        assert df1 == 4.0 and math.isnan(df2)
+        assert crit == pytest.approx(stats.t.ppf(0.975, 3) if eta else stats.norm.ppf(0.975))
