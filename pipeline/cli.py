@@ -426,6 +426,8 @@ def import_mhsds(
               f"MHS001MPI record); people in the tables without an allocation "
               f"{a['people_without_allocation']:,} (not written).")
     out.print("Extract: " + ", ".join(f"{t} {n:,}" for t, n in f["contract"].items()))
+    for warning in res.warnings:
+        out.print(f"[bold]Warning:[/bold] {escape(warning)}")
     if res.report_files:
         out.print(f"Import report: {res.report_files[0]}")
     out.print(f"Extract written to {res.out}; load it with `odeval ingest {res.out}` or `odeval run {res.out}`")

@@ -82,6 +82,8 @@ class ImportResult:
     ignored: list[Path] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     report_files: list[Path] = field(default_factory=list)
+    #: what the extract will meet in validate, for the console (not the published report)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows_written(self) -> dict[str, int]:
@@ -197,6 +199,27 @@ def _load(con: duckdb.DuckDBPyConnection, stable: SourceTable, path: Path, fmt: 
                                   row=hit[1])
     loaded[load_id] = sf
     return sf
+
+
+def _unregistered_staff(con: duckdb.DuckDBPyConnection, local: str | Path | None) -> list[str]:
+    """A warning when contact-staff rows name staff that no staff register lists: validate
+    quarantines them as orphans (``contact_staff.staff_id.reference``), and all of them,
+    when no register was given, stop the run at the quarantine threshold."""
+    given = bool(con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' "
+                             "and table_name = 'staff'").fetchone()[0])
+    missing = ("not exists (select 1 from raw.staff as s where s.staff_id = c.staff_id)"
+               if given else "true")
+    rows, staff = con.execute(f"select count(*), count(distinct staff_id) from "
+                              f"imp.out_contact_staff as c where {missing}").fetchone()
+    if not rows:
+        return []
+    why = ("the staff register (--local staff file) does not list them" if given else
+           "no staff register was given" + (" (no staff file in --local)" if local else
+                                            " (--local DIR with staff.csv)"))
+    return [f"{rows:,} contact-staff rows name {staff:,} members of staff (MHS202 "
+            f"CareProfLocalId) and {why}: validate will quarantine those rows "
+            "(contact_staff.staff_id.reference) and stop the run if they are more than "
+            "validate.max_quarantine_share of the table; give the trust's staff register."]
 
 
 def _load_local(con: duckdb.DuckDBPyConnection, folder: Path) -> list[SourceFile]:
@@ -512,6 +535,7 @@ def import_mhsds(
              "file": cl.file.name if cl.file else None, "local_overrides": sorted(cl.overridden),
              "sources": sorted({r.source for r in cl.rows.values()})} for cl in lists.values()]
 
+        result.warnings += _unregistered_staff(con, local)
         tmp = work / "extract"
         tmp.mkdir()
         contract = load_contract()

@@ -216,6 +216,29 @@ def test_local_tables_are_copied_after_ingest_checks(tmp_path):
     assert err.value.rule == "mhsds.local_table"
 
 
+def test_staff_no_register_lists_are_a_warning_before_validate_refuses_them(tmp_path):
+    """Without a staff register (or with one lacking some ids) the contact-staff rows are
+    orphans that validate quarantines; the import says so instead of leaving it to a run
+    that stops at the quarantine threshold."""
+    write_mhsds(tmp_path, MHS202CareActivity="""
+        UniqCareActID | UniqCareContID | Person_ID | CareProfLocalId | UniqMonthID
+        A1            | C1             | P1        | T001            | 1500
+        A2            | C1             | P1        | T002            | 1500
+    """)
+    res = run_import(tmp_path)
+    assert len(res.warnings) == 1 and res.warnings[0].startswith(
+        "2 contact-staff rows name 2 members of staff") and "no staff register was given" in res.warnings[0]
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "staff.csv").write_text("staff_id,site_id,role,od_trained\nT001,S01,nurse,true\n")
+    res = run_import(tmp_path, local=local)
+    assert len(res.warnings) == 1 and res.warnings[0].startswith(
+        "1 contact-staff rows name 1 members of staff") and "does not list them" in res.warnings[0]
+    (local / "staff.csv").write_text("staff_id,site_id,role,od_trained\nT001,S01,nurse,true\n"
+                                     "T002,S01,psychiatrist,true\n")
+    assert run_import(tmp_path, local=local).warnings == []
+
+
 def test_the_extract_loads_and_validates_clean_and_rebuilds_byte_identical(tmp_path):
     from pipeline.ingest import ingest
     from pipeline.params import load_params, section
