@@ -705,6 +705,14 @@ class GLMDesign:
         jackknife, CR2 and Satterthwaite df need it)."""
         return self.dense if self.dense is not None else self.block.toarray()
 
+    @cached_property
+    def column_sumsq(self) -> np.ndarray:
+        """Each column's unweighted sum of squares (the scale on which a level without
+        events shows as a direction without information, :func:`rates._inverse`)."""
+        if self.dense is not None:
+            return np.einsum("ij,ij->j", self.dense, self.dense)
+        return np.diag(self.block.gram(np.ones(len(self.off)))).copy()
+
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.off), len(self.terms)
@@ -964,7 +972,7 @@ def glm_clustered(
     # a level without events has its coefficient at -infinity and no information: the
     # inverse is taken on the other directions and those terms get no standard error
     M, flat = _inverse(grams[0].sum(axis=0) if grams is not None
-                       else Z.T @ Z if gram is None else gram(scale**2))
+                       else Z.T @ Z if gram is None else gram(scale**2), design.column_sumsq)
     dispersion = 1.0
     if family == "gaussian":
         dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
@@ -1024,7 +1032,7 @@ def glm_clustered(
     with np.errstate(invalid="ignore"):
         se_model = np.where(flat, np.nan, np.sqrt(np.diag(vcov_model)))
     if flat.any():
-        notes.append(f"no finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate level "
+        notes.append(f"No finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate level "
                      "without events (or with only events) puts its maximum at infinity; the other "
                      "coefficients are unaffected.")
     summary = pd.DataFrame({"coef": beta, "se": se, "df": dfs, "lower": beta - q * se,

@@ -385,3 +385,27 @@ def test_a_design_built_once_gives_the_same_analysis_and_must_fit_the_rows():
     with pytest.raises(ValueError, match="design is for the count or binary"):
         cluster_level(d, "survival", cluster="cluster", arm="arm", strata="site", duration="time",
                       event="event", design=design)
+
+
+@pytest.mark.parametrize("vcov", ["KC", "CR2", "MD"])
+def test_a_level_without_events_has_no_variance_and_leaves_the_others_as_without_it(vcov):
+    """A logistic model's rare covariate level without events stops its IRLS with fitted
+    probabilities of about 1e-14 there: an information eigenvalue under 1e-16 of the largest,
+    which ``inv`` inverts into entries of 1e12. That direction is not estimable (no
+    variance for its term, said in a note) and the other terms' variances are those of the
+    model fitted without the level's rows, its limit (before, the inverse kept it and two
+    algebraically equal forms of the Kauermann-Carroll variance differed by 1.6 %)."""
+    d = _trial(seed=3, sites=4, per_arm=2, m=40)
+    rng = np.random.default_rng(5)
+    d["g"] = rng.choice(["a", "b"], len(d))
+    d.loc[[5, 100, 200], "g"] = "c"          # a rare level (3 of 320 rows) without events
+    d["x"] = rng.normal(size=len(d))
+    d.loc[d["g"] == "c", "y"] = 0
+    full = glm_clustered(d, "y", ["arm", "x", "g"], cluster="cluster", vcov=vcov)
+    s = full.summary
+    assert np.isnan(s.loc["gc", "se"]) and np.isfinite(s.loc[["arm", "x", "gb"], "se"]).all()
+    assert any("No finite estimate for gc" in n for n in full.notes)
+    limit = glm_clustered(d[d["g"] != "c"], "y", ["arm", "x", "g"], cluster="cluster", vcov=vcov)
+    for term in ("arm", "x", "gb"):
+        assert s.loc[term, "coef"] == pytest.approx(limit.summary.loc[term, "coef"], rel=1e-9)
+        assert s.loc[term, "se"] == pytest.approx(limit.summary.loc[term, "se"], rel=1e-9)

@@ -110,5 +110,5 @@ def test_a_level_without_events_leaves_the_other_terms_as_without_its_rows():
     for col in ("coef", "se"):
         assert res.summary.loc["armuc", col] == pytest.approx(ref.summary.loc["armuc", col], rel=1e-6)
     assert res.theta == pytest.approx(ref.theta, rel=1e-6)
-    assert any("no finite estimate for (Intercept), siteB" in note for note in res.notes)
+    assert any("No finite estimate for (Intercept), siteB" in note for note in res.notes)
     assert res.summary.loc[["(Intercept)", "siteB"], "se"].isna().all()
