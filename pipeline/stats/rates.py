@@ -469,7 +469,7 @@ def rate_ratio(
     # model-based covariance: inverse expected information with dispersion 1
     var_mu = mu if family == "poisson" else mu + mu**2 / theta
     w = mu**2 / var_mu
-    bread, flat_terms = _inverse(_xtwx(X, w))
+    bread, flat_terms = _inverse(_xtwx(X, w), np.asarray(X.multiply(X).sum(axis=0)).ravel())
     vcov = bread
     n_clusters = None
     dist = stats.norm

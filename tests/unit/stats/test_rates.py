@@ -112,3 +112,23 @@ def test_a_level_without_events_leaves_the_other_terms_as_without_its_rows():
     assert res.theta == pytest.approx(ref.theta, rel=1e-6)
     assert any("No finite estimate for (Intercept), siteB" in note for note in res.notes)
     assert res.summary.loc[["(Intercept)", "siteB"], "se"].isna().all()
+
+
+def test_a_rare_level_without_events_has_no_variance_and_leaves_the_others_as_without_it():
+    """A rare level (5 of 900 rows) without events: its information is ~1e-13 of the
+    others' once the columns are at unit norm, which inv inverted without complaint (a
+    finite SE for a coefficient at minus infinity); it is now not estimable (noted), and
+    the arm's rate ratio and SE are the fit's without its rows."""
+    rng = np.random.default_rng(4)
+    n = 900
+    d = pd.DataFrame({"site": rng.choice(list("ABCD"), n), "arm": rng.choice(["od", "uc"], n),
+                      "py": rng.uniform(0.3, 2.0, n)})
+    d.loc[:4, "site"] = "E"
+    mu = 0.4 * d.py * np.where(d.arm == "od", 0.6, 1.0)
+    d["y"] = np.where(d.site == "E", 0, rng.poisson(mu))
+    res = rate_ratio(d, "y", "py", ["arm", "site"], family="poisson")
+    ref = rate_ratio(d[d.site != "E"], "y", "py", ["arm", "site"], family="poisson")
+    assert np.isnan(res.summary.loc["siteE", "se"])
+    assert any("No finite estimate for siteE" in note for note in res.notes)
+    for col in ("coef", "se"):
+        assert res.summary.loc["armuc", col] == pytest.approx(ref.summary.loc["armuc", col], rel=1e-9)
