@@ -55,12 +55,15 @@ def interaction_test(b: np.ndarray, V: np.ndarray, eta: float | None, conf_level
     jackknife over G sites has rank at most G - 1, so with as many interaction terms as
     sites ``b' V^-1 b`` is rounding noise (seen: -1.6e15 on a 6-site study) or raises."""
     q = len(b)
-    rank = int(np.linalg.matrix_rank(V))
-    w = float(b @ np.linalg.solve(V, b)) if rank == q else np.nan
     crit = float(stats.norm.ppf(1 - (1 - conf_level) / 2) if eta is None
                  else stats.t.ppf(1 - (1 - conf_level) / 2, int(eta)))
+    if not (np.all(np.isfinite(V)) and np.all(np.isfinite(b))):
+        return np.nan, f"no test ({q} terms, variance not finite)", float(q), np.nan, np.nan, crit
+    rank = int(np.linalg.matrix_rank(V))
     if rank < q:
-        return w, f"no test ({q} terms, variance of rank {rank})", float(q), np.nan, np.nan, crit
+        return (np.nan, f"no test ({q} terms, variance of rank {rank})", float(q), np.nan,
+                np.nan, crit)
+    w = float(b @ np.linalg.solve(V, b))
     if eta is None:
         return (w, f"Wald chi-square on {q} df", float(q), np.nan, float(stats.chi2.sf(w, q)),
                 crit)
@@ -146,8 +149,8 @@ def subgroup_effects(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
                          f"{int(eff.df)} df (a test needs at most {int(eff.df) // 2}); pool "
                          "levels or pre-specify fewer." if corrected and np.isfinite(w) else
                          f"No interaction test: the variance of the {q} interaction terms "
-                         "is singular (as many terms as sites, or more); pool levels or "
-                         "pre-specify fewer.")
+                         "is singular or not finite (as many terms as sites, or more, or a "
+                         "level without events); pool levels or pre-specify fewer.")
         tests.append(dict(subgroup=var, test=test, statistic=w, df1=df1, df2=df2, p=pval))
         if keep_results:
             res.results[f"subgroup_{var}"] = fit

@@ -1032,9 +1032,9 @@ def glm_clustered(
     with np.errstate(invalid="ignore"):
         se_model = np.where(flat, np.nan, np.sqrt(np.diag(vcov_model)))
     if flat.any():
-        notes.append(f"No finite estimate for {', '.join(np.asarray(terms)[flat])}: a covariate level "
-                     "without events (or with only events) puts its maximum at infinity; the other "
-                     "coefficients are unaffected.")
+        notes.append(f"No finite estimate for {', '.join(np.asarray(terms)[flat])}: the data carry no "
+                     "information on them (a covariate level without events, or with only events, "
+                     "puts its maximum at infinity); the other coefficients are unaffected.")
     summary = pd.DataFrame({"coef": beta, "se": se, "df": dfs, "lower": beta - q * se,
                             "upper": beta + q * se, "t": tstat, "p": pval, "se_model": se_model},
                            index=pd.Index(terms, name="term"))

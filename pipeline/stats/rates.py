@@ -170,7 +170,10 @@ def _inverse(A, colsq=None) -> tuple[np.ndarray, np.ndarray]:
     was rounding noise in that term (a robust SE of 0.76 for a coefficient of -27.7) and
     off by up to 1.6 % in the others (two algebraically equal forms of one
     Kauermann-Carroll variance disagreed by that much)."""
-    s = np.ones(len(A)) if colsq is None else 1.0 / np.sqrt(np.asarray(colsq, float))
+    s = np.ones(len(A))
+    if colsq is not None:
+        colsq = np.asarray(colsq, float)
+        s[colsq > 0] = 1.0 / np.sqrt(colsq[colsq > 0])
     B = A * s[:, None] * s[None, :]
     lam, V = np.linalg.eigh(B)
     tol = FLAT_RELATIVE if colsq is not None else len(A) * np.finfo(float).eps

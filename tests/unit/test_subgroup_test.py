@@ -77,3 +77,11 @@ def test_a_singular_variance_gives_no_statistic_and_no_test():
         assert math.isnan(w) and math.isnan(p) and test == "no test (4 terms, variance of rank 3)"
         assert df1 == 4.0 and math.isnan(df2)
         assert crit == pytest.approx(stats.t.ppf(0.975, 3) if eta else stats.norm.ppf(0.975))
+
+
+def test_a_variance_that_is_not_finite_gives_no_test_and_does_not_raise():
+    """A jackknife replicate without a level's rows leaves NaN in the variance (matrix_rank
+    would raise on it): no statistic, no test, one line saying why."""
+    v = np.array([[0.04, np.nan], [np.nan, 0.09]])
+    w, test, df1, df2, p, crit = interaction_test(np.array([0.2, 0.1]), v, 6, 0.95)
+    assert math.isnan(w) and math.isnan(p) and test == "no test (2 terms, variance not finite)"
