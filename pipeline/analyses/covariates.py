@@ -48,8 +48,11 @@ def adjustment(d: pd.DataFrame, names: list[str] | tuple[str, ...]
 
     Returns ``(frame, columns, notes)``: ``d`` with the numeric columns added (named
     ``cov__<covariate>[__<level>]``), their names in order, and notes (missing values
-    filled, columns left out).
+    filled, columns left out). Raises ``ValueError`` for a frame without rows (a model of
+    no one: the analyses report it as not estimated).
     """
+    if d.empty:
+        raise ValueError("no one to analyse (no rows left for the model)")
     out = d.copy(deep=False)   # only whole columns are added: d's data need not be copied
     cols: list[str] = []
     notes: list[str] = []

@@ -400,6 +400,7 @@ def _words_n(n: int, cfg) -> str:
 
 
 def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):
+    _check_mi(pop)   # an arm without anyone whose status is known: not estimated
     cc = pop[pop["rtw_y"].notna()]
     frame, cols, cov_notes = _design_frame(cc, plan, clusters)
     method = plan.method(op.name)

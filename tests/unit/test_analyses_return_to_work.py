@@ -142,6 +142,28 @@ def test_complete_case_is_the_plans_analysis_of_the_people_with_a_status():
     assert np.isclose(cc.estimate, e.estimate) and np.isclose(cc.se, e.se)
 
 
+def test_no_known_status_in_an_arm_leaves_every_analysis_not_estimated_not_a_crash():
+    """A tiny study (the property test's one site of two people) where an arm has nobody
+    with a status at 2 years: the complete-case analysis is 'not estimated' with the
+    reason, as the imputations already were; before, the covariates of an empty frame
+    raised IndexError and stopped analyse."""
+    d = _frame()
+    plan = _plan(d)
+    d.loc[d["od"] == 1, "rtw_2y"] = np.nan
+    d.loc[d["od"] == 1, "died_before_window"] = False   # (a death counts as not working)
+    est = pd.DataFrame(_run(d, plan).estimates)
+    cc = est[est.analysis == rtw.LABELS["cc"]]
+    assert len(cc) and cc["estimate"].isna().all()
+    assert all("an arm has no one with a status recorded" in str(n) for n in cc["notes"])
+
+
+def test_the_covariates_of_no_one_are_a_clear_error():
+    from pipeline.analyses.covariates import adjustment
+
+    with pytest.raises(ValueError, match="no one to analyse"):
+        adjustment(_frame().iloc[:0], ["sex", "age_at_index"])
+
+
 def test_deaths_before_the_window_count_as_not_working_or_are_left_out():
     d = _frame()
     comp, alive = rtw.population(d, "composite"), rtw.population(d, "while_alive")
