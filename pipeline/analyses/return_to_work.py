@@ -266,7 +266,7 @@ def return_to_work(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
             return None
 
     def by_mi(label, sub, key, notes):
-        _check_mi(sub)
+        _check_statuses(sub)
         imp, ctx, cov_notes = _mi(sub, plan, op, p, clusters, s, key)
         rows, pooled = _pooled_rows(label, imp, ctx, plan, op, p, estimand,
                                     [*notes, *imp.notes, *cov_notes])
@@ -363,7 +363,7 @@ def tipping_part(d: pd.DataFrame, plan: AnalysisPlan, p: dict[str, Any],
         return None
     pop = population(d, s["deaths"], work)
     try:
-        _check_mi(pop)
+        _check_statuses(pop)
         imp, ctx, _ = _mi(pop, plan, op, p, clusters, s, 1)
     except _NOT_ESTIMABLE:
         return None
@@ -384,7 +384,7 @@ def with_tipping(res: AnalysisResult, parts: list[pd.DataFrame | str | None]) ->
     return res
 
 
-def _check_mi(sub: pd.DataFrame) -> None:
+def _check_statuses(sub: pd.DataFrame) -> None:
     if sub["rtw_y"].notna().groupby(sub["od"]).sum().reindex([0, 1]).fillna(0).min() == 0 \
             or sub["od"].nunique() < 2:
         raise ValueError("an arm has no one with a status recorded")
@@ -400,7 +400,7 @@ def _words_n(n: int, cfg) -> str:
 
 
 def _complete_case(res, pop, plan, op, p, clusters, estimand, notes):
-    _check_mi(pop)   # an arm without anyone whose status is known: not estimated
+    _check_statuses(pop)   # an arm without anyone whose status is known: not estimated, as for MI
     cc = pop[pop["rtw_y"].notna()]
     frame, cols, cov_notes = _design_frame(cc, plan, clusters)
     method = plan.method(op.name)

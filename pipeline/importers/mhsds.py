@@ -40,6 +40,7 @@ from pipeline.errors import OdevalError, existing_folder
 from pipeline.importers.mhsds_spec import (REFERENCE_DIR, CodeList, SourceTable, load_code_lists,
                                            load_spec)
 from pipeline.schemas import load_contract
+from pipeline.warehouse import table_exists
 
 SQL = SQL_DIR / "import_mhsds"
 FORMATS = ("parquet", "csv")
@@ -205,8 +206,7 @@ def _unregistered_staff(con: duckdb.DuckDBPyConnection, local: str | Path | None
     """A warning when contact-staff rows name staff that no staff register lists: validate
     quarantines them as orphans (``contact_staff.staff_id.reference``), and all of them,
     when no register was given, stop the run at the quarantine threshold."""
-    given = bool(con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' "
-                             "and table_name = 'staff'").fetchone()[0])
+    given = table_exists(con, "raw", "staff")
     missing = ("not exists (select 1 from raw.staff as s where s.staff_id = c.staff_id)"
                if given else "true")
     rows, staff = con.execute(f"select count(*), count(distinct staff_id) from "
@@ -353,8 +353,7 @@ def _facts(con: duckdb.DuckDBPyConnection, spec, lists: dict[str, CodeList], fil
     contract = {t: con.execute(f"select count(*) from imp.out_{t}").fetchone()[0]
                 for t in OUTPUTS}
     contract.update({t: con.execute(f"select count(*) from raw.{t}").fetchone()[0]
-                     if con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' "
-                                    "and table_name = $t", {"t": t}).fetchone()[0] else 0
+                     if table_exists(con, "raw", t) else 0
                      for t in LOCAL_TABLES})
     notes = {
         "crisis_referrals": con.execute("select count(*) from imp.crisis_referrals").fetchone()[0],
@@ -548,8 +547,7 @@ def import_mhsds(
                 cols = ", ".join(f'"{c}"' for c in contract[t].column_names)
                 key = ", ".join(f'"{c}"' for c in contract[t].key)
                 _copy(con, f"select {cols} from raw.{t} order by {key}", path, fmt) \
-                    if con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' "
-                                   "and table_name = $t", {"t": t}).fetchone()[0] else \
+                    if table_exists(con, "raw", t) else \
                     _copy(con, "select " + ", ".join(f"cast(null as {c.duckdb_type}) as \"{c.name}\""
                                                      for c in contract[t].columns) + " limit 0", path, fmt)
         manifest = {
