@@ -572,7 +572,7 @@ def _estimate_box(e: pd.Series, what: str) -> str:
     if missing:
         return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
-    p = "" if np.isnan(e.p) else f"; {report_words.p_text(e.p)}"
+    p = "" if np.isnan(e.p) else f"; {_esc(report_words.p_text(e.p))}"
     return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"
             + _about(e) + "</div>")
 
@@ -588,7 +588,7 @@ def _slope_box(e: pd.Series) -> str:
     if missing:
         return missing
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
-    p = "" if np.isnan(e.p) else f"; {report_words.p_text(e.p)}"
+    p = "" if np.isnan(e.p) else f"; {_esc(report_words.p_text(e.p))}"
     per10 = f"{np.exp(0.1 * e.estimate):.2f}"
     if not np.isnan(e.lower):
         per10 += f" (95% CI {np.exp(0.1 * e.lower):.2f} to {np.exp(0.1 * e.upper):.2f})"
@@ -776,7 +776,7 @@ def _funnel_gallery(con, figs: dict, fnotes: dict, cfg: dict, ap: dict) -> str:
                "normal": "normal limits (no overdispersion adjustment)"}[used]
         better = ", ".join(sorted(g.loc[g["assessment"] == "better", "site_id"])) or "none"
         worse = ", ".join(sorted(g.loc[g["assessment"] == "worse", "site_id"])) or "none"
-        pval = "p < 0.001" if phi_p < 0.001 else f"p = {phi_p:.2f}"
+        pval = "p &lt; 0.001" if phi_p < 0.001 else f"p = {phi_p:.2f}"
         cap = (f"{_esc(title)}: {k} sites drawn; {adj}; phi = {phi:.2f} (test of no "
                f"overdispersion {pval}). Better than expected: {_esc(better)}; worse: "
                f"{_esc(worse)}."
@@ -1104,7 +1104,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
             u = e_row(beside, outcome, measure)
             if u is not None and not pd.isna(u.estimate):
                 extra.append(f"{label}: {u.estimate:.2f} (95% CI {u.lower:.2f} to "
-                             f"{u.upper:.2f}); {report_words.p_text(u.p)}.")
+                             f"{u.upper:.2f}); {_esc(report_words.p_text(u.p))}.")
         ic = iccs[iccs.outcome == outcome] if len(iccs) else iccs
         if len(ic) and measure == e_row(analysis, outcome, measure).measure:
             r = ic.iloc[0]
@@ -1152,7 +1152,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
         t = e_row("sensitivity", "relapse", m)
         if t is not None:
             P.append(f"<p class='muted'>Sensitivity analysis. {_esc(t.estimand)}: chi-square "
-                     f"{t.estimate:.2f} ({_esc(t.method)}); {report_words.p_text(t.p)}.</p>")
+                     f"{t.estimate:.2f} ({_esc(t.method)}); {_esc(report_words.p_text(t.p))}.</p>")
     P.append(f"<h3>4.2 Involuntary admission</h3><p>{_esc(words['involuntary'])}</p>")
     P.append(box("secondary", "involuntary_admission", "rate ratio",
                  "Rate ratio of involuntary admissions"))
@@ -1306,7 +1306,7 @@ def _plan_section(con, est: pd.DataFrame) -> str:
         else:
             res = (f"<div class='box'><p class='lead'><strong>Primary result:</strong> "
                    f"{_esc(r.measure)} {_fmt(r.estimate)} (95% CI {_fmt(r.lower)} to "
-                   f"{_fmt(r.upper)}); {report_words.p_text(r.p)}, the one primary test.</p>"
+                   f"{_fmt(r.upper)}); {_esc(report_words.p_text(r.p))}, the one primary test.</p>"
                    + _about(r) + "</div>")
     return ("<h2 id='plan'>Design and analysis plan</h2><p>Declared before the analysis "
             "(params.yaml <code>design:</code>); every analysis below follows it.</p>"
@@ -1327,8 +1327,8 @@ def _multiplicity_section(con) -> str:
     mt = con.execute("select * from results.analysis_multiplicity_public order by \"order\""
                      ).df()
     rows = [f"<tr><td>{_esc(r.role)}</td><td>{_esc(_cap(report_words.label(r.outcome)))}"
-            f"</td><td class='num'>{report_words.p_value(r.p)}</td><td class='num'>"
-            f"{report_words.p_value(r.p_adjusted)}</td><td>"
+            f"</td><td class='num'>{_esc(report_words.p_value(r.p))}</td><td class='num'>"
+            f"{_esc(report_words.p_value(r.p_adjusted))}</td><td>"
             f"{'yes' if r.rejected else 'no'}</td><td>{_esc(r.note)}</td></tr>"
             for r in mt.itertuples()]
     method = mt["method"].iloc[0] if len(mt) else ""

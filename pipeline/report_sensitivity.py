@@ -152,7 +152,7 @@ def _missing_html(md: pd.DataFrame) -> str:
                      and r.people else disclosure.SUPPRESSED)
             flag = ""
             if first:
-                p = "" if pd.isna(r.p) else f"; {escape(str(r.test))}, {p_text(r.p)}"
+                p = "" if pd.isna(r.p) else f"; {escape(str(r.test))}, {escape(p_text(r.p))}"
                 flag = (f"<td rowspan='{len(g)}'>{'<strong>Yes</strong>' if r.flag else 'No'}"
                         f"{p}</td>")
             rows.append("<tr>" + (f"<td rowspan='{len(g)}'>"
@@ -193,7 +193,7 @@ def _sensitivity_rows(est: pd.DataFrame, outcome: str) -> tuple[list[str], str]:
         if r is None:
             continue
         read = "the reference" if analysis == "primary" else reading(primary, r, ratio)
-        pv = p_value(r.p)
+        pv = escape(p_value(r.p))
         rows.append(f"<tr><td>{escape(words)}</td><td class='num'>"
                     f"{_ci(r.estimate, r.lower, r.upper, 2 if ratio else 1)}</td>"
                     f"<td class='num'>{pv}</td><td>{escape(str(r.method))}</td>"

@@ -131,6 +131,18 @@ def test_numbers_and_words_are_for_readers(study):
     assert "Notes: " in text and "missing values set to the mean" in text
 
 
+def test_every_less_than_sign_in_the_pages_opens_a_tag(study):
+    """Text such as "p < 0.001" is escaped: a bare "<" is not HTML (a validator rejects it,
+    and "<0.001" would start an unknown tag in a browser)."""
+    import re
+
+    for page in ("report.html", "data_quality.html"):
+        html = (study.reports / page).read_text()
+        bare = [html[max(0, m.start() - 40):m.start() + 10]
+                for m in re.finditer(r"<(?![A-Za-z/!])", html)]
+        assert not bare, (page, bare[:3])
+
+
 def test_check_outputs_passes_the_report_and_catches_a_planted_count_of_3_and_a_person_id(study, tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["check-outputs", str(study.reports), "-w", str(study.warehouse)])
