@@ -241,7 +241,10 @@ def section(con, figs: dict, fig_html) -> str:
                      "or more, or the design's test (cluster-level t-test of the clusters' "
                      "shares; chi-square without clusters) gives p &lt; 0.05; a difference "
                      "that size can bias a comparison whatever its p-value, and with few "
-                     "clusters the test has little power.</p>")
+                     "clusters the test has little power. For a time to event the flag "
+                     "compares everyone's follow-up ending early, event or not: only people "
+                     "without the event can be cut short, so the arm with fewer events has "
+                     "more of them whatever its follow-up.</p>")
     est = con.execute("select * from results.analysis_estimates_public").df()
     for outcome in dict.fromkeys(est.loc[est["analysis"].isin(LABELS.values()), "outcome"]):
         rows, ph_words = _sensitivity_rows(est, outcome)

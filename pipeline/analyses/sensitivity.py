@@ -170,6 +170,17 @@ def _missing_rows(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, why: pd.
     return pd.DataFrame(rows), short.astype(float)
 
 
+def flag_indicator(op: OutcomePlan, short: pd.Series, why: pd.Series) -> pd.Series:
+    """What the differential flag compares between the arms: the outcome's 'missing or cut
+    short' indicator, except for a time to event, whose people cut short are only those
+    without the event (who had it are not missing). Their share is larger in the arm with
+    fewer events whatever the follow-up, so the flag compares instead everyone's follow-up
+    ending before the horizon, event or not (the censoring the two arms are exposed to)."""
+    if op.kind == "time_to_event":
+        return (why != "complete").astype(float)
+    return short
+
+
 def _differential(d: pd.DataFrame, short: pd.Series, plan: AnalysisPlan, s: dict,
                   clustered: bool, design=None) -> dict[str, Any]:
     """Difference in the share missing or cut short (comparison - reference), the design's
@@ -245,13 +256,16 @@ def missing_data(d: pd.DataFrame, plan: AnalysisPlan, s: dict, cfg: dict
     for op in plan.outcomes:
         t, short = _missing_rows(d, plan, op, why, in_arm)
         # outcomes missing for the same people (the same indicator) have the same test
+        ind = flag_indicator(op, short, why)
         dif = next((r for x, r in tested
-                    if np.array_equal(x, short.to_numpy(), equal_nan=True)), None)
+                    if np.array_equal(x, ind.to_numpy(), equal_nan=True)), None)
         if dif is None:
-            dif = _differential(d, short, plan, s, clustered, design)
-            tested.append((short.to_numpy(), dif))
+            dif = _differential(d, ind, plan, s, clustered, design)
+            tested.append((ind.to_numpy(), dif))
         for k, v in dif.items():
             t[k] = v
+        if op.kind == "time_to_event" and dif["test"] != "one arm only":
+            t["test"] = f"{dif['test']}, of follow-up ending early (event or not)"
         parts.append(t)
     exact = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return exact, protect_missing(exact, cfg)

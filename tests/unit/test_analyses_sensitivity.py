@@ -101,10 +101,34 @@ def test_the_missing_data_tests_share_a_design_and_repeat_none_without_changing_
     assert all(m.equals(sens._arm_members(d, list(in_arm))[a]) for a, m in in_arm.items())
     for op in plan.outcomes:
         rows, short = sens._missing_rows(d, plan, op, why, in_arm)
-        own = sens._differential(d, short, plan, s, clustered=True, design=None)
+        own = sens._differential(d, sens.flag_indicator(op, short, why), plan, s,
+                                 clustered=True, design=None)
         got = exact[exact["outcome"] == op.name]
-        assert {k: got.iloc[0][k] for k in own} == own
+        assert {k: got.iloc[0][k] for k in own if k != "test"} == \
+            {k: v for k, v in own.items() if k != "test"}
+        assert got.iloc[0]["test"].startswith(own["test"])
         pd.testing.assert_frame_equal(got[rows.columns].reset_index(drop=True), rows)
+
+
+def test_a_time_to_event_is_not_flagged_for_having_fewer_events_in_one_arm():
+    """Only people without the event can be cut short, so the arm with fewer events has
+    more of them whatever its follow-up: the flag compares everyone's follow-up ending
+    early instead (the same in both arms here), and says so."""
+    d = _frame(clusters_per_arm=3)
+    od = (d["od"] == 1).to_numpy()
+    rng = np.random.default_rng(7)
+    # half of Open Dialogue's relapses never happen (follow-up and its end unchanged)
+    gone = od & (d["relapse_event"] == 1).to_numpy() & (rng.random(len(d)) < 0.5)
+    d.loc[gone, "relapse_event"] = 0
+    plan = _plan(d)
+    exact, _ = sens.missing_data(d, plan, sens.settings(P), CFG)
+    rel = exact[exact["outcome"] == "relapse"].set_index("arm")
+    share = rel["missing_or_cut_short"] / rel["people"]
+    assert share["open_dialogue"] - share["usual_care"] > 0.05   # the old flag's reason
+    early = (sens.end_reason(d) != "complete").groupby(d["od"]).mean()
+    assert rel["difference"].iloc[0] == pytest.approx(early[1] - early[0])
+    assert abs(early[1] - early[0]) < 0.05 and not rel["flag"].any()
+    assert rel["test"].iloc[0].endswith("of follow-up ending early (event or not)")
 
 
 def test_public_missing_table_hides_small_counts_and_their_complements():
