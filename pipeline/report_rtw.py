@@ -156,7 +156,8 @@ def section(con, figs: dict, fig_html) -> str:
         P.append("<p><strong>Time to the first return</strong> (people not in work or "
                  "education at baseline; death a competing event; Aalen-Johansen): difference "
                  "in the cumulative incidence of a first status in work or education, "
-                 + "; ".join(bits) + ".</p>")
+                 + "; ".join(bits) + "; 95% CIs by "
+                 + escape(str(tt["method"].iloc[0]).split("; ", 1)[-1]) + ".</p>")
     if _have(con, "analysis_rtw_tipping_public"):
         tip = con.execute("select * from results.analysis_rtw_tipping_public").df()
         if len(tip):

@@ -460,13 +460,21 @@ def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas, part: int | None = 
 def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict,
                    work: tuple[str, ...] = WORK) -> list[dict]:
     """Cumulative incidence of the first return (death competing) among people not in work
-    at baseline: the difference between arms at each of ``cif_times``."""
+    at baseline: the difference between arms at each of ``cif_times``, with the design's
+    variance: with clusters (or sites), the delete-one-group jackknife of the difference
+    that :func:`pipeline.analyses.sensitivity.jackknife_unit` picks for a cumulative
+    incidence (the site's, as for the RMST: 94.0-94.9 % coverage in simulation, where each
+    arm's infinitesimal-jackknife error, people independent, covered 59.5-75.5 %), t on G -
+    1 df; without, each arm's infinitesimal-jackknife error and a normal interval."""
     from scipy import stats as st
 
-    from pipeline.stats.competing import aalen_johansen
+    from pipeline.analyses.sensitivity import jackknife_unit
+    from pipeline.stats.competing import aalen_johansen, cif_difference_jackknife
 
     label = LABELS["time"]
-    used = [c for c in ("arm", "rtw_time", "rtw_event") if c in d]   # their rows alone
+    unit, why = jackknife_unit(d, plan, op, "cif")
+    used = [c for c in dict.fromkeys(("arm", "od", "rtw_time", "rtw_event", unit))
+            if c is not None and c in d]   # their rows alone
     nw = d.loc[(_status_group(d["baseline_activity"], work) == "not_working").to_numpy(), used]
     out = []
     est = ("Difference in the cumulative incidence of a first status in work or education "
@@ -474,28 +482,45 @@ def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict
            ", people not in work or education at baseline.")
     arms = [plan.comparison_arm, plan.reference_arm]
     have = [a for a in arms if (nw["arm"].astype(str) == a).any()]
-    if len(have) < 2 or "rtw_time" not in nw:
+
+    def none_for(reason):
         return [not_estimated(label, op.name, f"cumulative incidence difference at {t} days",
-                              est.format(t=t), "an arm has no one not in work at baseline",
-                              n=len(nw)) for t in s["cif_times"]]
+                              est.format(t=t), reason, n=len(nw)) for t in s["cif_times"]]
+
+    if len(have) < 2 or "rtw_time" not in nw:
+        return none_for("an arm has no one not in work at baseline")
     f = with_columns(nw, grp=nw["arm"].astype(str), t=nw["rtw_time"].astype(float),
                      e=nw["rtw_event"].astype(int))
     aj = aalen_johansen(f, "t", "e", cause=1, group="grp", conf_level=plan.conf_level)
     at = aj.at(s["cif_times"])
-    z = st.norm.ppf(1 - (1 - plan.conf_level) / 2)
-    for t in s["cif_times"]:
+    if unit is None:
+        z = st.norm.ppf(1 - (1 - plan.conf_level) / 2)
+        dist, q, df = st.norm, z, np.nan
+        g = None
+        method = ("Aalen-Johansen, death competing; infinitesimal-jackknife standard errors, "
+                  "normal interval (people independent)")
+    else:
+        try:
+            v, _, g = cif_difference_jackknife(f, "t", "e", 1, s["cif_times"], "od", unit)
+        except _NOT_ESTIMABLE as exc:
+            return none_for(str(exc))
+        df = float(g - 1)
+        dist, q = st.t(df), float(st.t.ppf(1 - (1 - plan.conf_level) / 2, df))
+        what = "cluster" if unit == "cluster_id" else "site"
+        method = (f"Aalen-Johansen, death competing; delete-one-{what} jackknife of the "
+                  f"difference ({g} {what}s), t on {g - 1} df")
+    for k, t in enumerate(s["cif_times"]):
         a = at[(at["time"] == t) & (at["cause"] == 1)].set_index("group")
         c1, c0 = a.loc[arms[0], "cif"], a.loc[arms[1], "cif"]
-        se = float(np.hypot(a.loc[arms[0], "se"], a.loc[arms[1], "se"]))
+        se = (float(np.hypot(a.loc[arms[0], "se"], a.loc[arms[1], "se"])) if unit is None
+              else float(np.sqrt(v[k, k])))
         diff = c1 - c0
-        pv = float(2 * st.norm.sf(abs(diff / se))) if se > 0 else np.nan
+        pv = float(2 * dist.sf(abs(diff / se))) if se > 0 else np.nan
         out.append(row(label, op.name, f"cumulative incidence difference at {t} days",
-                       est.format(t=t), diff, diff - z * se, diff + z * se, pv, se,
-                       "Aalen-Johansen, death competing; infinitesimal-jackknife standard "
-                       "errors, normal interval (people treated as independent: the "
-                       "clustering is not in this variance)", len(nw), None, None,
+                       est.format(t=t), diff, diff - q * se, diff + q * se, pv, se,
+                       method, len(nw), None, g if unit == "cluster_id" else None,
                        [f"Cumulative incidence {c1:.3f} (comparison) and {c0:.3f} "
-                        "(reference)."]))
+                        "(reference).", f"Variance unit: {why}."], df))
     return out
 
 

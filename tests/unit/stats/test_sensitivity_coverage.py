@@ -1,5 +1,6 @@
 """Coverage under the null of the sensitivity analyses' intervals (Fine-Gray subdistribution
-hazard ratio, RMST difference at 1 and 2 years) with the variance the pipeline chooses for
+hazard ratio, RMST difference at 1 and 2 years, and the Aalen-Johansen cumulative incidence
+difference that return to work's time to first return uses) with the variance the pipeline chooses for
 the design (:func:`pipeline.analyses.sensitivity.jackknife_unit`), against the variances
 that treat people as independent.
 
@@ -27,6 +28,9 @@ fg-jackknife-site          0.930 (0.008)    0.937 (0.008)
 rmst-model 365 / 730       0.606 / 0.539    0.734 / 0.688
 rmst-jackknife-cluster     0.984 / 0.976    0.972 / 0.967
 rmst-jackknife-site *      0.956 / 0.946    0.940 / 0.943
+cif-ij 365 / 730           0.595 / 0.602    0.730 / 0.755
+cif-jackknife-cluster      0.974 / 0.975    0.965 / 0.964
+cif-jackknife-site *       0.949 / 0.940    0.940 / 0.943
 =========================  ===============  ===============
 
 (* the pipeline's choice, :func:`pipeline.analyses.sensitivity.jackknife_unit`)
@@ -55,7 +59,8 @@ def chosen_methods(shape: str) -> set[str]:
     name = {"cluster_id": "jackknife-cluster", "site_id": "jackknife-site"}
     fg = name[jackknife_unit(d, plan, plan.primary, "fine_gray")[0]]
     rm = name[jackknife_unit(d, plan, plan.primary, "rmst")[0]]
-    return {f"fg-{fg}", f"rmst-{rm} 365", f"rmst-{rm} 730"}
+    ci = name[jackknife_unit(d, plan, plan.primary, "cif")[0]]
+    return {f"fg-{fg}", f"rmst-{rm} 365", f"rmst-{rm} 730", f"cif-{ci} 365", f"cif-{ci} 730"}
 
 
 def check(reps: int, shapes) -> pd.DataFrame:
@@ -68,15 +73,17 @@ def check(reps: int, shapes) -> pd.DataFrame:
         assert ours <= set(g.index)
         for m in ours:
             assert 0.95 - 3 * se <= g[m] <= 0.995, (shape, m, g[m])
-        for m in ("fg-sandwich", "rmst-model 365", "rmst-model 730"):
+        for m in ("fg-sandwich", "rmst-model 365", "rmst-model 730", "cif-ij 365",
+                  "cif-ij 730"):
             assert g[m] < 0.95 - 3 * se, (shape, m, g[m])
     return s
 
 
-def test_the_rule_picks_the_cluster_for_fine_gray_and_the_site_for_the_rmst():
+def test_the_rule_picks_the_cluster_for_fine_gray_and_the_site_for_rmst_and_incidence():
     for shape in sc.SHAPES:
         assert chosen_methods(shape) == {"fg-jackknife-cluster", "rmst-jackknife-site 365",
-                                         "rmst-jackknife-site 730"}
+                                         "rmst-jackknife-site 730", "cif-jackknife-site 365",
+                                         "cif-jackknife-site 730"}
 
 
 def test_light_coverage_under_the_null_pair_matched(capsys):
