@@ -235,11 +235,17 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
     run = p["run"]
     sites: dict[str, AnalysisResult] = {}
 
+    weighted = "weighting" in run and not plan.design.randomised
+    # return to work's tested rows are its imputation's (return_to_work.imputed_as_tested),
+    # so the secondary family is tested once both families are in (below)
+    test_later = (not weighted and {"primary", "secondary", "return_to_work"} <= set(run)
+                  and any(o.name == return_to_work.OUTCOME for o in plan.secondary))
+
     def effects():
-        weighted = "weighting" in run and not plan.design.randomised
         res = trial_effects.outcomes(d, plan, p, clusters, run_primary="primary" in run,
                                      run_secondary="secondary" in run,
-                                     test_family=not weighted, keep_results=keep_results)
+                                     test_family=not weighted and not test_later,
+                                     keep_results=keep_results)
         if weighted:  # observational: the weighted analysis is the primary one
             res = observational.as_sensitivity(res, plan)
         return res.merge(observational.unadjusted(curves.primary_curves(d, plan, p, cfg), plan)
@@ -334,6 +340,13 @@ def compute(con: duckdb.DuckDBPyConnection, params: dict | None = None,
         done.update(res)
         if progress:
             progress(len(done), len(todo), ", ".join(n for n in label if n in res))
+    if test_later and "effects" in done:
+        from pipeline.analyses.multiplicity import test_in_order
+
+        return_to_work.imputed_as_tested(done["effects"], done["return_to_work"], plan)
+        mt = test_in_order(done["effects"].estimates, plan)
+        if mt is not None:
+            done["effects"].tables["multiplicity"] = done["effects"].public["multiplicity"] = mt
     for name, _ in todo:   # in the plan's order, wherever each was computed
         out.add(name, done[name])
     out.metrics = met

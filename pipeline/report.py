@@ -1097,7 +1097,11 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
         extra = []
         # randomised: the unadjusted sensitivity row; observational (weighted primary): the
         # unadjusted comparison and the outcome regression
-        for label, beside in (("Unadjusted (sensitivity)", "sensitivity"),
+        for label, beside in (("Unadjusted (sensitivity)" if not (
+                                   outcome == "return_to_work" and analysis == "secondary"
+                                   and str(e.method).startswith("multiple imputation")) else
+                               "Unadjusted, people with a status recorded and deaths before "
+                               "the window left out (sensitivity)", "sensitivity"),
                               ("Unadjusted (confounded)", "observational_unadjusted"),
                               ("Outcome regression adjusted for the covariates, conditional "
                                "on them (sensitivity)", "outcome_regression")):
@@ -1167,10 +1171,18 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
             P.append(box("secondary", lab, measure, f"{measure.capitalize()}, {name}"))
     P.append(_table("Antipsychotic use per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
+    rtw_tested = est[(est.analysis == "secondary") & (est.outcome == "return_to_work")]
+    imputed = bool(len(rtw_tested)) and rtw_tested["method"].astype(str).str.startswith(
+        "multiple imputation").any()
     P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
              "recorded in the last 90 days of the two years is employed, self-employed, education "
-             "or training. People with no status recorded then are left out here (complete cases); "
-             "4.4.1 imputes them.</p>")
+             "or training. " + (
+                 "The estimates below are the declared strategy's, the ones tested: the "
+                 "missing statuses multiply imputed and a death before the window handled as "
+                 "the estimand says (4.4.1, which also shows the complete cases and the other "
+                 "strategies)." if imputed else
+                 "People with no status recorded then are left out here (complete cases); "
+                 "4.4.1 imputes them.") + "</p>")
     for measure in ("risk difference", "risk ratio"):
         P.append(box("secondary", "return_to_work", measure,
                      f"{measure.capitalize()}, in work or education at 2 years"))

@@ -46,6 +46,12 @@ def _analysed(d: pd.DataFrame, plan: AnalysisPlan) -> dict[str, pd.Series]:
             out[o.name] = d[o.column("time")].notna() & d[o.column("event")].notna()
         elif o.kind == "count":
             out[o.name] = d[o.column("count")].notna() & (d[o.column("exposure")] > 0)
+        elif op.name == "return_to_work" and "window_reached" in d:
+            # the imputation's population, as its tested rows: records reaching the window,
+            # a death before it in (composite) or out (while alive), missing statuses imputed
+            reached = d["window_reached"].fillna(False).astype(bool)
+            died = d["died_before_window"].fillna(False).astype(bool)
+            out[o.name] = reached & (~died if plan.rtw_deaths == "while_alive" else True)
         else:
             out[o.name] = d[o.column("outcome")].notna()
     return out
@@ -103,8 +109,11 @@ def consort_flow(d: pd.DataFrame, clusters: pd.DataFrame | None, plan: AnalysisP
         rows += [dict(stage=k, unit="people", label=PEOPLE_STAGES[k], arm=a, n=v)
                  for k, v in people.items()]
         for op in plan.outcomes:
+            rtw = op.name == "return_to_work" and "window_reached" in d
             rows.append(dict(stage=f"analysed:{op.name}", unit="people",
-                             label=f"Analysed for {op.outcome.what}", arm=a,
+                             label=f"Analysed for {op.outcome.what}" + (
+                                 " (records reaching its window; missing statuses imputed)"
+                                 if rtw else ""), arm=a,
                              n=int((m & analysed[op.name]).sum())))
     flow = pd.DataFrame(rows)
     res.tables["flow"] = flow

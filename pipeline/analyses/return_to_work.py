@@ -457,6 +457,35 @@ def tipping(imp: BinaryImputation, ctx, plan, op, p, deltas, part: int | None = 
                                        "p", "significant"])
 
 
+def imputed_as_tested(effects: AnalysisResult, rtw_res: AnalysisResult,
+                      plan: AnalysisPlan) -> bool:
+    """Make the return-to-work rows of the secondary family (``analysis`` ``secondary``,
+    the ones the multiplicity procedure tests and the summary and section 4.4 report) those
+    of the declared strategy: the multiple imputation with deaths before the window as the
+    plan says (``LABELS["mi"]``, copied; its own rows stay where they are), in place of the
+    plan's analysis of the statuses recorded (which left the missing statuses and the
+    deaths out: neither the composite estimand nor the imputation). False, with the rows as
+    they were, when this run has no imputation rows (the family did not run or the
+    warehouse predates the window columns)."""
+    op = _op(plan)
+    mi = [] if op is None else [r for r in rtw_res.estimates
+                                if r["analysis"] == LABELS["mi"] and r["outcome"] == op.name]
+    if not mi:
+        return False
+    rows, placed = [], False
+    for r in effects.estimates:
+        if r["analysis"] == "secondary" and r["outcome"] == op.name:
+            if not placed:
+                rows += [dict(x, analysis="secondary") for x in mi]
+                placed = True
+            continue
+        rows.append(r)
+    if not placed:
+        rows += [dict(x, analysis="secondary") for x in mi]
+    effects.estimates[:] = rows
+    return True
+
+
 def time_to_return(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, s: dict,
                    work: tuple[str, ...] = WORK) -> list[dict]:
     """Cumulative incidence of the first return (death competing) among people not in work
