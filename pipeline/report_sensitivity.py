@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import disclosure
+from pipeline.analyses.observational import UNADJUSTED
 from pipeline.analyses.sensitivity import LABELS, REASONS
 from pipeline.report import _arm_label, _count_td
 from pipeline.report_words import p_text, p_value
@@ -192,7 +193,10 @@ def _sensitivity_rows(est: pd.DataFrame, outcome: str) -> tuple[list[str], str]:
         r = one(analysis, measure)
         if r is None:
             continue
-        read = "the reference" if analysis == "primary" else reading(primary, r, ratio)
+        read = ("the reference" if analysis == "primary" else
+                "not a check of the primary: not adjusted for confounding"
+                if str(getattr(r, "estimand", "")).startswith(UNADJUSTED)
+                else reading(primary, r, ratio))
         pv = escape(p_value(r.p))
         rows.append(f"<tr><td>{escape(words)}</td><td class='num'>"
                     f"{_ci(r.estimate, r.lower, r.upper, 2 if ratio else 1)}</td>"

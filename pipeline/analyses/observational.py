@@ -473,14 +473,24 @@ UNADJUSTED = ("Not adjusted for confounding: in this observational design the ar
               "in who they serve (the weighted comparison is the primary analysis). ")
 
 
+ADJUSTED_ONLY = ("Adjusted for the measured covariates by outcome regression, not weighted: "
+                 "in this observational design the arms differ in who they serve, so this is "
+                 "an association after that adjustment (the weighted comparison is the primary "
+                 "analysis). ")
+
+
 def unadjusted(res, plan):
-    """For an observational design, the estimands of a family that compares the arms as
-    they are (the primary outcome's log-rank and Gray tests, the subgroup models, the site
-    comparison) say that they are not adjusted for confounding."""
+    """For an observational design, the estimands of a family that is not the weighted
+    comparison say what they are: not adjusted for confounding when they compare the arms
+    as they are (the primary outcome's log-rank and Gray tests, the subgroup models, the
+    site comparison, the RMST), or adjusted by outcome regression only when the estimand
+    names the plan's covariates (``, adjusted for ...``: return to work's imputation, the
+    Fine-Gray and admissions-only models)."""
     if not plan.design.randomised:
         for r in res.estimates:
-            if not str(r.get("estimand", "")).startswith(UNADJUSTED):
-                r["estimand"] = UNADJUSTED + str(r.get("estimand", ""))
+            e = str(r.get("estimand", ""))
+            if not e.startswith((UNADJUSTED, ADJUSTED_ONLY)):
+                r["estimand"] = (ADJUSTED_ONLY if ", adjusted for " in e else UNADJUSTED) + e
     return res
 
 

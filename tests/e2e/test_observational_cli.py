@@ -61,8 +61,11 @@ def test_an_observational_study_is_analysed_by_weighting_with_the_unadjusted_bes
                   "Weighted estimates, with the unadjusted ones beside them",
                   "E-values of the weighted ratios", "Confounding adjustment (primary)",
                   "Unadjusted (confounded):", "Outcome regression adjusted for the covariates",
-                  "Not adjusted for confounding: in this observational design"):
+                  "Not adjusted for confounding: in this observational design",
+                  "not a check of the primary: not adjusted for confounding"):
         assert words in text, words
+    # a confounded comparison is never read as confirming the weighted primary
+    assert "holds: " not in text.split("Restricted mean time free of the event")[1][:400]
     # the section comes right after the plan, before the data flow
     assert text.index("Adjusted comparison") < text.index("1. Who is in the analysis")
     # no causal claim: the weighted estimands are associations under stated assumptions

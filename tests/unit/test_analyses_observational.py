@@ -98,7 +98,8 @@ def test_people_without_a_binary_outcome_are_named_in_the_plans_words(result):
 
 def test_the_plan_and_the_other_families_say_what_is_adjusted(result):
     from pipeline.analyses import AnalysisResult
-    from pipeline.analyses.observational import UNADJUSTED, as_sensitivity, unadjusted
+    from pipeline.analyses.observational import (ADJUSTED_ONLY, UNADJUSTED, as_sensitivity,
+                                                 unadjusted)
 
     _, plan, _ = result
     rows = dict(plan.describe())
@@ -120,6 +121,12 @@ def test_the_plan_and_the_other_families_say_what_is_adjusted(result):
     site = AnalysisResult("site_comparison", estimates=[dict(estimand="Mean of ...")])
     assert unadjusted(site, plan).estimates[0]["estimand"] == UNADJUSTED + "Mean of ..."
     assert unadjusted(site, plan).estimates[0]["estimand"].count(UNADJUSTED) == 1
+    # a model adjusted for the plan's covariates (its estimand names them) is adjusted by
+    # outcome regression, not "not adjusted for confounding"
+    adj = AnalysisResult("return_to_work", estimates=[
+        dict(estimand="Marginal risk difference ..., adjusted for sex, age at referral.")])
+    got = unadjusted(adj, plan).estimates[0]["estimand"]
+    assert got.startswith(ADJUSTED_ONLY) and UNADJUSTED not in got
     same = AnalysisResult("site_comparison", estimates=[dict(estimand="Mean of ...")])
     assert unadjusted(same, trial).estimates[0]["estimand"] == "Mean of ..."
 
