@@ -1376,8 +1376,11 @@ def _subgroup_section(con, figs) -> str:
             + _figure(figs.get("subgroups"), "Forest plot of hazard ratios by subgroup",
                       "Hazard ratio of relapse within each level of each pre-specified "
                       "subgroup (squares, 95% CIs, log scale), from one Cox model per subgroup "
-                      "with the arm x subgroup interaction and the primary analysis's variance; "
-                      "the interaction p-value heads each block."))
+                      "with the arm x subgroup interaction and the design's variance (the "
+                      "primary analysis's when it is a model; a site or cluster jackknife when "
+                      "the primary is a cluster-level analysis, which has no interaction term: "
+                      "the method column of the subgroup table names it); the interaction "
+                      "p-value heads each block."))
 
 
 def _consort_section(con, c) -> str:
