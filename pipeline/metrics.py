@@ -138,7 +138,7 @@ def metric_specs(horizons: list[int], definitions: dict[str, Any] | None = None)
         Metric("antipsychotic", "last_days", f"Antipsychotic in the last days {w['window']}, "
                f"{w['binary']}", "proportion", "proportion", "ap_known_n", "ap_last_n"),
         Metric("antipsychotic", "days_covered", "Share of follow-up days covered (mean)",
-               "proportion", "mean", "ap_cover_n", "ap_any_n", ("ap_cover",)),
+               "proportion", "mean", "ap_cover_n", "ap_cover_users_n", ("ap_cover",)),
         Metric("antipsychotic", "ddd", "Mean daily dose among users, WHO DDDs", "DDD/day",
                "mean", "ap_ddd_n", None, ("ap_ddd",)),
         Metric("antipsychotic", "cpz", "Mean daily dose among users, chlorpromazine "

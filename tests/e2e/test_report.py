@@ -89,6 +89,23 @@ def test_return_to_work_is_tested_and_reported_by_its_declared_strategy(study):
     assert "the missing statuses multiply imputed" in html
 
 
+def test_the_share_of_days_covered_counts_its_own_users(study):
+    """The share of follow-up days covered is a mean over everyone followed; its 'events'
+    are the people with a day covered among them (it showed the people with any use among
+    those followed for the whole window: another denominator)."""
+    con = duckdb.connect(str(study.warehouse), read_only=True)
+    try:
+        got = con.execute("select arm, n, events from results.metrics_outcomes where "
+                          "metric = 'days_covered' and dimension = 'site' and level = 'all' "
+                          "order by arm").fetchall()
+        want = con.execute("select coalesce(arm, 'all'), count(proportion_covered), "
+                           "count(*) filter (where proportion_covered > 0) from "
+                           "derived.antipsychotic group by rollup (arm) order by 1").fetchall()
+    finally:
+        con.close()
+    assert [(a, int(n), int(e)) for a, n, e in got] == [(a, n, e) for a, n, e in want]
+
+
 def test_report_is_one_file_with_every_section_and_a_provenance_footer(study):
     html = (study.reports / "report.html").read_text()
     for section in ("id='plan'", "id='flow'", "id='consort'", "id='data-quality'",

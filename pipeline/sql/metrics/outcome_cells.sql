@@ -25,6 +25,7 @@
 --                             followed for the whole window, or everyone, by derive.binary_window)
 --   ap_cover_n, ap_cover_sum, ap_cover_sum2   people with follow-up > 0 days: share of
 --                             days covered, sum and sum of squares
+--   ap_cover_users_n          of them, people with a day covered (the share's "events")
 --   ap_ddd_n, ap_ddd_sum, ap_ddd_sum2   people with a mean daily dose in DDD (users)
 --   ap_cpz_n, ap_cpz_sum, ap_cpz_sum2   the same in chlorpromazine-equivalent mg/day
 --   rtw_n, rtw_events         people with a status in the 2-year window / in work or
@@ -68,6 +69,7 @@ cells as (
         count(ap_proportion_covered)                             as ap_cover_n,
         sum(ap_proportion_covered)                               as ap_cover_sum,
         sum(ap_proportion_covered * ap_proportion_covered)       as ap_cover_sum2,
+        count(*) filter (where ap_proportion_covered > 0)        as ap_cover_users_n,
         count(ap_mean_daily_ddd)                                 as ap_ddd_n,
         sum(ap_mean_daily_ddd)                                   as ap_ddd_sum,
         sum(ap_mean_daily_ddd * ap_mean_daily_ddd)               as ap_ddd_sum2,
