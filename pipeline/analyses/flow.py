@@ -134,7 +134,9 @@ def consort_flow(d: pd.DataFrame, clusters: pd.DataFrame | None, plan: AnalysisP
                 f"at {len(flagged)} site(s) ({', '.join(map(str, flagged['site_id']))}): people "
                 "were recruited after their cluster was randomised, so recruitment bias is "
                 "possible; the adjusted analysis and Table 1 are the check.")
-        test = recruitment_test(rec, plan)
+        # from the published counts too: the exact ones, to six digits, gave every
+        # cluster's count back, the hidden ones with them (an attacker's search)
+        test = recruitment_test(rec.assign(people=pd.to_numeric(pub["n"]).to_numpy()), plan)
         if test is not None:
             res.estimates.append(test)
     return res
@@ -207,10 +209,13 @@ def recruitment_test(rec: pd.DataFrame, plan: AnalysisPlan) -> dict | None:
     1,000 registered (per cluster without list sizes; 0.5 added to every count), compared
     between arms by a t-test paired within sites when the clusters are pair-matched, else
     Welch's. An estimates row (``analysis = flow``), or None with fewer than 2 clusters an
-    arm."""
-    g = rec.assign(rate=np.log((rec["people"] + 0.5) /
-                               ((rec["list_size"] / 1000) if rec["list_size"].notna().all()
-                                and (rec["list_size"] > 0).all() else 1.0)))
+    arm. The counts are the published ones (rounded; a hidden cluster, NaN, is left out
+    with its pair when pair-matched, and the notes say how many)."""
+    per_1000 = rec["list_size"].notna().all() and (rec["list_size"] > 0).all()
+    hidden = int(rec["people"].isna().sum())
+    g = rec.assign(rate=np.log((rec["people"].astype(float) + 0.5) /
+                               ((rec["list_size"] / 1000) if per_1000 else 1.0)))
+    g = g[g["rate"].notna()]
     c, r = plan.comparison_arm, plan.reference_arm
     xc, xr = g[g["arm"] == c], g[g["arm"] == r]
     if len(xc) < 2 or len(xr) < 2:
@@ -221,19 +226,24 @@ def recruitment_test(rec: pd.DataFrame, plan: AnalysisPlan) -> dict | None:
             return None
         t = stats.ttest_1samp(m, 0.0)
         est, df, how = float(m.mean()), len(m) - 1, "paired within sites"
+        used = 2 * len(m)
     else:
         t = stats.ttest_ind(xc["rate"], xr["rate"], equal_var=False)
         est, df, how = float(xc["rate"].mean() - xr["rate"].mean()), float(t.df), "Welch"
+        used = len(xc) + len(xr)
     q = stats.t.ppf(1 - (1 - plan.conf_level) / 2, df)
     se = est / t.statistic if t.statistic else np.nan
-    per = "per 1,000 registered" if g["list_size"].notna().all() else "per cluster"
+    per = "per 1,000 registered" if per_1000 else "per cluster"
+    notes = ("From the published people per cluster (rounded); "
+             + (f"{len(rec) - used} cluster(s) left out, {hidden} of them with the count "
+                "hidden." if used < len(rec) else "every cluster in."))
     return dict(analysis="flow", outcome="recruitment", measure="recruitment rate ratio",
                 estimand=f"Ratio of the arms' geometric mean recruitment {per}, "
                          f"{plan.contrast} (clusters)",
                 estimate=float(np.exp(est)), lower=float(np.exp(est - q * se)),
                 upper=float(np.exp(est + q * se)), p=float(t.pvalue), se=float(se),
                 method=f"t-test on log recruitment rates, {how}, {df:.3g} df", n=None,
-                events=None, n_clusters=int(len(g)), notes="", df=float(df))
+                events=None, n_clusters=int(used), notes=notes, df=float(df))
 
 
 def _protect_recruitment(rec: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:

@@ -129,6 +129,35 @@ def test_consort_flow_adds_up_and_protects_small_counts():
     assert "cluster_id" not in res.public["recruitment"]
 
 
+def test_the_recruitment_test_rests_on_the_published_counts_alone():
+    """An attacker solved the exact recruitment test (six digits) for every cluster's count,
+    hidden ones included. The test is now a function of the published counts: moving a
+    cluster's exact count inside its rounding interval, and a hidden one inside its range,
+    leaves the row as it was; the hidden cluster is left out, as its notes say."""
+    from pipeline import disclosure
+
+    d = _frame()
+    uc1 = d[(d.site_id == "S1") & (d.od == 0)].index
+    d = d.drop(uc1[3:])                        # S1 usual care: 3 people, hidden
+    plan = _plan(d)
+
+    def test_row(frame):
+        est = pd.DataFrame(flow.consort_flow(frame, None, plan, CFG).estimates)
+        return est[est["measure"] == "recruitment rate ratio"].iloc[0]
+
+    c = d[d.site_id == "S2"]["cluster_id"].iloc[0]
+    rows = d[d.cluster_id == c]
+    n = len(rows)
+    same = [k for k in (-1, 1) if disclosure.round_count(n + k, CFG) ==
+            disclosure.round_count(n, CFG)]
+    moved = d.drop(rows.index[:1]) if same[0] == -1 else pd.concat([d, rows.iloc[:1]])
+    moved = pd.concat([moved, d.loc[uc1[:1]]])  # the hidden cluster: 3 -> 4 people
+    before, after = test_row(d), test_row(moved)
+    for k in ("estimate", "lower", "upper", "p", "se"):
+        assert after[k] == before[k], k
+    assert "left out, 1 of them with the count hidden" in before["notes"]
+
+
 def test_recruitment_imbalance_is_flagged():
     d = _frame()
     s1 = d[(d.site_id == "S1") & (d.od == 0)].index
