@@ -363,7 +363,20 @@ def clusters_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
 
 
 def protect_estimates(est: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    """The public estimates (:mod:`pipeline.output_policy`): counts rounded; estimates,
+    limits and standard errors to ``effect_digits`` (3) significant digits and p-values to
+    2, as the policy's effects and coefficients. An attacker solved six-digit cluster-level
+    estimates, means of a few sites' differences of proportions, for the hidden per-site
+    counts they rest on."""
     pub = est.copy()
+    d = int(cfg.get("effect_digits", output_policy.POLICY_DEFAULTS["effect_digits"]))
+    for c in ("estimate", "lower", "upper", "se"):
+        if c in pub:
+            pub[c] = [output_policy.significant(float(v), d) if pd.notna(v) else v
+                      for v in est[c]]
+    if "p" in pub:
+        pub["p"] = [output_policy.significant(float(v), 2) if pd.notna(v) else v
+                    for v in est["p"]]
     pub["n"] = [disclosure.round_count(v, cfg) if v is not None and not pd.isna(v) else None
                 for v in est["n"]]
     pub["events"] = [disclosure.round_count(v, cfg) if v is not None and not pd.isna(v) else None
