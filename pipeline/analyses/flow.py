@@ -154,6 +154,11 @@ def _protect_flow(flow: pd.DataFrame, plan: AnalysisPlan, cfg: dict[str, Any]) -
     hidden = disclosure.primary(vals, cfg, totals)
     cons = [((a, "with_records"), [(a, "died"), (a, "ended_early"), (a, "completed")])
             for a in dict.fromkeys(ppl["arm"])]
+    # an outcome analysed among the people followed for the whole window counts the same
+    # people as 'completed' (or another part): the same number under another name, so the
+    # two are hidden together (an attacker read 'completed' there and narrowed 'died')
+    cons += [((a, part), [(a, st)]) for (a, st), n in vals.items() if st.startswith("analysed:")
+             for part in ("died", "ended_early", "completed") if vals.get((a, part)) == n]
     hidden = disclosure.secondary_suppress(vals, cons, hidden)
     # people in ``n`` (checked as counts by check-outputs); clusters, not people, apart
     pub["n"] = [None if r.unit == "clusters" or (r.arm, r.stage) in hidden

@@ -123,6 +123,27 @@ def test_consort_flow_adds_up_and_protects_small_counts():
     for a in died:  # hidden, and a second cell of the same sum hidden with it
         assert pd.isna(pub.loc[(a, "died"), "n"])
         assert pub.loc[[(a, s) for s in ("ended_early", "completed")], "n"].isna().sum() >= 1
+    # an outcome analysed among the people followed for the whole window counts the
+    # 'completed' ones: when that is hidden, so is the analysed count (an attacker read it
+    # there and narrowed 'died' below its protection range)
+    od = (d["od"] == 1).to_numpy()
+    d2 = d.copy()
+    d2["end_reason"] = "data_end"
+    d2.loc[d2.index[od][:3], "end_reason"] = "death"              # 3 died: hidden
+    d2.loc[d2.index[od][3:23], "end_reason"] = "end_of_follow_up"   # 20 completed
+    d2.loc[d2.index[~od][:30], "end_reason"] = "end_of_follow_up"
+    d2["ap_any_use"] = d2["ap_any_use"].where(d2["end_reason"] == "end_of_follow_up")
+    p2 = _plan(d2, secondary=["antipsychotic_any"])
+    r2 = flow.consort_flow(d2, clusters, p2, CFG)
+    f2 = r2.tables["flow"].set_index(["arm", "stage"])["n"]
+    pub2 = r2.public["flow"].set_index(["arm", "stage"])
+    assert f2[("open_dialogue", "analysed:antipsychotic_any")] == \
+        f2[("open_dialogue", "completed")] == 20
+    # 'died' hidden, 'completed' (the smallest other part) hidden to protect it ...
+    assert pd.isna(pub2.loc[("open_dialogue", "died"), "n"])
+    assert pd.isna(pub2.loc[("open_dialogue", "completed"), "n"])
+    # ... and the same 20 under the analysed outcome's name with it
+    assert pd.isna(pub2.loc[("open_dialogue", "analysed:antipsychotic_any"), "n"])
     assert pub.loc[("usual_care", "allocated"), "clusters"] == 6 and \
         pd.isna(pub.loc[("usual_care", "allocated"), "n"])
     assert set(res.public["recruitment"].columns) >= {"site_id", "arm", "cluster", "n"}
