@@ -452,7 +452,9 @@ class AnalysisPlan:
                  "cluster (people.cluster_id)" if d.clustered else "person"),
                 ("Strata", d.strata or "none")]
         if self.shape:
-            rows.append(("Shape of the data", SHAPES[self.shape]))
+            rows.append(("Shape of the data", SHAPES[self.shape] if self.shape != "individual"
+                         else "people randomised one by one (no clusters)" if d.randomised
+                         else "people compared one by one (no clusters)"))
         rows.append(("Comparison", self.contrast))
         rows.append(("Covariates (person)", ", ".join(self.covariates) or "none"))
         if d.clustered:

@@ -62,7 +62,9 @@ def site_effects(d: pd.DataFrame, p: dict[str, Any], cfg: dict[str, Any], out: A
         rows.append(dict(site_id=site, log_hr=s.coef, se=s.se, hr=s.hr, lower=s.hr_lower,
                          upper=s.hr_upper, n=len(sd), events=int(sd["relapse_only"].sum()),
                          variance=(f"cluster-robust CR1, t on {fit.n_clusters - 1} df"
-                                   if several else "model-based (one cluster per arm)"),
+                                   if several else "model-based (one cluster per arm)"
+                                   if "cluster_id" in sd and sd["cluster_id"].notna().all()
+                                   else "model-based (people independent)"),
                          cells=[int(n_arm.get(1, 0)), int(n_arm.get(0, 0)), int(ev.get(1, 0)),
                                 int(ev.get(0, 0))]))
     out.site_notes = [f"{len(sites)} site{'s' if len(sites) > 1 else ''} without a hazard ratio, "

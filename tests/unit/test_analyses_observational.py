@@ -185,3 +185,27 @@ def test_sites_with_one_arm_are_left_out_and_without_any_the_report_says_what_to
     res = weighting(prepare(by_arm, across), across, resolve_params(None), cfg)
     hr = pd.DataFrame(res.estimates).set_index("analysis").loc["primary"]
     assert hr["method"].startswith("weighted Cox") and 0 < hr["estimate"] < 1
+
+
+def test_site_variances_say_people_independent_without_clusters():
+    """A design without clusters has no 'one cluster per arm': each site's hazard ratio is
+    model-based with people independent, and its variance column says so."""
+    from pipeline.analyses import AnalysisResult
+    from pipeline.analyses.site_comparison import site_effects
+    from pipeline.simulation.draw import Shape, draw_trial
+
+    d = draw_trial(Shape("t", sites=3, clusters_per_arm=1, people=600), 5)
+    d["relapse_only"] = (d["relapse_event"] == 1).astype(int)
+    p = {"ties": "efron", "conf_level": 0.95}
+    with_clusters = site_effects(d, p, {}, AnalysisResult("site_comparison"))
+    assert (with_clusters["variance"] == "model-based (one cluster per arm)").all()
+    d["cluster_id"] = None
+    without = site_effects(d, p, {}, AnalysisResult("site_comparison"))
+    assert (without["variance"] == "model-based (people independent)").all()
+    # and the plan does not call observed people randomised
+    d["arm"] = d["od"].map({1: "open_dialogue", 0: "usual_care"})
+    obs = parse({"design": {"type": "observational", "unit": "person"}}).check_data(d)
+    assert dict(obs.describe())["Shape of the data"] == "people compared one by one (no clusters)"
+    ind = parse({"design": {"type": "individually_randomised", "unit": "person"}}).check_data(d)
+    assert dict(ind.describe())["Shape of the data"] == \
+        "people randomised one by one (no clusters)"
