@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.report_words import label, p_text, reader, sentence
@@ -99,7 +100,12 @@ def _interval(r, measure: str) -> str:
 
 
 def _change(v: float, measure: str) -> str:
-    """"36% lower" / "5.2 percentage points higher" / "the same"."""
+    """"36% lower" / "5.2 percentage points higher" / "the same"; "infinitely higher" (or
+    lower) for a limit that is not finite (a model at its boundary), "not estimable" for
+    NaN."""
+    if not np.isfinite(v):
+        return "not estimable" if np.isnan(v) else "infinitely higher" if v > 0 else \
+            "infinitely lower"
     if _is_ratio(measure):
         k = abs(1 - v) * 100
         return f"{k:.0f}% {'lower' if v < 1 else 'higher'}" if round(k) else "the same"
@@ -114,7 +120,7 @@ def _span(v: float, measure: str, q: str) -> str:
     if ch == "the same":
         return f"the same {q}"
     if _is_ratio(measure):
-        return f"a {ch} {q}"
+        return f"{'an' if ch[0] in 'aeiou' else 'a'} {ch} {q}"
     return f"a {q} {ch}"
 
 

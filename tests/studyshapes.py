@@ -31,7 +31,8 @@ class Shape:
     """One study shape.
 
     sites, people_per_site: the generator's study size (its site sizes vary around the mean).
-    design: ``cluster`` (GP practices randomised) or ``individual`` (no cluster_id).
+    design: ``cluster`` (GP practices randomised), ``individual`` (no cluster_id) or
+        ``observational`` (the generator's pilot comparison, arms not randomised).
     clusters: with ``cluster``: ``many`` (the generator's), ``one_per_site`` (only each
         site's first practice kept: one arm per site) or ``one_per_arm`` (one practice per
         arm and site).
@@ -161,14 +162,16 @@ def run_shape(shape: Shape, tmp: Path, *, params: Path | None = None) -> ShapeRu
 
     extract = write_shape(shape, Path(tmp) / "extract")
     wh, reports = Path(tmp) / "warehouse.duckdb", Path(tmp) / "reports"
-    if params is None and shape.design == "individual":
+    if params is None and shape.design in ("individual", "observational"):
         # the analysis plan declares the design: the project's is cluster-randomised
         import yaml
 
         from pipeline.params import load_params
 
         doc = load_params()
-        doc["design"] = {**doc.get("design", {}), "type": "individually_randomised",
+        doc["design"] = {**doc.get("design", {}),
+                         "type": "individually_randomised" if shape.design == "individual"
+                         else "observational",
                          "unit": "person", "pairing": False, "cluster_covariates": []}
         params = Path(tmp) / "params.yaml"
         params.write_text(yaml.safe_dump(doc, sort_keys=False))

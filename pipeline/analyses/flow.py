@@ -200,7 +200,9 @@ def _site_rates(rec: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
             known = ga["people"].notna().all()
             rate[a] = ga["people"].sum() / denom if denom and known else np.nan
         rc, rr = rate[plan.comparison_arm], rate[plan.reference_arm]
-        ratio = rc / rr if rr and np.isfinite(rr) and rr > 0 else np.inf if rc else np.nan
+        # a hidden count leaves a rate unknown (NaN, which is truthy): no ratio then
+        ratio = (np.nan if not (np.isfinite(rc) and np.isfinite(rr)) else rc / rr if rr > 0
+                 else np.inf if rc else np.nan)
         imbalanced = bool(np.isfinite(rc) and np.isfinite(rr) and (
             ratio > IMBALANCE_RATIO or ratio < 1 / IMBALANCE_RATIO or not np.isfinite(ratio)))
         site_rows.append(dict(site_id=site, per="1,000 registered" if by_list else "cluster",

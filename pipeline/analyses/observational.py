@@ -330,8 +330,8 @@ def run_weighting(d: pd.DataFrame, plan, cfg: dict[str, Any], cluster: str | Non
               "weighting_weights": public_weights(ps, cfg),
               "weighting_histogram": public_histogram(ps, cfg),
               "weighting_flags": pd.DataFrame({"flag": public_flags(ps, cfg)}, dtype=object),
-              "weighting_evalues": _public_evalues(pd.DataFrame(evs), cfg)}
-    tables["weighting_evalues"] = pd.DataFrame(evs)
+              "weighting_evalues": _public_evalues(_evalue_frame(evs), cfg)}
+    tables["weighting_evalues"] = _evalue_frame(evs)
     return {"ps": ps, "rows": rows, "tables": tables, "public": public, "results": results,
             "notes": list(ps.notes)}
 
@@ -360,6 +360,16 @@ def _covariate_frame(kept, covs, strata):
         cov[strata] = kept[strata].astype(str)
         names.append(strata)
     return cov, names
+
+
+EVALUE_COLUMNS = ["outcome", "measure", "estimate", "lower", "upper", "evalue_estimate",
+                  "evalue_ci", "note"]
+
+
+def _evalue_frame(evs: list[dict]) -> pd.DataFrame:
+    """The E-values' table, with its columns when no estimate has one (a table without
+    columns cannot be stored: a five-site study of three people a site stopped there)."""
+    return pd.DataFrame(evs, columns=EVALUE_COLUMNS)
 
 
 def _public_evalues(ev: pd.DataFrame, cfg) -> pd.DataFrame:

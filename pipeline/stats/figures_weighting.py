@@ -66,7 +66,9 @@ def plot_love(balance: pd.DataFrame, threshold: float = SMD_THRESHOLD,
     mortality and hospitalization. Eur Heart J 2006;27:1431-1439 (the plot's namesake).
     Greifer N. cobalt: ``love.plot``.
     """
-    t = balance.reset_index(drop=True)
+    t = balance.reset_index(drop=True).copy()
+    for c in ("smd_before", "smd_after"):   # a column of nulls read back as Int64 <NA>
+        t[c] = pd.to_numeric(t[c], errors="coerce").astype(float)
     k = len(t)
     with style():
         fig, ax = plt.subplots(figsize=(6.2, 1.0 + 0.26 * max(k, 3)))

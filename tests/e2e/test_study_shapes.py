@@ -44,6 +44,15 @@ def test_a_single_site_ends_in_a_report(tmp_path):
     assert _estimate(run.warehouse, "primary", "hazard ratio")[1] != "not estimated"
 
 
+def test_an_observational_study_without_e_values_ends_in_a_report(tmp_path):
+    """Was: InvalidInputException 'Need a DataFrame with at least one column' (no weighted
+    estimate had an E-value, so their table had no columns; 10 of 158 observational studies
+    of an outside fuzzing run)."""
+    run = run_shape(Shape(sites=5, people_per_site=3, design="observational", seed=977402),
+                    tmp_path)
+    assert run.ok, run.output
+
+
 def test_an_arm_without_admissions_crises_or_detentions_ends_in_a_report(tmp_path):
     """Was: KeyError 'n' in the site meta-analysis (no site had a hazard ratio)."""
     run = run_shape(Shape(sites=3, people_per_site=60, no_events_arm="open_dialogue", seed=3),

@@ -179,6 +179,18 @@ def test_the_recruitment_test_rests_on_the_published_counts_alone():
     assert "left out, 1 of them with the count hidden" in before["notes"]
 
 
+def test_a_site_with_a_hidden_cluster_count_has_no_published_ratio():
+    """A hidden count leaves that arm's published rate unknown (NaN, which is truthy): the
+    ratio was printed as inf in 125 of 374 reports of an outside fuzzing run."""
+    d = _frame()
+    uc1 = d[(d.site_id == "S1") & (d.od == 0)].index
+    d = d.drop(uc1[3:])                        # S1 usual care: 3 people, hidden
+    res = flow.consort_flow(d, None, _plan(d), CFG)
+    pub = res.public["recruitment_sites"].set_index("site_id")
+    assert np.isnan(pub.loc["S1", "rate_reference"]) and np.isnan(pub.loc["S1", "ratio"])
+    assert np.isfinite(pub["ratio"].drop("S1")).all()
+
+
 def test_recruitment_imbalance_is_flagged():
     d = _frame()
     s1 = d[(d.site_id == "S1") & (d.od == 0)].index

@@ -92,6 +92,22 @@ def test_rows_that_do_not_give_a_hidden_cell_away_pass(tmp_path):
     assert rules(tmp_path) == []  # 110 - 90 = 20 and 40 - 20 - 30 < 0 give nothing away
 
 
+def test_a_row_of_rounded_counts_gives_an_interval_not_a_count(tmp_path):
+    """An outcome's people and events per arm in a report with counts rounded to 5 (15, 0,
+    10 and one hidden): 15 - 0 - 10 = 5 is no sum (the row is not a partition), and with
+    rounded parts even a partition gives an interval (the attacker's audit solves those).
+    This row refused 57 of 523 small studies. The same row with an exact count is caught."""
+    (tmp_path / "report.html").write_text(
+        "<table><tr><td>Antipsychotic in the last days</td><td class='count'>10</td>"
+        "<td class='count'>[c]</td><td class='count'>15</td><td class='count'>0</td></tr>"
+        "</table>")
+    assert rules(tmp_path) == []
+    (tmp_path / "report.html").write_text(
+        "<table><tr><td>x</td><td class='count'>84</td><td class='count'>[c]</td>"
+        "<td class='count'>81</td></tr></table>")
+    assert ("report.html", "count.derivable") in rules(tmp_path)
+
+
 def test_a_hash_that_happens_to_hold_ten_valid_digits_is_not_an_nhs_number(tmp_path):
     # a real input sha256 of a synthetic study (400 people, faults 0.04): "3160535339"
     # passes the Modulus 11 check, and stopped `odeval report` for that study
