@@ -501,15 +501,37 @@ def run(
                                    ("report", folder)):  # refuse a wrong folder before any work
                 outputs.claim(where, command, outputs.warehouse_source(con))
             _do_ingest(con, dirs, replace)
-            _do_validate(con, p, folder)
-            _do_derive(con, p)
-            from pipeline.warehouse import release_cache
+            outputs.PUBLISHED.clear()
+            try:
+                _do_validate(con, p, folder)
+                _do_derive(con, p)
+                from pipeline.warehouse import release_cache
 
-            release_cache(con, section(p, "warehouse").get("memory_limit"))
-            met = _do_metrics(con, p, folder)
-            _do_analyse(con, p, met)
-            path = _do_report(con, p, folder)
+                release_cache(con, section(p, "warehouse").get("memory_limit"))
+                met = _do_metrics(con, p, folder)
+                _do_analyse(con, p, met)
+                path = _do_report(con, p, folder)
+            except BaseException:
+                _withdraw_earlier(folder)
+                raise
     out.print(f"Report: {path}")
+
+
+def _withdraw_earlier(folder: Path) -> None:
+    """After a run refused (or failed) past its ingest: the outputs in ``folder`` of an
+    earlier run that this one did not replace describe data the warehouse no longer holds,
+    beside this run's data-quality report or metrics; they are withdrawn (a report of study
+    A stayed, linking to study B's data-quality report)."""
+    from pipeline import outputs
+
+    mine = {c for f, c in outputs.PUBLISHED if f == Path(folder).resolve()}
+    gone = []
+    for command in ("validate", "metrics", "report"):
+        if command not in mine:
+            gone += outputs.withdraw(folder, command)
+    if gone:
+        out.print(f"[yellow]Withdrawn from {folder}, as they described the data this run "
+                  f"replaced: {', '.join(sorted(gone))}[/yellow]")
 
 
 def _do_metrics(con, params: dict, folder: Path):

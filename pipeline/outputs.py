@@ -234,6 +234,35 @@ def publish(folder: Path, command: str, *, source: str,
         raise
     _swap(folder, stage, command, entries, mine, commands or {},
           {"entries": entries, "source": source, **(info or {})}, rule)
+    PUBLISHED.append((folder.resolve(), command))
+
+
+#: ``(folder, command)`` of every :func:`publish` that moved its outputs into place in this
+#: process, in order (``odeval run`` reads it to know which outputs a failed run replaced).
+PUBLISHED: list[tuple[Path, str]] = []
+
+
+def withdraw(folder: Path, command: str) -> list[str]:
+    """Remove ``command``'s entries from ``folder`` and its record from the manifest (what
+    it wrote there, nothing else); returns the entries removed. For outputs that describe
+    data a later run replaced: ``odeval run`` refused after its ingest leaves no earlier
+    report beside its own data-quality report and metrics."""
+    folder = Path(folder)
+    m = read_manifest(folder) if folder.is_dir() else None
+    if m is None or command not in m["commands"]:
+        return []
+    commands = dict(m["commands"])
+    entries = list(commands.pop(command).get("entries", []))
+    gone = []
+    for e in entries:
+        path = folder / e
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        gone.append(e)
+    _write_manifest(folder, commands)
+    return gone
 
 
 def _first_missing(folder: Path) -> Path | None:

@@ -60,9 +60,18 @@ def test_a_refused_run_after_a_good_one_makes_export_and_report_refuse(studies, 
                      "-w", str(wh))
     assert code == 0, out
 
+    reports = tmp_path / "w_reports"
+    assert (reports / "report.html").exists() and (reports / "metrics").is_dir()
     code, out = _cli(root, "run", str(root / "b"), "-w", str(wh))
     assert code == 2 and "validate.quarantine_share" in out, out
     assert all("/b/" in f for f in _raw_loads(wh))  # raw holds B, clean and derived A
+    # the folder holds B's data-quality report (why it was refused) and no longer A's
+    # report and metrics beside it (A's report linked to B's data-quality report)
+    left = json.loads((reports / ".odeval-outputs.json").read_text())["commands"]
+    assert set(left) == {"validate"}, left
+    assert not (reports / "report.html").exists() and not (reports / "metrics").exists()
+    assert "fatal" in json.loads((reports / "data_quality.json").read_text())
+    assert "Withdrawn from" in out and "report.html" in out
 
     for args in (["export", "--site", "S01", "--out", str(tmp_path / "bundle_b")],
                  ["report"], ["metrics"], ["analyse"], ["derive"]):
