@@ -571,6 +571,9 @@ def _estimate_box(e: pd.Series, what: str) -> str:
     missing = _not_estimated_box(e, what)
     if missing:
         return missing
+    if not np.isfinite(e.estimate):   # a fit that did not converge: no number to show
+        return (f"<div class='box'><strong>{_esc(what)}: no finite estimate</strong> (the "
+                "model gave none; its notes say why)<br>" + _about(e) + "</div>")
     ci = "" if np.isnan(e.lower) else f" (95% CI {e.lower:.2f} to {e.upper:.2f})"
     p = "" if np.isnan(e.p) else f"; {_esc(report_words.p_text(e.p))}"
     return (f"<div class='box'><strong>{_esc(what)}: {e.estimate:.2f}{ci}{p}</strong><br>"

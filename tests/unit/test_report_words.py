@@ -96,6 +96,17 @@ def test_an_interval_reaching_infinity_is_read_not_a_crash():
     assert "from a 65% lower hazard to an infinitely higher hazard" in text
 
 
+def test_an_estimate_that_is_not_finite_is_not_printed_as_nan():
+    """A Cox fit that did not converge was printed 'Hazard ratio of relapse ...: nan'."""
+    from pipeline.report import _estimate_box
+
+    row = pd.Series(dict(estimate=np.nan, lower=np.nan, upper=np.nan, p=np.nan,
+                         method="Cox, Efron ties; did not converge", estimand="Hazard ratio.",
+                         notes="The fit did not converge."))
+    html = _estimate_box(row, "Hazard ratio of relapse")
+    assert "no finite estimate" in html and "nan" not in html.replace("Efron", "")
+
+
 def test_the_love_plot_draws_a_column_of_nulls_read_back_as_int64():
     """All-null SMDs come back from DuckDB as Int64 with <NA>: 'boolean value of NA is
     ambiguous' stopped 24 of 158 small observational studies of an outside fuzzing run."""
