@@ -151,7 +151,7 @@ def section(con, figs: dict, fig_html) -> str:
         P.append(f"<p class='muted'>Method: {method}.</p>")
     tt = est[est["analysis"] == LABELS["time"]]
     if len(tt) and not tt["estimate"].isna().all():
-        bits = [f"{escape(r.measure.replace('cumulative incidence difference at ', 'by day '))}"
+        bits = [f"{escape(r.measure.replace('cumulative incidence difference at ', 'by day ').removesuffix(' days'))}"
                 f": {_ci(r, True)} percentage points" for r in tt.itertuples()]
         P.append("<p><strong>Time to the first return</strong> (people not in work or "
                  "education at baseline; death a competing event; Aalen-Johansen): difference "
