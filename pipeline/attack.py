@@ -850,8 +850,10 @@ def hidden_sums(pub: Published, cfg, know, out: list[Finding]) -> None:
                     cells[("all", kind)] = txt(tot.get(kind))
                     groups.append((("all", kind), [(s, kind) for s in rows]))
                 groups.append((("all", "n_raw"), [("all", "n_clean"), ("all", "n_quarantined")]))
-            exact = {**cfg, "round_to": 1}
-            _grid_attack(rel, cells, groups, exact, out,
+            # the people table's rows are people, rounded as every count of people is
+            # (dq_report.protect); the other tables' rows are exact
+            kind_cfg = cfg if table == "people" else {**cfg, "round_to": 1}
+            _grid_attack(rel, cells, groups, kind_cfg, out,
                          lambda k, table=table: f"{table} {k[0]} {k[1]}")
 
 

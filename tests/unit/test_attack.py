@@ -94,7 +94,7 @@ def test_secondary_suppression_leaving_a_small_known_sum_is_found(tmp_path):
     counts = {("s", "all"): 20, ("s", "a"): 3, ("s", "b"): 2, ("s", "c"): 15}
     cons = [(("s", "all"), [("s", "a"), ("s", "b"), ("s", "c")])]
     old = {("s", "a"), ("s", "b")}  # what the pre-18 rule leaves: two hidden cells per sum
-    table = [{"table": "people", "site_id": "S1", "n_raw": 20, "n_clean": None,
+    table = [{"table": "referrals", "site_id": "S1", "n_raw": 20, "n_clean": None,
               "n_quarantined": None}]
     (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
     # same shape, as data-quality flow: rows in 5 = clean [c] + quarantined [c]
@@ -107,6 +107,23 @@ def test_secondary_suppression_leaving_a_small_known_sum_is_found(tmp_path):
     table[0].update(n_raw=20, n_clean=None, n_quarantined=None)
     (tmp_path / "data_quality.json").write_text(json.dumps({"sites": table, "tables": {}}))
     assert not [f for f in attack.attack(tmp_path, cfg=cfg) if f.channel == "hidden_sum"]
+
+
+def test_people_rows_of_the_data_quality_json_are_read_as_rounded(tmp_path):
+    """The people table's rows are rounded to 5 there (dq_report.protect): people per site
+    20, [c], 20, [c], 15 against a total of 60 leave the two hidden sites' sum anywhere in
+    -3..13, not 5. Read as exact, they refused the report of every such study (exact 19,
+    5, 18, 4, 13: a fuzzed shape); the same numbers in an exact table are a real finding."""
+    def write(table):
+        sites = [{"table": table, "site_id": s, "n_raw": n, "n_clean": n, "n_quarantined": 0}
+                 for s, n in (("S01", 20), ("S02", None), ("S03", 20), ("S04", None),
+                              ("S05", 15))]
+        (tmp_path / "data_quality.json").write_text(json.dumps({"sites": sites, "tables": {
+            table: {"n_raw": 60, "n_clean": 60, "n_quarantined": 0}}}))
+        return [f for f in attack.attack(tmp_path, cfg=CFG) if f.channel == "hidden_sum"]
+
+    assert write("people") == []
+    assert write("referrals")
 
 
 def test_csv_and_json_formula_cells_are_found(tmp_path):
