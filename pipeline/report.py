@@ -1092,6 +1092,12 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
     iccs = (q("select * from results.analysis_icc_public")
             if "analysis_icc_public" in _results_tables(con) else pd.DataFrame())
 
+    # return to work's tested rows are its multiple imputation's (analyse's
+    # return_to_work.imputed_as_tested), its unadjusted row the statuses recorded
+    rtw_tested = est[(est.analysis == "secondary") & (est.outcome == "return_to_work")]
+    rtw_imputed = bool(len(rtw_tested)) and rtw_tested["method"].astype(str).str.startswith(
+        "multiple imputation").any()
+
     def box(analysis, outcome, measure, what):
         """The plan's estimate, its ICC and its unadjusted (sensitivity) estimate."""
         e = e_row(analysis, outcome, measure)
@@ -1102,7 +1108,7 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
         # unadjusted comparison and the outcome regression
         for label, beside in (("Unadjusted (sensitivity)" if not (
                                    outcome == "return_to_work" and analysis == "secondary"
-                                   and str(e.method).startswith("multiple imputation")) else
+                                   and rtw_imputed) else
                                "Unadjusted, people with a status recorded and deaths before "
                                "the window left out (sensitivity)", "sensitivity"),
                               ("Unadjusted (confounded)", "observational_unadjusted"),
@@ -1174,16 +1180,13 @@ def render(con, params: dict, figs: dict[str, dict], prov: dict, *,
             P.append(box("secondary", lab, measure, f"{measure.capitalize()}, {name}"))
     P.append(_table("Antipsychotic use per arm (all sites)", _OUTCOME_HEADER,
                     _outcome_rows(o, "antipsychotic", ["any", "last_days", "days_covered", "ddd", "cpz"])))
-    rtw_tested = est[(est.analysis == "secondary") & (est.outcome == "return_to_work")]
-    imputed = bool(len(rtw_tested)) and rtw_tested["method"].astype(str).str.startswith(
-        "multiple imputation").any()
     P.append("<h3>4.4 Back at work or in education at 2 years</h3><p>The last employment status "
              "recorded in the last 90 days of the two years is employed, self-employed, education "
              "or training. " + (
                  "The estimates below are the declared strategy's, the ones tested: the "
                  "missing statuses multiply imputed and a death before the window handled as "
                  "the estimand says (4.4.1, which also shows the complete cases and the other "
-                 "strategies)." if imputed else
+                 "strategies)." if rtw_imputed else
                  "People with no status recorded then are left out here (complete cases); "
                  "4.4.1 imputes them.") + "</p>")
     for measure in ("risk difference", "risk ratio"):

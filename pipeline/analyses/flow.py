@@ -47,11 +47,10 @@ def _analysed(d: pd.DataFrame, plan: AnalysisPlan) -> dict[str, pd.Series]:
         elif o.kind == "count":
             out[o.name] = d[o.column("count")].notna() & (d[o.column("exposure")] > 0)
         elif op.name == "return_to_work" and "window_reached" in d:
-            # the imputation's population, as its tested rows: records reaching the window,
-            # a death before it in (composite) or out (while alive), missing statuses imputed
-            reached = d["window_reached"].fillna(False).astype(bool)
-            died = d["died_before_window"].fillna(False).astype(bool)
-            out[o.name] = reached & (~died if plan.rtw_deaths == "while_alive" else True)
+            # the imputation's population, as its tested rows (missing statuses imputed)
+            from pipeline.analyses.return_to_work import in_population
+
+            out[o.name] = in_population(d, plan.rtw_deaths)
         else:
             out[o.name] = d[o.column("outcome")].notna()
     return out

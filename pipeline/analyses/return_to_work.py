@@ -118,16 +118,26 @@ def _status_group(x: pd.Series, work: tuple[str, ...]) -> pd.Series:
     return pd.Series(out, index=x.index)
 
 
+def in_population(d: pd.DataFrame, deaths: str = "composite") -> pd.Series:
+    """Who the status at two years is due from: records reaching the window, and a death
+    before it kept (``composite``, not working) or left out (``while_alive``). The
+    imputation's people (:func:`population`), CONSORT's analysed and the missing-data
+    table's."""
+    reached = d["window_reached"].fillna(False).astype(bool)
+    if deaths == "while_alive":
+        return reached & ~d["died_before_window"].fillna(False).astype(bool)
+    return reached
+
+
 def population(d: pd.DataFrame, deaths: str = "composite",
                work: tuple[str, ...] = WORK) -> pd.DataFrame:
-    """The people the status at two years is due from, with ``rtw_y`` (1 in work or
-    education, 0 not, NaN missing: to impute), ``rtw_missing`` and the imputation model's
-    predictors ``rtw_place`` (cluster, else site), ``rtw_base`` and ``rtw_last``."""
+    """The people the status at two years is due from (:func:`in_population`), with
+    ``rtw_y`` (1 in work or education, 0 not, NaN missing: to impute), ``rtw_missing`` and
+    the imputation model's predictors ``rtw_place`` (cluster, else site), ``rtw_base`` and
+    ``rtw_last``."""
     # the selection is a new frame: a shallow copy of it (not a second deep one) takes columns
-    pop = d[d["window_reached"].fillna(False).astype(bool)].copy(deep=False)
+    pop = d[in_population(d, deaths)].copy(deep=False)
     died = pop["died_before_window"].fillna(False).astype(bool)
-    if deaths == "while_alive":
-        pop, died = pop[~died], died[~died]
     y = pop["rtw_2y"].astype(float)
     y = y.where(~died, 0.0)
     pop["rtw_y"] = y

@@ -140,10 +140,10 @@ def _missing_rows(d: pd.DataFrame, plan: AnalysisPlan, op: OutcomePlan, why: pd.
     elif op.name == "return_to_work" and "window_reached" in d:
         reached = d["window_reached"].fillna(False).astype(bool)
         died = d["died_before_window"].fillna(False).astype(bool) & reached
-        if plan.rtw_deaths == "composite":   # a death is a value (not working), not missing
-            analysed = reached.copy()
-        else:
-            analysed = reached & ~died
+        # composite: a death is a value (not working), not missing
+        from pipeline.analyses.return_to_work import in_population
+
+        analysed = in_population(d, plan.rtw_deaths)
         no_rec = reached & ~died & d["rtw_2y"].isna()
         reason = why.where(~reached)
         reason = reason.where(reason != "complete", "not_long_enough")

@@ -83,12 +83,12 @@ def cif_rows(d: pd.DataFrame, shape: str, rep: int) -> list[dict]:
     aj = aalen_johansen(d, "relapse_time", "relapse_event", cause=1, group="od").at(TAUS)
     a = aj[aj["cause"] == 1].set_index(["group", "time"])
     rows = []
-    for k, tau in enumerate(TAUS):
+    z = stats.norm.ppf(0.975)
+    for tau in TAUS:
         est = a.loc[(1, tau), "cif"] - a.loc[(0, tau), "cif"]
         se = math.hypot(a.loc[(1, tau), "se"], a.loc[(0, tau), "se"])
         rows.append(dict(shape=shape, rep=rep, method=f"cif-ij {int(tau)}", estimate=est,
-                         lower=est - 1.959963984540054 * se,
-                         upper=est + 1.959963984540054 * se, truth=0.0))
+                         lower=est - z * se, upper=est + z * se, truth=0.0))
     for unit in ("cluster_id", "site_id"):
         v, est, g = cif_difference_jackknife(d, "relapse_time", "relapse_event", 1, TAUS,
                                              "od", unit)

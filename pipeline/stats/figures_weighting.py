@@ -66,7 +66,7 @@ def plot_love(balance: pd.DataFrame, threshold: float = SMD_THRESHOLD,
     mortality and hospitalization. Eur Heart J 2006;27:1431-1439 (the plot's namesake).
     Greifer N. cobalt: ``love.plot``.
     """
-    t = balance.reset_index(drop=True).copy()
+    t = balance.reset_index(drop=True)   # a new frame: the columns set below are its own
     for c in ("smd_before", "smd_after"):   # a column of nulls read back as Int64 <NA>
         t[c] = pd.to_numeric(t[c], errors="coerce").astype(float)
     k = len(t)
